@@ -1,0 +1,43 @@
+"""The exceptions django-eventtrack raises, so callers can ``except`` precisely.
+
+Every message says what was wrong and what to do about it, and none ever
+contains a credential: vendor error bodies are redacted before they are kept.
+"""
+
+from __future__ import annotations
+
+
+class EventTrackError(Exception):
+    """Base class of every error this package raises."""
+
+
+class ConfigurationError(EventTrackError):
+    """A setting or environment variable is missing or malformed."""
+
+
+class InvalidEvent(EventTrackError, ValueError):
+    """The event itself is wrong: bad name, unserialisable properties, naive timestamp...
+
+    ``field`` names the offending part (``"name"``, ``"properties.price"``,
+    ``"timestamp"``...), so a caller or a form can point at it.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class VendorAPIError(EventTrackError):
+    """A vendor refused or failed a request.
+
+    ``vendor`` is the vendor's name, ``status`` the HTTP status (``None`` for a
+    transport failure) and ``body`` the redacted answer, cut to a sane length.
+    """
+
+    def __init__(
+        self, message: str, *, vendor: str, status: int | None = None, body: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.vendor = vendor
+        self.status = status
+        self.body = body

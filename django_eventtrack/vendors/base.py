@@ -1,0 +1,242 @@
+"""What every vendor adapter shares: the request description, the outcome, and
+the reading of HTTP answers.
+
+An adapter is pure: events in, a :class:`VendorRequest` out; a
+:class:`VendorResponse` in, an :class:`Outcome` out. It never opens a socket
+(the shared HTTP layer in :mod:`django_eventtrack.http` does), so the same
+adapter serves a dry run, a synchronous send and a background worker.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from django_eventtrack.redaction import redact, truncate
+
+if TYPE_CHECKING:
+    from django_eventtrack.conf import VendorConfig
+    from django_eventtrack.event import Event
+
+JSONObject = dict[str, Any]
+
+#: Statuses that mean "not now, try again later" for every vendor. 408 and 425
+#: are the HTTP spellings of "too early / too slow", 429 is rate limiting and
+#: every 5xx is the vendor's own trouble (VENDORS.md §5).
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
+class OutcomeKind(StrEnum):
+    """How one delivery attempt ended."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The verdict on one attempt, with a message that is safe to log and store."""
+
+    kind: OutcomeKind
+    http_status: int | None = None
+    message: str = ""
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.kind is OutcomeKind.DELIVERED
+
+
+@dataclass(frozen=True)
+class VendorRequest:
+    """An HTTP request described as data: what would go on the wire."""
+
+    vendor: str
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: JSONObject
+    event_ids: tuple[str, ...]
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def body_bytes(self) -> bytes:
+        """The exact bytes sent: compact UTF-8 JSON."""
+        return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def masked(self) -> dict[str, Any]:
+        """The request with every credential masked, for ``--dry-run`` and logs."""
+        text = redact(json.dumps(self.body, ensure_ascii=False, indent=2), self.secrets)
+        return {
+            "method": self.method,
+            "url": redact(self.url, self.secrets),
+            "headers": {k: redact(v, self.secrets) for k, v in self.headers.items()},
+            "body": json.loads(text),
+        }
+
+
+@dataclass(frozen=True)
+class VendorResponse:
+    """What came back: status, headers (lower-cased names) and the raw body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body parsed as JSON, or ``None`` when it is empty or not JSON."""
+        try:
+            return json.loads(self.body) if self.body else None
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date).
+
+    Returns ``None`` for a missing or unreadable header; clamps to an hour so a
+    hostile or buggy answer cannot park a delivery for a year.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    seconds: float
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+class VendorAdapter:
+    """Base of the four vendor modules; subclasses hold only what differs.
+
+    Class attributes describe the vendor to the settings layer (which
+    credentials it needs, its default base URL) and to the sender (how many
+    events one request may carry).
+    """
+
+    name: ClassVar[str]
+    display_name: ClassVar[str]
+    #: Setting names of the credentials, all required for the vendor to be active.
+    credential_settings: ClassVar[tuple[str, ...]]
+    default_api_url: ClassVar[str]
+    #: The documented path appended to ``API_URL``.
+    path: ClassVar[str]
+    max_batch_size: ClassVar[int] = 1
+
+    def __init__(self, config: VendorConfig) -> None:
+        self.config = config
+
+    # -- deciding ---------------------------------------------------------
+    def vendor_event_name(self, event: Event) -> str:
+        """Our event name in this vendor's vocabulary (``EVENT_NAMES`` map)."""
+        return self.config.event_names.get(event.name, event.name)
+
+    def receives(self, event: Event) -> bool:
+        """Whether the ``EVENTS`` filter lets this event through to the vendor."""
+        return self.config.events is None or event.name in self.config.events
+
+    def skip_reason(self, event: Event) -> str | None:
+        """Why this vendor cannot take the event at all (e.g. no identity), or None."""
+        return None
+
+    # -- building ---------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self.config.api_url + self.path
+
+    def headers(self) -> dict[str, str]:
+        """Vendor headers on top of the shared ones (JSON content type, User-Agent)."""
+        return {}
+
+    def body(self, events: Sequence[Event]) -> JSONObject:
+        raise NotImplementedError
+
+    def build_request(self, events: Sequence[Event]) -> VendorRequest:
+        """The full request for ``events`` (at most ``max_batch_size`` of them)."""
+        if not 0 < len(events) <= self.max_batch_size:
+            raise ValueError(
+                f"{self.display_name} takes 1 to {self.max_batch_size} events per request, "
+                f"got {len(events)}"
+            )
+        body = self.body(events)
+        for event in events:
+            body = deep_merge(body, event.vendor_extra.get(self.name, {}))
+        return VendorRequest(
+            vendor=self.name,
+            method="POST",
+            url=self.url,
+            headers={"Content-Type": "application/json", "Accept": "application/json"}
+            | self.headers(),
+            body=body,
+            event_ids=tuple(str(event.id) for event in events),
+            secrets=self.config.secrets,
+        )
+
+    # -- reading the answer -----------------------------------------------
+    def classify(self, response: VendorResponse) -> Outcome:
+        """Delivered on any 2xx the vendor does not contradict; retry on 408, 425,
+        429 and 5xx (honouring ``Retry-After``); failed for good on anything else.
+        """
+        status = response.status
+        payload = response.json()
+        if 200 <= status < 300:
+            failure = self.failure_in_success(payload)
+            if failure is None:
+                return Outcome(OutcomeKind.DELIVERED, status)
+            return Outcome(OutcomeKind.FAILED, status, self._safe(failure))
+        message = self._safe(self.error_message(payload) or _body_text(response))
+        message = f"HTTP {status}: {message}" if message else f"HTTP {status}"
+        if status in RETRYABLE_STATUSES or status >= 500:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            return Outcome(OutcomeKind.RETRY, status, message, retry_after)
+        return Outcome(OutcomeKind.FAILED, status, message)
+
+    def failure_in_success(self, payload: Any) -> str | None:
+        """A refusal hidden in a 2xx body (Browsee's ``status: failure``), or None."""
+        return None
+
+    def error_message(self, payload: Any) -> str | None:
+        """The vendor's own words from an error body, or None to use the raw text."""
+        return None
+
+    def _safe(self, text: str) -> str:
+        return truncate(redact(text, self.config.secrets))
+
+
+def _body_text(response: VendorResponse) -> str:
+    return response.body.decode("utf-8", "replace").strip()
+
+
+def deep_merge(base: JSONObject, extra: Mapping[str, Any]) -> JSONObject:
+    """``base`` with ``extra`` laid over it; nested objects merge, other values replace."""
+    if not extra:
+        return base
+    merged = dict(base)
+    for key, value in extra.items():
+        current = merged.get(key)
+        if isinstance(current, dict) and isinstance(value, Mapping):
+            merged[key] = deep_merge(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO-8601 in UTC with milliseconds and ``Z``, the form Browsee's docs show
+    and every vendor that takes a string accepts."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
