@@ -1,0 +1,110 @@
+"""What ``manage.py send_event`` does, as functions tests and scripts can call.
+
+The command itself only parses arguments; turning them into an event, sending
+it and printing the result lives here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from django_eventtrack import http
+from django_eventtrack.errors import InvalidEvent
+from django_eventtrack.sending import Result, Target
+from django_eventtrack.vendors import OutcomeKind
+from django_eventtrack.vendors.base import VendorRequest
+
+
+def parse_properties(json_text: str | None, pairs: Sequence[str]) -> dict[str, Any]:
+    """``--properties JSON`` overlaid with each ``--property``.
+
+    ``KEY=VALUE`` sets a string; ``KEY:=JSON`` sets a JSON value (a number,
+    ``true``, an object...), as HTTPie spells it.
+    """
+    properties: dict[str, Any] = {}
+    if json_text is not None:
+        try:
+            loaded = json.loads(json_text)
+        except ValueError as exc:
+            raise InvalidEvent(f"--properties is not valid JSON: {exc}", field="properties") from None
+        if not isinstance(loaded, dict):
+            raise InvalidEvent(
+                f"--properties must be a JSON object like '{{\"plan\": \"pro\"}}', "
+                f"got a {type(loaded).__name__}",
+                field="properties",
+            )
+        properties.update(loaded)
+    for pair in pairs:
+        properties.update([parse_property(pair)])
+    return properties
+
+
+def parse_property(pair: str) -> tuple[str, Any]:
+    key, sep, value = pair.partition("=")
+    if not sep or not key or key == ":":
+        raise InvalidEvent(
+            f"--property {pair!r} is not KEY=VALUE (or KEY:=JSON for numbers and objects)",
+            field="properties",
+        )
+    if not key.endswith(":"):
+        return key, value
+    try:
+        return key[:-1], json.loads(value)
+    except ValueError as exc:
+        raise InvalidEvent(
+            f"--property {pair!r}: the value after := is not valid JSON ({exc})",
+            field=f"properties.{key[:-1]}",
+        ) from None
+
+
+def parse_timestamp(text: str | None) -> datetime | None:
+    """An ISO-8601 time with an offset (``2026-11-23T10:00:00Z``); naive is refused."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidEvent(
+            f"--timestamp {text!r} is not ISO-8601, e.g. 2026-11-23T10:00:00Z", field="timestamp"
+        ) from None
+    if moment.tzinfo is None:
+        raise InvalidEvent(
+            f"--timestamp {text!r} has no timezone; add Z or an offset like +02:00",
+            field="timestamp",
+        )
+    return moment
+
+
+def format_result(result: Result) -> str:
+    """One line per vendor: ``hackle: delivered (HTTP 200)``."""
+    outcome = result.outcome
+    status = f" (HTTP {outcome.http_status})" if outcome.http_status else ""
+    label = {
+        OutcomeKind.DELIVERED: "delivered",
+        OutcomeKind.SKIPPED: "skipped",
+        OutcomeKind.RETRY: "not delivered, retryable",
+        OutcomeKind.FAILED: "failed",
+    }[outcome.kind]
+    message = f": {outcome.message}" if outcome.message else ""
+    return f"{result.vendor}: {label}{status}{message}"
+
+
+def all_accepted(results: Iterable[Result]) -> bool:
+    """True when every targeted vendor took the event (a skip is not acceptance)."""
+    results = list(results)
+    return bool(results) and all(result.outcome.ok for result in results)
+
+
+def format_request(target: Target, request: VendorRequest | None) -> str:
+    """The request as HTTP text with credentials masked, or the reason it is skipped."""
+    if request is None:
+        return f"# {target.vendor}: skipped: {target.skip_reason}\n"
+    masked = request.masked()
+    headers = {"User-Agent": http.USER_AGENT, **masked["headers"]}
+    lines = [f"# {target.vendor}", f"{masked['method']} {masked['url']}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    lines += ["", json.dumps(masked["body"], indent=2, ensure_ascii=False), ""]
+    return "\n".join(lines)

@@ -1,0 +1,331 @@
+"""Settings, resolved in one place.
+
+Every value is looked up in the same order: the ``EVENTTRACK`` dict in Django
+settings, then an ``EVENTTRACK_*`` environment variable (read with
+django-environ), then the default. Anything missing or malformed raises
+:class:`~django_eventtrack.errors.ConfigurationError` naming both the setting
+and the environment variable, so the fix is obvious whichever one you use.
+
+The resolved configuration is cached and rebuilt when a test changes
+settings (Django's ``setting_changed`` signal) or when :func:`reload` is called.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import environ
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from django_eventtrack.errors import ConfigurationError
+
+T = TypeVar("T")
+
+DEFAULT_DELIVERY = "thread"
+DEFAULT_CONNECT_TIMEOUT = 3.05
+DEFAULT_READ_TIMEOUT = 10.0
+DEFAULT_MAX_ATTEMPTS = 10
+
+#: Keys a vendor's dict may hold besides its credentials.
+VENDOR_OPTIONS = frozenset(
+    {"API_URL", "EVENTS", "EVENT_NAMES", "TIMEOUT", "CONNECT_TIMEOUT", "MAX_ATTEMPTS", "ENABLED"}
+)
+#: Top-level keys of ``EVENTTRACK``.
+TOP_LEVEL_KEYS = frozenset({"VENDORS", "DELIVERY", "RAISE_ON_INVALID"})
+
+_env = environ.Env()
+
+
+@dataclass(frozen=True)
+class VendorConfig:
+    """One vendor's resolved settings. ``active`` is False when credentials are absent."""
+
+    name: str
+    credentials: Mapping[str, str]
+    api_url: str
+    events: frozenset[str] | None = None
+    event_names: Mapping[str, str] | None = None
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    active: bool = True
+
+    def __post_init__(self) -> None:
+        if self.event_names is None:
+            object.__setattr__(self, "event_names", {})
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every credential value, for redaction."""
+        return tuple(value for value in self.credentials.values() if value)
+
+    def credential(self, key: str) -> str:
+        return self.credentials[key]
+
+    def __repr__(self) -> str:
+        return f"VendorConfig(name={self.name!r}, api_url={self.api_url!r}, active={self.active})"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole resolved ``EVENTTRACK`` configuration."""
+
+    vendors: Mapping[str, VendorConfig]
+    delivery: str
+    raise_on_invalid: bool
+
+    @property
+    def active_vendors(self) -> dict[str, VendorConfig]:
+        return {name: vendor for name, vendor in self.vendors.items() if vendor.active}
+
+
+def setting_path(*parts: str) -> str:
+    """``EVENTTRACK["VENDORS"]["hackle"]["API_KEY"]`` for the parts given."""
+    return "EVENTTRACK" + "".join(f"[{part!r}]" for part in parts).replace("'", '"')
+
+
+def env_name(*parts: str) -> str:
+    """``EVENTTRACK_HACKLE_API_KEY`` for ``("hackle", "API_KEY")``."""
+    return "_".join(("EVENTTRACK", *(part.upper() for part in parts)))
+
+
+def lookup(
+    section: Mapping[str, Any],
+    key: str,
+    *,
+    path: tuple[str, ...],
+    parse: Callable[[Any, str], T],
+    default: T,
+) -> T:
+    """The one lookup: ``section[key]``, else the environment variable, else ``default``.
+
+    ``parse(raw, where)`` converts and validates the raw value; ``where`` names
+    both places to fix it, for the error message.
+    """
+    where = f"{setting_path(*path, key)} (or environment variable {env_name(*path[1:], key)})"
+    if key in section and section[key] is not None:
+        return parse(section[key], where)
+    variable = env_name(*path[1:], key)
+    if variable in os.environ:
+        return parse(_env.str(variable), where)
+    return default
+
+
+def get_config() -> Config:
+    """The resolved configuration (cached; see :func:`reload`)."""
+    return _build_config()
+
+
+@functools.cache
+def _build_config() -> Config:
+    # Imported here: the registry imports adapters, which import this module.
+    from django_eventtrack.vendors import ADAPTERS
+
+    raw = getattr(settings, "EVENTTRACK", {}) or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigurationError(
+            f"EVENTTRACK must be a dict, got {type(raw).__name__}; see the README's "
+            "Configuration section"
+        )
+    unknown = set(raw) - TOP_LEVEL_KEYS
+    if unknown:
+        raise ConfigurationError(
+            f"EVENTTRACK has unknown keys {sorted(unknown)}; expected some of {sorted(TOP_LEVEL_KEYS)}"
+        )
+    vendors_raw = raw.get("VENDORS") or {}
+    if not isinstance(vendors_raw, Mapping):
+        raise ConfigurationError('EVENTTRACK["VENDORS"] must be a dict of vendor name to settings')
+    unknown = set(vendors_raw) - set(ADAPTERS)
+    if unknown:
+        raise ConfigurationError(
+            f'EVENTTRACK["VENDORS"] names unknown vendors {sorted(unknown)}; '
+            f"the vendors are {sorted(ADAPTERS)}"
+        )
+    vendors = {
+        name: _vendor_config(name, vendors_raw.get(name) or {}, adapter)
+        for name, adapter in ADAPTERS.items()
+    }
+    return Config(
+        vendors=vendors,
+        delivery=lookup(raw, "DELIVERY", path=(), parse=_parse_delivery, default=DEFAULT_DELIVERY),
+        raise_on_invalid=lookup(
+            raw, "RAISE_ON_INVALID", path=(), parse=_parse_bool, default=True
+        ),
+    )
+
+
+def _vendor_config(name: str, raw: Mapping[str, Any], adapter: Any) -> VendorConfig:
+    path = ("VENDORS", name)
+    if not isinstance(raw, Mapping):
+        raise ConfigurationError(f"{setting_path(*path)} must be a dict of settings")
+    credential_keys: tuple[str, ...] = adapter.credential_settings
+    unknown = set(raw) - VENDOR_OPTIONS - set(credential_keys)
+    if unknown:
+        raise ConfigurationError(
+            f"{setting_path(*path)} has unknown keys {sorted(unknown)}; expected credentials "
+            f"{list(credential_keys)} and options {sorted(VENDOR_OPTIONS)}"
+        )
+    credentials = {
+        key: lookup(raw, key, path=path, parse=_parse_secret, default="")
+        for key in credential_keys
+    }
+    present = [key for key, value in credentials.items() if value]
+    if present and len(present) != len(credential_keys):
+        missing = next(key for key in credential_keys if not credentials[key])
+        raise ConfigurationError(
+            f"{adapter.display_name} is half configured: {', '.join(present)} is set but "
+            f"{missing} is not; set {setting_path(*path, missing)} or environment variable "
+            f"{env_name(name, missing)} (or remove the others to turn {adapter.display_name} off)"
+        )
+    enabled = lookup(raw, "ENABLED", path=path, parse=_parse_bool, default=True)
+    connect_timeout = lookup(
+        raw, "CONNECT_TIMEOUT", path=path, parse=_parse_timeout, default=DEFAULT_CONNECT_TIMEOUT
+    )
+    return VendorConfig(
+        name=name,
+        credentials=credentials,
+        api_url=lookup(
+            raw, "API_URL", path=path, parse=_parse_url, default=adapter.default_api_url
+        ),
+        events=lookup(raw, "EVENTS", path=path, parse=_parse_events, default=None),
+        event_names=lookup(raw, "EVENT_NAMES", path=path, parse=_parse_event_names, default={}),
+        connect_timeout=connect_timeout,
+        read_timeout=lookup(
+            raw, "TIMEOUT", path=path, parse=_parse_timeout, default=DEFAULT_READ_TIMEOUT
+        ),
+        max_attempts=lookup(
+            raw, "MAX_ATTEMPTS", path=path, parse=_parse_attempts, default=DEFAULT_MAX_ATTEMPTS
+        ),
+        active=bool(present) and enabled,
+    )
+
+
+# -- parsers: (raw value, where to fix it) -> value ---------------------------
+
+
+def _parse_secret(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{where} must be a string, got {type(value).__name__}")
+    value = value.strip()
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ConfigurationError(f"{where} contains whitespace or control characters")
+    return value
+
+
+def _parse_url(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{where} must be a URL string, got {type(value).__name__}")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"{where} must be an http(s) URL with a host, like https://api.example.com; "
+            f"got {value!r}"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigurationError(f"{where} must not have a query string or fragment")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def _parse_timeout(value: Any, where: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{where} must be a number of seconds, got {value!r}") from None
+    if not 0 < seconds <= 300:
+        raise ConfigurationError(f"{where} must be between 0 and 300 seconds, got {value!r}")
+    return seconds
+
+
+def _parse_attempts(value: Any, where: str) -> int:
+    try:
+        attempts = int(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{where} must be a whole number, got {value!r}") from None
+    if attempts < 1:
+        raise ConfigurationError(f"{where} must be at least 1, got {value!r}")
+    return attempts
+
+
+def _parse_bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"{where} must be true or false, got {value!r}")
+
+
+def _parse_events(value: Any, where: str) -> frozenset[str]:
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list | tuple | set | frozenset) or not all(
+        isinstance(name, str) for name in names
+    ):
+        raise ConfigurationError(
+            f"{where} must be a list of event names (or a comma-separated string)"
+        )
+    return frozenset(name.strip() for name in names if name.strip())
+
+
+def _parse_event_names(value: Any, where: str) -> dict[str, str]:
+    if isinstance(value, str):
+        value = _parse_pairs(value, where)
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
+    ):
+        raise ConfigurationError(
+            f"{where} must map our event names to the vendor's, like "
+            '{"product.purchased": "purchase"} (or "product.purchased=purchase,..." in the '
+            "environment)"
+        )
+    return dict(value)
+
+
+def _parse_pairs(value: str, where: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        ours, sep, theirs = item.partition("=")
+        if not sep:
+            raise ConfigurationError(f"{where}: {item!r} is not NAME=VENDOR_NAME")
+        pairs[ours.strip()] = theirs.strip()
+    return pairs
+
+
+def _parse_delivery(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(
+            f"{where} must name a delivery backend (sync, thread, worker, celery, tasks) or "
+            "a dotted path to one"
+        )
+    return value.strip()
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` points at this machine (plain http is fine there)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def reload() -> None:
+    """Forget the cached configuration (after changing settings or the environment)."""
+    _build_config.cache_clear()
+
+
+@receiver(setting_changed)
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "EVENTTRACK":
+        reload()

@@ -1,0 +1,303 @@
+"""The normalised event: one vocabulary for every caller, checked once.
+
+Views, signal hooks and ``send_event`` all build an :class:`Event`; vendor
+adapters only ever read one. Validation happens here, at construction, so a
+programming error (a bad name, a property that is not JSON) surfaces in the
+caller's code with the offending field named, never later in a worker.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.utils import timezone
+
+from django_eventtrack.errors import InvalidEvent
+
+MAX_NAME_LENGTH = 128
+MAX_KEY_LENGTH = 128
+MAX_STRING_LENGTH = 65_536
+MAX_DEPTH = 8
+MAX_ITEMS = 1_000
+MAX_IDENTIFIER_LENGTH = 256
+#: How far ahead of our clock an event may be stamped (clock skew between hosts).
+MAX_FUTURE = timedelta(days=1)
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*")
+IDENTIFIER_PATTERN = re.compile(r"[\x21-\x7e]+")
+
+JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who an event is about, in every vendor's words.
+
+    ``user_id`` is the logged-in user, ``anonymous_id`` our first-party visitor
+    id; the rest are the vendors' own browser ids captured by the middleware
+    (or passed explicitly): Hellotext ``profile`` and ``session``, Hackle
+    ``device_id``, Browsee's anonymous id and PrimeData's session id.
+    """
+
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    profile: str | None = None
+    session: str | None = None
+    device_id: str | None = None
+    browsee_anonymous_id: str | None = None
+    primedata_session_id: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in self.field_names():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
+                object.__setattr__(self, name, value)
+            if not isinstance(value, str):
+                raise InvalidEvent(
+                    f"identity.{name} must be a string, got {type(value).__name__}",
+                    field=f"identity.{name}",
+                )
+            if value == "":
+                object.__setattr__(self, name, None)
+                continue
+            if len(value) > MAX_IDENTIFIER_LENGTH or not IDENTIFIER_PATTERN.fullmatch(value):
+                raise InvalidEvent(
+                    f"identity.{name} must be 1 to {MAX_IDENTIFIER_LENGTH} printable ASCII "
+                    "characters without spaces",
+                    field=f"identity.{name}",
+                )
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return (
+            "user_id",
+            "anonymous_id",
+            "profile",
+            "session",
+            "device_id",
+            "browsee_anonymous_id",
+            "primedata_session_id",
+        )
+
+    def merged(self, other: Identity) -> Identity:
+        """This identity with the blanks filled from ``other``; set values win."""
+        return Identity(
+            **{name: getattr(self, name) or getattr(other, name) for name in self.field_names()}
+        )
+
+    @property
+    def fallback_anonymous_id(self) -> str | None:
+        """The best anonymous token for vendors that need one when no user id is known:
+        our own anonymous id, else the Hellotext profile, else its session."""
+        return self.anonymous_id or self.profile or self.session
+
+    def as_dict(self) -> dict[str, str]:
+        return {name: value for name in self.field_names() if (value := getattr(self, name))}
+
+
+@dataclass(frozen=True)
+class Event:
+    """A validated, normalised event; build it with :meth:`create`."""
+
+    name: str
+    properties: Mapping[str, JSONValue]
+    timestamp: datetime
+    identity: Identity = field(default_factory=Identity)
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    #: Per-vendor additions merged into that vendor's request body as-is
+    #: (``{"hackle": {"event": {"value": 42}}}``), for what the core does not model.
+    vendor_extra: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        identity: Identity | None = None,
+        timestamp: datetime | None = None,
+        event_id: uuid.UUID | str | None = None,
+        vendor_extra: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Event:
+        """Validate and normalise; raises :class:`InvalidEvent` naming the bad field."""
+        return cls(
+            name=validate_name(name),
+            properties=normalise_properties(properties),
+            timestamp=validate_timestamp(timestamp),
+            identity=identity or Identity(),
+            id=_event_id(event_id),
+            vendor_extra=_vendor_extra(vendor_extra),
+        )
+
+    @property
+    def noun(self) -> str:
+        """The part before the first dot: ``product`` for ``product.purchased``."""
+        return self.name.split(".", 1)[0]
+
+
+def validate_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise InvalidEvent(
+            f"event name must be a string, got {type(name).__name__}", field="name"
+        )
+    if not name:
+        raise InvalidEvent("event name must not be empty", field="name")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidEvent(
+            f"event name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}",
+            field="name",
+        )
+    if not NAME_PATTERN.fullmatch(name):
+        raise InvalidEvent(
+            f"event name {name!r} may only contain letters, digits and _ . : - "
+            "and must start with a letter or digit (e.g. 'product.purchased')",
+            field="name",
+        )
+    return name
+
+
+def validate_timestamp(timestamp: object) -> datetime:
+    """An aware datetime converted to UTC; ``None`` means now."""
+    if timestamp is None:
+        return timezone.now()
+    if not isinstance(timestamp, datetime):
+        raise InvalidEvent(
+            f"timestamp must be a datetime, got {type(timestamp).__name__}", field="timestamp"
+        )
+    if timezone.is_naive(timestamp):
+        raise InvalidEvent(
+            "timestamp must be timezone-aware (e.g. datetime.now(UTC) or "
+            "django.utils.timezone.now()); a naive time is ambiguous",
+            field="timestamp",
+        )
+    moment = timestamp.astimezone(UTC)
+    if moment > timezone.now() + MAX_FUTURE:
+        raise InvalidEvent(
+            f"timestamp {moment.isoformat()} is more than a day in the future",
+            field="timestamp",
+        )
+    return moment
+
+
+def normalise_properties(properties: Mapping[str, Any] | None) -> dict[str, JSONValue]:
+    """Properties as plain JSON: ``Decimal`` becomes a number, aware ``datetime``
+    an ISO string, ``date`` and ``UUID`` strings, tuples lists. Anything else is
+    refused with the path of the offending key."""
+    if properties is None:
+        return {}
+    if not isinstance(properties, Mapping):
+        raise InvalidEvent(
+            f"properties must be a mapping, got {type(properties).__name__}", field="properties"
+        )
+    counter = [0]
+    return _normalise_mapping(properties, "properties", 1, counter)
+
+
+def _normalise_mapping(
+    value: Mapping[Any, Any], path: str, depth: int, counter: list[int]
+) -> dict[str, JSONValue]:
+    if depth > MAX_DEPTH:
+        raise InvalidEvent(f"{path} is nested deeper than {MAX_DEPTH} levels", field=path)
+    result: dict[str, JSONValue] = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise InvalidEvent(
+                f"{path} has a key of type {type(key).__name__}; keys must be strings",
+                field=path,
+            )
+        child = f"{path}.{key}"
+        if not key or len(key) > MAX_KEY_LENGTH:
+            raise InvalidEvent(
+                f"{child} key must be 1 to {MAX_KEY_LENGTH} characters", field=child
+            )
+        result[key] = _normalise_value(item, child, depth, counter)
+    return result
+
+
+def _normalise_value(value: Any, path: str, depth: int, counter: list[int]) -> JSONValue:
+    counter[0] += 1
+    if counter[0] > MAX_ITEMS:
+        raise InvalidEvent(
+            f"properties hold more than {MAX_ITEMS} values; send less", field=path
+        )
+    if value is None or isinstance(value, bool | int):
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, float | Decimal):
+        return _number(value, path)
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_LENGTH:
+            raise InvalidEvent(
+                f"{path} is {len(value)} characters long; the limit is {MAX_STRING_LENGTH}",
+                field=path,
+            )
+        return value
+    if isinstance(value, datetime):
+        if timezone.is_naive(value):
+            raise InvalidEvent(f"{path} is a naive datetime; make it timezone-aware", field=path)
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Mapping):
+        return _normalise_mapping(value, path, depth + 1, counter)  # type: ignore[return-value]
+    if isinstance(value, list | tuple):
+        if depth + 1 > MAX_DEPTH:
+            raise InvalidEvent(f"{path} is nested deeper than {MAX_DEPTH} levels", field=path)
+        return [
+            _normalise_value(item, f"{path}[{index}]", depth + 1, counter)
+            for index, item in enumerate(value)
+        ]
+    raise InvalidEvent(
+        f"{path} is a {type(value).__name__}, which is not JSON; use a string, number, "
+        "boolean, None, list or dict (Decimal, datetime, date and UUID are converted)",
+        field=path,
+    )
+
+
+def _number(value: float | Decimal, path: str) -> int | float:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise InvalidEvent(f"{path} is {value}, which JSON cannot carry", field=path)
+        exact_integer = value == value.to_integral_value() and int(value.as_tuple().exponent) >= 0
+        return int(value) if exact_integer else float(value)
+    if not math.isfinite(value):
+        raise InvalidEvent(f"{path} is {value}, which JSON cannot carry", field=path)
+    return value
+
+
+def _event_id(event_id: uuid.UUID | str | None) -> uuid.UUID:
+    if event_id is None:
+        return uuid.uuid4()
+    if isinstance(event_id, uuid.UUID):
+        return event_id
+    try:
+        return uuid.UUID(str(event_id))
+    except ValueError:
+        raise InvalidEvent(f"event id {event_id!r} is not a UUID", field="id") from None
+
+
+def _vendor_extra(
+    vendor_extra: Mapping[str, Mapping[str, Any]] | None,
+) -> dict[str, dict[str, JSONValue]]:
+    if not vendor_extra:
+        return {}
+    result: dict[str, dict[str, JSONValue]] = {}
+    for vendor, extra in vendor_extra.items():
+        if not isinstance(extra, Mapping):
+            raise InvalidEvent(
+                f"vendor_extra[{vendor!r}] must be a mapping", field=f"vendor_extra.{vendor}"
+            )
+        counter = [0]
+        result[vendor] = _normalise_mapping(extra, f"vendor_extra.{vendor}", 1, counter)
+    return result

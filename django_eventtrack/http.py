@@ -1,0 +1,146 @@
+"""The one HTTP layer every vendor shares.
+
+A pooled :class:`requests.Session` per vendor (kept per process: a forked
+worker builds its own instead of sharing sockets with its parent), connect and
+read timeouts from the vendor's settings, and a ``User-Agent`` naming this
+package. Transport failures never escape as ``requests`` exceptions: they come
+back as a retryable :class:`~django_eventtrack.vendors.base.Outcome`, with the
+library's :class:`~django_eventtrack.errors.VendorAPIError` available for
+callers that want an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from django_eventtrack import __version__
+from django_eventtrack.conf import VendorConfig
+from django_eventtrack.errors import VendorAPIError
+from django_eventtrack.redaction import redact, truncate
+from django_eventtrack.vendors.base import (
+    Outcome,
+    OutcomeKind,
+    VendorAdapter,
+    VendorRequest,
+    VendorResponse,
+)
+
+logger = logging.getLogger("django_eventtrack.http")
+
+USER_AGENT = f"django-eventtrack/{__version__} (+https://pypi.org/project/django-eventtrack/)"
+POOL_SIZE = 16
+
+_sessions: dict[str, requests.Session] = {}
+_sessions_pid = os.getpid()
+_sessions_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One request sent (or not): the outcome, the answer if any, and how long it took."""
+
+    outcome: Outcome
+    response: VendorResponse | None
+    elapsed: float
+
+    def raise_for_outcome(self, vendor: str) -> None:
+        """Raise :class:`VendorAPIError` unless the attempt delivered."""
+        if not self.outcome.ok:
+            raise VendorAPIError(
+                f"{vendor}: {self.outcome.message or self.outcome.kind}",
+                vendor=vendor,
+                status=self.outcome.http_status,
+                body=self.outcome.message,
+            )
+
+
+def session_for(vendor: str) -> requests.Session:
+    """This process's pooled session for ``vendor``."""
+    global _sessions_pid
+    with _sessions_lock:
+        if _sessions_pid != os.getpid():
+            # Forked: the parent's sockets are not ours to use.
+            _sessions.clear()
+            _sessions_pid = os.getpid()
+        session = _sessions.get(vendor)
+        if session is None:
+            session = _sessions[vendor] = _new_session()
+        return session
+
+
+def _new_session() -> requests.Session:
+    session = requests.Session()
+    session.headers["User-Agent"] = USER_AGENT
+    # Retries are the outbox's job; a silent urllib3 retry would double-send.
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=POOL_SIZE, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.trust_env = False
+    return session
+
+
+def close_sessions() -> None:
+    """Close every pooled session (tests, shutdown)."""
+    with _sessions_lock:
+        for session in _sessions.values():
+            session.close()
+        _sessions.clear()
+
+
+def send(adapter: VendorAdapter, request: VendorRequest) -> Attempt:
+    """Send ``request`` and let ``adapter`` judge the answer; never raises for the network."""
+    config: VendorConfig = adapter.config
+    started = time.monotonic()
+    try:
+        raw = session_for(request.vendor).request(
+            request.method,
+            request.url,
+            data=request.body_bytes(),
+            headers=dict(request.headers),
+            timeout=(config.connect_timeout, config.read_timeout),
+            allow_redirects=False,
+        )
+    except requests.RequestException as exc:
+        elapsed = time.monotonic() - started
+        message = truncate(redact(f"{_transport_kind(exc)}: {exc}", config.secrets))
+        logger.info(
+            "vendor=%s events=%s transport error after %.3fs: %s",
+            request.vendor,
+            ",".join(request.event_ids),
+            elapsed,
+            message,
+        )
+        return Attempt(Outcome(OutcomeKind.RETRY, None, message), None, elapsed)
+    elapsed = time.monotonic() - started
+    response = VendorResponse(
+        status=raw.status_code,
+        headers={name.lower(): value for name, value in raw.headers.items()},
+        body=raw.content,
+    )
+    outcome = adapter.classify(response)
+    logger.debug(
+        "vendor=%s events=%s status=%s outcome=%s in %.3fs",
+        request.vendor,
+        ",".join(request.event_ids),
+        response.status,
+        outcome.kind,
+        elapsed,
+    )
+    return Attempt(outcome, response, elapsed)
+
+
+def _transport_kind(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.ConnectTimeout):
+        return "connect timeout"
+    if isinstance(exc, requests.ReadTimeout):
+        return "read timeout"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection error"
+    return "request error"

@@ -1,0 +1,82 @@
+"""``manage.py send_event NAME ...``: send one event from a shell, cron job or deploy script."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_eventtrack import commandline, sending
+from django_eventtrack.errors import EventTrackError
+from django_eventtrack.event import Event, Identity
+
+
+class Command(BaseCommand):
+    help = (
+        "Send one event to the configured vendors and print each vendor's answer. "
+        "Exit status 0 only when every targeted vendor accepted it."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name", help="event name, e.g. product.purchased")
+        parser.add_argument("--profile", help="Hellotext profile id")
+        parser.add_argument("--session", help="Hellotext session id (the hello_session cookie)")
+        parser.add_argument("--user-id", help="your user id")
+        parser.add_argument("--anonymous-id", help="an anonymous visitor id")
+        parser.add_argument("--device-id", help="Hackle device id")
+        parser.add_argument("--browsee-anonymous-id", help="Browsee anonymous id")
+        parser.add_argument("--primedata-session-id", help="PrimeData session id")
+        parser.add_argument(
+            "--property",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="a string property; KEY:=JSON for numbers, booleans and objects (repeatable)",
+        )
+        parser.add_argument("--properties", metavar="JSON", help="properties as a JSON object")
+        parser.add_argument(
+            "--vendor",
+            action="append",
+            dest="vendors",
+            metavar="NAME",
+            help="send only to this vendor (repeatable; default: every configured vendor)",
+        )
+        parser.add_argument("--timestamp", help="when it happened, ISO-8601 with a timezone")
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="print the HTTP requests (secrets masked) and send nothing",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            event = Event.create(
+                options["name"],
+                commandline.parse_properties(options["properties"], options["property"]),
+                identity=Identity(
+                    user_id=options["user_id"],
+                    anonymous_id=options["anonymous_id"],
+                    profile=options["profile"],
+                    session=options["session"],
+                    device_id=options["device_id"],
+                    browsee_anonymous_id=options["browsee_anonymous_id"],
+                    primedata_session_id=options["primedata_session_id"],
+                ),
+                timestamp=commandline.parse_timestamp(options["timestamp"]),
+            )
+            if options["dry_run"]:
+                for target, request in sending.render_requests(event, options["vendors"]):
+                    self.stdout.write(commandline.format_request(target, request))
+                return
+            results = sending.deliver_now(event, options["vendors"])
+        except EventTrackError as exc:
+            raise CommandError(str(exc)) from None
+        for result in results:
+            style = self.style.SUCCESS if result.outcome.ok else self.style.ERROR
+            self.stdout.write(style(commandline.format_result(result)))
+        if not commandline.all_accepted(results):
+            refused = sum(not result.outcome.ok for result in results)
+            raise CommandError(
+                f"event {event.id}: {refused} of {len(results)} vendors did not accept it",
+                returncode=2,
+            )

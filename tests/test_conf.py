@@ -1,0 +1,188 @@
+"""Settings resolution: the EVENTTRACK dict, then EVENTTRACK_* variables, then defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pytest_django.fixtures import SettingsWrapper
+
+from django_eventtrack import conf
+from django_eventtrack.conf import get_config
+from django_eventtrack.errors import ConfigurationError
+
+
+def configure(settings: SettingsWrapper, vendors: dict[str, Any], **top: Any) -> None:
+    settings.EVENTTRACK = {"VENDORS": vendors, **top}
+
+
+def test_nothing_configured_means_no_active_vendor_and_thread_delivery(
+    settings: SettingsWrapper,
+) -> None:
+    settings.EVENTTRACK = {}
+    config = get_config()
+    assert config.active_vendors == {}
+    assert set(config.vendors) == {"hellotext", "hackle", "browsee", "primedata"}
+    assert config.delivery == "thread"
+
+
+def test_settings_dict_activates_a_vendor_with_its_default_url(settings: SettingsWrapper) -> None:
+    configure(settings, {"hackle": {"API_KEY": "hk-secret"}})
+    hackle = get_config().vendors["hackle"]
+    assert hackle.active
+    assert hackle.credentials == {"API_KEY": "hk-secret"}
+    assert hackle.api_url == "https://api.hackle.io"
+    assert list(get_config().active_vendors) == ["hackle"]
+
+
+def test_environment_activates_a_vendor(
+    settings: SettingsWrapper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.EVENTTRACK = {}
+    monkeypatch.setenv("EVENTTRACK_PRIMEDATA_CLIENT_ID", "client-1")
+    monkeypatch.setenv("EVENTTRACK_PRIMEDATA_ACCESS_TOKEN", "pd-secret")
+    monkeypatch.setenv("EVENTTRACK_PRIMEDATA_API_URL", "https://eu.primedata.example/")
+    monkeypatch.setenv("EVENTTRACK_DELIVERY", "sync")
+    conf.reload()
+    primedata = get_config().vendors["primedata"]
+    assert primedata.active
+    assert primedata.credentials == {"CLIENT_ID": "client-1", "ACCESS_TOKEN": "pd-secret"}
+    assert primedata.api_url == "https://eu.primedata.example"
+    assert get_config().delivery == "sync"
+
+
+def test_explicit_settings_win_over_the_environment(
+    settings: SettingsWrapper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVENTTRACK_HELLOTEXT_API_TOKEN", "from-env")
+    monkeypatch.setenv("EVENTTRACK_HELLOTEXT_API_URL", "http://127.0.0.1:1/env")
+    configure(settings, {"hellotext": {"API_TOKEN": "from-settings"}})
+    hellotext = get_config().vendors["hellotext"]
+    assert hellotext.credentials["API_TOKEN"] == "from-settings"
+    assert hellotext.api_url == "http://127.0.0.1:1/env"  # not in the dict: env fills it
+
+
+def test_settings_change_is_picked_up_without_restart(settings: SettingsWrapper) -> None:
+    configure(settings, {})
+    assert get_config().active_vendors == {}
+    configure(settings, {"browsee": {"API_KEY": "br-key"}})
+    assert list(get_config().active_vendors) == ["browsee"]
+
+
+def test_per_vendor_options(settings: SettingsWrapper) -> None:
+    configure(
+        settings,
+        {
+            "hackle": {
+                "API_KEY": "k",
+                "EVENTS": ["product.purchased", "user.signed_up"],
+                "EVENT_NAMES": {"product.purchased": "purchase"},
+                "TIMEOUT": 2.5,
+                "CONNECT_TIMEOUT": "1",
+                "MAX_ATTEMPTS": 3,
+            }
+        },
+    )
+    hackle = get_config().vendors["hackle"]
+    assert hackle.events == frozenset({"product.purchased", "user.signed_up"})
+    assert hackle.event_names == {"product.purchased": "purchase"}
+    assert (hackle.connect_timeout, hackle.read_timeout, hackle.max_attempts) == (1.0, 2.5, 3)
+
+
+def test_per_vendor_options_from_the_environment(
+    settings: SettingsWrapper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(settings, {"browsee": {"API_KEY": "k"}})
+    monkeypatch.setenv("EVENTTRACK_BROWSEE_EVENTS", "a.b, c.d")
+    monkeypatch.setenv("EVENTTRACK_BROWSEE_EVENT_NAMES", "a.b=A_B,c.d=C_D")
+    monkeypatch.setenv("EVENTTRACK_BROWSEE_TIMEOUT", "4")
+    conf.reload()
+    browsee = get_config().vendors["browsee"]
+    assert browsee.events == frozenset({"a.b", "c.d"})
+    assert browsee.event_names == {"a.b": "A_B", "c.d": "C_D"}
+    assert browsee.read_timeout == 4.0
+
+
+def test_enabled_false_turns_a_configured_vendor_off(settings: SettingsWrapper) -> None:
+    configure(settings, {"hackle": {"API_KEY": "k", "ENABLED": False}})
+    assert get_config().active_vendors == {}
+
+
+@pytest.mark.parametrize(
+    ("vendors", "top", "expected"),
+    [
+        ({"mixpanel": {}}, {}, "unknown vendors ['mixpanel']"),
+        ({"hackle": {"API_KEY": "k", "APIKEY": "x"}}, {}, "unknown keys ['APIKEY']"),
+        ({}, {"VENDOR": {}}, "EVENTTRACK has unknown keys ['VENDOR']"),
+        (
+            {"hackle": {"API_KEY": "k", "API_URL": "api.hackle.io"}},
+            {},
+            'EVENTTRACK["VENDORS"]["hackle"]["API_URL"] (or environment variable '
+            "EVENTTRACK_HACKLE_API_URL) must be an http(s) URL",
+        ),
+        (
+            {"hackle": {"API_KEY": "k", "TIMEOUT": "soon"}},
+            {},
+            "EVENTTRACK_HACKLE_TIMEOUT) must be a number of seconds",
+        ),
+        ({"hackle": {"API_KEY": "k", "TIMEOUT": 0}}, {}, "between 0 and 300 seconds"),
+        ({"hackle": {"API_KEY": "k", "MAX_ATTEMPTS": 0}}, {}, "must be at least 1"),
+        ({"hackle": {"API_KEY": 42}}, {}, "must be a string, got int"),
+        ({"hackle": {"API_KEY": "a key"}}, {}, "contains whitespace"),
+        ({"hackle": {"API_KEY": "k", "EVENT_NAMES": ["x"]}}, {}, "must map our event names"),
+        ({"hackle": {"API_KEY": "k", "EVENTS": 3}}, {}, "must be a list of event names"),
+        ({"hackle": {"API_KEY": "k", "ENABLED": "maybe"}}, {}, "must be true or false"),
+        ({}, {"DELIVERY": ""}, "must name a delivery backend"),
+    ],
+)
+def test_malformed_settings_name_the_setting_and_variable(
+    settings: SettingsWrapper, vendors: dict[str, Any], top: dict[str, Any], expected: str
+) -> None:
+    configure(settings, vendors, **top)
+    with pytest.raises(ConfigurationError) as caught:
+        get_config()
+    assert expected in str(caught.value)
+
+
+def test_half_configured_vendor_names_what_is_missing(settings: SettingsWrapper) -> None:
+    configure(settings, {"primedata": {"CLIENT_ID": "client-1"}})
+    with pytest.raises(ConfigurationError) as caught:
+        get_config()
+    message = str(caught.value)
+    assert "PrimeData is half configured" in message
+    assert 'EVENTTRACK["VENDORS"]["primedata"]["ACCESS_TOKEN"]' in message
+    assert "EVENTTRACK_PRIMEDATA_ACCESS_TOKEN" in message
+
+
+def test_malformed_environment_value_is_an_error(
+    settings: SettingsWrapper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(settings, {"hellotext": {"API_TOKEN": "t"}})
+    monkeypatch.setenv("EVENTTRACK_HELLOTEXT_API_URL", "ftp://files.example.com")
+    conf.reload()
+    with pytest.raises(ConfigurationError, match="EVENTTRACK_HELLOTEXT_API_URL"):
+        get_config()
+
+
+def test_secrets_stay_out_of_repr_and_errors(settings: SettingsWrapper) -> None:
+    configure(settings, {"hackle": {"API_KEY": "hk-very-secret", "TIMEOUT": "x"}})
+    with pytest.raises(ConfigurationError) as caught:
+        get_config()
+    assert "hk-very-secret" not in str(caught.value)
+    configure(settings, {"hackle": {"API_KEY": "hk-very-secret"}})
+    hackle = get_config().vendors["hackle"]
+    assert "hk-very-secret" not in repr(hackle)
+    assert hackle.secrets == ("hk-very-secret",)
+
+
+@pytest.mark.parametrize(
+    ("url", "loopback"),
+    [
+        ("http://127.0.0.1:8900/hackle", True),
+        ("http://localhost:8900", True),
+        ("http://[::1]:80", True),
+        ("https://api.hackle.io", False),
+    ],
+)
+def test_is_loopback_url(url: str, loopback: bool) -> None:
+    assert conf.is_loopback_url(url) is loopback

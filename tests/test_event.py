@@ -1,0 +1,175 @@
+"""The normalised event: names, properties, timestamps and identity are checked once."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from django_eventtrack.errors import InvalidEvent
+from django_eventtrack.event import MAX_DEPTH, MAX_ITEMS, Event, Identity
+
+
+def test_defaults_give_an_id_a_utc_timestamp_and_empty_properties() -> None:
+    before = datetime.now(UTC)
+    event = Event.create("product.purchased")
+    assert isinstance(event.id, uuid.UUID)
+    assert event.timestamp.tzinfo is UTC
+    assert before <= event.timestamp <= datetime.now(UTC)
+    assert event.properties == {}
+    assert event.identity == Identity()
+    assert event.noun == "product"
+
+
+def test_properties_are_normalised_to_json() -> None:
+    moment = datetime(2026, 11, 23, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    ident = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    event = Event.create(
+        "order.placed",
+        {
+            "amount": Decimal("89.90"),
+            "quantity": Decimal("3"),
+            "paid_at": moment,
+            "day": date(2026, 11, 23),
+            "ref": ident,
+            "items": ({"sku": "A", "n": 1},),
+            "gift": False,
+            "note": None,
+        },
+    )
+    assert event.properties == {
+        "amount": 89.9,
+        "quantity": 3,
+        "paid_at": "2026-11-23T10:00:00Z",
+        "day": "2026-11-23",
+        "ref": str(ident),
+        "items": [{"sku": "A", "n": 1}],
+        "gift": False,
+        "note": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("properties", "field", "words"),
+    [
+        ({"price": object()}, "properties.price", "is a object, which is not JSON"),
+        ({"cart": {"items": [1, {2, 3}]}}, "properties.cart.items[1]", "is a set"),
+        ({"ratio": float("nan")}, "properties.ratio", "JSON cannot carry"),
+        ({"ratio": Decimal("Infinity")}, "properties.ratio", "JSON cannot carry"),
+        ({"at": datetime(2026, 1, 1)}, "properties.at", "naive datetime"),
+        ({1: "x"}, "properties", "keys must be strings"),
+        ({"": "x"}, "properties.", "key must be 1 to 128"),
+        ({"k" * 129: "x"}, "properties." + "k" * 129, "key must be 1 to 128"),
+        ({"blob": "x" * 65_537}, "properties.blob", "the limit is 65536"),
+    ],
+)
+def test_bad_properties_are_refused_naming_the_key(
+    properties: dict[Any, Any], field: str, words: str
+) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        Event.create("a.b", properties)
+    assert caught.value.field == field
+    assert words in str(caught.value)
+
+
+def test_properties_must_be_a_mapping() -> None:
+    with pytest.raises(InvalidEvent, match="properties must be a mapping, got list"):
+        Event.create("a.b", ["x"])  # type: ignore[arg-type]
+
+
+def test_depth_and_size_limits() -> None:
+    nested: dict[str, Any] = {}
+    cursor = nested
+    for _ in range(MAX_DEPTH):
+        cursor["x"] = {}
+        cursor = cursor["x"]
+    with pytest.raises(InvalidEvent, match="nested deeper than 8"):
+        Event.create("a.b", nested)
+    with pytest.raises(InvalidEvent, match=f"more than {MAX_ITEMS} values"):
+        Event.create("a.b", {"list": list(range(MAX_ITEMS + 1))})
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("", "must not be empty"),
+        ("x" * 129, "the limit is 128"),
+        ("product purchased", "may only contain"),
+        (".hidden", "may only contain"),
+        ("café.viewed", "may only contain"),
+        (42, "must be a string, got int"),
+    ],
+)
+def test_bad_names_are_refused(name: Any, words: str) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        Event.create(name)
+    assert caught.value.field == "name"
+    assert words in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["product.purchased", "SIGNED_UP", "app:installed", "a-b.c_d"])
+def test_good_names(name: str) -> None:
+    assert Event.create(name).name == name
+
+
+def test_timestamp_is_converted_to_utc() -> None:
+    local = datetime(2026, 11, 23, 9, 30, tzinfo=timezone(timedelta(hours=-3)))
+    assert Event.create("a.b", timestamp=local).timestamp == datetime(
+        2026, 11, 23, 12, 30, tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "words"),
+    [
+        (datetime(2026, 1, 1), "must be timezone-aware"),
+        ("2026-01-01T00:00:00Z", "must be a datetime, got str"),
+        (datetime.now(UTC) + timedelta(days=2), "more than a day in the future"),
+    ],
+)
+def test_bad_timestamps(timestamp: Any, words: str) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        Event.create("a.b", timestamp=timestamp)
+    assert caught.value.field == "timestamp"
+    assert words in str(caught.value)
+
+
+def test_event_id_can_be_given_and_must_be_a_uuid() -> None:
+    given = uuid.uuid4()
+    assert Event.create("a.b", event_id=str(given)).id == given
+    with pytest.raises(InvalidEvent, match="is not a UUID"):
+        Event.create("a.b", event_id="order-17")
+
+
+def test_identity_normalises_and_validates() -> None:
+    identity = Identity(user_id=42, anonymous_id="", profile="P1")  # type: ignore[arg-type]
+    assert identity.user_id == "42"
+    assert identity.anonymous_id is None
+    assert identity.as_dict() == {"user_id": "42", "profile": "P1"}
+    with pytest.raises(InvalidEvent) as caught:
+        Identity(session="abc\r\nSet-Cookie: x")
+    assert caught.value.field == "identity.session"
+    with pytest.raises(InvalidEvent, match="1 to 256 printable"):
+        Identity(device_id="d" * 257)
+    with pytest.raises(InvalidEvent, match="must be a string, got list"):
+        Identity(profile=["P1"])  # type: ignore[arg-type]
+
+
+def test_identity_merge_and_fallback() -> None:
+    explicit = Identity(user_id="7")
+    captured = Identity(user_id="9", session="S1", profile="P1")
+    merged = explicit.merged(captured)
+    assert (merged.user_id, merged.session, merged.profile) == ("7", "S1", "P1")
+    assert merged.fallback_anonymous_id == "P1"
+    assert Identity(anonymous_id="A").merged(merged).fallback_anonymous_id == "A"
+    assert Identity().fallback_anonymous_id is None
+
+
+def test_vendor_extra_is_normalised_and_checked() -> None:
+    event = Event.create("a.b", vendor_extra={"hackle": {"event": {"value": Decimal("2")}}})
+    assert event.vendor_extra == {"hackle": {"event": {"value": 2}}}
+    with pytest.raises(InvalidEvent, match=r"vendor_extra\['hackle'\] must be a mapping"):
+        Event.create("a.b", vendor_extra={"hackle": 3})  # type: ignore[dict-item]
