@@ -29,10 +29,12 @@ def parse_properties(json_text: str | None, pairs: Sequence[str]) -> dict[str, A
         try:
             loaded = json.loads(json_text)
         except ValueError as exc:
-            raise InvalidEvent(f"--properties is not valid JSON: {exc}", field="properties") from None
+            raise InvalidEvent(
+                f"--properties is not valid JSON: {exc}", field="properties"
+            ) from None
         if not isinstance(loaded, dict):
             raise InvalidEvent(
-                f"--properties must be a JSON object like '{{\"plan\": \"pro\"}}', "
+                f'--properties must be a JSON object like \'{{"plan": "pro"}}\', '
                 f"got a {type(loaded).__name__}",
                 field="properties",
             )

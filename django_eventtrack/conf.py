@@ -16,7 +16,7 @@ import functools
 import ipaddress
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -52,15 +52,11 @@ class VendorConfig:
     credentials: Mapping[str, str]
     api_url: str
     events: frozenset[str] | None = None
-    event_names: Mapping[str, str] | None = None
+    event_names: Mapping[str, str] = field(default_factory=dict)
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     active: bool = True
-
-    def __post_init__(self) -> None:
-        if self.event_names is None:
-            object.__setattr__(self, "event_names", {})
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -138,7 +134,8 @@ def _build_config() -> Config:
     unknown = set(raw) - TOP_LEVEL_KEYS
     if unknown:
         raise ConfigurationError(
-            f"EVENTTRACK has unknown keys {sorted(unknown)}; expected some of {sorted(TOP_LEVEL_KEYS)}"
+            f"EVENTTRACK has unknown keys {sorted(unknown)}; "
+            f"expected some of {sorted(TOP_LEVEL_KEYS)}"
         )
     vendors_raw = raw.get("VENDORS") or {}
     if not isinstance(vendors_raw, Mapping):
@@ -156,9 +153,7 @@ def _build_config() -> Config:
     return Config(
         vendors=vendors,
         delivery=lookup(raw, "DELIVERY", path=(), parse=_parse_delivery, default=DEFAULT_DELIVERY),
-        raise_on_invalid=lookup(
-            raw, "RAISE_ON_INVALID", path=(), parse=_parse_bool, default=True
-        ),
+        raise_on_invalid=lookup(raw, "RAISE_ON_INVALID", path=(), parse=_parse_bool, default=True),
     )
 
 
@@ -174,8 +169,7 @@ def _vendor_config(name: str, raw: Mapping[str, Any], adapter: Any) -> VendorCon
             f"{list(credential_keys)} and options {sorted(VENDOR_OPTIONS)}"
         )
     credentials = {
-        key: lookup(raw, key, path=path, parse=_parse_secret, default="")
-        for key in credential_keys
+        key: lookup(raw, key, path=path, parse=_parse_secret, default="") for key in credential_keys
     }
     present = [key for key, value in credentials.items() if value]
     if present and len(present) != len(credential_keys):
@@ -196,7 +190,9 @@ def _vendor_config(name: str, raw: Mapping[str, Any], adapter: Any) -> VendorCon
             raw, "API_URL", path=path, parse=_parse_url, default=adapter.default_api_url
         ),
         events=lookup(raw, "EVENTS", path=path, parse=_parse_events, default=None),
-        event_names=lookup(raw, "EVENT_NAMES", path=path, parse=_parse_event_names, default={}),
+        event_names=lookup(
+            raw, "EVENT_NAMES", path=path, parse=_parse_event_names, default=dict[str, str]()
+        ),
         connect_timeout=connect_timeout,
         read_timeout=lookup(
             raw, "TIMEOUT", path=path, parse=_parse_timeout, default=DEFAULT_READ_TIMEOUT
@@ -214,10 +210,10 @@ def _vendor_config(name: str, raw: Mapping[str, Any], adapter: Any) -> VendorCon
 def _parse_secret(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise ConfigurationError(f"{where} must be a string, got {type(value).__name__}")
-    value = value.strip()
-    if any(ch.isspace() or not ch.isprintable() for ch in value):
+    secret: str = value.strip()
+    if any(ch.isspace() or not ch.isprintable() for ch in secret):
         raise ConfigurationError(f"{where} contains whitespace or control characters")
-    return value
+    return secret
 
 
 def _parse_url(value: Any, where: str) -> str:

@@ -147,9 +147,7 @@ class Event:
 
 def validate_name(name: object) -> str:
     if not isinstance(name, str):
-        raise InvalidEvent(
-            f"event name must be a string, got {type(name).__name__}", field="name"
-        )
+        raise InvalidEvent(f"event name must be a string, got {type(name).__name__}", field="name")
     if not name:
         raise InvalidEvent("event name must not be empty", field="name")
     if len(name) > MAX_NAME_LENGTH:
@@ -217,9 +215,7 @@ def _normalise_mapping(
             )
         child = f"{path}.{key}"
         if not key or len(key) > MAX_KEY_LENGTH:
-            raise InvalidEvent(
-                f"{child} key must be 1 to {MAX_KEY_LENGTH} characters", field=child
-            )
+            raise InvalidEvent(f"{child} key must be 1 to {MAX_KEY_LENGTH} characters", field=child)
         result[key] = _normalise_value(item, child, depth, counter)
     return result
 
@@ -227,11 +223,9 @@ def _normalise_mapping(
 def _normalise_value(value: Any, path: str, depth: int, counter: list[int]) -> JSONValue:
     counter[0] += 1
     if counter[0] > MAX_ITEMS:
-        raise InvalidEvent(
-            f"properties hold more than {MAX_ITEMS} values; send less", field=path
-        )
+        raise InvalidEvent(f"properties hold more than {MAX_ITEMS} values; send less", field=path)
     if value is None or isinstance(value, bool | int):
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, float | Decimal):
         return _number(value, path)
     if isinstance(value, str):
@@ -250,7 +244,7 @@ def _normalise_value(value: Any, path: str, depth: int, counter: list[int]) -> J
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, Mapping):
-        return _normalise_mapping(value, path, depth + 1, counter)  # type: ignore[return-value]
+        return _normalise_mapping(value, path, depth + 1, counter)
     if isinstance(value, list | tuple):
         if depth + 1 > MAX_DEPTH:
             raise InvalidEvent(f"{path} is nested deeper than {MAX_DEPTH} levels", field=path)

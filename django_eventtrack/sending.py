@@ -92,7 +92,9 @@ def deliver_now(event: Event, vendors: Iterable[str] | None = None) -> list[Resu
     results = []
     for target in plan(event, vendors):
         if target.skip_reason:
-            results.append(Result(target.vendor, Outcome(OutcomeKind.SKIPPED, None, target.skip_reason)))
+            results.append(
+                Result(target.vendor, Outcome(OutcomeKind.SKIPPED, None, target.skip_reason))
+            )
             continue
         attempt = http.send(target.adapter, target.adapter.build_request([event]))
         logger.info(

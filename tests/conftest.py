@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from pytest_django.fixtures import SettingsWrapper
+from pytest_django import Settings as SettingsWrapper
 
 from django_eventtrack import conf, http
 from django_eventtrack.sandbox import Sandbox

@@ -63,5 +63,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"django_eventtrack": {"handlers": ["console"], "level": env.str("EVENTTRACK_LOG_LEVEL", default="WARNING")}},
+    "loggers": {
+        "django_eventtrack": {
+            "handlers": ["console"],
+            "level": env.str("EVENTTRACK_LOG_LEVEL", default="WARNING"),
+        }
+    },
 }

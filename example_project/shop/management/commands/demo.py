@@ -40,5 +40,7 @@ class Command(BaseCommand):
             call_command("send_event", *command, stdout=self.stdout, stderr=self.stderr)
             self.stdout.write("\nWhat each vendor received:")
             for record in sandbox.requests():
-                self.stdout.write(f"\n{record.vendor}: {record.method} {record.path} -> {record.status}")
+                self.stdout.write(
+                    f"\n{record.vendor}: {record.method} {record.path} -> {record.status}"
+                )
                 self.stdout.write(json.dumps(record.body, indent=2))

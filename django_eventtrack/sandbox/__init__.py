@@ -1,0 +1,14 @@
+"""A local stand-in for the four vendors' tracking APIs, for tests, demos and development.
+
+The sandbox speaks each vendor's API as VENDORS.md documents it (auth,
+required fields, status codes and bodies), records every request and can
+inject faults. It uses the standard library only, so importing it never
+needs Django settings. Run it with ``python -m django_eventtrack.sandbox``.
+"""
+
+from __future__ import annotations
+
+from django_eventtrack.sandbox.server import Fault, RecordedRequest, Sandbox
+from django_eventtrack.sandbox.vendors import DEFAULT_CREDENTIALS, VENDORS
+
+__all__ = ["DEFAULT_CREDENTIALS", "VENDORS", "Fault", "RecordedRequest", "Sandbox"]

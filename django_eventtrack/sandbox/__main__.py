@@ -1,0 +1,86 @@
+"""``python -m django_eventtrack.sandbox``: serve the vendor sandbox until Ctrl-C or SIGTERM.
+
+It prints the settings to point the library at it, so a developer can copy
+them into a shell or ``.env`` and see real HTTP without real vendors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from django_eventtrack.sandbox.server import Sandbox
+from django_eventtrack.sandbox.vendors import VENDORS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m django_eventtrack.sandbox",
+        description="Serve Hellotext, Hackle, Browsee and PrimeData look-alikes on loopback.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8900, help="port (default 8900; 0 = any)")
+    parser.add_argument(
+        "--legacy",
+        nargs="+",
+        action="extend",
+        default=[],
+        choices=list(VENDORS),
+        metavar="VENDOR",
+        help="answer with the vendor's old documented success (hellotext, primedata)",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="log one line per request (credentials never shown)"
+    )
+    return parser
+
+
+def banner(sandbox: Sandbox) -> str:
+    """What to configure: the URLs and the ``EVENTTRACK_*`` lines to copy."""
+    lines = [f"django-eventtrack vendor sandbox listening on {sandbox.url}", ""]
+    for vendor in VENDORS:
+        mode = "  (legacy answers)" if vendor in sandbox.legacy else ""
+        lines.append(f"  {vendor:<10} {sandbox.api_url(vendor)}{mode}")
+    lines += [
+        "",
+        f"Control API: {sandbox.url}/_sandbox/health | requests | faults | reset | legacy",
+        "",
+        "Environment for the library (copy into your shell or .env):",
+        *(f"{name}={value}" for name, value in sandbox.env().items()),
+        "",
+        "Press Ctrl-C to stop.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    sandbox = Sandbox(host=args.host, port=args.port, legacy=args.legacy, verbose=args.verbose)
+    try:
+        sandbox.start()
+    except OSError as error:
+        print(f"cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
+        return 1
+    print(banner(sandbox), flush=True)
+    stopping.wait()
+    sandbox.stop()
+    print("sandbox stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

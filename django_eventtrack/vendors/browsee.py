@@ -1,0 +1,67 @@
+"""Browsee: ``POST /api/v1/track``, one event per request, the key in the body.
+
+Browsee has no auth header: the project ``apiKey`` travels in the JSON
+(VENDORS.md §3.2), which is why it is listed among the secrets to mask. The
+visitor is ``userId`` and/or ``anonymousId`` (§3.3): both are sent when known,
+since Browsee simply prefers ``userId``. The anonymous id is Browsee's own
+browser id when the front end passed it, else our best anonymous token.
+
+Browsee can refuse inside a 200: ``{"status": "failure", "message": ...}``
+(§3.5), so a 2xx is only a delivery when it does not say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from django_eventtrack.event import Event, Identity
+from django_eventtrack.vendors.base import JSONObject, VendorAdapter, iso_utc
+
+
+class BrowseeAdapter(VendorAdapter):
+    """Browsee's track-event HTTP API."""
+
+    name: ClassVar[str] = "browsee"
+    display_name: ClassVar[str] = "Browsee"
+    credential_settings: ClassVar[tuple[str, ...]] = ("API_KEY",)
+    default_api_url: ClassVar[str] = "https://api.browsee.io"
+    path: ClassVar[str] = "/api/v1/track"
+
+    def skip_reason(self, event: Event) -> str | None:
+        if _visitor(event.identity):
+            return None
+        return "Browsee needs a user id or an anonymous id"
+
+    def body(self, events: Sequence[Event]) -> JSONObject:
+        (event,) = events
+        return {
+            "apiKey": self.config.credential("API_KEY"),
+            "event": self.vendor_event_name(event),
+            "properties": dict(event.properties),
+            **_visitor(event.identity),
+            "timestamp": iso_utc(event.timestamp),
+        }
+
+    def failure_in_success(self, payload: Any) -> str | None:
+        if isinstance(payload, dict) and payload.get("status") == "failure":
+            return _message(payload) or "Browsee answered status failure"
+        return None
+
+    def error_message(self, payload: Any) -> str | None:
+        return _message(payload)
+
+
+def _visitor(identity: Identity) -> JSONObject:
+    visitor: JSONObject = {}
+    if identity.user_id:
+        visitor["userId"] = identity.user_id
+    if anonymous_id := identity.browsee_anonymous_id or identity.fallback_anonymous_id:
+        visitor["anonymousId"] = anonymous_id
+    return visitor
+
+
+def _message(payload: Any) -> str | None:
+    if isinstance(payload, dict) and isinstance(payload.get("message"), str):
+        return payload["message"] or None
+    return None

@@ -1,0 +1,116 @@
+"""Hackle: ``POST /v1/track``, one event per request, keyed by ``X-HACKLE-API-KEY``.
+
+The body is ``{"event": {"key", "value"?, "properties"}, "user": {...}}``
+(VENDORS.md §2.3). Hackle documents no timestamp field, so events are stamped
+when they arrive (§2.7).
+
+Properties are fitted to Hackle's documented limits (§2.3) here, so a request
+is never refused for its shape:
+
+* a numeric ``value`` property becomes ``event.value``, Hackle's one number
+  per event; any other ``value`` stays a property;
+* ``None`` values and keys longer than 128 characters are dropped;
+* strings, numbers, booleans and lists of those are kept; dicts and lists
+  holding anything else are sent as compact JSON strings;
+* strings (including those JSON strings) are cut to 1024 characters;
+* at most 64 properties are sent: the first 64, in the caller's order.
+
+The user is ``userId`` (our user id), ``deviceId`` (the Hackle browser SDK's
+device id) and ``identifiers.anonymousId`` (our anonymous id). When none of
+those is known, the best anonymous token we have (the Hellotext profile or
+session, see :attr:`Identity.fallback_anonymous_id`) stands in as
+``anonymousId`` so the event is not lost. Identifier values longer than 512
+characters are not used (§2.3).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+from django_eventtrack.event import Event, Identity, JSONValue
+from django_eventtrack.vendors.base import JSONObject, VendorAdapter
+
+MAX_EVENT_KEY_LENGTH = 128
+MAX_PROPERTIES = 64
+MAX_PROPERTY_KEY_LENGTH = 128
+MAX_STRING_LENGTH = 1024
+MAX_IDENTIFIER_LENGTH = 512
+
+Scalar = str | int | float | bool
+
+
+class HackleAdapter(VendorAdapter):
+    """Hackle's public HTTP track API, with the server SDK key."""
+
+    name: ClassVar[str] = "hackle"
+    display_name: ClassVar[str] = "Hackle"
+    credential_settings: ClassVar[tuple[str, ...]] = ("API_KEY",)
+    default_api_url: ClassVar[str] = "https://api.hackle.io"
+    path: ClassVar[str] = "/v1/track"
+
+    def headers(self) -> dict[str, str]:
+        return {"X-HACKLE-API-KEY": self.config.credential("API_KEY")}
+
+    def skip_reason(self, event: Event) -> str | None:
+        if not _user(event.identity):
+            return "Hackle needs at least one identifier (user_id, device_id or anonymous_id)"
+        if len(self.vendor_event_name(event)) > MAX_EVENT_KEY_LENGTH:
+            return f"Hackle event keys are at most {MAX_EVENT_KEY_LENGTH} characters"
+        return None
+
+    def body(self, events: Sequence[Event]) -> JSONObject:
+        (event,) = events
+        properties = dict(event.properties)
+        hackle_event: JSONObject = {"key": self.vendor_event_name(event)}
+        value = properties.get("value")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            hackle_event["value"] = properties.pop("value")
+        hackle_event["properties"] = _fit_properties(properties)
+        return {"event": hackle_event, "user": _user(event.identity)}
+
+
+def _user(identity: Identity) -> JSONObject:
+    """Hackle's user object, empty when we know nobody (Hackle then answers 400)."""
+    user: JSONObject = {}
+    if user_id := _usable(identity.user_id):
+        user["userId"] = user_id
+    if device_id := _usable(identity.device_id):
+        user["deviceId"] = device_id
+    anonymous_id = _usable(identity.anonymous_id)
+    if not user and not anonymous_id:
+        anonymous_id = _usable(identity.fallback_anonymous_id)
+    if anonymous_id:
+        user["identifiers"] = {"anonymousId": anonymous_id}
+    return user
+
+
+def _usable(identifier: str | None) -> str | None:
+    """The identifier when Hackle takes it: non-empty and at most 512 characters."""
+    return identifier if identifier and len(identifier) <= MAX_IDENTIFIER_LENGTH else None
+
+
+def _fit_properties(properties: Mapping[str, JSONValue]) -> dict[str, JSONValue]:
+    fitted: dict[str, JSONValue] = {}
+    for key, value in properties.items():
+        if len(fitted) == MAX_PROPERTIES:
+            break
+        if value is None or len(key) > MAX_PROPERTY_KEY_LENGTH:
+            continue
+        fitted[key] = _fit_value(value)
+    return fitted
+
+
+def _fit_value(value: JSONValue) -> JSONValue:
+    if isinstance(value, Scalar):
+        return _fit_scalar(value)
+    if isinstance(value, list):
+        scalars: list[JSONValue] = [_fit_scalar(item) for item in value if isinstance(item, Scalar)]
+        if len(scalars) == len(value):
+            return scalars
+    return _fit_scalar(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+
+
+def _fit_scalar(value: Scalar) -> Scalar:
+    return value[:MAX_STRING_LENGTH] if isinstance(value, str) else value

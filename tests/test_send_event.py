@@ -1,0 +1,193 @@
+"""``manage.py send_event``: sends to every vendor, prints one line each, exits honestly."""
+
+from __future__ import annotations
+
+import io
+import socket
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from pytest_django import Settings as SettingsWrapper
+
+from django_eventtrack.sandbox import Sandbox
+
+PURCHASE = ["product.purchased", "--profile", "P1", "--property", "product=vxqQJ3Yg"]
+
+
+def run(*args: str) -> str:
+    out = io.StringIO()
+    call_command("send_event", *args, stdout=out, no_color=True)
+    return out.getvalue()
+
+
+def test_purchase_reaches_all_four_vendors_as_documented(vendors: Sandbox) -> None:
+    output = run(*PURCHASE, "--property", "amount:=89.90", "--property", "currency=USD")
+    assert output.splitlines() == [
+        "hellotext: delivered (HTTP 200)",
+        "hackle: delivered (HTTP 200)",
+        "browsee: delivered (HTTP 200)",
+        "primedata: delivered (HTTP 200)",
+    ]
+    hellotext = vendors.requests("hellotext")[0].body
+    assert hellotext is not None
+    assert hellotext["action"] == "product.purchased"
+    assert hellotext["profile"] == "P1"
+    assert hellotext["object"] == "vxqQJ3Yg"
+    assert (hellotext["amount"], hellotext["currency"]) == (89.9, "USD")
+    assert hellotext["tracked_at"].endswith("Z")
+    assert not {"profile_id", "session_id", "product"} & set(hellotext)
+
+    hackle = vendors.requests("hackle")[0].body
+    assert hackle is not None
+    assert hackle["event"]["key"] == "product.purchased"
+    assert hackle["event"]["properties"]["product"] == "vxqQJ3Yg"
+    assert hackle["user"]["identifiers"] == {"anonymousId": "P1"}
+
+    browsee = vendors.requests("browsee")[0].body
+    assert browsee is not None
+    assert (browsee["event"], browsee["anonymousId"]) == ("product.purchased", "P1")
+    assert browsee["properties"]["product"] == "vxqQJ3Yg"
+    assert browsee["timestamp"].endswith("Z")
+
+    primedata = vendors.requests("primedata")[0].body
+    assert primedata is not None
+    [event] = primedata["events"]
+    assert event["eventType"] == "product.purchased"
+    assert event["scope"] == vendors.vendor_settings()["primedata"]["CLIENT_ID"]
+    assert event["target"]["itemId"] == "vxqQJ3Yg"
+    assert event["source"] == {"itemId": "_", "itemType": "_", "scope": event["scope"]}
+
+
+@pytest.mark.parametrize("vendor", ["hellotext", "hackle", "browsee", "primedata"])
+def test_auth_failure_is_permanent_and_exits_non_zero(
+    settings: SettingsWrapper, sandbox: Sandbox, vendor: str
+) -> None:
+    vendor_settings = sandbox.vendor_settings()
+    credential = next(key for key in vendor_settings[vendor] if key != "API_URL")
+    vendor_settings[vendor][credential] = "wrong-credential"
+    settings.EVENTTRACK = {"VENDORS": vendor_settings}
+    out = io.StringIO()
+    with pytest.raises(CommandError) as caught:
+        call_command("send_event", *PURCHASE, stdout=out, no_color=True)
+    assert caught.value.returncode == 2
+    assert "1 of 4 vendors did not accept it" in str(caught.value)
+    line = next(line for line in out.getvalue().splitlines() if line.startswith(vendor))
+    assert line.startswith(f"{vendor}: failed (HTTP 4")
+    assert "wrong-credential" not in out.getvalue()
+    assert len(sandbox.requests(vendor)) == 1  # permanent: never retried
+
+
+def test_vendor_option_limits_targets_and_skip_is_not_success(vendors: Sandbox) -> None:
+    assert run(*PURCHASE, "--vendor", "primedata").splitlines() == [
+        "primedata: delivered (HTTP 200)"
+    ]
+    with pytest.raises(CommandError, match="1 of 1 vendors did not accept it"):
+        run("product.purchased", "--user-id", "7", "--vendor", "hellotext")
+    assert vendors.requests("hellotext") == []
+
+
+def test_transient_failure_exits_non_zero(vendors: Sandbox) -> None:
+    vendors.inject("hackle", status=503, count=1)
+    out = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("send_event", *PURCHASE, "--vendor", "hackle", stdout=out, no_color=True)
+    assert out.getvalue().startswith("hackle: not delivered, retryable (HTTP 503)")
+
+
+def test_dry_run_prints_masked_requests_and_never_connects(
+    vendors: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_connections(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("--dry-run opened a connection")
+
+    monkeypatch.setattr(socket, "create_connection", no_connections)
+    monkeypatch.setattr(socket.socket, "connect", no_connections)
+    output = run(*PURCHASE, "--dry-run")
+    assert vendors.requests() == []
+    for vendor, vendor_settings in vendors.vendor_settings().items():
+        assert f"# {vendor}\nPOST {vendor_settings['API_URL']}" in output
+        for key, value in vendor_settings.items():
+            if key != "API_URL" and len(value) >= 4:
+                assert value not in output, f"{vendor} {key} leaked into --dry-run"
+    assert "Authorization: Bearer ********" in output
+    assert "X-HACKLE-API-KEY: ********" in output
+    assert '"apiKey": "********"' in output
+    assert "X-Client-Access-Token: ********" in output
+    assert "User-Agent: django-eventtrack/" in output
+    assert '"object": "vxqQJ3Yg"' in output
+
+
+def test_dry_run_shows_skips(vendors: Sandbox) -> None:
+    output = run("signed.up", "--user-id", "7", "--dry-run", "--vendor", "hellotext")
+    assert output.startswith("# hellotext: skipped: Hellotext needs a profile or session")
+
+
+def test_timestamp_and_json_properties(vendors: Sandbox) -> None:
+    run(
+        *PURCHASE,
+        "--properties",
+        '{"amount": 10, "tags": ["a"]}',
+        "--timestamp",
+        "2026-11-23T10:00:00+02:00",
+        "--vendor",
+        "browsee",
+    )
+    body = vendors.requests("browsee")[0].body
+    assert body is not None
+    assert body["timestamp"] == "2026-11-23T08:00:00.000Z"
+    assert body["properties"] == {"amount": 10, "tags": ["a"], "product": "vxqQJ3Yg"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--properties", "{not json"], "--properties is not valid JSON"),
+        (["--properties", "[1, 2]"], "--properties must be a JSON object"),
+        (["--property", "novalue"], "--property 'novalue' is not KEY=VALUE"),
+        (["--property", "n:=nope"], "the value after := is not valid JSON"),
+        (["--vendor", "mixpanel"], "unknown vendor mixpanel"),
+        (["--timestamp", "2026-11-23T10:00:00"], "has no timezone"),
+        (["--timestamp", "yesterday"], "is not ISO-8601"),
+        (["--session", "bad value"], "identity.session must be"),
+    ],
+)
+def test_bad_input_is_a_clear_error(vendors: Sandbox, args: list[str], message: str) -> None:
+    with pytest.raises(CommandError) as caught:
+        run(*PURCHASE, *args)
+    assert message in str(caught.value)
+    assert caught.value.returncode == 1
+    assert vendors.requests() == []
+
+
+def test_bad_event_name(vendors: Sandbox) -> None:
+    with pytest.raises(CommandError, match="may only contain"):
+        run("product purchased", "--profile", "P1")
+
+
+def test_no_active_vendor(settings: SettingsWrapper) -> None:
+    settings.EVENTTRACK = {}
+    with pytest.raises(CommandError, match="no vendor is configured"):
+        run(*PURCHASE)
+
+
+def test_inactive_vendor_named_explicitly(settings: SettingsWrapper, sandbox: Sandbox) -> None:
+    settings.EVENTTRACK = {"VENDORS": {"hackle": sandbox.vendor_settings()["hackle"]}}
+    with pytest.raises(CommandError) as caught:
+        run(*PURCHASE, "--vendor", "browsee")
+    assert "Browsee is not configured" in str(caught.value)
+    assert "EVENTTRACK_BROWSEE_API_KEY" in str(caught.value)
+
+
+def test_configuration_from_environment_only(
+    settings: SettingsWrapper, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django_eventtrack import conf
+
+    settings.EVENTTRACK = {}
+    for name, value in sandbox.env().items():
+        monkeypatch.setenv(name, value)
+    conf.reload()
+    assert len(run(*PURCHASE).splitlines()) == 4
+    assert len(sandbox.requests()) == 4
