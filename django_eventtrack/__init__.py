@@ -1,5 +1,24 @@
-"""Server-side tracking events for Django, delivered to Hellotext, Hackle, Browsee and PrimeData."""
+"""Server-side tracking events for Django, delivered to Hellotext, Hackle, Browsee and PrimeData.
+
+The public entry point is :func:`track`; it is imported lazily so that
+importing this package never touches Django's app registry.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from django_eventtrack.tracking import track
+else:
+
+    def track(*args: Any, **kwargs: Any) -> Any:
+        from django_eventtrack.tracking import track as _track
+
+        return _track(*args, **kwargs)
+
+    track.__doc__ = "Track an event; see :func:`django_eventtrack.tracking.track`."
+
+__all__ = ["__version__", "track"]

@@ -11,10 +11,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django_eventtrack import http
+from django_eventtrack import http, outbox, sender
 from django_eventtrack.errors import InvalidEvent
-from django_eventtrack.sending import Result, Target
-from django_eventtrack.vendors import OutcomeKind
+from django_eventtrack.event import Event
+from django_eventtrack.models import Delivery
+from django_eventtrack.sending import Target
 from django_eventtrack.vendors.base import VendorRequest
 
 
@@ -80,24 +81,34 @@ def parse_timestamp(text: str | None) -> datetime | None:
     return moment
 
 
-def format_result(result: Result) -> str:
+def send_and_wait(event: Event, vendors: Iterable[str] | None = None) -> list[Delivery]:
+    """Store ``event`` and make one attempt per vendor now; the deliveries as they ended.
+
+    A retryable failure stays ``pending`` in the outbox: the worker or the
+    background sender retries it later, as for any other event.
+    """
+    deliveries = outbox.record(event, vendors)
+    sender.drain(vendors=sorted({d.vendor for d in deliveries}), event_ids=[event.id])
+    return list(Delivery.objects.filter(event_id=event.id).order_by("pk"))
+
+
+def format_result(delivery: Delivery) -> str:
     """One line per vendor: ``hackle: delivered (HTTP 200)``."""
-    outcome = result.outcome
-    status = f" (HTTP {outcome.http_status})" if outcome.http_status else ""
+    status = f" (HTTP {delivery.last_status})" if delivery.last_status else ""
     label = {
-        OutcomeKind.DELIVERED: "delivered",
-        OutcomeKind.SKIPPED: "skipped",
-        OutcomeKind.RETRY: "not delivered, retryable",
-        OutcomeKind.FAILED: "failed",
-    }[outcome.kind]
-    message = f": {outcome.message}" if outcome.message else ""
-    return f"{result.vendor}: {label}{status}{message}"
+        Delivery.Status.DELIVERED: "delivered",
+        Delivery.Status.SKIPPED: "skipped",
+        Delivery.Status.PENDING: "not delivered yet, will retry",
+        Delivery.Status.FAILED: "failed",
+    }[Delivery.Status(delivery.status)]
+    message = f": {delivery.last_error}" if delivery.last_error else ""
+    return f"{delivery.vendor}: {label}{status}{message}"
 
 
-def all_accepted(results: Iterable[Result]) -> bool:
+def all_delivered(deliveries: Iterable[Delivery]) -> bool:
     """True when every targeted vendor took the event (a skip is not acceptance)."""
-    results = list(results)
-    return bool(results) and all(result.outcome.ok for result in results)
+    deliveries = list(deliveries)
+    return bool(deliveries) and all(d.status == Delivery.Status.DELIVERED for d in deliveries)
 
 
 def format_request(target: Target, request: VendorRequest | None) -> str:

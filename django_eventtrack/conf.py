@@ -16,7 +16,7 @@ import functools
 import ipaddress
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -33,13 +33,55 @@ DEFAULT_DELIVERY = "thread"
 DEFAULT_CONNECT_TIMEOUT = 3.05
 DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_MAX_ATTEMPTS = 10
+DEFAULT_MAX_AGE = 3 * 24 * 3600.0
 
 #: Keys a vendor's dict may hold besides its credentials.
 VENDOR_OPTIONS = frozenset(
-    {"API_URL", "EVENTS", "EVENT_NAMES", "TIMEOUT", "CONNECT_TIMEOUT", "MAX_ATTEMPTS", "ENABLED"}
+    {
+        "API_URL",
+        "EVENTS",
+        "EVENT_NAMES",
+        "TIMEOUT",
+        "CONNECT_TIMEOUT",
+        "MAX_ATTEMPTS",
+        "MAX_AGE",
+        "ENABLED",
+    }
 )
+
+
+@dataclass(frozen=True)
+class DeliveryOptions:
+    """How the outbox is drained; the same for every backend."""
+
+    #: Seconds a claimed delivery stays reserved for its sender; after that a
+    #: crashed sender's rows are due again.
+    lease_seconds: float = 60.0
+    #: Deliveries claimed per vendor per round (PrimeData sends them 500 to a request).
+    batch_size: int = 100
+    #: Requests in flight per vendor (PrimeData batches count as one).
+    concurrency: int = 4
+    #: Exponential backoff: first retry after up to this many seconds, doubling...
+    retry_backoff_base: float = 2.0
+    #: ...up to this cap; the actual wait is drawn uniformly below it (full jitter).
+    retry_backoff_max: float = 1800.0
+    #: Consecutive retryable failures after which a vendor is paused...
+    circuit_breaker_threshold: int = 5
+    #: ...for this many seconds.
+    circuit_breaker_pause: float = 30.0
+    #: How long the ``thread`` backend may hold up interpreter exit, in seconds.
+    shutdown_timeout: float = 5.0
+    #: How often an idle worker looks for due deliveries, in seconds.
+    poll_interval: float = 1.0
+    #: ``eventtrack_purge`` removes delivered, failed and skipped rows older than this (days).
+    retention_days: float = 30.0
+
+
 #: Top-level keys of ``EVENTTRACK``.
-TOP_LEVEL_KEYS = frozenset({"VENDORS", "DELIVERY", "RAISE_ON_INVALID"})
+TOP_LEVEL_KEYS = frozenset(
+    {"VENDORS", "DELIVERY", "RAISE_ON_INVALID"}
+    | {option.name.upper() for option in fields(DeliveryOptions)}
+)
 
 _env = environ.Env()
 
@@ -56,6 +98,8 @@ class VendorConfig:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    #: Seconds after which an undelivered event is given up (``failed``).
+    max_age: float = DEFAULT_MAX_AGE
     active: bool = True
 
     @property
@@ -77,6 +121,7 @@ class Config:
     vendors: Mapping[str, VendorConfig]
     delivery: str
     raise_on_invalid: bool
+    options: DeliveryOptions = field(default_factory=DeliveryOptions)
 
     @property
     def active_vendors(self) -> dict[str, VendorConfig]:
@@ -154,7 +199,20 @@ def _build_config() -> Config:
         vendors=vendors,
         delivery=lookup(raw, "DELIVERY", path=(), parse=_parse_delivery, default=DEFAULT_DELIVERY),
         raise_on_invalid=lookup(raw, "RAISE_ON_INVALID", path=(), parse=_parse_bool, default=True),
+        options=_delivery_options(raw),
     )
+
+
+def _delivery_options(raw: Mapping[str, Any]) -> DeliveryOptions:
+    defaults = DeliveryOptions()
+    values = {}
+    for option in fields(DeliveryOptions):
+        default = getattr(defaults, option.name)
+        parse = _parse_count if isinstance(default, int) else _parse_seconds
+        values[option.name] = lookup(
+            raw, option.name.upper(), path=(), parse=parse, default=default
+        )
+    return DeliveryOptions(**values)
 
 
 def _vendor_config(name: str, raw: Mapping[str, Any], adapter: Any) -> VendorConfig:
@@ -198,7 +256,10 @@ def _vendor_config(name: str, raw: Mapping[str, Any], adapter: Any) -> VendorCon
             raw, "TIMEOUT", path=path, parse=_parse_timeout, default=DEFAULT_READ_TIMEOUT
         ),
         max_attempts=lookup(
-            raw, "MAX_ATTEMPTS", path=path, parse=_parse_attempts, default=DEFAULT_MAX_ATTEMPTS
+            raw, "MAX_ATTEMPTS", path=path, parse=_parse_count, default=DEFAULT_MAX_ATTEMPTS
+        ),
+        max_age=lookup(
+            raw, "MAX_AGE", path=path, parse=_parse_seconds, default=adapter.default_max_age
         ),
         active=bool(present) and enabled,
     )
@@ -240,14 +301,24 @@ def _parse_timeout(value: Any, where: str) -> float:
     return seconds
 
 
-def _parse_attempts(value: Any, where: str) -> int:
+def _parse_count(value: Any, where: str) -> int:
     try:
-        attempts = int(value)
+        count = int(value)
     except (TypeError, ValueError):
         raise ConfigurationError(f"{where} must be a whole number, got {value!r}") from None
-    if attempts < 1:
+    if count < 1 or isinstance(value, bool):
         raise ConfigurationError(f"{where} must be at least 1, got {value!r}")
-    return attempts
+    return count
+
+
+def _parse_seconds(value: Any, where: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{where} must be a number, got {value!r}") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigurationError(f"{where} must be a positive number, got {value!r}")
+    return seconds
 
 
 def _parse_bool(value: Any, where: str) -> bool:

@@ -1,25 +1,21 @@
-"""Deciding which vendors get an event, and sending it to them directly.
+"""Deciding which vendors get an event.
 
 :func:`plan` is the single place that turns "this event, these vendors" into
-per-vendor targets (or a reason to skip). :func:`deliver_now` sends
-synchronously, and :func:`render_requests` shows what would be sent without
-opening a connection (``send_event --dry-run``).
+per-vendor targets (or a reason to skip); the outbox stores one delivery per
+target, and :func:`render_requests` shows what would be sent without opening a
+connection (``send_event --dry-run``).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django_eventtrack import http
 from django_eventtrack.conf import Config, env_name, get_config, setting_path
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.event import Event
-from django_eventtrack.vendors import ADAPTERS, Outcome, OutcomeKind, VendorAdapter
+from django_eventtrack.vendors import ADAPTERS, VendorAdapter
 from django_eventtrack.vendors.base import VendorRequest
-
-logger = logging.getLogger("django_eventtrack")
 
 
 @dataclass(frozen=True)
@@ -31,24 +27,20 @@ class Target:
     skip_reason: str | None = None
 
 
-@dataclass(frozen=True)
-class Result:
-    """What happened at one vendor."""
-
-    vendor: str
-    outcome: Outcome
-
-
-def plan(event: Event, vendors: Iterable[str] | None = None) -> list[Target]:
+def plan(
+    event: Event, vendors: Iterable[str] | None = None, *, require_vendor: bool = True
+) -> list[Target]:
     """The vendors ``event`` goes to.
 
     With ``vendors=None`` every active vendor whose ``EVENTS`` filter admits the
     event. Naming vendors explicitly is a request: an unknown or unconfigured
     one raises :class:`ConfigurationError` instead of being silently dropped.
+    With ``require_vendor`` (the default) having no vendor configured at all is
+    an error too.
     """
     config = get_config()
     names = _explicit_vendors(config, vendors) if vendors is not None else None
-    if names is None and not config.active_vendors:
+    if require_vendor and names is None and not config.active_vendors:
         raise ConfigurationError(
             "no vendor is configured: set credentials in EVENTTRACK['VENDORS'] or the "
             "EVENTTRACK_<VENDOR>_* environment variables (see the README's Configuration section)"
@@ -85,27 +77,6 @@ def _explicit_vendors(config: Config, vendors: Iterable[str]) -> set[str]:
                 f"{setting_path('VENDORS', name)} or the environment ({needed})"
             )
     return names
-
-
-def deliver_now(event: Event, vendors: Iterable[str] | None = None) -> list[Result]:
-    """Send ``event`` to each targeted vendor now, one attempt each, and report."""
-    results = []
-    for target in plan(event, vendors):
-        if target.skip_reason:
-            results.append(
-                Result(target.vendor, Outcome(OutcomeKind.SKIPPED, None, target.skip_reason))
-            )
-            continue
-        attempt = http.send(target.adapter, target.adapter.build_request([event]))
-        logger.info(
-            "event=%s vendor=%s outcome=%s status=%s",
-            event.id,
-            target.vendor,
-            attempt.outcome.kind,
-            attempt.outcome.http_status,
-        )
-        results.append(Result(target.vendor, attempt.outcome))
-    return results
 
 
 def render_requests(

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from pytest_django import Settings as SettingsWrapper
+from pytest_django import Settings
 
 from django_eventtrack import conf, http
 from django_eventtrack.sandbox import Sandbox
@@ -39,7 +39,7 @@ def sandbox(_sandbox_server: Sandbox) -> Iterator[Sandbox]:
 
 
 @pytest.fixture
-def vendors(settings: SettingsWrapper, sandbox: Sandbox) -> Sandbox:
+def vendors(settings: Settings, sandbox: Sandbox) -> Sandbox:
     """All four vendors configured in settings and pointed at the sandbox."""
     settings.EVENTTRACK = {"VENDORS": sandbox.vendor_settings(), "DELIVERY": "sync"}
     return sandbox

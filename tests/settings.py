@@ -1,6 +1,14 @@
-"""Settings for the test suite: SQLite in memory, no vendors configured by default."""
+"""Settings for the test suite: a SQLite file database, no vendors configured by default.
+
+A file, not ``:memory:``: the background sender and the per-vendor drain
+threads use connections of their own, and SQLite's shared-cache in-memory
+mode answers concurrent writers with "table is locked" instead of waiting.
+"""
 
 from __future__ import annotations
+
+import os
+import tempfile
 
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -14,7 +22,16 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django_eventtrack",
 ]
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.path.join(tempfile.gettempdir(), "eventtrack-dev.sqlite3"),
+        "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
+        "TEST": {
+            "NAME": os.path.join(tempfile.gettempdir(), f"eventtrack-test-{os.getpid()}.sqlite3")
+        },
+    }
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ROOT_URLCONF = "tests.urls"
 MIDDLEWARE: list[str] = []

@@ -5,19 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pytest_django import Settings as SettingsWrapper
+from pytest_django import Settings
 
 from django_eventtrack import conf
 from django_eventtrack.conf import get_config
 from django_eventtrack.errors import ConfigurationError
 
 
-def configure(settings: SettingsWrapper, vendors: dict[str, Any], **top: Any) -> None:
+def configure(settings: Settings, vendors: dict[str, Any], **top: Any) -> None:
     settings.EVENTTRACK = {"VENDORS": vendors, **top}
 
 
 def test_nothing_configured_means_no_active_vendor_and_thread_delivery(
-    settings: SettingsWrapper,
+    settings: Settings,
 ) -> None:
     settings.EVENTTRACK = {}
     config = get_config()
@@ -26,7 +26,7 @@ def test_nothing_configured_means_no_active_vendor_and_thread_delivery(
     assert config.delivery == "thread"
 
 
-def test_settings_dict_activates_a_vendor_with_its_default_url(settings: SettingsWrapper) -> None:
+def test_settings_dict_activates_a_vendor_with_its_default_url(settings: Settings) -> None:
     configure(settings, {"hackle": {"API_KEY": "hk-secret"}})
     hackle = get_config().vendors["hackle"]
     assert hackle.active
@@ -36,7 +36,7 @@ def test_settings_dict_activates_a_vendor_with_its_default_url(settings: Setting
 
 
 def test_environment_activates_a_vendor(
-    settings: SettingsWrapper, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.EVENTTRACK = {}
     monkeypatch.setenv("EVENTTRACK_PRIMEDATA_CLIENT_ID", "client-1")
@@ -52,7 +52,7 @@ def test_environment_activates_a_vendor(
 
 
 def test_explicit_settings_win_over_the_environment(
-    settings: SettingsWrapper, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("EVENTTRACK_HELLOTEXT_API_TOKEN", "from-env")
     monkeypatch.setenv("EVENTTRACK_HELLOTEXT_API_URL", "http://127.0.0.1:1/env")
@@ -62,14 +62,14 @@ def test_explicit_settings_win_over_the_environment(
     assert hellotext.api_url == "http://127.0.0.1:1/env"  # not in the dict: env fills it
 
 
-def test_settings_change_is_picked_up_without_restart(settings: SettingsWrapper) -> None:
+def test_settings_change_is_picked_up_without_restart(settings: Settings) -> None:
     configure(settings, {})
     assert get_config().active_vendors == {}
     configure(settings, {"browsee": {"API_KEY": "br-key"}})
     assert list(get_config().active_vendors) == ["browsee"]
 
 
-def test_per_vendor_options(settings: SettingsWrapper) -> None:
+def test_per_vendor_options(settings: Settings) -> None:
     configure(
         settings,
         {
@@ -90,7 +90,7 @@ def test_per_vendor_options(settings: SettingsWrapper) -> None:
 
 
 def test_per_vendor_options_from_the_environment(
-    settings: SettingsWrapper, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     configure(settings, {"browsee": {"API_KEY": "k"}})
     monkeypatch.setenv("EVENTTRACK_BROWSEE_EVENTS", "a.b, c.d")
@@ -103,7 +103,7 @@ def test_per_vendor_options_from_the_environment(
     assert browsee.read_timeout == 4.0
 
 
-def test_enabled_false_turns_a_configured_vendor_off(settings: SettingsWrapper) -> None:
+def test_enabled_false_turns_a_configured_vendor_off(settings: Settings) -> None:
     configure(settings, {"hackle": {"API_KEY": "k", "ENABLED": False}})
     assert get_config().active_vendors == {}
 
@@ -136,7 +136,7 @@ def test_enabled_false_turns_a_configured_vendor_off(settings: SettingsWrapper) 
     ],
 )
 def test_malformed_settings_name_the_setting_and_variable(
-    settings: SettingsWrapper, vendors: dict[str, Any], top: dict[str, Any], expected: str
+    settings: Settings, vendors: dict[str, Any], top: dict[str, Any], expected: str
 ) -> None:
     configure(settings, vendors, **top)
     with pytest.raises(ConfigurationError) as caught:
@@ -144,7 +144,7 @@ def test_malformed_settings_name_the_setting_and_variable(
     assert expected in str(caught.value)
 
 
-def test_half_configured_vendor_names_what_is_missing(settings: SettingsWrapper) -> None:
+def test_half_configured_vendor_names_what_is_missing(settings: Settings) -> None:
     configure(settings, {"primedata": {"CLIENT_ID": "client-1"}})
     with pytest.raises(ConfigurationError) as caught:
         get_config()
@@ -155,7 +155,7 @@ def test_half_configured_vendor_names_what_is_missing(settings: SettingsWrapper)
 
 
 def test_malformed_environment_value_is_an_error(
-    settings: SettingsWrapper, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     configure(settings, {"hellotext": {"API_TOKEN": "t"}})
     monkeypatch.setenv("EVENTTRACK_HELLOTEXT_API_URL", "ftp://files.example.com")
@@ -164,7 +164,7 @@ def test_malformed_environment_value_is_an_error(
         get_config()
 
 
-def test_secrets_stay_out_of_repr_and_errors(settings: SettingsWrapper) -> None:
+def test_secrets_stay_out_of_repr_and_errors(settings: Settings) -> None:
     configure(settings, {"hackle": {"API_KEY": "hk-very-secret", "TIMEOUT": "x"}})
     with pytest.raises(ConfigurationError) as caught:
         get_config()

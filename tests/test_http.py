@@ -6,7 +6,7 @@ import socket
 from collections.abc import Callable
 
 import pytest
-from pytest_django import Settings as SettingsWrapper
+from pytest_django import Settings
 
 from django_eventtrack import http
 from django_eventtrack.conf import get_config
@@ -54,9 +54,7 @@ def test_legacy_success_answers_are_success(send: Send, vendors: Sandbox, vendor
 
 
 @pytest.mark.parametrize("vendor", VENDORS)
-def test_wrong_credentials_fail_for_good(
-    settings: SettingsWrapper, sandbox: Sandbox, vendor: str
-) -> None:
+def test_wrong_credentials_fail_for_good(settings: Settings, sandbox: Sandbox, vendor: str) -> None:
     vendor_settings = sandbox.vendor_settings()
     secret_key = next(key for key in vendor_settings[vendor] if key != "API_URL")
     vendor_settings[vendor][secret_key] = "not-the-right-secret"
@@ -99,9 +97,7 @@ def test_rate_limit_honours_retry_after(send: Send, vendors: Sandbox, vendor: st
 
 
 @pytest.mark.parametrize("vendor", VENDORS)
-def test_read_timeout_is_retryable(
-    settings: SettingsWrapper, sandbox: Sandbox, vendor: str
-) -> None:
+def test_read_timeout_is_retryable(settings: Settings, sandbox: Sandbox, vendor: str) -> None:
     vendor_settings = sandbox.vendor_settings()
     vendor_settings[vendor]["TIMEOUT"] = 0.2  # type: ignore[assignment]
     settings.EVENTTRACK = {"VENDORS": vendor_settings}
@@ -121,7 +117,7 @@ def test_dropped_connection_is_retryable(send: Send, vendors: Sandbox, vendor: s
     assert outcome.message.startswith("connection error")
 
 
-def test_connection_refused_is_retryable(settings: SettingsWrapper) -> None:
+def test_connection_refused_is_retryable(settings: Settings) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

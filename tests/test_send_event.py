@@ -9,16 +9,22 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from pytest_django import Settings as SettingsWrapper
+from django.utils import timezone
+from pytest_django import Settings
 
+from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
 
 PURCHASE = ["product.purchased", "--profile", "P1", "--property", "product=vxqQJ3Yg"]
 
+pytestmark = pytest.mark.django_db(transaction=True)
+
 
 def run(*args: str) -> str:
+    """``send_event --sync ARGS`` (``--dry-run`` instead of ``--sync`` when asked)."""
     out = io.StringIO()
-    call_command("send_event", *args, stdout=out, no_color=True)
+    mode = [] if "--dry-run" in args else ["--sync"]
+    call_command("send_event", *args, *mode, stdout=out, no_color=True)
     return out.getvalue()
 
 
@@ -62,7 +68,7 @@ def test_purchase_reaches_all_four_vendors_as_documented(vendors: Sandbox) -> No
 
 @pytest.mark.parametrize("vendor", ["hellotext", "hackle", "browsee", "primedata"])
 def test_auth_failure_is_permanent_and_exits_non_zero(
-    settings: SettingsWrapper, sandbox: Sandbox, vendor: str
+    settings: Settings, sandbox: Sandbox, vendor: str
 ) -> None:
     vendor_settings = sandbox.vendor_settings()
     credential = next(key for key in vendor_settings[vendor] if key != "API_URL")
@@ -70,7 +76,7 @@ def test_auth_failure_is_permanent_and_exits_non_zero(
     settings.EVENTTRACK = {"VENDORS": vendor_settings}
     out = io.StringIO()
     with pytest.raises(CommandError) as caught:
-        call_command("send_event", *PURCHASE, stdout=out, no_color=True)
+        call_command("send_event", *PURCHASE, "--sync", stdout=out, no_color=True)
     assert caught.value.returncode == 2
     assert "1 of 4 vendors did not accept it" in str(caught.value)
     line = next(line for line in out.getvalue().splitlines() if line.startswith(vendor))
@@ -92,8 +98,26 @@ def test_transient_failure_exits_non_zero(vendors: Sandbox) -> None:
     vendors.inject("hackle", status=503, count=1)
     out = io.StringIO()
     with pytest.raises(CommandError):
-        call_command("send_event", *PURCHASE, "--vendor", "hackle", stdout=out, no_color=True)
-    assert out.getvalue().startswith("hackle: not delivered, retryable (HTTP 503)")
+        call_command(
+            "send_event", *PURCHASE, "--vendor", "hackle", "--sync", stdout=out, no_color=True
+        )
+    assert out.getvalue().startswith("hackle: not delivered yet, will retry (HTTP 503)")
+    delivery = Delivery.objects.get(vendor="hackle")
+    assert (delivery.status, delivery.attempts) == (Delivery.Status.PENDING, 1)
+    assert delivery.next_attempt_at > timezone.now()
+
+
+def test_without_sync_it_records_and_prints_the_event_id(vendors: Sandbox) -> None:
+    out = io.StringIO()
+    call_command("send_event", *PURCHASE, stdout=out, no_color=True)
+    event_id = out.getvalue().strip()
+    event = Event.objects.get(pk=event_id)
+    assert event.name == "product.purchased"
+    assert event.identity == {"profile": "P1"}
+    # tests.settings uses DELIVERY="sync": delivered on commit, once per vendor.
+    statuses = dict(event.deliveries.values_list("vendor", "status"))
+    assert statuses == dict.fromkeys(["hellotext", "hackle", "browsee", "primedata"], "delivered")
+    assert len(vendors.requests()) == 4
 
 
 def test_dry_run_prints_masked_requests_and_never_connects(
@@ -106,6 +130,7 @@ def test_dry_run_prints_masked_requests_and_never_connects(
     monkeypatch.setattr(socket.socket, "connect", no_connections)
     output = run(*PURCHASE, "--dry-run")
     assert vendors.requests() == []
+    assert not Event.objects.exists()
     for vendor, vendor_settings in vendors.vendor_settings().items():
         assert f"# {vendor}\nPOST {vendor_settings['API_URL']}" in output
         for key, value in vendor_settings.items():
@@ -166,13 +191,13 @@ def test_bad_event_name(vendors: Sandbox) -> None:
         run("product purchased", "--profile", "P1")
 
 
-def test_no_active_vendor(settings: SettingsWrapper) -> None:
+def test_no_active_vendor(settings: Settings) -> None:
     settings.EVENTTRACK = {}
     with pytest.raises(CommandError, match="no vendor is configured"):
         run(*PURCHASE)
 
 
-def test_inactive_vendor_named_explicitly(settings: SettingsWrapper, sandbox: Sandbox) -> None:
+def test_inactive_vendor_named_explicitly(settings: Settings, sandbox: Sandbox) -> None:
     settings.EVENTTRACK = {"VENDORS": {"hackle": sandbox.vendor_settings()["hackle"]}}
     with pytest.raises(CommandError) as caught:
         run(*PURCHASE, "--vendor", "browsee")
@@ -181,7 +206,7 @@ def test_inactive_vendor_named_explicitly(settings: SettingsWrapper, sandbox: Sa
 
 
 def test_configuration_from_environment_only(
-    settings: SettingsWrapper, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from django_eventtrack import conf
 

@@ -169,7 +169,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in two writes
+    disable_nagle_algorithm = True  # answers are small; do not wait to fill a segment
     server: _Server
 
     def setup(self) -> None:
@@ -236,14 +236,18 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _send(self, status: int, body: JSONObject, headers: Iterable[tuple[str, str]] = ()) -> None:
+        """Status line, headers and body in one write: one syscall per answer matters under load."""
         data = json.dumps(body, separators=(",", ":")).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in headers:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        reason = self.responses.get(status, ("",))[0]
+        lines = [
+            f"{self.protocol_version} {status} {reason}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(data)}",
+            *(f"{name}: {value}" for name, value in headers),
+        ]
+        if self.close_connection:
+            lines.append("Connection: close")
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data)
 
     def _drop(self) -> None:
         """Close without answering: the client sees a reset or a remote disconnect."""
@@ -588,7 +592,7 @@ class Sandbox:
             self._faults.clear()
 
     def set_legacy(self, vendor: str, enabled: bool = True) -> None:
-        """Answer with the vendor's old documented success (Hellotext 201, PrimeData ``updated``)."""
+        """Toggle the vendor's old documented success (Hellotext 201, PrimeData ``updated``)."""
         _check_vendor(vendor)
         with self._lock:
             self.legacy = self.legacy | {vendor} if enabled else self.legacy - {vendor}

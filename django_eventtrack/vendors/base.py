@@ -137,6 +137,8 @@ class VendorAdapter:
     #: The documented path appended to ``API_URL``.
     path: ClassVar[str]
     max_batch_size: ClassVar[int] = 1
+    #: Default ``MAX_AGE``: seconds after which an undelivered event is given up.
+    default_max_age: ClassVar[float] = 3 * 24 * 3600.0
 
     def __init__(self, config: VendorConfig) -> None:
         self.config = config

@@ -27,6 +27,9 @@ class BrowseeAdapter(VendorAdapter):
     credential_settings: ClassVar[tuple[str, ...]] = ("API_KEY",)
     default_api_url: ClassVar[str] = "https://api.browsee.io"
     path: ClassVar[str] = "/api/v1/track"
+    #: Browsee's API "must not be used to dump historical data" (VENDORS.md §3.6),
+    #: so an event that could not be sent within six hours is given up.
+    default_max_age: ClassVar[float] = 6 * 3600.0
 
     def skip_reason(self, event: Event) -> str | None:
         if _visitor(event.identity):

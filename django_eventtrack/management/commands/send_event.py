@@ -6,15 +6,16 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_eventtrack import commandline, sending
+from django_eventtrack import commandline, sending, tracking
 from django_eventtrack.errors import EventTrackError
 from django_eventtrack.event import Event, Identity
 
 
 class Command(BaseCommand):
     help = (
-        "Send one event to the configured vendors and print each vendor's answer. "
-        "Exit status 0 only when every targeted vendor accepted it."
+        "Track one event: store it in the outbox for the configured vendors and print its id "
+        "(delivery follows EVENTTRACK['DELIVERY']). With --sync, send it now and print each "
+        "vendor's answer; exit status 0 only when every targeted vendor accepted it."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -43,6 +44,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--timestamp", help="when it happened, ISO-8601 with a timezone")
         parser.add_argument(
+            "--sync",
+            action="store_true",
+            help="send now, wait for each vendor's answer and print it",
+        )
+        parser.add_argument(
             "--dry-run",
             action="store_true",
             help="print the HTTP requests (secrets masked) and send nothing",
@@ -68,15 +74,21 @@ class Command(BaseCommand):
                 for target, request in sending.render_requests(event, options["vendors"]):
                     self.stdout.write(commandline.format_request(target, request))
                 return
-            results = sending.deliver_now(event, options["vendors"])
+            sending.plan(event, options["vendors"])  # refuse early: no vendor, unknown vendor
+            if not options["sync"]:
+                tracking.submit(event, options["vendors"])
+                self.stdout.write(str(event.id))
+                return
+            deliveries = commandline.send_and_wait(event, options["vendors"])
         except EventTrackError as exc:
             raise CommandError(str(exc)) from None
-        for result in results:
-            style = self.style.SUCCESS if result.outcome.ok else self.style.ERROR
-            self.stdout.write(style(commandline.format_result(result)))
-        if not commandline.all_accepted(results):
-            refused = sum(not result.outcome.ok for result in results)
+        for delivery in deliveries:
+            ok = delivery.status == delivery.Status.DELIVERED
+            style = self.style.SUCCESS if ok else self.style.ERROR
+            self.stdout.write(style(commandline.format_result(delivery)))
+        if not commandline.all_delivered(deliveries):
+            refused = sum(d.status != d.Status.DELIVERED for d in deliveries)
             raise CommandError(
-                f"event {event.id}: {refused} of {len(results)} vendors did not accept it",
+                f"event {event.id}: {refused} of {len(deliveries)} vendors did not accept it",
                 returncode=2,
             )

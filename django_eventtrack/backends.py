@@ -1,0 +1,176 @@
+"""Delivery backends: what happens once a tracked event's transaction commits.
+
+A backend is any class with this small interface, chosen by
+``EVENTTRACK["DELIVERY"]`` as an alias or a dotted path (like ``EMAIL_BACKEND``)::
+
+    class MyBackend:
+        def enqueue(self, event_ids: Sequence[uuid.UUID]) -> None: ...
+        def close(self, timeout: float | None = None) -> None: ...
+
+``enqueue`` is called after commit with the ids of newly stored events. It must
+not raise for a vendor problem and should return quickly: the rows are already
+safe in the outbox, so a backend only decides *when* and *where* they are sent.
+Whatever it does not finish stays pending for ``manage.py eventtrack_worker``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from django.db import connections
+from django.db.models import Min
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from django_eventtrack import sender
+from django_eventtrack.conf import get_config
+from django_eventtrack.errors import ConfigurationError
+from django_eventtrack.models import Delivery
+
+logger = logging.getLogger("django_eventtrack.backends")
+
+ALIASES = {
+    "sync": "django_eventtrack.backends.SyncBackend",
+    "thread": "django_eventtrack.backends.ThreadBackend",
+    "worker": "django_eventtrack.backends.WorkerBackend",
+}
+#: The longest an idle background sender waits before looking for due retries.
+MAX_IDLE_WAIT = 60.0
+
+
+class DeliveryBackend(Protocol):
+    def enqueue(self, event_ids: Sequence[uuid.UUID]) -> None: ...
+
+    def close(self, timeout: float | None = None) -> None: ...
+
+
+class SyncBackend:
+    """Send in the committing thread: for scripts and tests. One attempt per vendor;
+    retries are left to a worker (or the next ``sync`` drain)."""
+
+    def enqueue(self, event_ids: Sequence[uuid.UUID]) -> None:
+        sender.drain(event_ids=event_ids)
+
+    def close(self, timeout: float | None = None) -> None:
+        return None
+
+
+class WorkerBackend:
+    """Only write rows; ``manage.py eventtrack_worker`` (or cron with ``--once``) sends."""
+
+    def enqueue(self, event_ids: Sequence[uuid.UUID]) -> None:
+        return None
+
+    def close(self, timeout: float | None = None) -> None:
+        return None
+
+
+class ThreadBackend:
+    """An in-process background sender, woken on commit (the default).
+
+    Fork-safe: the sender thread belongs to the process that started it; a
+    forked child (gunicorn, uWSGI, Celery prefork, multiprocessing) starts its
+    own on first use and never inherits the parent's. At interpreter exit it
+    stops claiming, lets in-flight requests finish for at most
+    ``SHUTDOWN_TIMEOUT`` seconds, and leaves everything else pending.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+        atexit.register(self.close)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def enqueue(self, event_ids: Sequence[uuid.UUID]) -> None:
+        self._ensure_running()
+        self._wake.set()
+
+    def _ensure_running(self) -> None:
+        if self._pid != os.getpid():
+            self._reset()
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="eventtrack-sender", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sender.drain(stop=self._stop)
+                wait = _seconds_until_next_due()
+            except Exception:
+                logger.exception("background sender: drain failed; retrying shortly")
+                wait = get_config().options.poll_interval
+            finally:
+                connections.close_all()
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop after in-flight requests, waiting at most ``timeout`` (``SHUTDOWN_TIMEOUT``)."""
+        thread = self._thread
+        if thread is None or self._pid != os.getpid():
+            return
+        self._stop.set()
+        self._wake.set()
+        thread.join(get_config().options.shutdown_timeout if timeout is None else timeout)
+        if thread.is_alive():
+            logger.warning("background sender still busy at exit; unsent events stay pending")
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self._pid == os.getpid()
+
+
+def _seconds_until_next_due() -> float:
+    """How long the background sender may sleep before a pending retry comes due."""
+    options = get_config().options
+    next_due: datetime | None = Delivery.objects.filter(
+        status=Delivery.Status.PENDING
+    ).aggregate(next_due=Min("next_attempt_at"))["next_due"]
+    if next_due is None:
+        return MAX_IDLE_WAIT
+    seconds = (next_due - timezone.now() + timedelta(milliseconds=10)).total_seconds()
+    return min(max(seconds, options.poll_interval), MAX_IDLE_WAIT)
+
+
+_backends: dict[str, DeliveryBackend] = {}
+_backends_lock = threading.Lock()
+
+
+def get_backend(name: str | None = None) -> DeliveryBackend:
+    """The backend instance for ``name`` (default: the ``DELIVERY`` setting), one per process."""
+    name = name or get_config().delivery
+    with _backends_lock:
+        backend = _backends.get(name)
+        if backend is None:
+            backend = _backends[name] = load_backend(name)()
+        return backend
+
+
+def load_backend(name: str) -> type[DeliveryBackend]:
+    path = ALIASES.get(name, name)
+    try:
+        backend: type[DeliveryBackend] = import_string(path)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f'EVENTTRACK["DELIVERY"] (or EVENTTRACK_DELIVERY) is {name!r}, which is neither '
+            f"one of {', '.join(ALIASES)} nor an importable class path ({exc})"
+        ) from None
+    return backend

@@ -1,0 +1,225 @@
+"""Draining the outbox: claim due deliveries, send them, record what happened.
+
+Every delivery backend ends up here (``sync`` for one event, ``thread``, the
+worker command, Celery and Tasks for everything due), so retries, batching,
+concurrency and the circuit breaker behave the same whichever one runs.
+
+Each vendor is drained by its own thread with ``CONCURRENCY`` requests in
+flight over the vendor's keep-alive pool, so a slow vendor never holds up the
+others. PrimeData deliveries go out up to 500 to a request; the other vendors
+take one event per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import connections
+
+from django_eventtrack import http, outbox
+from django_eventtrack.conf import Config, get_config
+from django_eventtrack.models import Delivery
+from django_eventtrack.vendors import ADAPTERS, Outcome, OutcomeKind, VendorAdapter
+
+logger = logging.getLogger("django_eventtrack.sender")
+
+
+@dataclass
+class DrainStats:
+    """What one drain did, per outcome kind (counted in deliveries, not requests)."""
+
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+    requests: int = 0
+    paused_vendors: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, outcome: Outcome, deliveries: int) -> None:
+        with self._lock:
+            self.requests += 1
+            if outcome.ok:
+                self.delivered += deliveries
+            elif outcome.kind is OutcomeKind.RETRY:
+                self.retried += deliveries
+            else:
+                self.failed += deliveries
+
+    @property
+    def sent(self) -> int:
+        return self.delivered + self.retried + self.failed
+
+
+class CircuitBreaker:
+    """Per process and vendor: after N retryable failures in a row, stop sending for a while.
+
+    A vendor that is down would otherwise get every due delivery thrown at it
+    each round; pausing lets it recover and keeps our workers free for the
+    vendors that work. Any delivered or permanently failed answer closes it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failures: dict[str, int] = {}
+        self._open_until: dict[str, float] = {}
+
+    def allows(self, vendor: str) -> bool:
+        with self._lock:
+            return time.monotonic() >= self._open_until.get(vendor, 0.0)
+
+    def record(self, vendor: str, outcome: Outcome, *, threshold: int, pause: float) -> None:
+        with self._lock:
+            if outcome.kind is not OutcomeKind.RETRY:
+                self._failures[vendor] = 0
+                return
+            failures = self._failures.get(vendor, 0) + 1
+            self._failures[vendor] = failures
+            if failures >= threshold:
+                self._open_until[vendor] = time.monotonic() + pause
+                self._failures[vendor] = 0
+                logger.warning(
+                    "vendor=%s: %d retryable failures in a row; pausing it for %.0fs",
+                    vendor,
+                    failures,
+                    pause,
+                )
+
+    def reset(self) -> None:
+        with self._lock:
+            self._failures.clear()
+            self._open_until.clear()
+
+
+breaker = CircuitBreaker()
+
+
+def drain(
+    vendors: Iterable[str] | None = None,
+    *,
+    event_ids: Sequence[uuid.UUID] | None = None,
+    stop: threading.Event | None = None,
+) -> DrainStats:
+    """Send everything due (for ``event_ids`` only, if given) until nothing is left.
+
+    Returns when no vendor has anything due, or soon after ``stop`` is set
+    (in-flight requests finish; claimed but unsent rows are released).
+    """
+    config = get_config()
+    names = [name for name in (vendors or config.active_vendors) if name in config.active_vendors]
+    stats = DrainStats()
+    if len(names) == 1:
+        _drain_vendor(names[0], config, stats, event_ids, stop)
+        return stats
+    threads = [
+        threading.Thread(
+            target=_drain_vendor_thread,
+            args=(name, config, stats, event_ids, stop),
+            name=f"eventtrack-drain-{name}",
+            daemon=True,
+        )
+        for name in names
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return stats
+
+
+def _drain_vendor_thread(
+    vendor: str,
+    config: Config,
+    stats: DrainStats,
+    event_ids: Sequence[uuid.UUID] | None,
+    stop: threading.Event | None,
+) -> None:
+    try:
+        _drain_vendor(vendor, config, stats, event_ids, stop)
+    except Exception:
+        logger.exception("vendor=%s: drain failed; its deliveries stay pending", vendor)
+    finally:
+        connections.close_all()
+
+
+def _drain_vendor(
+    vendor: str,
+    config: Config,
+    stats: DrainStats,
+    event_ids: Sequence[uuid.UUID] | None,
+    stop: threading.Event | None,
+) -> None:
+    vendor_config = config.vendors[vendor]
+    adapter = ADAPTERS[vendor](vendor_config)
+    options = config.options
+    per_request = adapter.max_batch_size
+    limit = max(options.batch_size, per_request) if per_request > 1 else options.batch_size
+    with ThreadPoolExecutor(options.concurrency, thread_name_prefix=f"eventtrack-{vendor}") as pool:
+        while not (stop and stop.is_set()):
+            if not breaker.allows(vendor):
+                stats.paused_vendors.add(vendor)
+                return
+            requests_needed = math.ceil(limit / per_request)
+            rounds = math.ceil(requests_needed / options.concurrency)
+            worst_case = rounds * (vendor_config.connect_timeout + vendor_config.read_timeout)
+            lease = timedelta(seconds=max(options.lease_seconds, worst_case + 5))
+            claim = outbox.claim_due_deliveries(vendor, limit, lease, event_ids=event_ids)
+            if not claim.deliveries:
+                return
+            batches = [
+                claim.deliveries[start : start + per_request]
+                for start in range(0, len(claim.deliveries), per_request)
+            ]
+            futures = [pool.submit(_send_batch, adapter, batch, stop) for batch in batches]
+            for batch, future in zip(batches, futures, strict=True):
+                _record(adapter, claim, batch, future.result(), config, stats)
+
+
+def _send_batch(
+    adapter: VendorAdapter, batch: list[Delivery], stop: threading.Event | None
+) -> Outcome | None:
+    """Send one request's worth of deliveries (in a pool thread; no database work here).
+
+    ``None`` means "not sent" (stopping, or the vendor was paused meanwhile).
+    """
+    if (stop and stop.is_set()) or not breaker.allows(adapter.name):
+        return None
+    try:
+        events = [delivery.event.to_normalised() for delivery in batch]
+        return http.send(adapter, adapter.build_request(events)).outcome
+    except Exception as exc:
+        logger.exception(
+            "vendor=%s events=%s: unexpected error building or sending; will retry",
+            adapter.name,
+            ",".join(str(delivery.event_id) for delivery in batch),
+        )
+        return Outcome(OutcomeKind.RETRY, None, f"internal error: {type(exc).__name__}")
+
+
+def _record(
+    adapter: VendorAdapter,
+    claim: outbox.Claim,
+    batch: list[Delivery],
+    outcome: Outcome | None,
+    config: Config,
+    stats: DrainStats,
+) -> None:
+    if outcome is None:
+        outbox.release(claim, batch)
+        return
+    options = config.options
+    breaker.record(
+        adapter.name,
+        outcome,
+        threshold=options.circuit_breaker_threshold,
+        pause=options.circuit_breaker_pause,
+    )
+    outbox.finish(claim, batch, outcome, adapter.config, options)
+    stats.add(outcome, len(batch))

@@ -1,0 +1,99 @@
+"""``track()``: record an event in the outbox, in the caller's transaction.
+
+Nothing is sent here. The event and its deliveries are written with the
+caller's data, so a rollback leaves no trace and a commit makes them durable;
+only then (``transaction.on_commit``) is the delivery backend told about it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from django.db import router, transaction
+from django.http import HttpRequest
+
+from django_eventtrack import backends, outbox
+from django_eventtrack.conf import get_config
+from django_eventtrack.errors import InvalidEvent
+from django_eventtrack.event import Event, Identity
+from django_eventtrack.models import Event as StoredEvent
+
+logger = logging.getLogger("django_eventtrack")
+
+
+def track(
+    name: str,
+    properties: Mapping[str, Any] | None = None,
+    *,
+    request: HttpRequest | None = None,
+    user_id: str | int | None = None,
+    anonymous_id: str | None = None,
+    profile: str | None = None,
+    session: str | None = None,
+    device_id: str | None = None,
+    browsee_anonymous_id: str | None = None,
+    primedata_session_id: str | None = None,
+    timestamp: datetime | None = None,
+    vendors: Iterable[str] | None = None,
+    vendor_extra: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Event | None:
+    """Track ``name`` with ``properties`` for the given (or the request's) visitor.
+
+    Returns the stored :class:`~django_eventtrack.event.Event` (its ``id`` names
+    the outbox row). Raises :class:`~django_eventtrack.errors.InvalidEvent` for a
+    programming error (bad name, unserialisable properties) unless
+    ``EVENTTRACK["RAISE_ON_INVALID"]`` is false, in which case it logs and
+    returns ``None``. It never raises for a vendor problem: vendors are only
+    contacted after commit, by the delivery backend.
+    """
+    try:
+        identity = Identity(
+            user_id=user_id,  # type: ignore[arg-type]  # ints are normalised to str
+            anonymous_id=anonymous_id,
+            profile=profile,
+            session=session,
+            device_id=device_id,
+            browsee_anonymous_id=browsee_anonymous_id,
+            primedata_session_id=primedata_session_id,
+        ).merged(identity_from_request(request))
+        event = Event.create(
+            name, properties, identity=identity, timestamp=timestamp, vendor_extra=vendor_extra
+        )
+    except InvalidEvent as exc:
+        if get_config().raise_on_invalid:
+            raise
+        logger.error("track(%r) refused: %s (field %s)", name, exc, exc.field)
+        return None
+    submit(event, vendors)
+    return event
+
+
+def submit(event: Event, vendors: Iterable[str] | None = None) -> None:
+    """Store an already built event and hand it to the backend once committed."""
+    outbox.record(event, vendors)
+    transaction.on_commit(lambda: _enqueue(event), using=router.db_for_write(StoredEvent))
+
+
+def _enqueue(event: Event) -> None:
+    try:
+        backends.get_backend().enqueue([event.id])
+    except Exception:
+        logger.exception(
+            "event=%s: the delivery backend failed; it stays pending for the worker", event.id
+        )
+
+
+def identity_from_request(request: HttpRequest | None) -> Identity:
+    """The visitor's identity as the middleware captured it, else the logged-in user."""
+    if request is None:
+        return Identity()
+    captured = getattr(request, "eventtrack", None)
+    if isinstance(captured, Identity):
+        return captured
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return Identity(user_id=str(user.pk))
+    return Identity()
