@@ -1,0 +1,244 @@
+"""The outbox in one process: what track() stores, how claims and outcomes behave."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.db import transaction
+from django.test import RequestFactory
+from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries, Settings
+
+from django_eventtrack import outbox, signals, track
+from django_eventtrack.conf import DeliveryOptions, get_config
+from django_eventtrack.errors import ConfigurationError, InvalidEvent
+from django_eventtrack.event import Event, Identity
+from django_eventtrack.models import Delivery
+from django_eventtrack.models import Event as StoredEvent
+from django_eventtrack.sandbox import Sandbox
+from django_eventtrack.vendors import Outcome, OutcomeKind
+
+Status = Delivery.Status
+
+
+@pytest.fixture
+def worker_mode(settings: Settings, vendors: Sandbox) -> Sandbox:
+    """Vendors configured, but nothing sent on commit: tests drive the outbox by hand."""
+    settings.EVENTTRACK = {**settings.EVENTTRACK, "DELIVERY": "worker"}
+    return vendors
+
+
+@pytest.mark.django_db
+def test_track_stores_one_event_and_one_delivery_per_vendor_in_two_queries(
+    worker_mode: Sandbox, django_assert_num_queries: DjangoAssertNumQueries
+) -> None:
+    get_config()  # settings resolution is cached; only the outbox writes are counted
+    with transaction.atomic(), django_assert_num_queries(2):
+        event = track("product.purchased", {"product": "vxqQJ3Yg"}, profile="P1", user_id=7)
+    assert event is not None
+    stored = StoredEvent.objects.get(pk=event.id)
+    assert stored.identity == {"user_id": "7", "profile": "P1"}
+    assert stored.properties == {"product": "vxqQJ3Yg"}
+    statuses = dict(stored.deliveries.values_list("vendor", "status"))
+    assert statuses == dict.fromkeys(["hellotext", "hackle", "browsee", "primedata"], "pending")
+    assert worker_mode.requests() == []
+
+
+@pytest.mark.django_db
+def test_a_vendor_that_cannot_take_the_event_gets_a_skipped_row(worker_mode: Sandbox) -> None:
+    event = track("user.signed_up", user_id=7)
+    assert event is not None
+    hellotext = Delivery.objects.get(event_id=event.id, vendor="hellotext")
+    assert hellotext.status == Status.SKIPPED
+    assert "Hellotext needs a profile or session" in hellotext.last_error
+    assert Delivery.objects.filter(event_id=event.id, status=Status.PENDING).count() == 3
+
+
+@pytest.mark.django_db
+def test_events_filter_and_explicit_vendors(settings: Settings, sandbox: Sandbox) -> None:
+    vendor_settings = sandbox.vendor_settings()
+    vendor_settings["hackle"]["EVENTS"] = ["order.shipped"]  # type: ignore[assignment]
+    settings.EVENTTRACK = {"VENDORS": vendor_settings, "DELIVERY": "worker"}
+    event = track("product.purchased", profile="P1")
+    assert event is not None
+    assert "hackle" not in set(Delivery.objects.values_list("vendor", flat=True))
+    only = track("product.purchased", profile="P1", vendors=["browsee"])
+    assert only is not None
+    assert list(Delivery.objects.filter(event_id=only.id).values_list("vendor", flat=True)) == [
+        "browsee"
+    ]
+    with pytest.raises(ConfigurationError, match="unknown vendor segment"):
+        track("product.purchased", profile="P1", vendors=["segment"])
+
+
+@pytest.mark.django_db
+def test_track_with_no_vendor_configured_stores_the_event(settings: Settings) -> None:
+    settings.EVENTTRACK = {"DELIVERY": "worker"}
+    event = track("product.purchased", profile="P1")
+    assert event is not None
+    assert StoredEvent.objects.filter(pk=event.id).exists()
+    assert not Delivery.objects.exists()
+
+
+@pytest.mark.django_db
+def test_invalid_event_raises_or_logs(
+    settings: Settings, worker_mode: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(InvalidEvent, match="properties.price"):
+        track("product.purchased", {"price": object()}, profile="P1")
+    settings.EVENTTRACK = {**settings.EVENTTRACK, "RAISE_ON_INVALID": False}
+    assert track("product purchased", profile="P1") is None
+    assert "refused" in caplog.text
+    assert not StoredEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_identity_comes_from_the_request_user(worker_mode: Sandbox) -> None:
+    request = RequestFactory().get("/")
+    request.user = AnonymousUser()
+    anonymous = track("page.viewed", request=request, anonymous_id="a-1")
+    assert anonymous is not None
+    assert anonymous.identity == Identity(anonymous_id="a-1")
+
+    class User:
+        pk = 42
+        is_authenticated = True
+
+    request.user = User()  # type: ignore[assignment]
+    logged_in = track("page.viewed", request=request)
+    assert logged_in is not None
+    assert logged_in.identity.user_id == "42"
+
+
+@pytest.mark.django_db
+def test_rollback_leaves_nothing_and_sends_nothing(vendors: Sandbox) -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        track("product.purchased", profile="P1")
+        raise RuntimeError("the order failed")
+    assert not StoredEvent.objects.exists()
+    assert vendors.requests() == []
+
+
+def _claim(vendor: str = "hackle", lease: float = 60) -> outbox.Claim:
+    return outbox.claim_due_deliveries(vendor, 10, timedelta(seconds=lease))
+
+
+@pytest.mark.django_db
+def test_a_claim_is_exclusive_until_its_lease_ends(worker_mode: Sandbox) -> None:
+    track("a.b", user_id=1)
+    first = _claim()
+    assert len(first.deliveries) == 1
+    assert _claim().deliveries == []  # leased to the first sender
+    Delivery.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    second = _claim()  # the first sender "died": its lease is over
+    assert [d.pk for d in second.deliveries] == [d.pk for d in first.deliveries]
+    assert second.token != first.token
+
+
+@pytest.mark.django_db
+def test_a_stale_claim_cannot_overwrite_a_newer_result(worker_mode: Sandbox) -> None:
+    track("a.b", user_id=1)
+    config = get_config()
+    stale = _claim()
+    Delivery.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    fresh = _claim()
+    ok = Outcome(OutcomeKind.DELIVERED, 200)
+    outbox.finish(fresh, fresh.deliveries, ok, config.vendors["hackle"], config.options)
+    failed = Outcome(OutcomeKind.FAILED, 400, "HTTP 400")
+    outbox.finish(stale, stale.deliveries, failed, config.vendors["hackle"], config.options)
+    delivery = Delivery.objects.get(vendor="hackle")
+    assert (delivery.status, delivery.attempts, delivery.claim_token) == (Status.DELIVERED, 1, None)
+
+
+@pytest.mark.django_db
+def test_release_makes_deliveries_due_again(worker_mode: Sandbox) -> None:
+    track("a.b", user_id=1)
+    claim = _claim()
+    outbox.release(claim, claim.deliveries)
+    assert len(_claim().deliveries) == 1
+
+
+@pytest.mark.django_db
+def test_retry_reschedules_with_backoff_and_retry_after(worker_mode: Sandbox) -> None:
+    track("a.b", user_id=1)
+    config = get_config()
+    claim = _claim()
+    before = timezone.now()
+    outcome = Outcome(OutcomeKind.RETRY, 429, "HTTP 429", retry_after=30)
+    outbox.finish(claim, claim.deliveries, outcome, config.vendors["hackle"], config.options)
+    delivery = Delivery.objects.get(vendor="hackle")
+    assert delivery.status == Status.PENDING
+    assert delivery.attempts == 1
+    assert delivery.last_status == 429
+    assert delivery.next_attempt_at >= before + timedelta(seconds=30)
+    assert delivery.claim_token is None
+
+
+@pytest.mark.parametrize("attempts", [1, 2, 5, 12, 40])
+def test_backoff_is_full_jitter_below_a_capped_exponential(attempts: int) -> None:
+    options = DeliveryOptions(retry_backoff_base=2.0, retry_backoff_max=60.0)
+    ceiling = min(60.0, 2.0 * 2 ** (attempts - 1))
+    waits = [outbox.backoff(attempts, options) for _ in range(200)]
+    assert all(0 <= wait <= ceiling for wait in waits)
+    assert max(waits) > ceiling / 2  # spread, not a constant
+
+
+@pytest.mark.django_db
+def test_signals_fire_for_success_and_final_failure(worker_mode: Sandbox) -> None:
+    seen: list[tuple[str, str, Any]] = []
+
+    def on_success(delivery: Delivery, outcome: Outcome, **kwargs: Any) -> None:
+        seen.append(("succeeded", delivery.vendor, outcome.http_status))
+
+    def on_failure(delivery: Delivery, outcome: Outcome, **kwargs: Any) -> None:
+        seen.append(("failed", delivery.vendor, outcome.message))
+
+    def broken(**kwargs: Any) -> None:
+        raise ValueError("a receiver bug must not stop delivery")
+
+    signals.delivery_succeeded.connect(on_success, weak=False)
+    signals.delivery_failed.connect(on_failure, weak=False)
+    signals.delivery_succeeded.connect(broken, weak=False)
+    try:
+        track("a.b", user_id=1)
+        config = get_config()
+        claim = _claim()
+        outbox.finish(
+            claim,
+            claim.deliveries,
+            Outcome(OutcomeKind.DELIVERED, 200),
+            config.vendors["hackle"],
+            config.options,
+        )
+        claim = _claim("browsee")
+        outbox.finish(
+            claim,
+            claim.deliveries,
+            Outcome(OutcomeKind.FAILED, 401, "HTTP 401: bad key"),
+            config.vendors["browsee"],
+            config.options,
+        )
+    finally:
+        signals.delivery_succeeded.disconnect(on_success)
+        signals.delivery_failed.disconnect(on_failure)
+        signals.delivery_succeeded.disconnect(broken)
+    assert seen == [("succeeded", "hackle", 200), ("failed", "browsee", "HTTP 401: bad key")]
+    assert Delivery.objects.get(vendor="hackle").status == Status.DELIVERED
+
+
+@pytest.mark.django_db
+def test_stored_event_round_trips_to_the_normalised_event(worker_mode: Sandbox) -> None:
+    original = Event.create(
+        "order.placed",
+        {"order": {"reference": "R1"}, "amount": 10},
+        identity=Identity(user_id="7", session="S1"),
+        vendor_extra={"hackle": {"event": {"value": 1}}},
+        event_id=uuid.uuid4(),
+    )
+    outbox.record(original)
+    restored = StoredEvent.objects.get(pk=original.id).to_normalised()
+    assert restored == original
