@@ -25,6 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=0, help="sandbox port (default: any free)")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        call_command("migrate", verbosity=0)
         with Sandbox(port=options["port"]) as sandbox:
             self.stdout.write(f"Vendor sandbox listening on {sandbox.url}\n")
             os.environ.update(sandbox.env())
@@ -35,11 +36,13 @@ class Command(BaseCommand):
                 "--property=product=vxqQJ3Yg",
                 "--property=amount:=89.90",
                 "--property=currency=USD",
+                "--sync",
             ]
             self.stdout.write("$ manage.py send_event " + " ".join(command))
             call_command("send_event", *command, stdout=self.stdout, stderr=self.stderr)
             self.stdout.write("\nWhat each vendor received:")
-            for record in sandbox.requests():
+            order = ["hellotext", "hackle", "browsee", "primedata"]
+            for record in sorted(sandbox.requests(), key=lambda r: order.index(r.vendor)):
                 self.stdout.write(
                     f"\n{record.vendor}: {record.method} {record.path} -> {record.status}"
                 )
