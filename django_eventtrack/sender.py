@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import connections
+from django.utils import timezone
 
 from django_eventtrack import http, outbox
 from django_eventtrack.conf import Config, get_config
@@ -173,13 +174,35 @@ def _drain_vendor(
             claim = outbox.claim_due_deliveries(vendor, limit, lease, event_ids=event_ids)
             if not claim.deliveries:
                 return
+            sendable = _expire_old(adapter, claim, config, stats)
             batches = [
-                claim.deliveries[start : start + per_request]
-                for start in range(0, len(claim.deliveries), per_request)
+                sendable[start : start + per_request]
+                for start in range(0, len(sendable), per_request)
             ]
             futures = [pool.submit(_send_batch, adapter, batch, stop) for batch in batches]
             for batch, future in zip(batches, futures, strict=True):
                 _record(adapter, claim, batch, future.result(), config, stats)
+
+
+def _expire_old(
+    adapter: VendorAdapter, claim: outbox.Claim, config: Config, stats: DrainStats
+) -> list[Delivery]:
+    """Fail, unsent, the claimed deliveries older than the vendor's ``MAX_AGE``.
+
+    An outage longer than ``MAX_AGE`` must not end in a replay of stale events
+    (Browsee forbids historical dumps; VENDORS.md §3.6).
+    """
+    cutoff = timezone.now() - timedelta(seconds=adapter.config.max_age)
+    expired = [d for d in claim.deliveries if d.created_at < cutoff]
+    if expired:
+        outcome = Outcome(
+            OutcomeKind.FAILED,
+            None,
+            f"not sent: older than MAX_AGE ({adapter.config.max_age:g}s) when its turn came",
+        )
+        outbox.finish(claim, expired, outcome, adapter.config, config.options)
+        stats.add(outcome, len(expired))
+    return [d for d in claim.deliveries if d.created_at >= cutoff]
 
 
 def _send_batch(

@@ -246,3 +246,26 @@ def test_stored_event_round_trips_to_the_normalised_event(worker_mode: Sandbox) 
     outbox.record(original)
     restored = StoredEvent.objects.get(pk=original.id).to_normalised()
     assert restored == original
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deliveries_older_than_max_age_are_failed_unsent(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    from django_eventtrack import sender
+
+    vendor_settings = sandbox.vendor_settings()
+    settings.EVENTTRACK = {"VENDORS": {"browsee": vendor_settings["browsee"]}, "DELIVERY": "worker"}
+    assert get_config().vendors["browsee"].max_age == 6 * 3600  # Browsee's default
+    stale = track("a.b", user_id=1)
+    fresh = track("a.b", user_id=2)
+    assert stale is not None and fresh is not None
+    Delivery.objects.filter(event_id=stale.id).update(
+        created_at=timezone.now() - timedelta(hours=7)
+    )
+    stats = sender.drain()
+    assert (stats.delivered, stats.failed) == (1, 1)
+    old = Delivery.objects.get(event_id=stale.id)
+    assert old.status == Status.FAILED
+    assert "older than MAX_AGE" in old.last_error
+    assert len(sandbox.requests("browsee")) == 1
