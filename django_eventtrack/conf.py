@@ -79,7 +79,7 @@ class DeliveryOptions:
 
 #: Top-level keys of ``EVENTTRACK``.
 TOP_LEVEL_KEYS = frozenset(
-    {"VENDORS", "DELIVERY", "RAISE_ON_INVALID"}
+    {"VENDORS", "DELIVERY", "RAISE_ON_INVALID", "IDENTITY", "MODEL_EVENTS"}
     | {option.name.upper() for option in fields(DeliveryOptions)}
 )
 
@@ -122,6 +122,10 @@ class Config:
     delivery: str
     raise_on_invalid: bool
     options: DeliveryOptions = field(default_factory=DeliveryOptions)
+    #: ``EVENTTRACK["IDENTITY"]`` as given; validated by :mod:`django_eventtrack.identity`.
+    identity: Mapping[str, Any] = field(default_factory=dict)
+    #: ``EVENTTRACK["MODEL_EVENTS"]`` as given; validated by :mod:`django_eventtrack.hooks`.
+    model_events: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def active_vendors(self) -> dict[str, VendorConfig]:
@@ -200,7 +204,26 @@ def _build_config() -> Config:
         delivery=lookup(raw, "DELIVERY", path=(), parse=_parse_delivery, default=DEFAULT_DELIVERY),
         raise_on_invalid=lookup(raw, "RAISE_ON_INVALID", path=(), parse=_parse_bool, default=True),
         options=_delivery_options(raw),
+        identity=_section(raw, "IDENTITY"),
+        model_events=_model_events(raw),
     )
+
+
+def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{setting_path(key)} must be a dict")
+    return value
+
+
+def _model_events(raw: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+    value = raw.get("MODEL_EVENTS") or ()
+    if not isinstance(value, list | tuple) or not all(isinstance(v, Mapping) for v in value):
+        raise ConfigurationError(
+            f"{setting_path('MODEL_EVENTS')} must be a list of dicts like "
+            '{"model": "shop.Order", "on": "create", "event": "order.placed"}'
+        )
+    return tuple(value)
 
 
 def _delivery_options(raw: Mapping[str, Any]) -> DeliveryOptions:
