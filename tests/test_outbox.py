@@ -259,7 +259,8 @@ def test_deliveries_older_than_max_age_are_failed_unsent(
     assert get_config().vendors["browsee"].max_age == 6 * 3600  # Browsee's default
     stale = track("a.b", user_id=1)
     fresh = track("a.b", user_id=2)
-    assert stale is not None and fresh is not None
+    assert stale is not None
+    assert fresh is not None
     Delivery.objects.filter(event_id=stale.id).update(
         created_at=timezone.now() - timedelta(hours=7)
     )

@@ -1,0 +1,203 @@
+"""The outbox worker: what ``manage.py eventtrack_worker`` runs, as a library.
+
+:class:`Worker` drains the outbox either once (``--once``, for cron) or until
+stopped (a long-running service under systemd, Docker or Kubernetes). Each
+vendor gets a loop of its own, so a vendor that is slow or down never delays
+the others' events. Between rounds every loop closes its database
+connections (honouring ``CONN_MAX_AGE``), so a restarted database costs one
+failed round, not the worker.
+
+Stopping is graceful: :meth:`Worker.stop` (or SIGTERM/SIGINT under
+:func:`stop_on_signals`) lets in-flight requests finish, gives claimed but
+unsent deliveries back, and returns. Anything interrupted harder (SIGKILL, a
+power cut) is picked up by any worker once its claim's lease runs out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from types import FrameType
+
+from django.db import close_old_connections, connections
+
+from django_eventtrack import outbox, sender
+from django_eventtrack.backends import MAX_IDLE_WAIT
+from django_eventtrack.conf import get_config
+from django_eventtrack.errors import ConfigurationError
+from django_eventtrack.sender import DrainStats
+from django_eventtrack.sending import _explicit_vendors
+
+logger = logging.getLogger("django_eventtrack.worker")
+
+#: The signals that ask a running worker to stop gracefully.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Worker:
+    """Drain the outbox for ``vendors`` (default: every configured vendor).
+
+    Naming an unknown or unconfigured vendor raises
+    :class:`~django_eventtrack.errors.ConfigurationError` up front, as does
+    having no vendor configured at all. ``totals`` adds up every round.
+    """
+
+    def __init__(self, vendors: Iterable[str] | None = None) -> None:
+        self.vendors = resolve_vendors(vendors)
+        self.stopping = threading.Event()
+        self.totals = DrainStats()
+        self._totals_lock = threading.Lock()
+
+    def run_once(self) -> DrainStats:
+        """Send everything due now (retries coming due meanwhile included), then return."""
+        try:
+            stats = sender.drain(self.vendors, stop=self.stopping)
+        finally:
+            close_old_connections()
+        self._add(stats)
+        return stats
+
+    def run(self) -> DrainStats:
+        """Drain continuously until :meth:`stop` is called; returns the totals.
+
+        An idle vendor loop looks for due deliveries every ``POLL_INTERVAL``
+        seconds: events written by other processes cannot wake it, so it polls
+        (one indexed ``EXISTS`` per vendor).
+        """
+        logger.info(
+            "worker started: pid=%d vendors=%s poll_interval=%gs",
+            os.getpid(),
+            ",".join(self.vendors),
+            get_config().options.poll_interval,
+        )
+        loops = [
+            threading.Thread(
+                target=self._vendor_loop, args=(vendor,), name=f"eventtrack-worker-{vendor}"
+            )
+            for vendor in self.vendors
+        ]
+        for loop in loops:
+            loop.start()
+        for loop in loops:
+            loop.join()
+        logger.info("worker stopped: pid=%d %s", os.getpid(), summary(self.totals))
+        return self.totals
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return once in-flight requests have finished."""
+        self.stopping.set()
+
+    def _vendor_loop(self, vendor: str) -> None:
+        options = get_config().options
+        failures = 0
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self._round(vendor)
+                    failures = 0
+                    wait = options.poll_interval
+                except Exception:
+                    failures += 1
+                    wait = min(options.poll_interval * 2 ** (failures - 1), MAX_IDLE_WAIT)
+                    logger.exception(
+                        "vendor=%s: worker round failed (%d in a row); retrying in %.1fs",
+                        vendor,
+                        failures,
+                        wait,
+                    )
+                finally:
+                    close_old_connections()
+                self.stopping.wait(wait)
+        finally:
+            connections.close_all()
+
+    def _round(self, vendor: str) -> None:
+        if not outbox.due(vendor).exists():
+            return
+        stats = sender.drain([vendor], stop=self.stopping)
+        self._add(stats)
+        if stats.sent or stats.paused_vendors:
+            logger.info("vendor=%s: %s", vendor, summary(stats))
+
+    def _add(self, stats: DrainStats) -> None:
+        with self._totals_lock:
+            self.totals.delivered += stats.delivered
+            self.totals.retried += stats.retried
+            self.totals.failed += stats.failed
+            self.totals.requests += stats.requests
+            self.totals.paused_vendors |= stats.paused_vendors
+
+
+def resolve_vendors(vendors: Iterable[str] | None) -> list[str]:
+    """The vendors to drain, in configuration order; raises for a bad or empty choice."""
+    config = get_config()
+    if vendors is not None:
+        names = _explicit_vendors(config, vendors)
+        return [name for name in config.active_vendors if name in names]
+    if not config.active_vendors:
+        raise ConfigurationError(
+            "no vendor is configured, so the worker has nothing to send: set credentials in "
+            "EVENTTRACK['VENDORS'] or the EVENTTRACK_<VENDOR>_* environment variables"
+        )
+    return list(config.active_vendors)
+
+
+def summary(stats: DrainStats) -> str:
+    """One line for logs and ``--once``: ``delivered 4, retried 0, failed 0 (4 requests)``."""
+    line = (
+        f"delivered {stats.delivered}, retried {stats.retried}, failed {stats.failed} "
+        f"({stats.requests} requests)"
+    )
+    if stats.paused_vendors:
+        line += f"; paused by the circuit breaker: {', '.join(sorted(stats.paused_vendors))}"
+    return line
+
+
+@contextlib.contextmanager
+def stop_on_signals(worker: Worker) -> Iterator[None]:
+    """SIGTERM or SIGINT stops ``worker`` gracefully; a second one acts as usual (kills).
+
+    Only the main thread may install signal handlers. The previous handlers are
+    restored on exit.
+    """
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        logger.info(
+            "received %s: finishing in-flight requests, then stopping",
+            signal.Signals(signum).name,
+        )
+        for stop_signal, handler in previous.items():
+            signal.signal(stop_signal, handler)
+        # Not worker.stop() here: the handler runs in the main thread, which may
+        # be holding the event's internal lock at this very instant.
+        threading.Thread(target=worker.stop, name="eventtrack-worker-stop").start()
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, request_stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def log_to_stderr_unless_configured(verbosity: int) -> None:
+    """Show the worker's log lines on stderr when the project configured no logging for them.
+
+    Under systemd or Docker stderr is the journal; a project with its own
+    ``LOGGING`` for ``django_eventtrack`` (or the root logger) is left alone.
+    """
+    package_logger = logging.getLogger("django_eventtrack")
+    if package_logger.hasHandlers():
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    package_logger.addHandler(handler)
+    levels = {0: logging.WARNING, 1: logging.INFO}
+    package_logger.setLevel(levels.get(verbosity, logging.DEBUG))
