@@ -44,6 +44,8 @@ class Identity:
     id; the rest are the vendors' own browser ids captured by the middleware
     (or passed explicitly): Hellotext ``profile`` and ``session``, Hackle
     ``device_id``, Browsee's anonymous id and PrimeData's session id.
+    ``opted_out`` marks a visitor who refused tracking: the event is still
+    stored, but every vendor delivery is skipped.
     """
 
     user_id: str | None = None
@@ -53,6 +55,7 @@ class Identity:
     device_id: str | None = None
     browsee_anonymous_id: str | None = None
     primedata_session_id: str | None = None
+    opted_out: bool = False
 
     def __post_init__(self) -> None:
         for name in self.field_names():
@@ -89,20 +92,55 @@ class Identity:
             "primedata_session_id",
         )
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Identity:
+        """The inverse of :meth:`as_dict`, for an identity kept as JSON (a model
+        field, a task argument). Values are validated as usual; an unknown key is
+        refused, so a typo does not silently drop an id."""
+        if not isinstance(data, Mapping):
+            raise InvalidEvent(
+                f"identity must be a mapping, got {type(data).__name__}", field="identity"
+            )
+        unknown = set(data) - {*cls.field_names(), "opted_out"}
+        if unknown:
+            raise InvalidEvent(
+                f"identity has unknown keys {sorted(map(str, unknown))}; expected some of "
+                f"{[*cls.field_names(), 'opted_out']}",
+                field="identity",
+            )
+        opted_out = data.get("opted_out", False)
+        if not isinstance(opted_out, bool):
+            raise InvalidEvent(
+                "identity.opted_out must be true or false", field="identity.opted_out"
+            )
+        return cls(**{name: data.get(name) for name in cls.field_names()}, opted_out=opted_out)
+
     def merged(self, other: Identity) -> Identity:
-        """This identity with the blanks filled from ``other``; set values win."""
+        """This identity with the blanks filled from ``other``; set values win.
+        Opted out if either is: consent belongs to the visitor, not to one id."""
         return Identity(
-            **{name: getattr(self, name) or getattr(other, name) for name in self.field_names()}
+            **{name: getattr(self, name) or getattr(other, name) for name in self.field_names()},
+            opted_out=self.opted_out or other.opted_out,
         )
 
     @property
-    def fallback_anonymous_id(self) -> str | None:
-        """The best anonymous token for vendors that need one when no user id is known:
-        our own anonymous id, else the Hellotext profile, else its session."""
-        return self.anonymous_id or self.profile or self.session
+    def visitor_id(self) -> str | None:
+        """One browser-level id to join vendors on when a vendor's own id is unknown.
 
-    def as_dict(self) -> dict[str, str]:
-        return {name: value for name in self.field_names() if (value := getattr(self, name))}
+        The Hellotext session first (the id Hellotext.js and Hellotext short links
+        put in the browser, so marketing clicks line up with server events), then
+        our first-party anonymous id, then the Hellotext profile.
+        """
+        return self.session or self.anonymous_id or self.profile
+
+    def as_dict(self) -> dict[str, str | bool]:
+        """The set ids (and ``opted_out`` when true), as stored with every event."""
+        values: dict[str, str | bool] = {
+            name: value for name in self.field_names() if (value := getattr(self, name))
+        }
+        if self.opted_out:
+            values["opted_out"] = True
+        return values
 
 
 @dataclass(frozen=True)

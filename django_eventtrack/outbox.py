@@ -132,11 +132,14 @@ def finish(
     outcome: Outcome,
     config: VendorConfig,
     options: DeliveryOptions,
+    *,
+    attempted: bool = True,
 ) -> None:
     """Write ``outcome`` for ``deliveries`` (one request's worth) and tell listeners.
 
     Updates are conditional on the claim token: a sender whose lease ran out
     and whose rows another sender took over cannot overwrite that sender's result.
+    ``attempted=False`` records a verdict reached without sending (no attempt counted).
     """
     now = timezone.now()
     if outcome.kind is OutcomeKind.RETRY:
@@ -146,17 +149,18 @@ def finish(
     status = Status.DELIVERED if outcome.ok else Status.FAILED
     if outcome.kind is OutcomeKind.SKIPPED:
         status = Status.SKIPPED
+    counted = int(attempted and outcome.kind is not OutcomeKind.SKIPPED)
     _update(
         claim,
         deliveries,
         status=status,
-        attempts=F("attempts") + (outcome.kind is not OutcomeKind.SKIPPED),
+        attempts=F("attempts") + counted,
         last_status=outcome.http_status,
         last_error=outcome.message,
         delivered_at=now if outcome.ok else None,
     )
     for delivery in deliveries:
-        _refresh(delivery, status, outcome, now)
+        _refresh(delivery, status, outcome, now, counted)
         _announce(delivery, outcome)
 
 
@@ -226,9 +230,11 @@ def _update(claim: Claim, deliveries: Sequence[Delivery], **fields: Any) -> None
     )
 
 
-def _refresh(delivery: Delivery, status: str, outcome: Outcome, now: datetime) -> None:
+def _refresh(
+    delivery: Delivery, status: str, outcome: Outcome, now: datetime, counted: int = 1
+) -> None:
     delivery.status = status
-    delivery.attempts += 1
+    delivery.attempts += counted
     delivery.last_status = outcome.http_status
     delivery.last_error = outcome.message
     if outcome.ok:

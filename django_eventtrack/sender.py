@@ -26,7 +26,7 @@ from django.db import connections
 from django.utils import timezone
 
 from django_eventtrack import http, outbox
-from django_eventtrack.conf import Config, get_config
+from django_eventtrack.conf import Config, DeliveryOptions, get_config
 from django_eventtrack.models import Delivery
 from django_eventtrack.vendors import ADAPTERS, Outcome, OutcomeKind, VendorAdapter
 
@@ -44,9 +44,11 @@ class DrainStats:
     paused_vendors: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, outcome: Outcome, deliveries: int) -> None:
+    def add(self, outcome: Outcome, deliveries: int, *, sent: bool = True) -> None:
+        """Count ``deliveries`` under ``outcome``; ``sent=False`` when no request went out."""
         with self._lock:
-            self.requests += 1
+            if sent:
+                self.requests += 1
             if outcome.ok:
                 self.delivered += deliveries
             elif outcome.kind is OutcomeKind.RETRY:
@@ -114,7 +116,8 @@ def drain(
     (in-flight requests finish; claimed but unsent rows are released).
     """
     config = get_config()
-    names = [name for name in (vendors or config.active_vendors) if name in config.active_vendors]
+    wanted = config.active_vendors if vendors is None else vendors
+    names = [name for name in wanted if name in config.active_vendors]
     stats = DrainStats()
     if len(names) == 1:
         _drain_vendor(names[0], config, stats, event_ids, stop)
@@ -179,7 +182,7 @@ def _drain_vendor(
                 sendable[start : start + per_request]
                 for start in range(0, len(sendable), per_request)
             ]
-            futures = [pool.submit(_send_batch, adapter, batch, stop) for batch in batches]
+            futures = [pool.submit(_send_batch, adapter, batch, stop, options) for batch in batches]
             for batch, future in zip(batches, futures, strict=True):
                 _record(adapter, claim, batch, future.result(), config, stats)
 
@@ -200,30 +203,42 @@ def _expire_old(
             None,
             f"not sent: older than MAX_AGE ({adapter.config.max_age:g}s) when its turn came",
         )
-        outbox.finish(claim, expired, outcome, adapter.config, config.options)
-        stats.add(outcome, len(expired))
+        outbox.finish(claim, expired, outcome, adapter.config, config.options, attempted=False)
+        stats.add(outcome, len(expired), sent=False)
     return [d for d in claim.deliveries if d.created_at >= cutoff]
 
 
 def _send_batch(
-    adapter: VendorAdapter, batch: list[Delivery], stop: threading.Event | None
+    adapter: VendorAdapter,
+    batch: list[Delivery],
+    stop: threading.Event | None,
+    options: DeliveryOptions,
 ) -> Outcome | None:
     """Send one request's worth of deliveries (in a pool thread; no database work here).
 
     ``None`` means "not sent" (stopping, or the vendor was paused meanwhile).
+    The circuit breaker hears each answer here, before this thread sends the
+    next request, so a vendor that fails fast is paused mid-claim.
     """
     if (stop and stop.is_set()) or not breaker.allows(adapter.name):
         return None
     try:
         events = [delivery.event.to_normalised() for delivery in batch]
-        return http.send(adapter, adapter.build_request(events)).outcome
+        outcome = http.send(adapter, adapter.build_request(events)).outcome
     except Exception as exc:
         logger.exception(
             "vendor=%s events=%s: unexpected error building or sending; will retry",
             adapter.name,
             ",".join(str(delivery.event_id) for delivery in batch),
         )
-        return Outcome(OutcomeKind.RETRY, None, f"internal error: {type(exc).__name__}")
+        outcome = Outcome(OutcomeKind.RETRY, None, f"internal error: {type(exc).__name__}")
+    breaker.record(
+        adapter.name,
+        outcome,
+        threshold=options.circuit_breaker_threshold,
+        pause=options.circuit_breaker_pause,
+    )
+    return outcome
 
 
 def _record(
@@ -237,12 +252,5 @@ def _record(
     if outcome is None:
         outbox.release(claim, batch)
         return
-    options = config.options
-    breaker.record(
-        adapter.name,
-        outcome,
-        threshold=options.circuit_breaker_threshold,
-        pause=options.circuit_breaker_pause,
-    )
-    outbox.finish(claim, batch, outcome, adapter.config, options)
+    outbox.finish(claim, batch, outcome, adapter.config, config.options)
     stats.add(outcome, len(batch))

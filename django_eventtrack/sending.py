@@ -17,6 +17,9 @@ from django_eventtrack.event import Event
 from django_eventtrack.vendors import ADAPTERS, VendorAdapter
 from django_eventtrack.vendors.base import VendorRequest
 
+#: Why every vendor skips an event about a visitor who refused tracking.
+OPTED_OUT = "visitor opted out of tracking"
+
 
 @dataclass(frozen=True)
 class Target:
@@ -56,7 +59,8 @@ def plan(
                 continue
             targets.append(Target(name, adapter, reason))
             continue
-        targets.append(Target(name, adapter, adapter.skip_reason(event)))
+        skip_reason = OPTED_OUT if event.identity.opted_out else adapter.skip_reason(event)
+        targets.append(Target(name, adapter, skip_reason))
     return targets
 
 

@@ -99,9 +99,13 @@ def summary(now: datetime | None = None) -> Summary:
     )
     vendors = dict.fromkeys(ADAPTERS, Counts())
     for row in rows:
-        oldest: datetime | None = row.pop("oldest_pending")
-        vendors[row.pop("vendor")] = Counts(
-            **row,
+        oldest = row["oldest_pending"]
+        vendors[row["vendor"]] = Counts(
+            pending=row["pending"],
+            due=row["due"],
+            failed=row["failed"],
+            skipped=row["skipped"],
+            delivered_last_hour=row["delivered_last_hour"],
             oldest_pending_seconds=None if oldest is None else (now - oldest).total_seconds(),
         )
     return Summary(at=now, vendors=vendors)
@@ -140,7 +144,7 @@ def purge(
     cutoff = (now or timezone.now()) - older_than
     alias = router.db_for_write(Delivery)
     deliveries = {
-        status: Delivery.objects.using(alias).filter(status=status, updated_at__lt=cutoff)
+        status.value: Delivery.objects.using(alias).filter(status=status, updated_at__lt=cutoff)
         for status in FINAL_STATUSES
     }
     # An event goes once nothing but purgeable deliveries refers to it.
@@ -177,5 +181,6 @@ def _delete_in_chunks(queryset: QuerySet[Any], chunk_size: int) -> int:
         ids = list(queryset.order_by().values_list("pk", flat=True)[:chunk_size])
         if not ids:
             return deleted
-        _, per_model = queryset.filter(pk__in=ids).delete()
+        # Django loads the events it deletes, to cascade; their primary key is all it needs.
+        _, per_model = queryset.filter(pk__in=ids).only("pk").delete()
         deleted += per_model.get(queryset.model._meta.label, 0)

@@ -19,6 +19,8 @@ from django_eventtrack import backends, outbox
 from django_eventtrack.conf import get_config
 from django_eventtrack.errors import InvalidEvent
 from django_eventtrack.event import Event, Identity
+from django_eventtrack.identity import current as current_identity
+from django_eventtrack.identity import from_request, restore
 from django_eventtrack.models import Event as StoredEvent
 
 logger = logging.getLogger("django_eventtrack")
@@ -36,11 +38,19 @@ def track(
     device_id: str | None = None,
     browsee_anonymous_id: str | None = None,
     primedata_session_id: str | None = None,
+    identity: Identity | Mapping[str, Any] | None = None,
     timestamp: datetime | None = None,
     vendors: Iterable[str] | None = None,
     vendor_extra: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Event | None:
     """Track ``name`` with ``properties`` for the given (or the request's) visitor.
+
+    Who it is about, first match per id: the explicit id keywords; then
+    ``identity`` (an :class:`Identity` or a :func:`~django_eventtrack.identity.snapshot`
+    kept from an earlier request) if given, else ``request``'s identity if given,
+    else the current request's (set by the middleware). ``identity`` replaces the
+    request's identity instead of mixing with it: a staff member shipping an
+    order must not lend the customer's event their own browser ids.
 
     Returns the stored :class:`~django_eventtrack.event.Event` (its ``id`` names
     the outbox row). Raises :class:`~django_eventtrack.errors.InvalidEvent` for a
@@ -50,7 +60,7 @@ def track(
     contacted after commit, by the delivery backend.
     """
     try:
-        identity = Identity(
+        visitor = Identity(
             user_id=user_id,  # type: ignore[arg-type]  # ints are normalised to str
             anonymous_id=anonymous_id,
             profile=profile,
@@ -58,9 +68,9 @@ def track(
             device_id=device_id,
             browsee_anonymous_id=browsee_anonymous_id,
             primedata_session_id=primedata_session_id,
-        ).merged(identity_from_request(request))
+        ).merged(_visitor(identity, request))
         event = Event.create(
-            name, properties, identity=identity, timestamp=timestamp, vendor_extra=vendor_extra
+            name, properties, identity=visitor, timestamp=timestamp, vendor_extra=vendor_extra
         )
     except InvalidEvent as exc:
         if get_config().raise_on_invalid:
@@ -86,14 +96,17 @@ def _enqueue(event: Event) -> None:
         )
 
 
+def _visitor(given: Identity | Mapping[str, Any] | None, request: HttpRequest | None) -> Identity:
+    if given is not None:
+        return restore(given)
+    if request is not None:
+        return identity_from_request(request)
+    return current_identity() or Identity()
+
+
 def identity_from_request(request: HttpRequest | None) -> Identity:
-    """The visitor's identity as the middleware captured it, else the logged-in user."""
+    """The visitor's identity as the middleware captured it, else what the request
+    carries (the logged-in user, the vendors' cookies)."""
     if request is None:
         return Identity()
-    captured = getattr(request, "eventtrack", None)
-    if isinstance(captured, Identity):
-        return captured
-    user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
-        return Identity(user_id=str(user.pk))
-    return Identity()
+    return from_request(request)

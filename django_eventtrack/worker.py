@@ -149,9 +149,9 @@ def resolve_vendors(vendors: Iterable[str] | None) -> list[str]:
 
 def summary(stats: DrainStats) -> str:
     """One line for logs and ``--once``: ``delivered 4, retried 0, failed 0 (4 requests)``."""
+    requests = f"{stats.requests} request{'' if stats.requests == 1 else 's'}"
     line = (
-        f"delivered {stats.delivered}, retried {stats.retried}, failed {stats.failed} "
-        f"({stats.requests} requests)"
+        f"delivered {stats.delivered}, retried {stats.retried}, failed {stats.failed} ({requests})"
     )
     if stats.paused_vendors:
         line += f"; paused by the circuit breaker: {', '.join(sorted(stats.paused_vendors))}"

@@ -21,6 +21,7 @@ INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.messages",
     "django_eventtrack",
+    "tests.testapp",
 ]
 DATABASES = {
     "default": {

@@ -163,9 +163,10 @@ def test_identity_merge_and_fallback() -> None:
     captured = Identity(user_id="9", session="S1", profile="P1")
     merged = explicit.merged(captured)
     assert (merged.user_id, merged.session, merged.profile) == ("7", "S1", "P1")
-    assert merged.fallback_anonymous_id == "P1"
-    assert Identity(anonymous_id="A").merged(merged).fallback_anonymous_id == "A"
-    assert Identity().fallback_anonymous_id is None
+    assert merged.visitor_id == "S1"  # the Hellotext session first
+    assert Identity(anonymous_id="A", profile="P1").visitor_id == "A"
+    assert Identity(profile="P1").visitor_id == "P1"
+    assert Identity().visitor_id is None
 
 
 def test_vendor_extra_is_normalised_and_checked() -> None:

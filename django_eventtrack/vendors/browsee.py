@@ -4,7 +4,8 @@ Browsee has no auth header: the project ``apiKey`` travels in the JSON
 (VENDORS.md §3.2), which is why it is listed among the secrets to mask. The
 visitor is ``userId`` and/or ``anonymousId`` (§3.3): both are sent when known,
 since Browsee simply prefers ``userId``. The anonymous id is Browsee's own
-browser id when the front end passed it, else our best anonymous token.
+browser id when the front end passed it, else the visitor id shared by all
+vendors (:attr:`Identity.visitor_id`).
 
 Browsee can refuse inside a 200: ``{"status": "failure", "message": ...}``
 (§3.5), so a 2xx is only a delivery when it does not say so.
@@ -59,7 +60,7 @@ def _visitor(identity: Identity) -> JSONObject:
     visitor: JSONObject = {}
     if identity.user_id:
         visitor["userId"] = identity.user_id
-    if anonymous_id := identity.browsee_anonymous_id or identity.fallback_anonymous_id:
+    if anonymous_id := identity.browsee_anonymous_id or identity.visitor_id:
         visitor["anonymousId"] = anonymous_id
     return visitor
 

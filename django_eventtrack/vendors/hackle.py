@@ -16,11 +16,11 @@ is never refused for its shape:
 * at most 64 properties are sent: the first 64, in the caller's order.
 
 The user is ``userId`` (our user id), ``deviceId`` (the Hackle browser SDK's
-device id) and ``identifiers.anonymousId`` (our anonymous id). When none of
-those is known, the best anonymous token we have (the Hellotext profile or
-session, see :attr:`Identity.fallback_anonymous_id`) stands in as
-``anonymousId`` so the event is not lost. Identifier values longer than 512
-characters are not used (§2.3).
+device id) and the custom identifier ``identifiers.anonymousId``, the visitor
+id shared by all vendors (:attr:`Identity.visitor_id`: the Hellotext session,
+else our anonymous id, else the Hellotext profile), so Hackle's events join the
+other vendors' on one key. Identifier values longer than 512 characters are
+not used (§2.3).
 """
 
 from __future__ import annotations
@@ -78,11 +78,8 @@ def _user(identity: Identity) -> JSONObject:
         user["userId"] = user_id
     if device_id := _usable(identity.device_id):
         user["deviceId"] = device_id
-    anonymous_id = _usable(identity.anonymous_id)
-    if not user and not anonymous_id:
-        anonymous_id = _usable(identity.fallback_anonymous_id)
-    if anonymous_id:
-        user["identifiers"] = {"anonymousId": anonymous_id}
+    if visitor_id := _usable(identity.visitor_id):
+        user["identifiers"] = {"anonymousId": visitor_id}
     return user
 
 

@@ -11,8 +11,9 @@ are dicts; otherwise the target is the noun-named property (``product`` for
 ``properties``, where the schema may require it; PrimeData trims what its
 schema does not know.
 
-``sessionId`` is optional since 2023-11 (§4.3). It goes on each event that has
-one, and at the top level too when the whole batch shares it, which is where
+``sessionId`` is optional since 2023-11 (§4.3): PrimeData's own session id
+(the ``XSessionId`` cookie) when known, else the visitor id shared by all
+vendors (:attr:`Identity.visitor_id`). It goes on each event that has one, and at the top level too when the whole batch shares it, which is where
 PrimeData's SDKs put it (§4.6, §4.8). Either documented success body,
 ``processedEvents`` or the older ``updated``, is a delivery (§4.5).
 """
@@ -52,7 +53,7 @@ class PrimeDataAdapter(VendorAdapter):
 
     def body(self, events: Sequence[Event]) -> JSONObject:
         body: JSONObject = {"events": [self._event(event) for event in events]}
-        sessions = {event.identity.primedata_session_id for event in events}
+        sessions = {_session(event) for event in events}
         if len(sessions) == 1 and (session := sessions.pop()):
             body = {"sessionId": session} | body
         return body
@@ -66,8 +67,8 @@ class PrimeDataAdapter(VendorAdapter):
             "scope": self.scope,
             "timeStamp": iso_utc(event.timestamp),
         }
-        if event.identity.primedata_session_id:
-            primedata_event["sessionId"] = event.identity.primedata_session_id
+        if session := _session(event):
+            primedata_event["sessionId"] = session
         return primedata_event | {
             "properties": properties,
             "source": self._entity(source),
@@ -122,3 +123,9 @@ def _item_text(value: JSONValue) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return NO_ITEM
     return str(value) or NO_ITEM
+
+
+def _session(event: Event) -> str | None:
+    """PrimeData's own session id, else the visitor id shared by all vendors: PrimeData
+    sessions are client-chosen ids (§4.4), and a shared one joins its events to the others'."""
+    return event.identity.primedata_session_id or event.identity.visitor_id

@@ -16,7 +16,7 @@ environ.Env.read_env(BASE_DIR / ".env")
 
 SECRET_KEY = env.str("SECRET_KEY", default="example-shop-not-a-secret")
 DEBUG = env.bool("DEBUG")
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -35,6 +35,9 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After sessions and authentication: it keeps captured ids in the session and
+    # reads the user id from request.user.
+    "django_eventtrack.middleware.EventTrackMiddleware",
 ]
 ROOT_URLCONF = "config.urls"
 TEMPLATES = [
@@ -57,7 +60,26 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 
-EVENTTRACK: dict[str, object] = {}
+# Vendor credentials and URLs come from EVENTTRACK_* environment variables (or .env).
+EVENTTRACK: dict[str, object] = {
+    "MODEL_EVENTS": [
+        {
+            "model": "shop.Order",
+            "on": "create",
+            "event": "order.placed",
+            "properties": "shop.tracking.order_properties",
+            "identity": "shop.tracking.order_identity",
+        },
+        {
+            "model": "shop.Order",
+            "on": "update",
+            "when": {"status": "shipped"},
+            "event": "order.shipped",
+            "properties": "shop.tracking.order_properties",
+            "identity": "shop.tracking.order_identity",
+        },
+    ],
+}
 
 LOGGING = {
     "version": 1,

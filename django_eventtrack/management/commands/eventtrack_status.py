@@ -33,7 +33,7 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(json.dumps(summary.as_dict(), indent=2))
             return
-        rows = [(name, counts) for name, counts in summary.vendors.items()]
+        rows = list(summary.vendors.items())
         rows.append(("total", summary.totals))
         table = [["vendor", *(title for _, title in COLUMNS)]]
         table += [[name, *(_cell(getattr(c, key)) for key, _ in COLUMNS)] for name, c in rows]

@@ -37,8 +37,8 @@ class Command(BaseCommand):
             runner = worker.Worker(options["vendors"])
         except EventTrackError as exc:
             raise CommandError(str(exc)) from None
-        if options["once"]:
-            self.stdout.write(worker.summary(runner.run_once()))
-            return
         with worker.stop_on_signals(runner):
-            runner.run()
+            if options["once"]:
+                self.stdout.write(worker.summary(runner.run_once()))
+            else:
+                runner.run()

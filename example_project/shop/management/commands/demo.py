@@ -1,49 +1,118 @@
-"""``manage.py demo``: the whole path from a shell command to four vendors, on loopback.
+"""``manage.py demo``: a visitor's whole journey, from a Hellotext short link to a shipped order.
 
-Starts the vendor sandbox, points the four vendors at it through the same
-``EVENTTRACK_*`` environment variables a real deployment uses, sends one
-``product.purchased`` with ``send_event``, and prints what each vendor received.
+It migrates the shop's database, starts the vendor sandbox on loopback and
+points the four vendors at it through the same ``EVENTTRACK_*`` environment
+variables a deployment uses. Then a visitor lands from a Hellotext short link
+(``?hello_session=...``), views a product, adds it to the cart and checks out;
+later, outside any request, an admin ships the order. Everything goes through
+the real middleware, ``track()``, the model hooks, the outbox and the default
+``thread`` backend; the report shows what each vendor received and answered.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
+import uuid
 from typing import Any
 
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.test import Client
 
 from django_eventtrack import conf
-from django_eventtrack.sandbox import Sandbox
+from django_eventtrack.models import Delivery
+from django_eventtrack.sandbox import RecordedRequest, Sandbox
+from shop.models import Order, Product
+
+VENDOR_ORDER = ["hellotext", "hackle", "browsee", "primedata"]
+PRODUCTS = [("TEE-1", "Organic cotton tee", "29.90"), ("MUG-1", "Stoneware mug", "14.50")]
 
 
 class Command(BaseCommand):
-    help = "Run the demo: sandbox vendors, one product.purchased, what each vendor received."
+    help = "Run the demo: a visitor from a Hellotext short link buys; the order ships later."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=0, help="sandbox port (default: any free)")
+        parser.add_argument("--json", action="store_true", help="print the raw payloads too")
 
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", verbosity=0)
+        for sku, name, price in PRODUCTS:
+            Product.objects.update_or_create(sku=sku, defaults={"name": name, "price": price})
         with Sandbox(port=options["port"]) as sandbox:
-            self.stdout.write(f"Vendor sandbox listening on {sandbox.url}\n")
             os.environ.update(sandbox.env())
             conf.reload()
-            command = [
-                "product.purchased",
-                "--profile=P1",
-                "--property=product=vxqQJ3Yg",
-                "--property=amount:=89.90",
-                "--property=currency=USD",
-                "--sync",
-            ]
-            self.stdout.write("$ manage.py send_event " + " ".join(command))
-            call_command("send_event", *command, stdout=self.stdout, stderr=self.stderr)
-            self.stdout.write("\nWhat each vendor received:")
-            order = ["hellotext", "hackle", "browsee", "primedata"]
-            for record in sorted(sandbox.requests(), key=lambda r: order.index(r.vendor)):
-                self.stdout.write(
-                    f"\n{record.vendor}: {record.method} {record.path} -> {record.status}"
-                )
-                self.stdout.write(json.dumps(record.body, indent=2))
+            self.say(f"Vendor sandbox on {sandbox.url}; all four vendors point at it.\n")
+            hello_session = str(uuid.uuid4())
+            order = self.play_visitor(hello_session)
+            self.wait_until_sent()
+            self.say(f"\nNext day, outside any request: an admin ships {order.reference}.")
+            order.status = Order.Status.SHIPPED
+            order.save(update_fields=["status"])
+            self.wait_until_sent()
+            self.report(sandbox, hello_session, show_json=options["json"])
+
+    def play_visitor(self, hello_session: str) -> Order:
+        client = Client()
+        steps = [
+            ("GET", f"/?hello_session={hello_session}&utm_source=hellotext&utm_medium=sms"),
+            ("GET", "/products/TEE-1/"),
+            ("POST", "/cart/add/TEE-1/"),
+            ("POST", "/checkout/"),
+        ]
+        self.say(f"A visitor lands from a Hellotext short link with hello_session={hello_session}")
+        for method, path in steps:
+            response = client.get(path) if method == "GET" else client.post(path)
+            if response.status_code >= 400:
+                raise CommandError(f"{method} {path} answered {response.status_code}")
+            self.say(f"  {method} {path} -> {response.status_code}")
+        return Order.objects.latest("created_at")
+
+    def wait_until_sent(self, timeout: float = 15.0) -> None:
+        """Wait for the background sender to empty the outbox (bounded)."""
+        deadline = time.monotonic() + timeout
+        while Delivery.objects.filter(status=Delivery.Status.PENDING).exists():
+            if time.monotonic() > deadline:
+                raise CommandError("deliveries still pending after 15s; see eventtrack_status")
+            time.sleep(0.05)
+
+    def report(self, sandbox: Sandbox, hello_session: str, *, show_json: bool) -> None:
+        self.say("\nWhat each vendor received (the visitor's hello_session is marked *):")
+        for vendor in VENDOR_ORDER:
+            records = sandbox.requests(vendor)
+            self.say(f"\n{vendor} ({len(records)} requests)")
+            for record in records:
+                for name, ids in _summaries(vendor, record):
+                    marked = ", ".join(f"{k}={v}{'*' if v == hello_session else ''}" for k, v in ids)
+                    self.say(f"  {record.status}  {name:<16} {marked}")
+                if show_json:
+                    self.say(json.dumps(record.body, indent=2))
+        statuses = dict(
+            (status, Delivery.objects.filter(status=status).count())
+            for status in Delivery.Status.values
+        )
+        self.say(f"\nOutbox: {statuses}")
+
+    def say(self, text: str) -> None:
+        self.stdout.write(text)
+
+
+def _summaries(vendor: str, record: RecordedRequest) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(event name, identity fields) for each event in one recorded request."""
+    body: dict[str, Any] = record.body or {}
+    if vendor == "hellotext":
+        ids = [(k, body[k]) for k in ("profile", "session") if k in body]
+        return [(body.get("action", "?"), ids)]
+    if vendor == "hackle":
+        user = body.get("user", {})
+        ids = [(k, user[k]) for k in ("userId", "deviceId") if k in user]
+        ids += [(f"identifiers.{k}", v) for k, v in user.get("identifiers", {}).items()]
+        return [(body.get("event", {}).get("key", "?"), ids)]
+    if vendor == "browsee":
+        return [(body.get("event", "?"), [(k, body[k]) for k in ("userId", "anonymousId") if k in body])]
+    return [
+        (event.get("eventType", "?"), [("sessionId", event.get("sessionId", "-"))])
+        for event in body.get("events", [])
+    ]

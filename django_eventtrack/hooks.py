@@ -1,0 +1,506 @@
+"""Model-signal hooks: a model being created, updated or deleted, or a field
+reaching a value, tracks a named event.
+
+Declare hooks in ``EVENTTRACK["MODEL_EVENTS"]`` or in code with :func:`register`
+or the :func:`model_event` decorator. Declarations are checked by the system
+check framework (``manage.py check``) and a bad one is skipped, never an error
+at save time; a hook that fails while a model is saved (its properties callable
+raises, the event is invalid, the outbox write fails) is logged at ERROR with
+its traceback and the save goes on. The event is written to the outbox in the
+save's transaction, so a rolled-back save sends nothing.
+
+Transitions (``when``) compare the watched fields' values before and after a
+save. "Before" is what that instance loaded from the database (or last saved):
+it is remembered on ``post_init`` for models with transition hooks, watched
+fields only. A watched field that was deferred (``only()``/``defer()``) and is
+being saved is read with one query in ``pre_save``. A row changed elsewhere
+after the instance loaded it is not seen. Saves through ``QuerySet.update()``,
+``bulk_create()`` and fixtures (``raw`` saves) send no signals, hence no events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django.apps import apps
+from django.core import checks
+from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.core.signals import setting_changed
+from django.db import models, router, transaction
+from django.db.models.signals import ModelSignal, post_delete, post_init, post_save, pre_save
+from django.utils.module_loading import import_string
+
+from django_eventtrack import conf
+from django_eventtrack.errors import InvalidEvent
+from django_eventtrack.event import Identity, validate_name
+from django_eventtrack.models import Event as StoredEvent
+from django_eventtrack.tracking import track
+
+logger = logging.getLogger("django_eventtrack.hooks")
+
+#: What a hook reacts to: a new row, a change to an existing row, either, or a deletion.
+ON_CHOICES = ("create", "update", "save", "delete")
+#: Keys a ``MODEL_EVENTS`` entry may hold.
+KEYS = frozenset({"model", "on", "event", "properties", "when", "identity", "vendors"})
+
+PropertiesBuilder = Callable[[Any], Mapping[str, Any]]
+IdentityBuilder = Callable[[Any], Identity | Mapping[str, Any] | None]
+F = TypeVar("F", bound=PropertiesBuilder)
+
+DISPATCH_UID = "django_eventtrack.hooks"
+#: Instance attributes: watched values as loaded or last saved, and as they were before this save.
+LOADED = "_eventtrack_loaded"
+BEFORE = "_eventtrack_before"
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """A hook as declared, unchecked: ``EVENTTRACK["MODEL_EVENTS"][i]`` or a call in code."""
+
+    values: Mapping[str, Any]
+    #: ``EVENTTRACK["MODEL_EVENTS"][1]`` or ``register('shop.Order', ...)``, for messages.
+    origin: str
+    from_settings: bool = False
+
+    def where(self, key: str) -> str:
+        if self.from_settings:
+            return f'{self.origin}["{key}"]'
+        return f"{self.origin}, argument {key}"
+
+
+@dataclass(frozen=True)
+class Hook:
+    """A checked declaration, ready to fire."""
+
+    model: type[models.Model]
+    on: str
+    event: str
+    properties: PropertiesBuilder
+    #: attname -> value the field must reach (empty: no condition).
+    when: Mapping[str, Any]
+    identity: IdentityBuilder | None
+    vendors: tuple[str, ...] | None
+    origin: str
+
+
+class _Invalid(Exception):
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+_declared: list[Declaration] = []
+_hooks: dict[type[models.Model], tuple[Hook, ...]] = {}
+#: Per model, the attnames its transition hooks watch.
+_watched: dict[type[models.Model], frozenset[str]] = {}
+_connected: list[tuple[ModelSignal, type[models.Model]]] = []
+_active = False
+
+
+def register(
+    model: str | type[models.Model],
+    on: str,
+    event: str,
+    properties: str | PropertiesBuilder | None = None,
+    when: Mapping[str, Any] | None = None,
+    identity: str | IdentityBuilder | None = None,
+    vendors: Iterable[str] | None = None,
+) -> None:
+    """Track ``event`` when ``model`` is saved or deleted as ``on`` and ``when`` say.
+
+    Takes the same values as an ``EVENTTRACK["MODEL_EVENTS"]`` entry. Mistakes
+    are reported by ``manage.py check``, not raised here.
+    """
+    values = {
+        "model": model,
+        "on": on,
+        "event": event,
+        "properties": properties,
+        "when": when,
+        "identity": identity,
+        "vendors": vendors,
+    }
+    _declare(Declaration(values, f"register({_label(model)!r}, on={on!r}, event={event!r})"))
+
+
+def model_event(
+    model: str | type[models.Model],
+    on: str,
+    event: str,
+    when: Mapping[str, Any] | None = None,
+    identity: str | IdentityBuilder | None = None,
+    vendors: Iterable[str] | None = None,
+) -> Callable[[F], F]:
+    """Decorate the properties builder of a hook; see :func:`register`."""
+
+    def decorator(function: F) -> F:
+        values = {
+            "model": model,
+            "on": on,
+            "event": event,
+            "properties": function,
+            "when": when,
+            "identity": identity,
+            "vendors": vendors,
+        }
+        origin = f"@model_event on {function.__module__}.{function.__qualname__}"
+        _declare(Declaration(values, origin))
+        return function
+
+    return decorator
+
+
+def _label(model: object) -> object:
+    meta = getattr(model, "_meta", None)
+    return getattr(meta, "label", model)
+
+
+def _declare(declaration: Declaration) -> None:
+    _declared.append(declaration)
+    if _active:
+        reconnect()
+
+
+def declarations() -> list[Declaration]:
+    """Every declaration: the settings' first, then those made in code."""
+    raw = conf.get_config().model_events
+    from_settings = [
+        Declaration(values, f"{conf.setting_path('MODEL_EVENTS')}[{index}]", from_settings=True)
+        for index, values in enumerate(raw)
+    ]
+    return [*from_settings, *_declared]
+
+
+# -- checking ----------------------------------------------------------------------------
+
+
+def resolve(declaration: Declaration) -> tuple[Hook | None, list[str]]:
+    """The hook, or ``None`` and one message per problem, each naming where to fix it."""
+    problems: list[str] = []
+
+    def attempt(check: Callable[[], Any], default: Any = None) -> Any:
+        try:
+            return check()
+        except _Invalid as exc:
+            problems.append(f"{declaration.where(exc.key)}: {exc}")
+            return default
+
+    values = declaration.values
+    unknown = sorted(set(values) - KEYS)
+    if unknown:
+        problems.append(f"{declaration.origin} has unknown keys {unknown}; expected {sorted(KEYS)}")
+    model = attempt(lambda: _model(values.get("model")))
+    on = attempt(lambda: _on(values.get("on")))
+    event = attempt(lambda: _event(values.get("event")))
+    properties = attempt(lambda: _callable("properties", values.get("properties")))
+    identity = attempt(lambda: _callable("identity", values.get("identity")))
+    vendors = attempt(lambda: _vendors(values.get("vendors")))
+    when = attempt(lambda: _when(model, on, values.get("when")), {}) if model and on else {}
+    if problems:
+        return None, problems
+    hook = Hook(
+        model=model,
+        on=on,
+        event=event,
+        properties=properties or default_properties,
+        when=when,
+        identity=identity,
+        vendors=vendors,
+        origin=declaration.origin,
+    )
+    return hook, []
+
+
+def default_properties(instance: models.Model) -> dict[str, Any]:
+    """``{"model": "shop.Order", "id": "42"}``: what a hook without ``properties`` sends."""
+    return {"model": instance._meta.label, "id": str(instance.pk)}
+
+
+def _model(value: Any) -> type[models.Model]:
+    if isinstance(value, type) and issubclass(value, models.Model):
+        return value
+    if not isinstance(value, str) or not value:
+        raise _Invalid("model", f'must be "app_label.ModelName", like "shop.Order"; got {value!r}')
+    try:
+        return apps.get_model(value)
+    except (LookupError, ValueError) as exc:
+        raise _Invalid("model", f"names no installed model: {exc}") from None
+
+
+def _on(value: Any) -> str:
+    if value not in ON_CHOICES:
+        raise _Invalid("on", f"must be one of {', '.join(ON_CHOICES)}; got {value!r}")
+    return str(value)
+
+
+def _event(value: Any) -> str:
+    if value is None:
+        raise _Invalid("event", "is required: the event name to track, like 'order.shipped'")
+    try:
+        return validate_name(value)
+    except InvalidEvent as exc:
+        raise _Invalid("event", str(exc)) from None
+
+
+def _callable(key: str, value: Any) -> Callable[[Any], Any] | None:
+    if value is None or callable(value):
+        return value  # type: ignore[no-any-return]
+    if not isinstance(value, str):
+        raise _Invalid(key, f"must be a callable or a dotted path to one; got {value!r}")
+    try:
+        found = import_string(value)
+    except Exception as exc:
+        raise _Invalid(key, f"cannot import {value!r}: {exc}") from None
+    if not callable(found):
+        raise _Invalid(key, f"{value!r} is a {type(found).__name__}, not a callable")
+    return found  # type: ignore[no-any-return]
+
+
+def _vendors(value: Any) -> tuple[str, ...] | None:
+    from django_eventtrack.vendors import ADAPTERS
+
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise _Invalid("vendors", f"must be a list of vendor names; got {value!r}")
+    names = tuple(value)
+    unknown = [name for name in names if name not in ADAPTERS]
+    if unknown:
+        raise _Invalid(
+            "vendors", f"names unknown vendors {unknown}; the vendors are {sorted(ADAPTERS)}"
+        )
+    return names
+
+
+def _when(model: type[models.Model], on: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if on == "delete":
+        raise _Invalid("when", 'is not supported with "on": "delete"; remove it')
+    if not isinstance(value, Mapping) or not value:
+        raise _Invalid(
+            "when", 'must be a non-empty dict of field name to value, like {"status": "shipped"}'
+        )
+    when = {}
+    for name, expected in value.items():
+        try:
+            field = model._meta.get_field(name)
+        except FieldDoesNotExist:
+            raise _Invalid("when", f"{model._meta.label} has no field {name!r}") from None
+        if not field.concrete or field.many_to_many or not isinstance(field, models.Field):
+            raise _Invalid("when", f"{model._meta.label}.{name} is not a column to compare")
+        try:
+            when[field.attname] = field.to_python(expected)
+        except (ValidationError, TypeError, ValueError) as exc:
+            raise _Invalid(
+                "when",
+                f"{expected!r} is not a valid {model._meta.label}.{name}: "
+                f"{'; '.join(getattr(exc, 'messages', [str(exc)]))}",
+            ) from None
+    return when
+
+
+def check_model_events(**kwargs: Any) -> list[checks.CheckMessage]:
+    """E101: one error per problem in a declared hook (which is then disabled).
+
+    A broken ``EVENTTRACK`` is reported by the configuration check (E001); only
+    the hooks declared in code are checked then.
+    """
+    try:
+        found = declarations()
+    except Exception:  # reported by the configuration check; code hooks still count
+        found = list(_declared)
+    return [
+        checks.Error(
+            problem,
+            hint="This hook is disabled until fixed; see the Model hooks section of the README.",
+            id="eventtrack.E101",
+        )
+        for declaration in found
+        for problem in resolve(declaration)[1]
+    ]
+
+
+# -- connecting --------------------------------------------------------------------------
+
+
+def connect_configured() -> None:
+    """Connect every valid hook (called from ``AppConfig.ready()``); invalid ones are skipped."""
+    global _active
+    _active = True
+    reconnect()
+
+
+def reconnect() -> None:
+    """Rebuild the hooks from the settings and code and (re)connect their signals.
+
+    Safe to call any number of times: receivers are connected with a
+    ``dispatch_uid`` per model and signal, so nothing fires twice.
+    """
+    try:
+        found = declarations()
+    except Exception:  # reported by the configuration check; code hooks still count
+        found = list(_declared)
+    hooks: dict[type[models.Model], list[Hook]] = {}
+    for declaration in found:
+        hook, _ = resolve(declaration)
+        if hook is not None:
+            hooks.setdefault(hook.model, []).append(hook)
+    _disconnect()
+    _hooks.clear()
+    _hooks.update({model: tuple(model_hooks) for model, model_hooks in hooks.items()})
+    _watched.clear()
+    for model, model_hooks in _hooks.items():
+        watched = frozenset(attname for hook in model_hooks for attname in hook.when)
+        if watched:
+            _watched[model] = watched
+            _connect(post_init, _remember_loaded, model)
+            _connect(pre_save, _remember_before, model)
+        if any(hook.on != "delete" for hook in model_hooks):
+            _connect(post_save, _after_save, model)
+        if any(hook.on == "delete" for hook in model_hooks):
+            _connect(post_delete, _after_delete, model)
+
+
+def _connect(signal: ModelSignal, receiver: Callable[..., None], model: type[models.Model]) -> None:
+    signal.connect(receiver, sender=model, weak=False, dispatch_uid=DISPATCH_UID)
+    _connected.append((signal, model))
+
+
+def _disconnect() -> None:
+    while _connected:
+        signal, model = _connected.pop()
+        signal.disconnect(sender=model, dispatch_uid=DISPATCH_UID)
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "EVENTTRACK" and _active:
+        conf.reload()
+        reconnect()
+
+
+setting_changed.connect(_on_setting_changed, dispatch_uid=DISPATCH_UID)
+
+
+# -- firing ------------------------------------------------------------------------------
+
+
+def _remember_loaded(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+    loaded = instance.__dict__
+    instance.__dict__[LOADED] = {a: loaded[a] for a in _watched.get(sender, ()) if a in loaded}
+
+
+def _remember_before(
+    sender: type[models.Model],
+    instance: models.Model,
+    raw: bool,
+    using: str,
+    update_fields: frozenset[str] | None,
+    **kwargs: Any,
+) -> None:
+    if raw or instance._state.adding:
+        # A new row has no "before"; one saved by explicit pk counts as unknown.
+        instance.__dict__[BEFORE] = {}
+        return
+    watched = _watched.get(sender, frozenset())
+    before = dict(instance.__dict__.get(LOADED, {}))
+    missing = [attname for attname in watched if attname not in before]
+    if missing and _saved(sender, watched, update_fields):
+        row = sender._base_manager.using(using).filter(pk=instance.pk).values(*missing).first()
+        before.update(row or {})
+    instance.__dict__[BEFORE] = before
+
+
+def _saved(
+    model: type[models.Model], watched: frozenset[str], update_fields: frozenset[str] | None
+) -> frozenset[str]:
+    """The watched attnames this save writes."""
+    if update_fields is None:
+        return watched
+    written = {getattr(model._meta.get_field(name), "attname", name) for name in update_fields}
+    return watched & written
+
+
+def _after_save(
+    sender: type[models.Model],
+    instance: models.Model,
+    created: bool,
+    raw: bool,
+    update_fields: frozenset[str] | None,
+    **kwargs: Any,
+) -> None:
+    watched = _watched.get(sender, frozenset())
+    before: dict[str, Any] = instance.__dict__.pop(BEFORE, {})
+    saved = _saved(sender, watched, update_fields)
+    values = instance.__dict__
+    after = {a: values.get(a, _UNKNOWN) if a in saved else before.get(a, _UNKNOWN) for a in watched}
+    if watched:
+        instance.__dict__[LOADED] = {a: v for a, v in after.items() if v is not _UNKNOWN}
+    if raw:
+        return
+    for hook in _hooks.get(sender, ()):
+        if _fires(hook, created, before, after):
+            _fire(hook, instance)
+
+
+def _after_delete(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+    for hook in _hooks.get(sender, ()):
+        if hook.on == "delete":
+            _fire(hook, instance)
+
+
+_UNKNOWN = object()
+
+
+def _fires(hook: Hook, created: bool, before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    if hook.on == "delete" or hook.on == ("update" if created else "create"):
+        return False
+    if not hook.when:
+        return True
+    if not _matches(hook.when, after):
+        return False
+    # An unknown previous value counts as not matching.
+    return created or not _matches(hook.when, before)
+
+
+def _matches(when: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
+    return all(attname in values and values[attname] == v for attname, v in when.items())
+
+
+def _fire(hook: Hook, instance: models.Model) -> None:
+    """Track the hook's event for ``instance``; log, never raise, if anything fails."""
+    try:
+        properties = hook.properties(instance)
+        identity = _identity(hook, instance)
+        # A savepoint: a failed outbox write must not spoil the caller's transaction.
+        with transaction.atomic(using=router.db_for_write(StoredEvent)):
+            track(
+                hook.event,
+                properties,
+                vendors=hook.vendors,
+                user_id=identity.user_id,
+                anonymous_id=identity.anonymous_id,
+                profile=identity.profile,
+                session=identity.session,
+                device_id=identity.device_id,
+                browsee_anonymous_id=identity.browsee_anonymous_id,
+                primedata_session_id=identity.primedata_session_id,
+            )
+    except Exception:
+        logger.exception(
+            "%s: tracking %r for %s pk=%s failed; the save went on without it",
+            hook.origin,
+            hook.event,
+            instance._meta.label,
+            instance.pk,
+        )
+
+
+def _identity(hook: Hook, instance: models.Model) -> Identity:
+    found = hook.identity(instance) if hook.identity else None
+    if found is None or isinstance(found, Identity):
+        return found or Identity()
+    return Identity(**found)

@@ -1,0 +1,1 @@
+"""Helpers the multi-process tests run in subprocesses (settings, seeding)."""

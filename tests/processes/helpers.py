@@ -1,0 +1,38 @@
+"""Small helpers shared by the delivery tests (backends, worker, multi-process)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from django_eventtrack.sandbox import Sandbox
+
+VENDORS = ("hellotext", "hackle", "browsee", "primedata")
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"gave up after {timeout}s waiting for {what or condition}")
+        time.sleep(0.01)
+
+
+def marker(vendor: str, payload: dict[str, Any]) -> Any:
+    """The ``n`` property of one event as the vendor received it (each vendor nests it)."""
+    if vendor == "hellotext":
+        return payload.get("metadata", {}).get("n")
+    if vendor == "hackle":
+        return payload["event"].get("properties", {}).get("n")
+    return payload.get("properties", {}).get("n")
+
+
+def received(sandbox: Sandbox, vendor: str) -> Counter[Any]:
+    """How many times the vendor accepted each event, by its ``n`` property."""
+    return Counter(marker(vendor, payload) for payload in sandbox.events(vendor))

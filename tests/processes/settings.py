@@ -1,0 +1,25 @@
+"""Settings for worker processes spawned by the tests: the SQLite file named by
+``EVENTTRACK_TEST_DATABASE``, vendors and options from ``EVENTTRACK_*`` variables.
+
+The parent test owns the file (in its ``tmp_path``) and reads the outcome from
+it directly, so nothing here depends on pytest-django's test database.
+"""
+
+from __future__ import annotations
+
+import os
+
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+INSTALLED_APPS = ["django_eventtrack"]
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ["EVENTTRACK_TEST_DATABASE"],
+        "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+EVENTTRACK: dict[str, object] = {}

@@ -1,0 +1,278 @@
+"""The admin: read-only lists and pages, filters, search, the two actions, and no secrets."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.db import connection, transaction
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+from pytest_django import Settings
+
+from django_eventtrack import track
+from django_eventtrack.models import Delivery, Event
+from django_eventtrack.sandbox import Sandbox
+
+Status = Delivery.Status
+SECRET = "hk-secret-value"
+EVENTS = reverse("admin:django_eventtrack_event_changelist")
+DELIVERIES = reverse("admin:django_eventtrack_delivery_changelist")
+
+
+@pytest.fixture(autouse=True)
+def _admin_settings(settings: Settings) -> None:
+    """What the admin needs and the rest of the suite does not."""
+    settings.TEMPLATES = [
+        {
+            "BACKEND": "django.template.backends.django.DjangoTemplates",
+            "APP_DIRS": True,
+            "OPTIONS": {
+                "context_processors": [
+                    "django.template.context_processors.request",
+                    "django.contrib.auth.context_processors.auth",
+                    "django.contrib.messages.context_processors.messages",
+                ]
+            },
+        }
+    ]
+    settings.MIDDLEWARE = [
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+    ]
+
+
+def stored(
+    name: str = "order.placed", identity: dict[str, str] | None = None, **statuses: str
+) -> Event:
+    event = Event.objects.create(
+        name=name, identity=identity or {}, timestamp=timezone.now(), properties={"total": 10}
+    )
+    for vendor, status in statuses.items():
+        Delivery.objects.create(event=event, vendor=vendor, status=status)
+    return event
+
+
+def midnight(days: int = 0) -> str:
+    """A date filter's bound, as the admin's own filter links spell it."""
+    today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    return str(today + timedelta(days=days))
+
+
+def listed(client: Client, url: str, **params: Any) -> list[Any]:
+    response = client.get(url, params)
+    assert response.status_code == 200, response.content[:500]
+    return list(response.context["cl"].result_list)
+
+
+@pytest.fixture
+def outbox() -> dict[str, Event]:
+    return {
+        "placed": stored(
+            "order.placed", {"user_id": "U-17", "profile": "P1"}, hackle=Status.FAILED
+        ),
+        "shipped": stored(
+            "order.shipped",
+            {"anonymous_id": "anon-9"},
+            hackle=Status.DELIVERED,
+            browsee=Status.FAILED,
+        ),
+        "purchased": stored("product.purchased", {"device_id": "D-1"}, hellotext=Status.PENDING),
+    }
+
+
+@pytest.mark.django_db
+def test_event_list_filters_and_search(admin_client: Client, outbox: dict[str, Event]) -> None:
+    def names(**params: Any) -> set[str]:
+        return {event.name for event in listed(admin_client, EVENTS, **params)}
+
+    assert names() == {"order.placed", "order.shipped", "product.purchased"}
+    assert names(vendor="hackle") == {"order.placed", "order.shipped"}
+    assert names(status="failed") == {"order.placed", "order.shipped"}
+    assert names(status="pending") == {"product.purchased"}
+    assert len(names(created_at__gte=midnight())) == 3
+    assert names(q="shipped") == {"order.shipped"}
+    assert names(q="u-17") == {"order.placed"}  # identity values match whole, any case
+    assert names(q="anon") == set()
+    assert names(q="P1") == {"order.placed"}
+    assert names(q="profile") == set()  # a key name is not a value
+    assert names(q=str(outbox["purchased"].id)) == {"product.purchased"}
+    assert names(q=outbox["purchased"].id.hex) == {"product.purchased"}
+
+
+@pytest.mark.django_db
+def test_delivery_list_filters_and_search(admin_client: Client, outbox: dict[str, Event]) -> None:
+    def rows(**params: Any) -> set[tuple[str, str]]:
+        return {(d.event.name, d.vendor) for d in listed(admin_client, DELIVERIES, **params)}
+
+    assert len(rows()) == 4
+    assert rows(vendor="hackle", status="failed") == {("order.placed", "hackle")}
+    assert rows(status="failed") == {("order.placed", "hackle"), ("order.shipped", "browsee")}
+    assert rows(next_attempt_at__gte=midnight(days=1)) == set()
+    assert len(rows(created_at__gte=midnight())) == 4
+    assert rows(q="anon-9") == {("order.shipped", "hackle"), ("order.shipped", "browsee")}
+    assert rows(q=str(outbox["placed"].id)) == {("order.placed", "hackle")}
+    assert rows(q="product.purch") == {("product.purchased", "hellotext")}
+    content = admin_client.get(DELIVERIES).content.decode()
+    assert "Retry now" in content
+    assert "Mark skipped" in content
+    assert "Delete selected" not in content
+
+
+@pytest.mark.django_db
+def test_list_queries_do_not_grow_with_the_page(admin_client: Client) -> None:
+    def queries(url: str) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client.get(url).status_code == 200
+        return len(captured)
+
+    stored(hackle=Status.FAILED, browsee=Status.DELIVERED)
+    few = queries(EVENTS), queries(DELIVERIES)
+    for _ in range(20):
+        stored(hackle=Status.FAILED, browsee=Status.DELIVERED)
+    assert (queries(EVENTS), queries(DELIVERIES)) == few
+
+
+def act(client: Client, action: str, deliveries: list[Delivery]) -> str:
+    response = client.post(
+        DELIVERIES,
+        {"action": action, "_selected_action": [d.pk for d in deliveries]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    return " ".join(str(message) for message in response.context["messages"])
+
+
+@pytest.mark.django_db
+def test_retry_now_makes_deliveries_due_and_leaves_in_flight_ones_alone(
+    admin_client: Client,
+) -> None:
+    later = timezone.now() + timedelta(hours=1)
+    event = stored()
+    failed = Delivery.objects.create(
+        event=event, vendor="hackle", status=Status.FAILED, attempts=10, last_error="HTTP 500"
+    )
+    skipped = Delivery.objects.create(event=event, vendor="hellotext", status=Status.SKIPPED)
+    stale_claim = Delivery.objects.create(
+        event=event,
+        vendor="primedata",
+        next_attempt_at=later,
+        claim_token="00000000-0000-0000-0000-000000000001",
+        claimed_until=timezone.now() - timedelta(minutes=1),
+    )
+    in_flight = Delivery.objects.create(
+        event=event,
+        vendor="browsee",
+        next_attempt_at=later,
+        claim_token="00000000-0000-0000-0000-000000000002",
+        claimed_until=later,
+    )
+    before = timezone.now()
+    message = act(admin_client, "retry_now", [failed, skipped, stale_claim, in_flight])
+    assert message == "3 deliveries due now. 1 being sent right now, left alone."
+    for delivery in (failed, skipped, stale_claim):
+        delivery.refresh_from_db()
+        assert delivery.status == Status.PENDING
+        assert before <= delivery.next_attempt_at <= timezone.now()
+        assert (delivery.claim_token, delivery.claimed_until) == (None, None)
+    assert failed.attempts == 10  # kept: MAX_ATTEMPTS still counts them
+    in_flight.refresh_from_db()
+    assert (in_flight.next_attempt_at, in_flight.claimed_until) == (later, later)
+
+
+@pytest.mark.django_db
+def test_mark_skipped_names_the_user_and_keeps_delivered_rows(admin_client: Client) -> None:
+    event = stored()
+    pending = Delivery.objects.create(event=event, vendor="hackle")
+    failed = Delivery.objects.create(event=event, vendor="browsee", status=Status.FAILED)
+    delivered = Delivery.objects.create(event=event, vendor="primedata", status=Status.DELIVERED)
+    assert act(admin_client, "mark_skipped", [pending, failed, delivered]) == (
+        "2 deliveries skipped."
+    )
+    assert dict(Delivery.objects.values_list("vendor", "status")) == {
+        "hackle": "skipped",
+        "browsee": "skipped",
+        "primedata": "delivered",
+    }
+    pending.refresh_from_db()
+    assert pending.last_error == "skipped by admin in admin"
+
+
+@pytest.mark.django_db
+def test_view_permission_alone_shows_no_actions(client: Client) -> None:
+    viewer = User.objects.create_user("viewer", is_staff=True)
+    viewer.user_permissions.set(
+        Permission.objects.filter(codename__in=["view_event", "view_delivery"])
+    )
+    client.force_login(viewer)
+    pending = Delivery.objects.create(event=stored(), vendor="hackle")
+    assert listed(client, DELIVERIES) == [pending]
+    assert "Retry now" not in client.get(DELIVERIES).content.decode()
+    client.post(DELIVERIES, {"action": "mark_skipped", "_selected_action": [pending.pk]})
+    pending.refresh_from_db()
+    assert pending.status == Status.PENDING
+
+
+@pytest.mark.django_db
+def test_nothing_can_be_added_edited_or_deleted(admin_client: Client) -> None:
+    delivery = Delivery.objects.create(event=stored(), vendor="hackle")
+    for model, pk in (("event", delivery.event_id), ("delivery", delivery.pk)):
+        assert admin_client.get(reverse(f"admin:django_eventtrack_{model}_add")).status_code == 403
+        change = reverse(f"admin:django_eventtrack_{model}_change", args=[pk])
+        page = admin_client.get(change).content.decode()
+        assert 'name="_save"' not in page
+        assert "<textarea" not in page
+        assert admin_client.post(change, {"vendor": "browsee"}).status_code == 403
+        delete = reverse(f"admin:django_eventtrack_{model}_delete", args=[pk])
+        assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+    delivery.refresh_from_db()
+    assert delivery.vendor == "hackle"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_configured_secret_appears_on_any_admin_page(
+    admin_client: Client, settings: Settings, sandbox: Sandbox
+) -> None:
+    vendors = sandbox.vendor_settings()
+    vendors["hackle"]["API_KEY"] = SECRET  # the sandbox refuses it: a failed delivery
+    settings.EVENTTRACK = {"VENDORS": vendors, "DELIVERY": "sync"}
+    with transaction.atomic():
+        event = track("order.placed", {"order": "O-1"}, user_id="U-17", profile="P1")
+    assert event is not None
+    hackle = Delivery.objects.get(event_id=event.id, vendor="hackle")
+    assert (hackle.status, hackle.last_status) == (Status.FAILED, 401)
+    secrets = [value for credentials in vendors.values() for value in credentials.values()]
+    secrets = [value for value in secrets if not value.startswith("http")]
+    pages = [
+        EVENTS,
+        DELIVERIES,
+        reverse("admin:django_eventtrack_event_change", args=[event.id]),
+        *(
+            reverse("admin:django_eventtrack_delivery_change", args=[pk])
+            for pk in Delivery.objects.values_list("pk", flat=True)
+        ),
+    ]
+    for page in pages:
+        response = admin_client.get(page)
+        assert response.status_code == 200
+        content = response.content.decode()
+        assert "order.placed" in content
+        for secret in secrets:
+            assert secret not in content, (page, secret)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_retry_now_wakes_the_delivery_backend(admin_client: Client, vendors: Sandbox) -> None:
+    event = stored(identity={"device_id": "D-1"})
+    failed = Delivery.objects.create(
+        event=event, vendor="hackle", status=Status.FAILED, attempts=1, last_error="HTTP 500"
+    )
+    assert act(admin_client, "retry_now", [failed]) == "1 delivery due now."
+    failed.refresh_from_db()  # DELIVERY is "sync": sent before the response
+    assert (failed.status, failed.attempts, failed.last_status) == (Status.DELIVERED, 2, 200)
+    assert len(vendors.requests("hackle")) == 1

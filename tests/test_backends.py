@@ -1,0 +1,241 @@
+"""Delivery backends in one process: nothing before commit, once per vendor after, the thread
+backend's bounded shutdown, and a forked child that sends with a thread of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.db import connections, transaction
+from django.utils import timezone
+from pytest_django import Settings
+
+from django_eventtrack import backends, http, sender, track
+from django_eventtrack.models import Delivery, Event
+from django_eventtrack.sandbox import Sandbox
+from django_eventtrack.sender import DrainStats
+from tests.processes.helpers import VENDORS, received, wait_until
+
+Status = Delivery.Status
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Rollback(Exception):
+    """Raised to roll a test's transaction back."""
+
+
+@pytest.fixture(autouse=True)
+def _own_backends(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fresh backend instances per test, closed (threads joined) before the database is flushed."""
+    monkeypatch.setattr(backends, "_backends", {})
+    sender.breaker.reset()
+    yield
+    for backend in backends._backends.values():
+        backend.close(timeout=5)
+    sender.breaker.reset()
+
+
+def use(settings: Settings, sandbox: Sandbox, delivery: str, **options: Any) -> None:
+    settings.EVENTTRACK = {"VENDORS": sandbox.vendor_settings(), "DELIVERY": delivery, **options}
+
+
+def all_delivered(event_id: uuid.UUID) -> bool:
+    statuses = Delivery.objects.filter(event_id=event_id).values_list("status", flat=True)
+    return list(statuses) == [Status.DELIVERED] * len(VENDORS)
+
+
+@pytest.mark.parametrize("delivery", ["sync", "thread"])
+def test_rollback_sends_nothing_ever(settings: Settings, sandbox: Sandbox, delivery: str) -> None:
+    use(settings, sandbox, delivery)
+    seen_inside: dict[str, int] = {}
+
+    def place_order_that_fails() -> None:
+        with transaction.atomic():
+            event = track("product.purchased", {"n": 1}, profile="P1")
+            assert event is not None
+            seen_inside["deliveries"] = Delivery.objects.filter(event_id=event.id).count()
+            seen_inside["requests"] = len(sandbox.requests())
+            raise Rollback
+
+    with pytest.raises(Rollback):
+        place_order_that_fails()
+    assert seen_inside == {"deliveries": 4, "requests": 0}  # written in the transaction, unsent
+    assert Event.objects.count() == 0
+    assert Delivery.objects.count() == 0
+    assert backends._backends == {}  # the backend was never even told
+    assert sender.drain().sent == 0  # and there is nothing left that anyone could send
+    assert sandbox.requests() == []
+
+
+@pytest.mark.parametrize("delivery", ["sync", "thread"])
+def test_commit_sends_exactly_once_per_vendor(
+    settings: Settings, sandbox: Sandbox, delivery: str
+) -> None:
+    use(settings, sandbox, delivery)
+    with transaction.atomic():
+        event = track("product.purchased", {"n": 1}, profile="P1")
+        assert event is not None
+        assert sandbox.requests() == []  # no HTTP while the transaction is open
+    if delivery == "thread":
+        sandbox.wait_for(4)
+        wait_until(lambda: all_delivered(event.id), what="every delivery recorded")
+        backend = backends.get_backend()
+        backend.close()  # joins the sender thread: nothing can be sent after this
+        assert not getattr(backend, "running", False)
+    assert sorted(record.vendor for record in sandbox.requests()) == sorted(VENDORS)
+    assert all(record.accepted for record in sandbox.requests())
+    assert all_delivered(event.id)
+    assert set(Delivery.objects.values_list("attempts", flat=True)) == {1}
+
+
+@pytest.fixture
+def request_started(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Set when the shared HTTP layer starts sending a request (in any thread)."""
+    started = threading.Event()
+    real_send = http.send
+
+    def send(*args: Any, **kwargs: Any) -> http.Attempt:
+        started.set()
+        return real_send(*args, **kwargs)
+
+    monkeypatch.setattr(http, "send", send)
+    return started
+
+
+def test_thread_backend_close_is_bounded_by_shutdown_timeout(
+    settings: Settings, sandbox: Sandbox, request_started: threading.Event
+) -> None:
+    use(settings, sandbox, "thread", SHUTDOWN_TIMEOUT=0.3, CONCURRENCY=1)
+    sandbox.inject("hackle", delay=1.5)
+    with transaction.atomic():
+        for n in range(3):
+            track("product.purchased", {"n": n}, profile=f"P{n}", vendors=["hackle"])
+    assert request_started.wait(5), "the sender thread never started a request"
+    backend = backends.get_backend()
+    assert isinstance(backend, backends.ThreadBackend)
+
+    started = time.monotonic()
+    backend.close()
+    elapsed = time.monotonic() - started
+
+    assert 0.25 <= elapsed < 1.0, elapsed  # waited SHUTDOWN_TIMEOUT, not for the slow vendor
+    assert backend.running  # still finishing the in-flight request in the background
+    assert not Delivery.objects.exclude(status=Status.PENDING).exists()
+    wait_until(lambda: not backend.running, timeout=5, what="the sender thread to finish")
+    # The in-flight request completed; the rest were given back, due again, never attempted.
+    outcomes = sorted(Delivery.objects.values_list("status", "attempts", "claim_token"))
+    assert outcomes == [
+        (Status.DELIVERED, 1, None),
+        (Status.PENDING, 0, None),
+        (Status.PENDING, 0, None),
+    ]
+    assert (
+        Delivery.objects.filter(status=Status.PENDING, next_attempt_at__lte=timezone.now()).count()
+        == 2
+    )
+    assert len(sandbox.requests("hackle")) == 1
+
+
+class QuietParent:
+    """Makes this process's sender thread go idle, alive but away from the database.
+
+    Once hushed, the parent's rounds neither drain nor query (a forked child,
+    another pid, works normally). That keeps the parent from delivering the
+    child's event for it, which the test must see the child do itself, and
+    keeps the fork from copying an SQLite connection in use, which SQLite forbids.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.parent = os.getpid()
+        self.quiet = False
+        self.parked = threading.Event()
+        real_drain = sender.drain
+        real_next_due = backends._seconds_until_next_due
+
+        def drain(*args: Any, **kwargs: Any) -> DrainStats:
+            if self.quiet and os.getpid() == self.parent:
+                return DrainStats()
+            return real_drain(*args, **kwargs)
+
+        def next_due() -> float:
+            if self.quiet and os.getpid() == self.parent:
+                self.parked.set()
+                return backends.MAX_IDLE_WAIT
+            return real_next_due()
+
+        monkeypatch.setattr(sender, "drain", drain)
+        monkeypatch.setattr(backends, "_seconds_until_next_due", next_due)
+
+    def hush(self, backend: backends.ThreadBackend) -> None:
+        """Return once the sender thread has finished any real round and is going to sleep."""
+        self.quiet = True
+        backend.enqueue([])  # wake it for one database-free round
+        assert self.parked.wait(5), "the parent's sender thread did not go idle"
+
+
+def run_in_child(body: Callable[[], dict[str, Any]], timeout: float = 10.0) -> dict[str, Any]:
+    """Fork, run ``body`` in the child and return what it reported (a JSON-able dict)."""
+    connections.close_all()  # never share a database connection across fork
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running pytest's teardown
+        code = 1
+        try:
+            os.close(read_end)
+            try:
+                report = body()
+                code = 0
+            except BaseException:
+                report = {"error": traceback.format_exc()}
+            os.write(write_end, json.dumps(report).encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    try:
+        wait_until(lambda: os.waitpid(pid, os.WNOHANG)[0] == pid, timeout=timeout, what="the child")
+        pid = 0
+        with os.fdopen(read_end, "rb") as reader:
+            result: dict[str, Any] = json.loads(reader.read() or b"{}")
+        return result
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+def test_a_forked_child_sends_its_own_events_with_its_own_thread(
+    settings: Settings, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use(settings, sandbox, "thread")
+    parent = QuietParent(monkeypatch)
+    parent_event = track("product.purchased", {"n": "parent"}, profile="P-parent")
+    assert parent_event is not None
+    sandbox.wait_for(4)
+    wait_until(lambda: all_delivered(parent_event.id), what="the parent's event")
+    backend = backends.get_backend()
+    assert isinstance(backend, backends.ThreadBackend)
+    parent.hush(backend)
+    assert backend.running  # the parent's sender thread is alive when the child is forked
+
+    def child() -> dict[str, Any]:
+        inherited = backend.running
+        event = track("product.purchased", {"n": "child"}, profile="P-child")  # autocommit
+        assert event is not None
+        started_own = backend.running
+        wait_until(lambda: all_delivered(event.id), timeout=8, what="the child's event")
+        return {"inherited": inherited, "started_own": started_own}
+
+    report = run_in_child(child)
+
+    assert report == {"inherited": False, "started_own": True}
+    for vendor in VENDORS:
+        assert received(sandbox, vendor) == {"parent": 1, "child": 1}, vendor

@@ -1,0 +1,163 @@
+"""System checks: what ``manage.py check`` says about each kind of misconfiguration."""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+import pytest
+from django.core.checks import CheckMessage, run_checks
+from django.db import connections
+from pytest_django import Settings
+
+from django_eventtrack import checks
+
+SECRET = "hk-secret-value"
+HACKLE = {"API_KEY": SECRET}
+
+
+def ids(messages: list[CheckMessage]) -> list[str]:
+    return [message.id for message in messages if message.id]
+
+
+def eventtrack_messages() -> list[CheckMessage]:
+    return run_checks(tags=[checks.TAG])
+
+
+@pytest.fixture
+def uwsgi(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    """A stand-in for the module uWSGI embeds in its workers."""
+    module = types.ModuleType("uwsgi")
+    module.opt = {}  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "uwsgi", module)
+    return module
+
+
+def test_checks_are_registered_and_a_configuration_without_vendors_warns() -> None:
+    messages = eventtrack_messages()
+    assert ids(messages) == ["eventtrack.W001"]
+    assert "No vendor is active" in messages[0].msg
+
+
+def test_a_sound_configuration_passes(settings: Settings) -> None:
+    settings.EVENTTRACK = {"VENDORS": {"hackle": HACKLE}, "DELIVERY": "worker"}
+    assert eventtrack_messages() == []
+
+
+@pytest.mark.parametrize(
+    ("eventtrack", "message"),
+    [
+        ({"VENDORS": {"segment": {"API_KEY": SECRET}}}, "unknown vendors ['segment']"),
+        ({"VENDORS": {"hackle": {**HACKLE, "APIKEY": SECRET}}}, "unknown keys ['APIKEY']"),
+        ({"DELIVER": "thread"}, "unknown keys ['DELIVER']"),
+        (
+            {"VENDORS": {"primedata": {"CLIENT_ID": SECRET}}},
+            "PrimeData is half configured: CLIENT_ID is set but ACCESS_TOKEN is not",
+        ),
+        ({"VENDORS": {"hackle": {**HACKLE, "API_URL": "ftp://x"}}}, "must be an http(s) URL"),
+        ({"VENDORS": {"hackle": {**HACKLE, "TIMEOUT": "soon"}}}, "must be a number of seconds"),
+        ({"VENDORS": {"hackle": {"API_KEY": "hk secret value"}}}, "contains whitespace"),
+        ({"VENDORS": {1: {}, "x": {}}}, "EVENTTRACK could not be read (TypeError)"),
+    ],
+)
+def test_a_configuration_error_is_one_error_without_the_secret(
+    settings: Settings, eventtrack: dict[str, Any], message: str
+) -> None:
+    settings.EVENTTRACK = eventtrack
+    messages = eventtrack_messages()
+    assert ids(messages) == ["eventtrack.E001"]  # the other checks stay quiet
+    assert message in messages[0].msg
+    assert "secret" not in messages[0].msg
+
+
+def test_a_malformed_environment_variable_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVENTTRACK_HACKLE_API_KEY", SECRET)
+    monkeypatch.setenv("EVENTTRACK_HACKLE_MAX_ATTEMPTS", "many")
+    [error] = eventtrack_messages()
+    assert error.id == "eventtrack.E001"
+    assert "EVENTTRACK_HACKLE_MAX_ATTEMPTS" in error.msg
+
+
+def test_an_unknown_delivery_backend_is_an_error(settings: Settings) -> None:
+    settings.EVENTTRACK = {"VENDORS": {"hackle": HACKLE}, "DELIVERY": "rabbit.Backend"}
+    [error] = eventtrack_messages()
+    assert error.id == "eventtrack.E002"
+    assert "'rabbit.Backend'" in error.msg
+
+
+@pytest.mark.parametrize(
+    ("api_url", "debug", "expected"),
+    [
+        ("http://user:pass-word@api.example.com", False, ["eventtrack.E003"]),
+        ("http://api.example.com", True, []),
+        ("https://api.example.com", False, []),
+        ("http://127.0.0.1:8900/hackle", False, []),
+        ("http://localhost:8900", False, []),
+        ("http://[::1]:8900", False, []),
+    ],
+)
+def test_plain_http_needs_loopback_or_debug(
+    settings: Settings, api_url: str, debug: bool, expected: list[str]
+) -> None:
+    settings.DEBUG = debug
+    settings.EVENTTRACK = {
+        "VENDORS": {"hackle": {**HACKLE, "API_URL": api_url}},
+        "DELIVERY": "worker",
+    }
+    messages = eventtrack_messages()
+    assert ids(messages) == expected
+    for message in messages:
+        assert 'EVENTTRACK["VENDORS"]["hackle"]["API_URL"]' in message.msg
+        assert "api.example.com" in message.msg
+        assert "pass-word" not in message.msg
+
+
+def test_an_inactive_vendor_url_is_not_checked(settings: Settings) -> None:
+    settings.EVENTTRACK = {
+        "VENDORS": {"hackle": HACKLE, "browsee": {"API_URL": "http://api.example.com"}},
+        "DELIVERY": "worker",
+    }
+    assert eventtrack_messages() == []
+
+
+@pytest.mark.parametrize(
+    ("options", "warns"),
+    [
+        ({}, True),
+        ({"enable-threads": False}, True),
+        ({"enable-threads": b"false"}, True),
+        ({"threads": b"1"}, True),
+        ({"enable-threads": True}, False),
+        ({"enable-threads": b"true"}, False),
+        ({"threads": b"4"}, False),
+    ],
+)
+def test_thread_delivery_under_uwsgi_needs_threads(
+    settings: Settings, uwsgi: types.ModuleType, options: dict[str, object], warns: bool
+) -> None:
+    uwsgi.opt = options  # type: ignore[attr-defined]
+    settings.EVENTTRACK = {"VENDORS": {"hackle": HACKLE}, "DELIVERY": "thread"}
+    assert ids(eventtrack_messages()) == (["eventtrack.W002"] if warns else [])
+
+
+@pytest.mark.usefixtures("uwsgi")
+def test_other_deliveries_do_not_care_about_uwsgi_threads(settings: Settings) -> None:
+    settings.EVENTTRACK = {"VENDORS": {"hackle": HACKLE}, "DELIVERY": "worker"}
+    assert eventtrack_messages() == []
+
+
+@pytest.mark.parametrize(
+    ("name", "warns"),
+    [
+        (":memory:", True),
+        ("file:memorydb?mode=memory&cache=shared", True),
+        ("eventtrack.sqlite3", False),
+    ],
+)
+def test_thread_delivery_cannot_share_an_in_memory_sqlite_database(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, name: str, warns: bool
+) -> None:
+    monkeypatch.setitem(connections["default"].settings_dict, "NAME", name)
+    settings.EVENTTRACK = {"VENDORS": {"hackle": HACKLE}, "DELIVERY": "thread"}
+    assert ids(eventtrack_messages()) == (["eventtrack.W003"] if warns else [])

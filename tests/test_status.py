@@ -1,0 +1,261 @@
+"""``eventtrack_status`` and ``eventtrack_purge``, through the library and the commands."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries, Settings
+
+from django_eventtrack import status
+from django_eventtrack.models import Delivery, Event
+
+Status = Delivery.Status
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def stored_event(age: timedelta = timedelta(0), *, now: datetime = NOW) -> Event:
+    created = now - age
+    return Event.objects.create(name="order.placed", timestamp=created, created_at=created)
+
+
+def delivery(
+    event: Event,
+    vendor: str,
+    status: str,
+    *,
+    age: timedelta = timedelta(0),
+    now: datetime = NOW,
+    **fields: object,
+) -> Delivery:
+    """A delivery created and last touched ``age`` before ``now``."""
+    created = now - age
+    fields = {"created_at": created, "next_attempt_at": created, **fields}
+    row = Delivery.objects.create(event=event, vendor=vendor, status=status, **fields)
+    Delivery.objects.filter(pk=row.pk).update(updated_at=created)  # auto_now set it to today
+    return row
+
+
+@pytest.fixture
+def mixed_outbox() -> None:
+    minute = timedelta(minutes=1)
+    for vendor, state, age, extra in [
+        ("hackle", Status.PENDING, 10 * minute, {"next_attempt_at": NOW - minute}),
+        ("hackle", Status.PENDING, 120 * minute, {"next_attempt_at": NOW + 5 * minute}),
+        ("hackle", Status.FAILED, 60 * minute, {}),
+        ("hackle", Status.SKIPPED, 60 * minute, {}),
+        ("hackle", Status.DELIVERED, 40 * minute, {"delivered_at": NOW - 30 * minute}),
+        ("hackle", Status.DELIVERED, 200 * minute, {"delivered_at": NOW - 2 * 60 * minute}),
+        ("browsee", Status.DELIVERED, 20 * minute, {"delivered_at": NOW - 10 * minute}),
+        ("browsee", Status.DELIVERED, 20 * minute, {"delivered_at": NOW - 10 * minute}),
+        ("browsee", Status.PENDING, 5 * minute, {"next_attempt_at": NOW}),
+        ("segment", Status.FAILED, 60 * minute, {}),  # a vendor no longer in the registry
+    ]:
+        delivery(stored_event(age), vendor, state, age=age, **extra)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("mixed_outbox")
+def test_summary_counts_a_mixed_outbox_in_one_query(
+    django_assert_num_queries: DjangoAssertNumQueries,
+) -> None:
+    with django_assert_num_queries(1):
+        summary = status.summary(now=NOW)
+    assert summary.vendors["hackle"] == status.Counts(
+        pending=2,
+        due=1,
+        failed=1,
+        skipped=1,
+        delivered_last_hour=1,
+        oldest_pending_seconds=7200.0,
+    )
+    assert summary.vendors["browsee"] == status.Counts(
+        pending=1, due=1, delivered_last_hour=2, oldest_pending_seconds=300.0
+    )
+    assert summary.vendors["hellotext"] == summary.vendors["primedata"] == status.Counts()
+    assert summary.vendors["segment"] == status.Counts(failed=1)
+    assert summary.totals == status.Counts(
+        pending=3,
+        due=2,
+        failed=2,
+        skipped=1,
+        delivered_last_hour=3,
+        oldest_pending_seconds=7200.0,
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("mixed_outbox")
+def test_status_command_json_is_machine_readable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(timezone, "now", lambda: NOW)
+    out = StringIO()
+    call_command("eventtrack_status", "--json", stdout=out)
+    report = json.loads(out.getvalue())
+    assert report["at"] == "2026-11-23T12:00:00+00:00"
+    assert list(report["vendors"]) == ["hellotext", "hackle", "browsee", "primedata", "segment"]
+    assert report["vendors"]["hackle"]["due"] == 1
+    assert report["vendors"]["hellotext"]["oldest_pending_seconds"] is None
+    assert report["totals"] == {
+        "pending": 3,
+        "due": 2,
+        "failed": 2,
+        "skipped": 1,
+        "delivered_last_hour": 3,
+        "oldest_pending_seconds": 7200.0,
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("mixed_outbox")
+def test_status_command_prints_a_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(timezone, "now", lambda: NOW)
+    out = StringIO()
+    call_command("eventtrack_status", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].split() == [
+        "vendor",
+        "pending",
+        "due",
+        "now",
+        "failed",
+        "skipped",
+        "delivered",
+        "1h",
+        "oldest",
+        "pending",
+        "(s)",
+    ]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
+    assert rows["hackle"] == ["2", "1", "1", "1", "1", "7200"]
+    assert rows["hellotext"] == ["0", "0", "0", "0", "0", "-"]
+    assert rows["total"] == ["3", "2", "2", "1", "3", "7200"]
+
+
+# -- purge ------------------------------------------------------------------------------------
+
+OLD = timedelta(days=40)
+RECENT = timedelta(days=1)
+
+
+@pytest.fixture
+def aged_outbox() -> dict[str, Event]:
+    """Events named by what purging 30 days must do with them."""
+    finished = stored_event(OLD)
+    for vendor, state in [
+        ("hackle", Status.DELIVERED),
+        ("browsee", Status.FAILED),
+        ("hellotext", Status.SKIPPED),
+    ]:
+        delivery(finished, vendor, state, age=OLD)
+    still_pending = stored_event(OLD)
+    delivery(still_pending, "hackle", Status.DELIVERED, age=OLD)
+    delivery(still_pending, "browsee", Status.PENDING, age=OLD)
+    recent = stored_event(RECENT)
+    delivery(recent, "hackle", Status.DELIVERED, age=RECENT)
+    old_but_touched = stored_event(OLD)
+    delivery(old_but_touched, "hackle", Status.FAILED, age=RECENT)
+    return {
+        "finished": finished,
+        "still_pending": still_pending,
+        "recent": recent,
+        "old_but_touched": old_but_touched,
+        "never_delivered": stored_event(OLD),  # stored while no vendor was configured
+    }
+
+
+def remaining() -> tuple[set[uuid.UUID], set[tuple[uuid.UUID, str, str]]]:
+    return (
+        set(Event.objects.values_list("id", flat=True).order_by()),
+        set(Delivery.objects.values_list("event_id", "vendor", "status")),
+    )
+
+
+@pytest.mark.django_db
+def test_purge_deletes_old_finished_rows_and_keeps_pending_ones(
+    aged_outbox: dict[str, Event],
+) -> None:
+    result = status.purge(timedelta(days=30), now=NOW)
+    assert result.deliveries == {"delivered": 2, "failed": 1, "skipped": 1}
+    assert result.events == 2
+    assert result.cutoff == NOW - timedelta(days=30)
+    events, deliveries = remaining()
+    assert events == {
+        aged_outbox[name].id for name in ("still_pending", "recent", "old_but_touched")
+    }
+    assert deliveries == {
+        (aged_outbox["still_pending"].id, "browsee", "pending"),
+        (aged_outbox["recent"].id, "hackle", "delivered"),
+        (aged_outbox["old_but_touched"].id, "hackle", "failed"),
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("aged_outbox")
+def test_purge_dry_run_counts_the_same_and_deletes_nothing() -> None:
+    before = remaining()
+    dry = status.purge(timedelta(days=30), dry_run=True, now=NOW)
+    assert remaining() == before
+    done = status.purge(timedelta(days=30), now=NOW)
+    assert (dry.dry_run, done.dry_run) == (True, False)
+    assert (dry.deliveries, dry.events) == (done.deliveries, done.events)
+
+
+@pytest.mark.django_db
+def test_purge_deletes_in_chunks() -> None:
+    for _ in range(5):
+        delivery(stored_event(OLD), "hackle", Status.DELIVERED, age=OLD)
+    with CaptureQueriesContext(connection) as queries:
+        result = status.purge(timedelta(days=30), now=NOW, chunk_size=2)
+    assert (result.deliveries_total, result.events) == (5, 5)
+    chunk_deletes = [
+        query["sql"]
+        for query in queries
+        if query["sql"].startswith(
+            'DELETE FROM "eventtrack_delivery" WHERE ("eventtrack_delivery"."status"'
+        )
+    ]
+    assert len(chunk_deletes) == 3  # 2 + 2 + 1
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("aged_outbox")
+def test_purge_command_dry_run_and_retention_setting(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(timezone, "now", lambda: NOW)
+    out = StringIO()
+    call_command("eventtrack_purge", "--days", "30", "--dry-run", stdout=out)
+    assert out.getvalue().strip() == (
+        "Would delete 4 deliveries (2 delivered, 1 failed, 1 skipped) and 2 events older than "
+        "2026-10-24T12:00:00+00:00 (30 days)."
+    )
+    assert Delivery.objects.count() == 7
+
+    settings.EVENTTRACK = {"RETENTION_DAYS": 0.5}  # everything finished goes but "pending"
+    out = StringIO()
+    call_command("eventtrack_purge", stdout=out)
+    assert out.getvalue().startswith(
+        "Deleted 6 deliveries (3 delivered, 2 failed, 1 skipped) and 4 events"
+    )
+    assert list(Delivery.objects.values_list("status", flat=True)) == ["pending"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("days", ["0", "-1", "nan", "inf"])
+def test_purge_command_refuses_a_bad_retention(days: str) -> None:
+    with pytest.raises(CommandError, match="--days must be more than 0"):
+        call_command("eventtrack_purge", "--days", days)
+
+
+def test_purge_command_reports_a_broken_configuration(settings: Settings) -> None:
+    settings.EVENTTRACK = {"RETENTION_DAYS": "a month"}
+    with pytest.raises(CommandError, match="RETENTION_DAYS"):
+        call_command("eventtrack_purge")

@@ -1,0 +1,518 @@
+"""The outbox worker: retries, backoff, Retry-After, give-up rules, the circuit breaker and
+batching in one process; then real worker processes sharing a SQLite file, killed with
+SIGKILL, stopped with SIGTERM, and the command end to end."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import OperationalError, transaction
+from django.utils import timezone
+from pytest_django import Settings
+
+from django_eventtrack import outbox, sender, track, worker
+from django_eventtrack.models import Delivery
+from django_eventtrack.sandbox import Sandbox
+from django_eventtrack.sender import DrainStats
+from tests.processes.helpers import VENDORS, received, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+Status = Delivery.Status
+
+
+@pytest.fixture(autouse=True)
+def _closed_breaker() -> Iterator[None]:
+    sender.breaker.reset()
+    yield
+    sender.breaker.reset()
+
+
+# --- one process: the worker's rounds against the sandbox ------------------------------------
+
+
+@pytest.fixture
+def worker_mode(settings: Settings, sandbox: Sandbox) -> Callable[..., Sandbox]:
+    """Configure the vendors (all, or ``only`` some) against the sandbox, with
+    DELIVERY="worker", tiny backoff and ``options``; ``vendors`` adds per-vendor settings."""
+
+    def configure(
+        vendors: dict[str, dict[str, Any]] | None = None,
+        only: tuple[str, ...] = VENDORS,
+        **options: Any,
+    ) -> Sandbox:
+        vendor_settings = {name: sandbox.vendor_settings()[name] for name in only}
+        for name, extra in (vendors or {}).items():
+            vendor_settings[name].update(extra)
+        settings.EVENTTRACK = {
+            "VENDORS": vendor_settings,
+            "DELIVERY": "worker",
+            "RETRY_BACKOFF_BASE": 0.01,
+            **options,
+        }
+        return sandbox
+
+    return configure
+
+
+def track_many(count: int, vendors: list[str] | None = None) -> list[Any]:
+    with transaction.atomic():
+        return [
+            track("product.purchased", {"n": n}, profile=f"P{n}", vendors=vendors)
+            for n in range(count)
+        ]
+
+
+def drain_until_settled(runner: worker.Worker, timeout: float = 5.0) -> DrainStats:
+    """``--once`` rounds until nothing is pending, waiting for each retry to come due."""
+    deadline = time.monotonic() + timeout
+    while True:
+        runner.run_once()
+        pending = Delivery.objects.filter(status=Status.PENDING, vendor__in=runner.vendors)
+        if not pending.exists():
+            return runner.totals
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"still pending: {list(pending)}"
+        wait_until(
+            lambda: any(outbox.due(vendor).exists() for vendor in runner.vendors),
+            timeout=remaining,
+            what="a retry to come due",
+        )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_vendor_down_for_a_while_ends_with_everything_delivered_once(
+    worker_mode: Callable[..., Sandbox],
+) -> None:
+    sandbox = worker_mode()
+    sandbox.inject("hackle", status=503, count=3)
+    track_many(6)
+    runner = worker.Worker()
+
+    first = runner.run_once()
+    now = timezone.now()
+    assert first.retried >= 3
+    for delivery in Delivery.objects.filter(status=Status.PENDING):
+        # Full jitter below RETRY_BACKOFF_BASE * 2**(attempts-1): seconds, not the default minutes.
+        assert delivery.next_attempt_at <= now + timedelta(seconds=0.01 * 2**delivery.attempts)
+    totals = drain_until_settled(runner)
+
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Status.DELIVERED}
+    for vendor in VENDORS:
+        assert received(sandbox, vendor) == dict.fromkeys(range(6), 1), vendor
+    hackle = Delivery.objects.filter(vendor="hackle")
+    assert len(sandbox.requests("hackle")) == 6 + 3
+    assert sum(hackle.values_list("attempts", flat=True)) == 6 + 3
+    assert (totals.delivered, totals.retried, totals.failed) == (24, 3, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_retry_after_is_honoured(worker_mode: Callable[..., Sandbox]) -> None:
+    sandbox = worker_mode()
+    sandbox.inject("hackle", status=429, retry_after=2)
+    track_many(1, vendors=["hackle"])
+    runner = worker.Worker(["hackle"])
+
+    before = timezone.now()
+    assert runner.run_once().retried == 1
+    after = timezone.now()
+    delivery = Delivery.objects.get()
+    assert (delivery.status, delivery.attempts, delivery.last_status) == (Status.PENDING, 1, 429)
+    assert before + timedelta(seconds=2) <= delivery.next_attempt_at
+    assert delivery.next_attempt_at <= after + timedelta(seconds=2.1)
+
+    assert runner.run_once().sent == 0  # not due yet: not retried
+    assert len(sandbox.requests("hackle")) == 1
+
+    Delivery.objects.update(next_attempt_at=timezone.now())  # two seconds later...
+    assert runner.run_once().delivered == 1
+    assert len(sandbox.requests("hackle")) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_wrong_credential_fails_after_exactly_one_attempt(
+    worker_mode: Callable[..., Sandbox],
+) -> None:
+    sandbox = worker_mode(vendors={"hackle": {"API_KEY": "wrong-key"}})
+    track_many(1, vendors=["hackle"])
+    runner = worker.Worker(["hackle"])
+
+    assert runner.run_once().failed == 1
+    assert runner.run_once().sent == 0
+    delivery = Delivery.objects.get()
+    assert (delivery.status, delivery.attempts, delivery.last_status) == (Status.FAILED, 1, 401)
+    assert "wrong-key" not in delivery.last_error
+    assert len(sandbox.requests("hackle")) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_max_attempts_exhausted_fails_the_delivery(worker_mode: Callable[..., Sandbox]) -> None:
+    sandbox = worker_mode(vendors={"hackle": {"MAX_ATTEMPTS": 3}})
+    sandbox.inject("hackle", status=503, count=10)
+    track_many(1, vendors=["hackle"])
+
+    drain_until_settled(worker.Worker(["hackle"]))
+
+    delivery = Delivery.objects.get()
+    assert (delivery.status, delivery.attempts, delivery.last_status) == (Status.FAILED, 3, 503)
+    assert delivery.last_error.startswith("gave up after 3 attempts; last: HTTP 503")
+    assert len(sandbox.requests("hackle")) == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_max_age_exceeded_fails_the_delivery(worker_mode: Callable[..., Sandbox]) -> None:
+    sandbox = worker_mode(vendors={"hackle": {"MAX_AGE": 3600}})
+    sandbox.inject("hackle", status=503, delay=0.3)
+    track_many(2, vendors=["hackle"])
+    stale, on_the_edge = Delivery.objects.order_by("created_at")
+    now = timezone.now()
+    Delivery.objects.filter(pk=stale.pk).update(created_at=now - timedelta(hours=2))
+    # Young enough to be sent, too old to be retried once the slow 503 comes back.
+    Delivery.objects.filter(pk=on_the_edge.pk).update(
+        created_at=now - timedelta(seconds=3600 - 0.2)
+    )
+    runner = worker.Worker(["hackle"])
+
+    stats = runner.run_once()
+
+    stale.refresh_from_db()
+    on_the_edge.refresh_from_db()
+    assert (stale.status, stale.attempts) == (Status.FAILED, 0)
+    assert stale.last_error.startswith("not sent: older than MAX_AGE (3600s)")
+    assert (on_the_edge.status, on_the_edge.attempts) == (Status.FAILED, 1)
+    assert on_the_edge.last_error.startswith("gave up: not delivered within MAX_AGE (3600s)")
+    assert len(sandbox.requests("hackle")) == 1
+    # The expired one was failed without a request; the 503 counts as a retryable answer.
+    assert worker.summary(stats) == "delivered 0, retried 1, failed 1 (1 request)"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_circuit_breaker_pauses_a_failing_vendor_only(
+    worker_mode: Callable[..., Sandbox],
+) -> None:
+    sandbox = worker_mode(CIRCUIT_BREAKER_THRESHOLD=3, CONCURRENCY=1)
+    sandbox.inject("hackle", status=503, count=100)
+    track_many(10)
+    runner = worker.Worker()
+
+    stats = runner.run_once()
+
+    assert stats.paused_vendors == {"hackle"}
+    assert "paused by the circuit breaker: hackle" in worker.summary(stats)
+    hackle_requests = len(sandbox.requests("hackle"))
+    assert hackle_requests == 3  # paused after 3 failures in a row, mid-claim
+    for vendor in ("hellotext", "browsee", "primedata"):
+        assert received(sandbox, vendor) == dict.fromkeys(range(10), 1), vendor
+    unsent = Delivery.objects.filter(vendor="hackle", attempts=0)
+    assert unsent.count() == 10 - hackle_requests
+    assert not unsent.exclude(status=Status.PENDING, claim_token=None).exists()  # released
+
+    assert runner.run_once().paused_vendors == {"hackle"}
+    assert len(sandbox.requests("hackle")) == hackle_requests  # still paused: nothing sent
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_primedata_takes_500_events_per_request(worker_mode: Callable[..., Sandbox]) -> None:
+    # Hackle stands for the one-event-per-request vendors (all three would triple the runtime).
+    sandbox = worker_mode(only=("hackle", "primedata"))
+    track_many(1200)
+
+    stats = worker.Worker().run_once()
+
+    batches = [record.event_count for record in sandbox.requests("primedata")]
+    assert sorted(batches) == [200, 500, 500]
+    assert received(sandbox, "primedata") == dict.fromkeys(range(1200), 1)
+    assert len(sandbox.requests("hackle")) == 1200
+    assert received(sandbox, "hackle") == dict.fromkeys(range(1200), 1)
+    assert (stats.delivered, stats.requests) == (2400, 1200 + 3)
+    assert not Delivery.objects.exclude(status=Status.DELIVERED).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_survives_a_database_error(
+    worker_mode: Callable[..., Sandbox],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sandbox = worker_mode(POLL_INTERVAL=0.05)
+    track_many(1, vendors=["hackle"])
+    real_drain = sender.drain
+    calls = Counter[str]()
+
+    def flaky_drain(*args: Any, **kwargs: Any) -> DrainStats:
+        calls["drain"] += 1
+        if calls["drain"] == 1:
+            raise OperationalError("database is locked")
+        return real_drain(*args, **kwargs)
+
+    monkeypatch.setattr(sender, "drain", flaky_drain)
+    runner = worker.Worker(["hackle"])
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    try:
+        sandbox.wait_for(1, vendor="hackle")
+        wait_until(lambda: Delivery.objects.filter(status=Status.DELIVERED).exists())
+    finally:
+        runner.stop()
+        thread.join(5)
+    assert not thread.is_alive()
+    assert "worker round failed (1 in a row)" in caplog.text
+    assert runner.totals.delivered == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_once_command_with_vendor_filter(worker_mode: Callable[..., Sandbox]) -> None:
+    sandbox = worker_mode()
+    track_many(2)
+    out = io.StringIO()
+    call_command("eventtrack_worker", "--once", "--vendor", "hackle", stdout=out)
+    assert out.getvalue() == "delivered 2, retried 0, failed 0 (2 requests)\n"
+    assert {record.vendor for record in sandbox.requests()} == {"hackle"}
+    with pytest.raises(CommandError, match="unknown vendor nope"):
+        call_command("eventtrack_worker", "--once", "--vendor", "nope")
+
+
+# --- real processes sharing one SQLite file ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, migrated SQLite file; each test gets a copy."""
+    path = tmp_path_factory.mktemp("eventtrack-processes") / "template.sqlite3"
+    env = {**clean_environ(), "EVENTTRACK_TEST_DATABASE": str(path)}
+    command = [sys.executable, "-m", "django", "migrate", "-v0"]
+    subprocess.run(  # noqa: S603 (our own interpreter and module)
+        command, env=env, cwd=ROOT, check=True, timeout=60, capture_output=True
+    )
+    return path
+
+
+def clean_environ() -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("EVENTTRACK_")}
+    return environ | {
+        "DJANGO_SETTINGS_MODULE": "tests.processes.settings",
+        "PYTHONPATH": str(ROOT),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+class Processes:
+    """Worker processes for one test, on one database file; all killed at the end."""
+
+    def __init__(self, database: Path, sandbox: Sandbox, logs: Path) -> None:
+        self.database = database
+        self.logs = logs
+        self.started: dict[subprocess.Popen[bytes], Path] = {}
+        self.env = clean_environ() | {
+            "EVENTTRACK_TEST_DATABASE": str(database),
+            "EVENTTRACK_POLL_INTERVAL": "0.1",
+            **sandbox.env(),
+        }
+
+    def only(self, vendor: str) -> None:
+        """Configure just ``vendor`` (the others have no credentials)."""
+        prefixes = tuple(f"EVENTTRACK_{name.upper()}_" for name in VENDORS if name != vendor)
+        self.env = {k: v for k, v in self.env.items() if not k.startswith(prefixes)}
+
+    def seed(self, count: int) -> None:
+        env = self.env | {"EVENTTRACK_DELIVERY": "worker"}
+        command = [sys.executable, "-m", "tests.processes.seed", str(count)]
+        subprocess.run(  # noqa: S603 (our own interpreter and module)
+            command, env=env, cwd=ROOT, check=True, timeout=60, capture_output=True
+        )
+
+    def worker(self, *args: str) -> subprocess.Popen[bytes]:
+        """Start ``eventtrack_worker ARGS``; its stdout and stderr go to a log file."""
+        log = self.logs / f"worker-{len(self.started)}.log"
+        with log.open("wb") as sink:
+            process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+                [sys.executable, "-m", "django", "eventtrack_worker", *args],
+                env=self.env,
+                cwd=ROOT,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        self.started[process] = log
+        return process
+
+    def output(self, process: subprocess.Popen[bytes]) -> str:
+        return self.started[process].read_text()
+
+    def wait_started(self, process: subprocess.Popen[bytes]) -> None:
+        wait_until(
+            lambda: "worker started" in self.output(process) or process.poll() is not None,
+            timeout=10,
+            what="the worker to start",
+        )
+        assert process.poll() is None, self.output(process)
+
+    def stop(self, process: subprocess.Popen[bytes], timeout: float = 5.0) -> int:
+        process.send_signal(signal.SIGTERM)
+        return process.wait(timeout)
+
+    def kill_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+            process.wait(5)
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.database, timeout=30) as connection:
+            return connection.execute(sql, params).fetchall()
+
+    def statuses(self) -> Counter[str]:
+        rows = self.query("SELECT status, COUNT(*) FROM eventtrack_delivery GROUP BY status")
+        return Counter(dict(rows))
+
+
+@pytest.fixture
+def processes(tmp_path: Path, migrated_database: Path, sandbox: Sandbox) -> Iterator[Processes]:
+    database = tmp_path / "outbox.sqlite3"
+    shutil.copyfile(migrated_database, database)
+    group = Processes(database, sandbox, tmp_path)
+    try:
+        yield group
+    finally:
+        group.kill_all()
+
+
+def test_once_command_end_to_end(processes: Processes) -> None:
+    processes.seed(5)
+    process = processes.worker("--once")
+    assert process.wait(20) == 0, processes.output(process)
+    # 5 events each to Hellotext, Hackle and Browsee, and one PrimeData batch of 5.
+    assert "delivered 20, retried 0, failed 0 (16 requests)" in processes.output(process)
+    assert processes.statuses() == {"delivered": 20}
+
+
+def test_sigterm_lets_in_flight_requests_finish_and_releases_the_rest(
+    processes: Processes, sandbox: Sandbox
+) -> None:
+    processes.only("hackle")
+    processes.env["EVENTTRACK_CONCURRENCY"] = "1"
+    sandbox.inject("hackle", delay=0.01)
+    sandbox.inject("hackle", delay=1.0)
+    processes.seed(3)
+    process = processes.worker()
+    processes.wait_started(process)
+    sandbox.wait_for(1, vendor="hackle", timeout=10)  # the next request is on its slow way
+
+    started = time.monotonic()
+    assert processes.stop(process, timeout=5) == 0, processes.output(process)
+    assert time.monotonic() - started < 3
+
+    output = processes.output(process)
+    assert "received SIGTERM: finishing in-flight requests, then stopping" in output
+    assert "worker stopped" in output
+    rows = processes.query(
+        "SELECT status, attempts, claim_token FROM eventtrack_delivery ORDER BY status"
+    )
+    delivered = [row for row in rows if row[0] == "delivered"]
+    # Every request that left finished and was recorded; everything else was given back.
+    assert len(delivered) == len(sandbox.requests("hackle")) >= 1
+    assert [row for row in rows if row[0] != "delivered"] == [("pending", 0, None)] * (
+        3 - len(delivered)
+    )
+    assert len(delivered) < 3
+
+
+@pytest.mark.slow
+def test_a_killed_worker_s_claim_is_delivered_by_another_after_its_lease(
+    processes: Processes, sandbox: Sandbox
+) -> None:
+    processes.only("hackle")
+    # Lease = max(LEASE_SECONDS, rounds * (CONNECT_TIMEOUT + TIMEOUT) + 5s) = 2 * 0.5 + 5 = 6s
+    # for a claim of 4 sent 2 at a time.
+    processes.env |= {
+        "EVENTTRACK_LEASE_SECONDS": "1",
+        "EVENTTRACK_BATCH_SIZE": "4",
+        "EVENTTRACK_CONCURRENCY": "2",
+        "EVENTTRACK_HACKLE_CONNECT_TIMEOUT": "0.1",
+        "EVENTTRACK_HACKLE_TIMEOUT": "0.4",
+    }
+    sandbox.inject("hackle", delay=0.02, count=2)  # the first pair answers quickly...
+    sandbox.inject("hackle", delay=0.3, count=2)  # ...the second is in flight when we kill
+    processes.seed(12)
+    first = processes.worker()
+    sandbox.wait_for(2, vendor="hackle", timeout=10)
+    first.send_signal(signal.SIGKILL)
+    first.wait(5)
+    claimed = processes.query(
+        "SELECT id, claimed_until FROM eventtrack_delivery WHERE claim_token IS NOT NULL"
+    )
+    assert 1 <= len(claimed) <= 4  # the dead worker's claim, stuck until its lease ends
+    lease_end = max(datetime.fromisoformat(until) for _, until in claimed)
+
+    second = processes.worker()
+    wait_until(
+        lambda: processes.statuses()["delivered"] >= 12 - len(claimed),
+        timeout=10,
+        what="the second worker to send everything not claimed",
+    )
+    assert processes.statuses()["pending"] == len(claimed)  # not taken before the lease ends
+    wait_until(
+        lambda: processes.statuses() == {"delivered": 12},
+        timeout=15,
+        what="the expired claim to be delivered",
+    )
+    ids = ",".join(str(pk) for pk, _ in claimed)
+    taken_over = processes.query(
+        f"SELECT delivered_at FROM eventtrack_delivery WHERE id IN ({ids})"  # noqa: S608
+    )
+    assert all(datetime.fromisoformat(at) >= lease_end for (at,) in taken_over)
+    assert processes.stop(second) == 0
+
+    counts = received(sandbox, "hackle")
+    assert set(counts) == set(range(12))
+    duplicates = sum(count - 1 for count in counts.values())
+    # Only requests that reached the vendor before the kill can arrive twice.
+    assert duplicates <= len(claimed)
+    print(f"SIGKILL mid-batch: {len(claimed)} claimed rows recovered, {duplicates} duplicates")
+
+
+@pytest.mark.slow
+def test_three_workers_deliver_each_event_exactly_once(
+    processes: Processes, sandbox: Sandbox
+) -> None:
+    processes.env["EVENTTRACK_BATCH_SIZE"] = "20"
+    workers = [processes.worker() for _ in range(3)]
+    for process in workers:
+        processes.wait_started(process)
+    processes.seed(300)  # all three are polling when the events land
+
+    wait_until(
+        lambda: processes.statuses() == {"delivered": 1200},
+        timeout=30,
+        what="all 1,200 deliveries",
+    )
+    for process in workers:
+        assert processes.stop(process) == 0, processes.output(process)
+
+    for vendor in VENDORS:
+        assert received(sandbox, vendor) == dict.fromkeys(range(300), 1), vendor
+    for vendor in ("hellotext", "hackle", "browsee"):
+        assert len(sandbox.requests(vendor)) == 300
+    shares = [worker_delivered(processes.output(process)) for process in workers]
+    assert sum(shares) == 1200, shares
+    print(f"three workers delivered {shares}")
+
+
+def worker_delivered(output: str) -> int:
+    line = next(line for line in output.splitlines() if "worker stopped" in line)
+    return int(line.split("delivered ", 1)[1].split(",", 1)[0])

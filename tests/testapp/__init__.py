@@ -1,0 +1,1 @@
+"""A tiny app with models for the model-hook tests."""
