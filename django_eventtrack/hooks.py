@@ -477,18 +477,7 @@ def _fire(hook: Hook, instance: models.Model) -> None:
         identity = _identity(hook, instance)
         # A savepoint: a failed outbox write must not spoil the caller's transaction.
         with transaction.atomic(using=router.db_for_write(StoredEvent)):
-            track(
-                hook.event,
-                properties,
-                vendors=hook.vendors,
-                user_id=identity.user_id,
-                anonymous_id=identity.anonymous_id,
-                profile=identity.profile,
-                session=identity.session,
-                device_id=identity.device_id,
-                browsee_anonymous_id=identity.browsee_anonymous_id,
-                primedata_session_id=identity.primedata_session_id,
-            )
+            track(hook.event, properties, vendors=hook.vendors, identity=identity)
     except Exception:
         logger.exception(
             "%s: tracking %r for %s pk=%s failed; the save went on without it",
@@ -499,8 +488,10 @@ def _fire(hook: Hook, instance: models.Model) -> None:
         )
 
 
-def _identity(hook: Hook, instance: models.Model) -> Identity:
-    found = hook.identity(instance) if hook.identity else None
-    if found is None or isinstance(found, Identity):
-        return found or Identity()
-    return Identity(**found)
+def _identity(hook: Hook, instance: models.Model) -> Identity | Mapping[str, Any] | None:
+    """The hook's identity for ``instance``; ``None`` means the current request's visitor.
+
+    An identity the hook returns replaces the current visitor's, so an admin
+    shipping an order does not lend the customer's event their own browser ids.
+    """
+    return hook.identity(instance) if hook.identity else None

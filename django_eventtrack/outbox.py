@@ -226,7 +226,7 @@ def backoff(attempts: int, options: DeliveryOptions) -> float:
 
 def _update(claim: Claim, deliveries: Sequence[Delivery], **fields: Any) -> None:
     Delivery.objects.filter(pk__in=[d.pk for d in deliveries], claim_token=claim.token).update(
-        claim_token=None, claimed_until=None, **fields
+        claim_token=None, claimed_until=None, updated_at=timezone.now(), **fields
     )
 
 

@@ -139,7 +139,7 @@ def answer(status: int, body: Any = None, headers: dict[str, str] | None = None)
                 "user": {
                     "userId": "42",
                     "deviceId": "dev-1",
-                    "identifiers": {"anonymousId": "anon-1"},
+                    "identifiers": {"anonymousId": "sess-1"},
                 },
             },
             id="hackle",
@@ -291,9 +291,12 @@ def test_skip_reason(make_adapter, make_event, vendor, identity, reason):
     ("identity", "user"),
     [
         (Identity(user_id="42"), {"userId": "42"}),
-        (Identity(device_id="d", profile="p"), {"deviceId": "d"}),
+        (
+            Identity(device_id="d", profile="p"),
+            {"deviceId": "d", "identifiers": {"anonymousId": "p"}},
+        ),
         (Identity(anonymous_id="a", profile="p"), {"identifiers": {"anonymousId": "a"}}),
-        (Identity(profile="p", session="s"), {"identifiers": {"anonymousId": "p"}}),
+        (Identity(profile="p", session="s"), {"identifiers": {"anonymousId": "s"}}),
         (Identity(session="s"), {"identifiers": {"anonymousId": "s"}}),
     ],
 )

@@ -13,7 +13,8 @@ schema does not know.
 
 ``sessionId`` is optional since 2023-11 (§4.3): PrimeData's own session id
 (the ``XSessionId`` cookie) when known, else the visitor id shared by all
-vendors (:attr:`Identity.visitor_id`). It goes on each event that has one, and at the top level too when the whole batch shares it, which is where
+vendors (:attr:`Identity.visitor_id`). It goes on each event that has one,
+and at the top level too when the whole batch shares it, which is where
 PrimeData's SDKs put it (§4.6, §4.8). Either documented success body,
 ``processedEvents`` or the older ``updated``, is a delivery (§4.5).
 """

@@ -38,12 +38,12 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the raw payloads too")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        call_command("migrate", verbosity=0)
-        for sku, name, price in PRODUCTS:
-            Product.objects.update_or_create(sku=sku, defaults={"name": name, "price": price})
         with Sandbox(port=options["port"]) as sandbox:
             os.environ.update(sandbox.env())
             conf.reload()
+            call_command("migrate", verbosity=0)
+            for sku, name, price in PRODUCTS:
+                Product.objects.update_or_create(sku=sku, defaults={"name": name, "price": price})
             self.say(f"Vendor sandbox on {sandbox.url}; all four vendors point at it.\n")
             hello_session = str(uuid.uuid4())
             order = self.play_visitor(hello_session)
@@ -85,23 +85,29 @@ class Command(BaseCommand):
             self.say(f"\n{vendor} ({len(records)} requests)")
             for record in records:
                 for name, ids in _summaries(vendor, record):
-                    marked = ", ".join(f"{k}={v}{'*' if v == hello_session else ''}" for k, v in ids)
+                    marked = ", ".join(
+                        f"{k}={v}{'*' if v == hello_session else ''}" for k, v in ids
+                    )
                     self.say(f"  {record.status}  {name:<16} {marked}")
                 if show_json:
                     self.say(json.dumps(record.body, indent=2))
-        statuses = dict(
-            (status, Delivery.objects.filter(status=status).count())
+        statuses = {
+            status: Delivery.objects.filter(status=status).count()
             for status in Delivery.Status.values
-        )
+        }
         self.say(f"\nOutbox: {statuses}")
 
     def say(self, text: str) -> None:
         self.stdout.write(text)
 
 
-def _summaries(vendor: str, record: RecordedRequest) -> list[tuple[str, list[tuple[str, str]]]]:
+Summary = list[tuple[str, list[tuple[str, Any]]]]
+
+
+def _summaries(vendor: str, record: RecordedRequest) -> Summary:
     """(event name, identity fields) for each event in one recorded request."""
     body: dict[str, Any] = record.body or {}
+    ids: list[tuple[str, Any]]
     if vendor == "hellotext":
         ids = [(k, body[k]) for k in ("profile", "session") if k in body]
         return [(body.get("action", "?"), ids)]
@@ -111,7 +117,9 @@ def _summaries(vendor: str, record: RecordedRequest) -> list[tuple[str, list[tup
         ids += [(f"identifiers.{k}", v) for k, v in user.get("identifiers", {}).items()]
         return [(body.get("event", {}).get("key", "?"), ids)]
     if vendor == "browsee":
-        return [(body.get("event", "?"), [(k, body[k]) for k in ("userId", "anonymousId") if k in body])]
+        return [
+            (body.get("event", "?"), [(k, body[k]) for k in ("userId", "anonymousId") if k in body])
+        ]
     return [
         (event.get("eventType", "?"), [("sessionId", event.get("sessionId", "-"))])
         for event in body.get("events", [])

@@ -1,0 +1,43 @@
+"""The example project's ``manage.py demo``, end to end in a subprocess, as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MANAGE = Path(__file__).resolve().parent.parent / "example_project" / "manage.py"
+
+
+@pytest.mark.slow
+def test_demo_attributes_every_event_to_the_landing_session(tmp_path: Path) -> None:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("EVENTTRACK_", "DJANGO_SETTINGS_MODULE"))
+    }
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'shop.sqlite3'}"
+    result = subprocess.run(  # noqa: S603 - our own manage.py
+        [sys.executable, str(MANAGE), "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    output = result.stdout
+    session = re.search(r"hello_session=([0-9a-f-]{36})", output)
+    assert session is not None
+    for vendor in ("hellotext", "hackle", "browsee", "primedata"):
+        assert f"\n{vendor} (" in output
+    lines = [line for line in output.splitlines() if line.startswith("  200  ")]
+    assert len(lines) == 16  # 4 events x 4 vendors, all answered 200
+    assert all(f"={session.group(1)}*" in line for line in lines)
+    shipped = [line for line in lines if "order.shipped" in line]
+    assert len(shipped) == 4  # sent outside any request, still the visitor's session
+    assert "'pending': 0, 'delivered': 16, 'failed': 0" in output
