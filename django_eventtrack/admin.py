@@ -17,8 +17,6 @@ PostgreSQL included, and never matches a key name by accident.
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
@@ -212,7 +210,7 @@ class DeliveryAdmin(ReadOnlyAdminMixin, DeliveryAdminBase):
             claimed_until=None,
             updated_at=now,
         )
-        transaction.on_commit(lambda: _wake_sender(event_ids))
+        transaction.on_commit(lambda: backends.notify(event_ids))
         message = f"{retried} {model_ngettext(self.opts, retried)} due now."
         if busy := queryset.count() - retried:
             message += f" {busy} being sent right now, left alone."
@@ -228,11 +226,3 @@ class DeliveryAdmin(ReadOnlyAdminMixin, DeliveryAdminBase):
             updated_at=timezone.now(),
         )
         self.message_user(request, f"{skipped} {model_ngettext(self.opts, skipped)} skipped.")
-
-
-def _wake_sender(event_ids: Sequence[uuid.UUID]) -> None:
-    """Tell the delivery backend, as ``track()`` does; the rows are due either way."""
-    try:
-        backends.get_backend().enqueue(event_ids)
-    except Exception:
-        logger.exception("admin retry: the delivery backend failed; the deliveries stay due")

@@ -150,6 +150,21 @@ def _seconds_until_next_due() -> float:
     return min(max(seconds, options.poll_interval), MAX_IDLE_WAIT)
 
 
+def notify(event_ids: Sequence[uuid.UUID]) -> None:
+    """Tell the configured backend that ``event_ids`` are due; never raises.
+
+    The rows are already safe in the outbox, so a failing backend (a broker
+    down, a bad dotted path) only delays them until a worker or sweep runs.
+    """
+    try:
+        get_backend().enqueue(event_ids)
+    except Exception:
+        logger.exception(
+            "events=%s: the delivery backend failed; they stay pending for the worker",
+            ",".join(map(str, event_ids)),
+        )
+
+
 _backends: dict[str, DeliveryBackend] = {}
 _backends_lock = threading.Lock()
 

@@ -84,16 +84,9 @@ def track(
 def submit(event: Event, vendors: Iterable[str] | None = None) -> None:
     """Store an already built event and hand it to the backend once committed."""
     outbox.record(event, vendors)
-    transaction.on_commit(lambda: _enqueue(event), using=router.db_for_write(StoredEvent))
-
-
-def _enqueue(event: Event) -> None:
-    try:
-        backends.get_backend().enqueue([event.id])
-    except Exception:
-        logger.exception(
-            "event=%s: the delivery backend failed; it stays pending for the worker", event.id
-        )
+    transaction.on_commit(
+        lambda: backends.notify([event.id]), using=router.db_for_write(StoredEvent)
+    )
 
 
 def _visitor(given: Identity | Mapping[str, Any] | None, request: HttpRequest | None) -> Identity:
