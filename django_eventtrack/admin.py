@@ -16,7 +16,6 @@ PostgreSQL included, and never matches a key name by accident.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
@@ -31,8 +30,6 @@ from django_eventtrack import backends
 from django_eventtrack.event import Identity
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.vendors import ADAPTERS
-
-logger = logging.getLogger("django_eventtrack.admin")
 
 Status = Delivery.Status
 
