@@ -212,6 +212,9 @@ def run_in_child(body: Callable[[], dict[str, Any]], timeout: float = 10.0) -> d
             os.waitpid(pid, 0)
 
 
+# Forking a process whose sender thread is running is exactly what this test is about
+# (gunicorn and Celery prefork do it); Python 3.12+ warns about it in general.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_sends_its_own_events_with_its_own_thread(
     settings: Settings, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
