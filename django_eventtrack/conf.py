@@ -304,6 +304,12 @@ def _parse_url(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise ConfigurationError(f"{where} must be a URL string, got {type(value).__name__}")
     parts = urlsplit(value.strip())
+    if "@" in parts.netloc:
+        # Never echoed: the part before "@" would be a password.
+        raise ConfigurationError(
+            f"{where} must not contain credentials (user:password@); put them in the "
+            "vendor's credential settings"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(
             f"{where} must be an http(s) URL with a host, like https://api.example.com; "

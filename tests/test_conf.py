@@ -126,6 +126,11 @@ def test_enabled_false_turns_a_configured_vendor_off(settings: Settings) -> None
             "EVENTTRACK_HACKLE_TIMEOUT) must be a number of seconds",
         ),
         ({"hackle": {"API_KEY": "k", "TIMEOUT": 0}}, {}, "between 0 and 300 seconds"),
+        (
+            {"hackle": {"API_KEY": "k", "API_URL": "https://me:hunter22@api.hackle.io"}},
+            {},
+            "must not contain credentials",
+        ),
         ({"hackle": {"API_KEY": "k", "MAX_ATTEMPTS": 0}}, {}, "must be at least 1"),
         ({"hackle": {"API_KEY": 42}}, {}, "must be a string, got int"),
         ({"hackle": {"API_KEY": "a key"}}, {}, "contains whitespace"),
@@ -142,6 +147,7 @@ def test_malformed_settings_name_the_setting_and_variable(
     with pytest.raises(ConfigurationError) as caught:
         get_config()
     assert expected in str(caught.value)
+    assert "hunter22" not in str(caught.value)
 
 
 def test_half_configured_vendor_names_what_is_missing(settings: Settings) -> None:
