@@ -86,10 +86,23 @@ def test_an_unknown_delivery_backend_is_an_error(settings: Settings) -> None:
     assert "'rabbit.Backend'" in error.msg
 
 
+def test_credentials_in_api_url_are_an_error_that_does_not_echo_them(
+    settings: Settings,
+) -> None:
+    settings.EVENTTRACK = {
+        "VENDORS": {"hackle": {**HACKLE, "API_URL": "http://user:pass-word@api.example.com"}},
+        "DELIVERY": "worker",
+    }
+    [error] = eventtrack_messages()
+    assert error.id == "eventtrack.E001"
+    assert "must not contain credentials" in error.msg
+    assert "pass-word" not in error.msg
+
+
 @pytest.mark.parametrize(
     ("api_url", "debug", "expected"),
     [
-        ("http://user:pass-word@api.example.com", False, ["eventtrack.E003"]),
+        ("http://api.example.com", False, ["eventtrack.E003"]),
         ("http://api.example.com", True, []),
         ("https://api.example.com", False, []),
         ("http://127.0.0.1:8900/hackle", False, []),
