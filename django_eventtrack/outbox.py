@@ -121,7 +121,10 @@ def claim_due_deliveries(
             ).update(**reserve)
     if claimed:
         claim.deliveries.extend(
-            Delivery.objects.filter(claim_token=claim.token).select_related("event")
+            # Oldest first, so a batch goes out in the order the events were tracked.
+            Delivery.objects.filter(claim_token=claim.token)
+            .select_related("event")
+            .order_by("created_at", "pk")
         )
     return claim
 

@@ -15,11 +15,13 @@ import json
 import os
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.test import Client
+from django.utils import timezone
 
 from django_eventtrack import conf
 from django_eventtrack.models import Delivery
@@ -46,13 +48,14 @@ class Command(BaseCommand):
                 Product.objects.update_or_create(sku=sku, defaults={"name": name, "price": price})
             self.say(f"Vendor sandbox on {sandbox.url}; all four vendors point at it.\n")
             hello_session = str(uuid.uuid4())
+            started = timezone.now()
             order = self.play_visitor(hello_session)
             self.wait_until_sent()
             self.say(f"\nNext day, outside any request: an admin ships {order.reference}.")
             order.status = Order.Status.SHIPPED
             order.save(update_fields=["status"])
             self.wait_until_sent()
-            self.report(sandbox, hello_session, show_json=options["json"])
+            self.report(sandbox, hello_session, started, show_json=options["json"])
 
     def play_visitor(self, hello_session: str) -> Order:
         client = Client()
@@ -78,7 +81,9 @@ class Command(BaseCommand):
                 raise CommandError("deliveries still pending after 15s; see eventtrack_status")
             time.sleep(0.05)
 
-    def report(self, sandbox: Sandbox, hello_session: str, *, show_json: bool) -> None:
+    def report(
+        self, sandbox: Sandbox, hello_session: str, started: datetime, *, show_json: bool
+    ) -> None:
         self.say("\nWhat each vendor received (the visitor's hello_session is marked *):")
         for vendor in VENDOR_ORDER:
             records = sandbox.requests(vendor)
@@ -91,11 +96,11 @@ class Command(BaseCommand):
                     self.say(f"  {record.status}  {name:<16} {marked}")
                 if show_json:
                     self.say(json.dumps(record.body, indent=2))
+        this_run = Delivery.objects.filter(created_at__gte=started)
         statuses = {
-            status: Delivery.objects.filter(status=status).count()
-            for status in Delivery.Status.values
+            status: this_run.filter(status=status).count() for status in Delivery.Status.values
         }
-        self.say(f"\nOutbox: {statuses}")
+        self.say(f"\nOutbox, this run: {statuses}")
 
     def say(self, text: str) -> None:
         self.stdout.write(text)
