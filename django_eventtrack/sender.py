@@ -56,6 +56,15 @@ class DrainStats:
             else:
                 self.failed += deliveries
 
+    def merge(self, other: DrainStats) -> None:
+        """Add ``other``'s counts to these (a worker's running totals)."""
+        with self._lock:
+            self.delivered += other.delivered
+            self.retried += other.retried
+            self.failed += other.failed
+            self.requests += other.requests
+            self.paused_vendors |= other.paused_vendors
+
     @property
     def sent(self) -> int:
         return self.delivered + self.retried + self.failed

@@ -42,26 +42,38 @@ def plan(
     an error too.
     """
     config = get_config()
-    names = _explicit_vendors(config, vendors) if vendors is not None else None
-    if require_vendor and names is None and not config.active_vendors:
-        raise ConfigurationError(
-            "no vendor is configured: set credentials in EVENTTRACK['VENDORS'] or the "
-            "EVENTTRACK_<VENDOR>_* environment variables (see the README's Configuration section)"
-        )
     targets = []
-    for name, vendor_config in config.active_vendors.items():
-        if names is not None and name not in names:
-            continue
-        adapter = ADAPTERS[name](vendor_config)
+    for name in target_vendors(vendors, require_vendor=require_vendor):
+        adapter = ADAPTERS[name](config.vendors[name])
         if not adapter.receives(event):
             reason = f"{event.name!r} is not in {setting_path('VENDORS', name, 'EVENTS')}"
-            if names is None:
+            if vendors is None:
                 continue
             targets.append(Target(name, adapter, reason))
             continue
         skip_reason = OPTED_OUT if event.identity.opted_out else adapter.skip_reason(event)
         targets.append(Target(name, adapter, skip_reason))
     return targets
+
+
+def target_vendors(vendors: Iterable[str] | None, *, require_vendor: bool = True) -> list[str]:
+    """The active vendors to use, in configuration order: all of them, or ``vendors``.
+
+    An unknown or unconfigured vendor named explicitly raises
+    :class:`ConfigurationError`, as does (with ``require_vendor``) having no
+    vendor configured at all.
+    """
+    config = get_config()
+    if vendors is None:
+        if require_vendor and not config.active_vendors:
+            raise ConfigurationError(
+                "no vendor is configured: set credentials in EVENTTRACK['VENDORS'] or the "
+                "EVENTTRACK_<VENDOR>_* environment variables (see the README's Configuration "
+                "section)"
+            )
+        return list(config.active_vendors)
+    names = _explicit_vendors(config, vendors)
+    return [name for name in config.active_vendors if name in names]
 
 
 def _explicit_vendors(config: Config, vendors: Iterable[str]) -> set[str]:
@@ -86,7 +98,7 @@ def _explicit_vendors(config: Config, vendors: Iterable[str]) -> set[str]:
 def render_requests(
     event: Event, vendors: Iterable[str] | None = None
 ) -> list[tuple[Target, VendorRequest | None]]:
-    """The requests :func:`deliver_now` would send, built but not sent."""
+    """The requests a delivery would send for ``event``, built but not sent (``--dry-run``)."""
     return [
         (target, None if target.skip_reason else target.adapter.build_request([event]))
         for target in plan(event, vendors)

@@ -29,9 +29,8 @@ from django.db import close_old_connections, connections
 from django_eventtrack import outbox, sender
 from django_eventtrack.backends import MAX_IDLE_WAIT
 from django_eventtrack.conf import get_config
-from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.sender import DrainStats
-from django_eventtrack.sending import _explicit_vendors
+from django_eventtrack.sending import target_vendors
 
 logger = logging.getLogger("django_eventtrack.worker")
 
@@ -48,10 +47,9 @@ class Worker:
     """
 
     def __init__(self, vendors: Iterable[str] | None = None) -> None:
-        self.vendors = resolve_vendors(vendors)
+        self.vendors = target_vendors(vendors)
         self.stopping = threading.Event()
         self.totals = DrainStats()
-        self._totals_lock = threading.Lock()
 
     def run_once(self) -> DrainStats:
         """Send everything due now (retries coming due meanwhile included), then return."""
@@ -59,7 +57,7 @@ class Worker:
             stats = sender.drain(self.vendors, stop=self.stopping)
         finally:
             close_old_connections()
-        self._add(stats)
+        self.totals.merge(stats)
         return stats
 
     def run(self) -> DrainStats:
@@ -120,31 +118,9 @@ class Worker:
         if not outbox.due(vendor).exists():
             return
         stats = sender.drain([vendor], stop=self.stopping)
-        self._add(stats)
+        self.totals.merge(stats)
         if stats.sent or stats.paused_vendors:
             logger.info("vendor=%s: %s", vendor, summary(stats))
-
-    def _add(self, stats: DrainStats) -> None:
-        with self._totals_lock:
-            self.totals.delivered += stats.delivered
-            self.totals.retried += stats.retried
-            self.totals.failed += stats.failed
-            self.totals.requests += stats.requests
-            self.totals.paused_vendors |= stats.paused_vendors
-
-
-def resolve_vendors(vendors: Iterable[str] | None) -> list[str]:
-    """The vendors to drain, in configuration order; raises for a bad or empty choice."""
-    config = get_config()
-    if vendors is not None:
-        names = _explicit_vendors(config, vendors)
-        return [name for name in config.active_vendors if name in names]
-    if not config.active_vendors:
-        raise ConfigurationError(
-            "no vendor is configured, so the worker has nothing to send: set credentials in "
-            "EVENTTRACK['VENDORS'] or the EVENTTRACK_<VENDOR>_* environment variables"
-        )
-    return list(config.active_vendors)
 
 
 def summary(stats: DrainStats) -> str:
