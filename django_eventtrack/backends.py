@@ -141,9 +141,11 @@ class ThreadBackend:
 def _seconds_until_next_due() -> float:
     """How long the background sender may sleep before a pending retry comes due."""
     options = get_config().options
-    next_due: datetime | None = Delivery.objects.filter(status=Delivery.Status.PENDING).aggregate(
-        next_due=Min("next_attempt_at")
-    )["next_due"]
+    # Only vendors this sender drains: a disabled vendor's leftover rows must not
+    # keep it waking every POLL_INTERVAL.
+    next_due: datetime | None = Delivery.objects.filter(
+        status=Delivery.Status.PENDING, vendor__in=list(get_config().active_vendors)
+    ).aggregate(next_due=Min("next_attempt_at"))["next_due"]
     if next_due is None:
         return MAX_IDLE_WAIT
     seconds = (next_due - timezone.now() + timedelta(milliseconds=10)).total_seconds()

@@ -242,3 +242,15 @@ def test_a_forked_child_sends_its_own_events_with_its_own_thread(
     assert report == {"inherited": False, "started_own": True}
     for vendor in VENDORS:
         assert received(sandbox, vendor) == {"parent": 1, "child": 1}, vendor
+
+
+@pytest.mark.django_db
+def test_idle_wait_ignores_pending_rows_of_inactive_vendors(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    settings.EVENTTRACK = {"VENDORS": {"hackle": sandbox.vendor_settings()["hackle"]}}
+    event = Event.objects.create(name="a.b", timestamp=timezone.now())
+    Delivery.objects.create(event=event, vendor="browsee")  # due now, but Browsee is off
+    assert backends._seconds_until_next_due() == backends.MAX_IDLE_WAIT
+    Delivery.objects.create(event=event, vendor="hackle")
+    assert backends._seconds_until_next_due() < backends.MAX_IDLE_WAIT
