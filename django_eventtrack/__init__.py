@@ -1,7 +1,8 @@
 """Server-side tracking events for Django, delivered to Hellotext, Hackle, Browsee and PrimeData.
 
-The public entry point is :func:`track`; it is imported lazily so that
-importing this package never touches Django's app registry.
+The public entry points are :func:`track` and :func:`identify`; they are
+imported lazily so that importing this package never touches Django's app
+registry.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from django_eventtrack.identification import identify
     from django_eventtrack.tracking import track
 else:
 
@@ -21,4 +23,13 @@ else:
 
     track.__doc__ = "Track an event; see :func:`django_eventtrack.tracking.track`."
 
-__all__ = ["__version__", "track"]
+    def identify(*args: Any, **kwargs: Any) -> Any:
+        from django_eventtrack.identification import identify as _identify
+
+        return _identify(*args, **kwargs)
+
+    identify.__doc__ = (
+        "Identify a visitor as a user; see :func:`django_eventtrack.identification.identify`."
+    )
+
+__all__ = ["__version__", "identify", "track"]

@@ -26,9 +26,9 @@ from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from django_eventtrack import backends
+from django_eventtrack import backends, outbox
 from django_eventtrack.event import Identity
-from django_eventtrack.models import Delivery, Event
+from django_eventtrack.models import Delivery, Event, VendorProfile
 from django_eventtrack.vendors import ADAPTERS
 
 Status = Delivery.Status
@@ -36,9 +36,10 @@ Status = Delivery.Status
 if TYPE_CHECKING:  # django-stubs makes these generic; Django itself does not
     EventAdminBase = admin.ModelAdmin[Event]
     DeliveryAdminBase = admin.ModelAdmin[Delivery]
+    VendorProfileAdminBase = admin.ModelAdmin[VendorProfile]
     DeliveryInlineBase = admin.TabularInline[Delivery, Event]
 else:
-    EventAdminBase = DeliveryAdminBase = admin.ModelAdmin
+    EventAdminBase = DeliveryAdminBase = VendorProfileAdminBase = admin.ModelAdmin
     DeliveryInlineBase = admin.TabularInline
 
 
@@ -132,10 +133,19 @@ class DeliveryInline(ReadOnlyAdminMixin, DeliveryInlineBase):
 
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdminMixin, EventAdminBase):
-    list_display = ("name", "id", "timestamp", "created_at", "deliveries_column")
-    list_filter = (HasDeliveryToFilter, HasDeliveryInStatusFilter, "created_at")
+    list_display = ("name", "kind", "id", "timestamp", "created_at", "deliveries_column")
+    list_filter = (HasDeliveryToFilter, HasDeliveryInStatusFilter, "kind", "created_at")
     search_fields = _event_search_fields()
-    fields = ("id", "name", "timestamp", "created_at", "properties", "identity", "vendor_extra")
+    fields = (
+        "id",
+        "name",
+        "kind",
+        "timestamp",
+        "created_at",
+        "properties",
+        "identity",
+        "vendor_extra",
+    )
     readonly_fields = fields
     inlines = (DeliveryInline,)
     show_full_result_count = False
@@ -198,7 +208,8 @@ class DeliveryAdmin(ReadOnlyAdminMixin, DeliveryAdminBase):
         """Due again now, whatever the status; attempts are kept. A delivery a sender
         holds at this moment is left to finish, so it is never sent twice at once."""
         now = timezone.now()
-        idle = queryset.exclude(claimed_until__gt=now)
+        scrubbed = queryset.filter(event__scrubbed_at__isnull=False).count()
+        idle = queryset.exclude(claimed_until__gt=now).filter(event__scrubbed_at__isnull=True)
         event_ids = list(set(idle.values_list("event_id", flat=True)))
         retried = idle.update(
             status=Status.PENDING,
@@ -209,17 +220,35 @@ class DeliveryAdmin(ReadOnlyAdminMixin, DeliveryAdminBase):
         )
         transaction.on_commit(lambda: backends.notify(event_ids))
         message = f"{retried} {model_ngettext(self.opts, retried)} due now."
-        if busy := queryset.count() - retried:
+        if busy := queryset.count() - retried - scrubbed:
             message += f" {busy} being sent right now, left alone."
+        if scrubbed:
+            message += (
+                f" {scrubbed} not retried: their event's properties were scrubbed after it "
+                "was sent (SCRUB_DELIVERED / REDACT_KEYS), so resending would send less."
+            )
         self.message_user(request, message)
 
     @admin.action(description="Mark skipped", permissions=["manage"])
     def mark_skipped(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         """Stop trying. Delivered rows keep their status, and a send in flight still
         records its real outcome (its claim is left as it is)."""
+        event_ids = set(queryset.values_list("event_id", flat=True))
         skipped = queryset.exclude(status=Status.DELIVERED).update(
             status=Status.SKIPPED,
             last_error=f"skipped by {request.user.get_username()} in admin",
             updated_at=timezone.now(),
         )
+        outbox.scrub_finished(event_ids)  # skipped by hand is final too
         self.message_user(request, f"{skipped} {model_ngettext(self.opts, skipped)} skipped.")
+
+
+@admin.register(VendorProfile)
+class VendorProfileAdmin(ReadOnlyAdminMixin, VendorProfileAdminBase):
+    """Profile ids vendors returned for our users (Hellotext), kept by ``identify()``."""
+
+    list_display = ("user_id", "vendor", "profile_id", "created_at")
+    list_filter = ("vendor",)
+    search_fields = ("user_id", "profile_id")
+    fields = list_display
+    readonly_fields = fields

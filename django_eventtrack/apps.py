@@ -11,7 +11,10 @@ class EventTrackConfig(AppConfig):
 
     def ready(self) -> None:
         from django_eventtrack import checks as eventtrack_checks
-        from django_eventtrack import hooks
+        from django_eventtrack import (
+            hooks,
+            identification,  # noqa: F401  (connects the login hook)
+        )
 
         for check in eventtrack_checks.ALL_CHECKS:
             checks.register(check, eventtrack_checks.TAG)

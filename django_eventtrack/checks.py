@@ -153,9 +153,38 @@ def _uwsgi_option(options: Any, name: str) -> str:
     return str(value).strip().lower()
 
 
+def check_celery_app(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """W004: ``DELIVERY`` is ``celery`` but no Celery app exists in this process.
+
+    Tasks would then go to Celery's fallback app (a broker on localhost's AMQP
+    port), not the project's: every enqueue fails and events wait for the sweep.
+    """
+    config = _config()
+    if config is None or config.delivery != "celery":
+        return []
+    try:
+        from celery import current_app
+    except ImportError:
+        return []  # E002 reports the missing extra
+    if current_app.main != "default":
+        return []
+    return [
+        Warning(
+            "DELIVERY is 'celery' but no Celery app has been created when Django starts: "
+            "tasks would go to Celery's default broker, not yours.",
+            hint="Import your Celery app in your project package's __init__.py "
+            "(from .celery import app as celery_app), as Celery's Django guide shows.",
+            id="eventtrack.W004",
+        )
+    ]
+
+
 ALL_CHECKS = (
     check_configuration,
     check_delivery_backend,
     check_vendor_urls,
     check_thread_delivery,
+    check_celery_app,
 )

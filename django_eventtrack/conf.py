@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
@@ -34,6 +35,11 @@ DEFAULT_CONNECT_TIMEOUT = 3.05
 DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_MAX_ATTEMPTS = 10
 DEFAULT_MAX_AGE = 3 * 24 * 3600.0
+#: Django's Tasks framework's default queue (``DEFAULT_TASK_QUEUE_NAME``), which every
+#: Tasks backend accepts unless its ``QUEUES`` says otherwise.
+DEFAULT_TASKS_QUEUE = "default"
+#: User attributes sent as traits by ``identify(user)`` and the login hook.
+DEFAULT_IDENTIFY_TRAITS = ("email", "first_name", "last_name")
 
 #: Keys a vendor's dict may hold besides its credentials.
 VENDOR_OPTIONS = frozenset(
@@ -46,6 +52,7 @@ VENDOR_OPTIONS = frozenset(
         "MAX_ATTEMPTS",
         "MAX_AGE",
         "ENABLED",
+        "IDENTIFY",
     }
 )
 
@@ -80,6 +87,10 @@ class DeliveryOptions:
 #: Top-level keys of ``EVENTTRACK``.
 TOP_LEVEL_KEYS = frozenset(
     {"VENDORS", "DELIVERY", "RAISE_ON_INVALID", "IDENTITY", "MODEL_EVENTS"}
+    | {"RAISE_ON_STORAGE_ERROR", "SCRUB_DELIVERED", "REDACT_KEYS"}
+    | {"IDENTIFY_ON_LOGIN", "IDENTIFY_TRAITS"}
+    | {"BLOCK_HTTP"}
+    | {"CELERY_QUEUE", "TASKS_QUEUE"}
     | {option.name.upper() for option in fields(DeliveryOptions)}
 )
 
@@ -100,6 +111,8 @@ class VendorConfig:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     #: Seconds after which an undelivered event is given up (``failed``).
     max_age: float = DEFAULT_MAX_AGE
+    #: Whether ``identify()`` calls go to this vendor (``IDENTIFY``, default true).
+    identify: bool = True
     active: bool = True
 
     @property
@@ -126,6 +139,24 @@ class Config:
     identity: Mapping[str, Any] = field(default_factory=dict)
     #: ``EVENTTRACK["MODEL_EVENTS"]`` as given; validated by :mod:`django_eventtrack.hooks`.
     model_events: tuple[Mapping[str, Any], ...] = ()
+    #: ``CELERY_QUEUE``: the queue the ``celery`` backend sends its tasks to; empty lets
+    #: Celery route them (``task_routes``, else ``task_default_queue``).
+    celery_queue: str = ""
+    #: ``TASKS_QUEUE``: the Tasks framework queue the ``tasks`` backend enqueues on.
+    tasks_queue: str = DEFAULT_TASKS_QUEUE
+    #: ``IDENTIFY_ON_LOGIN``: call ``identify()`` from ``user_logged_in`` (off by default).
+    identify_on_login: bool = False
+    #: ``IDENTIFY_TRAITS``: the user attributes that become traits.
+    identify_traits: tuple[str, ...] = DEFAULT_IDENTIFY_TRAITS
+    #: ``RAISE_ON_STORAGE_ERROR``: ``track()`` raises ``StorageError`` when the database
+    #: refuses the write (full, read-only); false logs it and returns None.
+    raise_on_storage_error: bool = True
+    #: ``SCRUB_DELIVERED``: empty an event's properties once every delivery is final.
+    scrub_delivered: bool = False
+    #: ``REDACT_KEYS``: property keys (at any depth) masked once every delivery is final.
+    redact_keys: frozenset[str] = frozenset()
+    #: ``BLOCK_HTTP``: send nothing at all; every attempt is ``skipped`` (test settings).
+    block_http: bool = False
 
     @property
     def active_vendors(self) -> dict[str, VendorConfig]:
@@ -206,6 +237,24 @@ def _build_config() -> Config:
         options=_delivery_options(raw),
         identity=_section(raw, "IDENTITY"),
         model_events=_model_events(raw),
+        celery_queue=lookup(raw, "CELERY_QUEUE", path=(), parse=_parse_queue, default=""),
+        tasks_queue=lookup(
+            raw, "TASKS_QUEUE", path=(), parse=_parse_queue, default=DEFAULT_TASKS_QUEUE
+        ),
+        identify_on_login=lookup(
+            raw, "IDENTIFY_ON_LOGIN", path=(), parse=_parse_bool, default=False
+        ),
+        identify_traits=lookup(
+            raw, "IDENTIFY_TRAITS", path=(), parse=_parse_traits, default=DEFAULT_IDENTIFY_TRAITS
+        ),
+        raise_on_storage_error=lookup(
+            raw, "RAISE_ON_STORAGE_ERROR", path=(), parse=_parse_bool, default=True
+        ),
+        scrub_delivered=lookup(raw, "SCRUB_DELIVERED", path=(), parse=_parse_bool, default=False),
+        redact_keys=lookup(
+            raw, "REDACT_KEYS", path=(), parse=_parse_keys, default=frozenset[str]()
+        ),
+        block_http=lookup(raw, "BLOCK_HTTP", path=(), parse=_parse_bool, default=False),
     )
 
 
@@ -284,6 +333,7 @@ def _vendor_config(name: str, raw: Mapping[str, Any], adapter: Any) -> VendorCon
         max_age=lookup(
             raw, "MAX_AGE", path=path, parse=_parse_seconds, default=adapter.default_max_age
         ),
+        identify=lookup(raw, "IDENTIFY", path=path, parse=_parse_bool, default=True),
         active=bool(present) and enabled,
     )
 
@@ -372,6 +422,30 @@ def _parse_events(value: Any, where: str) -> frozenset[str]:
     return frozenset(name.strip() for name in names if name.strip())
 
 
+def _parse_traits(value: Any, where: str) -> tuple[str, ...]:
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list | tuple) or not all(
+        isinstance(name, str) and name.strip().isidentifier() for name in names
+    ):
+        raise ConfigurationError(
+            f"{where} must be a list of user attribute names like "
+            '["email", "first_name"] (or "email,first_name" in the environment)'
+        )
+    return tuple(name.strip() for name in names)
+
+
+def _parse_keys(value: Any, where: str) -> frozenset[str]:
+    keys = value.split(",") if isinstance(value, str) else value
+    if not isinstance(keys, list | tuple | set | frozenset) or not all(
+        isinstance(key, str) for key in keys
+    ):
+        raise ConfigurationError(
+            f'{where} must be a list of property keys like ["email", "phone"] '
+            '(or "email,phone" in the environment)'
+        )
+    return frozenset(key.strip() for key in keys if key.strip())
+
+
 def _parse_event_names(value: Any, where: str) -> dict[str, str]:
     if isinstance(value, str):
         value = _parse_pairs(value, where)
@@ -399,10 +473,20 @@ def _parse_pairs(value: str, where: str) -> dict[str, str]:
 def _parse_delivery(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigurationError(
-            f"{where} must name a delivery backend (sync, thread, worker, celery, tasks) or "
-            "a dotted path to one"
+            f"{where} must name a delivery backend (sync, thread, worker, celery, tasks, "
+            "capture) or a dotted path to one"
         )
     return value.strip()
+
+
+def _parse_queue(value: Any, where: str) -> str:
+    name = value.strip() if isinstance(value, str) else ""
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", name):
+        raise ConfigurationError(
+            f"{where} must be a queue name of letters, digits and _ . : - "
+            f"(at most 100), got {value!r}"
+        )
+    return name
 
 
 def is_loopback_url(url: str) -> bool:

@@ -27,6 +27,16 @@ class InvalidEvent(EventTrackError, ValueError):
         self.field = field
 
 
+class StorageError(EventTrackError):
+    """The database refused to store an event (disk full, read-only, gone).
+
+    The event was not tracked. Inside ``transaction.atomic()`` the caller's
+    transaction is broken too, as with any database error. Set
+    ``EVENTTRACK["RAISE_ON_STORAGE_ERROR"] = False`` to have ``track()`` log
+    it and return ``None`` instead.
+    """
+
+
 class VendorAPIError(EventTrackError):
     """A vendor refused or failed a request.
 

@@ -29,6 +29,17 @@ MAX_ITEMS = 1_000
 MAX_IDENTIFIER_LENGTH = 256
 #: How far ahead of our clock an event may be stamped (clock skew between hosts).
 MAX_FUTURE = timedelta(days=1)
+#: Integers outside a signed 64-bit range lose precision or are refused by JSON
+#: readers (JavaScript, Java, databases); send such numbers as strings.
+MAX_INTEGER = 2**63 - 1
+#: NUL (PostgreSQL's jsonb refuses it) and lone surrogates (not encodable as UTF-8).
+UNSENDABLE_CHARACTERS = re.compile(r"[\x00\ud800-\udfff]")
+
+#: What a stored event asks of the vendors: record an action (``track()``), or
+#: tie the visitor to a known user with traits (``identify()``).
+TRACK = "track"
+IDENTIFY = "identify"
+KINDS = (TRACK, IDENTIFY)
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*")
 IDENTIFIER_PATTERN = re.compile(r"[\x21-\x7e]+")
@@ -155,6 +166,8 @@ class Event:
     #: Per-vendor additions merged into that vendor's request body as-is
     #: (``{"hackle": {"event": {"value": 42}}}``), for what the core does not model.
     vendor_extra: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: :data:`TRACK` or :data:`IDENTIFY` (then ``properties`` are the user's traits).
+    kind: str = TRACK
 
     @classmethod
     def create(
@@ -166,8 +179,13 @@ class Event:
         timestamp: datetime | None = None,
         event_id: uuid.UUID | str | None = None,
         vendor_extra: Mapping[str, Mapping[str, Any]] | None = None,
+        kind: str = TRACK,
     ) -> Event:
         """Validate and normalise; raises :class:`InvalidEvent` naming the bad field."""
+        if kind not in KINDS:
+            raise InvalidEvent(
+                f"kind must be one of {', '.join(KINDS)}, got {kind!r}", field="kind"
+            )
         return cls(
             name=validate_name(name),
             properties=normalise_properties(properties),
@@ -175,7 +193,12 @@ class Event:
             identity=identity or Identity(),
             id=_event_id(event_id),
             vendor_extra=_vendor_extra(vendor_extra),
+            kind=kind,
         )
+
+    @property
+    def is_identify(self) -> bool:
+        return self.kind == IDENTIFY
 
     @property
     def noun(self) -> str:
@@ -216,7 +239,7 @@ def validate_timestamp(timestamp: object) -> datetime:
             "django.utils.timezone.now()); a naive time is ambiguous",
             field="timestamp",
         )
-    moment = timestamp.astimezone(UTC)
+    moment = _utc(timestamp, "timestamp")
     if moment > timezone.now() + MAX_FUTURE:
         raise InvalidEvent(
             f"timestamp {moment.isoformat()} is more than a day in the future",
@@ -254,6 +277,7 @@ def _normalise_mapping(
         child = f"{path}.{key}"
         if not key or len(key) > MAX_KEY_LENGTH:
             raise InvalidEvent(f"{child} key must be 1 to {MAX_KEY_LENGTH} characters", field=child)
+        _check_text(key, f"{child} key", child)
         result[key] = _normalise_value(item, child, depth, counter)
     return result
 
@@ -262,8 +286,10 @@ def _normalise_value(value: Any, path: str, depth: int, counter: list[int]) -> J
     counter[0] += 1
     if counter[0] > MAX_ITEMS:
         raise InvalidEvent(f"properties hold more than {MAX_ITEMS} values; send less", field=path)
-    if value is None or isinstance(value, bool | int):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        return _integer(value, path)
     if isinstance(value, float | Decimal):
         return _number(value, path)
     if isinstance(value, str):
@@ -272,11 +298,12 @@ def _normalise_value(value: Any, path: str, depth: int, counter: list[int]) -> J
                 f"{path} is {len(value)} characters long; the limit is {MAX_STRING_LENGTH}",
                 field=path,
             )
+        _check_text(value, path, path)
         return value
     if isinstance(value, datetime):
         if timezone.is_naive(value):
             raise InvalidEvent(f"{path} is a naive datetime; make it timezone-aware", field=path)
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return _utc(value, path).isoformat().replace("+00:00", "Z")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, uuid.UUID):
@@ -301,11 +328,45 @@ def _number(value: float | Decimal, path: str) -> int | float:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise InvalidEvent(f"{path} is {value}, which JSON cannot carry", field=path)
-        exact_integer = value == value.to_integral_value() and int(value.as_tuple().exponent) >= 0
-        return int(value) if exact_integer else float(value)
+        # adjusted() first: to_integral_value() overflows on exponents like 1e999999999.
+        small = value.adjusted() < 19
+        exponent = int(value.as_tuple().exponent)
+        if small and exponent >= 0 and value == value.to_integral_value():
+            return _integer(int(value), path)
+        value = float(value)  # 1e999 becomes inf, refused below
     if not math.isfinite(value):
         raise InvalidEvent(f"{path} is {value}, which JSON cannot carry", field=path)
     return value
+
+
+def _integer(value: int, path: str) -> int:
+    if not -MAX_INTEGER - 1 <= value <= MAX_INTEGER:
+        raise InvalidEvent(
+            f"{path} is an integer beyond 64 bits, which JSON readers cannot carry exactly; "
+            "send it as a string",
+            field=path,
+        )
+    return value
+
+
+def _check_text(text: str, what: str, path: str) -> None:
+    """Refuse characters no vendor request can carry: NUL and lone surrogates."""
+    if UNSENDABLE_CHARACTERS.search(text):
+        raise InvalidEvent(
+            f"{what} contains a NUL character or a lone surrogate, which cannot be sent as "
+            "UTF-8 JSON",
+            field=path,
+        )
+
+
+def _utc(moment: datetime, path: str) -> datetime:
+    """An aware datetime in UTC; a time too close to year 1 or 9999 to convert is refused."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidEvent(
+            f"{path} {moment.isoformat()} cannot be converted to UTC (out of range)", field=path
+        ) from None
 
 
 def _event_id(event_id: uuid.UUID | str | None) -> uuid.UUID:

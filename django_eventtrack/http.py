@@ -15,13 +15,14 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from django_eventtrack import __version__
-from django_eventtrack.conf import VendorConfig
+from django_eventtrack.conf import VendorConfig, get_config
 from django_eventtrack.errors import VendorAPIError
 from django_eventtrack.redaction import redact, truncate
 from django_eventtrack.vendors.base import (
@@ -40,6 +41,12 @@ POOL_SIZE = 16
 _sessions: dict[str, requests.Session] = {}
 _sessions_pid = os.getpid()
 _sessions_lock = threading.Lock()
+
+#: While set, :func:`send` sends nothing and returns this callable's verdict on
+#: each request instead (:func:`django_eventtrack.testing.block_http` sets it).
+interceptor: Callable[[VendorRequest], Outcome] | None = None
+#: The verdict on every request while ``EVENTTRACK["BLOCK_HTTP"]`` is on.
+BLOCKED_BY_SETTING = 'not sent: HTTP requests are blocked by EVENTTRACK["BLOCK_HTTP"]'
 
 
 @dataclass(frozen=True)
@@ -95,7 +102,14 @@ def close_sessions() -> None:
 
 
 def send(adapter: VendorAdapter, request: VendorRequest) -> Attempt:
-    """Send ``request`` and let ``adapter`` judge the answer; never raises for the network."""
+    """Send ``request`` and let ``adapter`` judge the answer; never raises for the network.
+
+    While HTTP is blocked (tests) nothing leaves the process: the outcome is
+    ``skipped`` with the reason, so the delivery says why it was not sent.
+    """
+    refusal = _refusal(request)
+    if refusal is not None:
+        return Attempt(refusal, None, 0.0)
     config: VendorConfig = adapter.config
     started = time.monotonic()
     try:
@@ -134,6 +148,21 @@ def send(adapter: VendorAdapter, request: VendorRequest) -> Attempt:
         elapsed,
     )
     return Attempt(outcome, response, elapsed)
+
+
+def _refusal(request: VendorRequest) -> Outcome | None:
+    hook = interceptor
+    if hook is not None:
+        return hook(request)
+    if get_config().block_http:
+        logger.warning(
+            "vendor=%s events=%s: %s",
+            request.vendor,
+            ",".join(request.event_ids),
+            BLOCKED_BY_SETTING,
+        )
+        return Outcome(OutcomeKind.SKIPPED, None, BLOCKED_BY_SETTING)
+    return None
 
 
 def _transport_kind(exc: requests.RequestException) -> str:

@@ -26,8 +26,19 @@ class Event(models.Model):
     properties = models.JSONField(default=dict, blank=True)
     identity = models.JSONField(default=dict, blank=True)
     vendor_extra = models.JSONField(default=dict, blank=True)
+    kind = models.CharField(
+        max_length=16,
+        choices=[(kind, kind) for kind in normalised.KINDS],
+        default=normalised.TRACK,
+        help_text="track: an action; identify: ties the visitor to a user (properties are traits).",
+    )
     timestamp = models.DateTimeField(help_text="When it happened (UTC).")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    scrubbed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When SCRUB_DELIVERED / REDACT_KEYS removed its personal data after sending.",
+    )
 
     class Meta:
         db_table = "eventtrack_event"
@@ -46,6 +57,7 @@ class Event(models.Model):
             identity=event.identity.as_dict(),
             vendor_extra=dict(event.vendor_extra),
             timestamp=event.timestamp,
+            kind=event.kind,
         )
 
     def to_normalised(self) -> normalised.Event:
@@ -57,6 +69,7 @@ class Event(models.Model):
             identity=normalised.Identity(**self.identity),
             id=self.id,
             vendor_extra=self.vendor_extra,
+            kind=self.kind,
         )
 
 
@@ -126,3 +139,27 @@ class Delivery(models.Model):
             "last_status": self.last_status,
             "last_error": self.last_error,
         }
+
+
+class VendorProfile(models.Model):
+    """A vendor's own id for one of our users, learnt when ``identify()`` created it.
+
+    Hellotext returns a profile id from ``POST /v1/profiles``; keeping it lets
+    later events for that user name the profile, and later logins attach new
+    browser sessions to the same profile instead of creating another.
+    """
+
+    vendor = models.CharField(max_length=32)
+    user_id = models.CharField(max_length=256)
+    profile_id = models.CharField(max_length=256)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "eventtrack_vendor_profile"
+        verbose_name = "vendor profile"
+        constraints = [
+            models.UniqueConstraint(fields=["vendor", "user_id"], name="eventtrack_one_profile")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.vendor}: user {self.user_id} = {self.profile_id}"

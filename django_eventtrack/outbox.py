@@ -11,7 +11,7 @@ import logging
 import math
 import random
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,8 +22,9 @@ from django.utils import timezone
 
 from django_eventtrack import event as normalised
 from django_eventtrack import signals
-from django_eventtrack.conf import DeliveryOptions, VendorConfig
+from django_eventtrack.conf import Config, DeliveryOptions, VendorConfig, get_config
 from django_eventtrack.models import Delivery, Event
+from django_eventtrack.redaction import MASK
 from django_eventtrack.sending import Target, plan
 from django_eventtrack.vendors import Outcome, OutcomeKind
 
@@ -32,36 +33,86 @@ logger = logging.getLogger("django_eventtrack.outbox")
 Status = Delivery.Status
 
 
-def record(event: normalised.Event, vendors: Iterable[str] | None = None) -> list[Delivery]:
+def record(event: normalised.Event, vendors: Iterable[str] | None = None) -> list[Target]:
     """Store ``event`` and one delivery per targeted vendor, in the caller's transaction.
 
     Two INSERTs; no savepoint inside an outer transaction, a transaction of its
     own outside one. A vendor that cannot take the event (no identity it needs,
     filtered out by ``EVENTS`` when named explicitly) gets a ``skipped`` row with
-    the reason, so the admin shows why nothing was sent.
+    the reason, so the admin shows why nothing was sent. Returns the targets,
+    one per delivery row written.
     """
     targets = plan(event, vendors, require_vendor=False)
     if not targets:
         logger.warning("event=%s name=%s: no vendor takes it; stored only", event.id, event.name)
-    now = timezone.now()
-    deliveries = [_new_delivery(event, target, now) for target in targets]
-    with transaction.atomic(using=router.db_for_write(Event), savepoint=False):
-        Event.from_normalised(event).save(force_insert=True)
-        Delivery.objects.bulk_create(deliveries)
-    return deliveries
+    stored = Event.from_normalised(event)
+    if all(target.skip_reason for target in targets):
+        _scrub(stored, get_config())  # nothing will be sent: final already
+    alias = router.db_for_write(Event)
+    with transaction.atomic(using=alias, savepoint=False):
+        _insert_event(stored, alias)
+        _insert_deliveries(event.id, targets, stored.created_at, alias)
+    return targets
 
 
-def _new_delivery(event: normalised.Event, target: Target, now: datetime) -> Delivery:
-    if target.skip_reason:
-        return Delivery(
-            event_id=event.id,
-            vendor=target.vendor,
-            status=Status.SKIPPED,
-            last_error=target.skip_reason,
-            created_at=now,
-            next_attempt_at=now,
+# track() is on the caller's request path, so its two INSERTs are written by hand:
+# the ORM's insert compiler (model instances, per-field preparation of identical
+# values, SQL assembly) cost more than the database work itself, three times a plain
+# ORM insert in all (``python -m tests.benchmarks``, request path). The values are
+# still adapted by each field, so every database backend sees what the ORM sends.
+
+
+def _insert_event(stored: Event, alias: str) -> None:
+    connection = connections[alias]
+    fields = Event._meta.concrete_fields
+    values = [field.get_db_prep_save(field.pre_save(stored, True), connection) for field in fields]
+    _insert(Event, [str(field.column) for field in fields], [values], alias)
+
+
+def _insert_deliveries(
+    event_id: uuid.UUID, targets: Sequence[Target], now: datetime, alias: str
+) -> None:
+    """One row per target; the columns left out (claim, last status, delivered at) are NULL."""
+    if not targets:
+        return
+    connection = connections[alias]
+    fields = {field.name: field for field in Delivery._meta.concrete_fields}
+    event = fields["event"].get_db_prep_save(event_id, connection)
+    at = fields["created_at"].get_db_prep_save(now, connection)
+    columns = ["event_id", "vendor", "status", "attempts", "last_error"]
+    columns += ["created_at", "updated_at", "next_attempt_at"]
+    rows = [
+        (
+            event,
+            target.vendor,
+            Status.SKIPPED.value if target.skip_reason else Status.PENDING.value,
+            0,
+            target.skip_reason or "",
+            at,
+            at,
+            at,
         )
-    return Delivery(event_id=event.id, vendor=target.vendor, created_at=now, next_attempt_at=now)
+        for target in targets
+    ]
+    _insert(Delivery, columns, rows, alias)
+
+
+def _insert(
+    model: type[Event | Delivery],
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    alias: str,
+) -> None:
+    """INSERT ``rows`` (values already adapted for the database) in one statement."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    row = f"({', '.join(['%s'] * len(columns))})"
+    sql = (
+        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(map(quote, columns))}) "  # noqa: S608 - names from the model
+        f"VALUES {', '.join([row] * len(rows))}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for values in rows for value in values])
 
 
 def due(vendor: str, *, now: datetime | None = None) -> QuerySet[Delivery]:
@@ -106,6 +157,10 @@ def claim_due_deliveries(
         "claimed_until": claim.until,
         "next_attempt_at": claim.until,
     }
+    if not candidates.exists():
+        # A read: the claim below is a write transaction, which on SQLite queues
+        # for the one write lock even when there is nothing to claim.
+        return claim
     alias = router.db_for_write(Delivery)
     with transaction.atomic(using=alias):
         if connections[alias].features.has_select_for_update_skip_locked:
@@ -113,16 +168,22 @@ def claim_due_deliveries(
                 candidates.select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit]
             )
             claimed = Delivery.objects.filter(pk__in=ids).update(**reserve) if ids else 0
+            mine = Delivery.objects.filter(pk__in=ids)
         else:
             claimed = Delivery.objects.filter(
                 pk__in=candidates.values("pk")[:limit],
                 status=Status.PENDING,
                 next_attempt_at__lte=now,
             ).update(**reserve)
+            # claim_token has no index (a full scan with a million delivered rows); the
+            # claimed rows are due exactly at claim.until, which the due index finds.
+            mine = Delivery.objects.filter(
+                vendor=vendor, status=Status.PENDING, next_attempt_at=claim.until
+            )
     if claimed:
         claim.deliveries.extend(
             # Oldest first, so a batch goes out in the order the events were tracked.
-            Delivery.objects.filter(claim_token=claim.token)
+            mine.filter(claim_token=claim.token)
             .select_related("event")
             .order_by("created_at", "pk")
         )
@@ -148,6 +209,7 @@ def finish(
     if outcome.kind is OutcomeKind.RETRY:
         for delivery in deliveries:
             _reschedule(claim, delivery, outcome, config, options, now)
+        scrub_finished(d.event_id for d in deliveries if d.status == Status.FAILED)
         return
     status = Status.DELIVERED if outcome.ok else Status.FAILED
     if outcome.kind is OutcomeKind.SKIPPED:
@@ -165,6 +227,52 @@ def finish(
     for delivery in deliveries:
         _refresh(delivery, status, outcome, now, counted)
         _announce(delivery, outcome)
+    scrub_finished(delivery.event_id for delivery in deliveries)
+
+
+def scrub_finished(event_ids: Iterable[uuid.UUID]) -> int:
+    """Apply ``SCRUB_DELIVERED`` / ``REDACT_KEYS`` to those of ``event_ids`` whose
+    deliveries are all final (delivered, failed or skipped); returns how many changed.
+
+    Personal data then lives in the outbox only while it is needed for sending.
+    The identity snapshot is kept (pseudonymous ids the admin searches by);
+    ``eventtrack_purge`` removes whole rows after ``RETENTION_DAYS``.
+    """
+    config = get_config()
+    ids = set(event_ids)
+    if not ids or not (config.scrub_delivered or config.redact_keys):
+        return 0
+    finished = Event.objects.filter(pk__in=ids).exclude(deliveries__status=Status.PENDING)
+    changed = [
+        event
+        for event in finished.only("id", "properties", "vendor_extra", "scrubbed_at")
+        if _scrub(event, config)
+    ]
+    Event.objects.bulk_update(changed, ["properties", "vendor_extra", "scrubbed_at"])
+    return len(changed)
+
+
+def _scrub(event: Event, config: Config) -> bool:
+    """Scrub or redact ``event`` in place, per the settings; True when it changed."""
+    before = (event.properties, event.vendor_extra)
+    if config.scrub_delivered:
+        event.properties, event.vendor_extra = {}, {}
+    elif config.redact_keys:
+        event.properties = _redacted(event.properties, config.redact_keys)
+        event.vendor_extra = _redacted(event.vendor_extra, config.redact_keys)
+    changed = (event.properties, event.vendor_extra) != before
+    if changed:
+        event.scrubbed_at = timezone.now()
+    return changed
+
+
+def _redacted(value: Any, keys: frozenset[str]) -> Any:
+    """``value`` with the values of ``keys`` masked, in nested dicts and lists too."""
+    if isinstance(value, Mapping):
+        return {key: MASK if key in keys else _redacted(item, keys) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item, keys) for item in value]
+    return value
 
 
 def _reschedule(

@@ -17,16 +17,17 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import connections
 from django.utils import timezone
 
-from django_eventtrack import http, outbox
+from django_eventtrack import http, identification, outbox
 from django_eventtrack.conf import Config, DeliveryOptions, get_config
+from django_eventtrack.event import IDENTIFY, Event
 from django_eventtrack.models import Delivery
 from django_eventtrack.vendors import ADAPTERS, Outcome, OutcomeKind, VendorAdapter
 
@@ -44,11 +45,14 @@ class DrainStats:
     paused_vendors: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, outcome: Outcome, deliveries: int, *, sent: bool = True) -> None:
-        """Count ``deliveries`` under ``outcome``; ``sent=False`` when no request went out."""
+    def add(
+        self, outcome: Outcome, deliveries: int, *, sent: bool = True, requests: int = 1
+    ) -> None:
+        """Count ``deliveries`` under ``outcome``, sent in ``requests`` requests
+        (none when ``sent=False``)."""
         with self._lock:
             if sent:
-                self.requests += 1
+                self.requests += requests
             if outcome.ok:
                 self.delivered += deliveries
             elif outcome.kind is OutcomeKind.RETRY:
@@ -187,13 +191,22 @@ def _drain_vendor(
             if not claim.deliveries:
                 return
             sendable = _expire_old(adapter, claim, config, stats)
+            tracked = [d for d in sendable if d.event.kind != IDENTIFY]
             batches = [
-                sendable[start : start + per_request]
-                for start in range(0, len(sendable), per_request)
+                tracked[start : start + per_request]
+                for start in range(0, len(tracked), per_request)
             ]
-            futures = [pool.submit(_send_batch, adapter, batch, stop, options) for batch in batches]
-            for batch, future in zip(batches, futures, strict=True):
-                _record(adapter, claim, batch, future.result(), config, stats)
+            futures = [
+                pool.submit(_send_batch, adapter, batch, _events(adapter, batch), stop, options)
+                for batch in batches
+            ]
+            for delivery in sendable:
+                if delivery.event.kind == IDENTIFY:
+                    outcome = _send_identify(adapter, delivery, stop, options)
+                    _record(adapter, claim, [delivery], outcome, config, stats)
+            _record_as_completed(
+                adapter, claim, dict(zip(futures, batches, strict=True)), config, stats
+            )
 
 
 def _expire_old(
@@ -217,9 +230,20 @@ def _expire_old(
     return [d for d in claim.deliveries if d.created_at >= cutoff]
 
 
+def _events(adapter: VendorAdapter, batch: list[Delivery]) -> list[Event]:
+    """The batch's events as the adapter reads them, with remembered vendor profiles."""
+    events = [delivery.event.to_normalised() for delivery in batch]
+    return (
+        identification.with_known_profiles(adapter.name, events)
+        if adapter.remembers_profiles
+        else events
+    )
+
+
 def _send_batch(
     adapter: VendorAdapter,
     batch: list[Delivery],
+    events: list[Event],
     stop: threading.Event | None,
     options: DeliveryOptions,
 ) -> Outcome | None:
@@ -229,11 +253,44 @@ def _send_batch(
     The circuit breaker hears each answer here, before this thread sends the
     next request, so a vendor that fails fast is paused mid-claim.
     """
+    return _attempt(
+        adapter, batch, stop, options, lambda: http.send(adapter, adapter.build_request(events))
+    )
+
+
+def _send_identify(
+    adapter: VendorAdapter,
+    delivery: Delivery,
+    stop: threading.Event | None,
+    options: DeliveryOptions,
+) -> Outcome | None:
+    """Send one ``identify()`` call, in the drain thread: it may read and write the
+    vendor profiles it learns (one login per user, so these are rare)."""
+    event = delivery.event.to_normalised()
+    return _attempt(
+        adapter,
+        [delivery],
+        stop,
+        options,
+        lambda: adapter.send_identify(
+            event, lambda request: http.send(adapter, request), identification.profiles
+        ),
+    )
+
+
+def _attempt(
+    adapter: VendorAdapter,
+    batch: list[Delivery],
+    stop: threading.Event | None,
+    options: DeliveryOptions,
+    send: Callable[[], http.Attempt | Outcome],
+) -> Outcome | None:
+    """Run ``send`` unless stopping or paused; its outcome, with the breaker told."""
     if (stop and stop.is_set()) or not breaker.allows(adapter.name):
         return None
     try:
-        events = [delivery.event.to_normalised() for delivery in batch]
-        outcome = http.send(adapter, adapter.build_request(events)).outcome
+        result = send()
+        outcome = result if isinstance(result, Outcome) else result.outcome
     except Exception as exc:
         logger.exception(
             "vendor=%s events=%s: unexpected error building or sending; will retry",
@@ -257,9 +314,37 @@ def _record(
     outcome: Outcome | None,
     config: Config,
     stats: DrainStats,
+    *,
+    requests: int = 1,
 ) -> None:
     if outcome is None:
         outbox.release(claim, batch)
         return
     outbox.finish(claim, batch, outcome, adapter.config, config.options)
-    stats.add(outcome, len(batch))
+    stats.add(outcome, len(batch), requests=requests)
+
+
+def _record_as_completed(
+    adapter: VendorAdapter,
+    claim: outbox.Claim,
+    pending: dict[Future[Outcome | None], list[Delivery]],
+    config: Config,
+    stats: DrainStats,
+) -> None:
+    """Record outcomes as requests finish; those finished meanwhile with the same
+    outcome in one write.
+
+    One UPDATE per request made the vendor threads queue for SQLite's single
+    writer lock, which capped a worker at ~180 requests/s whatever the vendors
+    could take (``python -m tests.benchmarks``, throughput). The slower the
+    writes, the more requests finish during one, so the batching adapts; a
+    request is still recorded as soon as the database lets us.
+    """
+    while pending:
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        by_outcome: dict[Outcome | None, list[list[Delivery]]] = {}
+        for future in done:
+            by_outcome.setdefault(future.result(), []).append(pending.pop(future))
+        for outcome, batches in by_outcome.items():
+            deliveries = [delivery for batch in batches for delivery in batch]
+            _record(adapter, claim, deliveries, outcome, config, stats, requests=len(batches))

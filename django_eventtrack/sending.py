@@ -46,14 +46,24 @@ def plan(
     for name in target_vendors(vendors, require_vendor=require_vendor):
         adapter = ADAPTERS[name](config.vendors[name])
         if not adapter.receives(event):
-            reason = f"{event.name!r} is not in {setting_path('VENDORS', name, 'EVENTS')}"
             if vendors is None:
                 continue
-            targets.append(Target(name, adapter, reason))
+            targets.append(Target(name, adapter, _filtered_out(event, name)))
             continue
-        skip_reason = OPTED_OUT if event.identity.opted_out else adapter.skip_reason(event)
+        if event.identity.opted_out:
+            skip_reason: str | None = OPTED_OUT
+        elif event.is_identify:
+            skip_reason = adapter.identify_skip_reason(event)
+        else:
+            skip_reason = adapter.skip_reason(event)
         targets.append(Target(name, adapter, skip_reason))
     return targets
+
+
+def _filtered_out(event: Event, vendor: str) -> str:
+    if event.is_identify:
+        return f"identify() is turned off by {setting_path('VENDORS', vendor, 'IDENTIFY')}"
+    return f"{event.name!r} is not in {setting_path('VENDORS', vendor, 'EVENTS')}"
 
 
 def target_vendors(vendors: Iterable[str] | None, *, require_vendor: bool = True) -> list[str]:

@@ -12,12 +12,12 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from django.db import router, transaction
+from django.db import DatabaseError, router, transaction
 from django.http import HttpRequest
 
-from django_eventtrack import backends, outbox
+from django_eventtrack import backends, identification, outbox
 from django_eventtrack.conf import get_config
-from django_eventtrack.errors import InvalidEvent
+from django_eventtrack.errors import InvalidEvent, StorageError
 from django_eventtrack.event import Event, Identity
 from django_eventtrack.identity import current as current_identity
 from django_eventtrack.identity import from_request, restore
@@ -56,8 +56,11 @@ def track(
     the outbox row). Raises :class:`~django_eventtrack.errors.InvalidEvent` for a
     programming error (bad name, unserialisable properties) unless
     ``EVENTTRACK["RAISE_ON_INVALID"]`` is false, in which case it logs and
-    returns ``None``. It never raises for a vendor problem: vendors are only
-    contacted after commit, by the delivery backend.
+    returns ``None``. When the database refuses the write (disk full, read-only)
+    it raises :class:`~django_eventtrack.errors.StorageError`, or with
+    ``EVENTTRACK["RAISE_ON_STORAGE_ERROR"]`` false logs it and returns ``None``.
+    It never raises for a vendor problem: vendors are only contacted after
+    commit, by the delivery backend.
     """
     try:
         visitor = Identity(
@@ -68,7 +71,9 @@ def track(
             device_id=device_id,
             browsee_anonymous_id=browsee_anonymous_id,
             primedata_session_id=primedata_session_id,
-        ).merged(_visitor(identity, request))
+        ).merged(resolve_visitor(identity, request))
+        # A user known to Hellotext but without a browser id gets their profile.
+        visitor = identification.with_remembered_profile(visitor)
         event = Event.create(
             name, properties, identity=visitor, timestamp=timestamp, vendor_extra=vendor_extra
         )
@@ -77,19 +82,43 @@ def track(
             raise
         logger.error("track(%r) refused: %s (field %s)", name, exc, exc.field)
         return None
-    submit(event, vendors)
+    try:
+        submit(event, vendors)
+    except StorageError as exc:
+        if get_config().raise_on_storage_error:
+            raise
+        logger.error("track(%r) not stored: %s", name, exc)
+        return None
     return event
 
 
 def submit(event: Event, vendors: Iterable[str] | None = None) -> None:
-    """Store an already built event and hand it to the backend once committed."""
-    outbox.record(event, vendors)
-    transaction.on_commit(
-        lambda: backends.notify([event.id]), using=router.db_for_write(StoredEvent)
-    )
+    """Store an already built event and hand it to the backend once committed.
+
+    A database error becomes :class:`StorageError` naming the event. When
+    ``track()`` is to log rather than raise it, the write gets a savepoint of
+    its own, so a caller's transaction outlives the failed write.
+    """
+    alias = router.db_for_write(StoredEvent)
+    try:
+        if get_config().raise_on_storage_error:
+            outbox.record(event, vendors)
+        else:
+            with transaction.atomic(using=alias):
+                outbox.record(event, vendors)
+    except DatabaseError as exc:
+        raise StorageError(
+            f"event {event.name!r} ({event.id}) could not be stored in the outbox, so it was "
+            f"not tracked: {type(exc).__name__}: {exc}"
+        ) from exc
+    transaction.on_commit(lambda: backends.notify([event.id]), using=alias)
 
 
-def _visitor(given: Identity | Mapping[str, Any] | None, request: HttpRequest | None) -> Identity:
+def resolve_visitor(
+    given: Identity | Mapping[str, Any] | None, request: HttpRequest | None
+) -> Identity:
+    """Who an event is about: ``given``, else ``request``'s visitor, else the current
+    request's."""
     if given is not None:
         return restore(given)
     if request is not None:

@@ -6,10 +6,31 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from pytest_django import Settings
 
 from django_eventtrack import conf, http
 from django_eventtrack.sandbox import Sandbox
+
+# Property-based tests (tests/test_fuzz.py) are bounded and reproducible: the same
+# examples on every run and every machine, each allowed a generous deadline for slow CI.
+# EVENTTRACK_TEST_HYPOTHESIS_PROFILE=thorough explores more (and new) examples locally.
+hypothesis_settings.register_profile(
+    "ci",
+    max_examples=120,
+    deadline=2000,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+hypothesis_settings.register_profile(
+    "thorough",
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+hypothesis_settings.load_profile(os.environ.get("EVENTTRACK_TEST_HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)

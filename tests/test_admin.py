@@ -276,3 +276,25 @@ def test_retry_now_wakes_the_delivery_backend(admin_client: Client, vendors: San
     failed.refresh_from_db()  # DELIVERY is "sync": sent before the response
     assert (failed.status, failed.attempts, failed.last_status) == (Status.DELIVERED, 2, 200)
     assert len(vendors.requests("hackle")) == 1
+
+
+@pytest.mark.django_db
+def test_a_scrubbed_event_is_not_resent_and_mark_skipped_scrubs(
+    admin_client: Client, settings: Settings
+) -> None:
+    settings.EVENTTRACK = settings.EVENTTRACK | {"SCRUB_DELIVERED": True}
+    scrubbed = stored()
+    scrubbed_failure = Delivery.objects.create(event=scrubbed, vendor="hackle", status="failed")
+    Event.objects.filter(pk=scrubbed.pk).update(properties={}, scrubbed_at=timezone.now())
+    message = act(admin_client, "retry_now", [scrubbed_failure])
+    assert "1 not retried: their event's properties were scrubbed" in message
+    scrubbed_failure.refresh_from_db()
+    assert scrubbed_failure.status == Status.FAILED
+
+    kept = stored()
+    pending = Delivery.objects.create(event=kept, vendor="hackle")
+    assert kept.properties
+    act(admin_client, "mark_skipped", [pending])
+    kept.refresh_from_db()
+    assert kept.properties == {}
+    assert kept.scrubbed_at is not None

@@ -35,9 +35,18 @@ def test_demo_attributes_every_event_to_the_landing_session(tmp_path: Path) -> N
     assert session is not None
     for vendor in ("hellotext", "hackle", "browsee", "primedata"):
         assert f"\n{vendor} (" in output
-    lines = [line for line in output.splitlines() if line.startswith("  200  ")]
-    assert len(lines) == 16  # 4 events x 4 vendors, all answered 200
-    assert all(f"={session.group(1)}*" in line for line in lines)
-    shipped = [line for line in lines if "order.shipped" in line]
+    lines = [line for line in output.splitlines() if line.startswith(("  200  ", "  201  "))]
+    tracked = [line for line in lines if "identify" not in line]
+    assert len(tracked) == 16  # 4 events x 4 vendors, all accepted
+    assert all(f"={session.group(1)}*" in line for line in tracked)
+    shipped = [line for line in tracked if "order.shipped" in line]
     assert len(shipped) == 4  # sent outside any request, still the visitor's session
-    assert "'pending': 0, 'delivered': 16, 'failed': 0" in output
+    # Signing in identified the visitor to every vendor (Hellotext: profile, then session)...
+    identified = [line for line in lines if "identify" in line]
+    assert len(identified) == 5
+    profile = re.search(r"identify \(session\) +session=[^,]+\*, profile=(\w+)", output)
+    assert profile is not None
+    # ...and the order shipped the next day carries the customer's Hellotext profile.
+    (hellotext_shipped,) = [line for line in shipped if "profile=" in line]
+    assert f"profile={profile.group(1)}," in hellotext_shipped
+    assert "'pending': 0, 'delivered': 20, 'failed': 0" in output

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model, login
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import path
 
@@ -60,6 +61,13 @@ async def async_streaming(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(body(), content_type="application/json")
 
 
+def log_in(request: HttpRequest) -> JsonResponse:
+    """A login view: ``django.contrib.auth.login`` fires ``user_logged_in``."""
+    user = get_user_model().objects.get(username=request.GET["username"])
+    login(request, user)
+    return JsonResponse({"user": user.pk})
+
+
 def sets_own_cookie(request: HttpRequest) -> HttpResponse:
     response = HttpResponse("ok")
     response.set_cookie("eventtrack_aid", "0" * 32)
@@ -85,4 +93,5 @@ urlpatterns = [
     path("streaming/", streaming),
     path("async/streaming/", async_streaming),
     path("own-cookie/", sets_own_cookie),
+    path("login/", log_in),
 ]

@@ -28,6 +28,7 @@ from django_eventtrack.sandbox.vendors import (
     DEFAULT_CREDENTIALS,
     VENDORS,
     Endpoint,
+    HellotextDirectory,
     Incoming,
     JSONObject,
     VendorSpec,
@@ -38,7 +39,9 @@ logger = logging.getLogger("django_eventtrack.sandbox")
 
 CONTROL_PREFIX = "/_sandbox/"
 MAX_BODY_BYTES = 16 * 1024 * 1024
-FAULT_FIELDS = frozenset({"vendor", "status", "count", "retry_after", "delay", "drop", "body"})
+FAULT_FIELDS = frozenset(
+    {"vendor", "status", "count", "retry_after", "delay", "drop", "body", "truncate"}
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class Fault:
     delay: float = 0.0
     drop: bool = False
     body: JSONObject | None = None
+    truncate: bool = False
 
 
 def _check_vendor(vendor: str) -> str:
@@ -109,6 +113,7 @@ def _make_fault(
     delay: float,
     drop: bool,
     body: JSONObject | None,
+    truncate: bool = False,
 ) -> Fault:
     """Validate a rule up front: a typo in a test should fail loudly, not be ignored."""
     if status is not None and (
@@ -127,10 +132,12 @@ def _make_fault(
         raise ValueError("retry_after must be a string (seconds or an HTTP-date)")
     if drop and status is not None:
         raise ValueError("a dropped connection has no status; pass drop or status, not both")
+    if not isinstance(truncate, bool) or (truncate and drop):
+        raise ValueError("truncate must be a boolean, and cannot be combined with drop")
     if status is None and (body is not None or retry_after is not None):
         raise ValueError("body and retry_after need a status")
-    if status is None and not drop and not delay:
-        raise ValueError("a fault needs a status, a delay or drop=True")
+    if status is None and not (drop or delay or truncate):
+        raise ValueError("a fault needs a status, a delay, drop=True or truncate=True")
     return Fault(
         status=status,
         count=count,
@@ -138,6 +145,7 @@ def _make_fault(
         delay=float(delay),
         drop=drop,
         body=body,
+        truncate=truncate,
     )
 
 
@@ -235,8 +243,17 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length) if length else b""
 
-    def _send(self, status: int, body: JSONObject, headers: Iterable[tuple[str, str]] = ()) -> None:
-        """Status line, headers and body in one write: one syscall per answer matters under load."""
+    def _send(
+        self,
+        status: int,
+        body: JSONObject,
+        headers: Iterable[tuple[str, str]] = (),
+        truncate: bool = False,
+    ) -> None:
+        """Status line, headers and body in one write: one syscall per answer matters under load.
+
+        ``truncate`` sends half the body and closes: the answer breaks off mid-response.
+        """
         data = json.dumps(body, separators=(",", ":")).encode()
         reason = self.responses.get(status, ("",))[0]
         lines = [
@@ -247,7 +264,11 @@ class _Handler(BaseHTTPRequestHandler):
         ]
         if self.close_connection:
             lines.append("Connection: close")
+        if truncate:
+            data = data[: len(data) // 2]
         self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data)
+        if truncate:
+            self._drop()
 
     def _drop(self) -> None:
         """Close without answering: the client sees a reset or a remote disconnect."""
@@ -263,7 +284,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _vendor(self, spec: VendorSpec, path: str, raw: bytes) -> None:
         sandbox = self.server.sandbox
         headers = {name.lower(): value for name, value in self.headers.items()}
-        incoming, parsed = parse_incoming(headers, raw)
+        incoming, parsed = parse_incoming(headers, raw, path, sandbox.hellotext)
         record = functools.partial(
             RecordedRequest,
             vendor=spec.name,
@@ -297,7 +318,8 @@ class _Handler(BaseHTTPRequestHandler):
             record(status=reply.status, accepted=reply.accepted, faulted=fault is not None)
         )
         self._log(spec.name, path, reply.status, "" if reply.accepted else json.dumps(reply.body))
-        self._send(reply.status, reply.body, reply.headers)
+        truncate = fault is not None and fault.truncate
+        self._send(reply.status, reply.body, reply.headers, truncate=truncate)
 
     def _control(self, action: str, query: str, raw: bytes) -> None:
         sandbox = self.server.sandbox
@@ -377,7 +399,7 @@ def _match(spec: VendorSpec, path: str, method: str) -> tuple[Endpoint | None, l
     """The endpoint for this method and path, else the methods the path allows."""
     allowed = []
     for endpoint in spec.endpoints:
-        if endpoint.path == path:
+        if endpoint.matches(path):
             if endpoint.method == method:
                 return endpoint, []
             allowed.append(endpoint.method)
@@ -425,6 +447,8 @@ class Sandbox:
         self._counts: Counter[str] = Counter()
         self._dropped = 0
         self._faults: dict[str, deque[Fault]] = {}
+        #: Hellotext's profiles and sessions (``forget_session`` makes a PATCH 404).
+        self.hellotext = HellotextDirectory()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -562,15 +586,18 @@ class Sandbox:
         delay: float = 0.0,
         drop: bool = False,
         body: JSONObject | None = None,
+        truncate: bool = False,
     ) -> None:
         """Make the vendor's next ``count`` requests misbehave; rules apply in the order given.
 
         ``status`` (with optional ``body`` and ``Retry-After`` header value
         ``retry_after``) answers that instead of processing; ``delay`` waits
         first (alone, the request is then processed normally); ``drop``
-        closes the connection without an answer.
+        closes the connection without an answer (the vendor never processed
+        it); ``truncate`` processes the request, then breaks the answer off
+        halfway (the vendor has it, the client cannot know).
         """
-        fault = _make_fault(status, count, retry_after, delay, drop, body)
+        fault = _make_fault(status, count, retry_after, delay, drop, body, truncate)
         with self._lock:
             self._faults.setdefault(_check_vendor(vendor), deque()).append(fault)
 
@@ -598,7 +625,8 @@ class Sandbox:
             self.legacy = self.legacy | {vendor} if enabled else self.legacy - {vendor}
 
     def reset(self) -> None:
-        """Forget records and faults and restore the legacy modes given to the constructor."""
+        """Forget records, faults and Hellotext profiles; restore the constructor's legacy modes."""
+        self.hellotext.clear()
         with self._changed:
             self._records.clear()
             self._counts.clear()

@@ -6,15 +6,20 @@ answer. Validators are strict on purpose: the sandbox exists so the library's
 mistakes show up locally as the vendor's own 4xx answer, not in production.
 
 Everything here is pure (a request in, an answer out) and stdlib-only, so the
-server can call it from any thread without locks.
+server can call it from any thread without locks, except Hellotext's profiles
+and sessions: :class:`HellotextDirectory` keeps them (behind its own lock) so
+the identify flow can be played for real.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import threading
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeGuard
 
@@ -44,6 +49,10 @@ class Incoming:
     headers: Mapping[str, str]
     body: JSONObject | None
     body_problem: str | None
+    #: The vendor path (``/v1/sessions/abc``), for endpoints with an id in it.
+    path: str = ""
+    #: The sandbox's Hellotext profiles and sessions.
+    directory: HellotextDirectory = field(default_factory=lambda: HellotextDirectory())
 
 
 Validator = Callable[[Incoming, Credentials], Answer | None]
@@ -60,6 +69,14 @@ class Endpoint:
     success: Success
     #: The answer the vendor's older docs showed; None when it never changed.
     legacy_success: Success | None = None
+
+    def matches(self, path: str) -> bool:
+        """``path`` is this endpoint's; a trailing ``{id}`` segment matches any one segment."""
+        head, brace, _ = self.path.partition("{")
+        if not brace:
+            return path == self.path
+        rest = path[len(head) :]
+        return path.startswith(head) and rest != "" and "/" not in rest
 
 
 @dataclass(frozen=True)
@@ -191,6 +208,136 @@ def validate_hellotext_profiles(incoming: Incoming, credentials: Credentials) ->
     return None if _hellotext_authorized(incoming, credentials) else _HELLOTEXT_UNAUTHORIZED
 
 
+#: Fields ``POST /v1/profiles`` takes (VENDORS.md 1.5) and the JSON types they hold.
+HELLOTEXT_PROFILE_FIELDS: dict[str, tuple[type, ...]] = {
+    "first_name": (str,),
+    "last_name": (str,),
+    "email": (str, dict),
+    "phone": (str, dict),
+    "reference": (str,),
+    "lists": (list,),
+    "session": (str,),
+    "property_by_id": (dict,),
+}
+
+
+class HellotextDirectory:
+    """Hellotext's profiles and browser sessions, as far as the identify flow needs.
+
+    Profiles are matched on email or phone, as Hellotext does (VENDORS.md 1.5).
+    Every session is taken to have reached Hellotext from the browser unless
+    :meth:`forget_session` says otherwise (then ``PATCH`` answers 404); a
+    session attached to a profile stays with it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self.profiles: dict[str, JSONObject] = {}
+        self.sessions: dict[str, str] = {}
+        self.unseen: set[str] = set()
+
+    def clear(self) -> None:
+        with self._lock:
+            self.profiles.clear()
+            self.sessions.clear()
+            self.unseen.clear()
+
+    def forget_session(self, session: str) -> None:
+        """Answer 404 for ``session`` until :meth:`see_session` (not yet seen by Hellotext)."""
+        with self._lock:
+            self.unseen.add(session)
+
+    def see_session(self, session: str) -> None:
+        with self._lock:
+            self.unseen.discard(session)
+
+    def create_profile(self, body: JSONObject) -> Answer:
+        with self._lock:
+            for profile_id, profile in self.profiles.items():
+                if any(
+                    body.get(key) and body.get(key) == profile.get(key)
+                    for key in ("email", "phone")
+                ):
+                    return 200, _hellotext_profile(profile_id, profile)
+            profile_id = f"prf{next(self._ids):05d}"
+            self.profiles[profile_id] = dict(body)
+            return 201, _hellotext_profile(profile_id, body)
+
+    def attach(self, session: str, profile_id: str) -> Answer:
+        with self._lock:
+            if session in self.unseen:
+                return 404, _hellotext_not_found("Session not found")
+            if profile_id not in self.profiles:
+                return 404, _hellotext_not_found("Profile not found")
+            bound = self.sessions.setdefault(session, profile_id)
+            return 200, {
+                "id": session,
+                "type": "session",
+                "profile": bound,
+                "created_at": int(time.time()),
+            }
+
+
+def _hellotext_profile(profile_id: str, body: JSONObject) -> JSONObject:
+    return {"id": profile_id, "type": "profile", **body}
+
+
+def _hellotext_not_found(message: str) -> JSONObject:
+    return {"errors": [{"type": "not_found", "message": message}]}
+
+
+def validate_hellotext_profile_create(
+    incoming: Incoming, credentials: Credentials
+) -> Answer | None:
+    """``POST /v1/profiles``: private token; known fields of the right JSON types."""
+    if not _hellotext_authorized(incoming, credentials):
+        return _HELLOTEXT_UNAUTHORIZED
+    if incoming.body is None:
+        return 400, _hellotext_error_body(str(incoming.body_problem))
+    for key, value in incoming.body.items():
+        types = HELLOTEXT_PROFILE_FIELDS.get(key)
+        if types is None:
+            message = f"unknown profile field {key!r}"
+            return 422, {"errors": [{"type": "invalid", "message": message, "parameter": key}]}
+        if not isinstance(value, types):
+            message = f"{key} has the wrong type"
+            return 422, {"errors": [{"type": "invalid", "message": message, "parameter": key}]}
+    if not any(incoming.body.get(key) for key in ("email", "phone", "reference")):
+        return 422, {
+            "errors": [
+                {"type": "invalid", "message": "a profile needs an email, phone or reference"}
+            ]
+        }
+    return None
+
+
+def validate_hellotext_session_attach(
+    incoming: Incoming, credentials: Credentials
+) -> Answer | None:
+    """``PATCH /v1/sessions/{id}``: private token and ``{"profile": "<id>"}``."""
+    if not _hellotext_authorized(incoming, credentials):
+        return _HELLOTEXT_UNAUTHORIZED
+    if incoming.body is None:
+        return 400, _hellotext_error_body(str(incoming.body_problem))
+    if not _is_nonempty_string(incoming.body.get("profile")):
+        return 422, {
+            "errors": [
+                {
+                    "type": "invalid",
+                    "message": "profile is required and must be a profile id",
+                    "parameter": "profile",
+                }
+            ]
+        }
+    return None
+
+
+def _hellotext_attach(incoming: Incoming) -> Answer:
+    session = incoming.path.rsplit("/", 1)[-1]
+    return incoming.directory.attach(session, str((incoming.body or {})["profile"]))
+
+
 # --- Hackle (VENDORS.md 2.2, 2.3, 2.5) --------------------------------------------------------
 
 HACKLE_MAX_KEY_LENGTH = 128
@@ -282,6 +429,35 @@ def validate_hackle_track(incoming: Incoming, credentials: Credentials) -> Answe
     return None if problem is None else (400, {"message": problem})
 
 
+HACKLE_OPERATIONS = ("$set", "$setOnce", "$unset")
+
+
+def validate_hackle_properties(incoming: Incoming, credentials: Credentials) -> Answer | None:
+    """``POST /v1/properties``: ``userId`` or ``deviceId`` and ``$set``/``$setOnce``/``$unset``."""
+    if incoming.headers.get("x-hackle-api-key") != credentials["API_KEY"]:
+        return 401, {"message": "Unauthorized"}
+    body = incoming.body
+    if body is None:
+        return 400, {"message": str(incoming.body_problem)}
+    for key in ("userId", "deviceId"):
+        if key in body and not _is_nonempty_string(body[key]):
+            return 400, {"message": f"{key} must be a non-empty string"}
+    if "userId" not in body and "deviceId" not in body:
+        return 400, {"message": "userId or deviceId is required"}
+    operations = body.get("operations")
+    if not isinstance(operations, dict) or not operations:
+        return 400, {"message": "operations is required: an object with $set, $setOnce or $unset"}
+    for name, properties in operations.items():
+        if name not in HACKLE_OPERATIONS:
+            return 400, {"message": f"unknown operation {name!r}"}
+        problem = _hackle_properties_problem(
+            properties, f"operations.{name}", HACKLE_MAX_USER_PROPERTIES
+        )
+        if problem is not None:
+            return 400, {"message": problem}
+    return None
+
+
 # --- Browsee (VENDORS.md 3.2, 3.3, 3.5) -------------------------------------------------------
 
 
@@ -316,6 +492,25 @@ def validate_browsee_track(incoming: Incoming, credentials: Credentials) -> Answ
         return 400, _browsee_failure("Invalid apiKey")
     problem = _browsee_problem(incoming.body)
     return None if problem is None else (400, _browsee_failure(problem))
+
+
+def validate_browsee_identify(incoming: Incoming, credentials: Credentials) -> Answer | None:
+    """``POST /api/v1/identify``: ``apiKey``, ``userId`` or ``anonymousId``, ``traits`` object."""
+    body = incoming.body
+    if body is None:
+        return 400, _browsee_failure(str(incoming.body_problem))
+    if body.get("apiKey") != credentials["API_KEY"]:
+        return 400, _browsee_failure("Invalid apiKey")
+    for key in ("userId", "anonymousId"):
+        if key in body and not _is_nonempty_string(body[key]):
+            return 400, _browsee_failure(f"{key} must be a non-empty string")
+    if "userId" not in body and "anonymousId" not in body:
+        return 400, _browsee_failure("userId or anonymousId is required")
+    if "traits" in body and not isinstance(body["traits"], dict):
+        return 400, _browsee_failure("traits must be an object")
+    if "timestamp" in body and not _is_aware_iso8601(body["timestamp"]):
+        return 400, _browsee_failure("timestamp must be an ISO-8601 time with an offset or Z")
+    return None
 
 
 # --- PrimeData (VENDORS.md 4.2, 4.3, 4.5) -----------------------------------------------------
@@ -376,6 +571,12 @@ def _primedata_event_problem(event: object, field: str, client_id: str) -> Answe
         return _primedata_invalid(f"{field}.sessionId", "must be a string")
     if "properties" in event and not isinstance(event["properties"], dict):
         return _primedata_invalid(f"{field}.properties", "must be an object")
+    if event.get("eventType") == "identify":
+        target = event.get("target")
+        if not isinstance(target, dict) or target.get("itemType") != "analyticsUser":
+            return _primedata_invalid(
+                f"{field}.target.itemType", 'must be "analyticsUser" for identify'
+            )
     return _primedata_entity_problem(
         event.get("source"), f"{field}.source", client_id
     ) or _primedata_entity_problem(event.get("target"), f"{field}.target", client_id)
@@ -422,6 +623,24 @@ def _primedata_success(incoming: Incoming) -> Answer:
     return 200, {"processedEvents": len(events), "profileId": None}
 
 
+def _primedata_context(incoming: Incoming) -> Answer:
+    """``/powehi/context`` also answers the session's profile (PD-android reads ``profileId``)."""
+    body = incoming.body or {}
+    user = next(
+        (
+            event["target"].get("itemId")
+            for event in _primedata_events(body)
+            if event.get("eventType") == "identify"
+        ),
+        None,
+    )
+    return 200, {
+        "processedEvents": len(_primedata_events(body)),
+        "sessionId": body.get("sessionId"),
+        "profileId": f"profile-{user}" if user else None,
+    }
+
+
 # --- The table --------------------------------------------------------------------------------
 
 VENDORS: dict[str, VendorSpec] = {
@@ -441,6 +660,18 @@ VENDORS: dict[str, VendorSpec] = {
                 validate_hellotext_profiles,
                 success=lambda incoming: (200, {"data": []}),
             ),
+            Endpoint(
+                "POST",
+                "/v1/profiles",
+                validate_hellotext_profile_create,
+                success=lambda incoming: incoming.directory.create_profile(incoming.body or {}),
+            ),
+            Endpoint(
+                "PATCH",
+                "/v1/sessions/{session}",
+                validate_hellotext_session_attach,
+                success=_hellotext_attach,
+            ),
         ),
         error_body=_hellotext_error_body,
         events=_single_event,
@@ -450,6 +681,12 @@ VENDORS: dict[str, VendorSpec] = {
         endpoints=(
             Endpoint(
                 "POST", "/v1/track", validate_hackle_track, success=lambda incoming: (200, {})
+            ),
+            Endpoint(
+                "POST",
+                "/v1/properties",
+                validate_hackle_properties,
+                success=lambda incoming: (200, {}),
             ),
         ),
         error_body=lambda message: {"message": message},
@@ -462,6 +699,12 @@ VENDORS: dict[str, VendorSpec] = {
                 "POST",
                 "/api/v1/track",
                 validate_browsee_track,
+                success=lambda incoming: (200, {"status": "success"}),
+            ),
+            Endpoint(
+                "POST",
+                "/api/v1/identify",
+                validate_browsee_identify,
                 success=lambda incoming: (200, {"status": "success"}),
             ),
         ),
@@ -478,6 +721,12 @@ VENDORS: dict[str, VendorSpec] = {
                 success=_primedata_success,
                 legacy_success=lambda incoming: (200, {"updated": 0}),
             ),
+            Endpoint(
+                "POST",
+                "/powehi/context",
+                validate_primedata_smile,
+                success=_primedata_context,
+            ),
         ),
         error_body=_primedata_error_body,
         events=_primedata_events,
@@ -489,7 +738,12 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse_incoming(headers: Mapping[str, str], raw: bytes) -> tuple[Incoming, Any]:
+def parse_incoming(
+    headers: Mapping[str, str],
+    raw: bytes,
+    path: str = "",
+    directory: HellotextDirectory | None = None,
+) -> tuple[Incoming, Any]:
     """The validators' view of a request, and the parsed JSON (any type) for the record.
 
     The Content-Type check comes first so a library that forgets the header
@@ -507,4 +761,11 @@ def parse_incoming(headers: Mapping[str, str], raw: bytes) -> tuple[Incoming, An
     elif problem is None and not isinstance(parsed, dict):
         problem = "body must be a JSON object"
     body = parsed if problem is None else None
-    return Incoming(headers=headers, body=body, body_problem=problem), parsed
+    incoming = Incoming(
+        headers=headers,
+        body=body,
+        body_problem=problem,
+        path=path,
+        directory=directory or HellotextDirectory(),
+    )
+    return incoming, parsed

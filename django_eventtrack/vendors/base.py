@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import email.utils
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from django_eventtrack.redaction import redact, truncate
 
 if TYPE_CHECKING:
     from django_eventtrack.conf import VendorConfig
     from django_eventtrack.event import Event
+    from django_eventtrack.http import Attempt
 
 JSONObject = dict[str, Any]
 
@@ -98,6 +99,21 @@ class VendorResponse:
             return None
 
 
+class ProfileStore(Protocol):
+    """Where a vendor's own profile ids for our users are kept (the database, in
+    production: :mod:`django_eventtrack.identify`)."""
+
+    def get(self, vendor: str, user_id: str) -> str | None: ...
+
+    def remember(self, vendor: str, user_id: str, profile_id: str) -> str:
+        """Keep ``profile_id`` unless one is already known; return the one kept."""
+        ...
+
+
+#: Sends one request and returns the attempt (the shared HTTP layer, or a fake in tests).
+Send = Callable[[VendorRequest], "Attempt"]
+
+
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date).
 
@@ -139,6 +155,11 @@ class VendorAdapter:
     max_batch_size: ClassVar[int] = 1
     #: Default ``MAX_AGE``: seconds after which an undelivered event is given up.
     default_max_age: ClassVar[float] = 3 * 24 * 3600.0
+    #: The documented path of the vendor's identify call, appended to ``API_URL``.
+    identify_path: ClassVar[str]
+    #: True when ``identify()`` learns a vendor profile id that later events for
+    #: the same user should carry (:class:`ProfileStore`).
+    remembers_profiles: ClassVar[bool] = False
 
     def __init__(self, config: VendorConfig) -> None:
         self.config = config
@@ -149,7 +170,10 @@ class VendorAdapter:
         return self.config.event_names.get(event.name, event.name)
 
     def receives(self, event: Event) -> bool:
-        """Whether the ``EVENTS`` filter lets this event through to the vendor."""
+        """Whether the ``EVENTS`` filter (``IDENTIFY`` for identify calls) lets this
+        event through to the vendor."""
+        if event.is_identify:
+            return self.config.identify
         return self.config.events is None or event.name in self.config.events
 
     def skip_reason(self, event: Event) -> str | None:
@@ -169,7 +193,10 @@ class VendorAdapter:
         raise NotImplementedError
 
     def build_request(self, events: Sequence[Event]) -> VendorRequest:
-        """The full request for ``events`` (at most ``max_batch_size`` of them)."""
+        """The full request for ``events`` (at most ``max_batch_size`` of them), or
+        for one ``identify()`` event its identify call."""
+        if len(events) == 1 and events[0].is_identify:
+            return self.identify_request(events[0])
         if not 0 < len(events) <= self.max_batch_size:
             raise ValueError(
                 f"{self.display_name} takes 1 to {self.max_batch_size} events per request, "
@@ -178,16 +205,41 @@ class VendorAdapter:
         body = self.body(events)
         for event in events:
             body = deep_merge(body, event.vendor_extra.get(self.name, {}))
+        return self.request("POST", self.url, body, events)
+
+    def request(
+        self, method: str, url: str, body: JSONObject, events: Sequence[Event]
+    ) -> VendorRequest:
+        """A request to this vendor with its auth headers, on behalf of ``events``."""
         return VendorRequest(
             vendor=self.name,
-            method="POST",
-            url=self.url,
+            method=method,
+            url=url,
             headers={"Content-Type": "application/json", "Accept": "application/json"}
             | self.headers(),
             body=body,
             event_ids=tuple(str(event.id) for event in events),
             secrets=self.config.secrets,
         )
+
+    # -- identify ---------------------------------------------------------
+    def identify_skip_reason(self, event: Event) -> str | None:
+        """Why this vendor cannot take an ``identify()`` call, or None."""
+        return None
+
+    def identify_body(self, event: Event) -> JSONObject:
+        """The identify call's body: ``event.identity`` is the visitor (with
+        ``user_id`` set) and ``event.properties`` the traits."""
+        raise NotImplementedError
+
+    def identify_request(self, event: Event) -> VendorRequest:
+        body = deep_merge(self.identify_body(event), event.vendor_extra.get(self.name, {}))
+        return self.request("POST", self.config.api_url + self.identify_path, body, [event])
+
+    def send_identify(self, event: Event, send: Send, profiles: ProfileStore) -> Outcome:
+        """Deliver one ``identify()`` event; one request unless the vendor needs more
+        (Hellotext creates a profile, then attaches the session to it)."""
+        return send(self.identify_request(event)).outcome
 
     # -- reading the answer -----------------------------------------------
     def classify(self, response: VendorResponse) -> Outcome:

@@ -9,6 +9,11 @@ vendors (:attr:`Identity.visitor_id`).
 
 Browsee can refuse inside a 200: ``{"status": "failure", "message": ...}``
 (§3.5), so a 2xx is only a delivery when it does not say so.
+
+``identify()`` becomes ``POST /api/v1/identify`` (§3.3) with ``userId``, the
+visitor's ``anonymousId`` (so the anonymous session joins the user) and the
+traits; a ``name`` trait is made from ``first_name``/``last_name`` when none is
+given, since ``name``, ``email`` and ``phone`` are the keys Browsee shows.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class BrowseeAdapter(VendorAdapter):
     credential_settings: ClassVar[tuple[str, ...]] = ("API_KEY",)
     default_api_url: ClassVar[str] = "https://api.browsee.io"
     path: ClassVar[str] = "/api/v1/track"
+    identify_path: ClassVar[str] = "/api/v1/identify"
     #: Browsee's API "must not be used to dump historical data" (VENDORS.md §3.6),
     #: so an event that could not be sent within six hours is given up.
     default_max_age: ClassVar[float] = 6 * 3600.0
@@ -44,6 +50,20 @@ class BrowseeAdapter(VendorAdapter):
             "event": self.vendor_event_name(event),
             "properties": dict(event.properties),
             **_visitor(event.identity),
+            "timestamp": iso_utc(event.timestamp),
+        }
+
+    def identify_body(self, event: Event) -> JSONObject:
+        traits = dict(event.properties)
+        full_name = " ".join(
+            str(traits[key]) for key in ("first_name", "last_name") if traits.get(key)
+        )
+        if full_name and not traits.get("name"):
+            traits["name"] = full_name
+        return {
+            "apiKey": self.config.credential("API_KEY"),
+            **_visitor(event.identity),
+            "traits": traits,
             "timestamp": iso_utc(event.timestamp),
         }
 

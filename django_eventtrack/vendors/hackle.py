@@ -9,10 +9,14 @@ is never refused for its shape:
 
 * a numeric ``value`` property becomes ``event.value``, Hackle's one number
   per event; any other ``value`` stays a property;
-* ``None`` values and keys longer than 128 characters are dropped;
+* ``None`` values and keys longer than 128 characters are dropped, and so is a
+  key that differs from an earlier one only in case (Hackle's keys are
+  case-insensitive);
 * strings, numbers, booleans and lists of those are kept; dicts and lists
   holding anything else are sent as compact JSON strings;
 * strings (including those JSON strings) are cut to 1024 characters;
+* numbers keep at most 6 decimal places, and a number with more than 15 integer
+  digits (which Hackle cannot hold) is sent as a string;
 * at most 64 properties are sent: the first 64, in the caller's order.
 
 The user is ``userId`` (our user id), ``deviceId`` (the Hackle browser SDK's
@@ -21,6 +25,10 @@ id shared by all vendors (:attr:`Identity.visitor_id`: the Hellotext session,
 else our anonymous id, else the Hellotext profile), so Hackle's events join the
 other vendors' on one key. Identifier values longer than 512 characters are
 not used (§2.3).
+
+``identify()`` becomes ``POST /v1/properties`` (§2.1): the user's traits as a
+``$set`` operation on ``userId`` (plus ``deviceId`` when known), fitted to the
+same limits as event properties. Hackle applies them to later events only.
 """
 
 from __future__ import annotations
@@ -37,6 +45,9 @@ MAX_PROPERTIES = 64
 MAX_PROPERTY_KEY_LENGTH = 128
 MAX_STRING_LENGTH = 1024
 MAX_IDENTIFIER_LENGTH = 512
+#: Hackle numbers: up to 15 integer and 6 decimal digits (VENDORS.md §2.3).
+NUMBER_LIMIT = 10**15
+DECIMAL_PLACES = 6
 
 Scalar = str | int | float | bool
 
@@ -49,6 +60,7 @@ class HackleAdapter(VendorAdapter):
     credential_settings: ClassVar[tuple[str, ...]] = ("API_KEY",)
     default_api_url: ClassVar[str] = "https://api.hackle.io"
     path: ClassVar[str] = "/v1/track"
+    identify_path: ClassVar[str] = "/v1/properties"
 
     def headers(self) -> dict[str, str]:
         return {"X-HACKLE-API-KEY": self.config.credential("API_KEY")}
@@ -65,10 +77,23 @@ class HackleAdapter(VendorAdapter):
         properties = dict(event.properties)
         hackle_event: JSONObject = {"key": self.vendor_event_name(event)}
         value = properties.get("value")
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            hackle_event["value"] = properties.pop("value")
+        if isinstance(value, int | float) and not isinstance(value, bool) and _fits(value):
+            hackle_event["value"] = _fit_scalar(value)
+            del properties["value"]
         hackle_event["properties"] = _fit_properties(properties)
         return {"event": hackle_event, "user": _user(event.identity)}
+
+    def identify_skip_reason(self, event: Event) -> str | None:
+        if _usable(event.identity.user_id):
+            return None
+        return f"Hackle user ids are 1 to {MAX_IDENTIFIER_LENGTH} characters"
+
+    def identify_body(self, event: Event) -> JSONObject:
+        user = _user(event.identity)
+        body: JSONObject = {"userId": user["userId"]}
+        if "deviceId" in user:
+            body["deviceId"] = user["deviceId"]
+        return body | {"operations": {"$set": _fit_properties(event.properties)}}
 
 
 def _user(identity: Identity) -> JSONObject:
@@ -90,11 +115,13 @@ def _usable(identifier: str | None) -> str | None:
 
 def _fit_properties(properties: Mapping[str, JSONValue]) -> dict[str, JSONValue]:
     fitted: dict[str, JSONValue] = {}
+    seen: set[str] = set()
     for key, value in properties.items():
         if len(fitted) == MAX_PROPERTIES:
             break
-        if value is None or len(key) > MAX_PROPERTY_KEY_LENGTH:
+        if value is None or len(key) > MAX_PROPERTY_KEY_LENGTH or key.casefold() in seen:
             continue
+        seen.add(key.casefold())
         fitted[key] = _fit_value(value)
     return fitted
 
@@ -110,4 +137,15 @@ def _fit_value(value: JSONValue) -> JSONValue:
 
 
 def _fit_scalar(value: Scalar) -> Scalar:
-    return value[:MAX_STRING_LENGTH] if isinstance(value, str) else value
+    if isinstance(value, str):
+        return value[:MAX_STRING_LENGTH]
+    if isinstance(value, bool):
+        return value
+    if not _fits(value):
+        return str(value)
+    return round(value, DECIMAL_PLACES) if isinstance(value, float) else value
+
+
+def _fits(number: int | float) -> bool:
+    """Whether Hackle can hold ``number``: at most 15 integer digits."""
+    return abs(number) < NUMBER_LIMIT

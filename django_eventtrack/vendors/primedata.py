@@ -17,6 +17,13 @@ vendors (:attr:`Identity.visitor_id`). It goes on each event that has one,
 and at the top level too when the whole batch shares it, which is where
 PrimeData's SDKs put it (§4.6, §4.8). Either documented success body,
 ``processedEvents`` or the older ``updated``, is a delivery (§4.5).
+
+``identify()`` sends PrimeData's built-in ``identify`` event to
+``/powehi/context``, as its PHP SDK does (§4.3), on the visitor's session: the
+target is ``{"itemType": "analyticsUser", "itemId": <user id>}`` and its
+properties are the traits, with our user id as the PII key ``id`` (§4.4).
+PrimeData then binds the session, and the session's other events, to the
+profile that has that PII, creating it if needed.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from django_eventtrack.vendors.base import JSONObject, VendorAdapter, iso_utc
 
 #: PrimeData's "no id / no type" placeholder (VENDORS.md §4.3).
 NO_ITEM = "_"
+#: The target type an ``identify`` event must have (VENDORS.md §4.3, §4.4).
+IDENTIFY_ITEM_TYPE = "analyticsUser"
 
 
 class PrimeDataAdapter(VendorAdapter):
@@ -40,6 +49,7 @@ class PrimeDataAdapter(VendorAdapter):
     default_api_url: ClassVar[str] = "https://dev.primedata.ai"
     path: ClassVar[str] = "/powehi/smile"
     max_batch_size: ClassVar[int] = 500  # VENDORS.md §4.3, §4.6
+    identify_path: ClassVar[str] = "/powehi/context"
 
     @property
     def scope(self) -> str:
@@ -76,6 +86,30 @@ class PrimeDataAdapter(VendorAdapter):
             "target": self._entity(target),
         }
 
+    def identify_skip_reason(self, event: Event) -> str | None:
+        if _session(event):
+            return None
+        return "PrimeData binds a session to a person: the visitor has no session id"
+
+    def identify_body(self, event: Event) -> JSONObject:
+        user_id = str(event.identity.user_id)
+        identify: JSONObject = {
+            "eventType": "identify",
+            "scope": self.scope,
+            "timeStamp": iso_utc(event.timestamp),
+            "sessionId": _session(event),
+            "properties": {},
+            "source": self._entity({}),
+            "target": self._entity(
+                {
+                    "itemId": user_id,
+                    "itemType": IDENTIFY_ITEM_TYPE,
+                    "properties": {**event.properties, "id": user_id},
+                }
+            ),
+        }
+        return {"sessionId": _session(event), "events": [identify]}
+
     def _entity(self, entity: Mapping[str, JSONValue]) -> JSONObject:
         """``entity`` with a usable ``itemId`` and ``itemType``, in our ``scope``."""
         return {
@@ -103,9 +137,10 @@ class PrimeDataAdapter(VendorAdapter):
 
 
 def _pop_entity(properties: dict[str, JSONValue], key: str) -> dict[str, JSONValue] | None:
-    """The ``key`` property when it is an entity (a dict), taken out of ``properties``."""
+    """The ``key`` property when it is an entity (a dict whose ``properties``, if any,
+    are a dict too, as PrimeData requires), taken out of ``properties``."""
     value = properties.get(key)
-    if not isinstance(value, dict):
+    if not isinstance(value, dict) or not isinstance(value.get("properties", {}), dict):
         return None
     del properties[key]
     return value

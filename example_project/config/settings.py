@@ -68,6 +68,9 @@ STATIC_URL = "static/"
 
 # Vendor credentials and URLs come from EVENTTRACK_* environment variables (or .env).
 EVENTTRACK: dict[str, object] = {
+    # A visitor who signs in is identified to every vendor (traits: email and names);
+    # later events about them carry their Hellotext profile.
+    "IDENTIFY_ON_LOGIN": True,
     "MODEL_EVENTS": [
         {
             "model": "shop.Order",

@@ -10,4 +10,5 @@ urlpatterns = [
     path("cart/", views.cart, name="cart"),
     path("cart/add/<str:sku>/", views.add_to_cart, name="add_to_cart"),
     path("checkout/", views.checkout, name="checkout"),
+    path("sign-in/", views.sign_in, name="sign_in"),
 ]

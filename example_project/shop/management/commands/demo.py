@@ -3,10 +3,13 @@
 It migrates the shop's database, starts the vendor sandbox on loopback and
 points the four vendors at it through the same ``EVENTTRACK_*`` environment
 variables a deployment uses. Then a visitor lands from a Hellotext short link
-(``?hello_session=...``), views a product, adds it to the cart and checks out;
-later, outside any request, an admin ships the order. Everything goes through
-the real middleware, ``track()``, the model hooks, the outbox and the default
-``thread`` backend; the report shows what each vendor received and answered.
+(``?hello_session=...``), views a product, signs in (``IDENTIFY_ON_LOGIN``
+identifies them to every vendor: a Hellotext profile is created and the session
+attached to it), adds the product to the cart and checks out; later, outside
+any request, an admin ships the order, and that event carries the customer's
+Hellotext profile. Everything goes through the real middleware, ``track()``,
+``identify()``, the model hooks, the outbox and the default ``thread``
+backend; the report shows what each vendor received and answered.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.test import Client
@@ -30,6 +34,8 @@ from shop.models import Order, Product
 
 VENDOR_ORDER = ["hellotext", "hackle", "browsee", "primedata"]
 PRODUCTS = [("TEE-1", "Organic cotton tee", "29.90"), ("MUG-1", "Stoneware mug", "14.50")]
+CUSTOMER = {"username": "ada", "email": "ada@example.com", "first_name": "Ada"}
+PASSWORD = "demo-only-password"  # the demo's own throwaway customer
 
 
 class Command(BaseCommand):
@@ -46,6 +52,11 @@ class Command(BaseCommand):
             call_command("migrate", verbosity=0)
             for sku, name, price in PRODUCTS:
                 Product.objects.update_or_create(sku=sku, defaults={"name": name, "price": price})
+            customer, _ = get_user_model().objects.update_or_create(
+                username=CUSTOMER["username"], defaults=CUSTOMER
+            )
+            customer.set_password(PASSWORD)
+            customer.save()
             self.say(f"Vendor sandbox on {sandbox.url}; all four vendors point at it.\n")
             hello_session = str(uuid.uuid4())
             started = timezone.now()
@@ -62,12 +73,17 @@ class Command(BaseCommand):
         steps = [
             ("GET", f"/?hello_session={hello_session}&utm_source=hellotext&utm_medium=sms"),
             ("GET", "/products/TEE-1/"),
+            ("POST", "/sign-in/"),
             ("POST", "/cart/add/TEE-1/"),
             ("POST", "/checkout/"),
         ]
         self.say(f"A visitor lands from a Hellotext short link with hello_session={hello_session}")
+        credentials = {"username": CUSTOMER["username"], "password": PASSWORD}
         for method, path in steps:
-            response = client.get(path) if method == "GET" else client.post(path)
+            if method == "GET":
+                response = client.get(path)
+            else:
+                response = client.post(path, credentials if path == "/sign-in/" else {})
             if response.status_code >= 400:
                 raise CommandError(f"{method} {path} answered {response.status_code}")
             self.say(f"  {method} {path} -> {response.status_code}")
@@ -84,7 +100,10 @@ class Command(BaseCommand):
     def report(
         self, sandbox: Sandbox, hello_session: str, started: datetime, *, show_json: bool
     ) -> None:
-        self.say("\nWhat each vendor received (the visitor's hello_session is marked *):")
+        self.say(
+            "\nWhat each vendor received (the visitor's hello_session is marked *; "
+            "identify calls come from signing in):"
+        )
         for vendor in VENDOR_ORDER:
             records = sandbox.requests(vendor)
             self.say(f"\n{vendor} ({len(records)} requests)")
@@ -93,7 +112,7 @@ class Command(BaseCommand):
                     marked = ", ".join(
                         f"{k}={v}{'*' if v == hello_session else ''}" for k, v in ids
                     )
-                    self.say(f"  {record.status}  {name:<16} {marked}")
+                    self.say(f"  {record.status}  {name:<20} {marked}")
                 if show_json:
                     self.say(json.dumps(record.body, indent=2))
         this_run = Delivery.objects.filter(created_at__gte=started)
@@ -113,6 +132,16 @@ def _summaries(vendor: str, record: RecordedRequest) -> Summary:
     """(event name, identity fields) for each event in one recorded request."""
     body: dict[str, Any] = record.body or {}
     ids: list[tuple[str, Any]]
+    if record.path.endswith("/v1/profiles"):
+        return [("identify (profile)", [("reference", body.get("reference"))])]
+    if "/v1/sessions/" in record.path:
+        session = record.path.rsplit("/", 1)[-1]
+        return [("identify (session)", [("session", session), ("profile", body.get("profile"))])]
+    if record.path.endswith("/v1/properties"):
+        return [("identify ($set)", [("userId", body.get("userId"))])]
+    if record.path.endswith("/v1/identify"):
+        ids = [(k, body[k]) for k in ("userId", "anonymousId") if k in body]
+        return [("identify", ids)]
     if vendor == "hellotext":
         ids = [(k, body[k]) for k in ("profile", "session") if k in body]
         return [(body.get("action", "?"), ids)]
@@ -125,7 +154,10 @@ def _summaries(vendor: str, record: RecordedRequest) -> Summary:
         return [
             (body.get("event", "?"), [(k, body[k]) for k in ("userId", "anonymousId") if k in body])
         ]
-    return [
-        (event.get("eventType", "?"), [("sessionId", event.get("sessionId", "-"))])
-        for event in body.get("events", [])
-    ]
+    summaries: Summary = []
+    for event in body.get("events", []):
+        ids = [("sessionId", event.get("sessionId", "-"))]
+        if event.get("eventType") == "identify":
+            ids.append(("userId", (event.get("target") or {}).get("itemId")))
+        summaries.append((event.get("eventType", "?"), ids))
+    return summaries

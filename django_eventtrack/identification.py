@@ -1,0 +1,188 @@
+"""``identify()``: tie a visitor to a known user, for every vendor.
+
+An identify call is stored and delivered like any tracked event (an ``Event``
+row of kind ``identify`` whose properties are the user's traits, one
+``Delivery`` per vendor, written in the caller's transaction and sent after
+commit), so it has the same guarantees: nothing for a rolled-back login,
+retries, no lost calls. What each vendor receives is its own identify call
+(see each vendor module).
+
+Hellotext hands out a profile id of its own; :class:`DatabaseProfiles` keeps it
+per user (:class:`~django_eventtrack.models.VendorProfile`) so that later
+events for that user carry ``profile``, and later logins attach new sessions
+to the same profile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.signals import user_logged_in
+from django.db import IntegrityError, transaction
+from django.dispatch import receiver
+from django.http import HttpRequest
+
+from django_eventtrack.conf import get_config
+from django_eventtrack.errors import InvalidEvent
+from django_eventtrack.event import IDENTIFY, Event, Identity
+from django_eventtrack.models import VendorProfile
+from django_eventtrack.vendors import ADAPTERS
+
+logger = logging.getLogger("django_eventtrack.identify")
+
+#: The stored event's name; its kind, not its name, makes it an identify call.
+IDENTIFY_EVENT_NAME = "identify"
+
+
+def identify(
+    user: Any = None,
+    traits: Mapping[str, Any] | None = None,
+    *,
+    user_id: str | int | None = None,
+    request: HttpRequest | None = None,
+    identity: Identity | Mapping[str, Any] | None = None,
+    timestamp: datetime | None = None,
+    vendors: Iterable[str] | None = None,
+) -> Event | None:
+    """Tell every vendor that the current visitor is ``user``, with ``traits``.
+
+    ``user`` is a user model instance (its ``pk`` is the user id); or pass
+    ``user_id``. ``traits`` default to the user's ``IDENTIFY_TRAITS``
+    attributes (email, first and last name). The visitor's browser ids come
+    from ``identity``, else ``request``, else the current request, exactly as
+    for :func:`~django_eventtrack.track`; the user id given here always wins.
+
+    Returns the stored event, or raises :class:`InvalidEvent` (or logs and
+    returns ``None`` when ``RAISE_ON_INVALID`` is false) for a missing user id
+    or traits that are not JSON. Never raises for a vendor problem.
+    """
+    # Imported here: tracking imports this module (for remembered profiles).
+    from django_eventtrack.tracking import resolve_visitor, submit
+
+    config = get_config()
+    try:
+        who = _user_id(user, user_id)
+        if traits is None:
+            traits = user_traits(user, config.identify_traits) if user is not None else {}
+        visitor = dataclasses.replace(resolve_visitor(identity, request), user_id=who)
+        event = Event.create(
+            IDENTIFY_EVENT_NAME, traits, identity=visitor, timestamp=timestamp, kind=IDENTIFY
+        )
+    except InvalidEvent as exc:
+        if config.raise_on_invalid:
+            raise
+        logger.error("identify() refused: %s (field %s)", exc, exc.field)
+        return None
+    submit(event, vendors)
+    return event
+
+
+def user_traits(user: Any, attributes: Sequence[str]) -> dict[str, Any]:
+    """The ``attributes`` of ``user`` that are set (callables are called)."""
+    traits = {}
+    for attribute in attributes:
+        value = getattr(user, attribute, None)
+        if callable(value):
+            value = value()
+        if value not in (None, ""):
+            traits[attribute] = value
+    return traits
+
+
+def _user_id(user: Any, user_id: str | int | None) -> str:
+    if user_id is None and user is not None:
+        user_id = getattr(user, "pk", None)
+    if user_id is None or user_id == "":
+        raise InvalidEvent(
+            "identify() needs a user (a saved user instance) or user_id=", field="user_id"
+        )
+    # Identity validates the characters and length.
+    return str(Identity(user_id=str(user_id)).user_id)
+
+
+class DatabaseProfiles:
+    """Vendor profile ids kept in :class:`VendorProfile`, first one wins."""
+
+    def get(self, vendor: str, user_id: str) -> str | None:
+        return (
+            VendorProfile.objects.filter(vendor=vendor, user_id=user_id)
+            .values_list("profile_id", flat=True)
+            .first()
+        )
+
+    def remember(self, vendor: str, user_id: str, profile_id: str) -> str:
+        try:
+            with transaction.atomic():
+                VendorProfile.objects.create(vendor=vendor, user_id=user_id, profile_id=profile_id)
+        except IntegrityError:
+            # Another sender got there first; its profile is the user's.
+            kept = self.get(vendor, user_id)
+            if kept is not None and kept != profile_id:
+                logger.warning(
+                    "vendor=%s user=%s: a second profile was created concurrently; "
+                    "keeping the first one",
+                    vendor,
+                    user_id,
+                )
+            return kept or profile_id
+        return profile_id
+
+    def known(self, vendor: str, user_ids: Iterable[str]) -> dict[str, str]:
+        """``{user_id: profile_id}`` for those of ``user_ids`` with a profile."""
+        return dict(
+            VendorProfile.objects.filter(vendor=vendor, user_id__in=set(user_ids)).values_list(
+                "user_id", "profile_id"
+            )
+        )
+
+
+profiles = DatabaseProfiles()
+
+
+def with_known_profiles(vendor: str, events: Sequence[Event]) -> list[Event]:
+    """``events`` with the vendor's remembered profile id filled in where the event
+    names a user but no profile (one query for the whole batch)."""
+    wanting = {e.identity.user_id for e in events if e.identity.user_id and not e.identity.profile}
+    known = profiles.known(vendor, wanting) if wanting else {}
+    if not known:
+        return list(events)
+    return [_with_profile(event, known.get(str(event.identity.user_id))) for event in events]
+
+
+def with_remembered_profile(visitor: Identity) -> Identity:
+    """``visitor`` with a remembered vendor profile when it names a user but carries
+    no browser id, so a vendor that needs one (Hellotext) can still take the event.
+
+    Only then: the sender adds remembered profiles to every event it sends
+    anyway (:func:`with_known_profiles`), so the common path pays no query here.
+    """
+    if not visitor.user_id or visitor.profile or visitor.session:
+        return visitor
+    config = get_config()
+    for name, adapter in ADAPTERS.items():
+        if adapter.remembers_profiles and config.vendors[name].active:
+            profile = profiles.get(name, visitor.user_id)
+            if profile:
+                return dataclasses.replace(visitor, profile=profile)
+    return visitor
+
+
+def _with_profile(event: Event, profile: str | None) -> Event:
+    if profile is None or event.identity.profile:
+        return event
+    return dataclasses.replace(event, identity=dataclasses.replace(event.identity, profile=profile))
+
+
+@receiver(user_logged_in, dispatch_uid="django_eventtrack.identify_on_login")
+def _identify_on_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    """``IDENTIFY_ON_LOGIN``: identify the visitor who just logged in. Never breaks a login."""
+    if not get_config().identify_on_login:
+        return
+    try:
+        identify(user, request=request)
+    except Exception:
+        logger.exception("identify on login failed for user %s; the login goes on", user.pk)

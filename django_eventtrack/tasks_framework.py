@@ -1,0 +1,64 @@
+"""Delivery through Django's Tasks framework: the ``tasks`` backend and its task.
+
+``django.tasks`` on Django 6.0+, the ``django_tasks`` backport (``pip install
+'django-eventtrack[tasks]'``) on Django 5.2: the import below is the only place
+that knows the difference. Any configured Tasks backend runs the sending: the
+database backend of ``django-tasks-db`` and its ``db_worker``, RQ, or the
+immediate backend in tests.
+
+The task is enqueued on ``TASKS_QUEUE`` (default ``"default"``), which the
+Tasks backend must list in its ``QUEUES`` when that is set: the task is
+validated when this module is imported, so check ``eventtrack.E002`` reports a
+queue the backend refuses at start-up. The Tasks framework has no scheduler,
+so the sweep that sends retries and anything whose task was lost is
+``manage.py eventtrack_worker --once`` from cron (or ``drain_outbox`` enqueued
+with no ids by whatever scheduler the project has).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+try:  # Django 6.0+
+    from django.tasks import task
+except ImportError:
+    try:  # the backport, on Django 5.2
+        from django_tasks import task  # type: ignore[no-redef,unused-ignore]
+    except ImportError as exc:
+        raise ImportError(
+            "DELIVERY 'tasks' needs Django 6.0+ or the django-tasks backport: "
+            f"pip install 'django-eventtrack[tasks]' ({exc})"
+        ) from None
+
+from django_eventtrack import sender
+from django_eventtrack.conf import get_config
+from django_eventtrack.worker import summary
+
+
+@task(queue_name=get_config().tasks_queue)
+def drain_outbox(event_ids: list[str] | None = None) -> str:
+    """Send the due deliveries of ``event_ids``, or everything due when ``None`` (a sweep).
+
+    Claims make it safe to run any number of these at once, and a task run
+    twice sends nothing twice. Returns the summary line, the task's result.
+    """
+    if event_ids is None:
+        return summary(sender.drain())
+    return summary(sender.drain(event_ids=[uuid.UUID(event_id) for event_id in event_ids]))
+
+
+class TasksBackend:
+    """``DELIVERY = "tasks"``: after commit, enqueue :data:`drain_outbox` for the events.
+
+    A Tasks backend that refuses the task (unknown queue, database down) raises
+    into :func:`~django_eventtrack.backends.notify`, which logs it; the rows stay
+    pending for the sweep.
+    """
+
+    def enqueue(self, event_ids: Sequence[uuid.UUID]) -> None:
+        queued = drain_outbox.using(queue_name=get_config().tasks_queue)
+        queued.enqueue([str(event_id) for event_id in event_ids])
+
+    def close(self, timeout: float | None = None) -> None:
+        return None

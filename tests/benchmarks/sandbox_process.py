@@ -1,0 +1,62 @@
+"""``python -m tests.benchmarks.sandbox_process``: the sandbox in a process of its own.
+
+Prints ``{"url": ...}`` once listening, then answers one JSON command per
+stdin line with one JSON line: ``reset``, ``fault`` (``Sandbox.inject``
+arguments), ``clear-faults``, ``counts`` and ``marks`` (the ``n`` property and
+receive time of every accepted event, computed here so no request bodies
+cross the pipe). End of stdin stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from typing import Any
+
+from django_eventtrack.sandbox import Sandbox
+from tests.processes.helpers import VENDORS, marker
+
+
+def answer(sandbox: Sandbox, command: dict[str, Any]) -> dict[str, Any]:
+    cmd = command.pop("cmd")
+    if cmd == "reset":
+        sandbox.reset()
+        return {"ok": True}
+    if cmd == "fault":
+        sandbox.inject(**command)
+        return {"ok": True}
+    if cmd == "clear-faults":
+        sandbox.clear_faults()
+        return {"ok": True}
+    if cmd == "counts":
+        accepted: Counter[str] = Counter()
+        requests: Counter[str] = Counter()
+        for record in sandbox.requests():
+            requests[record.vendor] += 1
+            if record.accepted:
+                accepted[record.vendor] += record.event_count
+        return {"accepted_events": dict(accepted), "requests": dict(requests)}
+    if cmd == "marks":
+        marks: dict[str, list[list[float]]] = {vendor: [] for vendor in VENDORS}
+        for record in sandbox.requests():
+            if record.accepted:
+                for event in record.events:
+                    marks[record.vendor].append([marker(record.vendor, event), record.received_at])
+        return {"marks": marks}
+    return {"error": f"unknown command {cmd!r}"}
+
+
+def main() -> None:
+    with Sandbox(max_records=1_000_000) as sandbox:
+        print(json.dumps({"url": sandbox.url}), flush=True)
+        for line in sys.stdin:
+            try:
+                reply = answer(sandbox, json.loads(line))
+            except (ValueError, TypeError, KeyError) as error:
+                reply = {"error": str(error)}
+            print(json.dumps(reply), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Benchmark 2: delivery throughput of one worker process to the sandbox, four vendors.
+
+Against the hand-written loop a user writes from the docs (``requests.post``
+per event per vendor; also the same loop over a keep-alive ``Session``), and
+against the sandbox's own ceiling (many keep-alive connections, no library
+code), all measured in this run against the same sandbox process.
+
+The outbox is filled first (``DELIVERY="worker"``), then a separate process
+runs the worker's ``run_once()`` and times itself; every delivery must reach
+the sandbox exactly as many times as there are events.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tests.benchmarks.common import (
+    VENDORS,
+    SandboxProcess,
+    base_environ,
+    child_parser,
+    database_description,
+    ratio,
+    run_child,
+    setup_django,
+    write_result,
+)
+from tests.benchmarks.handwritten import send_loop
+from tests.benchmarks.loadgen import ceiling
+
+CONNECTIONS = 32
+
+
+def seed(count: int) -> None:
+    """Track ``count`` events, 500 to a transaction, like ``tests.processes.seed``."""
+    from django.db import transaction
+
+    from django_eventtrack import track
+
+    for start in range(0, count, 500):
+        with transaction.atomic():
+            for n in range(start, min(start + 500, count)):
+                track("product.purchased", {"n": n, "product": f"SKU{n}"}, profile=f"P{n}")
+
+
+def library(sandbox: SandboxProcess, events: int, args: Any) -> dict[str, Any]:
+    os.environ.update(sandbox.env(), EVENTTRACK_DELIVERY="worker")
+    setup_django()
+    from django_eventtrack.models import Delivery
+
+    seed(events)
+    environ = base_environ(os.environ["BENCH_DATABASE_URL"], **sandbox.env())
+    worker_args = ["--profile", str(args.profile)] if args.profile else []
+    result = run_child(
+        "tests.benchmarks.worker_run",
+        worker_args,
+        environ,
+        args.result.with_name(args.result.stem + "-worker.json"),
+    )
+    counts = sandbox.accepted_counts()
+    pending = Delivery.objects.exclude(status=Delivery.Status.DELIVERED).count()
+    result |= {
+        "events": events,
+        "deliveries": events * len(VENDORS),
+        "events_per_second": events / result["seconds"],
+        "requests_per_second": result["requests"] / result["seconds"],
+        "accepted_by_sandbox": counts,
+        "not_delivered": pending,
+        "all_delivered_once": pending == 0
+        and all(counts.get(vendor) == events for vendor in VENDORS),
+    }
+    return result
+
+
+def main() -> None:
+    args = child_parser(__doc__ or "").parse_args()
+    events, seconds = (200, 1.0) if args.quick else (4000, 5.0)
+    with SandboxProcess() as sandbox:
+        sandbox_ceiling = ceiling(sandbox.url, CONNECTIONS, seconds)
+        sandbox.reset()
+        plain = send_loop(sandbox.url, events, seconds, session=False)
+        sandbox.reset()
+        session = send_loop(sandbox.url, events, seconds, session=True)
+        sandbox.reset()
+        ours = library(sandbox, events, args)
+    write_result(
+        args.result,
+        {
+            "database": database_description(),
+            "worker": ours,
+            "handwritten_requests_post": plain,
+            "handwritten_session": session,
+            "sandbox_ceiling": sandbox_ceiling,
+            "ratio_vs_requests_post": ratio(ours["events_per_second"], plain["events_per_second"]),
+            "ratio_vs_session": ratio(ours["events_per_second"], session["events_per_second"]),
+            "fraction_of_ceiling": ratio(
+                ours["requests_per_second"], sandbox_ceiling["requests_per_second"]
+            ),
+            "target": ">= 5x the requests.post loop (events/s) and >= 60% of the sandbox "
+            "ceiling (requests/s)",
+            "target_met": ratio(ours["events_per_second"], plain["events_per_second"]) >= 5
+            and ratio(ours["requests_per_second"], sandbox_ceiling["requests_per_second"]) >= 0.6,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

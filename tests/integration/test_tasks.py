@@ -1,0 +1,215 @@
+"""The ``tasks`` backend on Django's Tasks framework (``django.tasks`` on Django 6, the
+``django_tasks`` backport on 5.2): in process with the immediate backend, then with the
+database backend of ``django-tasks-db`` and real ``db_worker`` processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from django.db import transaction
+from pytest_django import Settings
+
+from django_eventtrack import backends, sender, track
+from django_eventtrack.errors import ConfigurationError
+from django_eventtrack.models import Delivery, Event
+from django_eventtrack.sandbox import Sandbox
+from tests.integration.conftest import Database, Processes, statuses, track_scenario
+from tests.integration.track import COMMITTED
+from tests.processes.helpers import VENDORS, received, wait_until
+
+ALL_DELIVERED = {"delivered": len(COMMITTED) * len(VENDORS)}
+TASK_RESULTS = "django_tasks_database_dbtaskresult"
+
+
+class Rollback(Exception):
+    """Raised to roll a test's transaction back."""
+
+
+# --- in process: the immediate backend (Django's default TASKS) -----------------------------
+
+
+@pytest.fixture
+def immediate(settings: Settings, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    """DELIVERY="tasks" on the default Tasks backend, which runs a task as it is enqueued."""
+    pytest.importorskip("django_eventtrack.tasks_framework", reason="needs django.tasks")
+    monkeypatch.setattr(backends, "_backends", {})
+    sender.breaker.reset()
+    settings.EVENTTRACK = {"VENDORS": sandbox.vendor_settings(), "DELIVERY": "tasks"}
+    return sandbox
+
+
+@pytest.mark.django_db(transaction=True)
+def test_immediate_backend_sends_after_commit_and_never_after_rollback(
+    immediate: Sandbox,
+) -> None:
+    with transaction.atomic():
+        track("product.purchased", {"n": 0}, profile="P0")
+        assert immediate.requests() == []  # nothing before commit
+    try:
+        with transaction.atomic():
+            track("product.purchased", {"n": 1}, profile="P1")
+            raise Rollback
+    except Rollback:
+        pass
+
+    for vendor in VENDORS:
+        assert received(immediate, vendor) == {0: 1}, vendor
+    assert list(Delivery.objects.values_list("status", flat=True)) == ["delivered"] * 4
+    assert Event.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_queue_the_tasks_backend_refuses_leaves_events_pending(
+    immediate: Sandbox, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The immediate backend accepts only the "default" queue unless its QUEUES says more.
+    settings.EVENTTRACK = {**settings.EVENTTRACK, "TASKS_QUEUE": "eventtrack"}
+
+    with transaction.atomic():
+        track("product.purchased", {"n": 0}, profile="P0")
+
+    assert "the delivery backend failed; they stay pending" in caplog.text
+    assert "Queue 'eventtrack' is not valid for backend" in caplog.text
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"pending"}
+    assert immediate.requests() == []
+
+
+def test_the_compatibility_import_prefers_django_tasks() -> None:
+    module = pytest.importorskip("django_eventtrack.tasks_framework", reason="needs django.tasks")
+    try:
+        import django.tasks as expected
+    except ImportError:
+        import django_tasks as expected  # type: ignore[no-redef,unused-ignore]
+    assert module.task is expected.task
+
+
+def test_no_tasks_framework_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What Django 5.2 without the backport looks like.
+    monkeypatch.setitem(sys.modules, "django.tasks", None)
+    monkeypatch.setitem(sys.modules, "django_tasks", None)
+    monkeypatch.delitem(sys.modules, "django_eventtrack.tasks_framework", raising=False)
+    with pytest.raises(ConfigurationError, match=r"pip install 'django-eventtrack\[tasks\]'"):
+        backends.load_backend("tasks")
+
+
+# --- real processes: django-tasks-db and its db_worker ---------------------------------------
+
+
+@pytest.fixture
+def tasks(processes: Processes) -> Processes:
+    """Processes configured for DELIVERY="tasks" on the "eventtrack" queue of the database
+    Tasks backend (tests/integration/proj/settings.py lists that queue in its QUEUES)."""
+    processes.env |= {"EVENTTRACK_DELIVERY": "tasks", "EVENTTRACK_TASKS_QUEUE": "eventtrack"}
+    return processes
+
+
+def start_db_worker(processes: Processes, name: str) -> subprocess.Popen[bytes]:
+    """``manage.py db_worker --queue-name eventtrack``, once it is polling."""
+    process = processes.start(
+        name,
+        *("-m", "django", "db_worker", "--queue-name", "eventtrack", "--interval", "0.1"),
+        *("--no-startup-delay", "--no-reload", "--worker-id", name, "--verbosity", "1"),
+    )
+    processes.wait_output(process, "Starting worker", timeout=30)
+    return process
+
+
+def task_results(database: Database) -> list[tuple[str, list[str]]]:
+    """(status, worker ids) of every task the database Tasks backend holds."""
+    rows = database.query(f"SELECT status, worker_ids FROM {TASK_RESULTS}")  # noqa: S608
+    return [(status, json.loads(ids) if isinstance(ids, str) else ids) for status, ids in rows]
+
+
+@pytest.mark.integration
+def test_db_workers_deliver_committed_events_once_and_rolled_back_ones_never(
+    tasks: Processes, outbox_database: Database, sandbox: Sandbox
+) -> None:
+    workers = [start_db_worker(tasks, f"db-worker-{number}") for number in range(2)]
+
+    started = time.monotonic()
+    tracking = track_scenario(tasks)
+    wait_until(
+        lambda: statuses(outbox_database) == ALL_DELIVERED,
+        timeout=60,
+        what="every delivery to be delivered",
+    )
+    elapsed = time.monotonic() - started
+
+    for vendor in VENDORS:
+        assert received(sandbox, vendor) == dict.fromkeys(COMMITTED, 1), vendor
+    assert outbox_database.query("SELECT COUNT(*) FROM eventtrack_event") == [(len(COMMITTED),)]
+    wait_until(
+        lambda: {status for status, _ in task_results(outbox_database)} == {"SUCCESSFUL"},
+        timeout=10,
+        what="the last tasks to be marked successful",
+    )
+    for worker in workers:
+        assert tasks.stop(worker) == 0, tasks.output(worker)
+    results = task_results(outbox_database)
+    shares = Counter(ids[0] for _, ids in results)
+    # One task per tracked event (each schedules its own on-commit notice).
+    assert len(results) == len(COMMITTED)
+    print(
+        f"tasks (db_worker): {len(COMMITTED)} events x {len(VENDORS)} vendors through 2 workers "
+        f"(tasks {sorted(shares.values())}), 0 duplicates, {tracking:.1f}s tracking, "
+        f"{elapsed:.1f}s to deliver all"
+    )
+
+
+@pytest.mark.integration
+def test_a_db_worker_killed_mid_run_loses_nothing(
+    tasks: Processes, outbox_database: Database, sandbox: Sandbox
+) -> None:
+    # Lease = max(LEASE_SECONDS, rounds * (CONNECT_TIMEOUT + TIMEOUT) + 5s): about 6s here.
+    tasks.env |= {"EVENTTRACK_LEASE_SECONDS": "1", "EVENTTRACK_BATCH_SIZE": "4"}
+    tasks.env |= {"EVENTTRACK_CONCURRENCY": "2"}
+    for vendor in VENDORS:
+        tasks.env[f"EVENTTRACK_{vendor.upper()}_CONNECT_TIMEOUT"] = "0.1"
+        tasks.env[f"EVENTTRACK_{vendor.upper()}_TIMEOUT"] = "0.5"
+        sandbox.inject(vendor, delay=0.05, count=10_000)  # slow enough to be caught mid-run
+    doomed = start_db_worker(tasks, "doomed")
+
+    started = time.monotonic()
+    track_scenario(tasks)
+    sandbox.wait_for(100, timeout=60)
+    tasks.kill(doomed)
+    claimed = outbox_database.query(
+        "SELECT COUNT(*) FROM eventtrack_delivery WHERE claim_token IS NOT NULL"
+    )[0][0]
+    delivered_at_kill = statuses(outbox_database)["delivered"]
+    assert delivered_at_kill < ALL_DELIVERED["delivered"], "killed too late to prove anything"
+
+    # A new db_worker runs the tasks still queued. The dead worker's task stays RUNNING
+    # forever (django-tasks-db does not take it back): its claimed rows are sent by the
+    # cron sweep, ``eventtrack_worker --once``, once their lease ends.
+    survivor = start_db_worker(tasks, "survivor")
+    sweeps = 0
+
+    def swept_everything() -> bool:
+        nonlocal sweeps
+        sweeps += 1
+        tasks.run("-m", "django", "eventtrack_worker", "--once")
+        return statuses(outbox_database) == ALL_DELIVERED
+
+    wait_until(swept_everything, timeout=90, what="the survivor and the sweep to send everything")
+    elapsed = time.monotonic() - started
+    assert tasks.stop(survivor) == 0, tasks.output(survivor)
+    orphaned = [status for status, _ in task_results(outbox_database) if status == "RUNNING"]
+
+    duplicates = 0
+    for vendor in VENDORS:
+        counts = received(sandbox, vendor)
+        assert set(counts) == set(COMMITTED), vendor
+        duplicates += sum(count - 1 for count in counts.values())
+    assert duplicates <= claimed
+    print(
+        f"tasks SIGKILL: killed with {delivered_at_kill} deliveries recorded and {claimed} "
+        f"claimed; {len(orphaned)} task(s) left RUNNING by the dead worker; {duplicates} "
+        f"duplicates; all {ALL_DELIVERED['delivered']} delivered after {sweeps} cron sweep(s), "
+        f"{elapsed:.1f}s after tracking began"
+    )

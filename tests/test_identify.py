@@ -1,0 +1,422 @@
+"""identify(): each vendor's identify call, Hellotext's profile flow, the login hook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.test import Client
+from pytest_django import Settings
+
+from django_eventtrack import identify, track
+from django_eventtrack.conf import get_config
+from django_eventtrack.errors import InvalidEvent
+from django_eventtrack.event import IDENTIFY, Event, Identity
+from django_eventtrack.http import Attempt
+from django_eventtrack.models import Delivery, VendorProfile
+from django_eventtrack.models import Event as StoredEvent
+from django_eventtrack.sandbox import Sandbox
+from django_eventtrack.sandbox.vendors import VENDORS, Incoming
+from django_eventtrack.sender import drain
+from django_eventtrack.vendors import ADAPTERS, OutcomeKind, VendorRequest, VendorResponse
+from tests.test_admin import _admin_settings  # noqa: F401  (a fixture)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+IDENTIFY_PATHS = {
+    "hellotext": "/v1/profiles",
+    "hackle": "/v1/properties",
+    "browsee": "/api/v1/identify",
+    "primedata": "/powehi/context",
+}
+
+
+@pytest.fixture
+def user(django_user_model: type[AbstractBaseUser]) -> Any:
+    return django_user_model.objects.create_user(  # type: ignore[attr-defined]
+        username="ada",
+        email="ada@example.com",
+        first_name="Ada",
+        last_name="Lovelace",
+        password="not-used",
+    )
+
+
+def calls(sandbox: Sandbox, vendor: str, path: str) -> list[Any]:
+    """The bodies of the accepted requests to ``path`` (prefix) at ``vendor``."""
+    return [
+        r.body
+        for r in sandbox.requests(vendor)
+        if r.accepted and r.path.startswith(f"/{vendor}{path}")
+    ]
+
+
+def identify_delivery(vendor: str) -> Delivery:
+    return Delivery.objects.get(event__kind=IDENTIFY, vendor=vendor)
+
+
+# -- what each vendor receives -------------------------------------------------------------
+
+
+def test_identify_reaches_every_vendor_with_its_own_call(vendors: Sandbox, user: Any) -> None:
+    event = identify(user, identity=Identity(session="S1", anonymous_id="a" * 32))
+    assert event is not None
+    assert event.kind == IDENTIFY
+
+    (profile,) = calls(vendors, "hellotext", "/v1/profiles")
+    assert profile == {
+        "reference": str(user.pk),
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "email": "ada@example.com",
+    }
+    (attach,) = [r for r in vendors.requests("hellotext") if r.method == "PATCH"]
+    assert attach.path == "/hellotext/v1/sessions/S1"
+    assert attach.accepted
+    assert vendors.hellotext.sessions == {"S1": attach.body["profile"]}
+
+    (hackle,) = calls(vendors, "hackle", "/v1/properties")
+    assert hackle["userId"] == str(user.pk)
+    assert hackle["operations"]["$set"]["email"] == "ada@example.com"
+
+    (browsee,) = calls(vendors, "browsee", "/api/v1/identify")
+    assert browsee["userId"] == str(user.pk)
+    assert browsee["anonymousId"] == "S1"
+    assert browsee["traits"]["name"] == "Ada Lovelace"
+
+    (primedata,) = calls(vendors, "primedata", "/powehi/context")
+    (pd_event,) = primedata["events"]
+    assert primedata["sessionId"] == "S1"
+    assert pd_event["eventType"] == "identify"
+    assert pd_event["target"]["itemType"] == "analyticsUser"
+    assert pd_event["target"]["properties"]["id"] == str(user.pk)
+    assert pd_event["target"]["properties"]["email"] == "ada@example.com"
+
+    statuses = set(Delivery.objects.filter(event__kind=IDENTIFY).values_list("status", flat=True))
+    assert statuses == {Delivery.Status.DELIVERED}
+
+
+def test_the_hellotext_profile_is_created_once_and_later_events_carry_it(
+    vendors: Sandbox, user: Any
+) -> None:
+    identify(user, identity=Identity(session="S1"))
+    profile_id = VendorProfile.objects.get(vendor="hellotext", user_id=str(user.pk)).profile_id
+
+    # The same user on another device: no second profile, the new session joins it.
+    identify(user, identity=Identity(session="S2"))
+    assert len(calls(vendors, "hellotext", "/v1/profiles")) == 1
+    assert vendors.hellotext.sessions == {"S1": profile_id, "S2": profile_id}
+
+    # Later events for the user carry the profile: with a session (added when sent)...
+    track("order.shipped", {"order": "O-1"}, user_id=user.pk, session="S3")
+    # ...and with no browser id at all (which Hellotext would otherwise skip).
+    track("order.delivered", {"order": "O-1"}, user_id=user.pk)
+    shipped, delivered = calls(vendors, "hellotext", "/v1/attribution/events")
+    assert shipped["profile"] == profile_id
+    assert shipped["session"] == "S3"
+    assert delivered["profile"] == profile_id
+    assert "session" not in delivered
+
+
+def test_a_session_hellotext_has_not_seen_is_retried_then_attached(
+    vendors: Sandbox, user: Any
+) -> None:
+    vendors.hellotext.forget_session("S-new")
+    identify(user, identity=Identity(session="S-new"), vendors=["hellotext"])
+    delivery = identify_delivery("hellotext")
+    assert delivery.status == Delivery.Status.PENDING
+    assert delivery.last_status == 404
+    assert "has not seen this session yet" in delivery.last_error
+    assert VendorProfile.objects.filter(user_id=str(user.pk)).exists()
+
+    vendors.hellotext.see_session("S-new")
+    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=delivery.created_at)
+    drain(["hellotext"])
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.DELIVERED
+    # The retry did not create a second profile: it used the one remembered.
+    assert len(calls(vendors, "hellotext", "/v1/profiles")) == 1
+    assert vendors.hellotext.sessions["S-new"] == VendorProfile.objects.get().profile_id
+
+
+def test_an_unseen_session_is_given_up_after_max_attempts(
+    settings: Settings, sandbox: Sandbox, user: Any
+) -> None:
+    vendor_settings = sandbox.vendor_settings()
+    vendor_settings["hellotext"]["MAX_ATTEMPTS"] = "2"
+    settings.EVENTTRACK = {"VENDORS": vendor_settings, "DELIVERY": "sync"}
+    sandbox.hellotext.forget_session("S-never")
+    identify(user, identity=Identity(session="S-never"), vendors=["hellotext"])
+    delivery = identify_delivery("hellotext")
+    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=delivery.created_at)
+    drain(["hellotext"])
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.FAILED
+    assert delivery.attempts == 2
+    assert "has not seen this session yet" in delivery.last_error
+
+
+def test_a_session_of_another_profile_is_never_moved(
+    vendors: Sandbox, user: Any, django_user_model: Any
+) -> None:
+    other = django_user_model.objects.create_user(username="bob", email="bob@example.com")
+    identify(other, identity=Identity(session="shared-computer"), vendors=["hellotext"])
+    bobs_profile = vendors.hellotext.sessions["shared-computer"]
+
+    identify(user, identity=Identity(session="shared-computer"), vendors=["hellotext"])
+    delivery = Delivery.objects.get(event__identity__user_id=str(user.pk), vendor="hellotext")
+    assert delivery.status == Delivery.Status.FAILED
+    assert "already belongs to another Hellotext profile" in delivery.last_error
+    assert vendors.hellotext.sessions["shared-computer"] == bobs_profile
+
+
+def test_a_rolled_back_login_identifies_nobody(vendors: Sandbox, user: Any) -> None:
+    def log_in_then_fail() -> None:
+        with transaction.atomic():
+            identify(user, identity=Identity(session="S1"))
+            raise RuntimeError("login failed after all")
+
+    with pytest.raises(RuntimeError):
+        log_in_then_fail()
+    assert not StoredEvent.objects.exists()
+    assert vendors.requests() == []
+
+
+def test_identify_obeys_the_vendor_switch_and_needs_a_session_for_primedata(
+    settings: Settings, sandbox: Sandbox, user: Any
+) -> None:
+    vendor_settings: dict[str, dict[str, Any]] = sandbox.vendor_settings()
+    vendor_settings["browsee"]["IDENTIFY"] = False
+    settings.EVENTTRACK = {"VENDORS": vendor_settings, "DELIVERY": "sync"}
+    identify(user, identity=Identity())  # no browser id at all
+    assert set(Delivery.objects.values_list("vendor", "status")) == {
+        ("hellotext", Delivery.Status.DELIVERED),
+        ("hackle", Delivery.Status.DELIVERED),
+        ("primedata", Delivery.Status.SKIPPED),
+    }
+    assert "no session id" in Delivery.objects.get(vendor="primedata").last_error
+
+
+def test_traits_default_to_the_configured_user_fields_and_can_be_given(
+    settings: Settings, vendors: Sandbox, user: Any
+) -> None:
+    settings.EVENTTRACK = {**settings.EVENTTRACK, "IDENTIFY_TRAITS": ["email", "get_username"]}
+    identify(user, identity=Identity(session="S1"), vendors=["hackle"])
+    identify(
+        user_id="42", traits={"plan": "gold"}, identity=Identity(session="S1"), vendors=["hackle"]
+    )
+    first, second = calls(vendors, "hackle", "/v1/properties")
+    assert first["operations"]["$set"] == {"email": "ada@example.com", "get_username": "ada"}
+    assert second == {"userId": "42", "operations": {"$set": {"plan": "gold"}}}
+
+
+def test_bad_calls_are_refused_with_the_field_named(vendors: Sandbox) -> None:
+    with pytest.raises(InvalidEvent) as no_user:
+        identify(traits={"plan": "gold"})
+    assert no_user.value.field == "user_id"
+    with pytest.raises(InvalidEvent) as bad_traits:
+        identify(user_id="42", traits={"when": object()})
+    assert bad_traits.value.field == "properties.when"
+    with pytest.raises(InvalidEvent) as bad_id:
+        identify(user_id="has space")
+    assert bad_id.value.field == "identity.user_id"
+    assert not StoredEvent.objects.exists()
+
+
+# -- the login hook --------------------------------------------------------------------------
+
+LOGIN_MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_eventtrack.middleware.EventTrackMiddleware",
+]
+
+
+def test_login_identifies_only_when_turned_on(
+    settings: Settings, vendors: Sandbox, user: Any, client: Client
+) -> None:
+    settings.MIDDLEWARE = LOGIN_MIDDLEWARE
+    assert client.get("/identity/login/?username=ada&hello_session=S1").status_code == 200
+    assert not StoredEvent.objects.filter(kind=IDENTIFY).exists()
+
+    settings.EVENTTRACK = {**settings.EVENTTRACK, "IDENTIFY_ON_LOGIN": True}
+    client.logout()
+    assert client.get("/identity/login/?username=ada&hello_session=S1").status_code == 200
+    event = StoredEvent.objects.get(kind=IDENTIFY)
+    assert event.identity["user_id"] == str(user.pk)
+    assert event.identity["session"] == "S1"
+    assert event.properties == {
+        "email": "ada@example.com",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+    }
+    assert vendors.hellotext.sessions == {"S1": VendorProfile.objects.get().profile_id}
+
+
+def test_a_failing_identify_never_breaks_the_login(
+    settings: Settings, vendors: Sandbox, user: Any, client: Client
+) -> None:
+    settings.MIDDLEWARE = LOGIN_MIDDLEWARE
+    settings.EVENTTRACK = {
+        **settings.EVENTTRACK,
+        "IDENTIFY_ON_LOGIN": True,
+        "IDENTIFY_TRAITS": ["check_password"],  # a method that needs an argument
+    }
+    response = client.get("/identity/login/?username=ada")
+    assert response.status_code == 200
+    assert client.session["_auth_user_id"] == str(user.pk)
+
+
+def test_identify_settings_are_validated(settings: Settings) -> None:
+    from django_eventtrack.errors import ConfigurationError
+
+    settings.EVENTTRACK = {"IDENTIFY_TRAITS": ["email", "not a name"]}
+    with pytest.raises(ConfigurationError, match="IDENTIFY_TRAITS"):
+        get_config()
+
+
+# -- Hellotext's flow without a network (the adapter is pure) ---------------------------------
+
+
+class DictProfiles:
+    def __init__(self, **known: str) -> None:
+        self.known = dict(known)
+
+    def get(self, vendor: str, user_id: str) -> str | None:
+        return self.known.get(user_id)
+
+    def remember(self, vendor: str, user_id: str, profile_id: str) -> str:
+        return self.known.setdefault(user_id, profile_id)
+
+
+def answer(status: int, body: bytes) -> Any:
+    """A fake ``send`` that answers every request with ``status`` and ``body``."""
+    sent: list[VendorRequest] = []
+
+    def send(request: VendorRequest) -> Attempt:
+        sent.append(request)
+        response = VendorResponse(status, {}, body)
+        return Attempt(ADAPTERS["hellotext"](config()).classify(response), response, 0.0)
+
+    send.sent = sent  # type: ignore[attr-defined]
+    return send
+
+
+def config() -> Any:
+    from django.test import override_settings
+
+    with override_settings(EVENTTRACK={"VENDORS": {"hellotext": {"API_TOKEN": "t"}}}):
+        return get_config().vendors["hellotext"]
+
+
+def hellotext_identify(session: str | None = "S1") -> Event:
+    return Event.create(
+        "identify",
+        {"email": "a@b.c"},
+        identity=Identity(user_id="7", session=session),
+        kind=IDENTIFY,
+    )
+
+
+def test_hellotext_attaches_to_the_remembered_profile_without_creating_one() -> None:
+    adapter = ADAPTERS["hellotext"](config())
+    send = answer(200, b'{"id":"S1","type":"session","profile":"P7"}')
+    outcome = adapter.send_identify(hellotext_identify(), send, DictProfiles(**{"7": "P7"}))
+    assert outcome.kind is OutcomeKind.DELIVERED
+    (request,) = send.sent
+    assert (request.method, request.url, request.body) == (
+        "PATCH",
+        "https://api.hellotext.com/v1/sessions/S1",
+        {"profile": "P7"},
+    )
+
+
+def test_hellotext_profile_creation_problems_are_reported() -> None:
+    adapter = ADAPTERS["hellotext"](config())
+    no_id = adapter.send_identify(hellotext_identify(), answer(201, b"{}"), DictProfiles())
+    assert no_id.kind is OutcomeKind.FAILED
+    assert "no id" in no_id.message
+    refused = adapter.send_identify(
+        hellotext_identify(), answer(422, b'{"errors":[{"message":"bad email"}]}'), DictProfiles()
+    )
+    assert refused.kind is OutcomeKind.FAILED
+    assert "bad email" in refused.message
+    down = adapter.send_identify(hellotext_identify(), answer(503, b""), DictProfiles())
+    assert down.kind is OutcomeKind.RETRY
+
+
+def test_hellotext_without_a_session_only_creates_the_profile() -> None:
+    adapter = ADAPTERS["hellotext"](config())
+    profiles = DictProfiles()
+    send = answer(201, b'{"id":"P9","type":"profile"}')
+    outcome = adapter.send_identify(hellotext_identify(session=None), send, profiles)
+    assert outcome.kind is OutcomeKind.DELIVERED
+    assert profiles.known == {"7": "P9"}
+    assert [request.method for request in send.sent] == ["POST"]
+
+
+# -- the sandbox speaks the identify endpoints as documented ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("vendor", "path", "body", "problem"),
+    [
+        ("hellotext", "/v1/profiles", {"nickname": "x", "email": "a@b.c"}, "unknown profile field"),
+        ("hellotext", "/v1/profiles", {"first_name": "Ada"}, "email, phone or reference"),
+        ("hackle", "/v1/properties", {"operations": {"$set": {"a": 1}}}, "userId or deviceId"),
+        ("hackle", "/v1/properties", {"userId": "7", "operations": {"$add": {}}}, "unknown op"),
+        ("hackle", "/v1/properties", {"userId": "7", "operations": {"$set": {"a": {}}}}, "$set.a"),
+        ("browsee", "/api/v1/identify", {"traits": {}}, "userId or anonymousId"),
+        ("browsee", "/api/v1/identify", {"userId": "7", "traits": []}, "traits must be"),
+    ],
+)
+def test_the_sandbox_refuses_malformed_identify_calls(
+    sandbox: Sandbox, vendor: str, path: str, body: dict[str, Any], problem: str
+) -> None:
+    credentials = sandbox.credentials[vendor]
+    headers = {
+        "authorization": f"Bearer {credentials.get('API_TOKEN')}",
+        "x-hackle-api-key": credentials.get("API_KEY", ""),
+    }
+    if vendor == "browsee":
+        body = {"apiKey": credentials["API_KEY"], **body}
+    (endpoint,) = [e for e in VENDORS[vendor].endpoints if e.path == path and e.method == "POST"]
+    rejection = endpoint.validate(Incoming(headers, body, None), credentials)
+    assert rejection is not None
+    assert problem in str(rejection[1])
+
+
+def test_the_sandbox_refuses_a_primedata_identify_without_an_analytics_user(
+    vendors: Sandbox,
+) -> None:
+    event = Event.create(
+        "identify", {}, identity=Identity(user_id="7", session="S1"), kind=IDENTIFY
+    )
+    adapter = ADAPTERS["primedata"](get_config().vendors["primedata"])
+    request = adapter.build_request([event])
+    request.body["events"][0]["target"]["itemType"] = "user"
+    (endpoint,) = [e for e in VENDORS["primedata"].endpoints if e.path == "/powehi/context"]
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    rejection = endpoint.validate(
+        Incoming(headers, request.body, None), vendors.credentials["primedata"]
+    )
+    assert rejection is not None
+    assert rejection[0] == 422
+    assert "analyticsUser" in str(rejection[1])
+
+
+@pytest.mark.usefixtures("_admin_settings")
+def test_remembered_profiles_are_listed_read_only_in_the_admin(
+    vendors: Sandbox, user: Any, admin_client: Client
+) -> None:
+    identify(user, identity=Identity(session="S1"), vendors=["hellotext"])
+    profile = VendorProfile.objects.get()
+    page = admin_client.get("/admin/django_eventtrack/vendorprofile/")
+    assert page.status_code == 200
+    assert profile.profile_id in page.content.decode()
+    assert admin_client.get("/admin/django_eventtrack/vendorprofile/add/").status_code == 403
+    events = admin_client.get("/admin/django_eventtrack/event/?kind=identify")
+    assert events.status_code == 200
+    assert "identify" in events.content.decode()
