@@ -190,17 +190,30 @@ def _hellotext_problem(body: JSONObject) -> _HellotextProblem | None:
     return None
 
 
-def validate_hellotext_event(incoming: Incoming, credentials: Credentials) -> Answer | None:
-    """``POST /v1/attribution/events``: bearer token, then the current body contract."""
+def _hellotext_unreadable(incoming: Incoming, credentials: Credentials) -> Answer | None:
+    """The answer to a request without the private token or without a JSON object."""
     if not _hellotext_authorized(incoming, credentials):
         return _HELLOTEXT_UNAUTHORIZED
     if incoming.body is None:
         return 400, _hellotext_error_body(str(incoming.body_problem))
+    return None
+
+
+def _hellotext_invalid(message: str, parameter: str | None = None, kind: str = "invalid") -> Answer:
+    error = {"type": kind, "message": message}
+    return 422, {"errors": [error | ({"parameter": parameter} if parameter else {})]}
+
+
+def validate_hellotext_event(incoming: Incoming, credentials: Credentials) -> Answer | None:
+    """``POST /v1/attribution/events``: bearer token, then the current body contract."""
+    unreadable = _hellotext_unreadable(incoming, credentials)
+    if unreadable is not None or incoming.body is None:
+        return unreadable
     problem = _hellotext_problem(incoming.body)
     if problem is None:
         return None
     error_type, message, parameter = problem
-    return 422, {"errors": [{"type": error_type, "message": message, "parameter": parameter}]}
+    return _hellotext_invalid(message, parameter, error_type)
 
 
 def validate_hellotext_profiles(incoming: Incoming, credentials: Credentials) -> Answer | None:
@@ -291,24 +304,17 @@ def validate_hellotext_profile_create(
     incoming: Incoming, credentials: Credentials
 ) -> Answer | None:
     """``POST /v1/profiles``: private token; known fields of the right JSON types."""
-    if not _hellotext_authorized(incoming, credentials):
-        return _HELLOTEXT_UNAUTHORIZED
-    if incoming.body is None:
-        return 400, _hellotext_error_body(str(incoming.body_problem))
+    unreadable = _hellotext_unreadable(incoming, credentials)
+    if unreadable is not None or incoming.body is None:
+        return unreadable
     for key, value in incoming.body.items():
         types = HELLOTEXT_PROFILE_FIELDS.get(key)
         if types is None:
-            message = f"unknown profile field {key!r}"
-            return 422, {"errors": [{"type": "invalid", "message": message, "parameter": key}]}
+            return _hellotext_invalid(f"unknown profile field {key!r}", key)
         if not isinstance(value, types):
-            message = f"{key} has the wrong type"
-            return 422, {"errors": [{"type": "invalid", "message": message, "parameter": key}]}
+            return _hellotext_invalid(f"{key} has the wrong type", key)
     if not any(incoming.body.get(key) for key in ("email", "phone", "reference")):
-        return 422, {
-            "errors": [
-                {"type": "invalid", "message": "a profile needs an email, phone or reference"}
-            ]
-        }
+        return _hellotext_invalid("a profile needs an email, phone or reference")
     return None
 
 
@@ -316,20 +322,11 @@ def validate_hellotext_session_attach(
     incoming: Incoming, credentials: Credentials
 ) -> Answer | None:
     """``PATCH /v1/sessions/{id}``: private token and ``{"profile": "<id>"}``."""
-    if not _hellotext_authorized(incoming, credentials):
-        return _HELLOTEXT_UNAUTHORIZED
-    if incoming.body is None:
-        return 400, _hellotext_error_body(str(incoming.body_problem))
+    unreadable = _hellotext_unreadable(incoming, credentials)
+    if unreadable is not None or incoming.body is None:
+        return unreadable
     if not _is_nonempty_string(incoming.body.get("profile")):
-        return 422, {
-            "errors": [
-                {
-                    "type": "invalid",
-                    "message": "profile is required and must be a profile id",
-                    "parameter": "profile",
-                }
-            ]
-        }
+        return _hellotext_invalid("profile is required and must be a profile id", "profile")
     return None
 
 

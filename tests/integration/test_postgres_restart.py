@@ -1,0 +1,175 @@
+"""PostgreSQL restarted mid-run (a crash: ``pg_ctl stop -m immediate``, then WAL recovery)
+while a web-like process tracks events and two workers deliver them: everything
+committed is delivered, nothing is lost, and a vendor sees an event twice only if a
+request for it reached the vendor before the crash.
+
+The server is private to the test (its own data directory and port), so it can be
+restarted without disturbing the other suites' server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from django_eventtrack.sandbox import Sandbox
+from tests.integration.conftest import (
+    PACKAGES,
+    PostgresDatabase,
+    Processes,
+    free_port,
+    migrate,
+    need_packages,
+    statuses,
+    unavailable,
+)
+from tests.processes.helpers import VENDORS, marker, wait_until
+
+EVENTS = 400
+PER_TRANSACTION = 10
+#: Short timeouts and small claims keep the lease of a claim cut off by the crash short
+#: (the lease is at least rounds x (connect + read timeout) + 5 s).
+FAST_LEASES = {
+    "EVENTTRACK_LEASE_SECONDS": "5",
+    "EVENTTRACK_BATCH_SIZE": "8",
+    "EVENTTRACK_CONCURRENCY": "4",
+} | {
+    f"EVENTTRACK_{vendor.upper()}_{key}": "1"
+    for vendor in VENDORS
+    for key in ("TIMEOUT", "CONNECT_TIMEOUT")
+}
+
+
+class PrivatePostgres:
+    """A PostgreSQL 15 server of our own on 127.0.0.1, run as ``nobody`` when we are root."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *command: str) -> None:
+        prefix = ["runuser", "-u", "nobody", "--"] if os.getuid() == 0 else []
+        subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=120)  # noqa: S603
+
+    def init(self) -> None:
+        data = str(self.directory / "data")
+        self._run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync")
+
+    def start(self) -> None:
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.directory} -c fsync=off"
+        log = str(self.directory / "server.log")
+        self._run(
+            "pg_ctl", "-D", str(self.directory / "data"), "-l", log, "-w", "start", "-o", options
+        )
+
+    def crash(self) -> None:
+        """Stop without a checkpoint, as a crash would: the next start replays the WAL."""
+        self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop")
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    need_packages(*PACKAGES, "psycopg")
+    missing = [name for name in ("initdb", "pg_ctl", "postgres") if shutil.which(name) is None]
+    if missing:
+        unavailable(f"no PostgreSQL binaries ({', '.join(missing)}) to run a private server")
+    # Not pytest's tmp_path: the server runs as nobody, who cannot enter root's 0700 dirs.
+    directory = Path(tempfile.mkdtemp(prefix="eventtrack-pg-"))
+    directory.chmod(0o755)
+    if os.getuid() == 0:
+        shutil.chown(directory, "nobody")
+    server = PrivatePostgres(directory)
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
+            server.crash()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def receipts(sandbox: Sandbox, vendor: str) -> dict[int, list[float]]:
+    """When the vendor accepted each event, by its ``n``."""
+    seen: dict[int, list[float]] = defaultdict(list)
+    for record in sandbox.requests(vendor):
+        if record.accepted:
+            for payload in record.events:
+                seen[marker(vendor, payload)].append(record.received_at)
+    return seen
+
+
+@pytest.mark.integration
+def test_a_database_crash_mid_run_loses_nothing(
+    private_postgres: PrivatePostgres, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    database = PostgresDatabase(private_postgres.dsn, "eventtrack_restart")
+    database.create()
+    migrate(database)
+    processes = Processes(database, sandbox, tmp_path)
+    processes.env |= FAST_LEASES
+    try:
+        workers = [
+            processes.start(f"worker-{i}", "-m", "django", "eventtrack_worker", "-v", "1")
+            for i in range(2)
+        ]
+        for worker in workers:
+            processes.wait_output(worker, "worker started")
+        started_monotonic = time.monotonic()
+        web = processes.start(
+            "web",
+            *("-m", "tests.integration.resilient_track", str(EVENTS), str(PER_TRANSACTION)),
+            EVENTTRACK_DELIVERY="worker",
+        )
+        # Mid-run: the web process is still tracking and the workers are sending.
+        wait_until(
+            lambda: len(sandbox.requests("hackle")) >= EVENTS // 4,
+            timeout=60,
+            what="a quarter of the events at Hackle",
+        )
+        crashed_at = time.time()
+        started = crashed_at - (time.monotonic() - started_monotonic)
+        private_postgres.crash()
+        time.sleep(1.0)  # down for a second: every process sees its connection fail
+        private_postgres.start()
+        back_at = time.time()
+        assert web.wait(120) == 0, processes.output(web)
+        wait_until(
+            lambda: statuses(database) == {"delivered": EVENTS * len(VENDORS)},
+            timeout=120,
+            what=f"all {EVENTS * len(VENDORS)} deliveries delivered after the restart",
+        )
+        delivered_at = time.time()
+        for worker in workers:
+            assert processes.stop(worker) == 0, processes.output(worker)
+    finally:
+        processes.kill_all()
+
+    stored = {n for (n,) in database.query("SELECT (properties->>'n')::int FROM eventtrack_event")}
+    assert stored == set(range(EVENTS))  # every event committed exactly once
+    duplicated = 0
+    for vendor in VENDORS:
+        seen = receipts(sandbox, vendor)
+        assert set(seen) == stored, f"{vendor}: lost {sorted(stored - set(seen))[:10]}"
+        for n, times in seen.items():
+            if len(times) > 1:
+                duplicated += len(times) - 1
+                # A second copy only for a request that reached the vendor before the
+                # database came back (its outcome could not be written).
+                assert min(times) < back_at, (vendor, n, times, back_at)
+    print(
+        f"postgres crash: {EVENTS} events x {len(VENDORS)} vendors; crashed "
+        f"{crashed_at - started:.1f}s into the run, down {back_at - crashed_at:.1f}s, all "
+        f"delivered {delivered_at - back_at:.1f}s after it came back; lost 0, duplicated "
+        f"{duplicated}; web: {processes.output(web).strip().splitlines()[-1]}"
+    )
