@@ -18,13 +18,15 @@ EVENTS = 1250
 DELIVERIES = EVENTS * len(VENDORS)
 
 
-#: Run in a worker's environment: print the SQL of one claim.
+#: Run in a worker's environment (DELIVERY="worker"): track one event, print the SQL that
+#: claims its Hackle delivery.
 CLAIM_SQL = """
 import datetime, django
 django.setup()
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django_eventtrack import outbox
+from django_eventtrack import outbox, track
+track("product.purchased", {"n": 0}, profile="P0")
 with CaptureQueriesContext(connection) as queries:
     outbox.claim_due_deliveries("hackle", 10, datetime.timedelta(seconds=60))
 print(connection.vendor, *(query["sql"] for query in queries), sep="\\n")
@@ -50,7 +52,8 @@ def worker_delivered(output: str) -> int:
 
 @pytest.mark.integration
 def test_claims_on_postgresql_skip_locked_rows(on_postgres: Processes) -> None:
-    vendor, *queries = on_postgres.run("-c", CLAIM_SQL).splitlines()
+    output = on_postgres.run("-c", CLAIM_SQL, EVENTTRACK_DELIVERY="worker")
+    vendor, *queries = output.splitlines()
     assert vendor == "postgresql"
     assert any(query.endswith("FOR UPDATE SKIP LOCKED") for query in queries), queries
 

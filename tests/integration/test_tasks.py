@@ -119,6 +119,16 @@ def start_db_worker(processes: Processes, name: str) -> subprocess.Popen[bytes]:
     return process
 
 
+@pytest.mark.integration
+def test_check_reports_a_queue_the_tasks_backend_refuses(tasks: Processes) -> None:
+    assert "eventtrack.E002" not in tasks.run("-m", "django", "check", "--tag", "eventtrack")
+    # The backend's QUEUES are ["default", "eventtrack"]: "bulk" is refused at start-up.
+    with pytest.raises(AssertionError) as refused:
+        tasks.run("-m", "django", "check", "--tag", "eventtrack", EVENTTRACK_TASKS_QUEUE="bulk")
+    assert "eventtrack.E002" in str(refused.value)
+    assert "Queue 'bulk' is not valid for backend" in str(refused.value)
+
+
 def task_results(database: Database) -> list[tuple[str, list[str]]]:
     """(status, worker ids) of every task the database Tasks backend holds."""
     rows = database.query(f"SELECT status, worker_ids FROM {TASK_RESULTS}")  # noqa: S608
