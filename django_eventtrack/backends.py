@@ -81,12 +81,11 @@ class WorkerBackend:
 class ThreadBackend:
     """In-process background senders, woken on commit (the default).
 
-    One long-lived thread per active vendor, so a commit is picked up at once
-    by a thread that is already waiting, and a slow or failing vendor never
-    holds up the others. (One thread per round that started a thread per
-    vendor made events committed during a round wait for all four vendors to
-    finish it: ~185 ms p50 commit-to-received at 20 events/s, ``python -m
-    tests.benchmarks --only latency``.)
+    One long-lived thread per active vendor, woken by every commit, so an
+    event is picked up by a thread that is already waiting and a slow or
+    failing vendor never holds up the others. (A single thread whose rounds
+    started a thread per vendor made an event committed during a round wait
+    for the slowest vendor's requests before its round could even begin.)
 
     Fork-safe: the threads belong to the process that started them; a forked
     child (gunicorn, uWSGI, Celery prefork, multiprocessing) starts its own on
@@ -149,7 +148,7 @@ class ThreadBackend:
                     )
                     wait = get_config().options.poll_interval
                 finally:
-                    # Reused while CONN_MAX_AGE allows, like any request's connection.
+                    # Reused while CONN_MAX_AGE allows, like a request's connection.
                     close_old_connections()
                 wake.wait(wait)
         finally:

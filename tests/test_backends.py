@@ -35,7 +35,13 @@ class Rollback(Exception):
 
 @pytest.fixture(autouse=True)
 def _own_backends(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Fresh backend instances per test, closed (threads joined) before the database is flushed."""
+    """Fresh backend instances per test, closed (threads joined) before the database is flushed.
+
+    Those other test modules left running are stopped first: a sender thread of theirs
+    inside SQLite when a test here forks would leave the child deadlocked.
+    """
+    for leftover in backends._backends.values():
+        leftover.close(timeout=5)
     monkeypatch.setattr(backends, "_backends", {})
     sender.breaker.reset()
     yield
@@ -146,7 +152,7 @@ def test_thread_backend_close_is_bounded_by_shutdown_timeout(
 
 
 class QuietParent:
-    """Makes this process's sender thread go idle, alive but away from the database.
+    """Makes this process's sender threads go idle, alive but away from the database.
 
     Once hushed, the parent's rounds neither drain nor query (a forked child,
     another pid, works normally). That keeps the parent from delivering the
@@ -157,7 +163,7 @@ class QuietParent:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.parent = os.getpid()
         self.quiet = False
-        self.parked = threading.Event()
+        self.parked: set[str] = set()  # names of the sender threads gone idle
         real_drain = sender.drain
         real_next_due = backends._seconds_until_next_due
 
@@ -168,7 +174,7 @@ class QuietParent:
 
         def next_due() -> float:
             if self.quiet and os.getpid() == self.parent:
-                self.parked.set()
+                self.parked.add(threading.current_thread().name)
                 return backends.MAX_IDLE_WAIT
             return real_next_due()
 
@@ -176,10 +182,11 @@ class QuietParent:
         monkeypatch.setattr(backends, "_seconds_until_next_due", next_due)
 
     def hush(self, backend: backends.ThreadBackend) -> None:
-        """Return once the sender thread has finished any real round and is going to sleep."""
+        """Return once every sender thread has finished any real round and is going to sleep."""
         self.quiet = True
-        backend.enqueue([])  # wake it for one database-free round
-        assert self.parked.wait(5), "the parent's sender thread did not go idle"
+        backend.enqueue([])  # wake them for one database-free round
+        threads = {thread.name for thread in backend._threads.values()}
+        wait_until(lambda: threads <= self.parked, what="the parent's sender threads to go idle")
 
 
 def run_in_child(body: Callable[[], dict[str, Any]], timeout: float = 10.0) -> dict[str, Any]:
@@ -254,3 +261,21 @@ def test_idle_wait_ignores_pending_rows_of_inactive_vendors(
     assert backends._seconds_until_next_due() == backends.MAX_IDLE_WAIT
     Delivery.objects.create(event=event, vendor="hackle")
     assert backends._seconds_until_next_due() < backends.MAX_IDLE_WAIT
+
+
+def test_thread_backend_a_slow_vendor_does_not_hold_up_the_others(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    """Each vendor has a sender thread of its own: an event committed while Hackle is
+    busy with a slow request reaches the other vendors at once, not after it."""
+    use(settings, sandbox, "thread")
+    sandbox.inject("hackle", delay=3.0)
+    track("product.purchased", {"n": "first"}, profile="P1")
+    others = [vendor for vendor in VENDORS if vendor != "hackle"]
+    wait_until(lambda: all(received(sandbox, v)["first"] for v in others), what="first event")
+    started = time.monotonic()
+    track("product.purchased", {"n": "second"}, profile="P2")
+    wait_until(lambda: all(received(sandbox, v)["second"] for v in others), what="second event")
+    assert time.monotonic() - started < 2.0  # Hackle's first request is still in flight
+    assert received(sandbox, "hackle") == {}
+    wait_until(lambda: received(sandbox, "hackle") == {"first": 1, "second": 1}, timeout=10)
