@@ -41,6 +41,8 @@ class DrainStats:
     delivered: int = 0
     retried: int = 0
     failed: int = 0
+    #: Not sent at all, with a reason (HTTP blocked in tests).
+    skipped: int = 0
     requests: int = 0
     paused_vendors: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -49,8 +51,11 @@ class DrainStats:
         self, outcome: Outcome, deliveries: int, *, sent: bool = True, requests: int = 1
     ) -> None:
         """Count ``deliveries`` under ``outcome``, sent in ``requests`` requests
-        (none when ``sent=False``)."""
+        (none when ``sent=False``, nor for a skip: nothing went out)."""
         with self._lock:
+            if outcome.kind is OutcomeKind.SKIPPED:
+                self.skipped += deliveries
+                return
             if sent:
                 self.requests += requests
             if outcome.ok:
@@ -66,6 +71,7 @@ class DrainStats:
             self.delivered += other.delivered
             self.retried += other.retried
             self.failed += other.failed
+            self.skipped += other.skipped
             self.requests += other.requests
             self.paused_vendors |= other.paused_vendors
 

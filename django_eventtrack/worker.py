@@ -129,6 +129,8 @@ def summary(stats: DrainStats) -> str:
     line = (
         f"delivered {stats.delivered}, retried {stats.retried}, failed {stats.failed} ({requests})"
     )
+    if stats.skipped:
+        line += f"; skipped {stats.skipped}"
     if stats.paused_vendors:
         line += f"; paused by the circuit breaker: {', '.join(sorted(stats.paused_vendors))}"
     return line

@@ -33,6 +33,7 @@ from django_eventtrack.testing import (
     capture_events,
     captured,
 )
+from django_eventtrack.worker import summary
 
 REPO = Path(__file__).resolve().parent.parent
 VISITOR = {"user_id": "42", "session": "sess-1"}
@@ -217,6 +218,9 @@ def test_a_worker_drain_sends_nothing_while_blocked(vendors: Sandbox, settings: 
         "primedata",
     ]
     assert stats.delivered == 0
+    # Counted as skipped, not as failed requests: nothing went out.
+    assert (stats.skipped, stats.failed, stats.requests) == (4, 0, 0)
+    assert summary(stats) == "delivered 0, retried 0, failed 0 (0 requests); skipped 4"
     rows = set(Delivery.objects.values_list("status", "last_error", "attempts"))
     assert rows == {(Delivery.Status.SKIPPED, BLOCKED, 0)}
     assert http.interceptor is None
