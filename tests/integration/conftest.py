@@ -39,7 +39,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from django_eventtrack.sandbox import Sandbox
-from tests.processes.helpers import wait_until
+from tests.integration.track import COMMITTED
+from tests.processes.helpers import VENDORS, received, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = "tests.integration.proj.settings"
@@ -336,6 +337,48 @@ def processes(outbox_database: Database, sandbox: Sandbox, tmp_path: Path) -> It
         yield group
     finally:
         group.kill_all()
+
+
+def deliver_scenario(
+    processes: Processes, database: Database, sandbox: Sandbox
+) -> tuple[float, float]:
+    """Track the shared scenario and wait until it is delivered; checks that every
+    committed event reached every vendor exactly once and that the rolled-back ones
+    were never stored. Returns (seconds tracking, seconds until all delivered)."""
+    started = time.monotonic()
+    tracking = track_scenario(processes)
+    expected = {"delivered": len(COMMITTED) * len(VENDORS)}
+    wait_until(
+        lambda: statuses(database) == expected,
+        timeout=60,
+        what="every delivery to be delivered",
+    )
+    elapsed = time.monotonic() - started
+    for vendor in VENDORS:
+        assert received(sandbox, vendor) == dict.fromkeys(COMMITTED, 1), vendor
+    assert database.query("SELECT COUNT(*) FROM eventtrack_event") == [(len(COMMITTED),)]
+    return tracking, elapsed
+
+
+def short_leases_and_slow_vendors(processes: Processes, sandbox: Sandbox) -> None:
+    """Claims small and leases short (about 6 s: max(LEASE_SECONDS, rounds x (CONNECT_TIMEOUT
+    + TIMEOUT) + 5 s)), vendors slow enough that a kill lands mid-run."""
+    processes.env |= {"EVENTTRACK_LEASE_SECONDS": "1", "EVENTTRACK_BATCH_SIZE": "4"}
+    processes.env |= {"EVENTTRACK_CONCURRENCY": "2"}
+    for vendor in VENDORS:
+        processes.env[f"EVENTTRACK_{vendor.upper()}_CONNECT_TIMEOUT"] = "0.1"
+        processes.env[f"EVENTTRACK_{vendor.upper()}_TIMEOUT"] = "0.5"
+        sandbox.inject(vendor, delay=0.05, count=10_000)
+
+
+def duplicates_of_committed(sandbox: Sandbox) -> int:
+    """Extra copies the vendors received; fails if a committed event is missing anywhere."""
+    duplicates = 0
+    for vendor in VENDORS:
+        counts = received(sandbox, vendor)
+        assert set(counts) == set(COMMITTED), vendor
+        duplicates += sum(count - 1 for count in counts.values())
+    return duplicates
 
 
 def track_scenario(processes: Processes) -> float:

@@ -18,7 +18,10 @@ from django_eventtrack.sandbox import Sandbox
 from tests.integration.conftest import (
     Database,
     Processes,
+    deliver_scenario,
+    duplicates_of_committed,
     free_port,
+    short_leases_and_slow_vendors,
     statuses,
     track_scenario,
 )
@@ -69,18 +72,7 @@ def test_committed_events_are_delivered_once_and_rolled_back_ones_never(
 ) -> None:
     workers = [start_worker(celery, f"worker{number}") for number in range(2)]
 
-    started = time.monotonic()
-    tracking = track_scenario(celery)
-    wait_until(
-        lambda: statuses(outbox_database) == ALL_DELIVERED,
-        timeout=60,
-        what="every delivery to be delivered",
-    )
-    elapsed = time.monotonic() - started
-
-    for vendor in VENDORS:
-        assert received(sandbox, vendor) == dict.fromkeys(COMMITTED, 1), vendor
-    assert outbox_database.query("SELECT COUNT(*) FROM eventtrack_event") == [(len(COMMITTED),)]
+    tracking, elapsed = deliver_scenario(celery, outbox_database, sandbox)
     for worker in workers:
         assert celery.stop(worker) == 0, celery.output(worker)
     shares = [drains(celery.output(worker)) for worker in workers]
@@ -96,13 +88,7 @@ def test_committed_events_are_delivered_once_and_rolled_back_ones_never(
 def test_a_worker_killed_mid_run_loses_nothing(
     celery: Processes, outbox_database: Database, sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    # Lease = max(LEASE_SECONDS, rounds * (CONNECT_TIMEOUT + TIMEOUT) + 5s): about 6s here.
-    celery.env |= {"EVENTTRACK_LEASE_SECONDS": "1", "EVENTTRACK_BATCH_SIZE": "4"}
-    celery.env |= {"EVENTTRACK_CONCURRENCY": "2"}
-    for vendor in VENDORS:
-        celery.env[f"EVENTTRACK_{vendor.upper()}_CONNECT_TIMEOUT"] = "0.1"
-        celery.env[f"EVENTTRACK_{vendor.upper()}_TIMEOUT"] = "0.5"
-        sandbox.inject(vendor, delay=0.05, count=10_000)  # slow enough to be caught mid-run
+    short_leases_and_slow_vendors(celery, sandbox)
     doomed = start_worker(celery, "doomed")
 
     started = time.monotonic()
@@ -145,11 +131,7 @@ def test_a_worker_killed_mid_run_loses_nothing(
     # claimed rows: the sweep delivered them.
     assert sum(swept) >= claimed, swept
 
-    duplicates = 0
-    for vendor in VENDORS:
-        counts = received(sandbox, vendor)
-        assert set(counts) == set(COMMITTED), vendor
-        duplicates += sum(count - 1 for count in counts.values())
+    duplicates = duplicates_of_committed(sandbox)
     # Only requests that reached a vendor while their row was claimed by the dead worker
     # can arrive twice: the outbox never learned they had succeeded.
     assert duplicates <= claimed

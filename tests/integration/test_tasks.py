@@ -18,7 +18,15 @@ from django_eventtrack import backends, sender, track
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
-from tests.integration.conftest import Database, Processes, statuses, track_scenario
+from tests.integration.conftest import (
+    Database,
+    Processes,
+    deliver_scenario,
+    duplicates_of_committed,
+    short_leases_and_slow_vendors,
+    statuses,
+    track_scenario,
+)
 from tests.integration.track import COMMITTED
 from tests.processes.helpers import VENDORS, received, wait_until
 
@@ -141,18 +149,7 @@ def test_db_workers_deliver_committed_events_once_and_rolled_back_ones_never(
 ) -> None:
     workers = [start_db_worker(tasks, f"db-worker-{number}") for number in range(2)]
 
-    started = time.monotonic()
-    tracking = track_scenario(tasks)
-    wait_until(
-        lambda: statuses(outbox_database) == ALL_DELIVERED,
-        timeout=60,
-        what="every delivery to be delivered",
-    )
-    elapsed = time.monotonic() - started
-
-    for vendor in VENDORS:
-        assert received(sandbox, vendor) == dict.fromkeys(COMMITTED, 1), vendor
-    assert outbox_database.query("SELECT COUNT(*) FROM eventtrack_event") == [(len(COMMITTED),)]
+    tracking, elapsed = deliver_scenario(tasks, outbox_database, sandbox)
     wait_until(
         lambda: {status for status, _ in task_results(outbox_database)} == {"SUCCESSFUL"},
         timeout=10,
@@ -175,13 +172,7 @@ def test_db_workers_deliver_committed_events_once_and_rolled_back_ones_never(
 def test_a_db_worker_killed_mid_run_loses_nothing(
     tasks: Processes, outbox_database: Database, sandbox: Sandbox
 ) -> None:
-    # Lease = max(LEASE_SECONDS, rounds * (CONNECT_TIMEOUT + TIMEOUT) + 5s): about 6s here.
-    tasks.env |= {"EVENTTRACK_LEASE_SECONDS": "1", "EVENTTRACK_BATCH_SIZE": "4"}
-    tasks.env |= {"EVENTTRACK_CONCURRENCY": "2"}
-    for vendor in VENDORS:
-        tasks.env[f"EVENTTRACK_{vendor.upper()}_CONNECT_TIMEOUT"] = "0.1"
-        tasks.env[f"EVENTTRACK_{vendor.upper()}_TIMEOUT"] = "0.5"
-        sandbox.inject(vendor, delay=0.05, count=10_000)  # slow enough to be caught mid-run
+    short_leases_and_slow_vendors(tasks, sandbox)
     doomed = start_db_worker(tasks, "doomed")
 
     started = time.monotonic()
@@ -211,11 +202,7 @@ def test_a_db_worker_killed_mid_run_loses_nothing(
     assert tasks.stop(survivor) == 0, tasks.output(survivor)
     orphaned = [status for status, _ in task_results(outbox_database) if status == "RUNNING"]
 
-    duplicates = 0
-    for vendor in VENDORS:
-        counts = received(sandbox, vendor)
-        assert set(counts) == set(COMMITTED), vendor
-        duplicates += sum(count - 1 for count in counts.values())
+    duplicates = duplicates_of_committed(sandbox)
     assert duplicates <= claimed
     print(
         f"tasks SIGKILL: killed with {delivered_at_kill} deliveries recorded and {claimed} "
