@@ -198,13 +198,14 @@ def _drain_vendor(
                 return
             sendable = _expire_old(adapter, claim, config, stats)
             tracked = [d for d in sendable if d.event.kind != IDENTIFY]
-            batches = [
-                tracked[start : start + per_request]
-                for start in range(0, len(tracked), per_request)
-            ]
+            events = _events(adapter, tracked)  # one profile lookup for the whole claim
+            starts = range(0, len(tracked), per_request)
+            batches = [tracked[start : start + per_request] for start in starts]
             futures = [
-                pool.submit(_send_batch, adapter, batch, _events(adapter, batch), stop, options)
-                for batch in batches
+                pool.submit(
+                    _send_batch, adapter, batch, events[start : start + per_request], stop, options
+                )
+                for start, batch in zip(starts, batches, strict=True)
             ]
             for delivery in sendable:
                 if delivery.event.kind == IDENTIFY:
@@ -236,9 +237,9 @@ def _expire_old(
     return [d for d in claim.deliveries if d.created_at >= cutoff]
 
 
-def _events(adapter: VendorAdapter, batch: list[Delivery]) -> list[Event]:
-    """The batch's events as the adapter reads them, with remembered vendor profiles."""
-    events = [delivery.event.to_normalised() for delivery in batch]
+def _events(adapter: VendorAdapter, deliveries: list[Delivery]) -> list[Event]:
+    """The deliveries' events as the adapter reads them, with remembered vendor profiles."""
+    events = [delivery.event.to_normalised() for delivery in deliveries]
     return (
         identification.with_known_profiles(adapter.name, events)
         if adapter.remembers_profiles

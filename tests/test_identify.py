@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from pytest_django import Settings
 
 from django_eventtrack import identify, track
@@ -420,3 +421,19 @@ def test_remembered_profiles_are_listed_read_only_in_the_admin(
     events = admin_client.get("/admin/django_eventtrack/event/?kind=identify")
     assert events.status_code == 200
     assert "identify" in events.content.decode()
+
+
+def test_remembered_profiles_cost_one_query_per_claim(
+    settings: Settings, vendors: Sandbox, user: Any
+) -> None:
+    identify(user, identity=Identity(session="S1"), vendors=["hellotext"])
+    settings.EVENTTRACK = {**settings.EVENTTRACK, "DELIVERY": "worker"}
+    for n in range(5):
+        track("order.shipped", {"order": f"O-{n}"}, user_id=user.pk, session=f"S-{n}")
+    with CaptureQueriesContext(connection) as queries:
+        drain(["hellotext"])
+    lookups = [q["sql"] for q in queries if "eventtrack_vendor_profile" in q["sql"]]
+    assert len(lookups) == 1, lookups
+    profile = VendorProfile.objects.get().profile_id
+    shipped = calls(vendors, "hellotext", "/v1/attribution/events")
+    assert [body["profile"] for body in shipped] == [profile] * 5
