@@ -56,29 +56,26 @@ def identify(
     from ``identity``, else ``request``, else the current request, exactly as
     for :func:`~django_eventtrack.track`; the user id given here always wins.
 
-    Returns the stored event, or raises :class:`InvalidEvent` (or logs and
-    returns ``None`` when ``RAISE_ON_INVALID`` is false) for a missing user id
-    or traits that are not JSON. Never raises for a vendor problem.
+    Returns the stored event. Errors follow ``track()``'s policy: a missing
+    user id or traits that are not JSON raise :class:`InvalidEvent`, a database
+    refusing the write :class:`~django_eventtrack.errors.StorageError`, unless
+    ``RAISE_ON_INVALID`` / ``RAISE_ON_STORAGE_ERROR`` say to log and return
+    ``None``. Never raises for a vendor problem.
     """
     # Imported here: tracking imports this module (for remembered profiles).
-    from django_eventtrack.tracking import resolve_visitor, submit
+    from django_eventtrack.tracking import resolve_visitor, store
 
-    config = get_config()
-    try:
+    def build() -> Event:
         who = _user_id(user, user_id)
-        if traits is None:
-            traits = user_traits(user, config.identify_traits) if user is not None else {}
+        given = traits
+        if given is None:
+            given = user_traits(user, get_config().identify_traits) if user is not None else {}
         visitor = dataclasses.replace(resolve_visitor(identity, request), user_id=who)
-        event = Event.create(
-            IDENTIFY_EVENT_NAME, traits, identity=visitor, timestamp=timestamp, kind=IDENTIFY
+        return Event.create(
+            IDENTIFY_EVENT_NAME, given, identity=visitor, timestamp=timestamp, kind=IDENTIFY
         )
-    except InvalidEvent as exc:
-        if config.raise_on_invalid:
-            raise
-        logger.error("identify() refused: %s (field %s)", exc, exc.field)
-        return None
-    submit(event, vendors)
-    return event
+
+    return store("identify()", build, vendors)
 
 
 def user_traits(user: Any, attributes: Sequence[str]) -> dict[str, Any]:

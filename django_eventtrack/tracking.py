@@ -8,7 +8,7 @@ only then (``transaction.on_commit``) is the delivery backend told about it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -62,7 +62,8 @@ def track(
     It never raises for a vendor problem: vendors are only contacted after
     commit, by the delivery backend.
     """
-    try:
+
+    def build() -> Event:
         visitor = Identity(
             user_id=user_id,  # type: ignore[arg-type]  # ints are normalised to str
             anonymous_id=anonymous_id,
@@ -74,20 +75,33 @@ def track(
         ).merged(resolve_visitor(identity, request))
         # A user known to Hellotext but without a browser id gets their profile.
         visitor = identification.with_remembered_profile(visitor)
-        event = Event.create(
+        return Event.create(
             name, properties, identity=visitor, timestamp=timestamp, vendor_extra=vendor_extra
         )
+
+    return store(f"track({name!r})", build, vendors)
+
+
+def store(call: str, build: Callable[[], Event], vendors: Iterable[str] | None) -> Event | None:
+    """Build an event and submit it, with the settings' error policy: an
+    :class:`InvalidEvent` from ``build`` is raised unless ``RAISE_ON_INVALID`` is
+    false, a :class:`StorageError` unless ``RAISE_ON_STORAGE_ERROR`` is false; when
+    false, it is logged (naming ``call``) and ``None`` returned. Shared by ``track()``
+    and ``identify()``."""
+    config = get_config()
+    try:
+        event = build()
     except InvalidEvent as exc:
-        if get_config().raise_on_invalid:
+        if config.raise_on_invalid:
             raise
-        logger.error("track(%r) refused: %s (field %s)", name, exc, exc.field)
+        logger.error("%s refused: %s (field %s)", call, exc, exc.field)
         return None
     try:
         submit(event, vendors)
     except StorageError as exc:
-        if get_config().raise_on_storage_error:
+        if config.raise_on_storage_error:
             raise
-        logger.error("track(%r) not stored: %s", name, exc)
+        logger.error("%s not stored: %s", call, exc)
         return None
     return event
 

@@ -13,7 +13,7 @@ from pytest_django import Settings
 
 from django_eventtrack import identify, track
 from django_eventtrack.conf import get_config
-from django_eventtrack.errors import InvalidEvent
+from django_eventtrack.errors import InvalidEvent, StorageError
 from django_eventtrack.event import IDENTIFY, Event, Identity
 from django_eventtrack.http import Attempt
 from django_eventtrack.models import Delivery, VendorProfile
@@ -437,3 +437,20 @@ def test_remembered_profiles_cost_one_query_per_claim(
     profile = VendorProfile.objects.get().profile_id
     shipped = calls(vendors, "hellotext", "/v1/attribution/events")
     assert [body["profile"] for body in shipped] == [profile] * 5
+
+
+def test_a_refused_write_follows_the_storage_error_setting_as_for_track(
+    settings: Settings, user: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.EVENTTRACK = {"VENDORS": {}, "DELIVERY": "worker"}
+    connection.ensure_connection()
+    connection.connection.execute("PRAGMA query_only = ON")
+    try:
+        with pytest.raises(StorageError, match=r"'identify' .* could not be stored"):
+            identify(user)
+        settings.EVENTTRACK = {**settings.EVENTTRACK, "RAISE_ON_STORAGE_ERROR": False}
+        assert identify(user) is None
+    finally:
+        connection.connection.execute("PRAGMA query_only = OFF")
+    assert "identify() not stored: event 'identify'" in caplog.text
+    assert not StoredEvent.objects.exists()
