@@ -1,8 +1,9 @@
-"""The benchmark suite still runs: its quick mode on the cheapest benchmarks, end to end.
+"""The benchmark suite still runs: its quick mode, end to end.
 
 The benchmarks themselves (``python -m tests.benchmarks``) are not part of the
 test run; this keeps them from rotting: the runner, a child process per
-benchmark, the report files and the printed table.
+benchmark, the servers they start (gunicorn, the vendor stand-in), the report
+files and the printed tables.
 """
 
 from __future__ import annotations
@@ -11,30 +12,29 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from tests.benchmarks.common import ROOT, base_environ
+import pytest
+
+from tests.benchmarks.common import ROOT, VENDORS, base_environ
+
+
+def run_quick(out: Path, *args: str) -> tuple[dict[str, Any], str]:
+    """``python -m tests.benchmarks --quick ARGS`` without PostgreSQL: the report and stdout."""
+    command = [sys.executable, "-m", "tests.benchmarks", "--quick", *args]
+    command += ["--postgres", "", "--out", str(out)]
+    completed = subprocess.run(  # noqa: S603 (our own interpreter and module)
+        command, env=base_environ(), cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report: dict[str, Any] = json.loads((out / "results.json").read_text())
+    assert report["quick"] is True
+    assert (out / "results.md").read_text().startswith("# django-eventtrack benchmarks")
+    return report, completed.stdout
 
 
 def test_quick_benchmarks_run_and_write_the_report(tmp_path: Path) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "tests.benchmarks",
-        "--quick",
-        "--only",
-        "request_path",
-        "outbox_growth",
-        "--postgres",
-        "",
-        "--out",
-        str(tmp_path),
-    ]
-    completed = subprocess.run(  # noqa: S603 (our own interpreter and module)
-        command, env=base_environ(), cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    report = json.loads((tmp_path / "results.json").read_text())
-    assert report["quick"] is True
+    report, printed = run_quick(tmp_path, "--only", "request_path", "outbox_growth")
     assert report["environment"]["cpu_count"] >= 1
     results = report["results"]
     assert set(results) == {
@@ -44,8 +44,38 @@ def test_quick_benchmarks_run_and_write_the_report(tmp_path: Path) -> None:
         "outbox_growth (postgresql)",
     }
     assert "skipped" in results["request_path (postgresql)"]
-    variants = results["request_path (sqlite)"]["variants"]
-    assert all(variant["n"] == 100 and variant["p50"] > 0 for variant in variants.values())
+    modes = results["request_path (sqlite)"]["modes"]
+    assert set(modes) == {"in one transaction", "each call committing"}
+    assert all(
+        v["n"] == 100 and v["p50"] > 0 for v in modes["in one transaction"]["variants"].values()
+    )
+    assert all(
+        v["n"] == 20 and v["p50"] > 0 for v in modes["each call committing"]["variants"].values()
+    )
     assert results["outbox_growth (sqlite)"]["ratio_large_vs_small_p50"] > 0
-    assert "| request_path (sqlite) | track() 4 vendors vs plain ORM insert" in completed.stdout
-    assert (tmp_path / "results.md").read_text().startswith("# django-eventtrack benchmarks")
+    assert "| request_path (sqlite): track() (4 vendors, user id + session) vs plain ORM" in printed
+    assert "| request_path (sqlite) | track() vs segment analytics.track()" in printed
+
+
+@pytest.mark.slow
+def test_quick_web_server_and_drain_benchmarks_run(tmp_path: Path) -> None:
+    """gunicorn serves every page variant and the deliveries arrive; each drain delivers
+    every event once, at each latency; the target table names each figure."""
+    report, printed = run_quick(
+        tmp_path, "--only", "web_server", "drain", "--vendor-latency-ms", "0"
+    )
+    web = report["results"]["web_server (sqlite)"]
+    assert "skipped" in report["results"]["web_server (postgresql)"]
+    for name, variant in web["variants"].items():
+        assert set(variant["statuses"]) == {"200"}, name
+        assert variant["requests_per_second"] > 0, name
+    for name in ("tracked, thread delivery", "tracked, write-only + worker process"):
+        (run,) = web["variants"][name]["rounds"]
+        assert run["lag"]["drained"], name
+        assert run["lag"]["commit_to_received_ms"]["n"] == run["lag"]["events"] * len(VENDORS)
+    drain = report["results"]["drain (sqlite)"]
+    assert set(drain["latencies"]) == {"0 ms", "100 ms"}
+    assert drain["all_delivered_once"]
+    assert "| measured | now | target | met? |" in printed
+    assert "| web_server (sqlite): gunicorn, 2 sync workers, 8 clients" in printed
+    assert "| drain (sqlite): drain, vendors answering at once: 4 vendors vs 1 vendor" in printed

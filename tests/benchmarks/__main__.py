@@ -1,10 +1,10 @@
 """``python -m tests.benchmarks [--quick] [--only NAME ...] [--out DIR]``: run the benchmarks.
 
 Each benchmark runs in a fresh process on a fresh database (a SQLite file in
-a temporary directory; PostgreSQL too for the request path and the outbox
-growth when ``--postgres DSN`` or ``EVENTTRACK_TEST_POSTGRES`` names one). The
-results go to ``DIR/results.json`` and ``DIR/results.md`` (default
-``bench-results/``), and the summary table is printed.
+a temporary directory; PostgreSQL too for the request path, the web server and
+the outbox growth when ``--postgres DSN`` or ``EVENTTRACK_TEST_POSTGRES`` names
+one). The results go to ``DIR/results.json`` and ``DIR/results.md`` (default
+``bench-results/``), and the target table and the summary table are printed.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from tests.benchmarks.common import base_environ, environment, run_child
-from tests.benchmarks.report import markdown, summary_table
+from tests.benchmarks.report import markdown, summary_table, targets_table
 
 #: name: (module, databases it runs on)
 BENCHMARKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "request_path": ("tests.benchmarks.request_path", ("sqlite", "postgresql")),
+    "web_server": ("tests.benchmarks.web_server", ("sqlite", "postgresql")),
+    "drain": ("tests.benchmarks.drain", ("sqlite",)),
     "throughput": ("tests.benchmarks.throughput", ("sqlite",)),
     "latency": ("tests.benchmarks.latency", ("sqlite",)),
     "outage": ("tests.benchmarks.outage", ("sqlite",)),
@@ -46,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--outage-seconds", type=float, default=60.0, help="how long the vendor is down (60)"
+    )
+    parser.add_argument(
+        "--vendor-latency-ms",
+        type=float,
+        default=100.0,
+        help="how long the vendors take to answer in the web server benchmark (100)",
     )
     parser.add_argument("--profile", action="store_true", help="write pyinstrument profiles too")
     return parser
@@ -75,6 +83,8 @@ def run_one(args: argparse.Namespace, name: str, module: str, database: str) -> 
     extra = ["--quick"] if args.quick else []
     if name == "outage":
         extra += ["--outage-seconds", str(args.outage_seconds)]
+    if name == "web_server":
+        extra += ["--vendor-latency-ms", str(args.vendor_latency_ms)]
     if args.profile:
         extra += ["--profile", str(args.out / f"{name}-{database}.profile.txt")]
     with tempfile.TemporaryDirectory(prefix="eventtrack-bench-") as scratch:
@@ -95,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = run(args)
     (args.out / "results.json").write_text(json.dumps(report, indent=2, default=str))
     (args.out / "results.md").write_text(markdown(report))
+    print(targets_table(report))
+    print()
     print(summary_table(report))
     print(f"\nFull report: {args.out / 'results.md'} and {args.out / 'results.json'}")
     return 1 if any("error" in result for result in report["results"].values()) else 0

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 ROOT = Path(__file__).resolve().parents[2]
 VENDORS = ("hellotext", "hackle", "browsee", "primedata")
@@ -37,10 +37,11 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def distribution(values: Sequence[float]) -> dict[str, float]:
-    """p50, p99, mean and count of ``values`` (same unit as the values)."""
+    """p50, p95, p99, mean and count of ``values`` (same unit as the values)."""
     return {
         "n": len(values),
         "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
         "p99": percentile(values, 99),
         "mean": statistics.fmean(values) if values else float("nan"),
     }
@@ -48,6 +49,12 @@ def distribution(values: Sequence[float]) -> dict[str, float]:
 
 def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else float("nan")
+
+
+def median(values: Iterable[float]) -> float:
+    """The median of ``values`` (NaN for none): what a figure repeated over rounds reports."""
+    ordered = list(values)
+    return statistics.median(ordered) if ordered else float("nan")
 
 
 def environment() -> dict[str, Any]:
@@ -159,11 +166,16 @@ def setup_django(*, flush: bool = True) -> str:
     django.setup()
     call_command("migrate", verbosity=0)
     if flush:
-        from django_eventtrack.models import Delivery, Event
-
-        Delivery.objects.all().delete()
-        Event.objects.all().delete()
+        empty_outbox()
     return str(connection.vendor)
+
+
+def empty_outbox() -> None:
+    """Delete every event and delivery: the next measurement starts from an empty outbox."""
+    from django_eventtrack.models import Delivery, Event
+
+    Delivery.objects.all().delete()
+    Event.objects.all().delete()
 
 
 def database_description() -> str:
@@ -193,23 +205,38 @@ def profiled(path: Path | None, work: Callable[[], Any]) -> Any:
         path.write_text(profiler.output_text(unicode=True, show_all=False))
 
 
-# --- the sandbox in a process of its own -------------------------------------------------------
+# --- vendor servers in a process of their own ---------------------------------------------------
+
+
+def serve_commands(url: str, answer: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """The server-process side of :class:`SandboxProcess`: print ``{"url": url}``, then
+    answer each JSON command read from stdin with one JSON line, until stdin closes."""
+    print(json.dumps({"url": url}), flush=True)
+    for line in sys.stdin:
+        try:
+            reply = answer(json.loads(line))
+        except (ValueError, TypeError, KeyError) as error:
+            reply = {"error": str(error)}
+        print(json.dumps(reply), flush=True)
 
 
 class SandboxProcess:
     """The vendor sandbox in its own process (its own GIL and CPU), driven over a pipe.
 
-    ``tests.benchmarks.sandbox_process`` answers one JSON command per line;
-    closing its stdin stops it, so it never outlives the benchmark.
+    ``module`` (``tests.benchmarks.sandbox_process`` here) answers one JSON
+    command per line (:func:`serve_commands`); closing its stdin stops it, so it
+    never outlives the benchmark.
     """
+
+    module = "tests.benchmarks.sandbox_process"
 
     def __init__(self) -> None:
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
 
-    def __enter__(self) -> SandboxProcess:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.benchmarks.sandbox_process"],
+    def __enter__(self) -> Self:
+        self.process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+            [sys.executable, "-m", self.module],
             env=base_environ(),
             cwd=ROOT,
             stdin=subprocess.PIPE,
@@ -251,13 +278,13 @@ class SandboxProcess:
             raise RuntimeError(f"sandbox: {answer['error']}")
         return answer
 
-    def env(self) -> dict[str, str]:
-        """``EVENTTRACK_*`` for all four vendors, pointed at this sandbox."""
+    def env(self, vendors: Iterable[str] = VENDORS) -> dict[str, str]:
+        """``EVENTTRACK_*`` for ``vendors`` (default all four), pointed at this server."""
         from django_eventtrack.sandbox.vendors import DEFAULT_CREDENTIALS
 
         environ = {}
-        for vendor, credentials in DEFAULT_CREDENTIALS.items():
-            for key, value in credentials.items():
+        for vendor in vendors:
+            for key, value in DEFAULT_CREDENTIALS[vendor].items():
                 environ[f"EVENTTRACK_{vendor.upper()}_{key}"] = value
             environ[f"EVENTTRACK_{vendor.upper()}_API_URL"] = f"{self.url}/{vendor}"
         return environ
@@ -287,6 +314,16 @@ class SandboxProcess:
                     f"after {timeout}s the sandbox had {counts}, expected {expected}"
                 )
             time.sleep(0.05)
+
+
+class StandInProcess(SandboxProcess):
+    """The vendor stand-in (``tests.benchmarks.vendor_standin``): every vendor's endpoints,
+    answered 200 after :meth:`set_latency` seconds, nothing validated."""
+
+    module = "tests.benchmarks.vendor_standin"
+
+    def set_latency(self, seconds: float) -> None:
+        self.command("latency", seconds=seconds)
 
 
 def exactly_once(marks: Mapping[str, Iterable[Sequence[float]]], count: int) -> dict[str, Any]:

@@ -2,12 +2,16 @@
 
 One JSON payload per vendor and event, exactly as each vendor's documentation
 shows it (and as the sandbox accepts it), sent with ``requests.post``: one
-request per event per vendor, one after the other.
+request per event per vendor, one after the other; or from a pool of threads
+looping over keep-alive sessions, against a vendor that is slow to answer.
 """
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,4 +108,42 @@ def send_loop(base_url: str, events: int, seconds: float, *, session: bool) -> d
         "events_per_second": sent / elapsed,
         "requests_per_second": sent * 4 / elapsed,
         "failures": failures,
+    }
+
+
+def session_pool(base_url: str, threads: int, wanted: int, seconds: float) -> dict[str, Any]:
+    """``threads`` threads, each looping ``requests.Session.post`` over a keep-alive session of
+    its own, until ``wanted`` requests were sent in all or ``seconds`` are up.
+
+    What a user gets from a thread pool around the docs' call: the baseline for a
+    drain against a vendor that takes a while to answer. Hackle's request, the
+    one-event-per-request kind.
+    """
+    numbers = itertools.count()
+    answered: Counter[bool] = Counter()
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def loop() -> None:
+        session = requests.Session()
+        while time.perf_counter() < deadline and (n := next(numbers)) < wanted:
+            url, headers, body = vendor_requests(base_url, n)[1]
+            ok = session.post(url, json=body, headers=headers, timeout=10).ok
+            with lock:
+                answered[ok] += 1
+
+    started = time.perf_counter()
+    pool = [threading.Thread(target=loop, name=f"baseline-{index}") for index in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    sent = answered.total()
+    return {
+        "threads": threads,
+        "requests": sent,
+        "seconds": elapsed,
+        "requests_per_second": sent / elapsed,
+        "failures": answered[False],
     }

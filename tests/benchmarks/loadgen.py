@@ -1,10 +1,11 @@
-"""The sandbox's own ceiling: many keep-alive connections, no library code.
+"""A closed-loop HTTP client that costs little: the sandbox's ceiling, the web server's load.
 
 One thread multiplexes every connection with :mod:`selectors` and writes
-prebuilt request bytes, so the client side costs little and the sandbox is
-what saturates. The requests are the docs-style ones (all four vendors in
-turn), so the sandbox does the same validation and recording work as for the
-library's requests.
+prebuilt request bytes, so the client side costs little and the server is
+what saturates. For the sandbox's ceiling (:func:`ceiling`) the requests are
+the docs-style ones (all four vendors in turn), so the sandbox does the same
+validation and recording work as for the library's requests; the web server
+benchmark sends its page requests through :func:`closed_loop` directly.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import selectors
 import socket
 import time
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests.benchmarks.common import distribution
 from tests.benchmarks.handwritten import vendor_requests
 
 
@@ -40,69 +44,145 @@ def _raw_requests(base_url: str, count: int) -> list[bytes]:
 def ceiling(base_url: str, connections: int, seconds: float, warmup: float = 0.5) -> dict[str, Any]:
     """Answers per second over ``seconds`` after ``warmup``, with ``connections`` in flight."""
     address = urlsplit(base_url)
-    raws = _raw_requests(base_url, 64)
+    run = closed_loop(
+        (address.hostname or "", address.port or 80),
+        _raw_requests(base_url, 64),
+        connections,
+        seconds,
+        warmup,
+    )
+    del run["latency_ms"]
+    return run
+
+
+@dataclass
+class _Client:
+    """One client connection: its socket, what it has read, which request it is on."""
+
+    sock: socket.socket
+    next: int
+    buffer: bytes = b""
+    sent_at: float = 0.0
+
+
+def closed_loop(
+    address: tuple[str, int],
+    raws: Sequence[bytes],
+    connections: int,
+    seconds: float,
+    warmup: float = 0.5,
+    *,
+    keep_bodies: bool = False,
+) -> dict[str, Any]:
+    """``connections`` clients, each sending its next request as soon as the last is answered.
+
+    Requests are ``raws`` in turn. Counted: the answers (and their latency,
+    send to last byte, reconnecting included) that arrive in the ``seconds``
+    after ``warmup``; then every client finishes its request in flight. A
+    connection stays open unless the server answers ``Connection: close``
+    (gunicorn's sync workers always do), then the client reconnects. With
+    ``keep_bodies`` the result's ``bodies`` holds every answer's body, warm-up
+    and tail included.
+    """
     selector = selectors.DefaultSelector()
-    sockets = []
-    for index in range(connections):
-        sock = socket.create_connection((address.hostname, address.port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setblocking(False)
-        sock.sendall(raws[index % len(raws)])
-        selector.register(sock, selectors.EVENT_READ, {"buffer": b"", "next": index})
-        sockets.append(sock)
+    clients = [_Client(_connect(address), index) for index in range(connections)]
+    for client in clients:
+        selector.register(client.sock, selectors.EVENT_READ, client)
+        _send(client, raws)
     statuses: Counter[int] = Counter()
+    latencies: list[float] = []
+    bodies: list[bytes] = []
     started = time.perf_counter()
     measure_from = started + warmup
     deadline = measure_from + seconds
-    counted = 0
     in_flight = connections
     try:
         while in_flight:
-            now = time.perf_counter()
             for key, _ in selector.select(timeout=1.0):
-                connection: socket.socket = key.fileobj  # type: ignore[assignment]
-                state = key.data
-                chunk = connection.recv(65536)
+                client = key.data
+                chunk = client.sock.recv(65536)
                 if not chunk:
-                    raise ConnectionError("the sandbox closed a keep-alive connection")
-                state["buffer"] += chunk
-                while (answer := _complete_answer(state["buffer"])) is not None:
-                    status, length = answer
-                    state["buffer"] = state["buffer"][length:]
+                    raise ConnectionError("the server closed a connection without answering")
+                client.buffer += chunk
+                while (answer := _complete_answer(client.buffer)) is not None:
+                    now = time.perf_counter()
+                    client.buffer = client.buffer[answer.length :]
+                    if keep_bodies:
+                        bodies.append(answer.body)
                     if measure_from <= now < deadline:
-                        counted += 1
-                        statuses[status] += 1
+                        statuses[answer.status] += 1
+                        latencies.append((now - client.sent_at) * 1000)
+                    if answer.close:
+                        selector.unregister(client.sock)
+                        client.sock.close()
                     if now >= deadline:
                         in_flight -= 1  # answered: close it cleanly below, no reset
-                        continue
-                    state["next"] += connections
-                    connection.sendall(raws[state["next"] % len(raws)])
-            if now > deadline + 10:
-                raise TimeoutError("the sandbox stopped answering")
+                        break
+                    client.next += connections
+                    if answer.close:
+                        client.sent_at = time.perf_counter()  # the reconnect counts
+                        client.sock = _connect(address)
+                        selector.register(client.sock, selectors.EVENT_READ, client)
+                    _send(client, raws, keep_sent_at=answer.close)
+            if time.perf_counter() > deadline + 30:
+                raise TimeoutError("the server stopped answering")
     finally:
-        for sock in sockets:
-            selector.unregister(sock)
-            sock.close()
-    return {
+        for client in clients:
+            if client.sock.fileno() >= 0:
+                selector.unregister(client.sock)
+                client.sock.close()
+    counted = sum(statuses.values())
+    run: dict[str, Any] = {
         "connections": connections,
         "seconds": seconds,
         "requests": counted,
         "requests_per_second": counted / seconds,
         "statuses": {str(status): count for status, count in statuses.items()},
+        "latency_ms": distribution(latencies),
     }
+    if keep_bodies:
+        run["bodies"] = bodies
+    return run
 
 
-def _complete_answer(buffer: bytes) -> tuple[int, int] | None:
-    """(status, bytes used) of the first complete answer in ``buffer``, else None."""
+def _connect(address: tuple[str, int]) -> socket.socket:
+    sock = socket.create_connection(address)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setblocking(False)
+    return sock
+
+
+def _send(client: _Client, raws: Sequence[bytes], *, keep_sent_at: bool = False) -> None:
+    if not keep_sent_at:
+        client.sent_at = time.perf_counter()
+    client.sock.sendall(raws[client.next % len(raws)])
+
+
+@dataclass
+class _Answer:
+    status: int
+    #: Bytes of the buffer it takes, head and body.
+    length: int
+    body: bytes
+    #: The server closes the connection after it.
+    close: bool
+
+
+def _complete_answer(buffer: bytes) -> _Answer | None:
+    """The first complete answer in ``buffer`` (Content-Length framed), else None."""
     end = buffer.find(b"\r\n\r\n")
     if end < 0:
         return None
     head = buffer[:end].decode("latin-1")
-    length = 0
+    length, close = 0, False
     for line in head.split("\r\n")[1:]:
         name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
+        name = name.strip().lower()
+        if name == "content-length":
             length = int(value)
+        elif name == "connection":
+            close = value.strip().lower() == "close"
     if len(buffer) < end + 4 + length:
         return None
-    return int(head[9:12]), end + 4 + length
+    body = buffer[end + 4 : end + 4 + length]
+    return _Answer(int(head[9:12]), end + 4 + length, body, close)

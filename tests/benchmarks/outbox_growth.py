@@ -19,6 +19,7 @@ from tests.benchmarks.common import (
     child_parser,
     database_description,
     distribution,
+    empty_outbox,
     ratio,
     setup_django,
     write_result,
@@ -37,10 +38,9 @@ def fill(deliveries: int, pending_per_vendor: int) -> None:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from django_eventtrack.models import Delivery, Event
+    from django_eventtrack.models import Event
 
-    Delivery.objects.all().delete()
-    Event.objects.all().delete()
+    empty_outbox()
     events = deliveries // len(VENDORS)
     at = timezone.now() - timedelta(days=1)
     values = {

@@ -9,12 +9,12 @@ cross the pipe). End of stdin stops it.
 
 from __future__ import annotations
 
-import json
-import sys
 from collections import Counter
+from functools import partial
 from typing import Any
 
 from django_eventtrack.sandbox import Sandbox
+from tests.benchmarks.common import serve_commands
 from tests.processes.helpers import VENDORS, marker
 
 
@@ -49,13 +49,7 @@ def answer(sandbox: Sandbox, command: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     with Sandbox(max_records=1_000_000) as sandbox:
-        print(json.dumps({"url": sandbox.url}), flush=True)
-        for line in sys.stdin:
-            try:
-                reply = answer(sandbox, json.loads(line))
-            except (ValueError, TypeError, KeyError) as error:
-                reply = {"error": str(error)}
-            print(json.dumps(reply), flush=True)
+        serve_commands(sandbox.url, partial(answer, sandbox))
 
 
 if __name__ == "__main__":

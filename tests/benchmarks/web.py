@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -55,7 +55,7 @@ def steady(
 def latencies_ms(
     marks: Mapping[str, Sequence[Sequence[float]]],
     commits: Mapping[int, float],
-    events: range,
+    events: Collection[int],
     vendors: Sequence[str] = VENDORS,
 ) -> list[float]:
     """Commit to first acceptance, in milliseconds, for ``events`` at ``vendors``."""
