@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
-from tests.benchmarks.common import ROOT, VENDORS, base_environ
+from tests.benchmarks.common import ROOT, VENDORS, StandInProcess, base_environ
+from tests.benchmarks.handwritten import vendor_requests
 
 
 def run_quick(out: Path, *args: str) -> tuple[dict[str, Any], str]:
@@ -79,3 +83,29 @@ def test_quick_web_server_and_drain_benchmarks_run(tmp_path: Path) -> None:
     assert "| measured | now | target | met? |" in printed
     assert "| web_server (sqlite): gunicorn, 2 sync workers, 8 clients" in printed
     assert "| drain (sqlite): drain, vendors answering at once: 4 vendors vs 1 vendor" in printed
+
+
+def test_the_vendor_standin_answers_each_vendor_after_its_latency() -> None:
+    """Any vendor's endpoint gets a 2xx only after the latency; each event is marked on
+    arrival (a PrimeData batch per event); requests in flight overlap."""
+    with StandInProcess() as standin:
+        standin.set_latency(0.2)
+        posts = vendor_requests(standin.url, 7)
+        with ThreadPoolExecutor(len(posts)) as pool:
+            sent_at, started = time.time(), time.perf_counter()
+            answers = list(
+                pool.map(lambda p: requests.post(p[0], json=p[2], headers=p[1], timeout=5), posts)
+            )
+            elapsed = time.perf_counter() - started
+        assert [answer.status_code for answer in answers] == [200] * len(VENDORS)
+        assert 0.2 <= elapsed < 0.2 * len(VENDORS)
+        marks = standin.marks()
+        assert {vendor: [n for n, _ in marks[vendor]] for vendor in VENDORS} == {
+            vendor: [7] for vendor in VENDORS
+        }
+        # Stamped on arrival: at least the latency before the last answer came back.
+        last_arrival = sent_at + elapsed - 0.2 + 0.01
+        assert all(sent_at <= at <= last_arrival for pairs in marks.values() for _, at in pairs)
+        assert standin.accepted_counts() == dict.fromkeys(VENDORS, 1)
+        standin.reset()
+        assert standin.accepted_counts() == {}
