@@ -126,22 +126,37 @@ def run_child(
     Its output goes to ``result_path`` with ``.log``, named in the error if it fails.
     """
     log = result_path.with_suffix(".log")
-    command = [sys.executable, "-m", module, *args, "--result", str(result_path)]
-    with log.open("wb") as sink:
-        completed = subprocess.run(  # noqa: S603 (our own interpreter and module)
+    log.unlink(missing_ok=True)
+    process = launch(
+        [sys.executable, "-m", module, *args, "--result", str(result_path)], environ, log
+    )
+    try:
+        returncode = process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+    if returncode != 0 or not result_path.exists():
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{module} exited with {returncode}; log {log}:\n{tail}")
+    result: dict[str, Any] = json.loads(result_path.read_text())
+    return result
+
+
+def launch(
+    command: Sequence[str], environ: Mapping[str, str], log: Path, pass_fds: Sequence[int] = ()
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` (our interpreter) from the project root, its output appended to
+    ``log``."""
+    with log.open("ab") as sink:
+        return subprocess.Popen(  # noqa: S603 (our own interpreter and module)
             command,
             env=dict(environ),
             cwd=ROOT,
             stdout=sink,
             stderr=subprocess.STDOUT,
-            timeout=timeout,
-            check=False,
+            pass_fds=pass_fds,
         )
-    if completed.returncode != 0 or not result_path.exists():
-        tail = log.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"{module} exited with {completed.returncode}; log {log}:\n{tail}")
-    result: dict[str, Any] = json.loads(result_path.read_text())
-    return result
 
 
 def child_parser(description: str) -> argparse.ArgumentParser:

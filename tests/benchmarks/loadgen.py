@@ -72,7 +72,7 @@ def closed_loop(
     seconds: float,
     warmup: float = 0.5,
     *,
-    keep_bodies: bool = False,
+    keep_headers: bool = False,
 ) -> dict[str, Any]:
     """``connections`` clients, each sending its next request as soon as the last is answered.
 
@@ -81,17 +81,18 @@ def closed_loop(
     after ``warmup``; then every client finishes its request in flight. A
     connection stays open unless the server answers ``Connection: close``
     (gunicorn's sync workers always do), then the client reconnects. With
-    ``keep_bodies`` the result's ``bodies`` holds every answer's body, warm-up
-    and tail included.
+    ``keep_headers`` the result's ``headers`` holds every answer's headers
+    (lower-case names), warm-up and tail included.
     """
     selector = selectors.DefaultSelector()
     clients = [_Client(_connect(address), index) for index in range(connections)]
     for client in clients:
         selector.register(client.sock, selectors.EVENT_READ, client)
-        _send(client, raws)
+        client.sent_at = time.perf_counter()
+        client.sock.sendall(raws[client.next % len(raws)])
     statuses: Counter[int] = Counter()
     latencies: list[float] = []
-    bodies: list[bytes] = []
+    kept: list[dict[str, str]] = []
     started = time.perf_counter()
     measure_from = started + warmup
     deadline = measure_from + seconds
@@ -107,23 +108,24 @@ def closed_loop(
                 while (answer := _complete_answer(client.buffer)) is not None:
                     now = time.perf_counter()
                     client.buffer = client.buffer[answer.length :]
-                    if keep_bodies:
-                        bodies.append(answer.body)
+                    if keep_headers:
+                        kept.append(answer.headers)
                     if measure_from <= now < deadline:
                         statuses[answer.status] += 1
                         latencies.append((now - client.sent_at) * 1000)
-                    if answer.close:
+                    closed = answer.headers.get("connection", "").lower() == "close"
+                    if closed:
                         selector.unregister(client.sock)
                         client.sock.close()
                     if now >= deadline:
                         in_flight -= 1  # answered: close it cleanly below, no reset
                         break
                     client.next += connections
-                    if answer.close:
-                        client.sent_at = time.perf_counter()  # the reconnect counts
+                    client.sent_at = time.perf_counter()  # before reconnecting: that counts
+                    if closed:
                         client.sock = _connect(address)
                         selector.register(client.sock, selectors.EVENT_READ, client)
-                    _send(client, raws, keep_sent_at=answer.close)
+                    client.sock.sendall(raws[client.next % len(raws)])
             if time.perf_counter() > deadline + 30:
                 raise TimeoutError("the server stopped answering")
     finally:
@@ -140,8 +142,8 @@ def closed_loop(
         "statuses": {str(status): count for status, count in statuses.items()},
         "latency_ms": distribution(latencies),
     }
-    if keep_bodies:
-        run["bodies"] = bodies
+    if keep_headers:
+        run["headers"] = kept
     return run
 
 
@@ -152,20 +154,13 @@ def _connect(address: tuple[str, int]) -> socket.socket:
     return sock
 
 
-def _send(client: _Client, raws: Sequence[bytes], *, keep_sent_at: bool = False) -> None:
-    if not keep_sent_at:
-        client.sent_at = time.perf_counter()
-    client.sock.sendall(raws[client.next % len(raws)])
-
-
 @dataclass
 class _Answer:
     status: int
+    #: Lower-case names.
+    headers: dict[str, str]
     #: Bytes of the buffer it takes, head and body.
     length: int
-    body: bytes
-    #: The server closes the connection after it.
-    close: bool
 
 
 def _complete_answer(buffer: bytes) -> _Answer | None:
@@ -173,16 +168,12 @@ def _complete_answer(buffer: bytes) -> _Answer | None:
     end = buffer.find(b"\r\n\r\n")
     if end < 0:
         return None
-    head = buffer[:end].decode("latin-1")
-    length, close = 0, False
-    for line in head.split("\r\n")[1:]:
+    head = buffer[:end].decode("latin-1").split("\r\n")
+    headers = {}
+    for line in head[1:]:
         name, _, value = line.partition(":")
-        name = name.strip().lower()
-        if name == "content-length":
-            length = int(value)
-        elif name == "connection":
-            close = value.strip().lower() == "close"
-    if len(buffer) < end + 4 + length:
+        headers[name.strip().lower()] = value.strip()
+    length = end + 4 + int(headers.get("content-length", 0))
+    if len(buffer) < length:
         return None
-    body = buffer[end + 4 : end + 4 + length]
-    return _Answer(int(head[9:12]), end + 4 + length, body, close)
+    return _Answer(int(head[0][9:12]), headers, length)

@@ -23,7 +23,4 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 EVENTTRACK: dict[str, object] = {}
-# The web server benchmark's pages, served by gunicorn on 127.0.0.1.
-ROOT_URLCONF = "tests.benchmarks.pages"
-ALLOWED_HOSTS = ["127.0.0.1"]
 LOGGING_CONFIG = None

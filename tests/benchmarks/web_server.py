@@ -1,9 +1,11 @@
 """Benchmark: a real WSGI server under a concurrent client, the way a shop runs it.
 
-gunicorn with 2 sync workers serves ``tests.benchmarks.pages`` to 8
-closed-loop clients (:func:`~tests.benchmarks.loadgen.closed_loop`: keep-alive
-where the server allows it; gunicorn's sync workers close after every answer,
-so the clients reconnect, as behind a proxy). Four variants, each on a fresh
+gunicorn with 2 sync workers serves ``tests.benchmarks.pages`` (an order page
+under a ``startproject`` site's middleware, ``tests.benchmarks.site_settings``;
+the requests cycle through 50 orders) to 8 closed-loop clients
+(:func:`~tests.benchmarks.loadgen.closed_loop`: keep-alive where the server
+allows it; gunicorn's sync workers close after every answer, so the clients
+reconnect, as behind a proxy). Four variants, each on a fresh
 server and an empty outbox, in rounds (the order reversed every other round;
 each figure is the median over rounds):
 
@@ -24,7 +26,6 @@ worker, the stand-in, the client) shares the machine's CPUs, as on one server.
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import signal
 import socket
@@ -40,7 +41,6 @@ from typing import Any
 
 from tests.benchmarks import web
 from tests.benchmarks.common import (
-    ROOT,
     VENDORS,
     StandInProcess,
     base_environ,
@@ -48,6 +48,7 @@ from tests.benchmarks.common import (
     database_description,
     distribution,
     empty_outbox,
+    launch,
     median,
     ratio,
     setup_django,
@@ -55,8 +56,10 @@ from tests.benchmarks.common import (
 )
 from tests.benchmarks.loadgen import closed_loop
 
+SITE_SETTINGS = "tests.benchmarks.site_settings"
 CLIENTS = 8
 WORKERS = 2
+ORDERS = 50
 #: The longest a server or worker gets to start, or to stop before it is killed.
 PROCESS_TIMEOUT = 60.0
 
@@ -81,8 +84,9 @@ VARIANTS = {
 
 
 @contextmanager
-def gunicorn(environ: Mapping[str, str], log: Path) -> Iterator[tuple[str, int]]:
-    """gunicorn serving the pages on a loopback socket of ours, ready; stopped on exit."""
+def gunicorn(environ: Mapping[str, str], log: Path, probe: str) -> Iterator[tuple[str, int]]:
+    """gunicorn serving the pages on a loopback socket of ours, ready (``probe``, a path,
+    answered 200); stopped on exit."""
     listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
     listener.set_inheritable(True)
     address = ("127.0.0.1", listener.getsockname()[1])
@@ -96,19 +100,12 @@ def gunicorn(environ: Mapping[str, str], log: Path) -> Iterator[tuple[str, int]]
         "--log-level=warning",
         "tests.benchmarks.pages:application",
     ]
-    with log.open("ab") as sink, listener:
-        process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-            command,
-            env=dict(environ),
-            cwd=ROOT,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            pass_fds=(listener.fileno(),),
-        )
+    with listener:
+        process = launch(command, environ, log, pass_fds=(listener.fileno(),))
     with stopped_at_exit(process, log):
         connection = http.client.HTTPConnection(*address, timeout=PROCESS_TIMEOUT)
         try:
-            connection.request("GET", "/untracked")  # waits in the backlog until a worker is up
+            connection.request("GET", probe)  # waits in the backlog until a worker is up
             status = connection.getresponse().status
         except OSError as error:
             raise RuntimeError(f"gunicorn did not start ({error}); see {log}") from error
@@ -122,14 +119,7 @@ def gunicorn(environ: Mapping[str, str], log: Path) -> Iterator[tuple[str, int]]
 @contextmanager
 def worker_process(environ: Mapping[str, str], log: Path) -> Iterator[None]:
     """``manage.py eventtrack_worker`` (the benchmark's settings) until the block ends."""
-    with log.open("ab") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "django", "eventtrack_worker"],
-            env=dict(environ),
-            cwd=ROOT,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+    process = launch([sys.executable, "-m", "django", "eventtrack_worker"], environ, log)
     with stopped_at_exit(process, log):
         yield
 
@@ -151,14 +141,15 @@ def stopped_at_exit(process: subprocess.Popen[bytes], log: Path) -> Iterator[Non
 
 
 def lag(
-    standin: StandInProcess, bodies: Sequence[bytes], load_stopped: float, timeout: float
+    standin: StandInProcess,
+    answers: Sequence[Mapping[str, str]],
+    load_stopped: float,
+    timeout: float,
 ) -> dict[str, Any]:
-    """Commit to received for every event the pages tracked, once all have arrived, and how
-    long after the load stopped the last one did (``None`` if not within ``timeout``)."""
-    commits: dict[int, float] = {}
-    for body in bodies:
-        answer = json.loads(body)
-        commits[answer["n"]] = answer["committed"]
+    """Commit to received for every event the pages tracked (named in the ``answers``'
+    headers), once all have arrived, and how long after the load stopped the last one
+    did (``None`` if not within ``timeout``)."""
+    commits = {int(a["x-tracked-event"]): float(a["x-committed-at"]) for a in answers}
     try:
         standin.wait_for_events(dict.fromkeys(VENDORS, len(commits)), timeout)
         drained = True
@@ -174,25 +165,48 @@ def lag(
     }
 
 
+def seed_orders() -> list[int]:
+    """The primary keys of ``ORDERS`` orders for the pages to show (created if missing)."""
+    from tests.testapp.models import Order
+
+    missing = ORDERS - Order.objects.count()
+    Order.objects.bulk_create(
+        Order(reference=f"ORD-{n:04}", status="shipped", note="Leave at the door")
+        for n in range(max(missing, 0))
+    )
+    return list(Order.objects.order_by("pk").values_list("pk", flat=True)[:ORDERS])
+
+
 def run_variant(
-    variant: Variant, standin: StandInProcess, log: Path, seconds: float, warmup: float
+    variant: Variant,
+    standin: StandInProcess,
+    orders: Sequence[int],
+    log: Path,
+    seconds: float,
+    warmup: float,
 ) -> dict[str, Any]:
     """One round of one variant: a fresh server on an empty outbox, loaded for ``seconds``."""
     environ = base_environ(
-        os.environ["BENCH_DATABASE_URL"], **standin.env(), EVENTTRACK_DELIVERY=variant.delivery
+        os.environ["BENCH_DATABASE_URL"],
+        **standin.env(),
+        EVENTTRACK_DELIVERY=variant.delivery,
+        DJANGO_SETTINGS_MODULE=SITE_SETTINGS,
     )
     standin.reset()
     with ExitStack() as processes:
-        host, port = processes.enter_context(gunicorn(environ, log))
+        host, port = processes.enter_context(gunicorn(environ, log, f"/untracked/{orders[0]}"))
         if variant.worker_process:
             processes.enter_context(worker_process(environ, log))
-        request = f"GET /{variant.page} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+        requests = [
+            f"GET /{variant.page}/{pk} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+            for pk in orders
+        ]
         run = closed_loop(
-            (host, port), [request], CLIENTS, seconds, warmup, keep_bodies=variant.delivers
+            (host, port), requests, CLIENTS, seconds, warmup, keep_headers=variant.delivers
         )
         if variant.delivers:
             timeout = max(60.0, 20 * seconds)
-            run["lag"] = lag(standin, run.pop("bodies"), time.time(), timeout)
+            run["lag"] = lag(standin, run.pop("headers"), time.time(), timeout)
     empty_outbox()
     return run
 
@@ -233,11 +247,13 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in VARIANTS}
     with StandInProcess() as standin:
         standin.set_latency(args.vendor_latency_ms / 1000)
+        os.environ["DJANGO_SETTINGS_MODULE"] = SITE_SETTINGS
         setup_django()  # migrates; the servers only use the tables
+        orders = seed_orders()
         for round_number in range(rounds):
             order = list(VARIANTS.items())
             for name, variant in reversed(order) if round_number % 2 else order:
-                runs[name].append(run_variant(variant, standin, log, seconds, warmup))
+                runs[name].append(run_variant(variant, standin, orders, log, seconds, warmup))
     variants = {name: summary(variant_runs) for name, variant_runs in runs.items()}
     untracked, write_only, thread, worker = variants.values()
     write_result(
