@@ -7,6 +7,8 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
+from tests.benchmarks.request_path import MAIN_VARIANTS, SEGMENT_VARIANT, SESSION_VARIANT
+
 
 class Row(NamedTuple):
     """One line of the summary table; ``issue`` rows also make the issue's target table."""
@@ -42,7 +44,7 @@ def _postgres(result: Mapping[str, Any]) -> bool:
 def _request_path(result: Mapping[str, Any]) -> list[Row]:
     rows = []
     for mode, figures in result["modes"].items():
-        session, user_id, orm = list(figures["variants"].values())[:3]
+        session, user_id, orm = (figures["variants"][name] for name in MAIN_VARIANTS)
         committing = mode == "each call committing"
         # A transaction's own commit is not timed: on SQLite that leaves the Python work;
         # on PostgreSQL each statement is a round trip, so one statement is the goal.
@@ -70,8 +72,8 @@ def _request_path(result: Mapping[str, Any]) -> list[Row]:
                 issue=not committing,
             ),
         ]
-    segment = result["modes"]["in one transaction"]["variants"]["segment analytics.track()"]
-    session = next(iter(result["modes"]["in one transaction"]["variants"].values()))
+    in_transaction = result["modes"]["in one transaction"]["variants"]
+    segment, session = in_transaction[SEGMENT_VARIANT], in_transaction[SESSION_VARIANT]
     rows.append(
         Row(
             "track() vs segment analytics.track() (memory queue), in one transaction, µs p50 / p99",
@@ -85,9 +87,11 @@ def _request_path(result: Mapping[str, Any]) -> list[Row]:
 
 def _page(figures: Mapping[str, Any]) -> str:
     latency = figures["latency_ms"]
+    errors = sum(n for status, n in figures["statuses"].items() if not status.startswith("2"))
     return (
         f"{_n(figures['requests_per_second'])} req/s, "
         f"p50 {_n(latency['p50'])} / p95 {_n(latency['p95'])} ms"
+        + (f" (**{errors:,} error answers**)" if errors else "")
     )
 
 

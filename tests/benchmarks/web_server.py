@@ -149,7 +149,11 @@ def lag(
     """Commit to received for every event the pages tracked (named in the ``answers``'
     headers), once all have arrived, and how long after the load stopped the last one
     did (``None`` if not within ``timeout``)."""
-    commits = {int(a["x-tracked-event"]): float(a["x-committed-at"]) for a in answers}
+    commits = {
+        int(answer["x-tracked-event"]): float(answer["x-committed-at"])
+        for answer in answers
+        if "x-tracked-event" in answer  # not an error page (counted in the statuses)
+    }
     try:
         standin.wait_for_events(dict.fromkeys(VENDORS, len(commits)), timeout)
         drained = True
