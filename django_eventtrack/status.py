@@ -1,20 +1,40 @@
-"""What the outbox holds, and retention: the library behind ``eventtrack_status`` and
-``eventtrack_purge`` (the commands only parse arguments and print).
+"""What the outbox holds, how it has been doing, and retention: the library behind
+``eventtrack_status`` (and its ``--check``), ``eventtrack_purge``, the admin dashboard
+and the Prometheus metrics (the commands and views only parse, print and render).
 
-Both work in a few set-based queries, so they stay quick on an outbox of
-millions of rows: the status is one grouped query, and purging deletes in
+Everything works in a few set-based queries, so it stays quick on an outbox of
+millions of rows: the status is one grouped query, what finished recently is
+another (served by the status and update time index), and purging deletes in
 chunks so no single DELETE holds locks for long.
+
+Times: a delivery's ``created_at`` is when ``track()`` stored it, inside the
+caller's transaction (the commit itself is not recorded; it normally follows
+within milliseconds); a final row's ``updated_at`` is when it became final
+(for a delivered row, ``delivered_at``). "Tracked to delivered" is the
+difference between the two, so it includes the time until the caller committed.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import router
-from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet
+from django.db.models import (
+    Count,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Sum,
+)
 from django.utils import timezone
 
 from django_eventtrack.models import Delivery, Event
@@ -26,6 +46,9 @@ Status = Delivery.Status
 FINAL_STATUSES = (Status.DELIVERED, Status.FAILED, Status.SKIPPED)
 #: Rows per DELETE statement.
 PURGE_CHUNK_SIZE = 5000
+#: Upper bounds, in seconds, of the tracked-to-delivered time histogram (the last bucket,
+#: +Inf, is implied). The dashboard's percentiles and the Prometheus histogram share them.
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600)
 
 
 @dataclass(frozen=True)
@@ -109,6 +132,144 @@ def summary(now: datetime | None = None) -> Summary:
             oldest_pending_seconds=None if oldest is None else (now - oldest).total_seconds(),
         )
     return Summary(at=now, vendors=vendors)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One vendor's deliveries that became final within a window of time."""
+
+    delivered: int = 0
+    failed: int = 0
+    skipped: int = 0
+    #: Delivered or failed after more than one attempt.
+    retried: int = 0
+    #: Delivered ones whose tracked-to-delivered time was at most each of
+    #: :data:`LATENCY_BUCKETS` (cumulative, as a Prometheus histogram counts).
+    latency_counts: tuple[int, ...] = (0,) * len(LATENCY_BUCKETS)
+    #: Sum of the delivered ones' tracked-to-delivered times, in seconds.
+    latency_sum: float = 0.0
+
+    @property
+    def retry_rate(self) -> float | None:
+        """The share of attempted deliveries (delivered or failed) that needed a retry."""
+        attempted = self.delivered + self.failed
+        return self.retried / attempted if attempted else None
+
+    def latency_quantile(self, quantile: float) -> float | None:
+        """An upper bound of the ``quantile`` (0.5 for the median) of tracked-to-delivered
+        times: the bound of the histogram bucket it falls in (``inf`` past the last
+        bound); None when nothing was delivered."""
+        if not self.delivered:
+            return None
+        rank = quantile * self.delivered
+        for bound, count in zip(LATENCY_BUCKETS, self.latency_counts, strict=True):
+            if count >= rank:
+                return float(bound)
+        return math.inf
+
+
+def finished(
+    windows: Mapping[str, timedelta], now: datetime | None = None
+) -> dict[str, dict[str, Finished]]:
+    """``{vendor: {window name: Finished}}`` for deliveries that became final in the last
+    ``windows[name]`` before ``now``, for all windows in one grouped query.
+
+    Only rows that became final within the longest window are read, through the
+    status and update time index; vendors with none are absent.
+    """
+    now = now or timezone.now()
+    starts = {name: now - length for name, length in windows.items()}
+    if not starts:
+        return {}
+    attempted = Q(status__in=(Status.DELIVERED, Status.FAILED))
+    aggregates: dict[str, Any] = {}
+    for index, start in enumerate(starts.values()):
+        recent = Q(updated_at__gte=start)
+        delivered = recent & Q(status=Status.DELIVERED)
+        aggregates[f"w{index}_delivered"] = Count("pk", filter=delivered)
+        aggregates[f"w{index}_failed"] = Count("pk", filter=recent & Q(status=Status.FAILED))
+        aggregates[f"w{index}_skipped"] = Count("pk", filter=recent & Q(status=Status.SKIPPED))
+        aggregates[f"w{index}_retried"] = Count("pk", filter=recent & attempted & Q(attempts__gt=1))
+        aggregates[f"w{index}_latency_sum"] = Sum(_LATENCY, filter=delivered)
+        for bucket, bound in enumerate(LATENCY_BUCKETS):
+            within = Q(delivered_at__lte=F("created_at") + timedelta(seconds=bound))
+            aggregates[f"w{index}_le{bucket}"] = Count("pk", filter=delivered & within)
+    rows = (
+        Delivery.objects.filter(status__in=FINAL_STATUSES, updated_at__gte=min(starts.values()))
+        .order_by()
+        .values("vendor")
+        .annotate(**aggregates)
+    )
+    return {
+        row["vendor"]: {name: _finished(row, index) for index, name in enumerate(starts)}
+        for row in rows
+    }
+
+
+#: A delivered row's tracked-to-delivered time.
+_LATENCY = ExpressionWrapper(F("delivered_at") - F("created_at"), output_field=DurationField())
+
+
+def _finished(row: Mapping[str, Any], index: int) -> Finished:
+    latency_sum: timedelta | None = row[f"w{index}_latency_sum"]
+    return Finished(
+        delivered=row[f"w{index}_delivered"],
+        failed=row[f"w{index}_failed"],
+        skipped=row[f"w{index}_skipped"],
+        retried=row[f"w{index}_retried"],
+        latency_counts=tuple(row[f"w{index}_le{b}"] for b in range(len(LATENCY_BUCKETS))),
+        latency_sum=latency_sum.total_seconds() if latency_sum else 0.0,
+    )
+
+
+@dataclass(frozen=True)
+class Health:
+    """What ``eventtrack_status --check`` found: healthy when ``problems`` is empty."""
+
+    problems: tuple[str, ...]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+
+def health(
+    *, failed_within: timedelta, max_pending_age: timedelta, now: datetime | None = None
+) -> Health:
+    """Unhealthy when a delivery failed within ``failed_within`` before ``now``, or the
+    oldest pending delivery of a vendor is older than ``max_pending_age``; each
+    problem says which vendor and by how much. Two queries."""
+    now = now or timezone.now()
+    problems = []
+    recent = finished({"check": failed_within}, now)
+    for vendor, windows in sorted(recent.items()):
+        if failures := windows["check"].failed:
+            problems.append(
+                f"{vendor}: {failures} {'delivery' if failures == 1 else 'deliveries'} failed "
+                f"in the last {format_duration(failed_within.total_seconds())}"
+            )
+    for vendor, counts in summary(now).vendors.items():
+        age = counts.oldest_pending_seconds
+        if age is not None and age > max_pending_age.total_seconds():
+            problems.append(
+                f"{vendor}: the oldest pending delivery is {format_duration(age)} old "
+                f"(more than {format_duration(max_pending_age.total_seconds())})"
+            )
+    return Health(tuple(problems))
+
+
+def format_duration(seconds: float) -> str:
+    """``45s``, ``12m 5s``, ``3h 5m``, ``2d 4h``: the largest unit and the next, for people."""
+    whole = max(0, round(seconds))
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    for index, (name, size) in enumerate(units):
+        if whole >= size or size == 1:
+            first, rest = divmod(whole, size)
+            text = f"{first}{name}"
+            if index + 1 < len(units) and (second := rest // units[index + 1][1]):
+                text += f" {second}{units[index + 1][0]}"
+            return text
+    raise AssertionError("unreachable: the last unit is one second")
 
 
 @dataclass(frozen=True)
