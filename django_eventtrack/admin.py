@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import model_ngettext
+from django.contrib.admin.utils import display_for_value, model_ngettext
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -129,55 +129,60 @@ class HasDeliveryInStatusFilter(HasDeliveryFilter):
 
 #: Characters of a failure or skip reason shown in a list column (all of it on the page).
 REASON_CHARS = 90
+#: What the columns below show for "nothing" (the admin's own default); they return
+#: text because a change page prints a callable's None as "None".
+EMPTY = "-"
 
 
-@admin.display(description="next attempt at", ordering="next_attempt_at")
-def next_attempt(delivery: Delivery) -> datetime | None:
-    """Only a pending delivery has one: nothing tries a final row again by itself."""
-    return None if delivery.is_final else delivery.next_attempt_at
+class DeliveryColumnsMixin:
+    """Delivery columns shown the same in the deliveries list, a delivery's page and an
+    event's deliveries."""
+
+    @admin.display(description="next attempt at", ordering="next_attempt_at")
+    def next_attempt(self, delivery: Delivery) -> str:
+        """Only a pending delivery has one: nothing tries a final row again by itself."""
+        return EMPTY if delivery.is_final else display_for_value(delivery.next_attempt_at, EMPTY)
+
+    @admin.display(description="last HTTP status", ordering="last_status")
+    def last_answer(self, delivery: Delivery) -> str:
+        """The HTTP status of the last request, saying so when a 2xx did not deliver.
+
+        Such a row is not a contradiction: the vendor answered 2xx but what it
+        answered was a refusal (Browsee's ``"status": "failure"``, a Hellotext profile
+        created without an id), or, for ``identify()`` to Hellotext, the last of its
+        requests (``PATCH /v1/sessions``) answered 200 with the session still bound to
+        another profile, which Hellotext never moves: the delivery failed, with that
+        reason. Shown alone, "200" read as a success.
+        """
+        code = delivery.last_status
+        if code is None:
+            return EMPTY
+        if 200 <= code < 300 and delivery.status != Status.DELIVERED:
+            return f"{code} (but {delivery.status}: see the reason)"
+        return str(code)
+
+    @admin.display(description="reason", ordering="last_error")
+    def reason(self, delivery: Delivery) -> SafeString | str:
+        """Why it failed or was skipped (or the last retryable error), cut to fit the list;
+        the whole text is in the tooltip and on the delivery's page."""
+        if not delivery.last_error:
+            return EMPTY
+        return format_html(
+            '<span title="{}">{}</span>',
+            delivery.last_error,
+            truncate(delivery.last_error, REASON_CHARS),
+        )
 
 
-@admin.display(description="last HTTP status", ordering="last_status")
-def last_answer(delivery: Delivery) -> str | None:
-    """The HTTP status of the last request, saying so when a 2xx did not deliver.
-
-    Such a row is not a contradiction: the vendor answered 2xx but what it
-    answered was a refusal (Browsee's ``"status": "failure"``, a Hellotext profile
-    created without an id), or, for ``identify()`` to Hellotext, the last of its
-    requests (``PATCH /v1/sessions``) answered 200 with the session still bound to
-    another profile, which Hellotext never moves: the delivery failed, with that
-    reason. Shown alone, "200" read as a success.
-    """
-    code = delivery.last_status
-    if code is None:
-        return None
-    if 200 <= code < 300 and delivery.status != Status.DELIVERED:
-        return f"{code} (but {delivery.status}: see the reason)"
-    return str(code)
-
-
-@admin.display(description="reason", ordering="last_error")
-def reason(delivery: Delivery) -> SafeString | None:
-    """Why it failed or was skipped (or the last retryable error), cut to fit the list;
-    the whole text is in the tooltip and on the delivery's page."""
-    if not delivery.last_error:
-        return None
-    return format_html(
-        '<span title="{}">{}</span>',
-        delivery.last_error,
-        truncate(delivery.last_error, REASON_CHARS),
-    )
-
-
-class DeliveryInline(ReadOnlyAdminMixin, DeliveryInlineBase):
+class DeliveryInline(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryInlineBase):
     model = Delivery
     fields = (
         "vendor",
         "status",
         "attempts",
-        last_answer,
+        "last_answer",
         "last_error",
-        next_attempt,
+        "next_attempt",
         "delivered_at",
     )
     readonly_fields = fields
@@ -262,16 +267,16 @@ class RetryFailedForm(forms.Form):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ReadOnlyAdminMixin, DeliveryAdminBase):
+class DeliveryAdmin(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryAdminBase):
     list_display = (
         "id",
         "event_name",
         "vendor",
         "status",
         "attempts",
-        last_answer,
-        reason,
-        next_attempt,
+        "last_answer",
+        "reason",
+        "next_attempt",
         "created_at",
         "delivered_at",
     )
@@ -283,9 +288,9 @@ class DeliveryAdmin(ReadOnlyAdminMixin, DeliveryAdminBase):
         "vendor",
         "status",
         "attempts",
-        last_answer,
+        "last_answer",
         "last_error",
-        next_attempt,
+        "next_attempt",
         "claimed_until",
         "created_at",
         "updated_at",

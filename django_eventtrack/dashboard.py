@@ -105,14 +105,16 @@ class Timeline:
 
 
 def timeline(window: Window, now: datetime | None = None) -> Timeline:
-    """Deliveries that became delivered or failed in ``window``, per vendor and bar, in
-    one query (grouped by the time truncated to the minute or hour, then added up per bar)."""
+    """Deliveries that became delivered or failed in ``window`` before ``now``, per vendor
+    and bar, in one query (grouped by the time truncated to the minute or hour, then
+    added up per bar). Bars start on whole steps, so the first is partly outside the
+    window; only rows inside it are counted, as in :func:`overview`."""
     now = now or timezone.now()
-    bars = round(window.length / window.step)
-    first = _floor(now, window.step) + window.step - window.length
-    starts = [first + index * window.step for index in range(bars)]
+    since = now - window.length
+    first = _floor(since, window.step)
+    bars = (_floor(now, window.step) - first) // window.step + 1
     rows = (
-        Delivery.objects.filter(status__in=(Status.DELIVERED, Status.FAILED), updated_at__gte=first)
+        Delivery.objects.filter(status__in=(Status.DELIVERED, Status.FAILED), updated_at__gte=since)
         .order_by()
         .annotate(at=window.trunc("updated_at", tzinfo=UTC if settings.USE_TZ else None))
         .values("vendor", "status", "at")
@@ -120,9 +122,9 @@ def timeline(window: Window, now: datetime | None = None) -> Timeline:
     )
     series: dict[str, dict[str, list[int]]] = {Status.DELIVERED: {}, Status.FAILED: {}}
     for row in rows:
-        index = (row["at"] - first) // window.step
-        if 0 <= index < bars:
-            series[row["status"]].setdefault(row["vendor"], [0] * bars)[index] += row["count"]
+        index = min((row["at"] - first) // window.step, bars - 1)
+        series[row["status"]].setdefault(row["vendor"], [0] * bars)[index] += row["count"]
+    starts = [first + index * window.step for index in range(bars)]
     return Timeline(window, starts, series[Status.DELIVERED], series[Status.FAILED])
 
 
