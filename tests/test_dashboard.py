@@ -66,7 +66,7 @@ def outbox() -> None:
     finished("segment", Status.DELIVERED)  # a vendor no longer in the registry
     pending = Event.objects.create(name="cart.added", timestamp=timezone.now())
     Delivery.objects.create(
-        event=pending, vendor="primedata", created_at=timezone.now() - timedelta(minutes=3)
+        event=pending, vendor="primedata", created_at=timezone.now() - timedelta(hours=3)
     )
 
 
@@ -104,7 +104,7 @@ def test_superuser_sees_every_vendors_numbers_and_a_chart_each(admin_client: Cli
         ["last week", "4", "2", "0", "16.7%", "≤ 250 ms", "≤ 30 s"],
     ]
     assert rows(content, "browsee")[2] == ["last week", "0", "1", "1", "0.0%", "-", "-"]
-    assert rows(content, "primedata")[0][:3] == ["PrimeData", "1 1 due", "3m"]
+    assert rows(content, "primedata")[0][:3] == ["PrimeData", "1 1 due", "3h"]
     assert rows(content, "segment")[0][4] == "1"
     assert 'aria-label="hackle: 4 delivered and 2 failed in the last day"' in content
 
