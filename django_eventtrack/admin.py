@@ -368,7 +368,7 @@ class DeliveryAdmin(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryAdminBase)
             window_name = dashboard.DEFAULT_WINDOW
         window = dashboard.WINDOWS[window_name]
         since = now - window.length
-        vendors = dashboard.overview(now)
+        vendors = status.overview({name: w.length for name, w in dashboard.WINDOWS.items()}, now)
         timeline = dashboard.timeline(window, now)
         changelist = reverse("admin:django_eventtrack_delivery_changelist")
         context = {

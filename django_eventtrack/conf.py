@@ -91,6 +91,7 @@ TOP_LEVEL_KEYS = frozenset(
     | {"IDENTIFY_ON_LOGIN", "IDENTIFY_TRAITS"}
     | {"BLOCK_HTTP"}
     | {"CELERY_QUEUE", "TASKS_QUEUE"}
+    | {"METRICS_TOKEN"}
     | {option.name.upper() for option in fields(DeliveryOptions)}
 )
 
@@ -157,6 +158,9 @@ class Config:
     redact_keys: frozenset[str] = frozenset()
     #: ``BLOCK_HTTP``: send nothing at all; every attempt is ``skipped`` (test settings).
     block_http: bool = False
+    #: ``METRICS_TOKEN``: the bearer token a Prometheus scrape presents to ``metrics_view``
+    #: (empty: staff only).
+    metrics_token: str = field(default="", repr=False)
 
     @property
     def active_vendors(self) -> dict[str, VendorConfig]:
@@ -255,6 +259,7 @@ def _build_config() -> Config:
             raw, "REDACT_KEYS", path=(), parse=_parse_keys, default=frozenset[str]()
         ),
         block_http=lookup(raw, "BLOCK_HTTP", path=(), parse=_parse_bool, default=False),
+        metrics_token=lookup(raw, "METRICS_TOKEN", path=(), parse=_parse_secret, default=""),
     )
 
 

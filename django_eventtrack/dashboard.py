@@ -1,9 +1,8 @@
 """The numbers and the chart of the admin's delivery dashboard.
 
 Every figure is aggregated by the database, in a fixed number of queries
-whatever the outbox holds: the backlog (:func:`django_eventtrack.status.summary`),
-what became final in the last hour, day and week
-(:func:`django_eventtrack.status.finished`), deliveries and failures over time
+whatever the outbox holds: the backlog and what became final in the last hour,
+day and week (:func:`django_eventtrack.status.overview`), deliveries and failures over time
 (:func:`timeline`, grouped by truncated time) and failures by reason
 (:func:`failure_reasons`). The chart is an inline SVG drawn here, so the page
 needs no script, no CDN and no network.
@@ -12,7 +11,6 @@ needs no script, no CDN and no network.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -26,7 +24,6 @@ from django.utils.safestring import SafeString
 
 from django_eventtrack import status
 from django_eventtrack.models import Delivery
-from django_eventtrack.vendors import ADAPTERS
 
 Status = Delivery.Status
 
@@ -58,35 +55,6 @@ WINDOWS: dict[str, Window] = {
 }
 DEFAULT_WINDOW = "day"
 QUANTILES = {"p50": 0.5, "p95": 0.95}
-
-
-@dataclass(frozen=True)
-class VendorOverview:
-    """One vendor's row of the dashboard."""
-
-    vendor: str
-    display_name: str
-    backlog: status.Counts
-    #: What became final, per :data:`WINDOWS` name.
-    finished: Mapping[str, status.Finished]
-
-
-def overview(now: datetime | None = None) -> list[VendorOverview]:
-    """Every vendor of the registry (and any other still in the outbox), in two queries."""
-    now = now or timezone.now()
-    backlog = status.summary(now).vendors
-    recent = status.finished({name: window.length for name, window in WINDOWS.items()}, now)
-    names = list(backlog) + [name for name in recent if name not in backlog]
-    empty = dict.fromkeys(WINDOWS, status.Finished())
-    return [
-        VendorOverview(
-            vendor=name,
-            display_name=ADAPTERS[name].display_name if name in ADAPTERS else name,
-            backlog=backlog.get(name, status.Counts()),
-            finished={**empty, **recent.get(name, {})},
-        )
-        for name in names
-    ]
 
 
 @dataclass(frozen=True)

@@ -223,6 +223,36 @@ def _finished(row: Mapping[str, Any], index: int) -> Finished:
 
 
 @dataclass(frozen=True)
+class VendorOverview:
+    """One vendor's backlog now and what became final in each window."""
+
+    vendor: str
+    display_name: str
+    backlog: Counts
+    #: By window name, as given to :func:`overview`.
+    finished: Mapping[str, Finished]
+
+
+def overview(windows: Mapping[str, timedelta], now: datetime | None = None) -> list[VendorOverview]:
+    """Every vendor of the registry (and any other still in the outbox): :func:`summary`
+    and :func:`finished` for ``windows``, in two queries."""
+    now = now or timezone.now()
+    backlog = summary(now).vendors
+    recent = finished(windows, now)
+    names = list(backlog) + [name for name in recent if name not in backlog]
+    empty = dict.fromkeys(windows, Finished())
+    return [
+        VendorOverview(
+            vendor=name,
+            display_name=ADAPTERS[name].display_name if name in ADAPTERS else name,
+            backlog=backlog.get(name, Counts()),
+            finished={**empty, **recent.get(name, {})},
+        )
+        for name in names
+    ]
+
+
+@dataclass(frozen=True)
 class Health:
     """What ``eventtrack_status --check`` found: healthy when ``problems`` is empty."""
 
