@@ -207,8 +207,17 @@ def chart(timeline: Timeline, vendor: str) -> SafeString:
         "",
         '<text class="axis" x="{}" y="{}" text-anchor="{}">{}</text>',
         (
-            (_number(LEFT + index * slot), HEIGHT - 6, anchor, _when(starts[index], window))
-            for index, anchor in ((0, "start"), (len(starts) // 2, "middle"))
+            (
+                _number(LEFT + (index + shift) * slot),
+                HEIGHT - 6,
+                anchor,
+                _when(starts[index], window),
+            )
+            for index, shift, anchor in (
+                (0, 0, "start"),
+                (len(starts) // 2, 0.5, "middle"),
+                (len(starts) - 1, 1, "end"),
+            )
         ),
     )
     total_delivered, total_failed = sum(delivered), sum(failed)
