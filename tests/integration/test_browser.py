@@ -35,7 +35,7 @@ from tests.integration.conftest import free_port, unavailable
 from tests.processes.helpers import VENDORS, wait_until
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ConsoleMessage, Page, Response
+    from playwright.sync_api import Browser, ConsoleMessage, Page, Response, ViewportSize
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ SUPERUSER, SUPERUSER_PASSWORD = "boss", "a-superuser-pass-phrase"
 SHOPPER, SHOPPER_PASSWORD = "ada", "demo-only-password"  # shop.seed's customer
 NEWCOMER, NEWCOMER_PASSWORD = "grace", "grace-long-pass-phrase-1"
 BOUGHT = {"product.viewed", "cart.added", "order.placed"}
-LAPTOP = {"width": 1366, "height": 768}
+LAPTOP: ViewportSize = {"width": 1366, "height": 768}
 
 
 def chromium() -> str:
