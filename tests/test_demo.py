@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-MANAGE = Path(__file__).resolve().parent.parent / "example_project" / "manage.py"
+from tests.example_project import environment, manage
 
 
 @pytest.mark.slow
 def test_demo_attributes_every_event_to_the_landing_session(tmp_path: Path) -> None:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("EVENTTRACK_", "DJANGO_SETTINGS_MODULE"))
-    }
-    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'shop.sqlite3'}"
-    result = subprocess.run(  # noqa: S603 - our own manage.py
-        [sys.executable, str(MANAGE), "demo"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = manage("demo", env=environment(tmp_path / "shop.sqlite3"))
     assert result.returncode == 0, result.stderr
     output = result.stdout
     session = re.search(r"hello_session=([0-9a-f-]{36})", output)

@@ -8,14 +8,11 @@ with Django's test client (the real browser journey is tests/integration/test_br
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "example_project"
+from tests.example_project import environment, manage
 
 JOURNEY = """
 import json
@@ -64,27 +61,12 @@ print(json.dumps(report))
 
 @pytest.mark.slow
 def test_the_example_shop_signs_up_signs_out_and_honours_privacy(tmp_path: Path) -> None:
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("EVENTTRACK_", "DJANGO_SETTINGS_MODULE"))
-    }
-    # No vendor configured and BLOCK_HTTP: every delivery is stored, nothing is sent.
-    environment |= {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'shop.sqlite3'}",
-        "EVENTTRACK_DELIVERY": "worker",
-        "EVENTTRACK_HACKLE_API_KEY": "not-used",
-    }
-    manage = [sys.executable, str(EXAMPLE / "manage.py")]
+    # A vendor configured but the worker backend: every delivery is stored, nothing is sent.
+    env = environment(
+        tmp_path / "shop.sqlite3", EVENTTRACK_DELIVERY="worker", EVENTTRACK_HACKLE_API_KEY="k"
+    )
     for command in (["migrate", "-v0"], ["shell", "-c", JOURNEY]):
-        result = subprocess.run(  # noqa: S603 - our own manage.py
-            [*manage, *command],
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = manage(*command, env=env)
         assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["favicon"] == "/static/shop/favicon.svg"

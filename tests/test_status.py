@@ -4,9 +4,7 @@ the commands."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from io import StringIO
@@ -21,11 +19,11 @@ from pytest_django import DjangoAssertNumQueries, Settings
 
 from django_eventtrack import status
 from django_eventtrack.models import Delivery, Event
+from tests.example_project import environment, manage
 
 Status = Delivery.Status
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 NO_TIME = timedelta(0)
-EXAMPLE = Path(__file__).resolve().parent.parent / "example_project"
 
 
 def stored_event(age: timedelta = timedelta(0), *, now: datetime = NOW) -> Event:
@@ -412,18 +410,10 @@ def test_check_refuses_a_bad_duration(value: str) -> None:
 @pytest.mark.slow
 def test_check_exit_status_through_manage_py(tmp_path: Path) -> None:
     """What cron and a Kubernetes probe see: the process's exit status and its output."""
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("EVENTTRACK_", "DJANGO_SETTINGS_MODULE"))
-    }
-    environment["DATABASE_URL"] = f"sqlite:///{tmp_path / 'shop.sqlite3'}"
-    manage = [sys.executable, str(EXAMPLE / "manage.py")]
+    env = environment(tmp_path / "shop.sqlite3")
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # noqa: S603 - our own manage.py
-            [*manage, *args], env=environment, capture_output=True, text=True, timeout=60
-        )
+        return manage(*args, env=env, timeout=60)
 
     assert run("migrate", "-v0").returncode == 0
     healthy = run("eventtrack_status", "--check")

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from django_eventtrack.sandbox import Sandbox
+from tests.example_project import MANAGE, environment, manage
 from tests.integration.conftest import free_port, unavailable
 from tests.processes.helpers import VENDORS, wait_until
 
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
-MANAGE = Path(__file__).resolve().parents[2] / "example_project" / "manage.py"
 SUPERUSER, SUPERUSER_PASSWORD = "boss", "a-superuser-pass-phrase"
 SHOPPER, SHOPPER_PASSWORD = "ada", "demo-only-password"  # shop.seed's customer
 NEWCOMER, NEWCOMER_PASSWORD = "grace", "grace-long-pass-phrase-1"
@@ -91,32 +91,26 @@ def answers(port: int) -> bool:
 @pytest.fixture
 def shop(tmp_path: Path, sandbox: Sandbox) -> Iterator[Shop]:
     """The example project's runserver on a free 127.0.0.1 port, vendors at the sandbox."""
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("EVENTTRACK_", "DJANGO_SETTINGS_MODULE"))
-    }
     database = tmp_path / "shop.sqlite3"
-    environment |= sandbox.env() | {
-        "DATABASE_URL": f"sqlite:///{database}",
-        "DEBUG": "true",  # runserver serves the static files (admin CSS, favicon)
-        "DJANGO_SUPERUSER_PASSWORD": SUPERUSER_PASSWORD,
-    }
-    manage = [sys.executable, str(MANAGE)]
+    env = environment(
+        database,
+        DEBUG="true",  # runserver serves the static files (admin CSS, favicon)
+        DJANGO_SUPERUSER_PASSWORD=SUPERUSER_PASSWORD,
+        **sandbox.env(),
+    )
     for command in (
         ["migrate", "-v0"],
         ["seed"],
         ["createsuperuser", "--noinput", "--username", SUPERUSER, "--email", "boss@example.com"],
     ):
-        subprocess.run(  # noqa: S603 - our own manage.py
-            [*manage, *command], env=environment, check=True, timeout=120, capture_output=True
-        )
+        result = manage(*command, env=env)
+        assert result.returncode == 0, result.stderr
     port = free_port()
     log = tmp_path / "runserver.log"
     with log.open("wb") as sink:
         server = subprocess.Popen(  # noqa: S603 - our own manage.py
-            [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"],
-            env=environment,
+            [sys.executable, str(MANAGE), "runserver", f"127.0.0.1:{port}", "--noreload"],
+            env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
