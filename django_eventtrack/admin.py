@@ -152,13 +152,13 @@ class DeliveryColumnsMixin:
         created without an id), or, for ``identify()`` to Hellotext, the last of its
         requests (``PATCH /v1/sessions``) answered 200 with the session still bound to
         another profile, which Hellotext never moves: the delivery failed, with that
-        reason. Shown alone, "200" read as a success.
+        reason (in the next column). Shown alone, "200" read as a success.
         """
         code = delivery.last_status
         if code is None:
             return EMPTY
         if 200 <= code < 300 and delivery.status != Status.DELIVERED:
-            return f"{code} (but {delivery.status}: see the reason)"
+            return f"{code}, but {delivery.status}"
         return str(code)
 
     @admin.display(description="reason", ordering="last_error")
@@ -301,6 +301,9 @@ class DeliveryAdmin(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryAdminBase)
     ordering = ("-pk",)
     show_full_result_count = False
     actions = ("retry_now", "mark_skipped")
+
+    class Media:
+        css = {"all": ["django_eventtrack/admin.css"]}
 
     def get_urls(self) -> list[URLPattern]:
         """The dashboard, before the model's own URLs (whose last one takes any path)."""
