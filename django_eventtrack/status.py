@@ -183,8 +183,9 @@ def finished(
     sorts each row once into the shortest window that holds it and its latency
     bucket, and groups; the windows' cumulative counts are added up here from at
     most a few hundred groups. (Counting each window and bucket with its own
-    conditional aggregate computed the latency some forty times per row: 4.4 s
-    instead of 0.4 s for a week of 50,000 deliveries on SQLite.)
+    conditional aggregate computed the latency some forty times per row: 4.8 s
+    instead of 1.2 s for a week of 46,000 deliveries on SQLite, where each
+    datetime difference is a Python function call.)
     """
     now = now or timezone.now()
     names = sorted(windows, key=lambda name: windows[name])  # shortest first
