@@ -52,8 +52,11 @@ def chromium() -> str:
     if importlib.util.find_spec("playwright") is None:
         unavailable("needs playwright: pip install -e '.[integration]' (tox installs it)")
     path = os.environ.get("EVENTTRACK_TEST_CHROMIUM") or shutil.which("chromium")
-    if not path:
-        unavailable("no Chromium: apt-get install chromium (.ci/run installs it)")
+    if not path or not os.access(path, os.X_OK):
+        unavailable(
+            "no Chromium: apt-get install chromium (.ci/run installs it), or set "
+            "EVENTTRACK_TEST_CHROMIUM to its path"
+        )
     return str(path)
 
 
