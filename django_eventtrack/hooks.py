@@ -316,7 +316,7 @@ def check_model_events(**kwargs: Any) -> list[checks.CheckMessage]:
     return [
         checks.Error(
             problem,
-            hint="This hook is disabled until fixed; see the Model hooks section of the README.",
+            hint="This hook is disabled until fixed; see docs/model-hooks.md.",
             id="eventtrack.E101",
         )
         for declaration in found
