@@ -182,6 +182,7 @@ class DeliveryAdmin(ReadOnlyAdminMixin, DeliveryAdminBase):
         "attempts",
         "last_status",
         "last_error",
+        "adjustments",
         "next_attempt_at",
         "claimed_until",
         "created_at",

@@ -112,7 +112,7 @@ def one_vendor(settings: Settings, sandbox: Sandbox) -> Callable[..., None]:
 def track_events(count: int = EVENTS) -> None:
     with transaction.atomic():
         for n in range(count):
-            track("product.purchased", {"n": n}, profile=f"P{n}")
+            track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}")
 
 
 def assert_each_delivered(sandbox: Sandbox, vendor: str, duplicates: int = 0) -> None:
@@ -203,7 +203,7 @@ def test_exhausted_retries_fail_with_a_clear_reason(
     }
     for vendor in VENDORS:
         sandbox.inject(vendor, **rule)
-    track("product.purchased", {"n": 0}, profile="P0")
+    track("order.placed", {"n": 0, "order": "O0"}, session="S0")
     drain_until_settled(worker.Worker(), timeout=10)
 
     for delivery in Delivery.objects.all():

@@ -101,7 +101,10 @@ def running_sandbox():
 
 @pytest.fixture
 def sandbox(running_sandbox):
+    """The sandbox, with the profile and product :data:`VALID_BODIES` name known to Hellotext."""
     running_sandbox.reset()
+    running_sandbox.hellotext.add_profile("PROFILE_ID")
+    running_sandbox.hellotext.add_object("product", "PRODUCT_ID", name="Tee")
     yield running_sandbox
     running_sandbox.reset()
 
@@ -151,7 +154,16 @@ def test_valid_request_gets_documented_success(send, vendor, status, answer):
         ("hellotext", hellotext_event(tracked_at=1786104000)),
         ("hellotext", hellotext_event(tracked_at="2026-08-07T12:30:00+02:00")),
         ("hellotext", hellotext_event(profile=MISSING, session="SESSION")),
-        ("hellotext", {"action": "order.placed", "session": "S", "profile": "P"}),
+        (
+            "hellotext",
+            {
+                "action": "order.placed",
+                "session": "S",
+                "profile": "PROFILE_ID",
+                "object_parameters": {"reference": "O-1", "source": "shop"},
+            },
+        ),
+        ("hellotext", {"action": "subscribed", "profile": "PROFILE_ID"}),
         (
             "hellotext",
             hellotext_event(amount=89.9, currency="USD", metadata={"a": 1}, object_type="product"),

@@ -1,5 +1,5 @@
 """The four vendor adapters, without a network: the exact request each builds,
-and how each reads every kind of answer (VENDORS.md §1 to §5)."""
+and how each reads every kind of answer (docs/vendors/*.md)."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def answer(status: int, body: Any = None, headers: dict[str, str] | None = None)
                 "action": "product.purchased",
                 "profile": "prof-1",
                 "session": "sess-1",
-                "object": "vxqQJ3Yg",
+                "object_parameters": {"source": "django", "reference": "vxqQJ3Yg"},
                 "amount": 89.9,
                 "currency": "USD",
                 "tracked_at": WHEN_TEXT,
@@ -363,9 +363,27 @@ def test_browsee_visitor(make_adapter, make_event, identity, visitor):
         ),
         pytest.param(
             "order.placed",
-            {"order": {"reference": "A-1", "source": "django"}},
-            {"object_parameters": {"reference": "A-1", "source": "django"}},
+            {"order": {"reference": "A-1", "source": "shop"}},
+            {"object_parameters": {"reference": "A-1", "source": "shop"}},
             id="noun-dict-is-object-parameters",
+        ),
+        pytest.param(
+            "order.shipped",
+            {"order": {"reference": "A-1", "total": {"amount": 5, "currency": "EUR"}}},
+            {
+                "object_parameters": {
+                    "source": "django",
+                    "reference": "A-1",
+                    "total": {"amount": 5, "currency": "EUR"},
+                }
+            },
+            id="our-source-added-to-match-on",
+        ),
+        pytest.param(
+            "order.placed",
+            {"order": "A-1"},
+            {"object_parameters": {"source": "django", "reference": "A-1"}},
+            id="noun-string-is-our-reference-not-a-hellotext-id",
         ),
         pytest.param(
             "product.viewed",
@@ -376,14 +394,23 @@ def test_browsee_visitor(make_adapter, make_event, identity, visitor):
         pytest.param(
             "product.viewed",
             {"object_parameters": {"name": "Shoe"}, "product": "noun"},
-            {"object_parameters": {"name": "Shoe"}, "metadata": {"product": "noun"}},
+            {
+                "object_parameters": {"source": "django", "name": "Shoe"},
+                "metadata": {"product": "noun"},
+            },
             id="explicit-object-parameters-wins",
         ),
         pytest.param(
             "product.viewed",
             {"product": 123},
-            {"metadata": {"product": 123}},
-            id="noun-number-is-not-an-object-id",
+            {"object_parameters": {"source": "django", "reference": "123"}},
+            id="noun-integer-is-a-reference",
+        ),
+        pytest.param(
+            "product.viewed",
+            {"product": 1.5, "object": "ht-id-1"},
+            {"object": "ht-id-1", "metadata": {"product": 1.5}},
+            id="explicit-object-is-a-hellotext-id",
         ),
         pytest.param(
             "page.viewed",
@@ -441,13 +468,13 @@ def test_hackle_drops_keys_longer_than_128(make_adapter):
         pytest.param([{"sku": "a"}], '[{"sku":"a"}]', id="list-of-dicts-json"),
         pytest.param(["a", 1, 2.5, True], ["a", 1, 2.5, True], id="list-of-scalars-kept"),
         pytest.param(["x" * 2000], ["x" * 1024], id="list-strings-truncated"),
-        pytest.param({"long": "x" * 2000}, ('{"long":"' + "x" * 2000)[:1024], id="json-truncated"),
+        pytest.param({"long": "x" * 2000}, None, id="long-json-dropped-not-cut"),
         pytest.param(False, False, id="boolean-kept"),
     ],
 )
 def test_hackle_property_values(make_adapter, make_event, value, sent):
     properties = hackle_properties(make_adapter("hackle"), make_event(properties={"p": value}))
-    assert properties == {"p": sent}
+    assert properties == ({} if sent is None else {"p": sent})
 
 
 def test_hackle_drops_none_properties(make_adapter, make_event):
@@ -522,8 +549,15 @@ def test_hackle_skips_event_keys_longer_than_128(make_adapter, make_event):
             {"product": {"name": "Shoe"}, "source": "newsletter"},
             PRIMEDATA_NOWHERE,
             PRIMEDATA_NOWHERE,
-            {"product": {"name": "Shoe"}, "source": "newsletter"},
+            {"product": '{"name":"Shoe"}', "source": "newsletter"},
             id="non-id-noun-and-non-dict-source-stay-properties",
+        ),
+        pytest.param(
+            {"product": {"reference": "SKU-1", "price": 5}},
+            PRIMEDATA_NOWHERE,
+            {"itemId": "SKU-1", "itemType": "product", "scope": PRIMEDATA_CLIENT_ID},
+            {"product": '{"reference":"SKU-1","price":5}'},
+            id="noun-dict-reference-is-the-target",
         ),
     ],
 )

@@ -33,6 +33,8 @@ from django_eventtrack.sandbox import RecordedRequest, Sandbox
 from shop.models import Order, Product
 
 VENDOR_ORDER = ["hellotext", "hackle", "browsee", "primedata"]
+#: The PrimeData event schemas the shop registered.
+EVENT_TYPES = ["product.viewed", "cart.added", "order.placed", "order.shipped"]
 PRODUCTS = [("TEE-1", "Organic cotton tee", "29.90"), ("MUG-1", "Stoneware mug", "14.50")]
 CUSTOMER = {"username": "ada", "email": "ada@example.com", "first_name": "Ada"}
 PASSWORD = "demo-only-password"  # the demo's own throwaway customer
@@ -46,8 +48,11 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the raw payloads too")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        with Sandbox(port=options["port"]) as sandbox:
+        # The sandbox's PrimeData knows the shop's event schemas, as a real data source
+        # would, and the library is told which they are (EVENT_TYPES): it skips any other.
+        with Sandbox(port=options["port"], primedata_schemas=EVENT_TYPES) as sandbox:
             os.environ.update(sandbox.env())
+            os.environ["EVENTTRACK_PRIMEDATA_EVENT_TYPES"] = ",".join(EVENT_TYPES)
             conf.reload()
             call_command("migrate", verbosity=0)
             for sku, name, price in PRODUCTS:
