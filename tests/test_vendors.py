@@ -695,6 +695,18 @@ PRIMEDATA_422 = {
         ("hackle", answer(500, b"oops"), OutcomeKind.RETRY, "HTTP 500: oops"),
         ("browsee", answer(503), OutcomeKind.RETRY, "HTTP 503"),
         ("hellotext", answer(502, {"errors": []}), OutcomeKind.RETRY, 'HTTP 502: {"errors": []}'),
+        (
+            "hellotext",
+            answer(200, {"errors": [{"type": "invalid", "message": "bad", "parameter": "x"}]}),
+            OutcomeKind.FAILED,
+            "invalid: bad (parameter x)",
+        ),
+        (
+            "primedata",
+            answer(200, {"error": {"message": "scope is not exists"}}),
+            OutcomeKind.FAILED,
+            "scope is not exists",
+        ),
     ],
 )
 def test_classify(make_adapter, vendor, response, kind, message):
@@ -734,3 +746,75 @@ def test_dry_run_view_masks_credentials(make_adapter, make_event, vendor):
     masked = json.dumps(make_adapter(vendor).build_request([make_event()]).masked())
     for secret in CREDENTIALS[vendor].values():
         assert secret not in masked
+
+
+# -- what changed to fit, and who the event is about (issue 14) ----------------------------------
+
+
+def test_primedatas_session_is_a_browser_session_or_the_users_never_a_profile(
+    make_adapter, make_event
+):
+    from django_eventtrack.vendors.primedata import server_session
+
+    def session(**ids: Any) -> Any:
+        body = body_for(make_adapter("primedata"), make_event(identity=Identity(**ids)))
+        return body["events"][0].get("sessionId")
+
+    assert session(user_id="7", profile="P1") == server_session("7") != "P1"
+    assert session(profile="P1") is None
+    assert session(profile="P1", session="S1", anonymous_id="a1") == "S1"
+    assert session(profile="P1", anonymous_id="a1") == "a1"
+    assert session(primedata_session_id="pd", session="S1") == "pd"
+    assert server_session("7") == server_session("7") != server_session("8")
+
+
+def test_hackle_notes_every_change_without_values(make_adapter, make_event):
+    properties = {
+        "Color": "red",
+        "color": "blue",
+        "gone": None,
+        "text": "x" * 1100,
+        "cart": {"items": 2},
+        "ratio": 0.1234567,
+        "big": 10**16,
+    }
+    request = make_adapter("hackle").build_request([make_event(properties=properties)])
+    (notes,) = request.notes.values()
+    assert notes == (
+        "properties: dropped null values: gone",
+        "properties: dropped keys that repeat an earlier key but for case: color",
+        "properties: nested values sent as JSON strings: cart",
+        "properties: strings cut to 1,024 characters: text",
+        "properties: numbers over 15 integer digits sent as strings: big",
+        "properties: numbers rounded to 6 decimal places: ratio",
+    )
+    assert "red" not in " ".join(notes)
+    assert "x" * 10 not in " ".join(notes)
+    plain = make_adapter("hackle").build_request([make_event(properties={"a": 1})])
+    assert plain.notes == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "properties", "reason"),
+    [
+        ("user.signed_up", {}, "'user.signed_up' is not a Hellotext action"),
+        ("short_link.clicked", {}, "records itself"),
+        ("order.placed", {}, "order.placed needs its order"),
+        ("order.placed", {"order": {"reference": "A"}}, None),
+        ("subscribed", {}, None),
+    ],
+)
+def test_hellotext_skips_what_it_would_refuse(make_adapter, make_event, name, properties, reason):
+    skip = make_adapter("hellotext").skip_reason(make_event(name, properties))
+    assert skip is None if reason is None else reason in skip
+
+
+def test_hellotext_notes_revenue_it_cannot_send(make_adapter, make_event):
+    request = make_adapter("hellotext").build_request(
+        [make_event(properties={"product": "p", "amount": "cheap", "currency": "USD"})]
+    )
+    (notes,) = request.notes.values()
+    assert notes == (
+        "amount is not a number: sent in metadata, not as revenue",
+        "currency not sent: Hellotext refuses a currency without amount",
+    )

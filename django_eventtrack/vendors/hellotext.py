@@ -204,7 +204,7 @@ class HellotextAdapter(VendorAdapter):
         if action == "page.viewed" and not _text(event.properties.get("url")):
             return "Hellotext's page.viewed needs a url property (a non-empty string)"
         if self._needs_object(action) and not self._object(event, dict(event.properties)):
-            noun = event.noun
+            noun = action.split(".", 1)[0]
             return (
                 f"Hellotext's {action} needs its {noun}: give the event the property {noun!r} "
                 "(a dict such as {'reference': ..., 'name': ...}, or your reference string), "
@@ -234,9 +234,10 @@ class HellotextAdapter(VendorAdapter):
 
         An explicit ``object`` is a Hellotext object id and explicit
         ``object_parameters`` are sent as given (with our ``source`` unless they
-        name one). For a built-in action, the noun-named property is the object
-        described by our own data: a dict as ``object_parameters``, a string or
-        integer as their ``reference``. Never a shop id as ``object``: Hellotext
+        name one). For a built-in action, the property named after the action's
+        noun (``cart`` for ``cart.added``; else after our event's noun) is the
+        object described by our own data: a dict as ``object_parameters``, a
+        string or integer as their ``reference``. Never a shop id as ``object``: Hellotext
         refuses an object id it did not hand out.
         """
         if _text(metadata.get("object")):
@@ -245,15 +246,17 @@ class HellotextAdapter(VendorAdapter):
         if isinstance(parameters, dict):
             del metadata["object_parameters"]
             return {"object_parameters": self._described(parameters)}
-        if not self._needs_object(self.vendor_event_name(event)):
+        action = self.vendor_event_name(event)
+        if not self._needs_object(action):
             return {}
-        value = metadata.get(event.noun)
-        if isinstance(value, dict):
-            del metadata[event.noun]
-            return {"object_parameters": self._described(value)}
-        if _text(value) or (isinstance(value, int) and not isinstance(value, bool)):
-            del metadata[event.noun]
-            return {"object_parameters": self._described({"reference": str(value)})}
+        for noun in dict.fromkeys((action.split(".", 1)[0], event.noun)):
+            value = metadata.get(noun)
+            if isinstance(value, dict):
+                del metadata[noun]
+                return {"object_parameters": self._described(value)}
+            if _text(value) or (isinstance(value, int) and not isinstance(value, bool)):
+                del metadata[noun]
+                return {"object_parameters": self._described({"reference": str(value)})}
         return {}
 
     def _described(self, parameters: dict[str, JSONValue]) -> dict[str, JSONValue]:
