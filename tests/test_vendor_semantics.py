@@ -98,6 +98,22 @@ def test_product_and_order_reach_a_hellotext_that_knows_no_object_ids(configure:
     assert kinds == {("product", "TEE-1", "django"), ("order", "ORD-1", "shop")}
 
 
+def test_a_product_given_by_our_reference_and_name_reaches_hellotext(configure: Any) -> None:
+    """The shape a view naturally writes (the demo's, before): our SKU and the name."""
+    sandbox = configure()
+    viewed = track("product.viewed", {"product": "TEE-1", "name": "Tee", "size": "M"}, session="S1")
+    assert delivery("hellotext", viewed).status == Status.DELIVERED
+    (request,) = events_to(sandbox)
+    assert request.status == 200
+    assert request.body["object_parameters"] == {
+        "source": "django",
+        "reference": "TEE-1",
+        "name": "Tee",
+    }
+    assert request.body["metadata"] == {"size": "M"}
+    assert sandbox.hellotext.object_id("product", "TEE-1", "django") is not None
+
+
 def test_the_same_order_is_the_same_hellotext_object_from_placed_to_shipped(
     configure: Any,
 ) -> None:

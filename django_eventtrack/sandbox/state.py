@@ -19,7 +19,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 JSONObject = dict[str, Any]
@@ -77,7 +77,7 @@ class HellotextDirectory:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._ids = itertools.count(1)
+        self._ids: dict[str, Iterator[int]] = {}
         self.profiles: dict[str, JSONObject] = {}
         self.sessions: dict[str, str] = {}
         self.unseen: set[str] = set()
@@ -199,7 +199,8 @@ class HellotextDirectory:
     # -- inside the lock ---------------------------------------------------------------------
 
     def _new_id(self, prefix: str) -> str:
-        return f"{prefix}{next(self._ids):05d}"
+        """``prf00001``, ``obj00001``...: numbered per kind, in the order created."""
+        return f"{prefix}{next(self._ids.setdefault(prefix, itertools.count(1))):05d}"
 
     def _identity_refusal(self, body: JSONObject) -> Answer | None:
         profile, session = body.get("profile"), body.get("session")

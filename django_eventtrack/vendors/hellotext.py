@@ -8,7 +8,8 @@ skipped with the way to map it; the visitor is a ``profile`` and/or
 the property named after its noun (``order`` for ``order.placed``) and is sent
 as ``object_parameters``, the data Hellotext finds or creates the object by,
 matched on ``reference`` + ``source`` (``source`` defaults to
-``OBJECT_SOURCE``): a dict as given, a plain string as the ``reference``. Only
+``OBJECT_SOURCE``): a dict as given, a plain string as the ``reference`` (with
+the event's ``name`` property as its name). Only
 an explicit ``object`` property is sent as a Hellotext object id. Built-in
 actions that need an object and have none are skipped, not refused.
 
@@ -237,7 +238,8 @@ class HellotextAdapter(VendorAdapter):
         name one). For a built-in action, the property named after the action's
         noun (``cart`` for ``cart.added``; else after our event's noun) is the
         object described by our own data: a dict as ``object_parameters``, a
-        string or integer as their ``reference``. Never a shop id as ``object``: Hellotext
+        string or integer as their ``reference``, with the event's ``name``
+        property as the object's name (Hellotext needs one to create a product). Never a shop id as ``object``: Hellotext
         refuses an object id it did not hand out.
         """
         if _text(metadata.get("object")):
@@ -256,7 +258,10 @@ class HellotextAdapter(VendorAdapter):
                 return {"object_parameters": self._described(value)}
             if _text(value) or (isinstance(value, int) and not isinstance(value, bool)):
                 del metadata[noun]
-                return {"object_parameters": self._described({"reference": str(value)})}
+                described: dict[str, JSONValue] = {"reference": str(value)}
+                if _text(metadata.get("name")):
+                    described["name"] = metadata.pop("name")
+                return {"object_parameters": self._described(described)}
         return {}
 
     def _described(self, parameters: dict[str, JSONValue]) -> dict[str, JSONValue]:
