@@ -1,5 +1,6 @@
 """The fault suite: each vendor in turn against the sandbox misbehaving in every way
-the vendors' documentation (docs/vendors/) and the network allow, then the database refusing writes during ``track()``.
+the vendors' documentation (docs/vendors/) and the network allow, then the database
+refusing writes during ``track()``.
 
 Every event ends delivered exactly once, or ``failed`` with a clear reason once
 retries are exhausted. The only copies a vendor receives twice are requests it

@@ -239,8 +239,9 @@ class HellotextAdapter(VendorAdapter):
         noun (``cart`` for ``cart.added``; else after our event's noun) is the
         object described by our own data: a dict as ``object_parameters``, a
         string or integer as their ``reference``, with the event's ``name``
-        property as the object's name (Hellotext needs one to create a product). Never a shop id as ``object``: Hellotext
-        refuses an object id it did not hand out.
+        property as the object's name (Hellotext needs one to create a product).
+        Never a shop id as ``object``: Hellotext refuses an object id it did not
+        hand out.
         """
         if _text(metadata.get("object")):
             return {"object": metadata.pop("object")}
