@@ -92,6 +92,7 @@ class Outcome:
         return replace(self, adjustments=self.adjustments + extra) if extra else self
 
     def learning(self, *facts: Learned) -> Outcome:
+        """This outcome carrying ``facts`` for the sender to keep (:func:`identification.learn`)."""
         return replace(self, learned=self.learned + facts)
 
 
