@@ -52,9 +52,13 @@ MAX_IDLE_WAIT = 60.0
 
 
 class DeliveryBackend(Protocol):
-    def enqueue(self, event_ids: Sequence[uuid.UUID]) -> None: ...
+    """What ``EVENTTRACK["DELIVERY"]`` names: the built-in backends and yours alike."""
 
-    def close(self, timeout: float | None = None) -> None: ...
+    def enqueue(self, event_ids: Sequence[uuid.UUID]) -> None:
+        """Start sending these committed events; return quickly, never raise for a vendor."""
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop, waiting at most ``timeout`` seconds for work in flight (at exit, in tests)."""
 
 
 class SyncBackend:

@@ -26,7 +26,7 @@ from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery
 
 TAG = "eventtrack"
-HINT = "See the Configuration section of django-eventtrack's README."
+HINT = "See django-eventtrack's settings reference (docs/settings.md)."
 
 
 def check_configuration(

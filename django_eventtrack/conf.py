@@ -213,8 +213,8 @@ def _build_config() -> Config:
     raw = getattr(settings, "EVENTTRACK", {}) or {}
     if not isinstance(raw, Mapping):
         raise ConfigurationError(
-            f"EVENTTRACK must be a dict, got {type(raw).__name__}; see the README's "
-            "Configuration section"
+            f"EVENTTRACK must be a dict, got {type(raw).__name__}; see the settings "
+            "reference, docs/settings.md"
         )
     unknown = set(raw) - TOP_LEVEL_KEYS
     if unknown:

@@ -323,8 +323,7 @@ def check_model_events(**kwargs: Any) -> list[checks.CheckMessage]:
         messages += [
             checks.Error(
                 problem,
-                hint="This hook is disabled until fixed; see the Model hooks section of the "
-                "README.",
+                hint="This hook is disabled until fixed; see docs/model-hooks.md.",
                 id="eventtrack.E101",
             )
             for problem in problems
@@ -344,8 +343,7 @@ def _refused_names(hook: Hook, vendors: Mapping[str, conf.VendorConfig]) -> list
     return [
         checks.Warning(
             f"{hook.origin}: {vendor} cannot take this event: {reason}",
-            hint="Until then its deliveries to that vendor are skipped; see the Vendors section "
-            "of the README.",
+            hint="Until then its deliveries to that vendor are skipped; see docs/vendors.md.",
             id="eventtrack.W101",
         )
         for vendor, reason in refusals

@@ -62,6 +62,9 @@ ANONYMOUS_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 COOKIE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 COOKIE_DOMAIN_PATTERN = re.compile(r"\.?[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*")
 ATTRIBUTE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Browsers keep a cookie at most 400 days (RFC 6265bis; Chrome and others cap Max-Age there),
+#: so a longer lifetime would only promise what no browser keeps.
+MAX_COOKIE_AGE = 400 * 24 * 3600
 
 UserIdGetter = Callable[[Any], Any]
 ConsentCheck = Callable[[HttpRequest], bool]
@@ -78,7 +81,7 @@ class IdentitySettings:
 
     anonymous_cookie: str = "eventtrack_aid"
     ids_cookie: str = "eventtrack_ids"
-    cookie_max_age: int = 2 * 365 * 24 * 3600
+    cookie_max_age: int = MAX_COOKIE_AGE
     cookie_domain: str | None = None
     user_id: UserIdGetter | None = None
     consent: ConsentCheck | None = None
@@ -155,6 +158,11 @@ def _max_age(raw: Mapping[str, Any], default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(
             f"{_where('COOKIE_MAX_AGE')} must be a positive whole number of seconds, got {value!r}"
+        )
+    if value > MAX_COOKIE_AGE:
+        raise ConfigurationError(
+            f"{_where('COOKIE_MAX_AGE')} must be at most {MAX_COOKIE_AGE} seconds (400 days: "
+            f"browsers keep no cookie longer), got {value!r}"
         )
     return value
 

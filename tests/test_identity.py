@@ -26,11 +26,16 @@ def test_defaults(settings: Settings) -> None:
     parsed = identity.get_settings()
     assert parsed == identity.IdentitySettings()
     assert (parsed.anonymous_cookie, parsed.ids_cookie) == ("eventtrack_aid", "eventtrack_ids")
-    assert parsed.cookie_max_age == 63072000
+    assert parsed.cookie_max_age == 34560000
     assert parsed.cookie_domain is None
     assert parsed.user_id is None
     assert parsed.consent is None
     assert parsed.respect_gpc is False
+
+
+def test_cookies_live_at_most_the_400_days_browsers_keep() -> None:
+    assert identity.parse_settings({}).cookie_max_age == 400 * 24 * 3600
+    assert identity.parse_settings({"COOKIE_MAX_AGE": 400 * 24 * 3600}).cookie_max_age == 34560000
 
 
 def test_settings_are_parsed_once_per_configuration(settings: Settings) -> None:
@@ -61,6 +66,7 @@ def test_user_id_and_consent_accept_dotted_paths_and_callables() -> None:
         ({"COOKIE_MAX_AGE": "2y"}, r'\["COOKIE_MAX_AGE"\] must be a positive whole number'),
         ({"COOKIE_MAX_AGE": 0}, r'\["COOKIE_MAX_AGE"\] must be a positive whole number'),
         ({"COOKIE_MAX_AGE": True}, r'\["COOKIE_MAX_AGE"\] must be a positive whole number'),
+        ({"COOKIE_MAX_AGE": 400 * 86400 + 1}, r'\["COOKIE_MAX_AGE"\] must be at most 34560000'),
         ({"COOKIE_DOMAIN": "https://example.com"}, r'\["COOKIE_DOMAIN"\] must be None or a'),
         ({"USER_ID": "user id"}, r'\["USER_ID"\] must be \'pk\', another attribute'),
         ({"USER_ID": "tests.views.missing"}, r'\["USER_ID"\]: cannot import'),
