@@ -290,6 +290,7 @@ class DeliveryAdmin(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryAdminBase)
         "attempts",
         "last_answer",
         "last_error",
+        "adjustments",
         "next_attempt",
         "claimed_until",
         "created_at",

@@ -88,7 +88,7 @@ class DeliveryOptions:
 TOP_LEVEL_KEYS = frozenset(
     {"VENDORS", "DELIVERY", "RAISE_ON_INVALID", "IDENTITY", "MODEL_EVENTS"}
     | {"RAISE_ON_STORAGE_ERROR", "SCRUB_DELIVERED", "REDACT_KEYS"}
-    | {"IDENTIFY_ON_LOGIN", "IDENTIFY_TRAITS"}
+    | {"IDENTIFY_ON_LOGIN", "IDENTIFY_TRAITS", "IDENTIFY_STAFF"}
     | {"BLOCK_HTTP"}
     | {"CELERY_QUEUE", "TASKS_QUEUE"}
     | {"METRICS_TOKEN"}
@@ -115,6 +115,8 @@ class VendorConfig:
     #: Whether ``identify()`` calls go to this vendor (``IDENTIFY``, default true).
     identify: bool = True
     active: bool = True
+    #: The settings only this vendor has (its adapter's ``own_settings``), resolved.
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -149,6 +151,9 @@ class Config:
     identify_on_login: bool = False
     #: ``IDENTIFY_TRAITS``: the user attributes that become traits.
     identify_traits: tuple[str, ...] = DEFAULT_IDENTIFY_TRAITS
+    #: ``IDENTIFY_STAFF``: let ``IDENTIFY_ON_LOGIN`` identify staff and superusers too
+    #: (off by default: an admin signing in is not a customer).
+    identify_staff: bool = False
     #: ``RAISE_ON_STORAGE_ERROR``: ``track()`` raises ``StorageError`` when the database
     #: refuses the write (full, read-only); false logs it and returns None.
     raise_on_storage_error: bool = True
@@ -251,6 +256,7 @@ def _build_config() -> Config:
         identify_traits=lookup(
             raw, "IDENTIFY_TRAITS", path=(), parse=_parse_traits, default=DEFAULT_IDENTIFY_TRAITS
         ),
+        identify_staff=lookup(raw, "IDENTIFY_STAFF", path=(), parse=_parse_bool, default=False),
         raise_on_storage_error=lookup(
             raw, "RAISE_ON_STORAGE_ERROR", path=(), parse=_parse_bool, default=True
         ),
@@ -297,11 +303,12 @@ def _vendor_config(name: str, raw: Mapping[str, Any], adapter: Any) -> VendorCon
     if not isinstance(raw, Mapping):
         raise ConfigurationError(f"{setting_path(*path)} must be a dict of settings")
     credential_keys: tuple[str, ...] = adapter.credential_settings
-    unknown = set(raw) - VENDOR_OPTIONS - set(credential_keys)
+    own_settings: Mapping[str, tuple[Callable[[Any, str], Any], Any]] = adapter.own_settings
+    unknown = set(raw) - VENDOR_OPTIONS - set(credential_keys) - set(own_settings)
     if unknown:
         raise ConfigurationError(
             f"{setting_path(*path)} has unknown keys {sorted(unknown)}; expected credentials "
-            f"{list(credential_keys)} and options {sorted(VENDOR_OPTIONS)}"
+            f"{list(credential_keys)} and options {sorted(VENDOR_OPTIONS | set(own_settings))}"
         )
     credentials = {
         key: lookup(raw, key, path=path, parse=_parse_secret, default="") for key in credential_keys
@@ -324,7 +331,7 @@ def _vendor_config(name: str, raw: Mapping[str, Any], adapter: Any) -> VendorCon
         api_url=lookup(
             raw, "API_URL", path=path, parse=_parse_url, default=adapter.default_api_url
         ),
-        events=lookup(raw, "EVENTS", path=path, parse=_parse_events, default=None),
+        events=lookup(raw, "EVENTS", path=path, parse=parse_names, default=None),
         event_names=lookup(
             raw, "EVENT_NAMES", path=path, parse=_parse_event_names, default=dict[str, str]()
         ),
@@ -340,6 +347,10 @@ def _vendor_config(name: str, raw: Mapping[str, Any], adapter: Any) -> VendorCon
         ),
         identify=lookup(raw, "IDENTIFY", path=path, parse=_parse_bool, default=True),
         active=bool(present) and enabled,
+        options={
+            key: lookup(raw, key, path=path, parse=parse, default=default)
+            for key, (parse, default) in own_settings.items()
+        },
     )
 
 
@@ -416,7 +427,8 @@ def _parse_bool(value: Any, where: str) -> bool:
     raise ConfigurationError(f"{where} must be true or false, got {value!r}")
 
 
-def _parse_events(value: Any, where: str) -> frozenset[str]:
+def parse_names(value: Any, where: str) -> frozenset[str]:
+    """A list of names (or a comma-separated string, as environment variables give it)."""
     names = value.split(",") if isinstance(value, str) else value
     if not isinstance(names, list | tuple | set | frozenset) or not all(
         isinstance(name, str) for name in names

@@ -35,9 +35,9 @@ from django_eventtrack.event import Identity
 
 logger = logging.getLogger("django_eventtrack.identity")
 
-#: Hellotext.js's cookie and short-link query parameter (VENDORS.md 1.9).
+#: Hellotext.js's cookie and short-link query parameter (docs/vendors/hellotext.md).
 HELLOTEXT_SESSION = "hello_session"
-#: The 2020 PrimeData tracker's session cookie (VENDORS.md 4.8).
+#: The 2020 PrimeData tracker's session cookie (docs/vendors/primedata.md).
 PRIMEDATA_SESSION_COOKIE = "XSessionId"
 #: Where captured browser ids are kept in the Django session.
 SESSION_KEY = "_eventtrack_identity"

@@ -86,38 +86,60 @@ class CircuitBreaker:
     A vendor that is down would otherwise get every due delivery thrown at it
     each round; pausing lets it recover and keeps our workers free for the
     vendors that work. Any delivered or permanently failed answer closes it.
+    A 429 with ``Retry-After`` pauses the vendor as long as it asks.
+
+    The pause takes effect here at once (the pool threads ask before each
+    request); the drain thread then writes it to the database
+    (:func:`outbox.pause_vendor`), so every other process stops too.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._failures: dict[str, int] = {}
         self._open_until: dict[str, float] = {}
+        #: Pauses not yet written to the database: vendor -> (seconds, reason).
+        self._unrecorded: dict[str, tuple[float, str]] = {}
 
     def allows(self, vendor: str) -> bool:
         with self._lock:
             return time.monotonic() >= self._open_until.get(vendor, 0.0)
 
     def record(self, vendor: str, outcome: Outcome, *, threshold: int, pause: float) -> None:
+        if outcome.http_status == 429 and outcome.retry_after:
+            self.pause(
+                vendor, outcome.retry_after, f"HTTP 429, Retry-After {outcome.retry_after:g}s"
+            )
         with self._lock:
             if outcome.kind is not OutcomeKind.RETRY:
                 self._failures[vendor] = 0
                 return
             failures = self._failures.get(vendor, 0) + 1
             self._failures[vendor] = failures
-            if failures >= threshold:
-                self._open_until[vendor] = time.monotonic() + pause
-                self._failures[vendor] = 0
-                logger.warning(
-                    "vendor=%s: %d retryable failures in a row; pausing it for %.0fs",
-                    vendor,
-                    failures,
-                    pause,
-                )
+            if failures < threshold:
+                return
+            self._failures[vendor] = 0
+        self.pause(vendor, pause, f"circuit breaker: {failures} retryable failures in a row")
+
+    def pause(self, vendor: str, seconds: float, reason: str) -> None:
+        """Send nothing to ``vendor`` for ``seconds`` (unless already paused for longer)."""
+        with self._lock:
+            until = time.monotonic() + seconds
+            if until <= self._open_until.get(vendor, 0.0):
+                return
+            self._open_until[vendor] = until
+            self._unrecorded[vendor] = (seconds, reason)
+        logger.warning("vendor=%s: pausing it for %.0fs (%s)", vendor, seconds, reason)
+
+    def take_unrecorded(self, vendor: str) -> tuple[float, str] | None:
+        """The pause begun since the last call, for the database; None when there is none."""
+        with self._lock:
+            return self._unrecorded.pop(vendor, None)
 
     def reset(self) -> None:
         with self._lock:
             self._failures.clear()
             self._open_until.clear()
+            self._unrecorded.clear()
 
 
 breaker = CircuitBreaker()
@@ -186,7 +208,7 @@ def _drain_vendor(
     limit = max(options.batch_size, per_request) if per_request > 1 else options.batch_size
     with ThreadPoolExecutor(options.concurrency, thread_name_prefix=f"eventtrack-{vendor}") as pool:
         while not (stop and stop.is_set()):
-            if not breaker.allows(vendor):
+            if not breaker.allows(vendor) or vendor in outbox.paused_vendors():
                 stats.paused_vendors.add(vendor)
                 return
             requests_needed = math.ceil(limit / per_request)
@@ -198,7 +220,7 @@ def _drain_vendor(
                 return
             sendable = _expire_old(adapter, claim, config, stats)
             tracked = [d for d in sendable if d.event.kind != IDENTIFY]
-            events = _events(adapter, tracked)  # one profile lookup for the whole claim
+            events = _events(adapter, tracked)  # remembered profiles: one lookup per claim
             starts = range(0, len(tracked), per_request)
             batches = [tracked[start : start + per_request] for start in starts]
             futures = [
@@ -222,7 +244,7 @@ def _expire_old(
     """Fail, unsent, the claimed deliveries older than the vendor's ``MAX_AGE``.
 
     An outage longer than ``MAX_AGE`` must not end in a replay of stale events
-    (Browsee forbids historical dumps; VENDORS.md §3.6).
+    (Browsee forbids historical dumps; docs/vendors/browsee.md).
     """
     cutoff = timezone.now() - timedelta(seconds=adapter.config.max_age)
     expired = [d for d in claim.deliveries if d.created_at < cutoff]
@@ -261,7 +283,11 @@ def _send_batch(
     next request, so a vendor that fails fast is paused mid-claim.
     """
     return _attempt(
-        adapter, batch, stop, options, lambda: http.send(adapter, adapter.build_request(events))
+        adapter,
+        batch,
+        stop,
+        options,
+        lambda: adapter.send_events(events, lambda request: http.send(adapter, request)),
     )
 
 
@@ -326,9 +352,21 @@ def _record(
 ) -> None:
     if outcome is None:
         outbox.release(claim, batch)
+        _record_pause(adapter.name)
         return
+    outbox.record_adjustments(claim, batch, dict(outcome.adjustments))
     outbox.finish(claim, batch, outcome, adapter.config, config.options)
     stats.add(outcome, len(batch), requests=requests)
+    if outcome.learned:
+        identification.learn(adapter, outcome.learned, lambda request: http.send(adapter, request))
+    _record_pause(adapter.name)
+
+
+def _record_pause(vendor: str) -> None:
+    """Write a pause this process began to the database, for the other processes."""
+    pause = breaker.take_unrecorded(vendor)
+    if pause is not None:
+        outbox.pause_vendor(vendor, *pause)
 
 
 def _record_as_completed(

@@ -192,3 +192,42 @@ def test_secrets_stay_out_of_repr_and_errors(settings: Settings) -> None:
 )
 def test_is_loopback_url(url: str, loopback: bool) -> None:
     assert conf.is_loopback_url(url) is loopback
+
+
+def test_vendor_specific_settings_come_from_settings_or_the_environment(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.EVENTTRACK = {
+        "VENDORS": {
+            "hellotext": {"API_TOKEN": "t", "ACTIONS": ["appointment.booked"]},
+            "primedata": {"CLIENT_ID": "c", "ACCESS_TOKEN": "a"},
+        }
+    }
+    monkeypatch.setenv("EVENTTRACK_PRIMEDATA_EVENT_TYPES", "order.placed, cart.added")
+    monkeypatch.setenv("EVENTTRACK_HELLOTEXT_OBJECT_SOURCE", "my-shop")
+    conf.reload()
+    vendors = conf.get_config().vendors
+    assert vendors["hellotext"].options == {
+        "ACTIONS": frozenset({"appointment.booked"}),
+        "OBJECT_SOURCE": "my-shop",
+    }
+    assert vendors["primedata"].options == {
+        "EVENT_TYPES": frozenset({"order.placed", "cart.added"})
+    }
+    assert vendors["hackle"].options == {}
+
+
+def test_a_vendor_specific_setting_belongs_to_its_vendor_only(settings: Settings) -> None:
+    settings.EVENTTRACK = {"VENDORS": {"hackle": {"API_KEY": "k", "ACTIONS": ["a.b"]}}}
+    with pytest.raises(ConfigurationError, match=r"unknown keys \['ACTIONS'\]"):
+        conf.get_config()
+
+
+def test_identify_staff_is_read_like_every_setting(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.EVENTTRACK = {}
+    assert conf.get_config().identify_staff is False
+    monkeypatch.setenv("EVENTTRACK_IDENTIFY_STAFF", "yes")
+    conf.reload()
+    assert conf.get_config().identify_staff is True

@@ -25,9 +25,10 @@ def test_demo_attributes_every_event_to_the_landing_session(tmp_path: Path) -> N
     assert all(f"={session.group(1)}*" in line for line in tracked)
     shipped = [line for line in tracked if "order.shipped" in line]
     assert len(shipped) == 4  # sent outside any request, still the visitor's session
-    # Signing in identified the visitor to every vendor (Hellotext: profile, then session)...
+    # Signing in identified the visitor to every vendor (Hellotext: profile, then session;
+    # PrimeData: the browser's session and the customer's server session)...
     identified = [line for line in lines if "identify" in line]
-    assert len(identified) == 5
+    assert len(identified) == 6
     profile = re.search(r"identify \(session\) +session=[^,]+\*, profile=(\w+)", output)
     assert profile is not None
     # ...and the order shipped the next day carries the customer's Hellotext profile.

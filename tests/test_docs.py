@@ -158,7 +158,11 @@ def test_every_vendor_option_and_credential_is_documented_and_nothing_else(
     assert credential_rows(rows) == {
         (name, key) for name, adapter in ADAPTERS.items() for key in adapter.credential_settings
     }
-    assert documented(rows, "VENDORS") == conf.VENDOR_OPTIONS
+    own = {(row.cells["For"], row.key) for row in rows if "For" in row.cells}
+    assert own == {
+        (adapter.display_name, key) for adapter in ADAPTERS.values() for key in adapter.own_settings
+    }
+    assert documented(rows, "VENDORS") == conf.VENDOR_OPTIONS | {key for _, key in own}
 
 
 def test_every_identity_key_is_documented_and_nothing_else(rows: list[Row]) -> None:

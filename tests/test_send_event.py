@@ -20,6 +20,14 @@ PURCHASE = ["product.purchased", "--profile", "P1", "--property", "product=vxqQJ
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def _hellotext_knows_the_customer(sandbox: Sandbox) -> None:
+    """Profile P1 and product vxqQJ3Yg exist at Hellotext (its catalogue synced with our
+    reference and the default source), so a bare reference finds the product."""
+    sandbox.hellotext.add_profile("P1")
+    sandbox.hellotext.add_object("product", reference="vxqQJ3Yg", source="django", name="Tee")
+
+
 def run(*args: str) -> str:
     """``send_event --sync ARGS`` (``--dry-run`` instead of ``--sync`` when asked)."""
     out = io.StringIO()
@@ -40,7 +48,7 @@ def test_purchase_reaches_all_four_vendors_as_documented(vendors: Sandbox) -> No
     assert hellotext is not None
     assert hellotext["action"] == "product.purchased"
     assert hellotext["profile"] == "P1"
-    assert hellotext["object"] == "vxqQJ3Yg"
+    assert hellotext["object_parameters"] == {"source": "django", "reference": "vxqQJ3Yg"}
     assert (hellotext["amount"], hellotext["currency"]) == (89.9, "USD")
     assert hellotext["tracked_at"].endswith("Z")
     assert not {"profile_id", "session_id", "product"} & set(hellotext)
@@ -141,7 +149,7 @@ def test_dry_run_prints_masked_requests_and_never_connects(
     assert '"apiKey": "********"' in output
     assert "X-Client-Access-Token: ********" in output
     assert "User-Agent: django-eventtrack/" in output
-    assert '"object": "vxqQJ3Yg"' in output
+    assert '"reference": "vxqQJ3Yg"' in output
 
 
 def test_dry_run_shows_skips(vendors: Sandbox) -> None:

@@ -27,7 +27,7 @@ from django.utils import timezone
 from pytest_django import Settings
 
 from django_eventtrack import outbox, sender, track, worker
-from django_eventtrack.models import Delivery
+from django_eventtrack.models import Delivery, VendorPause
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.sender import DrainStats
 from tests.processes.helpers import VENDORS, received, wait_until
@@ -73,7 +73,7 @@ def worker_mode(settings: Settings, sandbox: Sandbox) -> Callable[..., Sandbox]:
 def track_many(count: int, vendors: list[str] | None = None) -> list[Any]:
     with transaction.atomic():
         return [
-            track("product.purchased", {"n": n}, profile=f"P{n}", vendors=vendors)
+            track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}", vendors=vendors)
             for n in range(count)
         ]
 
@@ -135,11 +135,16 @@ def test_retry_after_is_honoured(worker_mode: Callable[..., Sandbox]) -> None:
     assert (delivery.status, delivery.attempts, delivery.last_status) == (Status.PENDING, 1, 429)
     assert before + timedelta(seconds=2) <= delivery.next_attempt_at
     assert delivery.next_attempt_at <= after + timedelta(seconds=2.1)
+    pause = outbox.paused_vendors()["hackle"]  # the whole vendor waits, in every process
+    assert before + timedelta(seconds=2) <= pause.paused_until <= after + timedelta(seconds=2.1)
 
     assert runner.run_once().sent == 0  # not due yet: not retried
     assert len(sandbox.requests("hackle")) == 1
 
-    Delivery.objects.update(next_attempt_at=timezone.now())  # two seconds later...
+    # Two seconds later...
+    Delivery.objects.update(next_attempt_at=timezone.now())
+    VendorPause.objects.update(paused_until=timezone.now())
+    sender.breaker.reset()
     assert runner.run_once().delivered == 1
     assert len(sandbox.requests("hackle")) == 2
 

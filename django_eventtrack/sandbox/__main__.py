@@ -35,6 +35,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer with the vendor's old documented success (hellotext, primedata)",
     )
     parser.add_argument(
+        "--hellotext-action",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="ACTION",
+        help="a custom action the Hellotext business has created (lowercase noun.verb)",
+    )
+    parser.add_argument(
+        "--primedata-schema",
+        nargs="+",
+        action="extend",
+        default=None,
+        metavar="ALIAS",
+        help="an event schema registered in PrimeData; once any is given, events of other "
+        "types are left out of processedEvents",
+    )
+    parser.add_argument(
         "--verbose", action="store_true", help="log one line per request (credentials never shown)"
     )
     return parser
@@ -69,7 +86,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    sandbox = Sandbox(host=args.host, port=args.port, legacy=args.legacy, verbose=args.verbose)
+    try:
+        sandbox = Sandbox(
+            host=args.host,
+            port=args.port,
+            legacy=args.legacy,
+            verbose=args.verbose,
+            hellotext_actions=args.hellotext_action,
+            primedata_schemas=args.primedata_schema,
+        )
+    except ValueError as error:
+        print(f"cannot start the sandbox: {error}", file=sys.stderr)
+        return 2
     try:
         sandbox.start()
     except OSError as error:

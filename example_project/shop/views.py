@@ -17,6 +17,7 @@ from django_eventtrack import identity, track
 from django_eventtrack.identity import snapshot
 from shop.models import Order, Product
 from shop.privacy import CONSENT_COOKIE, DECLINED
+from shop.tracking import SOURCE, product_properties
 
 
 @require_POST
@@ -80,7 +81,7 @@ def product_list(request: HttpRequest) -> HttpResponse:
 
 def product_detail(request: HttpRequest, sku: str) -> HttpResponse:
     product = get_object_or_404(Product, sku=sku)
-    track("product.viewed", {"product": product.sku, "name": product.name}, request=request)
+    track("product.viewed", {"product": product_properties(request, product)}, request=request)
     return render(request, "shop/product_detail.html", {"product": product})
 
 
@@ -90,9 +91,16 @@ def add_to_cart(request: HttpRequest, sku: str) -> HttpResponse:
     cart: dict[str, int] = request.session.get("cart", {})
     cart[product.sku] = cart.get(product.sku, 0) + 1
     request.session["cart"] = cart
+    # The cart is Hellotext's object of cart.added: the same reference for the whole visit.
+    cart_reference = request.session.setdefault("cart_reference", secrets.token_hex(8))
+    items = [{"product": item_sku, "quantity": quantity} for item_sku, quantity in cart.items()]
     track(
         "cart.added",
-        {"product": product.sku, "amount": product.price, "currency": "USD"},
+        {
+            "cart": {"reference": cart_reference, "source": SOURCE, "items": items},
+            "amount": product.price,
+            "currency": "USD",
+        },
         request=request,
     )
     return redirect("cart")

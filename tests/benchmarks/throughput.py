@@ -41,7 +41,7 @@ def seed(count: int) -> None:
     for start in range(0, count, 500):
         with transaction.atomic():
             for n in range(start, min(start + 500, count)):
-                track("product.purchased", {"n": n, "product": f"SKU{n}"}, profile=f"P{n}")
+                track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}")
 
 
 def library(sandbox: SandboxProcess, events: int, args: Any) -> dict[str, Any]:

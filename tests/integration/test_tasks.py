@@ -56,11 +56,11 @@ def test_immediate_backend_sends_after_commit_and_never_after_rollback(
     immediate: Sandbox,
 ) -> None:
     with transaction.atomic():
-        track("product.purchased", {"n": 0}, profile="P0")
+        track("order.placed", {"n": 0, "order": "O0"}, session="S0")
         assert immediate.requests() == []  # nothing before commit
     try:
         with transaction.atomic():
-            track("product.purchased", {"n": 1}, profile="P1")
+            track("order.placed", {"n": 1, "order": "O1"}, session="S1")
             raise Rollback
     except Rollback:
         pass
@@ -79,7 +79,7 @@ def test_a_queue_the_tasks_backend_refuses_leaves_events_pending(
     settings.EVENTTRACK = {**settings.EVENTTRACK, "TASKS_QUEUE": "eventtrack"}
 
     with transaction.atomic():
-        track("product.purchased", {"n": 0}, profile="P0")
+        track("order.placed", {"n": 0, "order": "O0"}, session="S0")
 
     assert "the delivery backend failed; they stay pending" in caplog.text
     assert "Queue 'eventtrack' is not valid for backend" in caplog.text

@@ -33,6 +33,8 @@ from shop.models import Order
 from shop.seed import CUSTOMER, PASSWORD, seed
 
 VENDOR_ORDER = ["hellotext", "hackle", "browsee", "primedata"]
+#: The PrimeData event schemas the shop registered.
+EVENT_TYPES = ["product.viewed", "cart.added", "order.placed", "order.shipped"]
 
 
 class Command(BaseCommand):
@@ -43,8 +45,11 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the raw payloads too")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        with Sandbox(port=options["port"]) as sandbox:
+        # The sandbox's PrimeData knows the shop's event schemas, as a real data source
+        # would, and the library is told which they are (EVENT_TYPES): it skips any other.
+        with Sandbox(port=options["port"], primedata_schemas=EVENT_TYPES) as sandbox:
             os.environ.update(sandbox.env())
+            os.environ["EVENTTRACK_PRIMEDATA_EVENT_TYPES"] = ",".join(EVENT_TYPES)
             conf.reload()
             call_command("migrate", verbosity=0)
             seed()
