@@ -34,7 +34,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from django_eventtrack import backends, dashboard, outbox, status
@@ -290,7 +290,7 @@ class DeliveryAdmin(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryAdminBase)
         "attempts",
         "last_answer",
         "last_error",
-        "adjustments",
+        "changed_to_fit",
         "next_attempt",
         "claimed_until",
         "created_at",
@@ -323,6 +323,13 @@ class DeliveryAdmin(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryAdminBase)
     @admin.display(description="event", ordering="event__name")
     def event_name(self, delivery: Delivery) -> str:
         return delivery.event.name
+
+    @admin.display(description="changed to fit the vendor")
+    def changed_to_fit(self, delivery: Delivery) -> SafeString | str:
+        """What the adapter changed to fit the vendor's limits, one line each."""
+        if not delivery.adjustments:
+            return "-"
+        return format_html_join("", "<p>{}</p>", ([line] for line in delivery.adjustments))
 
     @admin.action(description="Retry now", permissions=["manage"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:

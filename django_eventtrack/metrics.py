@@ -8,7 +8,7 @@ bearer token, or comes from a logged-in staff user::
 
     urlpatterns = [..., path("eventtrack/metrics", metrics_view)]
 
-The figures come from the outbox at scrape time (two grouped queries), not from
+The figures come from the outbox at scrape time (three queries), not from
 counters in one process, so any web process reports every sender's work, whichever
 backend (thread, worker, Celery, Tasks) did it, and a restart loses nothing:
 
@@ -19,9 +19,9 @@ backend (thread, worker, Celery, Tasks) did it, and a restart loses nothing:
 - ``eventtrack_oldest_pending_age_seconds{vendor}`` (0 when nothing is pending);
 - ``eventtrack_delivery_latency_seconds{vendor}``: a gauge histogram of tracked to
   delivered times of the last hour's deliveries (``histogram_quantile`` works on it);
-- ``eventtrack_circuit_open{vendor}``: 1 while the circuit breaker of the process
-  answering the scrape pauses the vendor. Each sending process has its own breaker,
-  so this tells about the web process's ``thread`` backend only, not about workers.
+- ``eventtrack_vendor_paused{vendor}``: 1 while the vendor is paused for every sending
+  process: a 429 with ``Retry-After``, or a circuit breaker that opened in any process
+  (both are recorded in the database), or this process's own breaker.
 """
 
 from __future__ import annotations
@@ -100,14 +100,15 @@ class OutboxCollector:
             latency.add_metric([row.vendor], buckets, stats.latency_sum)
         yield latency
 
-        circuit = GaugeMetricFamily(
-            "eventtrack_circuit_open",
-            "1 while this process's circuit breaker pauses the vendor (per process).",
+        paused = GaugeMetricFamily(
+            "eventtrack_vendor_paused",
+            "1 while the vendor is paused (Retry-After or circuit breaker, in any process).",
             labels=["vendor"],
         )
         for row in vendors:
-            circuit.add_metric([row.vendor], 0.0 if sender.breaker.allows(row.vendor) else 1.0)
-        yield circuit
+            is_paused = row.paused is not None or not sender.breaker.allows(row.vendor)
+            paused.add_metric([row.vendor], 1.0 if is_paused else 0.0)
+        yield paused
 
 
 def _bound(seconds: float) -> str:

@@ -41,7 +41,8 @@ from django.db.models import (
 )
 from django.utils import timezone
 
-from django_eventtrack.models import Delivery, Event
+from django_eventtrack.models import Delivery, Event, VendorPause
+from django_eventtrack.outbox import paused_vendors
 from django_eventtrack.vendors import ADAPTERS
 
 Status = Delivery.Status
@@ -271,14 +272,18 @@ class VendorOverview:
     backlog: Counts
     #: By window name, as given to :func:`overview`.
     finished: Mapping[str, Finished]
+    #: Set while the vendor is paused for every process (a 429's ``Retry-After`` or a
+    #: circuit breaker that opened in any process).
+    paused: VendorPause | None = None
 
 
 def overview(windows: Mapping[str, timedelta], now: datetime | None = None) -> list[VendorOverview]:
-    """Every vendor of the registry (and any other still in the outbox): :func:`summary`
-    and :func:`finished` for ``windows``, in two queries."""
+    """Every vendor of the registry (and any other still in the outbox): :func:`summary`,
+    :func:`finished` for ``windows`` and the vendor pauses, in three queries."""
     now = now or timezone.now()
     backlog = summary(now).vendors
     recent = finished(windows, now)
+    pauses = paused_vendors()
     names = list(backlog) + [name for name in recent if name not in backlog]
     empty = dict.fromkeys(windows, Finished())
     return [
@@ -287,6 +292,7 @@ def overview(windows: Mapping[str, timedelta], now: datetime | None = None) -> l
             display_name=ADAPTERS[name].display_name if name in ADAPTERS else name,
             backlog=backlog.get(name, Counts()),
             finished={**empty, **recent.get(name, {})},
+            paused=pauses.get(name),
         )
         for name in names
     ]

@@ -405,3 +405,24 @@ def test_a_failed_identify_does_not_read_as_a_success(admin_client: Client) -> N
     assert cells(content, "reason")[0].startswith("the session already belongs to another")
     page = admin_client.get(reverse("admin:django_eventtrack_delivery_change", args=[second.pk]))
     assert readonly(page.content.decode(), "last_answer") == "200, but failed"
+
+
+@pytest.mark.django_db
+def test_a_delivery_shows_what_was_changed_to_fit_the_vendor(admin_client: Client) -> None:
+    event = stored()
+    fitted = Delivery.objects.create(
+        event=event,
+        vendor="hackle",
+        status=Status.DELIVERED,
+        adjustments=["properties: 70 keys, kept 64", "note: <dropped>, over 1,024 characters"],
+    )
+    untouched = Delivery.objects.create(event=event, vendor="browsee", status=Status.DELIVERED)
+
+    def shown(delivery: Delivery) -> str:
+        url = reverse("admin:django_eventtrack_delivery_change", args=[delivery.pk])
+        return admin_client.get(url).content.decode()
+
+    content = shown(fitted)
+    assert "<p>properties: 70 keys, kept 64</p>" in content
+    assert "<p>note: &lt;dropped&gt;, over 1,024 characters</p>" in content  # escaped
+    assert readonly(shown(untouched), "changed_to_fit") == "-"

@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from django_eventtrack import dashboard
-from django_eventtrack.models import Delivery, Event
+from django_eventtrack.models import Delivery, Event, VendorPause
 from tests.test_admin import _admin_settings, cells  # noqa: F401 (an autouse fixture)
 
 Status = Delivery.Status
@@ -95,17 +95,17 @@ def test_superuser_sees_every_vendors_numbers_and_a_chart_each(admin_client: Cli
     for name in VENDOR_NAMES:
         assert name in content
     assert content.count('<svg class="eventtrack-chart"') == 5  # four vendors and "segment"
-    hackle = ["Hackle Retry failed…", "0 0 due", "-"]
+    hackle = ["Hackle Retry failed…", "0 0 due", "-", "no"]
     assert rows(content, "hackle") == [
-        # vendor (and the retry link), pending, oldest, window, delivered, failed, skipped,
-        # retried, p50, p95
+        # vendor (and the retry link), pending, oldest, paused, window, delivered, failed,
+        # skipped, retried, p50, p95
         [*hackle, "last hour", "3", "1", "0", "0.0%", "≤ 250 ms", "≤ 250 ms"],
         ["last day", "4", "2", "0", "16.7%", "≤ 250 ms", "≤ 30 s"],
         ["last week", "4", "2", "0", "16.7%", "≤ 250 ms", "≤ 30 s"],
     ]
     assert rows(content, "browsee")[2] == ["last week", "0", "1", "1", "0.0%", "-", "-"]
     assert rows(content, "primedata")[0][:3] == ["PrimeData", "1 1 due", "3h"]
-    assert rows(content, "segment")[0][4] == "1"
+    assert rows(content, "segment")[0][5] == "1"
     assert 'aria-label="hackle: 4 delivered and 2 failed in the last day"' in content
 
 
@@ -126,6 +126,26 @@ def test_failures_by_reason_link_to_exactly_those_deliveries(admin_client: Clien
         "HTTP 401: bad key",
         "HTTP 400: no anonymousId",
     ]
+
+
+@pytest.mark.django_db
+def test_a_vendor_paused_for_every_process_says_until_when_and_why(admin_client: Client) -> None:
+    until = timezone.now() + timedelta(seconds=120)
+    VendorPause.objects.create(
+        vendor="hackle", paused_until=until, reason="HTTP 429, Retry-After 120s"
+    )
+    VendorPause.objects.create(
+        vendor="browsee", paused_until=timezone.now() - timedelta(seconds=1), reason="over"
+    )
+    content = admin_client.get(DASHBOARD).content.decode()
+    names = re.findall(r'<th[^>]*class="vendor-name">\s*(\w+)', content)
+    states = [
+        " ".join(html.unescape(re.sub(r"<[^>]+>", " ", cell)).split())
+        for cell in re.findall(r'<td[^>]*class="paused[^"]*">(.*?)</td>', content, re.DOTALL)
+    ]
+    paused = dict(zip(names, states, strict=True))
+    assert paused["Hackle"] == f"until {until:%H:%M:%S} UTC HTTP 429, Retry-After 120s"
+    assert paused["Browsee"] == paused["PrimeData"] == paused["Hellotext"] == "no"
 
 
 @pytest.mark.django_db
@@ -150,8 +170,8 @@ def test_the_dashboard_costs_the_same_queries_whatever_the_outbox_holds(
         finished(vendor, Status.FAILED, reason=f"HTTP 4{index:02d}", ago=timedelta(hours=index))
         finished(vendor, Status.DELIVERED, ago=timedelta(hours=index))
     assert queries() == few
-    # The session and user, then summary, finished, timeline and failure reasons.
-    assert few <= 6
+    # The session and user, then summary, finished, pauses, timeline and failure reasons.
+    assert few <= 7
 
 
 @pytest.mark.django_db

@@ -18,7 +18,7 @@ from pytest_django import Settings
 
 from django_eventtrack import conf, sender
 from django_eventtrack.errors import ConfigurationError
-from django_eventtrack.models import Delivery, Event
+from django_eventtrack.models import Delivery, Event, VendorPause
 from django_eventtrack.vendors import Outcome, OutcomeKind
 from tests.test_admin import _admin_settings  # noqa: F401 (an autouse fixture: sessions, auth)
 from tests.test_dashboard import finished
@@ -71,6 +71,11 @@ def test_metrics_report_outcomes_backlog_latency_and_circuit_per_vendor(
     )
     retry = Outcome(OutcomeKind.RETRY, 503, "HTTP 503")
     sender.breaker.record("browsee", retry, threshold=1, pause=60)
+    VendorPause.objects.create(
+        vendor="primedata",
+        paused_until=timezone.now() + timedelta(seconds=120),
+        reason="HTTP 429, Retry-After 120s",
+    )
 
     samples = scrape(client, authorization=f"Bearer {token}")
 
@@ -94,8 +99,9 @@ def test_metrics_report_outcomes_backlog_latency_and_circuit_per_vendor(
     assert sample(bucket, vendor="hackle", le="+Inf") == 3
     assert sample("eventtrack_delivery_latency_seconds_gcount", vendor="hackle") == 3
     assert sample("eventtrack_delivery_latency_seconds_gsum", vendor="hackle") == pytest.approx(3.4)
-    assert sample("eventtrack_circuit_open", vendor="browsee") == 1
-    assert sample("eventtrack_circuit_open", vendor="hackle") == 0
+    assert sample("eventtrack_vendor_paused", vendor="browsee") == 1  # this process's breaker
+    assert sample("eventtrack_vendor_paused", vendor="primedata") == 1  # another process's 429
+    assert sample("eventtrack_vendor_paused", vendor="hackle") == 0
 
 
 @pytest.mark.django_db
@@ -110,7 +116,7 @@ def test_a_scrape_costs_the_same_queries_whatever_the_outbox_holds(
     few = queries()
     for index in range(20):
         finished(("hackle", "browsee")[index % 2], (Status.DELIVERED, Status.FAILED)[index % 3 % 2])
-    assert queries() == few == 2  # the backlog and the last hour
+    assert queries() == few == 3  # the backlog, the last hour and the pauses
 
 
 @pytest.mark.django_db
