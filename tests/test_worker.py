@@ -277,6 +277,40 @@ def test_the_worker_survives_a_database_error(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_database_fault_mid_drain_keeps_honest_totals_and_gives_the_rest_back(
+    worker_mode: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database fails after two outcomes were recorded: the totals still count
+    those two (as the database does), and the claimed rows not recorded are due again
+    at once, not when the lease ends."""
+    sandbox = worker_mode(CONCURRENCY=1)
+    track_many(5, vendors=["hackle"])
+    real_finish = outbox.finish
+    recorded: list[int] = []
+
+    def failing_finish(claim: Any, deliveries: Any, *args: Any, **kwargs: Any) -> None:
+        if sum(recorded) >= 2:
+            raise OperationalError("server closed the connection unexpectedly")
+        real_finish(claim, deliveries, *args, **kwargs)
+        recorded.append(len(deliveries))
+
+    monkeypatch.setattr(outbox, "finish", failing_finish)
+    runner = worker.Worker(["hackle"])
+    with pytest.raises(OperationalError):
+        runner.run_once()
+
+    delivered = Delivery.objects.filter(status=Status.DELIVERED).count()
+    assert delivered == sum(recorded) >= 2
+    assert runner.totals.delivered == delivered
+    assert runner.totals.requests == delivered
+    assert len(sandbox.requests("hackle")) > delivered  # sent, then the database failed
+    rest = Delivery.objects.exclude(status=Status.DELIVERED)
+    assert rest.count() == 5 - delivered
+    assert not rest.filter(claim_token__isnull=False).exists()
+    assert rest.filter(next_attempt_at__lte=timezone.now()).count() == 5 - delivered
+
+
+@pytest.mark.django_db(transaction=True)
 def test_once_command_with_vendor_filter(worker_mode: Callable[..., Sandbox]) -> None:
     sandbox = worker_mode()
     track_many(2)
