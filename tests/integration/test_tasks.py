@@ -35,7 +35,7 @@ try:  # the Tasks framework's default backend, to build a failing one on
     from django.tasks.backends.immediate import ImmediateBackend
 except ImportError:
     try:
-        from django_tasks.backends.immediate import (  # type: ignore[no-redef,unused-ignore]
+        from django_tasks.backends.immediate import (  # type: ignore[no-redef,assignment,unused-ignore]
             ImmediateBackend,
         )
     except ImportError:  # no Tasks framework: the tests that need it skip
