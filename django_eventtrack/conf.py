@@ -202,18 +202,21 @@ def lookup(
     path: tuple[str, ...],
     parse: Callable[[Any, str], T],
     default: T,
+    literal: bool = False,
 ) -> T:
     """The one lookup: ``section[key]``, else the environment variable, else ``default``.
 
     ``parse(raw, where)`` converts and validates the raw value; ``where`` names
-    both places to fix it, for the error message.
+    both places to fix it, for the error message. ``literal`` reads the variable
+    exactly as set (credentials): django-environ would take a value starting with
+    ``$`` for the name of another variable and substitute that one's value.
     """
     where = f"{setting_path(*path, key)} (or environment variable {env_name(*path[1:], key)})"
     if key in section and section[key] is not None:
         return parse(section[key], where)
     variable = env_name(*path[1:], key)
     if variable in os.environ:
-        return parse(_env.str(variable), where)
+        return parse(os.environ[variable] if literal else _env.str(variable), where)
     return default
 
 
@@ -336,7 +339,8 @@ def _vendor_config(name: str, raw: Mapping[str, Any], adapter: Any) -> VendorCon
             f"{list(credential_keys)} and options {sorted(VENDOR_OPTIONS)}"
         )
     credentials = {
-        key: lookup(raw, key, path=path, parse=_parse_secret, default="") for key in credential_keys
+        key: lookup(raw, key, path=path, parse=_parse_secret, default="", literal=True)
+        for key in credential_keys
     }
     present = [key for key, value in credentials.items() if value]
     if present and len(present) != len(credential_keys):
@@ -510,11 +514,16 @@ def _import_callable(key: str, path: str) -> Callable[..., Any]:
 
 
 def _parse_secret(value: Any, where: str) -> str:
+    """A credential as given, surrounding whitespace aside: ``$``, ``\\``, quotes and
+    inner spaces are the secret's own. Control characters (a pasted line break) would
+    end an HTTP header early, so they are refused."""
     if not isinstance(value, str):
         raise ConfigurationError(f"{where} must be a string, got {type(value).__name__}")
     secret: str = value.strip()
-    if any(ch.isspace() or not ch.isprintable() for ch in secret):
-        raise ConfigurationError(f"{where} contains whitespace or control characters")
+    if not secret.isprintable():
+        raise ConfigurationError(
+            f"{where} contains a control character (a line break or tab?); remove it"
+        )
     return secret
 
 

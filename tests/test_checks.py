@@ -58,7 +58,7 @@ def test_a_sound_configuration_passes(settings: Settings) -> None:
         ),
         ({"VENDORS": {"hackle": {**HACKLE, "API_URL": "ftp://x"}}}, "must be an http(s) URL"),
         ({"VENDORS": {"hackle": {**HACKLE, "TIMEOUT": "soon"}}}, "must be a number of seconds"),
-        ({"VENDORS": {"hackle": {"API_KEY": "hk secret value"}}}, "contains whitespace"),
+        ({"VENDORS": {"hackle": {"API_KEY": "hk-secret\nvalue"}}}, "contains a control character"),
         ({"VENDORS": {1: {}, "x": {}}}, "EVENTTRACK could not be read (TypeError)"),
     ],
 )

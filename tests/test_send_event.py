@@ -248,3 +248,25 @@ def test_configuration_from_environment_only(
     conf.reload()
     assert len(run(*PURCHASE).splitlines()) == 4
     assert len(sandbox.requests()) == 4
+
+
+def test_secrets_from_the_environment_reach_the_vendors_literally(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key django-environ would have expanded ($HOME) or that carries backslashes,
+    quotes and spaces authenticates as set."""
+    from django_eventtrack import conf
+
+    secrets = {"hackle": {"API_KEY": r"""$HOME \"q' s"""}, "browsee": {"API_KEY": r"$X\y 'z'"}}
+    settings.EVENTTRACK = {"DELIVERY": "sync"}
+    with Sandbox(credentials=secrets) as sandbox:
+        for name, value in sandbox.env().items():
+            if name.startswith(("EVENTTRACK_HACKLE_", "EVENTTRACK_BROWSEE_")):
+                monkeypatch.setenv(name, value)
+        conf.reload()
+        out = io.StringIO()
+        call_command("send_event", *PURCHASE, "--sync", stdout=out, no_color=True)
+    assert out.getvalue().splitlines() == [
+        "hackle: delivered (HTTP 200)",
+        "browsee: delivered (HTTP 200)",
+    ]
