@@ -87,7 +87,28 @@ class WorkerBackend:
         return None
 
 
-class ThreadBackend:
+class ProcessBound:
+    """Base of the backends whose threads belong to the process that started them.
+
+    ``_reset`` sets the state up afresh: when the backend is created and in a forked
+    child (gunicorn, uWSGI, Celery prefork), which must never use its parent's
+    threads. ``close`` runs at interpreter exit.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+        atexit.register(self.close)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        raise NotImplementedError
+
+    def close(self, timeout: float | None = None) -> None:
+        raise NotImplementedError
+
+
+class ThreadBackend(ProcessBound):
     """In-process background senders, woken on commit (the default).
 
     One long-lived thread per active vendor, woken by every commit, so an
@@ -110,12 +131,6 @@ class ThreadBackend:
     """
 
     sends_in_process = True
-
-    def __init__(self) -> None:
-        self._reset()
-        atexit.register(self.close)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
@@ -253,7 +268,7 @@ class ThreadBackend:
         )
 
 
-class HandOffBackend:
+class HandOffBackend(ProcessBound):
     """Base of the backends that hand events to a task queue (``celery``, ``tasks``).
 
     The hand-off runs in a thread of its own, so a broker that is down or slow
@@ -269,12 +284,6 @@ class HandOffBackend:
 
     #: What is handed to, for log lines ("Celery", "the Tasks framework").
     engine = "the task queue"
-
-    def __init__(self) -> None:
-        self._reset()
-        atexit.register(self.close)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
         self._changed = threading.Condition()

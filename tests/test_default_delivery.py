@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from typing import Any
 import pytest
 
 from django_eventtrack.sandbox import Sandbox
-from tests.processes.helpers import VENDORS, received, wait_until
+from tests.processes.helpers import VENDORS, accepts_connections, free_port, received, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOP = ROOT / "example_project"
@@ -194,21 +193,6 @@ def test_what_does_not_fit_in_shutdown_timeout_stays_pending_unclaimed_with_one_
     assert "SHUTDOWN_TIMEOUT (0.5s)" in line
     assert "manage.py eventtrack_worker" in line
     sandbox.wait_for(1, vendor="hackle")  # the request in flight, before the next test
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def accepts_connections(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
 
 
 @contextlib.contextmanager

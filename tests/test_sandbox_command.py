@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from django_eventtrack.sandbox import DEFAULT_CREDENTIALS
-from tests.processes.helpers import wait_until
-from tests.test_default_delivery import free_port
+from tests.processes.helpers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 
 from django_eventtrack.sandbox import Sandbox
-from tests.processes.helpers import VENDORS, wait_until
-from tests.test_default_delivery import accepts_connections, free_port
+from tests.processes.helpers import VENDORS, accepts_connections, free_port, wait_until
 from tests.test_worker import clean_environ
 
 ROOT = Path(__file__).resolve().parent.parent

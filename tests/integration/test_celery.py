@@ -20,13 +20,12 @@ from tests.integration.conftest import (
     Processes,
     deliver_scenario,
     duplicates_of_committed,
-    free_port,
     short_leases_and_slow_vendors,
     statuses,
     track_scenario,
 )
 from tests.integration.track import COMMITTED
-from tests.processes.helpers import VENDORS, received, wait_until
+from tests.processes.helpers import VENDORS, free_port, received, wait_until
 
 ALL_DELIVERED = {"delivered": len(COMMITTED) * len(VENDORS)}
 

@@ -26,13 +26,12 @@ from tests.integration.conftest import (
     PACKAGES,
     PostgresDatabase,
     Processes,
-    free_port,
     migrate,
     need_packages,
     statuses,
     unavailable,
 )
-from tests.processes.helpers import VENDORS, marker, wait_until
+from tests.processes.helpers import VENDORS, free_port, marker, wait_until
 
 EVENTS = 400
 PER_TRANSACTION = 10
