@@ -7,8 +7,9 @@ tasks with no configuration of ours. (Django's Tasks framework finds a task by
 its dotted path instead, so its task lives in
 :mod:`django_eventtrack.tasks_framework`.)
 
-``DELIVERY = "celery"`` sends one :func:`drain_outbox` task per committed
-transaction, carrying the ids of its events. The outbox stays the source of
+``DELIVERY = "celery"`` sends a :func:`drain_outbox` task after each commit,
+carrying the ids of its events (those committed while the previous task was
+being sent share the next). The outbox stays the source of
 truth: a message that never reaches the broker (broker down) or is lost with a
 killed worker costs no event, because :func:`sweep_outbox`, run by Celery beat
 (or ``manage.py eventtrack_worker --once`` from cron), sends whatever is still

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -90,8 +91,6 @@ class Server:
         return self.log.read_text()
 
     def query(self, sql: str, *params: Any) -> list[Any]:
-        import sqlite3
-
         with sqlite3.connect(self.database, timeout=30) as connection:
             return connection.execute(sql, params).fetchall()
 
