@@ -473,6 +473,25 @@ def _announce(delivery: Delivery, outcome: Outcome) -> None:
             )
 
 
+def end_lease(claim: Claim, deliveries: Sequence[Delivery]) -> int:
+    """Make ``deliveries`` of ``claim``, if still unrecorded, due now, keeping its token;
+    how many.
+
+    For requests still in flight when their process exits: the rows need not
+    wait for the lease to end, and a request that finishes still records its
+    answer, unless another sender claims the row first (its token then wins).
+    """
+    now = timezone.now()
+    rows = Delivery.objects.filter(
+        pk__in=[delivery.pk for delivery in deliveries],
+        claim_token=claim.token,
+        status=Status.PENDING,
+    )
+    return _sender_write(
+        router.db_for_write(Delivery), partial(rows.update, next_attempt_at=now, claimed_until=now)
+    )
+
+
 def release(claim: Claim, deliveries: Sequence[Delivery]) -> None:
     """Give unsent deliveries back (shutdown, a paused vendor): due again now."""
     if deliveries:

@@ -281,3 +281,64 @@ def test_thread_backend_a_slow_vendor_does_not_hold_up_the_others(
     assert time.monotonic() - started < 2.0  # Hackle's first request is still in flight
     assert received(sandbox, "hackle") == {}
     wait_until(lambda: received(sandbox, "hackle") == {"first": 1, "second": 1}, timeout=10)
+
+
+def test_close_sends_what_this_process_committed_before_stopping(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    """What a script or command does at exit: close() right after the commit waits for
+    the deliveries (each vendor answering slowly), then stops."""
+    use(settings, sandbox, "thread", CONCURRENCY=1)
+    for vendor in VENDORS:
+        sandbox.inject(vendor, delay=0.2, count=3)
+    with transaction.atomic():
+        events = [
+            track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}") for n in range(3)
+        ]
+    backend = backends.get_backend()
+    backend.close()
+    assert not getattr(backend, "running", True)
+    for event in events:
+        assert event is not None
+        assert all_delivered(event.id)
+    for vendor in VENDORS:
+        assert received(sandbox, vendor) == {0: 1, 1: 1, 2: 1}, vendor
+
+
+def test_close_does_not_wait_once_everything_is_sent(settings: Settings, sandbox: Sandbox) -> None:
+    use(settings, sandbox, "thread", SHUTDOWN_TIMEOUT=5)
+    event = track("order.placed", {"n": 1, "order": "O1"}, session="S1")
+    assert event is not None
+    wait_until(lambda: all_delivered(event.id), what="the event to be sent")
+    started = time.monotonic()
+    backends.get_backend().close()
+    assert time.monotonic() - started < 1.0
+
+
+def test_the_sender_sends_from_its_own_thread_when_no_new_thread_may_start(
+    settings: Settings, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.12 refuses to start threads in atexit handlers, where the thread backend
+    sends a script's events: the drain then sends them from the thread it runs in."""
+    use(settings, sandbox, "worker")
+    for n in range(3):
+        track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}", vendors=["hackle"])
+    real_start = threading.Thread.start
+    senders: set[str] = set()
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name.startswith("eventtrack-hackle"):
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        real_start(thread)
+
+    def send(*args: Any, **kwargs: Any) -> http.Attempt:
+        senders.add(threading.current_thread().name)
+        return real_send(*args, **kwargs)
+
+    real_send = http.send
+    monkeypatch.setattr(threading.Thread, "start", start)
+    monkeypatch.setattr(http, "send", send)
+    stats = sender.drain(["hackle"])
+    assert (stats.delivered, stats.requests) == (3, 3)
+    assert senders == {threading.current_thread().name}
+    assert len(sandbox.requests("hackle")) == 3

@@ -3,7 +3,7 @@ and links.
 
 The known settings come from the resolver itself: the key sets it validates against
 (``conf.TOP_LEVEL_KEYS``, ``conf.VENDOR_OPTIONS``, each adapter's ``credential_settings``,
-``identity.SETTING_KEYS``) and, for environment variables and defaults, every ``lookup()`` it
+``conf.IDENTITY_KEYS``) and, for environment variables and defaults, every ``lookup()`` it
 makes while resolving an empty configuration. A setting added to the code but not to
 ``docs/settings.md``, or documented but gone, fails here.
 """
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from pytest_django import Settings
 
-from django_eventtrack import conf, identity
+from django_eventtrack import conf
 from django_eventtrack.vendors import ADAPTERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,7 +166,7 @@ def test_every_vendor_option_and_credential_is_documented_and_nothing_else(
 
 
 def test_every_identity_key_is_documented_and_nothing_else(rows: list[Row]) -> None:
-    assert documented(rows, "IDENTITY") == set(identity.SETTING_KEYS)
+    assert documented(rows, "IDENTITY") == set(conf.IDENTITY_KEYS)
 
 
 def test_every_environment_variable_is_documented_on_its_setting_and_nothing_else(
@@ -192,8 +192,8 @@ def test_documented_defaults_are_the_resolvers(
     for found in lookups.values():
         for lookup in found:
             defaults.setdefault((lookup.scope, lookup.key), []).append(lookup.default)
-    identity_defaults = identity.IdentitySettings()
-    for option in fields(identity.IdentitySettings):
+    identity_defaults = conf.IdentitySettings()
+    for option in fields(conf.IdentitySettings):
         defaults[("IDENTITY", option.name.upper())] = [getattr(identity_defaults, option.name)]
     checked = set()
     for row in rows:

@@ -11,7 +11,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.test import RequestFactory
 from pytest_django import Settings
 
-from django_eventtrack import identity, track
+from django_eventtrack import conf, identity, track
 from django_eventtrack.errors import ConfigurationError, InvalidEvent
 from django_eventtrack.event import Identity
 from django_eventtrack.models import Delivery
@@ -24,7 +24,7 @@ from django_eventtrack.sandbox import Sandbox
 def test_defaults(settings: Settings) -> None:
     settings.EVENTTRACK = {}
     parsed = identity.get_settings()
-    assert parsed == identity.IdentitySettings()
+    assert parsed == conf.IdentitySettings()
     assert (parsed.anonymous_cookie, parsed.ids_cookie) == ("eventtrack_aid", "eventtrack_ids")
     assert parsed.cookie_max_age == 34560000
     assert parsed.cookie_domain is None
@@ -34,8 +34,8 @@ def test_defaults(settings: Settings) -> None:
 
 
 def test_cookies_live_at_most_the_400_days_browsers_keep() -> None:
-    assert identity.parse_settings({}).cookie_max_age == 400 * 24 * 3600
-    assert identity.parse_settings({"COOKIE_MAX_AGE": 400 * 24 * 3600}).cookie_max_age == 34560000
+    assert conf.parse_identity({}).cookie_max_age == 400 * 24 * 3600
+    assert conf.parse_identity({"COOKIE_MAX_AGE": 400 * 24 * 3600}).cookie_max_age == 34560000
 
 
 def test_settings_are_parsed_once_per_configuration(settings: Settings) -> None:
@@ -46,14 +46,14 @@ def test_settings_are_parsed_once_per_configuration(settings: Settings) -> None:
 
 
 def test_user_id_and_consent_accept_dotted_paths_and_callables() -> None:
-    parsed = identity.parse_settings(
+    parsed = conf.parse_identity(
         {"USER_ID": "tests.views.hashed_email", "CONSENT": "tests.views.consent_cookie"}
     )
     from tests.views import consent_cookie, hashed_email
 
     assert parsed.user_id is hashed_email
     assert parsed.consent is consent_cookie
-    assert identity.parse_settings({"CONSENT": consent_cookie}).consent is consent_cookie
+    assert conf.parse_identity({"CONSENT": consent_cookie}).consent is consent_cookie
 
 
 @pytest.mark.parametrize(
@@ -78,7 +78,7 @@ def test_user_id_and_consent_accept_dotted_paths_and_callables() -> None:
 )
 def test_bad_settings_name_the_key(raw: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
-        identity.parse_settings(raw)
+        conf.parse_identity(raw)
 
 
 NOT_CALLABLE = 42

@@ -282,6 +282,41 @@ def test_the_worker_survives_a_database_error(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_database_fault_mid_drain_keeps_honest_totals_and_gives_the_rest_back(
+    worker_mode: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database fails when the second outcome is recorded: the totals still count
+    the first (as the database does), and the claimed rows not recorded are due again
+    at once, not when the lease ends."""
+    sandbox = worker_mode(CONCURRENCY=1)
+    sandbox.inject("hackle", delay=0.01)
+    sandbox.inject("hackle", delay=0.3, count=4)  # the first answer is recorded alone
+    track_many(5, vendors=["hackle"])
+    real_finish = outbox.finish
+    calls: list[int] = []
+
+    def failing_finish(claim: Any, deliveries: Any, *args: Any, **kwargs: Any) -> None:
+        calls.append(len(deliveries))
+        if len(calls) == 2:
+            raise OperationalError("server closed the connection unexpectedly")
+        real_finish(claim, deliveries, *args, **kwargs)
+
+    monkeypatch.setattr(outbox, "finish", failing_finish)
+    runner = worker.Worker(["hackle"])
+    with pytest.raises(OperationalError):
+        runner.run_once()
+
+    assert calls[0] == 1
+    assert Delivery.objects.filter(status=Status.DELIVERED).count() == 1
+    assert (runner.totals.delivered, runner.totals.requests) == (1, 1)
+    assert len(sandbox.requests("hackle")) >= 2  # sent, then the database failed
+    rest = Delivery.objects.exclude(status=Status.DELIVERED)
+    assert rest.count() == 4
+    assert not rest.filter(claim_token__isnull=False).exists()
+    assert rest.filter(next_attempt_at__lte=timezone.now()).count() == 4
+
+
+@pytest.mark.django_db(transaction=True)
 def test_once_command_with_vendor_filter(worker_mode: Callable[..., Sandbox]) -> None:
     sandbox = worker_mode()
     track_many(2)

@@ -32,8 +32,8 @@ import pytest
 
 from django_eventtrack.sandbox import Sandbox
 from tests.example_project import MANAGE, environment, manage
-from tests.integration.conftest import free_port, unavailable
-from tests.processes.helpers import VENDORS, wait_until
+from tests.integration.conftest import unavailable
+from tests.processes.helpers import VENDORS, free_port, wait_until
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page, Response, ViewportSize
