@@ -8,10 +8,8 @@ Markdown that reads well on GitHub too. Furo is a maintained, readable theme.
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
-from typing import Any
 
 import django
 from django.conf import settings
@@ -60,14 +58,3 @@ autodoc_default_options = {"members": True}
 
 html_theme = "furo"
 html_title = f"django-eventtrack {release}"
-
-
-def _drop_empty_vendor_toctree(app: Any, docname: str, source: list[str]) -> None:
-    """vendors.md lists ``vendors/*``; drop that toctree while no vendor page exists, since
-    Sphinx warns about a glob that matches nothing and the build treats warnings as errors."""
-    if docname == "vendors" and not any((DOCS / "vendors").glob("*.md")):
-        source[0] = re.sub(r"```\{toctree\}\n:glob:.*?```\n", "", source[0], flags=re.DOTALL)
-
-
-def setup(app: Any) -> None:
-    app.connect("source-read", _drop_empty_vendor_toctree)
