@@ -219,7 +219,7 @@ def check_environment(
                 hint=(
                     f"Did you mean {known[closest[0]]}? Rename the variable."
                     if closest
-                    else "Remove it, or see the README's Configuration section for the names."
+                    else "Remove it, or see docs/settings.md for the names."
                 ),
                 id="eventtrack.W006",
             )

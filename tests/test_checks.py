@@ -193,7 +193,7 @@ def test_an_identity_error_is_reported_by_check_not_only_by_the_middleware(
         ("EVENTTRACK_HELLOTEXT_TOKEN", "Did you mean EVENTTRACK_HELLOTEXT_API_TOKEN?"),
         ("EVENTTRACK_DELIVERY_MODE", "Did you mean EVENTTRACK_DELIVERY?"),
         ("EVENTTRACK_SHUTDOWN_TIMEOUTS", "Did you mean EVENTTRACK_SHUTDOWN_TIMEOUT?"),
-        ("EVENTTRACK_XYZ", "see the README's Configuration section"),
+        ("EVENTTRACK_XYZ", "see docs/settings.md"),
     ],
 )
 def test_an_unknown_environment_variable_warns_with_the_closest_name(

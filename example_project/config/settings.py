@@ -100,7 +100,7 @@ LOGGING = {
     "loggers": {
         "django_eventtrack": {
             "handlers": ["console"],
-            "level": env.str("EVENTTRACK_LOG_LEVEL", default="WARNING"),
+            "level": env.str("SHOP_LOG_LEVEL", default="WARNING"),
         }
     },
 }
