@@ -1,8 +1,8 @@
 """Server-side tracking events for Django, delivered to Hellotext, Hackle, Browsee and PrimeData.
 
-The public entry points are :func:`track` and :func:`identify`; they are
-imported lazily so that importing this package never touches Django's app
-registry.
+The public entry points are :func:`track` and :func:`identify`, and their async
+forms :func:`atrack` and :func:`aidentify`; they are imported lazily so that
+importing this package never touches Django's app registry.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from django_eventtrack.identification import identify
-    from django_eventtrack.tracking import track
+    from django_eventtrack.tracking import aidentify, atrack, track
 else:
 
     def track(*args: Any, **kwargs: Any) -> Any:
@@ -32,4 +32,20 @@ else:
         "Identify a visitor as a user; see :func:`django_eventtrack.identification.identify`."
     )
 
-__all__ = ["__version__", "identify", "track"]
+    async def atrack(*args: Any, **kwargs: Any) -> Any:
+        from django_eventtrack.tracking import atrack as _atrack
+
+        return await _atrack(*args, **kwargs)
+
+    atrack.__doc__ = "Track an event from async code; see :func:`django_eventtrack.tracking.track`."
+
+    async def aidentify(*args: Any, **kwargs: Any) -> Any:
+        from django_eventtrack.tracking import aidentify as _aidentify
+
+        return await _aidentify(*args, **kwargs)
+
+    aidentify.__doc__ = (
+        "Identify a visitor from async code; see :func:`django_eventtrack.identification.identify`."
+    )
+
+__all__ = ["__version__", "aidentify", "atrack", "identify", "track"]

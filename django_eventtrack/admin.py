@@ -1,10 +1,12 @@
-"""The outbox in Django's admin: read-only events and deliveries, with two actions.
+"""The outbox in Django's admin: read-only events and deliveries, two actions, and the
+delivery dashboard (``admin:eventtrack_dashboard``).
 
 Nothing here can add or edit an event, and no page shows vendor settings; a
 delivery's ``last_error`` is shown as stored, which is already redacted. The
 lists stay cheap on a large outbox: filters list their choices without a
 query, the full result count is not computed, and related rows are fetched
-with the page.
+with the page. The dashboard's numbers are aggregated by the database
+(:mod:`django_eventtrack.dashboard`).
 
 Search matches an event id exactly, an event name by substring, and an
 identity value (user id, anonymous id, Hellotext profile or session, Hackle
@@ -16,19 +18,29 @@ PostgreSQL included, and never matches a key name by accident.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
-from django.contrib import admin
-from django.contrib.admin.utils import model_ngettext
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import display_for_value, model_ngettext
 from django.contrib.auth import get_permission_codename
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet
-from django.http import HttpRequest
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
-from django_eventtrack import backends, outbox
+from django_eventtrack import backends, dashboard, outbox, status
 from django_eventtrack.event import Identity
 from django_eventtrack.models import Delivery, Event, VendorProfile
+from django_eventtrack.redaction import truncate
 from django_eventtrack.vendors import ADAPTERS
 
 Status = Delivery.Status
@@ -115,15 +127,62 @@ class HasDeliveryInStatusFilter(HasDeliveryFilter):
         return list(Status.choices)
 
 
-class DeliveryInline(ReadOnlyAdminMixin, DeliveryInlineBase):
+#: Characters of a failure or skip reason shown in a list column (all of it on the page).
+REASON_CHARS = 90
+#: What the columns below show for "nothing" (the admin's own default); they return
+#: text because a change page prints a callable's None as "None".
+EMPTY = "-"
+
+
+class DeliveryColumnsMixin:
+    """Delivery columns shown the same in the deliveries list, a delivery's page and an
+    event's deliveries."""
+
+    @admin.display(description="next attempt at", ordering="next_attempt_at")
+    def next_attempt(self, delivery: Delivery) -> str:
+        """Only a pending delivery has one: nothing tries a final row again by itself."""
+        return EMPTY if delivery.is_final else display_for_value(delivery.next_attempt_at, EMPTY)
+
+    @admin.display(description="last HTTP status", ordering="last_status")
+    def last_answer(self, delivery: Delivery) -> str:
+        """The HTTP status of the last request, saying so when a 2xx did not deliver.
+
+        Such a row is not a contradiction: the vendor answered 2xx but what it
+        answered was a refusal (Browsee's ``"status": "failure"``, a Hellotext profile
+        created without an id), or, for ``identify()`` to Hellotext, the last of its
+        requests (``PATCH /v1/sessions``) answered 200 with the session still bound to
+        another profile, which Hellotext never moves: the delivery failed, with that
+        reason (in the next column). Shown alone, "200" read as a success.
+        """
+        code = delivery.last_status
+        if code is None:
+            return EMPTY
+        if 200 <= code < 300 and delivery.status != Status.DELIVERED:
+            return f"{code}, but {delivery.status}"
+        return str(code)
+
+    @admin.display(description="reason", ordering="last_error")
+    def reason(self, delivery: Delivery) -> SafeString | str:
+        """Why it failed or was skipped (or the last retryable error), cut to fit the list;
+        the whole text is in the tooltip and on the delivery's page."""
+        if not delivery.last_error:
+            return EMPTY
+        return format_html(
+            '<span title="{}">{}</span>',
+            delivery.last_error,
+            truncate(delivery.last_error, REASON_CHARS),
+        )
+
+
+class DeliveryInline(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryInlineBase):
     model = Delivery
     fields = (
         "vendor",
         "status",
         "attempts",
-        "last_status",
+        "last_answer",
         "last_error",
-        "next_attempt_at",
+        "next_attempt",
         "delivered_at",
     )
     readonly_fields = fields
@@ -159,16 +218,65 @@ class EventAdmin(ReadOnlyAdminMixin, EventAdminBase):
         return ", ".join(f"{d.vendor}: {d.status}" for d in deliveries) or "-"
 
 
+@dataclass(frozen=True)
+class Retried:
+    """What :func:`retry_deliveries` did."""
+
+    due: int
+    #: Left alone: a sender holds them right now.
+    busy: int
+    #: Left alone: their event's properties were scrubbed after sending.
+    scrubbed: int
+
+
+def retry_deliveries(deliveries: QuerySet[Delivery]) -> Retried:
+    """Make ``deliveries`` pending and due now, whatever their status; attempts are kept.
+
+    A delivery a sender holds at this moment is left to finish, so it is never
+    sent twice at once, and one whose event was scrubbed is not resent (it would
+    send less). Everything is counted before the update: ``deliveries`` may be
+    filtered on what the update changes (a list filtered to failed ones).
+    """
+    now = timezone.now()
+    scrubbed = Q(event__scrubbed_at__isnull=False)
+    left_alone = deliveries.aggregate(
+        busy=Count("pk", filter=Q(claimed_until__gt=now) & ~scrubbed),
+        scrubbed=Count("pk", filter=scrubbed),
+    )
+    idle = deliveries.exclude(claimed_until__gt=now).exclude(scrubbed)
+    event_ids = list(set(idle.values_list("event_id", flat=True)))
+    due = idle.update(
+        status=Status.PENDING,
+        next_attempt_at=now,
+        claim_token=None,
+        claimed_until=None,
+        updated_at=now,
+    )
+    transaction.on_commit(lambda: backends.notify(event_ids))
+    return Retried(due=due, busy=left_alone["busy"], scrubbed=left_alone["scrubbed"])
+
+
+class RetryFailedForm(forms.Form):
+    """The dashboard's "retry the failed deliveries of this vendor since ..."."""
+
+    vendor = forms.ChoiceField(choices=lambda: [(name, name) for name in ADAPTERS])
+    since = forms.DateTimeField(
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="deliveries that failed at or after this time",
+    )
+
+
 @admin.register(Delivery)
-class DeliveryAdmin(ReadOnlyAdminMixin, DeliveryAdminBase):
+class DeliveryAdmin(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryAdminBase):
     list_display = (
         "id",
         "event_name",
         "vendor",
         "status",
         "attempts",
-        "last_status",
-        "next_attempt_at",
+        "last_answer",
+        "reason",
+        "next_attempt",
         "created_at",
         "delivered_at",
     )
@@ -180,9 +288,10 @@ class DeliveryAdmin(ReadOnlyAdminMixin, DeliveryAdminBase):
         "vendor",
         "status",
         "attempts",
-        "last_status",
+        "last_answer",
         "last_error",
-        "next_attempt_at",
+        "changed_to_fit",
+        "next_attempt",
         "claimed_until",
         "created_at",
         "updated_at",
@@ -194,6 +303,18 @@ class DeliveryAdmin(ReadOnlyAdminMixin, DeliveryAdminBase):
     show_full_result_count = False
     actions = ("retry_now", "mark_skipped")
 
+    class Media:
+        css = {"all": ["django_eventtrack/admin.css"]}
+
+    def get_urls(self) -> list[URLPattern]:
+        """The dashboard, before the model's own URLs (whose last one takes any path)."""
+        view = self.admin_site.admin_view
+        return [
+            path("dashboard/", view(self.dashboard_view), name="eventtrack_dashboard"),
+            path("dashboard/retry/", view(self.retry_failed_view), name="eventtrack_retry_failed"),
+            *super().get_urls(),
+        ]
+
     def has_manage_permission(self, request: HttpRequest) -> bool:
         """The actions need the change permission, although no form edits a delivery."""
         codename = get_permission_codename("change", self.opts)
@@ -203,44 +324,143 @@ class DeliveryAdmin(ReadOnlyAdminMixin, DeliveryAdminBase):
     def event_name(self, delivery: Delivery) -> str:
         return delivery.event.name
 
+    @admin.display(description="changed to fit the vendor")
+    def changed_to_fit(self, delivery: Delivery) -> SafeString | str:
+        """What the adapter changed to fit the vendor's limits, one line each."""
+        if not delivery.adjustments:
+            return "-"
+        return format_html_join("", "<p>{}</p>", ([line] for line in delivery.adjustments))
+
     @admin.action(description="Retry now", permissions=["manage"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
-        """Due again now, whatever the status; attempts are kept. A delivery a sender
-        holds at this moment is left to finish, so it is never sent twice at once."""
-        now = timezone.now()
-        scrubbed = queryset.filter(event__scrubbed_at__isnull=False).count()
-        idle = queryset.exclude(claimed_until__gt=now).filter(event__scrubbed_at__isnull=True)
-        event_ids = list(set(idle.values_list("event_id", flat=True)))
-        retried = idle.update(
-            status=Status.PENDING,
-            next_attempt_at=now,
-            claim_token=None,
-            claimed_until=None,
-            updated_at=now,
-        )
-        transaction.on_commit(lambda: backends.notify(event_ids))
-        message = f"{retried} {model_ngettext(self.opts, retried)} due now."
-        if busy := queryset.count() - retried - scrubbed:
-            message += f" {busy} being sent right now, left alone."
-        if scrubbed:
+        """Due again now, whatever the status; attempts are kept (see :func:`retry_deliveries`)."""
+        self.report_retry(request, retry_deliveries(queryset))
+
+    def report_retry(self, request: HttpRequest, retried: Retried) -> None:
+        message = f"{retried.due} {model_ngettext(self.opts, retried.due)} due now."
+        if retried.busy:
+            message += f" {retried.busy} being sent right now, left alone."
+        if retried.scrubbed:
             message += (
-                f" {scrubbed} not retried: their event's properties were scrubbed after it "
-                "was sent (SCRUB_DELIVERED / REDACT_KEYS), so resending would send less."
+                f" {retried.scrubbed} not retried: their event's properties were scrubbed after "
+                "it was sent (SCRUB_DELIVERED / REDACT_KEYS), so resending would send less."
             )
-        self.message_user(request, message)
+        complete = retried.due and not (retried.busy or retried.scrubbed)
+        self.message_user(request, message, messages.SUCCESS if complete else messages.WARNING)
 
     @admin.action(description="Mark skipped", permissions=["manage"])
     def mark_skipped(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         """Stop trying. Delivered rows keep their status, and a send in flight still
         records its real outcome (its claim is left as it is)."""
         event_ids = set(queryset.values_list("event_id", flat=True))
+        delivered = queryset.filter(status=Status.DELIVERED).count()  # before the update
         skipped = queryset.exclude(status=Status.DELIVERED).update(
             status=Status.SKIPPED,
             last_error=f"skipped by {request.user.get_username()} in admin",
             updated_at=timezone.now(),
         )
         outbox.scrub_finished(event_ids)  # skipped by hand is final too
-        self.message_user(request, f"{skipped} {model_ngettext(self.opts, skipped)} skipped.")
+        message = f"{skipped} {model_ngettext(self.opts, skipped)} skipped."
+        if delivered:
+            message += f" {delivered} already delivered, left alone."
+        complete = skipped and not delivered
+        self.message_user(request, message, messages.SUCCESS if complete else messages.WARNING)
+
+    # -- the dashboard --------------------------------------------------------------------
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        """Per vendor: the backlog, what finished in the last hour, day and week, a chart
+        over the chosen window and the failures by reason. Needs the view permission."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        now = timezone.now()
+        window_name = request.GET.get("window", dashboard.DEFAULT_WINDOW)
+        if window_name not in dashboard.WINDOWS:
+            window_name = dashboard.DEFAULT_WINDOW
+        window = dashboard.WINDOWS[window_name]
+        since = now - window.length
+        vendors = status.overview({name: w.length for name, w in dashboard.WINDOWS.items()}, now)
+        timeline = dashboard.timeline(window, now)
+        changelist = reverse("admin:django_eventtrack_delivery_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Delivery dashboard",
+            "opts": self.opts,
+            "windows": dashboard.WINDOWS,
+            "window_name": window_name,
+            "window": window,
+            "since": since,
+            "vendors": [
+                {
+                    "overview": row,
+                    "oldest_pending": _age(row.backlog.oldest_pending_seconds),
+                    "windows": [
+                        {"label": dashboard.WINDOWS[name].label, **dashboard.window_cells(stats)}
+                        for name, stats in row.finished.items()
+                    ],
+                    "chart": dashboard.chart(timeline, row.vendor),
+                    "charted": [sum(counts) for counts in timeline.counts(row.vendor)],
+                    "retry_url": _retry_url(row.vendor, since),
+                }
+                for row in vendors
+            ],
+            "reasons": [
+                (
+                    failure,
+                    f"{changelist}?"
+                    + urlencode(
+                        {
+                            "vendor": failure.vendor,
+                            "status": Status.FAILED,
+                            "last_error": failure.reason,
+                            "updated_at__gte": since.isoformat(),
+                        }
+                    ),
+                )
+                for failure in dashboard.failure_reasons(since)
+            ],
+            "retry_form": RetryFailedForm(initial={"since": timezone.localtime(since)}),
+            "can_retry": self.has_manage_permission(request),
+        }
+        return TemplateResponse(request, "admin/django_eventtrack/dashboard.html", context)
+
+    def retry_failed_view(self, request: HttpRequest) -> HttpResponse:
+        """GET: how many failed deliveries would be retried, and why they failed; POST (the
+        confirmation, with its CSRF token): retry them. Needs the change permission."""
+        if not self.has_manage_permission(request):
+            raise PermissionDenied
+        form = RetryFailedForm(request.POST if request.method == "POST" else request.GET)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Retry failed deliveries",
+            "opts": self.opts,
+            "form": form,
+        }
+        if not form.is_valid():
+            return TemplateResponse(
+                request, "admin/django_eventtrack/retry_failed.html", context, status=400
+            )
+        vendor, since = form.cleaned_data["vendor"], form.cleaned_data["since"]
+        failed = Delivery.objects.filter(vendor=vendor, status=Status.FAILED, updated_at__gte=since)
+        if request.method == "POST":
+            self.report_retry(request, retry_deliveries(failed))
+            return HttpResponseRedirect(reverse("admin:eventtrack_dashboard"))
+        context |= {
+            "vendor": vendor,
+            "since": since,
+            "count": failed.count(),
+            "reasons": dashboard.failure_reasons(since, vendor=vendor, limit=10),
+        }
+        return TemplateResponse(request, "admin/django_eventtrack/retry_failed.html", context)
+
+
+def _age(seconds: float | None) -> str:
+    return "-" if seconds is None else status.format_duration(seconds)
+
+
+def _retry_url(vendor: str, since: datetime) -> str:
+    query = urlencode({"vendor": vendor, "since": timezone.localtime(since).isoformat()})
+    return f"{reverse('admin:eventtrack_retry_failed')}?{query}"
 
 
 @admin.register(VendorProfile)

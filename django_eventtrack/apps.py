@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 from django.core import checks
+from django.core.signals import request_started
 
 
 class EventTrackConfig(AppConfig):
@@ -10,13 +11,17 @@ class EventTrackConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django_eventtrack import checks as eventtrack_checks
         from django_eventtrack import (
+            backends,
             hooks,
             identification,  # noqa: F401  (connects the login hook)
         )
+        from django_eventtrack import checks as eventtrack_checks
 
         for check in eventtrack_checks.ALL_CHECKS:
             checks.register(check, eventtrack_checks.TAG)
         checks.register(hooks.check_model_events, eventtrack_checks.TAG)
         hooks.connect_configured()
+        request_started.connect(
+            backends.start_on_first_request, dispatch_uid="django_eventtrack.start_sending"
+        )

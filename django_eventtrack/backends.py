@@ -10,7 +10,14 @@ A backend is any class with this small interface, chosen by
 ``enqueue`` is called after commit with the ids of newly stored events. It must
 not raise for a vendor problem and should return quickly: the rows are already
 safe in the outbox, so a backend only decides *when* and *where* they are sent.
-Whatever it does not finish stays pending for ``manage.py eventtrack_worker``.
+``close`` is called at interpreter exit (and by ``send_event``): it finishes
+what this process started, within ``timeout`` seconds. Whatever a backend does
+not finish stays pending for ``manage.py eventtrack_worker``.
+
+Two optional members: ``sends_in_process = True`` says the backend sends from
+this process (``send_event`` then reports each vendor's answer instead of
+"queued"), and ``start()``, called when a process serves its first request,
+starts sending whatever is due before any new event is committed.
 """
 
 from __future__ import annotations
@@ -21,12 +28,12 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-from django.db import close_old_connections, connections
-from django.db.models import Min
+from django.db import DatabaseError, close_old_connections, connections
+from django.db.models import Min, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -52,14 +59,20 @@ MAX_IDLE_WAIT = 60.0
 
 
 class DeliveryBackend(Protocol):
-    def enqueue(self, event_ids: Sequence[uuid.UUID]) -> None: ...
+    """What ``EVENTTRACK["DELIVERY"]`` names: the built-in backends and yours alike."""
 
-    def close(self, timeout: float | None = None) -> None: ...
+    def enqueue(self, event_ids: Sequence[uuid.UUID]) -> None:
+        """Start sending these committed events; return quickly, never raise for a vendor."""
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop, waiting at most ``timeout`` seconds for work in flight (at exit, in tests)."""
 
 
 class SyncBackend:
     """Send in the committing thread: for scripts and tests. One attempt per vendor;
     retries are left to a worker (or the next ``sync`` drain)."""
+
+    sends_in_process = True
 
     def enqueue(self, event_ids: Sequence[uuid.UUID]) -> None:
         sender.drain(event_ids=event_ids)
@@ -78,20 +91,12 @@ class WorkerBackend:
         return None
 
 
-class ThreadBackend:
-    """In-process background senders, woken on commit (the default).
+class ProcessBound:
+    """Base of the backends whose threads belong to the process that started them.
 
-    One long-lived thread per active vendor, woken by every commit, so an
-    event is picked up by a thread that is already waiting and a slow or
-    failing vendor never holds up the others. (A single thread whose rounds
-    started a thread per vendor made an event committed during a round wait
-    for the slowest vendor's requests before its round could even begin.)
-
-    Fork-safe: the threads belong to the process that started them; a forked
-    child (gunicorn, uWSGI, Celery prefork, multiprocessing) starts its own on
-    first use and never inherits the parent's. At interpreter exit they stop
-    claiming, let in-flight requests finish for at most ``SHUTDOWN_TIMEOUT``
-    seconds, and leave everything else pending.
+    ``_reset`` sets the state up afresh: when the backend is created and in a forked
+    child (gunicorn, uWSGI, Celery prefork), which must never use its parent's
+    threads. ``close`` runs at interpreter exit.
     """
 
     def __init__(self) -> None:
@@ -101,14 +106,57 @@ class ThreadBackend:
             os.register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
+        raise NotImplementedError
+
+    def close(self, timeout: float | None = None) -> None:
+        raise NotImplementedError
+
+
+class ThreadBackend(ProcessBound):
+    """In-process background senders, woken on commit (the default).
+
+    One long-lived thread per active vendor, woken by every commit, so an
+    event is picked up by a thread that is already waiting and a slow or
+    failing vendor never holds up the others. (A single thread whose rounds
+    started a thread per vendor made an event committed during a round wait
+    for the slowest vendor's requests before its round could even begin.)
+
+    The threads start with the first commit, or earlier with :meth:`start`
+    (the first request a process serves); either way their first round sends
+    everything due, not only this process's events: rows a stopped process
+    left pending and retries coming due.
+
+    Fork-safe: the threads belong to the process that started them; a forked
+    child (gunicorn, uWSGI, Celery prefork, multiprocessing) starts its own on
+    first use and never inherits the parent's. At interpreter exit
+    (:meth:`close`) they finish sending what this process committed, for at
+    most ``SHUTDOWN_TIMEOUT`` seconds, then stop; what is left stays pending,
+    claims given back, and one log line says how to send it.
+    """
+
+    sends_in_process = True
+
+    def _reset(self) -> None:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wakes: dict[str, threading.Event] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._pid = os.getpid()
+        #: Events committed in this process that may still have deliveries pending.
+        self._committed: set[uuid.UUID] = set()
+        self._forget_at = FORGET_FINISHED_AT
+        #: Counts the senders' finished rounds; :meth:`close` waits on it.
+        self._rounds = threading.Condition()
+        self._round_count = 0
+
+    def start(self) -> None:
+        """Start the senders now; their first round sends whatever is due."""
+        self._ensure_running()
 
     def enqueue(self, event_ids: Sequence[uuid.UUID]) -> None:
         self._ensure_running()
+        with self._lock:
+            self._committed.update(event_ids)
         for wake in list(self._wakes.values()):
             wake.set()
 
@@ -141,6 +189,7 @@ class ThreadBackend:
                     break
                 try:
                     sender.drain([vendor], stop=self._stop)
+                    self._forget_finished()
                     wait = _seconds_until_next_due()
                 except Exception:
                     logger.exception(
@@ -150,30 +199,222 @@ class ThreadBackend:
                 finally:
                     # Reused while CONN_MAX_AGE allows, like a request's connection.
                     close_old_connections()
+                    with self._rounds:
+                        self._round_count += 1
+                        self._rounds.notify_all()
                 wake.wait(wait)
         finally:
             connections.close_all()
 
+    def _forget_finished(self) -> None:
+        """Keep the committed ids to those still pending, once they have doubled
+        since last time: a long-lived server must not remember every event."""
+        with self._lock:
+            if len(self._committed) < self._forget_at:
+                return
+            ids = set(self._committed)
+            self._forget_at = len(ids) * 2
+        pending = set(_pending_deliveries(ids))
+        with self._lock:
+            self._committed -= ids - pending
+            self._forget_at = max(FORGET_FINISHED_AT, 2 * len(self._committed))
+
     def close(self, timeout: float | None = None) -> None:
-        """Stop after in-flight requests, waiting at most ``timeout`` (``SHUTDOWN_TIMEOUT``)."""
-        if not self._threads or self._pid != os.getpid():
+        """Send what this process committed, then stop, within ``timeout`` seconds
+        (``SHUTDOWN_TIMEOUT``); called at interpreter exit.
+
+        Waits until every delivery of this process's events is delivered or
+        final, or waits for a retry due after the deadline. Then the threads
+        stop claiming; in-flight requests may finish until the deadline, and
+        claimed but unsent rows are given back. If anything is left, one
+        warning says how much and how to send it.
+        """
+        if not self.running:
             return
-        self._stop.set()
-        for wake in list(self._wakes.values()):
-            wake.set()
-        deadline = time.monotonic() + (
-            get_config().options.shutdown_timeout if timeout is None else timeout
-        )
-        for thread in list(self._threads.values()):
-            thread.join(max(deadline - time.monotonic(), 0.0))
-        if self.running:
-            logger.warning("background sender still busy at exit; unsent events stay pending")
+        seconds = get_config().options.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + seconds
+        with self._lock:
+            committed = set(self._committed)
+        try:
+            self._wait_for(committed, deadline)
+        finally:
+            self._stop.set()
+            for wake in list(self._wakes.values()):
+                wake.set()
+            for thread in list(self._threads.values()):
+                thread.join(max(deadline - time.monotonic(), 0.0))
+            if self.running:  # requests still in flight: their rows need not wait for the lease
+                _end_leases(self._stop)
+        _report_unsent(committed, seconds)
+
+    def _wait_for(self, event_ids: set[uuid.UUID], deadline: float) -> None:
+        """Until no delivery of ``event_ids`` is in flight or due before ``deadline``."""
+        poll = get_config().options.poll_interval
+        while event_ids and (remaining := deadline - time.monotonic()) > 0:
+            with self._rounds:
+                rounds = self._round_count
+            try:
+                due_by = timezone.now() + timedelta(seconds=remaining)
+                if not _pending_deliveries(event_ids, due_by=due_by):
+                    return
+            except DatabaseError:
+                return  # _report_unsent says it
+            with self._rounds:  # a round ending (or a while, for other processes' claims)
+                self._rounds.wait_for(
+                    lambda: self._round_count != rounds,  # noqa: B023 - read while waiting
+                    timeout=min(remaining, poll),
+                )
 
     @property
     def running(self) -> bool:
         return self._pid == os.getpid() and any(
             thread.is_alive() for thread in list(self._threads.values())
         )
+
+
+class HandOffBackend(ProcessBound):
+    """Base of the backends that hand events to a task queue (``celery``, ``tasks``).
+
+    The hand-off runs in a thread of its own, so a broker that is down or slow
+    never holds up the commit: Celery retries a publish to a broker that is
+    down for about 0.7 s, which every request paid when it ran on commit. Events
+    committed meanwhile go out together, up to :data:`IDS_PER_TASK` to a task.
+    A failed hand-off is logged; its rows stay pending for the sweep. Fork-safe:
+    a forked child starts its own thread. At exit, :meth:`close` waits for what
+    is queued, at most ``SHUTDOWN_TIMEOUT`` seconds.
+
+    Subclasses implement :meth:`hand_off`.
+    """
+
+    #: What is handed to, for log lines ("Celery", "the Tasks framework").
+    engine = "the task queue"
+
+    def _reset(self) -> None:
+        self._changed = threading.Condition()
+        self._queued: list[uuid.UUID] = []
+        self._handing_off = 0
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def hand_off(self, event_ids: list[uuid.UUID]) -> None:
+        """Send one task for ``event_ids``; may block (a broker down), may raise."""
+        raise NotImplementedError
+
+    def enqueue(self, event_ids: Sequence[uuid.UUID]) -> None:
+        if self._pid != os.getpid():
+            self._reset()
+        with self._changed:
+            self._queued.extend(event_ids)
+            self._changed.notify_all()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name=f"eventtrack-{type(self).__name__}", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: bool(self._queued))
+                batch = self._queued[:IDS_PER_TASK]
+                del self._queued[:IDS_PER_TASK]
+                self._handing_off = len(batch)
+            try:
+                self.hand_off(batch)
+            except Exception as exc:
+                logger.warning(
+                    "events=%s: could not hand them to %s (%s: %s); they stay pending for "
+                    "the sweep",
+                    ",".join(map(str, batch)),
+                    self.engine,
+                    type(exc).__name__,
+                    exc,
+                )
+            finally:
+                close_old_connections()
+                with self._changed:
+                    self._handing_off = 0
+                    self._changed.notify_all()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Wait until everything committed here has been handed off, at most ``timeout``
+        seconds (``SHUTDOWN_TIMEOUT``); what is left stays pending for the sweep."""
+        if self._pid != os.getpid():
+            return
+        seconds = get_config().options.shutdown_timeout if timeout is None else timeout
+        with self._changed:
+            if self._changed.wait_for(lambda: not (self._queued or self._handing_off), seconds):
+                return
+            left = len(self._queued) + self._handing_off
+        logger.warning(
+            "%d events were not handed to %s within SHUTDOWN_TIMEOUT (%gs); they stay pending: "
+            "the sweep (or `manage.py eventtrack_worker --once`) sends them",
+            left,
+            self.engine,
+            seconds,
+        )
+
+
+#: Events per task handed to Celery or the Tasks framework (one ``IN`` list each).
+IDS_PER_TASK = 500
+#: How many committed event ids the thread backend remembers before it forgets
+#: those whose deliveries are all final.
+FORGET_FINISHED_AT = 1000
+#: Event ids per query when the thread backend looks its events up (SQLite's
+#: default limit on query parameters is 999).
+IDS_PER_QUERY = 500
+
+
+def _pending_deliveries(
+    event_ids: Iterable[uuid.UUID], *, due_by: datetime | None = None
+) -> list[uuid.UUID]:
+    """The event id of each pending delivery of ``event_ids``; with ``due_by``, only
+    those claimed (in flight) or due by then."""
+    ids = list(event_ids)
+    found: list[uuid.UUID] = []
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        rows = Delivery.objects.filter(
+            event_id__in=ids[start : start + IDS_PER_QUERY], status=Delivery.Status.PENDING
+        )
+        if due_by is not None:
+            rows = rows.filter(Q(claim_token__isnull=False) | Q(next_attempt_at__lte=due_by))
+        found += rows.values_list("event_id", flat=True)
+    return found
+
+
+def _end_leases(stop: threading.Event) -> None:
+    try:
+        sender.end_leases(stop)
+    except DatabaseError as exc:
+        logger.warning(
+            "could not end the leases of the requests in flight (%s); their deliveries "
+            "come due when the lease ends",
+            type(exc).__name__,
+        )
+
+
+def _report_unsent(event_ids: set[uuid.UUID], seconds: float) -> None:
+    """The one line a stopping process logs about its events still pending."""
+    if not event_ids:
+        return
+    try:
+        pending = _pending_deliveries(event_ids)
+    except DatabaseError as exc:
+        logger.warning(
+            "could not check which events of this process were sent (%s); run "
+            "`manage.py eventtrack_worker --once` to send any left pending",
+            type(exc).__name__,
+        )
+        return
+    if not pending:
+        return
+    logger.warning(
+        "%d deliveries of events tracked by this process were not sent within "
+        "SHUTDOWN_TIMEOUT (%gs); they stay pending: run `manage.py eventtrack_worker` "
+        "(or `eventtrack_worker --once` from cron) to send them",
+        len(pending),
+        seconds,
+    )
 
 
 def _seconds_until_next_due() -> float:
@@ -188,6 +429,26 @@ def _seconds_until_next_due() -> float:
         return MAX_IDLE_WAIT
     seconds = (next_due - timezone.now() + timedelta(milliseconds=10)).total_seconds()
     return min(max(seconds, options.poll_interval), MAX_IDLE_WAIT)
+
+
+_started_in: int | None = None
+
+
+def start_on_first_request(**kwargs: Any) -> None:
+    """``request_started`` receiver: start the backend's senders (``start()``) when a
+    process serves its first request, so rows left by a process that stopped and
+    retries coming due are sent without waiting for a new event. One comparison
+    per request after the first; a forked child starts its own."""
+    global _started_in
+    if _started_in == os.getpid():
+        return
+    _started_in = os.getpid()
+    try:
+        start = getattr(get_backend(), "start", None)
+        if start is not None:
+            start()
+    except Exception:
+        logger.exception("the delivery backend could not start; it starts on the next commit")
 
 
 def notify(event_ids: Sequence[uuid.UUID]) -> None:

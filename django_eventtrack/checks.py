@@ -10,7 +10,9 @@ checks then say nothing rather than fail themselves. Run only these with
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import os
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,14 +21,21 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 from django.db import connections, router
+from django.utils.module_loading import import_string
 
 from django_eventtrack import backends
-from django_eventtrack.conf import Config, get_config, is_loopback_url, setting_path
+from django_eventtrack.conf import (
+    Config,
+    environment_variables,
+    get_config,
+    is_loopback_url,
+    setting_path,
+)
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery
 
 TAG = "eventtrack"
-HINT = "See the Configuration section of django-eventtrack's README."
+HINT = "See django-eventtrack's settings reference (docs/settings.md)."
 
 
 def check_configuration(
@@ -181,10 +190,145 @@ def check_celery_app(
     ]
 
 
+PREFIX = "EVENTTRACK_"
+#: Variables with this prefix belong to test suites (this package's own), not to settings.
+TEST_VARIABLES = "EVENTTRACK_TEST_"
+
+
+def check_environment(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """W006: an ``EVENTTRACK_*`` environment variable that no setting reads (a typo
+    such as ``EVENTTRACK_HACKLE_APIKEY`` would leave Hackle off without a word)."""
+    # Compared without the prefix every name shares, which would make any two look alike.
+    known = {name.removeprefix(PREFIX): name for name in environment_variables()}
+    unknown = sorted(
+        name
+        for name in os.environ
+        if name.startswith(PREFIX)
+        and not name.startswith(TEST_VARIABLES)
+        and name.removeprefix(PREFIX) not in known
+    )
+    messages: list[CheckMessage] = []
+    for name in unknown:
+        closest = difflib.get_close_matches(name.removeprefix(PREFIX), known, n=1)
+        messages.append(
+            Warning(
+                f"Environment variable {name} is not a django-eventtrack setting; nothing "
+                "reads it.",
+                hint=(
+                    f"Did you mean {known[closest[0]]}? Rename the variable."
+                    if closest
+                    else "Remove it, or see docs/settings.md for the names."
+                ),
+                id="eventtrack.W006",
+            )
+        )
+    return messages
+
+
+#: The middleware ``EventTrackMiddleware`` must follow, what it reads from each, and
+#: what goes wrong without it.
+MIDDLEWARE_BEFORE_OURS = (
+    (
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "request.session",
+        "visitors' browser ids are not remembered between requests",
+    ),
+    (
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "request.user",
+        "events carry no user id",
+    ),
+)
+EVENTTRACK_MIDDLEWARE = "django_eventtrack.middleware.EventTrackMiddleware"
+
+
+def check_middleware_order(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E004: ``EventTrackMiddleware`` before the session or authentication middleware."""
+    positions = _middleware_positions()
+    ours = positions.get(EVENTTRACK_MIDDLEWARE)
+    if ours is None:
+        return []
+    return [
+        Error(
+            f"{EVENTTRACK_MIDDLEWARE} comes before {path} in MIDDLEWARE, so it cannot read "
+            f"{attribute}: {consequence}.",
+            hint=f"Move {EVENTTRACK_MIDDLEWARE} after {path} in MIDDLEWARE.",
+            id="eventtrack.E004",
+        )
+        for path, attribute, consequence in MIDDLEWARE_BEFORE_OURS
+        if positions.get(path, -1) > ours
+    ]
+
+
+def _middleware_positions() -> dict[str, int]:
+    """The first position in ``MIDDLEWARE`` of each middleware class, by dotted path,
+    subclasses counting as their bases; entries that cannot be imported are Django's
+    to report."""
+    positions: dict[str, int] = {}
+    for index, path in enumerate(getattr(settings, "MIDDLEWARE", None) or ()):
+        try:
+            middleware = import_string(path)
+        except ImportError:
+            continue
+        for cls in getattr(middleware, "__mro__", ()):
+            positions.setdefault(f"{cls.__module__}.{cls.__qualname__}", index)
+    return positions
+
+
+def check_sqlite_options(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """W005: the outbox is a SQLite file without a busy timeout or ``IMMEDIATE``
+    transactions while the delivery backend writes to it from several threads
+    (one per vendor): writers then fail with "database is locked" instead of waiting."""
+    config = _config()
+    if config is None or not config.active_vendors or not _sends_in_process(config.delivery):
+        return []
+    alias = router.db_for_write(Delivery)
+    connection = connections[alias]
+    if connection.vendor != "sqlite" or connection.is_in_memory_db():  # type: ignore[attr-defined]
+        return []  # an in-memory database is W003's
+    options = connection.settings_dict.get("OPTIONS") or {}
+    missing = [
+        text
+        for text, present in (
+            ('"timeout": 20', "timeout" in options),
+            ('"transaction_mode": "IMMEDIATE"', options.get("transaction_mode") == "IMMEDIATE"),
+        )
+        if not present
+    ]
+    if not missing:
+        return []
+    return [
+        Warning(
+            f"Database {alias!r} is SQLite without {' and '.join(missing)} in its OPTIONS, "
+            f"while DELIVERY {config.delivery!r} writes to it from a thread per vendor: "
+            "writes may fail with 'database is locked' instead of waiting their turn.",
+            hint=f'Add {", ".join(missing)} to DATABASES["{alias}"]["OPTIONS"] '
+            "(transaction_mode needs Django 5.1+), or use PostgreSQL.",
+            id="eventtrack.W005",
+        )
+    ]
+
+
+def _sends_in_process(delivery: str) -> bool:
+    try:
+        return bool(getattr(backends.load_backend(delivery), "sends_in_process", False))
+    except ConfigurationError:
+        return False  # E002 reports it
+
+
 ALL_CHECKS = (
     check_configuration,
     check_delivery_backend,
     check_vendor_urls,
     check_thread_delivery,
     check_celery_app,
+    check_environment,
+    check_middleware_order,
+    check_sqlite_options,
 )

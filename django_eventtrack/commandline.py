@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django_eventtrack import http, outbox, sender
+from django_eventtrack import backends, http, outbox, sender, tracking
 from django_eventtrack.errors import InvalidEvent
 from django_eventtrack.event import Event
 from django_eventtrack.models import Delivery
@@ -89,6 +89,22 @@ def send_and_wait(event: Event, vendors: Iterable[str] | None = None) -> list[De
     """
     deliveries = outbox.record(event, vendors)
     sender.drain(vendors=sorted({d.vendor for d in deliveries}), event_ids=[event.id])
+    return list(Delivery.objects.filter(event_id=event.id).order_by("pk"))
+
+
+def track_and_flush(event: Event, vendors: Iterable[str] | None = None) -> list[Delivery] | None:
+    """Track ``event`` as ``track()`` does, then let the delivery backend finish with it
+    as it would at exit (``close()``, within ``SHUTDOWN_TIMEOUT``).
+
+    The deliveries as they ended when the backend sends from this process
+    (``thread``, ``sync``); ``None`` when it only queued the event for a worker,
+    Celery or the Tasks framework.
+    """
+    tracking.submit(event, vendors)
+    backend = backends.get_backend()
+    backend.close()
+    if not getattr(backend, "sends_in_process", False):
+        return None
     return list(Delivery.objects.filter(event_id=event.id).order_by("pk"))
 
 

@@ -25,6 +25,8 @@ import environ
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.http import HttpRequest
+from django.utils.module_loading import import_string
 
 from django_eventtrack.errors import ConfigurationError
 
@@ -35,6 +37,9 @@ DEFAULT_CONNECT_TIMEOUT = 3.05
 DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_MAX_ATTEMPTS = 10
 DEFAULT_MAX_AGE = 3 * 24 * 3600.0
+#: Browsers keep a cookie at most 400 days (RFC 6265bis; Chrome and others cap Max-Age there),
+#: so a longer lifetime would only promise what no browser keeps.
+MAX_COOKIE_AGE = 400 * 24 * 3600
 #: Django's Tasks framework's default queue (``DEFAULT_TASK_QUEUE_NAME``), which every
 #: Tasks backend accepts unless its ``QUEUES`` says otherwise.
 DEFAULT_TASKS_QUEUE = "default"
@@ -88,13 +93,34 @@ class DeliveryOptions:
 TOP_LEVEL_KEYS = frozenset(
     {"VENDORS", "DELIVERY", "RAISE_ON_INVALID", "IDENTITY", "MODEL_EVENTS"}
     | {"RAISE_ON_STORAGE_ERROR", "SCRUB_DELIVERED", "REDACT_KEYS"}
-    | {"IDENTIFY_ON_LOGIN", "IDENTIFY_TRAITS"}
+    | {"IDENTIFY_ON_LOGIN", "IDENTIFY_TRAITS", "IDENTIFY_STAFF"}
     | {"BLOCK_HTTP"}
     | {"CELERY_QUEUE", "TASKS_QUEUE"}
+    | {"METRICS_TOKEN"}
     | {option.name.upper() for option in fields(DeliveryOptions)}
 )
 
 _env = environ.Env()
+
+COOKIE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+COOKIE_DOMAIN_PATTERN = re.compile(r"\.?[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*")
+ATTRIBUTE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+UserIdGetter = Callable[[Any], Any]
+ConsentCheck = Callable[[HttpRequest], bool]
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    """``EVENTTRACK["IDENTITY"]``, validated."""
+
+    anonymous_cookie: str = "eventtrack_aid"
+    ids_cookie: str = "eventtrack_ids"
+    cookie_max_age: int = MAX_COOKIE_AGE
+    cookie_domain: str | None = None
+    user_id: UserIdGetter | None = None
+    consent: ConsentCheck | None = None
+    respect_gpc: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,6 +140,8 @@ class VendorConfig:
     #: Whether ``identify()`` calls go to this vendor (``IDENTIFY``, default true).
     identify: bool = True
     active: bool = True
+    #: The settings only this vendor has (its adapter's ``own_settings``), resolved.
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -135,8 +163,8 @@ class Config:
     delivery: str
     raise_on_invalid: bool
     options: DeliveryOptions = field(default_factory=DeliveryOptions)
-    #: ``EVENTTRACK["IDENTITY"]`` as given; validated by :mod:`django_eventtrack.identity`.
-    identity: Mapping[str, Any] = field(default_factory=dict)
+    #: ``EVENTTRACK["IDENTITY"]``: cookies, user id and consent (:mod:`.identity` uses them).
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
     #: ``EVENTTRACK["MODEL_EVENTS"]`` as given; validated by :mod:`django_eventtrack.hooks`.
     model_events: tuple[Mapping[str, Any], ...] = ()
     #: ``CELERY_QUEUE``: the queue the ``celery`` backend sends its tasks to; empty lets
@@ -148,6 +176,9 @@ class Config:
     identify_on_login: bool = False
     #: ``IDENTIFY_TRAITS``: the user attributes that become traits.
     identify_traits: tuple[str, ...] = DEFAULT_IDENTIFY_TRAITS
+    #: ``IDENTIFY_STAFF``: let ``IDENTIFY_ON_LOGIN`` identify staff and superusers too
+    #: (off by default: an admin signing in is not a customer).
+    identify_staff: bool = False
     #: ``RAISE_ON_STORAGE_ERROR``: ``track()`` raises ``StorageError`` when the database
     #: refuses the write (full, read-only); false logs it and returns None.
     raise_on_storage_error: bool = True
@@ -157,6 +188,9 @@ class Config:
     redact_keys: frozenset[str] = frozenset()
     #: ``BLOCK_HTTP``: send nothing at all; every attempt is ``skipped`` (test settings).
     block_http: bool = False
+    #: ``METRICS_TOKEN``: the bearer token a Prometheus scrape presents to ``metrics_view``
+    #: (empty: staff only).
+    metrics_token: str = field(default="", repr=False)
 
     @property
     def active_vendors(self) -> dict[str, VendorConfig]:
@@ -180,19 +214,37 @@ def lookup(
     path: tuple[str, ...],
     parse: Callable[[Any, str], T],
     default: T,
+    literal: bool = False,
 ) -> T:
     """The one lookup: ``section[key]``, else the environment variable, else ``default``.
 
     ``parse(raw, where)`` converts and validates the raw value; ``where`` names
-    both places to fix it, for the error message.
+    both places to fix it, for the error message. ``literal`` reads the variable
+    exactly as set (credentials): django-environ would take a value starting with
+    ``$`` for the name of another variable and substitute that one's value.
     """
     where = f"{setting_path(*path, key)} (or environment variable {env_name(*path[1:], key)})"
     if key in section and section[key] is not None:
         return parse(section[key], where)
     variable = env_name(*path[1:], key)
     if variable in os.environ:
-        return parse(_env.str(variable), where)
+        return parse(os.environ[variable] if literal else _env.str(variable), where)
     return default
+
+
+#: ``EVENTTRACK`` keys that only the settings can hold (dicts and lists), never a variable.
+SETTINGS_ONLY_KEYS = frozenset({"VENDORS", "IDENTITY", "MODEL_EVENTS"})
+
+
+def environment_variables() -> frozenset[str]:
+    """Every ``EVENTTRACK_*`` variable :func:`lookup` may read (check W006 compares)."""
+    # Imported here: the registry imports adapters, which import this module.
+    from django_eventtrack.vendors import ADAPTERS
+
+    names = {env_name(key) for key in TOP_LEVEL_KEYS - SETTINGS_ONLY_KEYS}
+    for vendor, adapter in ADAPTERS.items():
+        names |= {env_name(vendor, key) for key in (*adapter.credential_settings, *VENDOR_OPTIONS)}
+    return frozenset(names)
 
 
 def get_config() -> Config:
@@ -208,8 +260,8 @@ def _build_config() -> Config:
     raw = getattr(settings, "EVENTTRACK", {}) or {}
     if not isinstance(raw, Mapping):
         raise ConfigurationError(
-            f"EVENTTRACK must be a dict, got {type(raw).__name__}; see the README's "
-            "Configuration section"
+            f"EVENTTRACK must be a dict, got {type(raw).__name__}; see the settings "
+            "reference, docs/settings.md"
         )
     unknown = set(raw) - TOP_LEVEL_KEYS
     if unknown:
@@ -235,7 +287,7 @@ def _build_config() -> Config:
         delivery=lookup(raw, "DELIVERY", path=(), parse=_parse_delivery, default=DEFAULT_DELIVERY),
         raise_on_invalid=lookup(raw, "RAISE_ON_INVALID", path=(), parse=_parse_bool, default=True),
         options=_delivery_options(raw),
-        identity=_section(raw, "IDENTITY"),
+        identity=parse_identity(_section(raw, "IDENTITY")),
         model_events=_model_events(raw),
         celery_queue=lookup(raw, "CELERY_QUEUE", path=(), parse=_parse_queue, default=""),
         tasks_queue=lookup(
@@ -247,6 +299,7 @@ def _build_config() -> Config:
         identify_traits=lookup(
             raw, "IDENTIFY_TRAITS", path=(), parse=_parse_traits, default=DEFAULT_IDENTIFY_TRAITS
         ),
+        identify_staff=lookup(raw, "IDENTIFY_STAFF", path=(), parse=_parse_bool, default=False),
         raise_on_storage_error=lookup(
             raw, "RAISE_ON_STORAGE_ERROR", path=(), parse=_parse_bool, default=True
         ),
@@ -255,6 +308,9 @@ def _build_config() -> Config:
             raw, "REDACT_KEYS", path=(), parse=_parse_keys, default=frozenset[str]()
         ),
         block_http=lookup(raw, "BLOCK_HTTP", path=(), parse=_parse_bool, default=False),
+        metrics_token=lookup(
+            raw, "METRICS_TOKEN", path=(), parse=_parse_bearer_token, default="", literal=True
+        ),
     )
 
 
@@ -292,14 +348,16 @@ def _vendor_config(name: str, raw: Mapping[str, Any], adapter: Any) -> VendorCon
     if not isinstance(raw, Mapping):
         raise ConfigurationError(f"{setting_path(*path)} must be a dict of settings")
     credential_keys: tuple[str, ...] = adapter.credential_settings
-    unknown = set(raw) - VENDOR_OPTIONS - set(credential_keys)
+    own_settings: Mapping[str, tuple[Callable[[Any, str], Any], Any]] = adapter.own_settings
+    unknown = set(raw) - VENDOR_OPTIONS - set(credential_keys) - set(own_settings)
     if unknown:
         raise ConfigurationError(
             f"{setting_path(*path)} has unknown keys {sorted(unknown)}; expected credentials "
-            f"{list(credential_keys)} and options {sorted(VENDOR_OPTIONS)}"
+            f"{list(credential_keys)} and options {sorted(VENDOR_OPTIONS | set(own_settings))}"
         )
     credentials = {
-        key: lookup(raw, key, path=path, parse=_parse_secret, default="") for key in credential_keys
+        key: lookup(raw, key, path=path, parse=_parse_secret, default="", literal=True)
+        for key in credential_keys
     }
     present = [key for key, value in credentials.items() if value]
     if present and len(present) != len(credential_keys):
@@ -319,7 +377,7 @@ def _vendor_config(name: str, raw: Mapping[str, Any], adapter: Any) -> VendorCon
         api_url=lookup(
             raw, "API_URL", path=path, parse=_parse_url, default=adapter.default_api_url
         ),
-        events=lookup(raw, "EVENTS", path=path, parse=_parse_events, default=None),
+        events=lookup(raw, "EVENTS", path=path, parse=parse_names, default=None),
         event_names=lookup(
             raw, "EVENT_NAMES", path=path, parse=_parse_event_names, default=dict[str, str]()
         ),
@@ -335,19 +393,175 @@ def _vendor_config(name: str, raw: Mapping[str, Any], adapter: Any) -> VendorCon
         ),
         identify=lookup(raw, "IDENTIFY", path=path, parse=_parse_bool, default=True),
         active=bool(present) and enabled,
+        options={
+            key: lookup(raw, key, path=path, parse=parse, default=default)
+            for key, (parse, default) in own_settings.items()
+        },
     )
+
+
+# -- EVENTTRACK["IDENTITY"] ------------------------------------------------------------------
+
+
+IDENTITY_KEYS = (
+    "ANONYMOUS_COOKIE",
+    "IDS_COOKIE",
+    "COOKIE_MAX_AGE",
+    "COOKIE_DOMAIN",
+    "USER_ID",
+    "CONSENT",
+    "RESPECT_GPC",
+)
+
+
+def parse_identity(raw: Mapping[str, Any]) -> IdentitySettings:
+    """Validate ``EVENTTRACK["IDENTITY"]``; a bad value raises ConfigurationError naming it."""
+    unknown = set(raw) - set(IDENTITY_KEYS)
+    if unknown:
+        raise ConfigurationError(
+            f"{setting_path('IDENTITY')} has unknown keys {sorted(unknown)}; "
+            f"expected some of {list(IDENTITY_KEYS)}"
+        )
+    defaults = IdentitySettings()
+    parsed = IdentitySettings(
+        anonymous_cookie=_cookie_name(raw, "ANONYMOUS_COOKIE", defaults.anonymous_cookie),
+        ids_cookie=_cookie_name(raw, "IDS_COOKIE", defaults.ids_cookie),
+        cookie_max_age=_max_age(raw, defaults.cookie_max_age),
+        cookie_domain=_cookie_domain(raw),
+        user_id=_user_id(raw),
+        consent=_consent(raw),
+        respect_gpc=_respect_gpc(raw),
+    )
+    if parsed.anonymous_cookie == parsed.ids_cookie:
+        raise ConfigurationError(
+            f"{setting_path('IDENTITY', 'ANONYMOUS_COOKIE')} and "
+            f"{setting_path('IDENTITY', 'IDS_COOKIE')} must name different cookies"
+        )
+    return parsed
+
+
+def _identity_key(key: str) -> str:
+    return setting_path("IDENTITY", key)
+
+
+def _cookie_name(raw: Mapping[str, Any], key: str, default: str) -> str:
+    value = raw.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, str) or not COOKIE_NAME_PATTERN.fullmatch(value):
+        raise ConfigurationError(
+            f"{_identity_key(key)} must be a cookie name of letters, digits, _ . and -, "
+            f"got {value!r}"
+        )
+    return value
+
+
+def _max_age(raw: Mapping[str, Any], default: int) -> int:
+    value = raw.get("COOKIE_MAX_AGE")
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(
+            f"{_identity_key('COOKIE_MAX_AGE')} must be a positive whole number of seconds, "
+            f"got {value!r}"
+        )
+    if value > MAX_COOKIE_AGE:
+        raise ConfigurationError(
+            f"{_identity_key('COOKIE_MAX_AGE')} must be at most {MAX_COOKIE_AGE} seconds "
+            f"(400 days: browsers keep no cookie longer), got {value!r}"
+        )
+    return value
+
+
+def _cookie_domain(raw: Mapping[str, Any]) -> str | None:
+    value = raw.get("COOKIE_DOMAIN")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not COOKIE_DOMAIN_PATTERN.fullmatch(value):
+        raise ConfigurationError(
+            f"{_identity_key('COOKIE_DOMAIN')} must be None or a domain like '.example.com', "
+            f"got {value!r}"
+        )
+    return value
+
+
+def _user_id(raw: Mapping[str, Any]) -> UserIdGetter | None:
+    """None means ``user.pk``; a bare name an attribute; a dotted path a callable(user)."""
+    value = raw.get("USER_ID")
+    if value is None or value == "pk":
+        return None
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, str) and ATTRIBUTE_PATTERN.fullmatch(value):
+        attribute = value
+        return lambda user: getattr(user, attribute, None)
+    if isinstance(value, str) and "." in value:
+        return _import_callable("USER_ID", value)
+    raise ConfigurationError(
+        f"{_identity_key('USER_ID')} must be 'pk', another attribute of the user (e.g. 'uuid') or "
+        f"a dotted path to a function(user) returning the id, got {value!r}"
+    )
+
+
+def _consent(raw: Mapping[str, Any]) -> ConsentCheck | None:
+    value = raw.get("CONSENT")
+    if value is None:
+        return None
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, str):
+        return _import_callable("CONSENT", value)
+    raise ConfigurationError(
+        f"{_identity_key('CONSENT')} must be None or a dotted path to a function(request) "
+        f"returning True when the visitor may be tracked, got {value!r}"
+    )
+
+
+def _respect_gpc(raw: Mapping[str, Any]) -> bool:
+    value = raw.get("RESPECT_GPC", False)
+    if not isinstance(value, bool):
+        raise ConfigurationError(
+            f"{_identity_key('RESPECT_GPC')} must be True or False, got {value!r}"
+        )
+    return value
+
+
+def _import_callable(key: str, path: str) -> Callable[..., Any]:
+    try:
+        target = import_string(path)
+    except ImportError as exc:
+        raise ConfigurationError(f"{_identity_key(key)}: cannot import {path!r} ({exc})") from None
+    if not callable(target):
+        raise ConfigurationError(f"{_identity_key(key)}: {path!r} is not callable")
+    return target  # type: ignore[no-any-return]
 
 
 # -- parsers: (raw value, where to fix it) -> value ---------------------------
 
 
 def _parse_secret(value: Any, where: str) -> str:
+    """A credential as given, surrounding whitespace aside: ``$``, ``\\``, quotes and
+    inner spaces are the secret's own. Control characters (a pasted line break) would
+    end an HTTP header early, so they are refused."""
     if not isinstance(value, str):
         raise ConfigurationError(f"{where} must be a string, got {type(value).__name__}")
     secret: str = value.strip()
-    if any(ch.isspace() or not ch.isprintable() for ch in secret):
-        raise ConfigurationError(f"{where} contains whitespace or control characters")
+    if not secret.isprintable():
+        raise ConfigurationError(
+            f"{where} contains a control character (a line break or tab?); remove it"
+        )
     return secret
+
+
+def _parse_bearer_token(value: Any, where: str) -> str:
+    """A secret a client presents as ``Authorization: Bearer <token>``: one word."""
+    token = _parse_secret(value, where)
+    if any(character.isspace() for character in token):
+        raise ConfigurationError(
+            f"{where} contains whitespace; a bearer token is one word (letters, digits, "
+            "punctuation)"
+        )
+    return token
 
 
 def _parse_url(value: Any, where: str) -> str:
@@ -411,7 +625,8 @@ def _parse_bool(value: Any, where: str) -> bool:
     raise ConfigurationError(f"{where} must be true or false, got {value!r}")
 
 
-def _parse_events(value: Any, where: str) -> frozenset[str]:
+def parse_names(value: Any, where: str) -> frozenset[str]:
+    """A list of names (or a comma-separated string, as environment variables give it)."""
     names = value.split(",") if isinstance(value, str) else value
     if not isinstance(names, list | tuple | set | frozenset) or not all(
         isinstance(name, str) for name in names

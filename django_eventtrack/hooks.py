@@ -38,6 +38,7 @@ from django_eventtrack.errors import InvalidEvent
 from django_eventtrack.event import Identity, validate_name
 from django_eventtrack.models import Event as StoredEvent
 from django_eventtrack.tracking import track
+from django_eventtrack.vendors import ADAPTERS
 
 logger = logging.getLogger("django_eventtrack.hooks")
 
@@ -305,22 +306,48 @@ def _when(model: type[models.Model], on: str, value: Any) -> dict[str, Any]:
 
 def check_model_events(**kwargs: Any) -> list[checks.CheckMessage]:
     """E101: one error per problem in a declared hook (which is then disabled).
+    W101: a hook's event that an active vendor refuses by its name (not a Hellotext
+    action, not a registered PrimeData event type): that vendor would skip it every time.
 
     A broken ``EVENTTRACK`` is reported by the configuration check (E001); only
     the hooks declared in code are checked then.
     """
     try:
         found = declarations()
+        vendors = conf.get_config().active_vendors
     except Exception:  # reported by the configuration check; code hooks still count
-        found = list(_declared)
+        found, vendors = list(_declared), {}
+    messages: list[checks.CheckMessage] = []
+    for declaration in found:
+        hook, problems = resolve(declaration)
+        messages += [
+            checks.Error(
+                problem,
+                hint="This hook is disabled until fixed; see docs/model-hooks.md.",
+                id="eventtrack.E101",
+            )
+            for problem in problems
+        ]
+        if hook is not None:
+            messages += _refused_names(hook, vendors)
+    return messages
+
+
+def _refused_names(hook: Hook, vendors: Mapping[str, conf.VendorConfig]) -> list[checks.Warning]:
+    refusals = [
+        (ADAPTERS[name].display_name, ADAPTERS[name](vendor).name_refusal(hook.event))
+        for name, vendor in vendors.items()
+        if (hook.vendors is None or name in hook.vendors)
+        and (vendor.events is None or hook.event in vendor.events)
+    ]
     return [
-        checks.Error(
-            problem,
-            hint="This hook is disabled until fixed; see the Model hooks section of the README.",
-            id="eventtrack.E101",
+        checks.Warning(
+            f"{hook.origin}: {vendor} cannot take this event: {reason}",
+            hint="Until then its deliveries to that vendor are skipped; see docs/vendors.md.",
+            id="eventtrack.W101",
         )
-        for declaration in found
-        for problem in resolve(declaration)[1]
+        for vendor, reason in refusals
+        if reason
     ]
 
 

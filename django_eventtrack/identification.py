@@ -10,7 +10,10 @@ retries, no lost calls. What each vendor receives is its own identify call
 Hellotext hands out a profile id of its own; :class:`DatabaseProfiles` keeps it
 per user (:class:`~django_eventtrack.models.VendorProfile`) so that later
 events for that user carry ``profile``, and later logins attach new sessions
-to the same profile.
+to the same profile. It also keeps whose a browser session is
+(:class:`~django_eventtrack.models.VendorSession`), so an event never pairs a
+session with a profile it does not belong to, and it acts on what vendors'
+answers teach (:func:`learn`): a profile the vendor lost is created again once.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from django.http import HttpRequest
 from django_eventtrack.conf import get_config
 from django_eventtrack.errors import InvalidEvent
 from django_eventtrack.event import IDENTIFY, Event, Identity
-from django_eventtrack.models import VendorProfile
-from django_eventtrack.vendors import ADAPTERS
+from django_eventtrack.models import VendorProfile, VendorSession
+from django_eventtrack.vendors import ADAPTERS, VendorAdapter
+from django_eventtrack.vendors.base import Learned, ProfileGone, Send, SessionOwner
 
 logger = logging.getLogger("django_eventtrack.identify")
 
@@ -136,18 +140,77 @@ class DatabaseProfiles:
             )
         )
 
+    def forget(self, vendor: str, profile_id: str) -> None:
+        VendorProfile.objects.filter(vendor=vendor, profile_id=profile_id).delete()
+
+    def remember_session(self, vendor: str, session: str, profile_id: str) -> None:
+        """The vendor's word on whose ``session`` is; the latest word wins."""
+        VendorSession.objects.update_or_create(
+            vendor=vendor, session_id=session, defaults={"profile_id": profile_id}
+        )
+
+    def session_owners(self, vendor: str, sessions: Iterable[str]) -> dict[str, str]:
+        """``{session: profile_id}`` for those of ``sessions`` whose owner we know
+        (``""``: a profile we cannot name)."""
+        return dict(
+            VendorSession.objects.filter(vendor=vendor, session_id__in=set(sessions)).values_list(
+                "session_id", "profile_id"
+            )
+        )
+
 
 profiles = DatabaseProfiles()
 
 
 def with_known_profiles(vendor: str, events: Sequence[Event]) -> list[Event]:
-    """``events`` with the vendor's remembered profile id filled in where the event
-    names a user but no profile (one query for the whole batch)."""
-    wanting = {e.identity.user_id for e in events if e.identity.user_id and not e.identity.profile}
-    known = profiles.known(vendor, wanting) if wanting else {}
-    if not known:
-        return list(events)
-    return [_with_profile(event, known.get(str(event.identity.user_id))) for event in events]
+    """``events`` as the vendor must get them, by what we remember (two queries at most
+    for the whole batch):
+
+    * an event naming a user carries the user's remembered profile (it replaces
+      an older one the event was stored with, such as a profile the vendor lost
+      and we created again);
+    * a session that belongs to another profile than the event's is left out:
+      the vendor refuses the pair, and the profile alone says who it was.
+    """
+    users = {e.identity.user_id for e in events if e.identity.user_id}
+    known = profiles.known(vendor, users) if users else {}
+    events = [_with_profile(event, known.get(str(event.identity.user_id))) for event in events]
+    paired = {e.identity.session for e in events if e.identity.session and e.identity.profile}
+    owners = profiles.session_owners(vendor, paired) if paired else {}
+    return [_without_foreign_session(vendor, event, owners) for event in events]
+
+
+def learn(adapter: VendorAdapter, learned: Iterable[Learned], send: Send) -> None:
+    """Keep what a vendor's answers taught (in the sender's drain thread, which may
+    write): whose a session is, and which profiles the vendor lost. A lost profile
+    of a known user is created again, once however many events found it lost."""
+    for fact in learned:
+        if isinstance(fact, SessionOwner):
+            profiles.remember_session(adapter.name, fact.session, fact.profile)
+        elif isinstance(fact, ProfileGone):
+            _replace_lost_profile(adapter, fact, send)
+
+
+def _replace_lost_profile(adapter: VendorAdapter, gone: ProfileGone, send: Send) -> None:
+    kept = profiles.get(adapter.name, gone.user_id) if gone.user_id else None
+    profiles.forget(adapter.name, gone.profile)
+    if gone.user_id is None or kept not in (None, gone.profile):
+        return  # no user to create it for, or already created again
+    new_profile = adapter.create_profile(gone.user_id, send)
+    if new_profile is None:
+        logger.warning(
+            "vendor=%s user=%s: the vendor lost the user's profile and creating it again "
+            "failed; the events retry",
+            adapter.name,
+            gone.user_id,
+        )
+        return
+    profiles.remember(adapter.name, gone.user_id, new_profile)
+    logger.info(
+        "vendor=%s user=%s: the vendor no longer had the user's profile; created it again",
+        adapter.name,
+        gone.user_id,
+    )
 
 
 def with_remembered_profile(visitor: Identity) -> Identity:
@@ -169,15 +232,38 @@ def with_remembered_profile(visitor: Identity) -> Identity:
 
 
 def _with_profile(event: Event, profile: str | None) -> Event:
-    if profile is None or event.identity.profile:
+    if profile is None or event.identity.profile == profile:
         return event
     return dataclasses.replace(event, identity=dataclasses.replace(event.identity, profile=profile))
 
 
+def _without_foreign_session(vendor: str, event: Event, owners: dict[str, str]) -> Event:
+    session, profile = event.identity.session, event.identity.profile
+    if session is None or session not in owners or owners[session] == profile:
+        return event
+    logger.info(
+        "event=%s vendor=%s: sent without its session, which belongs to another profile",
+        event.id,
+        vendor,
+    )
+    return dataclasses.replace(event, identity=dataclasses.replace(event.identity, session=None))
+
+
 @receiver(user_logged_in, dispatch_uid="django_eventtrack.identify_on_login")
 def _identify_on_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
-    """``IDENTIFY_ON_LOGIN``: identify the visitor who just logged in. Never breaks a login."""
-    if not get_config().identify_on_login:
+    """``IDENTIFY_ON_LOGIN``: identify the visitor who just logged in. Never breaks a login.
+
+    Staff and superusers are skipped unless ``IDENTIFY_STAFF``: signing in to
+    the admin is not a customer's visit, and identifying it could attach a
+    shopper's browser session to the staff member's profile.
+    """
+    config = get_config()
+    if not config.identify_on_login:
+        return
+    if not config.identify_staff and (
+        getattr(user, "is_staff", False) or getattr(user, "is_superuser", False)
+    ):
+        logger.debug("identify on login skipped for staff user %s (IDENTIFY_STAFF)", user.pk)
         return
     try:
         identify(user, request=request)

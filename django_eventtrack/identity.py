@@ -20,24 +20,22 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 from django.http import HttpRequest
-from django.utils.module_loading import import_string
 
-from django_eventtrack.conf import Config, get_config, setting_path
-from django_eventtrack.errors import ConfigurationError, InvalidEvent
+from django_eventtrack.conf import IdentitySettings, get_config, setting_path
+from django_eventtrack.errors import InvalidEvent
 from django_eventtrack.event import Identity
 
 logger = logging.getLogger("django_eventtrack.identity")
 
-#: Hellotext.js's cookie and short-link query parameter (VENDORS.md 1.9).
+#: Hellotext.js's cookie and short-link query parameter (docs/vendors/hellotext.md).
 HELLOTEXT_SESSION = "hello_session"
-#: The 2020 PrimeData tracker's session cookie (VENDORS.md 4.8).
+#: The 2020 PrimeData tracker's session cookie (docs/vendors/primedata.md).
 PRIMEDATA_SESSION_COOKIE = "XSessionId"
 #: Where captured browser ids are kept in the Django session.
 SESSION_KEY = "_eventtrack_identity"
@@ -59,164 +57,16 @@ MAX_BROWSER_ID_LENGTH = 128
 MAX_IDS_COOKIE_LENGTH = 1024
 BROWSER_ID_PATTERN = re.compile(rf"[A-Za-z0-9._:\-]{{1,{MAX_BROWSER_ID_LENGTH}}}")
 ANONYMOUS_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
-COOKIE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-COOKIE_DOMAIN_PATTERN = re.compile(r"\.?[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*")
-ATTRIBUTE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-UserIdGetter = Callable[[Any], Any]
-ConsentCheck = Callable[[HttpRequest], bool]
-
 _current: ContextVar[Identity | None] = ContextVar("eventtrack_identity", default=None)
 
 
 # -- settings -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class IdentitySettings:
-    """``EVENTTRACK["IDENTITY"]``, validated."""
-
-    anonymous_cookie: str = "eventtrack_aid"
-    ids_cookie: str = "eventtrack_ids"
-    cookie_max_age: int = 2 * 365 * 24 * 3600
-    cookie_domain: str | None = None
-    user_id: UserIdGetter | None = None
-    consent: ConsentCheck | None = None
-    respect_gpc: bool = False
-
-
-SETTING_KEYS = (
-    "ANONYMOUS_COOKIE",
-    "IDS_COOKIE",
-    "COOKIE_MAX_AGE",
-    "COOKIE_DOMAIN",
-    "USER_ID",
-    "CONSENT",
-    "RESPECT_GPC",
-)
-
-_parsed: tuple[Config, IdentitySettings] | None = None
-
-
 def get_settings() -> IdentitySettings:
-    """The identity settings, parsed once per resolved configuration."""
-    global _parsed
-    config = get_config()
-    if _parsed is None or _parsed[0] is not config:
-        _parsed = (config, parse_settings(config.identity))
-    return _parsed[1]
-
-
-def parse_settings(raw: Mapping[str, Any]) -> IdentitySettings:
-    """Validate ``EVENTTRACK["IDENTITY"]``; a bad value raises ConfigurationError naming it."""
-    unknown = set(raw) - set(SETTING_KEYS)
-    if unknown:
-        raise ConfigurationError(
-            f"{setting_path('IDENTITY')} has unknown keys {sorted(unknown)}; "
-            f"expected some of {list(SETTING_KEYS)}"
-        )
-    defaults = IdentitySettings()
-    parsed = IdentitySettings(
-        anonymous_cookie=_cookie_name(raw, "ANONYMOUS_COOKIE", defaults.anonymous_cookie),
-        ids_cookie=_cookie_name(raw, "IDS_COOKIE", defaults.ids_cookie),
-        cookie_max_age=_max_age(raw, defaults.cookie_max_age),
-        cookie_domain=_cookie_domain(raw),
-        user_id=_user_id(raw),
-        consent=_consent(raw),
-        respect_gpc=_respect_gpc(raw),
-    )
-    if parsed.anonymous_cookie == parsed.ids_cookie:
-        raise ConfigurationError(
-            f"{setting_path('IDENTITY', 'ANONYMOUS_COOKIE')} and "
-            f"{setting_path('IDENTITY', 'IDS_COOKIE')} must name different cookies"
-        )
-    return parsed
-
-
-def _where(key: str) -> str:
-    return setting_path("IDENTITY", key)
-
-
-def _cookie_name(raw: Mapping[str, Any], key: str, default: str) -> str:
-    value = raw.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, str) or not COOKIE_NAME_PATTERN.fullmatch(value):
-        raise ConfigurationError(
-            f"{_where(key)} must be a cookie name of letters, digits, _ . and -, got {value!r}"
-        )
-    return value
-
-
-def _max_age(raw: Mapping[str, Any], default: int) -> int:
-    value = raw.get("COOKIE_MAX_AGE")
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(
-            f"{_where('COOKIE_MAX_AGE')} must be a positive whole number of seconds, got {value!r}"
-        )
-    return value
-
-
-def _cookie_domain(raw: Mapping[str, Any]) -> str | None:
-    value = raw.get("COOKIE_DOMAIN")
-    if value is None:
-        return None
-    if not isinstance(value, str) or not COOKIE_DOMAIN_PATTERN.fullmatch(value):
-        raise ConfigurationError(
-            f"{_where('COOKIE_DOMAIN')} must be None or a domain like '.example.com', got {value!r}"
-        )
-    return value
-
-
-def _user_id(raw: Mapping[str, Any]) -> UserIdGetter | None:
-    """None means ``user.pk``; a bare name an attribute; a dotted path a callable(user)."""
-    value = raw.get("USER_ID")
-    if value is None or value == "pk":
-        return None
-    if callable(value):
-        return value  # type: ignore[no-any-return]
-    if isinstance(value, str) and ATTRIBUTE_PATTERN.fullmatch(value):
-        attribute = value
-        return lambda user: getattr(user, attribute, None)
-    if isinstance(value, str) and "." in value:
-        return _import_callable("USER_ID", value)
-    raise ConfigurationError(
-        f"{_where('USER_ID')} must be 'pk', another attribute of the user (e.g. 'uuid') or "
-        f"a dotted path to a function(user) returning the id, got {value!r}"
-    )
-
-
-def _consent(raw: Mapping[str, Any]) -> ConsentCheck | None:
-    value = raw.get("CONSENT")
-    if value is None:
-        return None
-    if callable(value):
-        return value  # type: ignore[no-any-return]
-    if isinstance(value, str):
-        return _import_callable("CONSENT", value)
-    raise ConfigurationError(
-        f"{_where('CONSENT')} must be None or a dotted path to a function(request) returning "
-        f"True when the visitor may be tracked, got {value!r}"
-    )
-
-
-def _respect_gpc(raw: Mapping[str, Any]) -> bool:
-    value = raw.get("RESPECT_GPC", False)
-    if not isinstance(value, bool):
-        raise ConfigurationError(f"{_where('RESPECT_GPC')} must be True or False, got {value!r}")
-    return value
-
-
-def _import_callable(key: str, path: str) -> Callable[..., Any]:
-    try:
-        target = import_string(path)
-    except ImportError as exc:
-        raise ConfigurationError(f"{_where(key)}: cannot import {path!r} ({exc})") from None
-    if not callable(target):
-        raise ConfigurationError(f"{_where(key)}: {path!r} is not callable")
-    return target  # type: ignore[no-any-return]
+    """The identity settings (``EVENTTRACK["IDENTITY"]``), validated with the rest of
+    the configuration by :func:`~django_eventtrack.conf.get_config`."""
+    return get_config().identity
 
 
 # -- the current identity -------------------------------------------------------------------
@@ -326,7 +176,7 @@ def user_id_of(request: HttpRequest, settings: IdentitySettings | None = None) -
         logger.warning(
             "the user id from %s is not a usable id (printable ASCII, no spaces, at most "
             "256 characters); events are tracked without it",
-            _where("USER_ID"),
+            setting_path("IDENTITY", "USER_ID"),
         )
         return None
 

@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, Value
 from django.utils import timezone
 
 from django_eventtrack import event as normalised
@@ -99,6 +99,15 @@ class Delivery(models.Model):
     last_error = models.TextField(
         blank=True, help_text="Last error or skip reason, with credentials redacted."
     )
+    adjustments = models.JSONField(
+        default=list,
+        # Also in the database: rows inserted by hand (bulk loaders, our own fast insert)
+        # need not name the column.
+        db_default=Value([], output_field=models.JSONField()),
+        blank=True,
+        help_text="What was changed to fit the vendor's limits when it was last built "
+        "(dropped or converted properties, a session left out), one short line each.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
@@ -163,3 +172,50 @@ class VendorProfile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.vendor}: user {self.user_id} = {self.profile_id}"
+
+
+class VendorSession(models.Model):
+    """Which vendor profile a browser session belongs to, as the vendor told us.
+
+    Hellotext attaches a session to one profile for good and refuses an event
+    that pairs the session with another profile (``identity_assigned``). Kept
+    here, a shared browser's second user gets their events sent with their
+    profile alone instead of refused. ``profile_id`` is empty when the vendor
+    only said "another profile" without naming it.
+    """
+
+    vendor = models.CharField(max_length=32)
+    session_id = models.CharField(max_length=256)
+    profile_id = models.CharField(max_length=256, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "eventtrack_vendor_session"
+        verbose_name = "vendor session"
+        constraints = [
+            models.UniqueConstraint(fields=["vendor", "session_id"], name="eventtrack_one_owner")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.vendor}: session {self.session_id} = {self.profile_id or '(another)'}"
+
+
+class VendorPause(models.Model):
+    """A vendor nobody sends to until ``paused_until``, whichever process noticed.
+
+    A 429 with ``Retry-After`` or an open circuit breaker pauses the vendor for
+    every worker through this row, not only for the process that saw it; the
+    admin shows it too (:func:`django_eventtrack.outbox.paused_vendors`).
+    """
+
+    vendor = models.CharField(max_length=32, unique=True)
+    paused_until = models.DateTimeField()
+    reason = models.CharField(max_length=255, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "eventtrack_vendor_pause"
+        verbose_name = "vendor pause"
+
+    def __str__(self) -> str:
+        return f"{self.vendor} paused until {self.paused_until:%Y-%m-%d %H:%M:%S} ({self.reason})"

@@ -19,14 +19,14 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from django_eventtrack import event as normalised
 from django_eventtrack import signals
 from django_eventtrack.conf import Config, DeliveryOptions, VendorConfig, get_config
-from django_eventtrack.models import Delivery, Event
+from django_eventtrack.models import Delivery, Event, VendorPause
 from django_eventtrack.redaction import MASK
 from django_eventtrack.sending import Target, plan
 from django_eventtrack.vendors import Outcome, OutcomeKind
@@ -75,7 +75,8 @@ def _insert_event(stored: Event, alias: str) -> None:
 def _insert_deliveries(
     event_id: uuid.UUID, targets: Sequence[Target], now: datetime, alias: str
 ) -> None:
-    """One row per target; the columns left out (claim, last status, delivered at) are NULL."""
+    """One row per target; the columns left out are NULL (claim, last status, delivered
+    at) or their database default (adjustments: none)."""
     if not targets:
         return
     connection = connections[alias]
@@ -472,7 +473,79 @@ def _announce(delivery: Delivery, outcome: Outcome) -> None:
             )
 
 
+def end_lease(claim: Claim, deliveries: Sequence[Delivery]) -> int:
+    """Make ``deliveries`` of ``claim``, if still unrecorded, due now, keeping its token;
+    how many.
+
+    For requests still in flight when their process exits: the rows need not
+    wait for the lease to end, and a request that finishes still records its
+    answer, unless another sender claims the row first (its token then wins).
+    """
+    now = timezone.now()
+    rows = Delivery.objects.filter(
+        pk__in=[delivery.pk for delivery in deliveries],
+        claim_token=claim.token,
+        status=Status.PENDING,
+    )
+    return _sender_write(
+        router.db_for_write(Delivery), partial(rows.update, next_attempt_at=now, claimed_until=now)
+    )
+
+
 def release(claim: Claim, deliveries: Sequence[Delivery]) -> None:
     """Give unsent deliveries back (shutdown, a paused vendor): due again now."""
     if deliveries:
         _update(claim, deliveries, next_attempt_at=timezone.now())
+
+
+def record_adjustments(
+    claim: Claim, deliveries: Sequence[Delivery], adjustments: Mapping[str, Sequence[str]]
+) -> None:
+    """Keep on each delivery what its request changed to fit the vendor
+    (``adjustments``: event id -> lines), and log it at INFO: once per delivery,
+    since a retry that changes the same things writes and logs nothing."""
+    for delivery in deliveries:
+        lines = list(adjustments.get(str(delivery.event_id), ()))
+        if lines == delivery.adjustments:
+            continue
+        rows = Delivery.objects.filter(pk=delivery.pk, claim_token=claim.token)
+        _sender_write(router.db_for_write(Delivery), partial(rows.update, adjustments=lines))
+        delivery.adjustments = lines
+        if lines:
+            logger.info(
+                "event=%s vendor=%s: changed to fit the vendor: %s",
+                delivery.event_id,
+                delivery.vendor,
+                "; ".join(lines),
+            )
+
+
+def pause_vendor(vendor: str, seconds: float, reason: str) -> None:
+    """Stop every process sending to ``vendor`` for ``seconds`` (a longer pause already
+    recorded is kept). The sender checks it before each claim."""
+    until = timezone.now() + timedelta(seconds=seconds)
+    reason = reason[:255]  # VendorPause.reason's max_length
+    _sender_write(router.db_for_write(VendorPause), partial(_extend_pause, vendor, until, reason))
+    logger.warning("vendor=%s: paused for every process until %s (%s)", vendor, until, reason)
+
+
+def _extend_pause(vendor: str, until: datetime, reason: str) -> int:
+    extended = VendorPause.objects.filter(vendor=vendor, paused_until__lt=until).update(
+        paused_until=until, reason=reason
+    )
+    if extended or VendorPause.objects.filter(vendor=vendor).exists():
+        return extended
+    try:
+        with transaction.atomic(using=router.db_for_write(VendorPause)):
+            VendorPause.objects.create(vendor=vendor, paused_until=until, reason=reason)
+    except IntegrityError:  # another process paused it at the same instant
+        return 0
+    return 1
+
+
+def paused_vendors() -> dict[str, VendorPause]:
+    """The vendors paused right now (by a 429's ``Retry-After`` or a circuit breaker,
+    in any process), with until when and why."""
+    return {
+        pause.vendor: pause for pause in VendorPause.objects.filter(paused_until__gt=timezone.now())
+    }

@@ -78,8 +78,8 @@ def target_vendors(vendors: Iterable[str] | None, *, require_vendor: bool = True
         if require_vendor and not config.active_vendors:
             raise ConfigurationError(
                 "no vendor is configured: set credentials in EVENTTRACK['VENDORS'] or the "
-                "EVENTTRACK_<VENDOR>_* environment variables (see the README's Configuration "
-                "section)"
+                "EVENTTRACK_<VENDOR>_* environment variables (see the settings reference, "
+                "docs/settings.md)"
             )
         return list(config.active_vendors)
     names = _explicit_vendors(config, vendors)

@@ -7,8 +7,9 @@ tasks with no configuration of ours. (Django's Tasks framework finds a task by
 its dotted path instead, so its task lives in
 :mod:`django_eventtrack.tasks_framework`.)
 
-``DELIVERY = "celery"`` sends one :func:`drain_outbox` task per committed
-transaction, carrying the ids of its events. The outbox stays the source of
+``DELIVERY = "celery"`` sends a :func:`drain_outbox` task after each commit,
+carrying the ids of its events (those committed while the previous task was
+being sent share the next). The outbox stays the source of
 truth: a message that never reaches the broker (broker down) or is lost with a
 killed worker costs no event, because :func:`sweep_outbox`, run by Celery beat
 (or ``manage.py eventtrack_worker --once`` from cron), sends whatever is still
@@ -28,6 +29,7 @@ except ImportError as exc:
     ) from None
 
 from django_eventtrack import sender
+from django_eventtrack.backends import HandOffBackend
 from django_eventtrack.conf import get_config
 from django_eventtrack.worker import summary
 
@@ -57,21 +59,20 @@ def sweep_outbox() -> str:
     return summary(sender.drain())
 
 
-class CeleryBackend:
+class CeleryBackend(HandOffBackend):
     """``DELIVERY = "celery"``: after commit, send a :func:`drain_outbox` task.
 
     The task goes to ``CELERY_QUEUE`` when set, otherwise wherever the Celery
-    app routes it (``task_routes``, else ``task_default_queue``). If the broker
-    cannot be reached, Celery's publish retries run out and the error reaches
-    :func:`~django_eventtrack.backends.notify`, which logs it; the rows stay
-    pending for the sweep.
+    app routes it (``task_routes``, else ``task_default_queue``). It is sent from
+    a thread of its own (see :class:`~django_eventtrack.backends.HandOffBackend`):
+    if the broker cannot be reached, Celery's publish retries run out there and
+    the error is logged; the rows stay pending for the sweep.
     """
 
-    def enqueue(self, event_ids: Sequence[uuid.UUID]) -> None:
+    engine = "Celery"
+
+    def hand_off(self, event_ids: Sequence[uuid.UUID]) -> None:
         drain_outbox.apply_async(
             args=([str(event_id) for event_id in event_ids],),
             queue=get_config().celery_queue or None,
         )
-
-    def close(self, timeout: float | None = None) -> None:
-        return None

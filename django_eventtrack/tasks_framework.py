@@ -32,6 +32,7 @@ except ImportError:
         ) from None
 
 from django_eventtrack import sender
+from django_eventtrack.backends import HandOffBackend
 from django_eventtrack.conf import get_config
 from django_eventtrack.worker import summary
 
@@ -48,17 +49,17 @@ def drain_outbox(event_ids: list[str] | None = None) -> str:
     return summary(sender.drain(event_ids=[uuid.UUID(event_id) for event_id in event_ids]))
 
 
-class TasksBackend:
+class TasksBackend(HandOffBackend):
     """``DELIVERY = "tasks"``: after commit, enqueue :data:`drain_outbox` for the events.
 
-    A Tasks backend that refuses the task (unknown queue, database down) raises
-    into :func:`~django_eventtrack.backends.notify`, which logs it; the rows stay
-    pending for the sweep.
+    Enqueued from a thread of its own (see
+    :class:`~django_eventtrack.backends.HandOffBackend`): a Tasks backend that is
+    slow or refuses the task (unknown queue, its database or Redis down) never
+    holds up the commit; the error is logged and the rows stay pending for the sweep.
     """
 
-    def enqueue(self, event_ids: Sequence[uuid.UUID]) -> None:
+    engine = "the Tasks framework"
+
+    def hand_off(self, event_ids: Sequence[uuid.UUID]) -> None:
         queued = drain_outbox.using(queue_name=get_config().tasks_queue)
         queued.enqueue([str(event_id) for event_id in event_ids])
-
-    def close(self, timeout: float | None = None) -> None:
-        return None

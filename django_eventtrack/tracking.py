@@ -3,15 +3,20 @@
 Nothing is sent here. The event and its deliveries are written with the
 caller's data, so a rollback leaves no trace and a commit makes them durable;
 only then (``transaction.on_commit``) is the delivery backend told about it.
+
+:func:`atrack` and :func:`aidentify` are the async forms (Django's ``a`` prefix),
+for async views, async middleware and plain ``asyncio`` code.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.db import DatabaseError, router, transaction
 from django.http import HttpRequest
 
@@ -24,6 +29,9 @@ from django_eventtrack.identity import from_request, restore
 from django_eventtrack.models import Event as StoredEvent
 
 logger = logging.getLogger("django_eventtrack")
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def track(
@@ -146,3 +154,26 @@ def identity_from_request(request: HttpRequest | None) -> Identity:
     if request is None:
         return Identity()
     return from_request(request)
+
+
+def asynchronous(function: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """The async form of ``function``: the same call, with the same guarantees, run by
+    ``sync_to_async`` in the thread Django gives the ORM in async code (the database
+    cannot be touched from the event loop). The caller's context goes with it, so
+    the current visitor set by the middleware is the event's visitor."""
+    run = sync_to_async(function)
+
+    @functools.wraps(function)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        return await run(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = f"a{function.__name__}"
+    call.__doc__ = f"``await`` form of :func:`{function.__module__}.{function.__name__}`."
+    return call
+
+
+#: ``await atrack(name, properties, ...)``: :func:`track` for async code.
+atrack = asynchronous(track)
+#: ``await aidentify(user, traits, ...)``: :func:`~django_eventtrack.identification.identify`
+#: for async code.
+aidentify = asynchronous(identification.identify)

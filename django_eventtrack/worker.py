@@ -54,10 +54,18 @@ class Worker:
     def run_once(self) -> DrainStats:
         """Send everything due now (retries coming due meanwhile included), then return."""
         try:
-            stats = sender.drain(self.vendors, stop=self.stopping)
+            return self._drain(self.vendors)
         finally:
             close_old_connections()
-        self.totals.merge(stats)
+
+    def _drain(self, vendors: list[str]) -> DrainStats:
+        """One drain; what it did counts in the totals even when it fails half-way
+        (a database fault after some outcomes were recorded)."""
+        stats = DrainStats()
+        try:
+            sender.drain(vendors, stop=self.stopping, stats=stats)
+        finally:
+            self.totals.merge(stats)
         return stats
 
     def run(self) -> DrainStats:
@@ -117,8 +125,7 @@ class Worker:
     def _round(self, vendor: str) -> None:
         if not outbox.due(vendor).exists():
             return
-        stats = sender.drain([vendor], stop=self.stopping)
-        self.totals.merge(stats)
+        stats = self._drain([vendor])
         if stats.sent or stats.paused_vendors:
             logger.info("vendor=%s: %s", vendor, summary(stats))
 

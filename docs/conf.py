@@ -14,7 +14,8 @@ from pathlib import Path
 import django
 from django.conf import settings
 
-ROOT = Path(__file__).resolve().parent.parent
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))
 
 # autodoc imports the package, which needs configured settings and a loaded app registry.
@@ -44,8 +45,8 @@ version = ".".join(release.split(".")[:2])
 extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
-    "sphinx.ext.napoleon",
 ]
+# No napoleon: the docstrings are prose, and it would read "Verb: rest" as a type.
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 exclude_patterns = ["_build"]
 myst_enable_extensions = ["colon_fence", "deflist"]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import html
+import re
+import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.contrib.messages import constants as levels
+from django.contrib.messages.storage.base import Message
 from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -138,14 +143,21 @@ def test_list_queries_do_not_grow_with_the_page(admin_client: Client) -> None:
     assert (queries(EVENTS), queries(DELIVERIES)) == few
 
 
-def act(client: Client, action: str, deliveries: list[Delivery]) -> str:
+def act(client: Client, action: str, deliveries: list[Delivery], query: str = "") -> str:
+    return " ".join(str(message) for message in acted(client, action, deliveries, query))
+
+
+def acted(
+    client: Client, action: str, deliveries: list[Delivery], query: str = ""
+) -> list[Message]:
+    """The messages an action left, posted from the list filtered by ``query``."""
     response = client.post(
-        DELIVERIES,
+        f"{DELIVERIES}{query}",
         {"action": action, "_selected_action": [d.pk for d in deliveries]},
         follow=True,
     )
     assert response.status_code == 200
-    return " ".join(str(message) for message in response.context["messages"])
+    return list(response.context["messages"])
 
 
 @pytest.mark.django_db
@@ -192,7 +204,7 @@ def test_mark_skipped_names_the_user_and_keeps_delivered_rows(admin_client: Clie
     failed = Delivery.objects.create(event=event, vendor="browsee", status=Status.FAILED)
     delivered = Delivery.objects.create(event=event, vendor="primedata", status=Status.DELIVERED)
     assert act(admin_client, "mark_skipped", [pending, failed, delivered]) == (
-        "2 deliveries skipped."
+        "2 deliveries skipped. 1 already delivered, left alone."
     )
     assert dict(Delivery.objects.values_list("vendor", "status")) == {
         "hackle": "skipped",
@@ -298,3 +310,119 @@ def test_a_scrubbed_event_is_not_resent_and_mark_skipped_scrubs(
     kept.refresh_from_db()
     assert kept.properties == {}
     assert kept.scrubbed_at is not None
+
+
+@pytest.mark.django_db
+def test_actions_on_a_filtered_list_count_what_they_did(admin_client: Client) -> None:
+    """The list filtered to failed rows: an action that changes their status must not
+    count the filtered list again afterwards ("-5 being sent right now")."""
+    failed = [
+        Delivery.objects.create(event=stored(), vendor="hackle", status=Status.FAILED)
+        for _ in range(5)
+    ]
+    (message,) = acted(admin_client, "retry_now", failed, "?status=failed")
+    assert (str(message), message.level) == ("5 deliveries due now.", levels.SUCCESS)
+
+    Delivery.objects.filter(pk__in=[d.pk for d in failed[:2]]).update(status=Status.DELIVERED)
+    (message,) = acted(admin_client, "mark_skipped", failed, "?status=pending&status=delivered")
+    assert str(message) == "3 deliveries skipped. 2 already delivered, left alone."
+    assert message.level == levels.WARNING  # not everything selected was skipped
+
+
+@pytest.mark.django_db
+def test_a_retry_that_leaves_deliveries_alone_is_a_warning(admin_client: Client) -> None:
+    later = timezone.now() + timedelta(hours=1)
+    in_flight = Delivery.objects.create(
+        event=stored(), vendor="browsee", claim_token=uuid.uuid4(), claimed_until=later
+    )
+    (message,) = acted(admin_client, "retry_now", [in_flight])
+    assert str(message) == "0 deliveries due now. 1 being sent right now, left alone."
+    assert message.level == levels.WARNING
+
+
+def cells(content: str, column: str) -> list[str]:
+    """The text of one column of a changelist, row by row (HTML tags dropped)."""
+    found = re.findall(rf'<td class="field-{column}[^"]*">(.*?)</td>', content, re.DOTALL)
+    return [html.unescape(re.sub(r"<[^>]+>", "", cell)).strip() for cell in found]
+
+
+@pytest.mark.django_db
+def test_delivery_list_shows_the_reason_and_no_next_attempt_on_final_rows(
+    admin_client: Client,
+) -> None:
+    long_reason = "HTTP 422: " + "the visitor's profile is missing; " * 10
+    event = stored()
+    for vendor, status, error in [
+        ("hackle", Status.FAILED, long_reason),
+        ("browsee", Status.SKIPPED, "visitor opted out of tracking"),
+        ("primedata", Status.DELIVERED, ""),
+        ("hellotext", Status.PENDING, "HTTP 503: try later"),
+    ]:
+        Delivery.objects.create(event=event, vendor=vendor, status=status, last_error=error)
+    content = admin_client.get(DELIVERIES).content.decode()
+    vendors = cells(content, "vendor")
+    reasons = dict(zip(vendors, cells(content, "reason"), strict=True))
+    assert reasons["hackle"] == long_reason[:89] + "…"
+    assert f'title="{html.escape(long_reason)}"' in content  # the whole text on hover
+    assert reasons["browsee"] == "visitor opted out of tracking"
+    assert reasons["primedata"] == "-"
+    assert reasons["hellotext"] == "HTTP 503: try later"
+    next_attempts = dict(zip(vendors, cells(content, "next_attempt"), strict=True))
+    assert next_attempts["hackle"] == next_attempts["browsee"] == next_attempts["primedata"] == "-"
+    assert next_attempts["hellotext"] != "-"
+
+    failed = Delivery.objects.get(vendor="hackle")
+    page = admin_client.get(reverse("admin:django_eventtrack_delivery_change", args=[failed.pk]))
+    assert readonly(page.content.decode(), "next_attempt") == "-"
+
+
+def readonly(content: str, field: str) -> str:
+    """The value a change page shows for ``field``."""
+    match = re.search(rf'field-{field}\b.*?<div class="readonly">(.*?)</div>', content, re.DOTALL)
+    assert match, field
+    return html.unescape(match[1]).strip()
+
+
+@pytest.mark.django_db
+def test_a_failed_identify_does_not_read_as_a_success(admin_client: Client) -> None:
+    """A vendor can answer 2xx and still refuse (Hellotext's ``errors`` in a 200 body):
+    the delivery is failed with a 200 as its last HTTP status, which must not read as
+    a success."""
+    first = stored("identify", {"user_id": "U-1"})
+    Delivery.objects.create(
+        event=first, vendor="hellotext", status=Status.DELIVERED, last_status=200
+    )
+    second = Delivery.objects.create(
+        event=stored("identify", {"user_id": "U-2"}),
+        vendor="hellotext",
+        status=Status.FAILED,
+        last_status=200,
+        last_error="the session already belongs to another profile",
+    )
+    content = admin_client.get(DELIVERIES, {"vendor": "hellotext"}).content.decode()
+    answers = cells(content, "last_answer")
+    assert answers == ["200, but failed", "200"]  # newest first
+    assert cells(content, "reason")[0].startswith("the session already belongs to another")
+    page = admin_client.get(reverse("admin:django_eventtrack_delivery_change", args=[second.pk]))
+    assert readonly(page.content.decode(), "last_answer") == "200, but failed"
+
+
+@pytest.mark.django_db
+def test_a_delivery_shows_what_was_changed_to_fit_the_vendor(admin_client: Client) -> None:
+    event = stored()
+    fitted = Delivery.objects.create(
+        event=event,
+        vendor="hackle",
+        status=Status.DELIVERED,
+        adjustments=["properties: 70 keys, kept 64", "note: <dropped>, over 1,024 characters"],
+    )
+    untouched = Delivery.objects.create(event=event, vendor="browsee", status=Status.DELIVERED)
+
+    def shown(delivery: Delivery) -> str:
+        url = reverse("admin:django_eventtrack_delivery_change", args=[delivery.pk])
+        return admin_client.get(url).content.decode()
+
+    content = shown(fitted)
+    assert "<p>properties: 70 keys, kept 64</p>" in content
+    assert "<p>note: &lt;dropped&gt;, over 1,024 characters</p>" in content  # escaped
+    assert readonly(shown(untouched), "changed_to_fit") == "-"

@@ -66,7 +66,7 @@ def test_rollback_sends_nothing_ever(settings: Settings, sandbox: Sandbox, deliv
 
     def place_order_that_fails() -> None:
         with transaction.atomic():
-            event = track("product.purchased", {"n": 1}, profile="P1")
+            event = track("order.placed", {"n": 1, "order": "O1"}, session="S1")
             assert event is not None
             seen_inside["deliveries"] = Delivery.objects.filter(event_id=event.id).count()
             seen_inside["requests"] = len(sandbox.requests())
@@ -88,7 +88,7 @@ def test_commit_sends_exactly_once_per_vendor(
 ) -> None:
     use(settings, sandbox, delivery)
     with transaction.atomic():
-        event = track("product.purchased", {"n": 1}, profile="P1")
+        event = track("order.placed", {"n": 1, "order": "O1"}, session="S1")
         assert event is not None
         assert sandbox.requests() == []  # no HTTP while the transaction is open
     if delivery == "thread":
@@ -124,7 +124,7 @@ def test_thread_backend_close_is_bounded_by_shutdown_timeout(
     sandbox.inject("hackle", delay=1.5)
     with transaction.atomic():
         for n in range(3):
-            track("product.purchased", {"n": n}, profile=f"P{n}", vendors=["hackle"])
+            track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}", vendors=["hackle"])
     assert request_started.wait(5), "the sender thread never started a request"
     backend = backends.get_backend()
     assert isinstance(backend, backends.ThreadBackend)
@@ -227,7 +227,7 @@ def test_a_forked_child_sends_its_own_events_with_its_own_thread(
 ) -> None:
     use(settings, sandbox, "thread")
     parent = QuietParent(monkeypatch)
-    parent_event = track("product.purchased", {"n": "parent"}, profile="P-parent")
+    parent_event = track("order.placed", {"n": "parent", "order": "O-parent"}, session="S-parent")
     assert parent_event is not None
     sandbox.wait_for(4)
     wait_until(lambda: all_delivered(parent_event.id), what="the parent's event")
@@ -238,7 +238,9 @@ def test_a_forked_child_sends_its_own_events_with_its_own_thread(
 
     def child() -> dict[str, Any]:
         inherited = backend.running
-        event = track("product.purchased", {"n": "child"}, profile="P-child")  # autocommit
+        event = track(
+            "order.placed", {"n": "child", "order": "O-child"}, session="S-child"
+        )  # autocommit
         assert event is not None
         started_own = backend.running
         wait_until(lambda: all_delivered(event.id), timeout=8, what="the child's event")
@@ -270,12 +272,73 @@ def test_thread_backend_a_slow_vendor_does_not_hold_up_the_others(
     busy with a slow request reaches the other vendors at once, not after it."""
     use(settings, sandbox, "thread")
     sandbox.inject("hackle", delay=3.0)
-    track("product.purchased", {"n": "first"}, profile="P1")
+    track("order.placed", {"n": "first", "order": "O1"}, session="S1")
     others = [vendor for vendor in VENDORS if vendor != "hackle"]
     wait_until(lambda: all(received(sandbox, v)["first"] for v in others), what="first event")
     started = time.monotonic()
-    track("product.purchased", {"n": "second"}, profile="P2")
+    track("order.placed", {"n": "second", "order": "O2"}, session="S2")
     wait_until(lambda: all(received(sandbox, v)["second"] for v in others), what="second event")
     assert time.monotonic() - started < 2.0  # Hackle's first request is still in flight
     assert received(sandbox, "hackle") == {}
     wait_until(lambda: received(sandbox, "hackle") == {"first": 1, "second": 1}, timeout=10)
+
+
+def test_close_sends_what_this_process_committed_before_stopping(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    """What a script or command does at exit: close() right after the commit waits for
+    the deliveries (each vendor answering slowly), then stops."""
+    use(settings, sandbox, "thread", CONCURRENCY=1)
+    for vendor in VENDORS:
+        sandbox.inject(vendor, delay=0.2, count=3)
+    with transaction.atomic():
+        events = [
+            track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}") for n in range(3)
+        ]
+    backend = backends.get_backend()
+    backend.close()
+    assert not getattr(backend, "running", True)
+    for event in events:
+        assert event is not None
+        assert all_delivered(event.id)
+    for vendor in VENDORS:
+        assert received(sandbox, vendor) == {0: 1, 1: 1, 2: 1}, vendor
+
+
+def test_close_does_not_wait_once_everything_is_sent(settings: Settings, sandbox: Sandbox) -> None:
+    use(settings, sandbox, "thread", SHUTDOWN_TIMEOUT=5)
+    event = track("order.placed", {"n": 1, "order": "O1"}, session="S1")
+    assert event is not None
+    wait_until(lambda: all_delivered(event.id), what="the event to be sent")
+    started = time.monotonic()
+    backends.get_backend().close()
+    assert time.monotonic() - started < 1.0
+
+
+def test_the_sender_sends_from_its_own_thread_when_no_new_thread_may_start(
+    settings: Settings, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.12 refuses to start threads in atexit handlers, where the thread backend
+    sends a script's events: the drain then sends them from the thread it runs in."""
+    use(settings, sandbox, "worker")
+    for n in range(3):
+        track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}", vendors=["hackle"])
+    real_start = threading.Thread.start
+    senders: set[str] = set()
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name.startswith("eventtrack-hackle"):
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        real_start(thread)
+
+    def send(*args: Any, **kwargs: Any) -> http.Attempt:
+        senders.add(threading.current_thread().name)
+        return real_send(*args, **kwargs)
+
+    real_send = http.send
+    monkeypatch.setattr(threading.Thread, "start", start)
+    monkeypatch.setattr(http, "send", send)
+    stats = sender.drain(["hackle"])
+    assert (stats.delivered, stats.requests) == (3, 3)
+    assert senders == {threading.current_thread().name}
+    assert len(sandbox.requests("hackle")) == 3

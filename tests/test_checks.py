@@ -12,6 +12,7 @@ from django.db import connections
 from pytest_django import Settings
 
 from django_eventtrack import checks
+from django_eventtrack.middleware import EventTrackMiddleware
 
 SECRET = "hk-secret-value"
 HACKLE = {"API_KEY": SECRET}
@@ -57,7 +58,7 @@ def test_a_sound_configuration_passes(settings: Settings) -> None:
         ),
         ({"VENDORS": {"hackle": {**HACKLE, "API_URL": "ftp://x"}}}, "must be an http(s) URL"),
         ({"VENDORS": {"hackle": {**HACKLE, "TIMEOUT": "soon"}}}, "must be a number of seconds"),
-        ({"VENDORS": {"hackle": {"API_KEY": "hk secret value"}}}, "contains whitespace"),
+        ({"VENDORS": {"hackle": {"API_KEY": "hk-secret\nvalue"}}}, "contains a control character"),
         ({"VENDORS": {1: {}, "x": {}}}, "EVENTTRACK could not be read (TypeError)"),
     ],
 )
@@ -174,3 +175,113 @@ def test_thread_delivery_cannot_share_an_in_memory_sqlite_database(
     monkeypatch.setitem(connections["default"].settings_dict, "NAME", name)
     settings.EVENTTRACK = {"VENDORS": {"hackle": HACKLE}, "DELIVERY": "thread"}
     assert ids(eventtrack_messages()) == (["eventtrack.W003"] if warns else [])
+
+
+def test_an_identity_error_is_reported_by_check_not_only_by_the_middleware(
+    settings: Settings,
+) -> None:
+    settings.EVENTTRACK = {"VENDORS": {"hackle": HACKLE}, "IDENTITY": {"USER_ID": "user id"}}
+    [error] = eventtrack_messages()
+    assert error.id == "eventtrack.E001"
+    assert 'EVENTTRACK["IDENTITY"]["USER_ID"] must be \'pk\'' in error.msg
+
+
+@pytest.mark.parametrize(
+    ("variable", "hint"),
+    [
+        ("EVENTTRACK_HACKLE_APIKEY", "Did you mean EVENTTRACK_HACKLE_API_KEY?"),
+        ("EVENTTRACK_HELLOTEXT_TOKEN", "Did you mean EVENTTRACK_HELLOTEXT_API_TOKEN?"),
+        ("EVENTTRACK_DELIVERY_MODE", "Did you mean EVENTTRACK_DELIVERY?"),
+        ("EVENTTRACK_SHUTDOWN_TIMEOUTS", "Did you mean EVENTTRACK_SHUTDOWN_TIMEOUT?"),
+        ("EVENTTRACK_XYZ", "see docs/settings.md"),
+    ],
+)
+def test_an_unknown_environment_variable_warns_with_the_closest_name(
+    monkeypatch: pytest.MonkeyPatch, variable: str, hint: str
+) -> None:
+    monkeypatch.setenv("EVENTTRACK_HACKLE_API_KEY", SECRET)
+    monkeypatch.setenv(variable, SECRET)
+    [warning] = eventtrack_messages()
+    assert warning.id == "eventtrack.W006"
+    assert f"Environment variable {variable} is not a django-eventtrack setting" in warning.msg
+    assert warning.hint is not None
+    assert hint in warning.hint
+    assert SECRET not in f"{warning.msg} {warning.hint}"
+
+
+def test_known_environment_variables_and_test_suite_ones_do_not_warn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {
+        "EVENTTRACK_PRIMEDATA_CLIENT_ID": "client",
+        "EVENTTRACK_PRIMEDATA_ACCESS_TOKEN": SECRET,
+        "EVENTTRACK_PRIMEDATA_EVENTS": "order.placed",
+        "EVENTTRACK_DELIVERY": "worker",
+        "EVENTTRACK_SHUTDOWN_TIMEOUT": "3",
+        "EVENTTRACK_TEST_SOMETHING": "ours",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert eventtrack_messages() == []
+
+
+SESSIONS = "django.contrib.sessions.middleware.SessionMiddleware"
+AUTHENTICATION = "django.contrib.auth.middleware.AuthenticationMiddleware"
+OURS = "django_eventtrack.middleware.EventTrackMiddleware"
+
+
+class ProjectMiddleware(EventTrackMiddleware):
+    """A project's subclass counts as the middleware it extends."""
+
+
+@pytest.mark.parametrize(
+    ("middleware", "after"),
+    [
+        ([SESSIONS, AUTHENTICATION, OURS], []),
+        ([OURS], []),  # without sessions or auth it works with what it has
+        ([OURS, SESSIONS, AUTHENTICATION], ["SessionMiddleware", "AuthenticationMiddleware"]),
+        ([SESSIONS, OURS, AUTHENTICATION], ["AuthenticationMiddleware"]),
+        ([SESSIONS, "tests.test_checks.ProjectMiddleware", AUTHENTICATION], ["Authentication"]),
+        (["no.such.Middleware", SESSIONS, AUTHENTICATION, OURS], []),
+    ],
+)
+def test_the_middleware_must_come_after_sessions_and_authentication(
+    settings: Settings, middleware: list[str], after: list[str]
+) -> None:
+    settings.EVENTTRACK = {"VENDORS": {"hackle": HACKLE}, "DELIVERY": "worker"}
+    settings.MIDDLEWARE = middleware
+    errors = eventtrack_messages()
+    assert ids(errors) == ["eventtrack.E004"] * len(after)
+    for error, name in zip(errors, after, strict=True):
+        assert "comes before django.contrib" in error.msg
+        assert name in error.msg
+        assert error.hint is not None
+        assert error.hint.startswith("Move django_eventtrack.middleware.EventTrackMiddleware after")
+
+
+@pytest.mark.parametrize(
+    ("options", "delivery", "missing"),
+    [
+        ({}, "thread", ['"timeout": 20', '"transaction_mode": "IMMEDIATE"']),
+        ({"timeout": 20}, "thread", ['"transaction_mode": "IMMEDIATE"']),
+        ({"transaction_mode": "DEFERRED"}, "sync", ['"timeout": 20']),
+        ({"timeout": 20, "transaction_mode": "IMMEDIATE"}, "thread", []),
+        ({}, "worker", []),  # the web process only writes in its own transactions
+    ],
+)
+def test_sqlite_without_busy_timeout_and_immediate_transactions_warns(
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    options: dict[str, Any],
+    delivery: str,
+    missing: list[str],
+) -> None:
+    monkeypatch.setitem(connections["default"].settings_dict, "OPTIONS", options)
+    settings.EVENTTRACK = {"VENDORS": {"hackle": HACKLE}, "DELIVERY": delivery}
+    messages = eventtrack_messages()
+    assert ids(messages) == (["eventtrack.W005"] if missing else [])
+    if missing:
+        for text in missing:
+            assert text in messages[0].msg
+        assert f"DELIVERY {delivery!r}" in messages[0].msg
+        assert messages[0].hint is not None
+        assert 'DATABASES["default"]["OPTIONS"]' in messages[0].hint

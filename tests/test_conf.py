@@ -133,7 +133,7 @@ def test_enabled_false_turns_a_configured_vendor_off(settings: Settings) -> None
         ),
         ({"hackle": {"API_KEY": "k", "MAX_ATTEMPTS": 0}}, {}, "must be at least 1"),
         ({"hackle": {"API_KEY": 42}}, {}, "must be a string, got int"),
-        ({"hackle": {"API_KEY": "a key"}}, {}, "contains whitespace"),
+        ({"hackle": {"API_KEY": "a\tkey"}}, {}, "contains a control character"),
         ({"hackle": {"API_KEY": "k", "EVENT_NAMES": ["x"]}}, {}, "must map our event names"),
         ({"hackle": {"API_KEY": "k", "EVENTS": 3}}, {}, "must be a list of event names"),
         ({"hackle": {"API_KEY": "k", "ENABLED": "maybe"}}, {}, "must be true or false"),
@@ -192,3 +192,90 @@ def test_secrets_stay_out_of_repr_and_errors(settings: Settings) -> None:
 )
 def test_is_loopback_url(url: str, loopback: bool) -> None:
     assert conf.is_loopback_url(url) is loopback
+
+
+def test_vendor_specific_settings_come_from_settings_or_the_environment(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.EVENTTRACK = {
+        "VENDORS": {
+            "hellotext": {"API_TOKEN": "t", "ACTIONS": ["appointment.booked"]},
+            "primedata": {"CLIENT_ID": "c", "ACCESS_TOKEN": "a"},
+        }
+    }
+    monkeypatch.setenv("EVENTTRACK_PRIMEDATA_EVENT_TYPES", "order.placed, cart.added")
+    monkeypatch.setenv("EVENTTRACK_HELLOTEXT_OBJECT_SOURCE", "my-shop")
+    conf.reload()
+    vendors = conf.get_config().vendors
+    assert vendors["hellotext"].options == {
+        "ACTIONS": frozenset({"appointment.booked"}),
+        "OBJECT_SOURCE": "my-shop",
+    }
+    assert vendors["primedata"].options == {
+        "EVENT_TYPES": frozenset({"order.placed", "cart.added"})
+    }
+    assert vendors["hackle"].options == {}
+
+
+def test_a_vendor_specific_setting_belongs_to_its_vendor_only(settings: Settings) -> None:
+    settings.EVENTTRACK = {"VENDORS": {"hackle": {"API_KEY": "k", "ACTIONS": ["a.b"]}}}
+    with pytest.raises(ConfigurationError, match=r"unknown keys \['ACTIONS'\]"):
+        conf.get_config()
+
+
+def test_identify_staff_is_read_like_every_setting(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.EVENTTRACK = {}
+    assert conf.get_config().identify_staff is False
+    monkeypatch.setenv("EVENTTRACK_IDENTIFY_STAFF", "yes")
+    conf.reload()
+    assert conf.get_config().identify_staff is True
+
+
+#: Secrets as vendors hand them out or password managers generate them; each must reach
+#: the vendor exactly as set in the environment.
+LITERAL_SECRETS = {
+    "a proxy-looking dollar": "$HOME",
+    "a dollar naming no variable": "$NO_SUCH_VARIABLE_HERE",
+    "an escaped dollar": r"\$abc",
+    "a dollar inside": "ab$cd$",
+    "backslashes": r"a\b\\c\n",
+    "quotes": """a'b"c`d""",
+    "inner spaces": "pass phrase with spaces",
+    "everything": r"""$x \"y' z""",
+}
+
+
+@pytest.mark.parametrize("secret", LITERAL_SECRETS.values(), ids=LITERAL_SECRETS.keys())
+def test_a_secret_is_read_literally_from_the_environment(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    settings.EVENTTRACK = {}
+    monkeypatch.setenv("HOME", "/root-of-someone")
+    monkeypatch.setenv("EVENTTRACK_HACKLE_API_KEY", secret)
+    monkeypatch.setenv("EVENTTRACK_PRIMEDATA_CLIENT_ID", secret)
+    monkeypatch.setenv("EVENTTRACK_PRIMEDATA_ACCESS_TOKEN", f"  {secret}\n")
+    conf.reload()
+    config = get_config()
+    assert config.vendors["hackle"].credentials == {"API_KEY": secret}
+    assert config.vendors["primedata"].credentials == {
+        "CLIENT_ID": secret,
+        "ACCESS_TOKEN": secret,  # surrounding whitespace (a pasted line end) is not the secret's
+    }
+
+
+def test_django_environ_still_reads_the_other_values(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Non-secret values go through django-environ (what a project's .env holds)."""
+    settings.EVENTTRACK = {}
+    monkeypatch.setenv("EVENTTRACK_HACKLE_API_KEY", "k")
+    monkeypatch.setenv("EVENTTRACK_HACKLE_TIMEOUT", "2.5")
+    monkeypatch.setenv("EVENTTRACK_HACKLE_EVENTS", "a.b,c.d")
+    monkeypatch.setenv("EVENTTRACK_DELIVERY", "worker")
+    conf.reload()
+    config = get_config()
+    assert config.vendors["hackle"].read_timeout == 2.5
+    assert config.vendors["hackle"].events == frozenset({"a.b", "c.d"})
+    assert config.delivery == "worker"

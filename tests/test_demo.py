@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-MANAGE = Path(__file__).resolve().parent.parent / "example_project" / "manage.py"
+from tests.example_project import environment, manage
 
 
 @pytest.mark.slow
 def test_demo_attributes_every_event_to_the_landing_session(tmp_path: Path) -> None:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("EVENTTRACK_", "DJANGO_SETTINGS_MODULE"))
-    }
-    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'shop.sqlite3'}"
-    result = subprocess.run(  # noqa: S603 - our own manage.py
-        [sys.executable, str(MANAGE), "demo"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = manage("demo", env=environment(tmp_path / "shop.sqlite3"))
     assert result.returncode == 0, result.stderr
     output = result.stdout
     session = re.search(r"hello_session=([0-9a-f-]{36})", output)
@@ -41,9 +25,10 @@ def test_demo_attributes_every_event_to_the_landing_session(tmp_path: Path) -> N
     assert all(f"={session.group(1)}*" in line for line in tracked)
     shipped = [line for line in tracked if "order.shipped" in line]
     assert len(shipped) == 4  # sent outside any request, still the visitor's session
-    # Signing in identified the visitor to every vendor (Hellotext: profile, then session)...
+    # Signing in identified the visitor to every vendor (Hellotext: profile, then session;
+    # PrimeData: the browser's session and the customer's server session)...
     identified = [line for line in lines if "identify" in line]
-    assert len(identified) == 5
+    assert len(identified) == 6
     profile = re.search(r"identify \(session\) +session=[^,]+\*, profile=(\w+)", output)
     assert profile is not None
     # ...and the order shipped the next day carries the customer's Hellotext profile.

@@ -1,5 +1,6 @@
 """The fault suite: each vendor in turn against the sandbox misbehaving in every way
-VENDORS.md and the network allow, then the database refusing writes during ``track()``.
+the vendors' documentation (docs/vendors/) and the network allow, then the database
+refusing writes during ``track()``.
 
 Every event ends delivered exactly once, or ``failed`` with a clear reason once
 retries are exhausted. The only copies a vendor receives twice are requests it
@@ -112,7 +113,7 @@ def one_vendor(settings: Settings, sandbox: Sandbox) -> Callable[..., None]:
 def track_events(count: int = EVENTS) -> None:
     with transaction.atomic():
         for n in range(count):
-            track("product.purchased", {"n": n}, profile=f"P{n}")
+            track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}")
 
 
 def assert_each_delivered(sandbox: Sandbox, vendor: str, duplicates: int = 0) -> None:
@@ -203,7 +204,7 @@ def test_exhausted_retries_fail_with_a_clear_reason(
     }
     for vendor in VENDORS:
         sandbox.inject(vendor, **rule)
-    track("product.purchased", {"n": 0}, profile="P0")
+    track("order.placed", {"n": 0, "order": "O0"}, session="S0")
     drain_until_settled(worker.Worker(), timeout=10)
 
     for delivery in Delivery.objects.all():

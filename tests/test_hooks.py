@@ -298,11 +298,13 @@ def test_a_committed_save_is_delivered_and_a_rolled_back_one_sends_nothing(
             {
                 **SHIPPED,
                 "event": "order.shipped",
+                "properties": "tests.testapp.tracking.order_as_object",
                 "identity": "tests.testapp.tracking.order_identity",
                 "vendors": ["hellotext"],
             }
         ],
     }
+    vendors.hellotext.add_profile("P1")
     order = Order.objects.create(reference="A1", customer_profile="P1")
 
     def ship_then_fail() -> None:

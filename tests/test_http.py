@@ -26,8 +26,10 @@ def send(vendors: Sandbox) -> Send:
 
     def send_one(vendor: str, **properties: object) -> http.Attempt:
         adapter: VendorAdapter = ADAPTERS[vendor](get_config().vendors[vendor])
+        vendors.hellotext.add_profile("P1")
+        product = {"reference": "vxqQJ3Yg", "name": "Tee"}
         event = Event.create(
-            "product.purchased", {"product": "vxqQJ3Yg", **properties}, identity=IDENTITY
+            "product.purchased", {"product": product, **properties}, identity=IDENTITY
         )
         return http.send(adapter, adapter.build_request([event]))
 

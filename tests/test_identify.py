@@ -16,12 +16,13 @@ from django_eventtrack.conf import get_config
 from django_eventtrack.errors import InvalidEvent, StorageError
 from django_eventtrack.event import IDENTIFY, Event, Identity
 from django_eventtrack.http import Attempt
-from django_eventtrack.models import Delivery, VendorProfile
+from django_eventtrack.models import Delivery, VendorProfile, VendorSession
 from django_eventtrack.models import Event as StoredEvent
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.sandbox.vendors import VENDORS, Incoming
 from django_eventtrack.sender import drain
 from django_eventtrack.vendors import ADAPTERS, OutcomeKind, VendorRequest, VendorResponse
+from django_eventtrack.vendors.primedata import server_session
 from tests.test_admin import _admin_settings  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -87,13 +88,14 @@ def test_identify_reaches_every_vendor_with_its_own_call(vendors: Sandbox, user:
     assert browsee["anonymousId"] == "S1"
     assert browsee["traits"]["name"] == "Ada Lovelace"
 
+    # PrimeData binds the browser's session and the user's server session to the user.
     (primedata,) = calls(vendors, "primedata", "/powehi/context")
-    (pd_event,) = primedata["events"]
-    assert primedata["sessionId"] == "S1"
-    assert pd_event["eventType"] == "identify"
-    assert pd_event["target"]["itemType"] == "analyticsUser"
-    assert pd_event["target"]["properties"]["id"] == str(user.pk)
-    assert pd_event["target"]["properties"]["email"] == "ada@example.com"
+    assert [e["sessionId"] for e in primedata["events"]] == ["S1", server_session(str(user.pk))]
+    for pd_event in primedata["events"]:
+        assert pd_event["eventType"] == "identify"
+        assert pd_event["target"]["itemType"] == "analyticsUser"
+        assert pd_event["target"]["properties"]["id"] == str(user.pk)
+        assert pd_event["target"]["properties"]["email"] == "ada@example.com"
 
     statuses = set(Delivery.objects.filter(event__kind=IDENTIFY).values_list("status", flat=True))
     assert statuses == {Delivery.Status.DELIVERED}
@@ -159,7 +161,7 @@ def test_an_unseen_session_is_given_up_after_max_attempts(
     assert "has not seen this session yet" in delivery.last_error
 
 
-def test_a_session_of_another_profile_is_never_moved(
+def test_a_session_of_another_profile_is_never_moved_and_is_remembered_as_theirs(
     vendors: Sandbox, user: Any, django_user_model: Any
 ) -> None:
     other = django_user_model.objects.create_user(username="bob", email="bob@example.com")
@@ -168,9 +170,11 @@ def test_a_session_of_another_profile_is_never_moved(
 
     identify(user, identity=Identity(session="shared-computer"), vendors=["hellotext"])
     delivery = Delivery.objects.get(event__identity__user_id=str(user.pk), vendor="hellotext")
-    assert delivery.status == Delivery.Status.FAILED
-    assert "already belongs to another Hellotext profile" in delivery.last_error
+    # Ada's profile exists; the session stays Bob's, and we know it is his.
+    assert delivery.status == Delivery.Status.DELIVERED
+    assert "belongs to another Hellotext profile and stays with it" in delivery.last_error
     assert vendors.hellotext.sessions["shared-computer"] == bobs_profile
+    assert VendorSession.objects.get(session_id="shared-computer").profile_id == bobs_profile
 
 
 def test_a_rolled_back_login_identifies_nobody(vendors: Sandbox, user: Any) -> None:
@@ -185,7 +189,7 @@ def test_a_rolled_back_login_identifies_nobody(vendors: Sandbox, user: Any) -> N
     assert vendors.requests() == []
 
 
-def test_identify_obeys_the_vendor_switch_and_needs_a_session_for_primedata(
+def test_identify_obeys_the_vendor_switch_and_binds_primedatas_server_session(
     settings: Settings, sandbox: Sandbox, user: Any
 ) -> None:
     vendor_settings: dict[str, dict[str, Any]] = sandbox.vendor_settings()
@@ -195,9 +199,10 @@ def test_identify_obeys_the_vendor_switch_and_needs_a_session_for_primedata(
     assert set(Delivery.objects.values_list("vendor", "status")) == {
         ("hellotext", Delivery.Status.DELIVERED),
         ("hackle", Delivery.Status.DELIVERED),
-        ("primedata", Delivery.Status.SKIPPED),
+        ("primedata", Delivery.Status.DELIVERED),
     }
-    assert "no session id" in Delivery.objects.get(vendor="primedata").last_error
+    (primedata,) = calls(sandbox, "primedata", "/powehi/context")
+    assert primedata["sessionId"] == server_session(str(user.pk))
 
 
 def test_traits_default_to_the_configured_user_fields_and_can_be_given(
@@ -284,12 +289,19 @@ def test_identify_settings_are_validated(settings: Settings) -> None:
 class DictProfiles:
     def __init__(self, **known: str) -> None:
         self.known = dict(known)
+        self.sessions: dict[str, str] = {}
 
     def get(self, vendor: str, user_id: str) -> str | None:
         return self.known.get(user_id)
 
     def remember(self, vendor: str, user_id: str, profile_id: str) -> str:
         return self.known.setdefault(user_id, profile_id)
+
+    def forget(self, vendor: str, profile_id: str) -> None:
+        self.known = {user: kept for user, kept in self.known.items() if kept != profile_id}
+
+    def remember_session(self, vendor: str, session: str, profile_id: str) -> None:
+        self.sessions[session] = profile_id
 
 
 def answer(status: int, body: bytes) -> Any:
@@ -324,8 +336,10 @@ def hellotext_identify(session: str | None = "S1") -> Event:
 def test_hellotext_attaches_to_the_remembered_profile_without_creating_one() -> None:
     adapter = ADAPTERS["hellotext"](config())
     send = answer(200, b'{"id":"S1","type":"session","profile":"P7"}')
-    outcome = adapter.send_identify(hellotext_identify(), send, DictProfiles(**{"7": "P7"}))
+    profiles = DictProfiles(**{"7": "P7"})
+    outcome = adapter.send_identify(hellotext_identify(), send, profiles)
     assert outcome.kind is OutcomeKind.DELIVERED
+    assert profiles.sessions == {"S1": "P7"}
     (request,) = send.sent
     assert (request.method, request.url, request.body) == (
         "PATCH",

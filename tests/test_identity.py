@@ -11,7 +11,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.test import RequestFactory
 from pytest_django import Settings
 
-from django_eventtrack import identity, track
+from django_eventtrack import conf, identity, track
 from django_eventtrack.errors import ConfigurationError, InvalidEvent
 from django_eventtrack.event import Identity
 from django_eventtrack.models import Delivery
@@ -24,13 +24,18 @@ from django_eventtrack.sandbox import Sandbox
 def test_defaults(settings: Settings) -> None:
     settings.EVENTTRACK = {}
     parsed = identity.get_settings()
-    assert parsed == identity.IdentitySettings()
+    assert parsed == conf.IdentitySettings()
     assert (parsed.anonymous_cookie, parsed.ids_cookie) == ("eventtrack_aid", "eventtrack_ids")
-    assert parsed.cookie_max_age == 63072000
+    assert parsed.cookie_max_age == 34560000
     assert parsed.cookie_domain is None
     assert parsed.user_id is None
     assert parsed.consent is None
     assert parsed.respect_gpc is False
+
+
+def test_cookies_live_at_most_the_400_days_browsers_keep() -> None:
+    assert conf.parse_identity({}).cookie_max_age == 400 * 24 * 3600
+    assert conf.parse_identity({"COOKIE_MAX_AGE": 400 * 24 * 3600}).cookie_max_age == 34560000
 
 
 def test_settings_are_parsed_once_per_configuration(settings: Settings) -> None:
@@ -41,14 +46,14 @@ def test_settings_are_parsed_once_per_configuration(settings: Settings) -> None:
 
 
 def test_user_id_and_consent_accept_dotted_paths_and_callables() -> None:
-    parsed = identity.parse_settings(
+    parsed = conf.parse_identity(
         {"USER_ID": "tests.views.hashed_email", "CONSENT": "tests.views.consent_cookie"}
     )
     from tests.views import consent_cookie, hashed_email
 
     assert parsed.user_id is hashed_email
     assert parsed.consent is consent_cookie
-    assert identity.parse_settings({"CONSENT": consent_cookie}).consent is consent_cookie
+    assert conf.parse_identity({"CONSENT": consent_cookie}).consent is consent_cookie
 
 
 @pytest.mark.parametrize(
@@ -61,6 +66,7 @@ def test_user_id_and_consent_accept_dotted_paths_and_callables() -> None:
         ({"COOKIE_MAX_AGE": "2y"}, r'\["COOKIE_MAX_AGE"\] must be a positive whole number'),
         ({"COOKIE_MAX_AGE": 0}, r'\["COOKIE_MAX_AGE"\] must be a positive whole number'),
         ({"COOKIE_MAX_AGE": True}, r'\["COOKIE_MAX_AGE"\] must be a positive whole number'),
+        ({"COOKIE_MAX_AGE": 400 * 86400 + 1}, r'\["COOKIE_MAX_AGE"\] must be at most 34560000'),
         ({"COOKIE_DOMAIN": "https://example.com"}, r'\["COOKIE_DOMAIN"\] must be None or a'),
         ({"USER_ID": "user id"}, r'\["USER_ID"\] must be \'pk\', another attribute'),
         ({"USER_ID": "tests.views.missing"}, r'\["USER_ID"\]: cannot import'),
@@ -72,7 +78,7 @@ def test_user_id_and_consent_accept_dotted_paths_and_callables() -> None:
 )
 def test_bad_settings_name_the_key(raw: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
-        identity.parse_settings(raw)
+        conf.parse_identity(raw)
 
 
 NOT_CALLABLE = 42

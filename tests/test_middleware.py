@@ -19,7 +19,7 @@ from django.template import Context, Engine
 from django.test import AsyncClient, Client
 from pytest_django import Settings
 
-from django_eventtrack import identity
+from django_eventtrack import conf, identity
 from django_eventtrack.models import Delivery
 from django_eventtrack.sandbox import Sandbox
 from tests.views import hashed_email
@@ -146,7 +146,7 @@ def test_the_anonymous_cookie_is_issued_once(client: Client) -> None:
     assert cookie["httponly"] is True
     assert cookie["samesite"] == "Lax"
     assert cookie["path"] == "/"
-    assert cookie["max-age"] == 63072000
+    assert cookie["max-age"] == 34560000
     assert not cookie["secure"]
     assert not cookie["domain"]
 
@@ -354,14 +354,25 @@ def test_the_snippet_writes_the_cookie_the_middleware_reads(client: Client) -> N
     assert "primedata_session_id" not in captured  # the unsafe value was never written
 
 
-def _run_snippet(vendors_js: str) -> str:
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run eventtrack.js")
+def test_the_snippet_on_its_own_keeps_the_cookie_as_long_as_browsers_allow() -> None:
+    cookie = _run_snippet(
+        'const hackleClient = { getDeviceId: () => "d1" };', dataset='{ cookie: "ids" }'
+    )
+    assert f"; max-age={conf.MAX_COOKIE_AGE};" in cookie
+    assert conf.MAX_COOKIE_AGE == 400 * 24 * 3600
+
+
+def _run_snippet(
+    vendors_js: str, dataset: str = '{ cookie: "eventtrack_ids", maxAge: "60" }'
+) -> str:
     source = Path(identity.__file__).parent / "static" / "django_eventtrack" / "eventtrack.js"
     harness = f"""
     const window = globalThis;
     const cookies = [];
     globalThis.location = {{ protocol: "http:" }};
     globalThis.document = {{
-        currentScript: {{ dataset: {{ cookie: "eventtrack_ids", maxAge: "60" }} }},
+        currentScript: {{ dataset: {dataset} }},
         get cookie() {{ return ""; }},
         set cookie(value) {{ cookies.push(value); }},
         addEventListener() {{}},
@@ -533,7 +544,7 @@ def test_the_tag_renders_the_script(settings: Settings) -> None:
     assert html.startswith('<script src="/static/django_eventtrack/eventtrack.js"')
     assert 'data-cookie="ids"' in html
     assert 'data-domain=".example.com"' in html
-    assert 'data-max-age="63072000"' in html
+    assert 'data-max-age="34560000"' in html
     assert "nonce" not in html
 
 

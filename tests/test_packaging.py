@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def tested_versions() -> tuple[set[str], set[str]]:
+def versions_tox_tests() -> tuple[set[str], set[str]]:
     """(Python versions, Django versions) named by tox.ini's env_list, e.g. py312-django61."""
     tox = configparser.ConfigParser()
     tox.read(ROOT / "tox.ini")
@@ -30,7 +30,7 @@ def classifier_versions(prefix: str) -> set[str]:
 
 
 def test_classifiers_name_exactly_the_versions_tox_tests() -> None:
-    pythons, djangos = tested_versions()
+    pythons, djangos = versions_tox_tests()
     assert pythons, "tox.ini's env_list names no pyXY-djangoXY env"
     assert classifier_versions("Programming Language :: Python :: ") == pythons
     assert classifier_versions("Framework :: Django :: ") == djangos

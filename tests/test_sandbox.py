@@ -101,7 +101,10 @@ def running_sandbox():
 
 @pytest.fixture
 def sandbox(running_sandbox):
+    """The sandbox, with the profile and product :data:`VALID_BODIES` name known to Hellotext."""
     running_sandbox.reset()
+    running_sandbox.hellotext.add_profile("PROFILE_ID")
+    running_sandbox.hellotext.add_object("product", "PRODUCT_ID", name="Tee")
     yield running_sandbox
     running_sandbox.reset()
 
@@ -151,7 +154,16 @@ def test_valid_request_gets_documented_success(send, vendor, status, answer):
         ("hellotext", hellotext_event(tracked_at=1786104000)),
         ("hellotext", hellotext_event(tracked_at="2026-08-07T12:30:00+02:00")),
         ("hellotext", hellotext_event(profile=MISSING, session="SESSION")),
-        ("hellotext", {"action": "order.placed", "session": "S", "profile": "P"}),
+        (
+            "hellotext",
+            {
+                "action": "order.placed",
+                "session": "S",
+                "profile": "PROFILE_ID",
+                "object_parameters": {"reference": "O-1", "source": "shop"},
+            },
+        ),
+        ("hellotext", {"action": "subscribed", "profile": "PROFILE_ID"}),
         (
             "hellotext",
             hellotext_event(amount=89.9, currency="USD", metadata={"a": 1}, object_type="product"),
@@ -321,6 +333,123 @@ def test_hellotext_rejects_with_422(send, body, error_type, parameter):
     assert error["message"]
 
 
+# --- Hellotext state: what Hellotext knows decides what it accepts ----------------------------
+
+
+def hellotext_error(response: requests.Response) -> tuple[int, str, str | None]:
+    [error] = response.json()["errors"]
+    assert error["message"]
+    return response.status_code, error["type"], error.get("parameter")
+
+
+@pytest.mark.parametrize(
+    ("body", "answer"),
+    [
+        (hellotext_event(action="signed.up"), (404, "not_found", "action")),
+        (hellotext_event(action="short_link.clicked"), (404, "not_found", "action")),
+        (hellotext_event(object="UNKNOWN"), (404, "not_found", "object")),
+        (hellotext_event(profile="UNKNOWN"), (404, "not_found", "profile")),
+        (hellotext_event(object=MISSING), (422, "parameter_missing", "object")),
+        (
+            hellotext_event(object=MISSING, object_parameters={"reference": "TEE-9"}),
+            (422, "parameter_missing", "object_parameters.name"),
+        ),
+        (
+            hellotext_event(object=MISSING, object_parameters={"name": "Tee", "price": 29.9}),
+            (422, "object_invalid", "object_parameters.price"),
+        ),
+        (
+            hellotext_event(object=MISSING, object_parameters={"name": "Tee", "items": [1]}),
+            (422, "object_invalid", "object_parameters.items"),
+        ),
+        (
+            {
+                "action": "order.placed",
+                "profile": "PROFILE_ID",
+                "object_parameters": {"reference": ""},
+            },
+            (422, "object_invalid", "object_parameters.reference"),
+        ),
+    ],
+)
+def test_hellotext_refuses_what_it_does_not_know(send, body, answer):
+    assert hellotext_error(send("hellotext", body)) == answer
+
+
+def test_hellotext_finds_or_creates_objects_by_reference_and_source(sandbox, send):
+    product = {"reference": "TEE-9", "source": "shop", "name": "Tee"}
+    for name in ("Tee", "Tee, renamed"):
+        body = hellotext_event(object=MISSING, object_parameters={**product, "name": name})
+        assert send("hellotext", body).status_code == 200
+    assert (
+        send(
+            "hellotext",
+            hellotext_event(
+                object=MISSING, object_parameters={"reference": "TEE-9", "source": "shop"}
+            ),
+        ).status_code
+        == 200
+    )  # found: no name needed
+    found = sandbox.hellotext.object_id("product", "TEE-9", "shop")
+    assert found is not None
+    assert [event["object"] for event in sandbox.hellotext.events] == [found] * 3
+    assert send("hellotext", hellotext_event(object=found)).status_code == 200
+
+
+def test_hellotext_refuses_a_session_that_belongs_to_another_profile(sandbox, send):
+    other = sandbox.hellotext.add_profile()
+    assert sandbox.hellotext.attach("S-shared", other)[0] == 200
+    mine = hellotext_event(session="S-shared")
+    assert hellotext_error(send("hellotext", mine)) == (422, "identity_assigned", "session")
+    assert send("hellotext", hellotext_event(session="S-shared", profile=other)).status_code == 200
+    assert (
+        send("hellotext", hellotext_event(profile=MISSING, session="S-shared")).status_code == 200
+    )
+
+
+def test_hellotext_has_not_seen_a_session_until_the_browser_brings_it(sandbox, send):
+    sandbox.hellotext.forget_session("S-new")
+    body = hellotext_event(profile=MISSING, session="S-new")
+    assert hellotext_error(send("hellotext", body)) == (404, "not_found", "session")
+    sandbox.hellotext.see_session("S-new")
+    assert send("hellotext", body).status_code == 200
+
+
+def test_hellotext_custom_actions_exist_once_created(sandbox, send):
+    body = hellotext_event(action="appointment.booked", object=MISSING)
+    assert hellotext_error(send("hellotext", body)) == (404, "not_found", "action")
+    sandbox.hellotext.add_action("appointment.booked")
+    assert send("hellotext", body).status_code == 200  # custom actions need no object
+    with pytest.raises(ValueError, match="own actions"):
+        sandbox.hellotext.add_action("order.placed")
+    with pytest.raises(ValueError, match=r"noun\.verb"):
+        sandbox.hellotext.add_action("Booked")
+
+
+def test_reset_keeps_the_constructors_custom_actions_and_schemas():
+    with Sandbox(hellotext_actions=["appointment.booked"], primedata_schemas=["purchase"]) as box:
+        box.hellotext.add_action("visit.made")
+        box.primedata_schemas.register("refund")
+        box.reset()
+        assert box.hellotext.custom_actions == {"appointment.booked"}
+        assert box.primedata_schemas.registered == frozenset({"purchase"})
+
+
+# --- PrimeData state: registered schemas -------------------------------------------------------
+
+
+def test_primedata_leaves_unregistered_event_types_out_of_processed_events(sandbox, send):
+    batch = primedata_batch(primedata_event(), primedata_event(eventType="unknown"))
+    assert send("primedata", batch).json()["processedEvents"] == 2  # nothing registered yet
+    sandbox.primedata_schemas.register("purchase")
+    assert send("primedata", batch).json() == {"processedEvents": 1, "profileId": None}
+    identify = primedata_event(
+        eventType="identify",
+        target={"itemId": "7", "itemType": "analyticsUser", "scope": CLIENT_ID},
+    )
+    assert send("primedata", primedata_batch(identify)).json()["processedEvents"] == 1
+
+
 # --- Hackle rules -----------------------------------------------------------------------------
 
 LONG_KEY = "k" * 129
@@ -355,6 +484,13 @@ LONG_KEY = "k" * 129
         (hackle_event(user={"identifiers": {"s": "x" * 513}}), "user.identifiers.s"),
         (hackle_event(user={"identifiers": {LONG_KEY: "x"}}), "user.identifiers"),
         (hackle_event(user={"userId": "u", "properties": "x"}), "user.properties"),
+        (hackle_event(timestamp=1), "timestamp is not a documented field"),
+        (hackle_event(event={"key": "k", "insertId": "x"}), "event.insertId"),
+        (hackle_event(user={"userId": "u", "email": "a@b.c"}), "user.email"),
+        (hackle_event(event={"key": "k", "properties": {"a": 1, "A": 2}}), "event.properties.A"),
+        (hackle_event(event={"key": "k", "properties": {"n": 10**15}}), "15 integer digits"),
+        (hackle_event(event={"key": "k", "properties": {"n": 0.1234567}}), "6 decimal places"),
+        (hackle_event(event={"key": "k", "value": 10**16}), "event.value"),
     ],
 )
 def test_hackle_rejects_with_400(send, body, field):
@@ -379,6 +515,7 @@ def test_hackle_rejects_with_400(send, body, field):
         (browsee_event(anonymousId=""), "anonymousId"),
         (browsee_event(timestamp="2021-12-02T00:30:08"), "timestamp"),
         (browsee_event(timestamp=1638405008), "timestamp"),
+        (browsee_event(traits={"a": 1}), "traits is not a documented field"),
     ],
 )
 def test_browsee_rejects_with_400_failure(send, body, field):
@@ -440,6 +577,23 @@ TOO_SHORT = "String length must be greater than or equal to 1"
             ),
             "events[0].target.properties",
             "object",
+        ),
+        (primedata_batch(user="u"), "user", "not a field"),
+        (primedata_batch(primedata_event(context={})), "events[0].context", "not a field"),
+        (
+            primedata_batch(primedata_event(target={"itemId": "1", "itemType": "o", "name": "x"})),
+            "events[0].target.name",
+            "not a field",
+        ),
+        (
+            primedata_batch(primedata_event(properties={"order": {"total": 1}})),
+            "events[0].properties.order",
+            "boolean, number, string or array",
+        ),
+        (
+            primedata_batch(primedata_event(properties={"coupon": None})),
+            "events[0].properties.coupon",
+            "boolean, number, string or array",
         ),
     ],
 )
@@ -873,7 +1027,7 @@ def test_command_line_serves_until_sigterm():
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "django_eventtrack.sandbox", "--port", str(port)]
-    command += ["--legacy", "hellotext"]
+    command += ["--legacy", "hellotext", "--hellotext-action", "appointment.booked"]
     process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
@@ -887,6 +1041,13 @@ def test_command_line_serves_until_sigterm():
                 time.sleep(0.02)
         assert health is not None, "the sandbox did not start listening"
         assert health.json() == {"ok": True}
+        booked = requests.post(
+            f"http://127.0.0.1:{port}/hellotext{PATHS['hellotext']}",
+            json={"action": "appointment.booked", "session": "S"},
+            headers=AUTH_HEADERS["hellotext"],
+            timeout=2,
+        )
+        assert booked.status_code == 201  # the declared custom action, in the legacy answer
 
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=1.5)
@@ -899,3 +1060,10 @@ def test_command_line_serves_until_sigterm():
     assert f"EVENTTRACK_HACKLE_API_KEY={HACKLE_KEY}" in stdout
     assert f"EVENTTRACK_PRIMEDATA_API_URL=http://127.0.0.1:{port}/primedata" in stdout
     assert "legacy" in stdout
+
+
+def test_command_line_refuses_a_custom_action_hellotext_would_not_have(capfd):
+    from django_eventtrack.sandbox.__main__ import main
+
+    assert main(["--port", "0", "--hellotext-action", "order.placed"]) == 2
+    assert "one of Hellotext's own actions" in capfd.readouterr().err

@@ -83,7 +83,7 @@ def test_no_secret_anywhere_after_a_full_fault_run(
         secret_sandbox.inject(vendor, delay=0.5, drop=True)  # a read timeout
         secret_sandbox.inject(vendor, status=401, body=body, count=10)  # refused for good
     for n in range(3):
-        track("product.purchased", {"n": n}, profile=f"P{n}")
+        track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}")
     drain_until_settled(worker.Worker(), timeout=15)
     statuses = set(Delivery.objects.values_list("status", flat=True))
     assert statuses == {Status.FAILED}  # every vendor ended on its 401s
@@ -91,11 +91,12 @@ def test_no_secret_anywhere_after_a_full_fault_run(
     assert MASK in errors  # the echoed credentials were there, and masked
 
     out = io.StringIO()
-    call_command("send_event", "product.purchased", "--profile", "P9", "--dry-run", stdout=out)
+    order = ["order.placed", "--profile", "P9", "--property", "order=O9"]
+    call_command("send_event", *order, "--dry-run", stdout=out)
     assert "Bearer " + MASK in out.getvalue()
     sync = io.StringIO()
     with pytest.raises(CommandError) as refused:
-        call_command("send_event", "product.purchased", "--profile", "P9", "--sync", stdout=sync)
+        call_command("send_event", *order, "--sync", stdout=sync)
 
     attempt = http.send(
         ADAPTERS["hackle"](get_config().vendors["hackle"]),

@@ -20,6 +20,14 @@ PURCHASE = ["product.purchased", "--profile", "P1", "--property", "product=vxqQJ
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def _hellotext_knows_the_customer(sandbox: Sandbox) -> None:
+    """Profile P1 and product vxqQJ3Yg exist at Hellotext (its catalogue synced with our
+    reference and the default source), so a bare reference finds the product."""
+    sandbox.hellotext.add_profile("P1")
+    sandbox.hellotext.add_object("product", reference="vxqQJ3Yg", source="django", name="Tee")
+
+
 def run(*args: str) -> str:
     """``send_event --sync ARGS`` (``--dry-run`` instead of ``--sync`` when asked)."""
     out = io.StringIO()
@@ -40,7 +48,7 @@ def test_purchase_reaches_all_four_vendors_as_documented(vendors: Sandbox) -> No
     assert hellotext is not None
     assert hellotext["action"] == "product.purchased"
     assert hellotext["profile"] == "P1"
-    assert hellotext["object"] == "vxqQJ3Yg"
+    assert hellotext["object_parameters"] == {"source": "django", "reference": "vxqQJ3Yg"}
     assert (hellotext["amount"], hellotext["currency"]) == (89.9, "USD")
     assert hellotext["tracked_at"].endswith("Z")
     assert not {"profile_id", "session_id", "product"} & set(hellotext)
@@ -107,17 +115,49 @@ def test_transient_failure_exits_non_zero(vendors: Sandbox) -> None:
     assert delivery.next_attempt_at > timezone.now()
 
 
-def test_without_sync_it_records_and_prints_the_event_id(vendors: Sandbox) -> None:
+@pytest.mark.parametrize("delivery", ["sync", "thread"])
+def test_without_flags_an_in_process_backend_reports_each_vendor(
+    settings: Settings, sandbox: Sandbox, delivery: str
+) -> None:
+    settings.EVENTTRACK = {"VENDORS": sandbox.vendor_settings(), "DELIVERY": delivery}
     out = io.StringIO()
     call_command("send_event", *PURCHASE, stdout=out, no_color=True)
-    event_id = out.getvalue().strip()
-    event = Event.objects.get(pk=event_id)
-    assert event.name == "product.purchased"
+    assert out.getvalue().splitlines() == [
+        "hellotext: delivered (HTTP 200)",
+        "hackle: delivered (HTTP 200)",
+        "browsee: delivered (HTTP 200)",
+        "primedata: delivered (HTTP 200)",
+    ]
+    event = Event.objects.get()
     assert event.identity == {"profile": "P1"}
-    # tests.settings uses DELIVERY="sync": delivered on commit, once per vendor.
     statuses = dict(event.deliveries.values_list("vendor", "status"))
     assert statuses == dict.fromkeys(["hellotext", "hackle", "browsee", "primedata"], "delivered")
-    assert len(vendors.requests()) == 4
+    assert len(sandbox.requests()) == 4
+
+
+def test_without_flags_an_in_process_backend_exits_non_zero_when_a_vendor_refuses(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    vendor_settings = sandbox.vendor_settings()
+    vendor_settings["hackle"]["API_KEY"] = "wrong-credential"
+    settings.EVENTTRACK = {"VENDORS": vendor_settings, "DELIVERY": "thread"}
+    out = io.StringIO()
+    with pytest.raises(CommandError) as caught:
+        call_command("send_event", *PURCHASE, stdout=out, no_color=True)
+    assert caught.value.returncode == 2
+    assert "hackle: failed (HTTP 401)" in out.getvalue()
+
+
+def test_without_flags_a_queueing_backend_prints_the_event_id_queued(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    settings.EVENTTRACK = {"VENDORS": sandbox.vendor_settings(), "DELIVERY": "worker"}
+    out = io.StringIO()
+    call_command("send_event", *PURCHASE, stdout=out, no_color=True)
+    event = Event.objects.get()
+    assert out.getvalue() == f"{event.id} queued for the 'worker' delivery\n"
+    assert event.name == "product.purchased"
+    assert sandbox.requests() == []
 
 
 def test_dry_run_prints_masked_requests_and_never_connects(
@@ -141,7 +181,7 @@ def test_dry_run_prints_masked_requests_and_never_connects(
     assert '"apiKey": "********"' in output
     assert "X-Client-Access-Token: ********" in output
     assert "User-Agent: django-eventtrack/" in output
-    assert '"object": "vxqQJ3Yg"' in output
+    assert '"reference": "vxqQJ3Yg"' in output
 
 
 def test_dry_run_shows_skips(vendors: Sandbox) -> None:
@@ -216,3 +256,25 @@ def test_configuration_from_environment_only(
     conf.reload()
     assert len(run(*PURCHASE).splitlines()) == 4
     assert len(sandbox.requests()) == 4
+
+
+def test_secrets_from_the_environment_reach_the_vendors_literally(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key django-environ would have expanded ($HOME) or that carries backslashes,
+    quotes and spaces authenticates as set."""
+    from django_eventtrack import conf
+
+    secrets = {"hackle": {"API_KEY": r"""$HOME \"q' s"""}, "browsee": {"API_KEY": r"$X\y 'z'"}}
+    settings.EVENTTRACK = {"DELIVERY": "sync"}
+    with Sandbox(credentials=secrets) as sandbox:
+        for name, value in sandbox.env().items():
+            if name.startswith(("EVENTTRACK_HACKLE_", "EVENTTRACK_BROWSEE_")):
+                monkeypatch.setenv(name, value)
+        conf.reload()
+        out = io.StringIO()
+        call_command("send_event", *PURCHASE, "--sync", stdout=out, no_color=True)
+    assert out.getvalue().splitlines() == [
+        "hackle: delivered (HTTP 200)",
+        "browsee: delivered (HTTP 200)",
+    ]

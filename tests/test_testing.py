@@ -208,7 +208,7 @@ def test_send_event_sync_sends_nothing_while_blocked(
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_drain_sends_nothing_while_blocked(vendors: Sandbox, settings: Settings) -> None:
     settings.EVENTTRACK = {**settings.EVENTTRACK, "DELIVERY": "worker"}
-    track("order.placed", identity=VISITOR)
+    track("order.placed", {"order": "A-1"}, identity=VISITOR)
     with block_http() as refused:
         stats = sender.drain()
     assert sorted(request.vendor for request in refused) == [
@@ -230,7 +230,7 @@ def test_a_worker_drain_sends_nothing_while_blocked(vendors: Sandbox, settings: 
 @pytest.mark.django_db(transaction=True)
 def test_block_http_setting_blocks_a_whole_suite(vendors: Sandbox, settings: Settings) -> None:
     settings.EVENTTRACK = {**settings.EVENTTRACK, "BLOCK_HTTP": True}
-    track("order.placed", identity=VISITOR)  # DELIVERY is sync: it tries at once
+    track("order.placed", {"order": "A-1"}, identity=VISITOR)  # DELIVERY is sync: it tries
     rows = set(Delivery.objects.values_list("status", "last_error"))
     assert rows == {(Delivery.Status.SKIPPED, http.BLOCKED_BY_SETTING)}
     assert vendors.requests() == []

@@ -1,5 +1,5 @@
 """The four vendor adapters, without a network: the exact request each builds,
-and how each reads every kind of answer (VENDORS.md §1 to §5)."""
+and how each reads every kind of answer (docs/vendors/*.md)."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def answer(status: int, body: Any = None, headers: dict[str, str] | None = None)
                 "action": "product.purchased",
                 "profile": "prof-1",
                 "session": "sess-1",
-                "object": "vxqQJ3Yg",
+                "object_parameters": {"source": "django", "reference": "vxqQJ3Yg"},
                 "amount": 89.9,
                 "currency": "USD",
                 "tracked_at": WHEN_TEXT,
@@ -363,9 +363,27 @@ def test_browsee_visitor(make_adapter, make_event, identity, visitor):
         ),
         pytest.param(
             "order.placed",
-            {"order": {"reference": "A-1", "source": "django"}},
-            {"object_parameters": {"reference": "A-1", "source": "django"}},
+            {"order": {"reference": "A-1", "source": "shop"}},
+            {"object_parameters": {"reference": "A-1", "source": "shop"}},
             id="noun-dict-is-object-parameters",
+        ),
+        pytest.param(
+            "order.shipped",
+            {"order": {"reference": "A-1", "total": {"amount": 5, "currency": "EUR"}}},
+            {
+                "object_parameters": {
+                    "source": "django",
+                    "reference": "A-1",
+                    "total": {"amount": 5, "currency": "EUR"},
+                }
+            },
+            id="our-source-added-to-match-on",
+        ),
+        pytest.param(
+            "order.placed",
+            {"order": "A-1"},
+            {"object_parameters": {"source": "django", "reference": "A-1"}},
+            id="noun-string-is-our-reference-not-a-hellotext-id",
         ),
         pytest.param(
             "product.viewed",
@@ -376,14 +394,23 @@ def test_browsee_visitor(make_adapter, make_event, identity, visitor):
         pytest.param(
             "product.viewed",
             {"object_parameters": {"name": "Shoe"}, "product": "noun"},
-            {"object_parameters": {"name": "Shoe"}, "metadata": {"product": "noun"}},
+            {
+                "object_parameters": {"source": "django", "name": "Shoe"},
+                "metadata": {"product": "noun"},
+            },
             id="explicit-object-parameters-wins",
         ),
         pytest.param(
             "product.viewed",
             {"product": 123},
-            {"metadata": {"product": 123}},
-            id="noun-number-is-not-an-object-id",
+            {"object_parameters": {"source": "django", "reference": "123"}},
+            id="noun-integer-is-a-reference",
+        ),
+        pytest.param(
+            "product.viewed",
+            {"product": 1.5, "object": "ht-id-1"},
+            {"object": "ht-id-1", "metadata": {"product": 1.5}},
+            id="explicit-object-is-a-hellotext-id",
         ),
         pytest.param(
             "page.viewed",
@@ -441,13 +468,13 @@ def test_hackle_drops_keys_longer_than_128(make_adapter):
         pytest.param([{"sku": "a"}], '[{"sku":"a"}]', id="list-of-dicts-json"),
         pytest.param(["a", 1, 2.5, True], ["a", 1, 2.5, True], id="list-of-scalars-kept"),
         pytest.param(["x" * 2000], ["x" * 1024], id="list-strings-truncated"),
-        pytest.param({"long": "x" * 2000}, ('{"long":"' + "x" * 2000)[:1024], id="json-truncated"),
+        pytest.param({"long": "x" * 2000}, None, id="long-json-dropped-not-cut"),
         pytest.param(False, False, id="boolean-kept"),
     ],
 )
 def test_hackle_property_values(make_adapter, make_event, value, sent):
     properties = hackle_properties(make_adapter("hackle"), make_event(properties={"p": value}))
-    assert properties == {"p": sent}
+    assert properties == ({} if sent is None else {"p": sent})
 
 
 def test_hackle_drops_none_properties(make_adapter, make_event):
@@ -522,8 +549,15 @@ def test_hackle_skips_event_keys_longer_than_128(make_adapter, make_event):
             {"product": {"name": "Shoe"}, "source": "newsletter"},
             PRIMEDATA_NOWHERE,
             PRIMEDATA_NOWHERE,
-            {"product": {"name": "Shoe"}, "source": "newsletter"},
+            {"product": '{"name":"Shoe"}', "source": "newsletter"},
             id="non-id-noun-and-non-dict-source-stay-properties",
+        ),
+        pytest.param(
+            {"product": {"reference": "SKU-1", "price": 5}},
+            PRIMEDATA_NOWHERE,
+            {"itemId": "SKU-1", "itemType": "product", "scope": PRIMEDATA_CLIENT_ID},
+            {"product": '{"reference":"SKU-1","price":5}'},
+            id="noun-dict-reference-is-the-target",
         ),
     ],
 )
@@ -661,6 +695,18 @@ PRIMEDATA_422 = {
         ("hackle", answer(500, b"oops"), OutcomeKind.RETRY, "HTTP 500: oops"),
         ("browsee", answer(503), OutcomeKind.RETRY, "HTTP 503"),
         ("hellotext", answer(502, {"errors": []}), OutcomeKind.RETRY, 'HTTP 502: {"errors": []}'),
+        (
+            "hellotext",
+            answer(200, {"errors": [{"type": "invalid", "message": "bad", "parameter": "x"}]}),
+            OutcomeKind.FAILED,
+            "invalid: bad (parameter x)",
+        ),
+        (
+            "primedata",
+            answer(200, {"error": {"message": "scope is not exists"}}),
+            OutcomeKind.FAILED,
+            "scope is not exists",
+        ),
     ],
 )
 def test_classify(make_adapter, vendor, response, kind, message):
@@ -700,3 +746,75 @@ def test_dry_run_view_masks_credentials(make_adapter, make_event, vendor):
     masked = json.dumps(make_adapter(vendor).build_request([make_event()]).masked())
     for secret in CREDENTIALS[vendor].values():
         assert secret not in masked
+
+
+# -- what changed to fit, and who the event is about (issue 14) ----------------------------------
+
+
+def test_primedatas_session_is_a_browser_session_or_the_users_never_a_profile(
+    make_adapter, make_event
+):
+    from django_eventtrack.vendors.primedata import server_session
+
+    def session(**ids: Any) -> Any:
+        body = body_for(make_adapter("primedata"), make_event(identity=Identity(**ids)))
+        return body["events"][0].get("sessionId")
+
+    assert session(user_id="7", profile="P1") == server_session("7") != "P1"
+    assert session(profile="P1") is None
+    assert session(profile="P1", session="S1", anonymous_id="a1") == "S1"
+    assert session(profile="P1", anonymous_id="a1") == "a1"
+    assert session(primedata_session_id="pd", session="S1") == "pd"
+    assert server_session("7") == server_session("7") != server_session("8")
+
+
+def test_hackle_notes_every_change_without_values(make_adapter, make_event):
+    properties = {
+        "Color": "red",
+        "color": "blue",
+        "gone": None,
+        "text": "x" * 1100,
+        "cart": {"items": 2},
+        "ratio": 0.1234567,
+        "big": 10**16,
+    }
+    request = make_adapter("hackle").build_request([make_event(properties=properties)])
+    (notes,) = request.notes.values()
+    assert notes == (
+        "properties: dropped null values: gone",
+        "properties: dropped keys that repeat an earlier key but for case: color",
+        "properties: nested values sent as JSON strings: cart",
+        "properties: strings cut to 1,024 characters: text",
+        "properties: numbers over 15 integer digits sent as strings: big",
+        "properties: numbers rounded to 6 decimal places: ratio",
+    )
+    assert "red" not in " ".join(notes)
+    assert "x" * 10 not in " ".join(notes)
+    plain = make_adapter("hackle").build_request([make_event(properties={"a": 1})])
+    assert plain.notes == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "properties", "reason"),
+    [
+        ("user.signed_up", {}, "'user.signed_up' is not a Hellotext action"),
+        ("short_link.clicked", {}, "records itself"),
+        ("order.placed", {}, "order.placed needs its order"),
+        ("order.placed", {"order": {"reference": "A"}}, None),
+        ("subscribed", {}, None),
+    ],
+)
+def test_hellotext_skips_what_it_would_refuse(make_adapter, make_event, name, properties, reason):
+    skip = make_adapter("hellotext").skip_reason(make_event(name, properties))
+    assert skip is None if reason is None else reason in skip
+
+
+def test_hellotext_notes_revenue_it_cannot_send(make_adapter, make_event):
+    request = make_adapter("hellotext").build_request(
+        [make_event(properties={"product": "p", "amount": "cheap", "currency": "USD"})]
+    )
+    (notes,) = request.notes.values()
+    assert notes == (
+        "amount is not a number: sent in metadata, not as revenue",
+        "currency not sent: Hellotext refuses a currency without amount",
+    )

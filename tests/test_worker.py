@@ -27,7 +27,7 @@ from django.utils import timezone
 from pytest_django import Settings
 
 from django_eventtrack import outbox, sender, track, worker
-from django_eventtrack.models import Delivery
+from django_eventtrack.models import Delivery, VendorPause
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.sender import DrainStats
 from tests.processes.helpers import VENDORS, received, wait_until
@@ -73,7 +73,7 @@ def worker_mode(settings: Settings, sandbox: Sandbox) -> Callable[..., Sandbox]:
 def track_many(count: int, vendors: list[str] | None = None) -> list[Any]:
     with transaction.atomic():
         return [
-            track("product.purchased", {"n": n}, profile=f"P{n}", vendors=vendors)
+            track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}", vendors=vendors)
             for n in range(count)
         ]
 
@@ -135,11 +135,16 @@ def test_retry_after_is_honoured(worker_mode: Callable[..., Sandbox]) -> None:
     assert (delivery.status, delivery.attempts, delivery.last_status) == (Status.PENDING, 1, 429)
     assert before + timedelta(seconds=2) <= delivery.next_attempt_at
     assert delivery.next_attempt_at <= after + timedelta(seconds=2.1)
+    pause = outbox.paused_vendors()["hackle"]  # the whole vendor waits, in every process
+    assert before + timedelta(seconds=2) <= pause.paused_until <= after + timedelta(seconds=2.1)
 
     assert runner.run_once().sent == 0  # not due yet: not retried
     assert len(sandbox.requests("hackle")) == 1
 
-    Delivery.objects.update(next_attempt_at=timezone.now())  # two seconds later...
+    # Two seconds later...
+    Delivery.objects.update(next_attempt_at=timezone.now())
+    VendorPause.objects.update(paused_until=timezone.now())
+    sender.breaker.reset()
     assert runner.run_once().delivered == 1
     assert len(sandbox.requests("hackle")) == 2
 
@@ -274,6 +279,41 @@ def test_the_worker_survives_a_database_error(
     assert not thread.is_alive()
     assert "worker round failed (1 in a row)" in caplog.text
     assert runner.totals.delivered == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_fault_mid_drain_keeps_honest_totals_and_gives_the_rest_back(
+    worker_mode: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database fails when the second outcome is recorded: the totals still count
+    the first (as the database does), and the claimed rows not recorded are due again
+    at once, not when the lease ends."""
+    sandbox = worker_mode(CONCURRENCY=1)
+    sandbox.inject("hackle", delay=0.01)
+    sandbox.inject("hackle", delay=0.3, count=4)  # the first answer is recorded alone
+    track_many(5, vendors=["hackle"])
+    real_finish = outbox.finish
+    calls: list[int] = []
+
+    def failing_finish(claim: Any, deliveries: Any, *args: Any, **kwargs: Any) -> None:
+        calls.append(len(deliveries))
+        if len(calls) == 2:
+            raise OperationalError("server closed the connection unexpectedly")
+        real_finish(claim, deliveries, *args, **kwargs)
+
+    monkeypatch.setattr(outbox, "finish", failing_finish)
+    runner = worker.Worker(["hackle"])
+    with pytest.raises(OperationalError):
+        runner.run_once()
+
+    assert calls[0] == 1
+    assert Delivery.objects.filter(status=Status.DELIVERED).count() == 1
+    assert (runner.totals.delivered, runner.totals.requests) == (1, 1)
+    assert len(sandbox.requests("hackle")) >= 2  # sent, then the database failed
+    rest = Delivery.objects.exclude(status=Status.DELIVERED)
+    assert rest.count() == 4
+    assert not rest.filter(claim_token__isnull=False).exists()
+    assert rest.filter(next_attempt_at__lte=timezone.now()).count() == 4
 
 
 @pytest.mark.django_db(transaction=True)

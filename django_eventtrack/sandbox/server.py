@@ -24,13 +24,12 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
 
+from django_eventtrack.sandbox.state import HellotextDirectory, JSONObject, PrimeDataSchemas
 from django_eventtrack.sandbox.vendors import (
     DEFAULT_CREDENTIALS,
     VENDORS,
     Endpoint,
-    HellotextDirectory,
     Incoming,
-    JSONObject,
     VendorSpec,
     parse_incoming,
 )
@@ -284,7 +283,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _vendor(self, spec: VendorSpec, path: str, raw: bytes) -> None:
         sandbox = self.server.sandbox
         headers = {name.lower(): value for name, value in self.headers.items()}
-        incoming, parsed = parse_incoming(headers, raw, path, sandbox.hellotext)
+        incoming, parsed = parse_incoming(
+            headers, raw, path, sandbox.hellotext, sandbox.primedata_schemas
+        )
         record = functools.partial(
             RecordedRequest,
             vendor=spec.name,
@@ -388,11 +389,11 @@ def _reply(
     rejection = endpoint.validate(incoming, sandbox.credentials[spec.name])
     if rejection is not None:
         return _Reply(*rejection)
-    success = endpoint.success
-    if spec.name in sandbox.legacy and endpoint.legacy_success is not None:
-        success = endpoint.legacy_success
-    status, body = success(incoming)
-    return _Reply(status, body, accepted=True)
+    status, body = endpoint.success(incoming)
+    accepted = 200 <= status < 300
+    if accepted and spec.name in sandbox.legacy and endpoint.legacy_success is not None:
+        status, body = endpoint.legacy_success(incoming)
+    return _Reply(status, body, accepted=accepted)
 
 
 def _match(spec: VendorSpec, path: str, method: str) -> tuple[Endpoint | None, list[str]]:
@@ -429,6 +430,8 @@ class Sandbox:
         legacy: Iterable[str] = (),
         max_records: int = 100_000,
         verbose: bool = False,
+        hellotext_actions: Iterable[str] = (),
+        primedata_schemas: Iterable[str] | None = None,
     ) -> None:
         if max_records < 1:
             raise ValueError("max_records must be at least 1")
@@ -447,8 +450,14 @@ class Sandbox:
         self._counts: Counter[str] = Counter()
         self._dropped = 0
         self._faults: dict[str, deque[Fault]] = {}
-        #: Hellotext's profiles and sessions (``forget_session`` makes a PATCH 404).
+        #: Hellotext's profiles, sessions, objects and custom actions
+        #: (``forget_session`` makes a PATCH 404, ``add_action`` creates a custom action).
         self.hellotext = HellotextDirectory()
+        self._hellotext_actions = tuple(hellotext_actions)
+        for action in self._hellotext_actions:
+            self.hellotext.add_action(action)
+        #: PrimeData's registered event schemas; None: every type sent counts as registered.
+        self.primedata_schemas = PrimeDataSchemas(primedata_schemas)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -625,8 +634,13 @@ class Sandbox:
             self.legacy = self.legacy | {vendor} if enabled else self.legacy - {vendor}
 
     def reset(self) -> None:
-        """Forget records, faults and Hellotext profiles; restore the constructor's legacy modes."""
+        """Forget records, faults and what the vendors learnt (Hellotext's profiles,
+        sessions and objects); restore the constructor's legacy modes, custom actions
+        and PrimeData schemas."""
         self.hellotext.clear()
+        for action in self._hellotext_actions:
+            self.hellotext.add_action(action)
+        self.primedata_schemas.clear()
         with self._changed:
             self._records.clear()
             self._counts.clear()

@@ -1,31 +1,36 @@
-"""What each vendor accepts and answers, as VENDORS.md documents the current contract.
+"""What each vendor accepts and answers, as the project's vendor notes
+(``docs/vendors/*.md``) document the current contract.
 
 One validator per vendor endpoint and one table (:data:`VENDORS`) mapping the
 sandbox's path prefix to the documented path, the validator and the success
 answer. Validators are strict on purpose: the sandbox exists so the library's
 mistakes show up locally as the vendor's own 4xx answer, not in production.
+Whatever a vendor documents as refused is refused here, and nothing is
+accepted that its documentation does not allow.
 
-Everything here is pure (a request in, an answer out) and stdlib-only, so the
-server can call it from any thread without locks, except Hellotext's profiles
-and sessions: :class:`HellotextDirectory` keeps them (behind its own lock) so
-the identify flow can be played for real.
+Validators are pure (a request in, an answer out); what the vendors remember
+between requests (Hellotext's profiles, sessions, objects and custom actions,
+PrimeData's registered schemas) lives in :mod:`django_eventtrack.sandbox.state`,
+and the success answers consult it.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeGuard
 
-JSONObject = dict[str, Any]
-#: An HTTP status and the JSON object sent with it.
-Answer = tuple[int, JSONObject]
+from django_eventtrack.sandbox.state import (
+    Answer,
+    HellotextDirectory,
+    JSONObject,
+    PrimeDataSchemas,
+    hellotext_error,
+)
+
 Credentials = Mapping[str, str]
 
 DEFAULT_CREDENTIALS: dict[str, dict[str, str]] = {
@@ -51,8 +56,10 @@ class Incoming:
     body_problem: str | None
     #: The vendor path (``/v1/sessions/abc``), for endpoints with an id in it.
     path: str = ""
-    #: The sandbox's Hellotext profiles and sessions.
-    directory: HellotextDirectory = field(default_factory=lambda: HellotextDirectory())
+    #: The sandbox's Hellotext profiles, sessions, objects and custom actions.
+    directory: HellotextDirectory = field(default_factory=HellotextDirectory)
+    #: The event schemas registered with the sandbox's PrimeData.
+    schemas: PrimeDataSchemas = field(default_factory=PrimeDataSchemas)
 
 
 Validator = Callable[[Incoming, Credentials], Answer | None]
@@ -66,8 +73,11 @@ class Endpoint:
     method: str
     path: str
     validate: Validator
+    #: The answer to a valid request; stateful endpoints may still refuse here
+    #: (an unknown Hellotext profile), so only a 2xx counts as accepted.
     success: Success
-    #: The answer the vendor's older docs showed; None when it never changed.
+    #: The answer the vendor's older docs showed instead of a 2xx ``success``; None
+    #: when it never changed.
     legacy_success: Success | None = None
 
     def matches(self, path: str) -> bool:
@@ -115,7 +125,7 @@ def _single_event(body: JSONObject) -> list[JSONObject]:
     return [body]
 
 
-# --- Hellotext (VENDORS.md 1.2, 1.3, 1.6) -----------------------------------------------------
+# --- Hellotext (docs/vendors/hellotext.md) ----------------------------------------------------
 
 HELLOTEXT_KEYS = frozenset(
     {
@@ -200,8 +210,7 @@ def _hellotext_unreadable(incoming: Incoming, credentials: Credentials) -> Answe
 
 
 def _hellotext_invalid(message: str, parameter: str | None = None, kind: str = "invalid") -> Answer:
-    error = {"type": kind, "message": message}
-    return 422, {"errors": [error | ({"parameter": parameter} if parameter else {})]}
+    return hellotext_error(422, kind, message, parameter)
 
 
 def validate_hellotext_event(incoming: Incoming, credentials: Credentials) -> Answer | None:
@@ -221,7 +230,7 @@ def validate_hellotext_profiles(incoming: Incoming, credentials: Credentials) ->
     return None if _hellotext_authorized(incoming, credentials) else _HELLOTEXT_UNAUTHORIZED
 
 
-#: Fields ``POST /v1/profiles`` takes (VENDORS.md 1.5) and the JSON types they hold.
+#: Fields ``POST /v1/profiles`` takes and the JSON types they hold.
 HELLOTEXT_PROFILE_FIELDS: dict[str, tuple[type, ...]] = {
     "first_name": (str,),
     "last_name": (str,),
@@ -232,72 +241,6 @@ HELLOTEXT_PROFILE_FIELDS: dict[str, tuple[type, ...]] = {
     "session": (str,),
     "property_by_id": (dict,),
 }
-
-
-class HellotextDirectory:
-    """Hellotext's profiles and browser sessions, as far as the identify flow needs.
-
-    Profiles are matched on email or phone, as Hellotext does (VENDORS.md 1.5).
-    Every session is taken to have reached Hellotext from the browser unless
-    :meth:`forget_session` says otherwise (then ``PATCH`` answers 404); a
-    session attached to a profile stays with it.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._ids = itertools.count(1)
-        self.profiles: dict[str, JSONObject] = {}
-        self.sessions: dict[str, str] = {}
-        self.unseen: set[str] = set()
-
-    def clear(self) -> None:
-        with self._lock:
-            self.profiles.clear()
-            self.sessions.clear()
-            self.unseen.clear()
-
-    def forget_session(self, session: str) -> None:
-        """Answer 404 for ``session`` until :meth:`see_session` (not yet seen by Hellotext)."""
-        with self._lock:
-            self.unseen.add(session)
-
-    def see_session(self, session: str) -> None:
-        with self._lock:
-            self.unseen.discard(session)
-
-    def create_profile(self, body: JSONObject) -> Answer:
-        with self._lock:
-            for profile_id, profile in self.profiles.items():
-                if any(
-                    body.get(key) and body.get(key) == profile.get(key)
-                    for key in ("email", "phone")
-                ):
-                    return 200, _hellotext_profile(profile_id, profile)
-            profile_id = f"prf{next(self._ids):05d}"
-            self.profiles[profile_id] = dict(body)
-            return 201, _hellotext_profile(profile_id, body)
-
-    def attach(self, session: str, profile_id: str) -> Answer:
-        with self._lock:
-            if session in self.unseen:
-                return 404, _hellotext_not_found("Session not found")
-            if profile_id not in self.profiles:
-                return 404, _hellotext_not_found("Profile not found")
-            bound = self.sessions.setdefault(session, profile_id)
-            return 200, {
-                "id": session,
-                "type": "session",
-                "profile": bound,
-                "created_at": int(time.time()),
-            }
-
-
-def _hellotext_profile(profile_id: str, body: JSONObject) -> JSONObject:
-    return {"id": profile_id, "type": "profile", **body}
-
-
-def _hellotext_not_found(message: str) -> JSONObject:
-    return {"errors": [{"type": "not_found", "message": message}]}
 
 
 def validate_hellotext_profile_create(
@@ -335,7 +278,12 @@ def _hellotext_attach(incoming: Incoming) -> Answer:
     return incoming.directory.attach(session, str((incoming.body or {})["profile"]))
 
 
-# --- Hackle (VENDORS.md 2.2, 2.3, 2.5) --------------------------------------------------------
+def _hellotext_track(incoming: Incoming) -> Answer:
+    """A well-formed event still needs an action, profile, session and object Hellotext knows."""
+    return incoming.directory.track(incoming.body or {})
+
+
+# --- Hackle (docs/vendors/hackle.md) ----------------------------------------------------------
 
 HACKLE_MAX_KEY_LENGTH = 128
 HACKLE_MAX_EVENT_PROPERTIES = 64
@@ -344,10 +292,35 @@ HACKLE_MAX_STRING_VALUE = 1024
 HACKLE_MAX_IDENTIFIER_VALUE = 512
 
 
+#: What a Hackle request body and its objects may hold.
+HACKLE_BODY_KEYS = frozenset({"event", "user"})
+HACKLE_EVENT_KEYS = frozenset({"key", "value", "properties"})
+HACKLE_USER_KEYS = frozenset({"id", "userId", "deviceId", "identifiers", "properties"})
+#: Hackle numbers: at most 15 integer digits and 6 decimal places.
+HACKLE_NUMBER_LIMIT = 10**15
+HACKLE_DECIMAL_PLACES = 6
+
+
+def _hackle_number_ok(value: float) -> bool:
+    if abs(value) >= HACKLE_NUMBER_LIMIT:
+        return False
+    return isinstance(value, int) or round(value, HACKLE_DECIMAL_PLACES) == value
+
+
 def _hackle_scalar_ok(value: object) -> bool:
     if isinstance(value, str):
         return len(value) <= HACKLE_MAX_STRING_VALUE
-    return isinstance(value, bool) or _is_number(value)
+    if isinstance(value, bool):
+        return True
+    return _is_number(value) and _hackle_number_ok(value)  # type: ignore[arg-type]
+
+
+def _unknown_key(value: dict[str, Any], known: frozenset[str], field: str) -> str | None:
+    unknown = sorted(set(value) - known)
+    if not unknown:
+        return None
+    where = f"{field}.{unknown[0]}" if field else unknown[0]
+    return f"{where} is not a documented field (expected some of {', '.join(sorted(known))})"
 
 
 def _hackle_properties_problem(properties: object, field: str, limit: int) -> str | None:
@@ -356,14 +329,19 @@ def _hackle_properties_problem(properties: object, field: str, limit: int) -> st
         return f"{field} must be an object"
     if len(properties) > limit:
         return f"{field} has {len(properties)} properties; at most {limit} are allowed"
+    seen: set[str] = set()
     for key, value in properties.items():
         if len(key) > HACKLE_MAX_KEY_LENGTH:
             return f"{field} keys must be at most {HACKLE_MAX_KEY_LENGTH} characters"
+        if key.casefold() in seen:
+            return f"{field}.{key} repeats another key but for case; Hackle's keys ignore case"
+        seen.add(key.casefold())
         values = value if isinstance(value, list) else [value]
         if not all(_hackle_scalar_ok(item) for item in values):
             return (
                 f"{field}.{key} must be a string (at most {HACKLE_MAX_STRING_VALUE} characters), "
-                "number, boolean or an array of those"
+                "number (at most 15 integer digits and 6 decimal places), boolean or an array "
+                "of those"
             )
     return None
 
@@ -371,13 +349,16 @@ def _hackle_properties_problem(properties: object, field: str, limit: int) -> st
 def _hackle_event_problem(event: object) -> str | None:
     if not isinstance(event, dict):
         return "event is required and must be an object"
+    unknown = _unknown_key(event, HACKLE_EVENT_KEYS, "event")
+    if unknown is not None:
+        return unknown
     key = event.get("key")
     if not _is_nonempty_string(key):
         return "event.key is required and must be a non-empty string"
     if len(key) > HACKLE_MAX_KEY_LENGTH:
         return f"event.key must be at most {HACKLE_MAX_KEY_LENGTH} characters"
-    if "value" in event and not _is_number(event["value"]):
-        return "event.value must be a number"
+    if "value" in event and not (_is_number(event["value"]) and _hackle_number_ok(event["value"])):
+        return "event.value must be a number (at most 15 integer digits and 6 decimal places)"
     if "properties" in event:
         return _hackle_properties_problem(
             event["properties"], "event.properties", HACKLE_MAX_EVENT_PROPERTIES
@@ -388,6 +369,9 @@ def _hackle_event_problem(event: object) -> str | None:
 def _hackle_user_problem(user: object) -> str | None:
     if not isinstance(user, dict):
         return "user is required and must be an object"
+    unknown = _unknown_key(user, HACKLE_USER_KEYS, "user")
+    if unknown is not None:
+        return unknown
     for key in ("id", "userId", "deviceId"):
         if key in user and not isinstance(user[key], str):
             return f"user.{key} must be a string"
@@ -420,13 +404,16 @@ def validate_hackle_track(incoming: Incoming, credentials: Credentials) -> Answe
         return 401, {"message": "Unauthorized"}
     if incoming.body is None:
         return 400, {"message": str(incoming.body_problem)}
-    problem = _hackle_event_problem(incoming.body.get("event")) or _hackle_user_problem(
-        incoming.body.get("user")
+    problem = (
+        _unknown_key(incoming.body, HACKLE_BODY_KEYS, "")
+        or _hackle_event_problem(incoming.body.get("event"))
+        or _hackle_user_problem(incoming.body.get("user"))
     )
     return None if problem is None else (400, {"message": problem})
 
 
 HACKLE_OPERATIONS = ("$set", "$setOnce", "$unset")
+HACKLE_PROPERTIES_KEYS = frozenset({"userId", "deviceId", "phoneNumber", "operations"})
 
 
 def validate_hackle_properties(incoming: Incoming, credentials: Credentials) -> Answer | None:
@@ -436,6 +423,9 @@ def validate_hackle_properties(incoming: Incoming, credentials: Credentials) -> 
     body = incoming.body
     if body is None:
         return 400, {"message": str(incoming.body_problem)}
+    unknown = _unknown_key(body, HACKLE_PROPERTIES_KEYS, "")
+    if unknown is not None:
+        return 400, {"message": unknown}
     for key in ("userId", "deviceId"):
         if key in body and not _is_nonempty_string(body[key]):
             return 400, {"message": f"{key} must be a non-empty string"}
@@ -455,14 +445,23 @@ def validate_hackle_properties(incoming: Incoming, credentials: Credentials) -> 
     return None
 
 
-# --- Browsee (VENDORS.md 3.2, 3.3, 3.5) -------------------------------------------------------
+# --- Browsee (docs/vendors/browsee.md) --------------------------------------------------------
 
 
 def _browsee_failure(message: str) -> JSONObject:
     return {"status": "failure", "message": message}
 
 
+BROWSEE_TRACK_KEYS = frozenset(
+    {"apiKey", "event", "properties", "userId", "anonymousId", "timestamp"}
+)
+BROWSEE_IDENTIFY_KEYS = frozenset({"apiKey", "userId", "anonymousId", "traits", "timestamp"})
+
+
 def _browsee_problem(body: JSONObject) -> str | None:
+    unknown = _unknown_key(body, BROWSEE_TRACK_KEYS, "")
+    if unknown is not None:
+        return unknown
     if not _is_nonempty_string(body.get("event")):
         return "event is required and must be a non-empty string"
     if "properties" in body and not isinstance(body["properties"], dict):
@@ -480,7 +479,7 @@ def _browsee_problem(body: JSONObject) -> str | None:
 def validate_browsee_track(incoming: Incoming, credentials: Credentials) -> Answer | None:
     """``POST /api/v1/track``: the key rides in the body, so a bad key is a 400 failure.
 
-    VENDORS.md 3.9 leaves the status for a bad key open; the documented
+    Browsee's docs leave the status for a bad key open; the documented
     failure form is 400 ``{"status":"failure"}``, so that is what is answered.
     """
     if incoming.body is None:
@@ -498,6 +497,9 @@ def validate_browsee_identify(incoming: Incoming, credentials: Credentials) -> A
         return 400, _browsee_failure(str(incoming.body_problem))
     if body.get("apiKey") != credentials["API_KEY"]:
         return 400, _browsee_failure("Invalid apiKey")
+    unknown = _unknown_key(body, BROWSEE_IDENTIFY_KEYS, "")
+    if unknown is not None:
+        return 400, _browsee_failure(unknown)
     for key in ("userId", "anonymousId"):
         if key in body and not _is_nonempty_string(body[key]):
             return 400, _browsee_failure(f"{key} must be a non-empty string")
@@ -510,10 +512,31 @@ def validate_browsee_identify(incoming: Incoming, credentials: Credentials) -> A
     return None
 
 
-# --- PrimeData (VENDORS.md 4.2, 4.3, 4.5) -----------------------------------------------------
+# --- PrimeData (docs/vendors/primedata.md) ----------------------------------------------------
 
 PRIMEDATA_MAX_EVENTS = 500
 _PRIMEDATA_TOO_SHORT = "String length must be greater than or equal to 1"
+#: What a request, an event and an entity may hold (the docs, plus ``profileId`` and
+#: the per-event ``itemType`` that PrimeData's PHP SDK sends).
+PRIMEDATA_BODY_KEYS = frozenset({"sessionId", "events", "sendAt", "profileId"})
+PRIMEDATA_EVENT_KEYS = frozenset(
+    {"eventType", "scope", "timeStamp", "sendAt", "properties", "source", "target"}
+    | {"sessionId", "profileId", "itemType"}
+)
+PRIMEDATA_ENTITY_KEYS = frozenset({"itemId", "itemType", "scope", "properties"})
+
+
+def _primedata_unknown(value: dict[str, Any], known: frozenset[str], field: str) -> Answer | None:
+    unknown = sorted(set(value) - known)
+    if not unknown:
+        return None
+    where = f"{field}.{unknown[0]}" if field else unknown[0]
+    return _primedata_invalid(where, "is not a field of the schema")
+
+
+def _primedata_property_ok(value: object) -> bool:
+    """A schema property is a boolean, number, string or array."""
+    return isinstance(value, bool | str | list) or _is_number(value)
 
 
 def _primedata_error_body(message: str) -> JSONObject:
@@ -535,6 +558,9 @@ def _primedata_string_problem(value: object) -> str | None:
 def _primedata_entity_problem(entity: object, field: str, client_id: str) -> Answer | None:
     if not isinstance(entity, dict):
         return _primedata_invalid(field, "is required and must be an object")
+    unknown = _primedata_unknown(entity, PRIMEDATA_ENTITY_KEYS, field)
+    if unknown is not None:
+        return unknown
     for key in ("itemId", "itemType"):
         description = _primedata_string_problem(entity.get(key))
         if description is not None:
@@ -551,6 +577,9 @@ def _primedata_entity_problem(entity: object, field: str, client_id: str) -> Ans
 def _primedata_event_problem(event: object, field: str, client_id: str) -> Answer | None:
     if not isinstance(event, dict):
         return _primedata_invalid(field, "must be an object")
+    unknown = _primedata_unknown(event, PRIMEDATA_EVENT_KEYS, field)
+    if unknown is not None:
+        return unknown
     description = _primedata_string_problem(event.get("eventType"))
     if description is not None:
         return _primedata_invalid(f"{field}.eventType", description)
@@ -566,8 +595,14 @@ def _primedata_event_problem(event: object, field: str, client_id: str) -> Answe
         return _primedata_invalid(f"{field}.sendAt", "must be an ISO-8601 time with an offset or Z")
     if "sessionId" in event and not isinstance(event["sessionId"], str):
         return _primedata_invalid(f"{field}.sessionId", "must be a string")
-    if "properties" in event and not isinstance(event["properties"], dict):
+    properties = event.get("properties", {})
+    if not isinstance(properties, dict):
         return _primedata_invalid(f"{field}.properties", "must be an object")
+    for key, value in properties.items():
+        if not _primedata_property_ok(value):
+            return _primedata_invalid(
+                f"{field}.properties.{key}", "must be a boolean, number, string or array"
+            )
     if event.get("eventType") == "identify":
         target = event.get("target")
         if not isinstance(target, dict) or target.get("itemType") != "analyticsUser":
@@ -590,6 +625,9 @@ def validate_primedata_smile(incoming: Incoming, credentials: Credentials) -> An
     body = incoming.body
     if body is None:
         return 400, _primedata_error_body(str(incoming.body_problem))
+    unknown = _primedata_unknown(body, PRIMEDATA_BODY_KEYS, "")
+    if unknown is not None:
+        return unknown
     if "sessionId" in body and not isinstance(body["sessionId"], str):
         return _primedata_invalid("sessionId", "must be a string")
     if "sendAt" in body and not _is_aware_iso8601(body["sendAt"]):
@@ -615,13 +653,20 @@ def _primedata_events(body: JSONObject) -> list[JSONObject]:
     )
 
 
-def _primedata_success(incoming: Incoming) -> Answer:
+def _primedata_processed(incoming: Incoming) -> int:
+    """How many events PrimeData processes: those of a registered type; the others
+    are dropped from the count, not refused."""
     events = _primedata_events(incoming.body or {})
-    return 200, {"processedEvents": len(events), "profileId": None}
+    return sum(incoming.schemas.processes(event.get("eventType")) for event in events)
+
+
+def _primedata_success(incoming: Incoming) -> Answer:
+    return 200, {"processedEvents": _primedata_processed(incoming), "profileId": None}
 
 
 def _primedata_context(incoming: Incoming) -> Answer:
-    """``/powehi/context`` also answers the session's profile (PD-android reads ``profileId``)."""
+    """``/powehi/context`` also answers the session's profile (its Android SDK reads
+    ``profileId``)."""
     body = incoming.body or {}
     user = next(
         (
@@ -632,7 +677,7 @@ def _primedata_context(incoming: Incoming) -> Answer:
         None,
     )
     return 200, {
-        "processedEvents": len(_primedata_events(body)),
+        "processedEvents": _primedata_processed(incoming),
         "sessionId": body.get("sessionId"),
         "profileId": f"profile-{user}" if user else None,
     }
@@ -648,7 +693,7 @@ VENDORS: dict[str, VendorSpec] = {
                 "POST",
                 "/v1/attribution/events",
                 validate_hellotext_event,
-                success=lambda incoming: (200, {"status": "received"}),
+                success=_hellotext_track,
                 legacy_success=lambda incoming: (201, {"state": "ok"}),
             ),
             Endpoint(
@@ -740,6 +785,7 @@ def parse_incoming(
     raw: bytes,
     path: str = "",
     directory: HellotextDirectory | None = None,
+    schemas: PrimeDataSchemas | None = None,
 ) -> tuple[Incoming, Any]:
     """The validators' view of a request, and the parsed JSON (any type) for the record.
 
@@ -764,5 +810,6 @@ def parse_incoming(
         body_problem=problem,
         path=path,
         directory=directory or HellotextDirectory(),
+        schemas=schemas or PrimeDataSchemas(),
     )
     return incoming, parsed

@@ -12,7 +12,7 @@ from __future__ import annotations
 import email.utils
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -28,7 +28,7 @@ JSONObject = dict[str, Any]
 
 #: Statuses that mean "not now, try again later" for every vendor. 408 and 425
 #: are the HTTP spellings of "too early / too slow", 429 is rate limiting and
-#: every 5xx is the vendor's own trouble (VENDORS.md §5).
+#: every 5xx is the vendor's own trouble (docs/vendors/, "What we retry").
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 MAX_RETRY_AFTER_SECONDS = 3600.0
 
@@ -43,17 +43,68 @@ class OutcomeKind(StrEnum):
 
 
 @dataclass(frozen=True)
+class SessionOwner:
+    """Learnt from an answer: browser ``session`` belongs to vendor profile ``profile``
+    (empty when the vendor only said "not to the profile you sent")."""
+
+    session: str
+    profile: str
+
+
+@dataclass(frozen=True)
+class ProfileGone:
+    """Learnt from an answer: the vendor no longer has ``profile`` (``user_id``'s, if known)."""
+
+    profile: str
+    user_id: str | None
+
+
+#: What an answer taught about the vendor's own ids, for the sender to keep.
+Learned = SessionOwner | ProfileGone
+#: Per event id, what was changed to fit the vendor (one short line each).
+Adjustments = tuple[tuple[str, tuple[str, ...]], ...]
+#: Filled by an adapter while it builds a request: event id -> adjustment lines.
+Notes = dict[str, list[str]]
+
+
+@dataclass(frozen=True)
 class Outcome:
-    """The verdict on one attempt, with a message that is safe to log and store."""
+    """The verdict on one attempt, with a message that is safe to log and store.
+
+    ``learned`` and ``adjustments`` are empty on the common path, so equal
+    verdicts still compare equal (the sender records them together).
+    """
 
     kind: OutcomeKind
     http_status: int | None = None
     message: str = ""
     retry_after: float | None = None
+    learned: tuple[Learned, ...] = ()
+    adjustments: Adjustments = ()
 
     @property
     def ok(self) -> bool:
         return self.kind is OutcomeKind.DELIVERED
+
+    def adjusted(self, notes: Mapping[str, Sequence[str]]) -> Outcome:
+        """This outcome carrying ``notes`` (what the request changed to fit the vendor)."""
+        extra = tuple((event_id, tuple(lines)) for event_id, lines in notes.items() if lines)
+        return replace(self, adjustments=self.adjustments + extra) if extra else self
+
+    def learning(self, *facts: Learned) -> Outcome:
+        """This outcome carrying ``facts`` for the sender to keep (:func:`identification.learn`)."""
+        return replace(self, learned=self.learned + facts)
+
+
+def note(notes: Notes, event: Event, line: str) -> None:
+    """Record that building ``event``'s request changed something (``line`` says what)."""
+    notes.setdefault(str(event.id), []).append(line)
+
+
+def named(keys: Sequence[str], limit: int = 5) -> str:
+    """``a, b, c`` for a few property names, ``a, b, c, d, e and 3 more`` for many."""
+    shown = ", ".join(keys[:limit])
+    return f"{shown} and {len(keys) - limit} more" if len(keys) > limit else shown
 
 
 @dataclass(frozen=True)
@@ -67,6 +118,8 @@ class VendorRequest:
     body: JSONObject
     event_ids: tuple[str, ...]
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    #: What building the body changed to fit the vendor, per event id.
+    notes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def body_bytes(self) -> bytes:
         """The exact bytes sent: compact UTF-8 JSON."""
@@ -107,6 +160,14 @@ class ProfileStore(Protocol):
 
     def remember(self, vendor: str, user_id: str, profile_id: str) -> str:
         """Keep ``profile_id`` unless one is already known; return the one kept."""
+        ...
+
+    def forget(self, vendor: str, profile_id: str) -> None:
+        """The vendor no longer has ``profile_id``: stop sending it."""
+        ...
+
+    def remember_session(self, vendor: str, session: str, profile_id: str) -> None:
+        """``session`` belongs to ``profile_id`` (empty: to a profile we do not know)."""
         ...
 
 
@@ -153,6 +214,8 @@ class VendorAdapter:
     #: The documented path appended to ``API_URL``.
     path: ClassVar[str]
     max_batch_size: ClassVar[int] = 1
+    #: Settings of this vendor alone: name -> (parser, default), read like any other.
+    own_settings: ClassVar[Mapping[str, tuple[Callable[[Any, str], Any], Any]]] = {}
     #: Default ``MAX_AGE``: seconds after which an undelivered event is given up.
     default_max_age: ClassVar[float] = 3 * 24 * 3600.0
     #: The documented path of the vendor's identify call, appended to ``API_URL``.
@@ -178,6 +241,11 @@ class VendorAdapter:
 
     def skip_reason(self, event: Event) -> str | None:
         """Why this vendor cannot take the event at all (e.g. no identity), or None."""
+        return self.name_refusal(event.name)
+
+    def name_refusal(self, name: str) -> str | None:
+        """Why this vendor refuses every event called ``name`` (our name, before
+        ``EVENT_NAMES``), or None. The system checks ask it about ``MODEL_EVENTS``."""
         return None
 
     # -- building ---------------------------------------------------------
@@ -189,7 +257,8 @@ class VendorAdapter:
         """Vendor headers on top of the shared ones (JSON content type, User-Agent)."""
         return {}
 
-    def body(self, events: Sequence[Event]) -> JSONObject:
+    def body(self, events: Sequence[Event], notes: Notes) -> JSONObject:
+        """The request body; whatever is changed to fit the vendor is noted in ``notes``."""
         raise NotImplementedError
 
     def build_request(self, events: Sequence[Event]) -> VendorRequest:
@@ -202,13 +271,19 @@ class VendorAdapter:
                 f"{self.display_name} takes 1 to {self.max_batch_size} events per request, "
                 f"got {len(events)}"
             )
-        body = self.body(events)
+        notes: Notes = {}
+        body = self.body(events, notes)
         for event in events:
             body = deep_merge(body, event.vendor_extra.get(self.name, {}))
-        return self.request("POST", self.url, body, events)
+        return self.request("POST", self.url, body, events, notes)
 
     def request(
-        self, method: str, url: str, body: JSONObject, events: Sequence[Event]
+        self,
+        method: str,
+        url: str,
+        body: JSONObject,
+        events: Sequence[Event],
+        notes: Notes | None = None,
     ) -> VendorRequest:
         """A request to this vendor with its auth headers, on behalf of ``events``."""
         return VendorRequest(
@@ -220,26 +295,48 @@ class VendorAdapter:
             body=body,
             event_ids=tuple(str(event.id) for event in events),
             secrets=self.config.secrets,
+            notes={event_id: tuple(lines) for event_id, lines in (notes or {}).items()},
         )
+
+    # -- sending ----------------------------------------------------------
+    def send_events(self, events: Sequence[Event], send: Send) -> Outcome:
+        """Deliver one request's worth of tracked events, in a sender's pool thread.
+
+        One request, unless the vendor's answer calls for another at once (a
+        Hellotext session that belongs to someone else). No database work here:
+        what the answer taught comes back in :attr:`Outcome.learned`.
+        """
+        return self.sent(self.build_request(events), send)
+
+    def sent(self, request: VendorRequest, send: Send) -> Outcome:
+        """Send ``request``; its outcome, carrying what the request changed to fit."""
+        return send(request).outcome.adjusted(request.notes)
+
+    def create_profile(self, user_id: str, send: Send) -> str | None:
+        """Create the vendor profile of ``user_id`` again after the vendor lost it;
+        its new id, or None (vendors without profiles of their own)."""
+        return None
 
     # -- identify ---------------------------------------------------------
     def identify_skip_reason(self, event: Event) -> str | None:
         """Why this vendor cannot take an ``identify()`` call, or None."""
         return None
 
-    def identify_body(self, event: Event) -> JSONObject:
+    def identify_body(self, event: Event, notes: Notes) -> JSONObject:
         """The identify call's body: ``event.identity`` is the visitor (with
         ``user_id`` set) and ``event.properties`` the traits."""
         raise NotImplementedError
 
     def identify_request(self, event: Event) -> VendorRequest:
-        body = deep_merge(self.identify_body(event), event.vendor_extra.get(self.name, {}))
-        return self.request("POST", self.config.api_url + self.identify_path, body, [event])
+        notes: Notes = {}
+        body = deep_merge(self.identify_body(event, notes), event.vendor_extra.get(self.name, {}))
+        url = self.config.api_url + self.identify_path
+        return self.request("POST", url, body, [event], notes)
 
     def send_identify(self, event: Event, send: Send, profiles: ProfileStore) -> Outcome:
         """Deliver one ``identify()`` event; one request unless the vendor needs more
         (Hellotext creates a profile, then attaches the session to it)."""
-        return send(self.identify_request(event)).outcome
+        return self.sent(self.identify_request(event), send)
 
     # -- reading the answer -----------------------------------------------
     def classify(self, response: VendorResponse) -> Outcome:

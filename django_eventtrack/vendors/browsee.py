@@ -1,16 +1,16 @@
 """Browsee: ``POST /api/v1/track``, one event per request, the key in the body.
 
-Browsee has no auth header: the project ``apiKey`` travels in the JSON
-(VENDORS.md §3.2), which is why it is listed among the secrets to mask. The
-visitor is ``userId`` and/or ``anonymousId`` (§3.3): both are sent when known,
+Browsee has no auth header: the project ``apiKey`` travels in the JSON, which
+is why it is listed among the secrets to mask (``docs/vendors/browsee.md``).
+The visitor is ``userId`` and/or ``anonymousId``: both are sent when known,
 since Browsee simply prefers ``userId``. The anonymous id is Browsee's own
 browser id when the front end passed it, else the visitor id shared by all
 vendors (:attr:`Identity.visitor_id`).
 
-Browsee can refuse inside a 200: ``{"status": "failure", "message": ...}``
-(§3.5), so a 2xx is only a delivery when it does not say so.
+Browsee can refuse inside a 200: ``{"status": "failure", "message": ...}``,
+so a 2xx is only a delivery when it does not say so.
 
-``identify()`` becomes ``POST /api/v1/identify`` (§3.3) with ``userId``, the
+``identify()`` becomes ``POST /api/v1/identify`` with ``userId``, the
 visitor's ``anonymousId`` (so the anonymous session joins the user) and the
 traits; a ``name`` trait is made from ``first_name``/``last_name`` when none is
 given, since ``name``, ``email`` and ``phone`` are the keys Browsee shows.
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from django_eventtrack.event import Event, Identity
-from django_eventtrack.vendors.base import JSONObject, VendorAdapter, iso_utc
+from django_eventtrack.vendors.base import JSONObject, Notes, VendorAdapter, iso_utc
 
 
 class BrowseeAdapter(VendorAdapter):
@@ -34,7 +34,7 @@ class BrowseeAdapter(VendorAdapter):
     default_api_url: ClassVar[str] = "https://api.browsee.io"
     path: ClassVar[str] = "/api/v1/track"
     identify_path: ClassVar[str] = "/api/v1/identify"
-    #: Browsee's API "must not be used to dump historical data" (VENDORS.md §3.6),
+    #: Browsee's API "must not be used to dump historical data" (docs/vendors/browsee.md),
     #: so an event that could not be sent within six hours is given up.
     default_max_age: ClassVar[float] = 6 * 3600.0
 
@@ -43,7 +43,7 @@ class BrowseeAdapter(VendorAdapter):
             return None
         return "Browsee needs a user id or an anonymous id"
 
-    def body(self, events: Sequence[Event]) -> JSONObject:
+    def body(self, events: Sequence[Event], notes: Notes) -> JSONObject:
         (event,) = events
         return {
             "apiKey": self.config.credential("API_KEY"),
@@ -53,7 +53,7 @@ class BrowseeAdapter(VendorAdapter):
             "timestamp": iso_utc(event.timestamp),
         }
 
-    def identify_body(self, event: Event) -> JSONObject:
+    def identify_body(self, event: Event, notes: Notes) -> JSONObject:
         traits = dict(event.properties)
         full_name = " ".join(
             str(traits[key]) for key in ("first_name", "last_name") if traits.get(key)

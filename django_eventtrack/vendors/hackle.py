@@ -1,11 +1,12 @@
 """Hackle: ``POST /v1/track``, one event per request, keyed by ``X-HACKLE-API-KEY``.
 
-The body is ``{"event": {"key", "value"?, "properties"}, "user": {...}}``
-(VENDORS.md §2.3). Hackle documents no timestamp field, so events are stamped
-when they arrive (§2.7).
+The body is ``{"event": {"key", "value"?, "properties"}, "user": {...}}``.
+Hackle documents no timestamp field, so events are stamped when they arrive.
+What is sent field by field is in ``docs/vendors/hackle.md``.
 
-Properties are fitted to Hackle's documented limits (§2.3) here, so a request
-is never refused for its shape:
+Properties are fitted to Hackle's documented limits here, so a request is
+never refused for its shape, and every change is noted on the delivery (and
+logged once) instead of made silently:
 
 * a numeric ``value`` property becomes ``event.value``, Hackle's one number
   per event; any other ``value`` stays a property;
@@ -13,20 +14,20 @@ is never refused for its shape:
   key that differs from an earlier one only in case (Hackle's keys are
   case-insensitive);
 * strings, numbers, booleans and lists of those are kept; dicts and lists
-  holding anything else are sent as compact JSON strings;
-* strings (including those JSON strings) are cut to 1024 characters;
+  holding anything else are sent as compact JSON strings, or dropped when that
+  JSON is longer than 1,024 characters (cut JSON is not JSON any more);
+* plain strings are cut to 1,024 characters;
 * numbers keep at most 6 decimal places, and a number with more than 15 integer
   digits (which Hackle cannot hold) is sent as a string;
 * at most 64 properties are sent: the first 64, in the caller's order.
 
 The user is ``userId`` (our user id), ``deviceId`` (the Hackle browser SDK's
 device id) and the custom identifier ``identifiers.anonymousId``, the visitor
-id shared by all vendors (:attr:`Identity.visitor_id`: the Hellotext session,
-else our anonymous id, else the Hellotext profile), so Hackle's events join the
-other vendors' on one key. Identifier values longer than 512 characters are
-not used (§2.3).
+id shared by all vendors (:attr:`Identity.visitor_id`), so Hackle's events join
+the other vendors' on one key. Identifier values longer than 512 characters
+are not used.
 
-``identify()`` becomes ``POST /v1/properties`` (§2.1): the user's traits as a
+``identify()`` becomes ``POST /v1/properties``: the user's traits as a
 ``$set`` operation on ``userId`` (plus ``deviceId`` when known), fitted to the
 same limits as event properties. Hackle applies them to later events only.
 """
@@ -38,14 +39,14 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from django_eventtrack.event import Event, Identity, JSONValue
-from django_eventtrack.vendors.base import JSONObject, VendorAdapter
+from django_eventtrack.vendors.base import JSONObject, Notes, VendorAdapter, named, note
 
 MAX_EVENT_KEY_LENGTH = 128
 MAX_PROPERTIES = 64
 MAX_PROPERTY_KEY_LENGTH = 128
 MAX_STRING_LENGTH = 1024
 MAX_IDENTIFIER_LENGTH = 512
-#: Hackle numbers: up to 15 integer and 6 decimal digits (VENDORS.md §2.3).
+#: Hackle numbers: up to 15 integer and 6 decimal digits.
 NUMBER_LIMIT = 10**15
 DECIMAL_PLACES = 6
 
@@ -68,19 +69,25 @@ class HackleAdapter(VendorAdapter):
     def skip_reason(self, event: Event) -> str | None:
         if not _user(event.identity):
             return "Hackle needs at least one identifier (user_id, device_id or anonymous_id)"
-        if len(self.vendor_event_name(event)) > MAX_EVENT_KEY_LENGTH:
+        return self.name_refusal(event.name)
+
+    def name_refusal(self, name: str) -> str | None:
+        if len(self.config.event_names.get(name, name)) > MAX_EVENT_KEY_LENGTH:
             return f"Hackle event keys are at most {MAX_EVENT_KEY_LENGTH} characters"
         return None
 
-    def body(self, events: Sequence[Event]) -> JSONObject:
+    def body(self, events: Sequence[Event], notes: Notes) -> JSONObject:
         (event,) = events
         properties = dict(event.properties)
         hackle_event: JSONObject = {"key": self.vendor_event_name(event)}
         value = properties.get("value")
         if isinstance(value, int | float) and not isinstance(value, bool) and _fits(value):
-            hackle_event["value"] = _fit_scalar(value)
+            fitting = _Fitting()
+            hackle_event["value"] = fitting.scalar("value", value)
             del properties["value"]
-        hackle_event["properties"] = _fit_properties(properties)
+            for line in fitting.lines("event.value"):
+                note(notes, event, line)
+        hackle_event["properties"] = _fit_properties(event, properties, notes, "properties")
         return {"event": hackle_event, "user": _user(event.identity)}
 
     def identify_skip_reason(self, event: Event) -> str | None:
@@ -88,12 +95,13 @@ class HackleAdapter(VendorAdapter):
             return None
         return f"Hackle user ids are 1 to {MAX_IDENTIFIER_LENGTH} characters"
 
-    def identify_body(self, event: Event) -> JSONObject:
+    def identify_body(self, event: Event, notes: Notes) -> JSONObject:
         user = _user(event.identity)
         body: JSONObject = {"userId": user["userId"]}
         if "deviceId" in user:
             body["deviceId"] = user["deviceId"]
-        return body | {"operations": {"$set": _fit_properties(event.properties)}}
+        traits = _fit_properties(event, event.properties, notes, "traits")
+        return body | {"operations": {"$set": traits}}
 
 
 def _user(identity: Identity) -> JSONObject:
@@ -113,37 +121,106 @@ def _usable(identifier: str | None) -> str | None:
     return identifier if identifier and len(identifier) <= MAX_IDENTIFIER_LENGTH else None
 
 
-def _fit_properties(properties: Mapping[str, JSONValue]) -> dict[str, JSONValue]:
+def _fit_properties(
+    event: Event, properties: Mapping[str, JSONValue], notes: Notes, where: str
+) -> dict[str, JSONValue]:
+    """``properties`` within Hackle's limits; what had to change is noted for ``event``."""
+    fitting = _Fitting()
     fitted: dict[str, JSONValue] = {}
     seen: set[str] = set()
     for key, value in properties.items():
-        if len(fitted) == MAX_PROPERTIES:
-            break
-        if value is None or len(key) > MAX_PROPERTY_KEY_LENGTH or key.casefold() in seen:
-            continue
-        seen.add(key.casefold())
-        fitted[key] = _fit_value(value)
+        if value is None:
+            fitting.dropped_null.append(key)
+        elif len(key) > MAX_PROPERTY_KEY_LENGTH:
+            fitting.dropped_long_key.append(key[:32] + "...")
+        elif key.casefold() in seen:
+            fitting.dropped_case.append(key)
+        elif len(fitted) == MAX_PROPERTIES:
+            fitting.over_limit.append(key)
+        else:
+            fitted_value = fitting.value(key, value)
+            if fitted_value is not None:
+                seen.add(key.casefold())
+                fitted[key] = fitted_value
+    for line in fitting.lines(where, offered=len(properties), kept=len(fitted)):
+        note(notes, event, line)
     return fitted
 
 
-def _fit_value(value: JSONValue) -> JSONValue:
-    if isinstance(value, Scalar):
-        return _fit_scalar(value)
-    if isinstance(value, list):
-        scalars: list[JSONValue] = [_fit_scalar(item) for item in value if isinstance(item, Scalar)]
-        if len(scalars) == len(value):
-            return scalars
-    return _fit_scalar(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+class _Fitting:
+    """The changes made while fitting one set of properties, by kind, for the notes."""
 
+    def __init__(self) -> None:
+        self.dropped_null: list[str] = []
+        self.dropped_long_key: list[str] = []
+        self.dropped_case: list[str] = []
+        self.over_limit: list[str] = []
+        self.as_json: list[str] = []
+        self.dropped_long_json: list[str] = []
+        self.cut: list[str] = []
+        self.as_string: list[str] = []
+        self.rounded: list[str] = []
 
-def _fit_scalar(value: Scalar) -> Scalar:
-    if isinstance(value, str):
-        return value[:MAX_STRING_LENGTH]
-    if isinstance(value, bool):
+    def value(self, key: str, value: JSONValue) -> JSONValue:
+        """``value`` as Hackle can hold it, or None when it has to be dropped."""
+        if isinstance(value, Scalar):
+            return self.scalar(key, value)
+        if isinstance(value, list) and all(isinstance(item, Scalar) for item in value):
+            return [self.scalar(key, item) for item in value if isinstance(item, Scalar)]
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        if len(text) > MAX_STRING_LENGTH:
+            self.dropped_long_json.append(key)
+            return None
+        self.as_json.append(key)
+        return text
+
+    def scalar(self, key: str, value: Scalar) -> Scalar:
+        if isinstance(value, str):
+            if len(value) > MAX_STRING_LENGTH:
+                _once(self.cut, key)
+                return value[:MAX_STRING_LENGTH]
+            return value
+        if isinstance(value, bool):
+            return value
+        if not _fits(value):
+            _once(self.as_string, key)
+            return str(value)
+        if isinstance(value, float) and round(value, DECIMAL_PLACES) != value:
+            _once(self.rounded, key)
+            return round(value, DECIMAL_PLACES)
         return value
-    if not _fits(value):
-        return str(value)
-    return round(value, DECIMAL_PLACES) if isinstance(value, float) else value
+
+    def lines(self, where: str, offered: int = 0, kept: int = 0) -> list[str]:
+        """One short line per kind of change, naming the keys (never the values)."""
+        limit = f"{MAX_STRING_LENGTH:,}"
+        lines = [
+            f"{where}: {text}: {named(keys)}"
+            for text, keys in (
+                ("dropped null values", self.dropped_null),
+                (f"dropped keys over {MAX_PROPERTY_KEY_LENGTH} characters", self.dropped_long_key),
+                ("dropped keys that repeat an earlier key but for case", self.dropped_case),
+                ("nested values sent as JSON strings", self.as_json),
+                (
+                    f"dropped nested values whose JSON is over {limit} characters",
+                    self.dropped_long_json,
+                ),
+                (f"strings cut to {limit} characters", self.cut),
+                ("numbers over 15 integer digits sent as strings", self.as_string),
+                (f"numbers rounded to {DECIMAL_PLACES} decimal places", self.rounded),
+            )
+            if keys
+        ]
+        if self.over_limit:
+            lines.append(
+                f"{where}: {offered} keys, kept {kept} (Hackle takes {MAX_PROPERTIES}; "
+                f"dropped: {named(self.over_limit)})"
+            )
+        return lines
+
+
+def _once(keys: list[str], key: str) -> None:
+    if key not in keys:
+        keys.append(key)
 
 
 def _fits(number: int | float) -> bool:

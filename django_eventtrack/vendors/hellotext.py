@@ -1,63 +1,150 @@
 """Hellotext: ``POST /v1/attribution/events``, one event per request.
 
-The request speaks Hellotext's current contract (VENDORS.md §1.3): the event
-name is the ``action``, the visitor is a ``profile`` and/or ``session`` (never
-the legacy ``profile_id``/``session_id``), and the event time is ``tracked_at``.
-Properties map onto Hellotext's words like this:
+What is sent, field by field, and why, is in ``docs/vendors/hellotext.md``. In
+short: the event name is the ``action``, which must be a Hellotext action (a
+built-in one, or a custom action declared in ``ACTIONS``), else the event is
+skipped with the way to map it; the visitor is a ``profile`` and/or
+``session``; the event time is ``tracked_at``. The action's object comes from
+the property named after its noun (``order`` for ``order.placed``) and is sent
+as ``object_parameters``, the data Hellotext finds or creates the object by,
+matched on ``reference`` + ``source`` (``source`` defaults to
+``OBJECT_SOURCE``): a dict as given, a plain string as the ``reference`` (with
+the event's ``name`` property as its name). Only
+an explicit ``object`` property is sent as a Hellotext object id. Built-in
+actions that need an object and have none are skipped, not refused.
 
-* ``object``, ``object_parameters``, ``object_type``, ``amount``, ``currency``
-  and ``url`` are Hellotext fields and go to the top level when they have the
-  type Hellotext takes (a non-empty string; an object for ``object_parameters``),
-  otherwise they stay in ``metadata``;
-* the property named after the event's noun (``product`` for
-  ``product.purchased``, ``order`` for ``order.placed``) is the object of the
-  action: a string becomes ``object`` (an existing Hellotext id), a dict
-  ``object_parameters`` (data to find or create it), unless either was given
-  explicitly;
-* ``amount`` is sent only when it is a number (a numeric string such as
-  ``"89.90"`` is converted); otherwise it stays in ``metadata``;
-* ``currency`` is sent only alongside ``amount``, since Hellotext answers 422
-  to a currency without an amount (§1.6); without one it is dropped;
-* everything else rides in ``metadata``, left out when empty.
+The answer is read by its error ``type`` and ``parameter``, never by its
+English text:
 
-``identify()`` follows Hellotext's backend flow (§1.5) in up to two requests:
-``POST /v1/profiles`` creates the user's profile (only the first time: the
-returned id is kept per user, and later events for that user carry it as
-``profile``), then ``PATCH /v1/sessions/{session}`` attaches the visitor's
-browser session to it. A 404 there means the session has not reached
-Hellotext from the browser yet, so it is retried later (and given up after
-``MAX_ATTEMPTS``/``MAX_AGE``). A session already attached to a different
-profile is left alone and the delivery fails with that reason: Hellotext never
-moves a session between profiles, and neither do we.
+* ``identity_assigned`` (the session belongs to another profile): sent again
+  at once without the session, and the session's owner is remembered, so later
+  events of that profile leave it out before sending;
+* ``not_found`` on the ``profile`` (Hellotext no longer has a profile we
+  kept): the profile is forgotten and, for a known user, created again once
+  (by the sender, :meth:`create_profile`), then the event is retried;
+* ``not_found`` on the ``session`` (a server event on a visitor's first page
+  can beat Hellotext.js to Hellotext): retried for :data:`UNSEEN_SESSION_WAIT`
+  after the event, then sent with the profile alone, or failed without one.
+
+``identify()`` follows Hellotext's backend flow in up to two requests:
+``POST /v1/profiles`` creates the user's profile (once: the id is kept per
+user), then ``PATCH /v1/sessions/{session}`` attaches the visitor's browser
+session to it. A session already attached to another profile is left with it
+(Hellotext never moves one, and neither do we) and remembered as that
+profile's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any, ClassVar, Literal, NamedTuple
 from urllib.parse import quote
 
+from django.utils import timezone
+
+from django_eventtrack.conf import parse_names, setting_path
+from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.event import Event, Identity, JSONValue
 from django_eventtrack.vendors.base import (
     JSONObject,
+    Notes,
     Outcome,
     OutcomeKind,
+    ProfileGone,
     ProfileStore,
     Send,
+    SessionOwner,
     VendorAdapter,
     VendorRequest,
     VendorResponse,
     iso_utc,
+    note,
 )
 
-#: Hellotext request fields a caller may set through properties (VENDORS.md §1.3).
-PASSTHROUGH_FIELDS = ("object", "object_parameters", "object_type", "url")
+#: Hellotext's built-in actions (docs/vendors/hellotext.md, "Actions").
+BUILT_IN_ACTIONS = frozenset(
+    {
+        "subscribed",
+        "unsubscribed",
+        "page.viewed",
+        "product.viewed",
+        "product.purchased",
+        "cart.viewed",
+        "cart.added",
+        "cart.removed",
+        "cart.abandoned",
+        "checkout.started",
+        "order.placed",
+        "order.confirmed",
+        "order.cancelled",
+        "order.shipped",
+        "order.delivered",
+        "coupon.redeemed",
+        "refund.requested",
+        "refund.received",
+        "form.completed",
+        "app.installed",
+        "app.removed",
+        "app.spent",
+    }
+)
+#: Built-in actions that take no object (``page.viewed`` takes a ``url`` instead).
+ACTIONS_WITHOUT_OBJECT = frozenset({"subscribed", "unsubscribed", "page.viewed"})
+#: Actions Hellotext records by itself; sending them is not allowed.
+GENERATED_ACTIONS = frozenset(
+    {"short_link.clicked", "product.browse_abandoned", "product.price_changed"}
+    | {"order.printed_label"}
+)
+#: A custom action's tracking name: lowercase ``noun.verb``.
+CUSTOM_ACTION = re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*")
+#: ``source`` of the objects we describe, unless a setting or the object says otherwise.
+DEFAULT_OBJECT_SOURCE = "django"
+#: Hellotext request fields a caller may set through properties.
+PASSTHROUGH_FIELDS = ("object_type", "url")
 NUMERIC_STRING = re.compile(r"-?\d+(\.\d+)?")
 #: Longer numeric strings are not amounts (and may not convert: int digit limits, inf).
 MAX_NUMERIC_STRING = 32
-#: Traits ``POST /v1/profiles`` takes (VENDORS.md §1.5); others are not sent.
+#: Traits ``POST /v1/profiles`` takes; others are not sent.
 PROFILE_FIELDS = ("first_name", "last_name", "email", "phone", "lists")
+#: How long after the event a session Hellotext has not seen yet is waited for:
+#: Hellotext.js reports it within the visitor's first page view, so minutes are
+#: plenty; retried every :data:`UNSEEN_SESSION_RETRY` seconds or more, which
+#: with the default ``MAX_ATTEMPTS`` (10) outlasts the wait.
+UNSEEN_SESSION_WAIT = timedelta(minutes=4)
+UNSEEN_SESSION_RETRY = 30.0
+
+
+def parse_actions(value: Any, where: str) -> frozenset[str]:
+    """``ACTIONS``: the custom actions created in Hellotext (lowercase ``noun.verb``)."""
+    actions = parse_names(value, where)
+    for action in sorted(actions):
+        if not CUSTOM_ACTION.fullmatch(action):
+            raise ConfigurationError(
+                f"{where}: {action!r} is not a custom action name; Hellotext's are "
+                "lowercase noun.verb, like 'appointment.booked'"
+            )
+        if action in BUILT_IN_ACTIONS or action in GENERATED_ACTIONS:
+            raise ConfigurationError(
+                f"{where}: {action!r} is one of Hellotext's own actions, not a custom one; "
+                "remove it (built-in actions need no declaring)"
+            )
+    return actions
+
+
+def parse_source(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"{where} must be a non-empty string, like 'my-shop'")
+    return value.strip()
+
+
+class HellotextError(NamedTuple):
+    """The first error of a Hellotext answer: its ``type`` and ``parameter``."""
+
+    type: str | None
+    parameter: str | None
 
 
 class HellotextAdapter(VendorAdapter):
@@ -70,9 +157,40 @@ class HellotextAdapter(VendorAdapter):
     path: ClassVar[str] = "/v1/attribution/events"
     identify_path: ClassVar[str] = "/v1/profiles"
     remembers_profiles: ClassVar[bool] = True
+    own_settings: ClassVar[Mapping[str, tuple[Callable[[Any, str], Any], Any]]] = {
+        "ACTIONS": (parse_actions, frozenset()),
+        "OBJECT_SOURCE": (parse_source, DEFAULT_OBJECT_SOURCE),
+    }
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.config.credential('API_TOKEN')}"}
+
+    @property
+    def custom_actions(self) -> frozenset[str]:
+        actions: frozenset[str] = self.config.options.get("ACTIONS", frozenset())
+        return actions
+
+    @property
+    def object_source(self) -> str:
+        return str(self.config.options.get("OBJECT_SOURCE", DEFAULT_OBJECT_SOURCE))
+
+    # -- deciding ---------------------------------------------------------
+    def name_refusal(self, name: str) -> str | None:
+        """Hellotext refuses (404) an action it does not know, so an event that maps
+        to none is skipped with the way to map it."""
+        action = self.config.event_names.get(name, name)
+        if action in BUILT_IN_ACTIONS or action in self.custom_actions:
+            return None
+        names = setting_path("VENDORS", self.name, "EVENT_NAMES")
+        actions = setting_path("VENDORS", self.name, "ACTIONS")
+        called = f"{name!r}" if action == name else f"{name!r} (mapped to {action!r})"
+        if action in GENERATED_ACTIONS:
+            return f"{called} is an action Hellotext records itself and cannot be sent"
+        return (
+            f"{called} is not a Hellotext action: map it to a built-in action (such as "
+            f"'order.placed') in {names}, or create a custom action in Hellotext and "
+            f"declare it in {actions}"
+        )
 
     def skip_reason(self, event: Event) -> str | None:
         if not (event.identity.profile or event.identity.session):
@@ -80,61 +198,261 @@ class HellotextAdapter(VendorAdapter):
                 "Hellotext needs a profile or session id (pass profile= or session=, "
                 "or use the middleware)"
             )
-        if self.vendor_event_name(event) == "page.viewed" and not _usable(
-            "url", event.properties.get("url")
-        ):
+        refusal = self.name_refusal(event.name)
+        if refusal is not None:
+            return refusal
+        action = self.vendor_event_name(event)
+        if action == "page.viewed" and not _text(event.properties.get("url")):
             return "Hellotext's page.viewed needs a url property (a non-empty string)"
+        if self._needs_object(action) and not self._object(event, dict(event.properties)):
+            noun = action.split(".", 1)[0]
+            return (
+                f"Hellotext's {action} needs its {noun}: give the event the property {noun!r} "
+                "(a dict such as {'reference': ..., 'name': ...}, or your reference string), "
+                "or 'object' (a Hellotext object id) or 'object_parameters'"
+            )
         return None
 
-    def body(self, events: Sequence[Event]) -> JSONObject:
+    # -- building ---------------------------------------------------------
+    def body(self, events: Sequence[Event], notes: Notes) -> JSONObject:
         (event,) = events
         metadata = dict(event.properties)
         body: JSONObject = {"action": self.vendor_event_name(event)}
         body |= _visitor(event.identity)
-        body |= _object_of_action(event.noun, metadata)
-        body |= {
-            key: metadata.pop(key) for key in PASSTHROUGH_FIELDS if _usable(key, metadata.get(key))
-        }
-        body |= _revenue(metadata)
+        body |= self._object(event, metadata)
+        body |= {key: metadata.pop(key) for key in PASSTHROUGH_FIELDS if _text(metadata.get(key))}
+        body |= _revenue(event, metadata, notes)
         body["tracked_at"] = iso_utc(event.timestamp)
         if metadata:
             body["metadata"] = metadata
         return body
 
-    def identify_body(self, event: Event) -> JSONObject:
+    def _needs_object(self, action: str) -> bool:
+        return action in BUILT_IN_ACTIONS and action not in ACTIONS_WITHOUT_OBJECT
+
+    def _object(self, event: Event, metadata: dict[str, JSONValue]) -> JSONObject:
+        """The action's object; pops the properties it uses.
+
+        An explicit ``object`` is a Hellotext object id and explicit
+        ``object_parameters`` are sent as given (with our ``source`` unless they
+        name one). For a built-in action, the property named after the action's
+        noun (``cart`` for ``cart.added``; else after our event's noun) is the
+        object described by our own data: a dict as ``object_parameters``, a
+        string or integer as their ``reference``, with the event's ``name``
+        property as the object's name (Hellotext needs one to create a product).
+        Never a shop id as ``object``: Hellotext refuses an object id it did not
+        hand out.
+        """
+        if _text(metadata.get("object")):
+            return {"object": metadata.pop("object")}
+        parameters = metadata.get("object_parameters")
+        if isinstance(parameters, dict):
+            del metadata["object_parameters"]
+            return {"object_parameters": self._described(parameters)}
+        action = self.vendor_event_name(event)
+        if not self._needs_object(action):
+            return {}
+        for noun in dict.fromkeys((action.split(".", 1)[0], event.noun)):
+            value = metadata.get(noun)
+            if isinstance(value, dict):
+                del metadata[noun]
+                return {"object_parameters": self._described(value)}
+            if _text(value) or (isinstance(value, int) and not isinstance(value, bool)):
+                del metadata[noun]
+                described: dict[str, JSONValue] = {"reference": str(value)}
+                if _text(metadata.get("name")):
+                    described["name"] = metadata.pop("name")
+                return {"object_parameters": self._described(described)}
+        return {}
+
+    def _described(self, parameters: dict[str, JSONValue]) -> dict[str, JSONValue]:
+        """``parameters`` with our ``source``: Hellotext matches objects on ``reference``
+        + ``source``, so the same order keeps being the same object."""
+        return {"source": self.object_source, **parameters}
+
+    # -- sending ----------------------------------------------------------
+    def send_events(self, events: Sequence[Event], send: Send) -> Outcome:
+        (event,) = events
+        request = self.build_request(events)
+        attempt = send(request)
+        outcome = attempt.outcome.adjusted(request.notes)
+        error = _first_error(attempt.response)
+        identity = event.identity
+        if error.type == "identity_assigned" and identity.session and identity.profile:
+            owner = SessionOwner(identity.session, "")
+            line = "session not sent: Hellotext says it belongs to another profile"
+            return self._again(event, send, line, leave_out="session").learning(owner)
+        if error.type == "not_found" or outcome.http_status == 404:
+            return self._not_found(event, error, outcome, send)
+        return outcome
+
+    def _again(
+        self, event: Event, send: Send, line: str, *, leave_out: Literal["session", "profile"]
+    ) -> Outcome:
+        """``event`` sent once more without its ``leave_out`` id (``line`` says why)."""
+        identity = (
+            dataclasses.replace(event.identity, session=None)
+            if leave_out == "session"
+            else dataclasses.replace(event.identity, profile=None)
+        )
+        retry = dataclasses.replace(event, identity=identity)
+        notes: Notes = {}
+        note(notes, event, line)
+        request = self.build_request([retry])
+        return self.sent(request, send).adjusted(notes)
+
+    def _not_found(
+        self, event: Event, error: HellotextError, outcome: Outcome, send: Send
+    ) -> Outcome:
+        identity = event.identity
+        if error.parameter == "profile" and identity.profile:
+            gone = ProfileGone(identity.profile, identity.user_id)
+            if identity.user_id:
+                return Outcome(
+                    OutcomeKind.RETRY,
+                    404,
+                    "Hellotext no longer has this user's profile; it is created again, "
+                    "then the event is sent",
+                    retry_after=0.0,
+                ).learning(gone)
+            if identity.session:
+                line = "profile not sent: Hellotext no longer has it"
+                return self._again(event, send, line, leave_out="profile").learning(gone)
+            return outcome.learning(gone)
+        # Without a parameter the 404 is read as its documented common cause for an
+        # event that has a session (the action was checked before sending).
+        if identity.session and error.parameter in ("session", None):
+            return self._unseen_session(event, send, outcome)
+        return outcome
+
+    def _unseen_session(self, event: Event, send: Send, outcome: Outcome) -> Outcome:
+        """Wait for Hellotext.js to bring the session; past the wait, send without it."""
+        if _waiting_for_session(event):
+            return Outcome(
+                OutcomeKind.RETRY,
+                404,
+                f"Hellotext has not seen this session yet (it comes from Hellotext.js in the "
+                f"browser); retrying for {_minutes(UNSEEN_SESSION_WAIT)} after the event",
+                retry_after=UNSEEN_SESSION_RETRY,
+                adjustments=outcome.adjustments,
+            )
+        if event.identity.profile:
+            line = (
+                f"session not sent: Hellotext had not seen it "
+                f"{_minutes(UNSEEN_SESSION_WAIT)} after the event"
+            )
+            return self._again(event, send, line, leave_out="session")
+        return dataclasses.replace(
+            outcome,
+            kind=OutcomeKind.FAILED,
+            message=f"Hellotext never saw this session within {_minutes(UNSEEN_SESSION_WAIT)} "
+            "of the event (does the page load Hellotext.js?), and there is no profile to "
+            "send the event with",
+        )
+
+    def create_profile(self, user_id: str, send: Send) -> str | None:
+        """``POST /v1/profiles`` with our user id as the ``reference``."""
+        url = self.config.api_url + self.identify_path
+        created = send(self.request("POST", url, {"reference": user_id}, []))
+        return _id_in(created.response) if created.outcome.ok else None
+
+    # -- identify ---------------------------------------------------------
+    def identify_body(self, event: Event, notes: Notes) -> JSONObject:
         """``POST /v1/profiles``: our user id as the ``reference``, plus known traits."""
         traits = event.properties
         profile: JSONObject = {"reference": event.identity.user_id}
         return profile | {key: traits[key] for key in PROFILE_FIELDS if traits.get(key)}
 
     def attach_request_for(self, event: Event, profile: str) -> VendorRequest:
-        """``PATCH /v1/sessions/{session}`` with ``{"profile": ...}`` (VENDORS.md §1.5)."""
+        """``PATCH /v1/sessions/{session}`` with ``{"profile": ...}``."""
         session = quote(str(event.identity.session), safe="")
         url = f"{self.config.api_url}/v1/sessions/{session}"
         return self.request("PATCH", url, {"profile": profile}, [event])
 
     def send_identify(self, event: Event, send: Send, profiles: ProfileStore) -> Outcome:
         user_id = str(event.identity.user_id)
-        profile = profiles.get(self.name, user_id)
-        if profile is None:
-            created = send(self.identify_request(event))
-            if not created.outcome.ok:
-                return created.outcome
-            new_profile = _id_in(created.response)
-            if new_profile is None:
-                return Outcome(
-                    OutcomeKind.FAILED,
-                    created.outcome.http_status,
-                    "Hellotext created a profile but its answer carries no id",
-                )
-            profile = profiles.remember(self.name, user_id, new_profile)
+        profile: str | Outcome = profiles.get(self.name, user_id) or self._created(
+            event, send, profiles
+        )
+        if isinstance(profile, Outcome):
+            return profile
         if not event.identity.session:
             return Outcome(OutcomeKind.DELIVERED, None, f"profile {profile}; no session to attach")
         attached = send(self.attach_request_for(event, profile))
-        return _attach_outcome(attached.outcome, attached.response, profile)
+        if _first_error(attached.response) == HellotextError("not_found", "profile"):
+            # Hellotext lost the profile we kept: forget it, create it again once.
+            profiles.forget(self.name, profile)
+            profile = self._created(event, send, profiles)
+            if isinstance(profile, Outcome):
+                return profile
+            attached = send(self.attach_request_for(event, profile))
+        return self._attached(event, attached.outcome, attached.response, profile, profiles)
+
+    def _created(self, event: Event, send: Send, profiles: ProfileStore) -> str | Outcome:
+        """The user's new profile id (kept), or the outcome of failing to create it."""
+        created = send(self.identify_request(event))
+        if not created.outcome.ok:
+            return created.outcome
+        new_profile = _id_in(created.response)
+        if new_profile is None:
+            return Outcome(
+                OutcomeKind.FAILED,
+                created.outcome.http_status,
+                "Hellotext created a profile but its answer carries no id",
+            )
+        return profiles.remember(self.name, str(event.identity.user_id), new_profile)
+
+    def _attached(
+        self,
+        event: Event,
+        outcome: Outcome,
+        response: VendorResponse | None,
+        profile: str,
+        profiles: ProfileStore,
+    ) -> Outcome:
+        """Read the PATCH answer. A session Hellotext has not seen is waited for; one that
+        belongs to another profile is left with it, and remembered as that profile's."""
+        session = str(event.identity.session)
+        error = _first_error(response)
+        if outcome.http_status == 404 and error.parameter in ("session", None):
+            if _waiting_for_session(event):
+                return Outcome(
+                    OutcomeKind.RETRY,
+                    404,
+                    "Hellotext has not seen this session yet (it reaches Hellotext from the "
+                    "browser); retrying later",
+                    retry_after=UNSEEN_SESSION_RETRY,
+                )
+            return Outcome(
+                OutcomeKind.FAILED,
+                404,
+                f"profile {profile} kept, but Hellotext never saw the session within "
+                f"{_minutes(UNSEEN_SESSION_WAIT)} of the login, so it was not attached",
+            )
+        payload = response.json() if response is not None else None
+        bound = payload.get("profile") if isinstance(payload, dict) else None
+        if error.type == "identity_assigned" or (outcome.ok and bound not in (None, "", profile)):
+            owner = str(bound) if outcome.ok and bound else ""
+            profiles.remember_session(self.name, session, owner)
+            return Outcome(
+                OutcomeKind.DELIVERED,
+                outcome.http_status,
+                f"profile {profile}; the session belongs to another Hellotext profile and "
+                "stays with it (this profile's events are sent without it)",
+            )
+        if outcome.ok:
+            profiles.remember_session(self.name, session, profile)
+        return outcome
+
+    # -- reading the answer -----------------------------------------------
+    def failure_in_success(self, payload: Any) -> str | None:
+        """A 2xx whose body lists ``errors`` (or one ``error``) is a refusal."""
+        if isinstance(payload, dict) and (payload.get("errors") or payload.get("error")):
+            return self.error_message(payload) or "Hellotext answered with errors"
+        return None
 
     def error_message(self, payload: Any) -> str | None:
-        """Hellotext's ``errors[]`` list, or the single ``error`` form (VENDORS.md §1.6)."""
+        """Hellotext's ``errors[]`` list, or the single ``error`` form."""
         if not isinstance(payload, dict):
             return None
         errors = payload.get("errors")
@@ -149,37 +467,37 @@ class HellotextAdapter(VendorAdapter):
         return None
 
 
+def _first_error(response: VendorResponse | None) -> HellotextError:
+    """``type`` and ``parameter`` of the first error in the answer (either form)."""
+    payload = response.json() if response is not None else None
+    if not isinstance(payload, dict):
+        return HellotextError(None, None)
+    errors = payload.get("errors")
+    error = errors[0] if isinstance(errors, list) and errors else payload.get("error")
+    if not isinstance(error, dict):
+        return HellotextError(None, None)
+    kind, parameter = error.get("type"), error.get("parameter")
+    return HellotextError(
+        kind if isinstance(kind, str) else None, parameter if isinstance(parameter, str) else None
+    )
+
+
+def _waiting_for_session(event: Event) -> bool:
+    return timezone.now() - event.timestamp < UNSEEN_SESSION_WAIT
+
+
+def _minutes(wait: timedelta) -> str:
+    return f"{wait.total_seconds() / 60:g} minutes"
+
+
 def _id_in(response: VendorResponse | None) -> str | None:
     payload = response.json() if response is not None else None
     value = payload.get("id") if isinstance(payload, dict) else None
     return str(value) if isinstance(value, str | int) and str(value) else None
 
 
-def _attach_outcome(outcome: Outcome, response: VendorResponse | None, profile: str) -> Outcome:
-    """Read the PATCH answer: 404 is "not seen yet" (retry); a session that came back
-    bound to another profile is refused for good."""
-    if outcome.http_status == 404:
-        return Outcome(
-            OutcomeKind.RETRY,
-            404,
-            "Hellotext has not seen this session yet (it reaches Hellotext from the "
-            "browser); retrying later",
-        )
-    if not outcome.ok or response is None:
-        return outcome
-    payload = response.json()
-    bound = payload.get("profile") if isinstance(payload, dict) else None
-    if bound not in (None, "", profile):
-        return Outcome(
-            OutcomeKind.FAILED,
-            outcome.http_status,
-            "the session already belongs to another Hellotext profile; it was not moved",
-        )
-    return outcome
-
-
 def _visitor(identity: Identity) -> JSONObject:
-    """``profile`` and ``session``; Hellotext accepts both together (VENDORS.md §1.3)."""
+    """``profile`` and ``session``; Hellotext accepts both together."""
     visitor: JSONObject = {}
     if identity.profile:
         visitor["profile"] = identity.profile
@@ -188,36 +506,23 @@ def _visitor(identity: Identity) -> JSONObject:
     return visitor
 
 
-def _object_of_action(noun: str, metadata: dict[str, JSONValue]) -> JSONObject:
-    """The noun-named property as ``object`` or ``object_parameters``, unless the
-    caller already named the object explicitly. Pops what it uses."""
-    if _usable("object", metadata.get("object")) or _usable(
-        "object_parameters", metadata.get("object_parameters")
-    ):
-        return {}
-    value = metadata.get(noun)
-    if _usable("object", value):
-        return {"object": metadata.pop(noun)}
-    if _usable("object_parameters", value):
-        return {"object_parameters": metadata.pop(noun)}
-    return {}
-
-
-def _usable(key: str, value: JSONValue) -> bool:
-    """Whether ``value`` has the type Hellotext takes for field ``key`` (§1.3)."""
-    if key == "object_parameters":
-        return isinstance(value, dict)
+def _text(value: JSONValue) -> bool:
+    """A non-empty string: what Hellotext takes for its string fields."""
     return isinstance(value, str) and value != ""
 
 
-def _revenue(metadata: dict[str, JSONValue]) -> JSONObject:
+def _revenue(event: Event, metadata: dict[str, JSONValue], notes: Notes) -> JSONObject:
     """``amount`` (and then ``currency``) when the amount is a number; pops what it uses.
 
-    A currency without a usable amount is dropped: Hellotext rejects it (§1.6).
+    A currency without a usable amount is dropped: Hellotext refuses it (422).
     """
-    currency = metadata.pop("currency") if _usable("currency", metadata.get("currency")) else None
+    currency = metadata.pop("currency") if _text(metadata.get("currency")) else None
     amount = _number(metadata.get("amount"))
+    if "amount" in metadata and amount is None:
+        note(notes, event, "amount is not a number: sent in metadata, not as revenue")
     if amount is None:
+        if currency is not None:
+            note(notes, event, "currency not sent: Hellotext refuses a currency without amount")
         return {}
     del metadata["amount"]
     return {"amount": amount} if currency is None else {"amount": amount, "currency": currency}
@@ -239,7 +544,7 @@ def _number(value: JSONValue) -> int | float | None:
 
 def _describe(error: dict[str, Any]) -> str:
     """``type: message (parameter name)``, from whichever of those keys are present;
-    ``message`` and ``description`` are aliases in Hellotext's docs (§1.6)."""
+    ``message`` and ``description`` are aliases in Hellotext's docs."""
     text = error.get("message") or error.get("description") or ""
     if error.get("type"):
         text = f"{error['type']}: {text}" if text else str(error["type"])

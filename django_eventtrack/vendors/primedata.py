@@ -1,43 +1,82 @@
 """PrimeData ("powehi"): ``POST /powehi/smile``, up to 500 events per request.
 
 Each event names its pre-registered schema in ``eventType``, its data source
-in ``scope`` and its time in the required ``timeStamp`` (VENDORS.md §4.3).
-Every event also needs a ``source`` (the profile context) and a ``target``
-(the entity acted on), each with non-empty ``itemId`` and ``itemType``:
-PrimeData's own placeholder for "none" is ``"_"``, and an empty string is a
-422 (§4.3). They come from the ``source`` and ``target`` properties when those
-are dicts; otherwise the target is the noun-named property (``product`` for
-``product.purchased``) when it holds an id. The noun property also stays in
-``properties``, where the schema may require it; PrimeData trims what its
-schema does not know.
+in ``scope`` and its time in the required ``timeStamp``. Every event also
+needs a ``source`` (the profile context) and a ``target`` (the entity acted
+on), each with non-empty ``itemId`` and ``itemType``: PrimeData's own
+placeholder for "none" is ``"_"``, and an empty string is a 422. They come from
+the ``source`` and ``target`` properties when those are dicts; otherwise the
+target is the noun-named property (``product`` for ``product.purchased``):
+its id, or the ``reference`` of the dict describing it. Field by field, with
+the reasons, in ``docs/vendors/primedata.md``.
 
-``sessionId`` is optional since 2023-11 (§4.3): PrimeData's own session id
-(the ``XSessionId`` cookie) when known, else the visitor id shared by all
-vendors (:attr:`Identity.visitor_id`). It goes on each event that has one,
-and at the top level too when the whole batch shares it, which is where
-PrimeData's SDKs put it (§4.6, §4.8). Either documented success body,
-``processedEvents`` or the older ``updated``, is a delivery (§4.5).
+Properties are fitted to what a schema can hold (boolean, number, string,
+array): a nested object is sent as a JSON string and ``None`` is dropped, each
+change noted on the delivery. With ``EVENT_TYPES`` (the schema aliases
+registered in PrimeData) set, an event of any other type is skipped before
+sending, with the reason.
+
+``sessionId`` is PrimeData's session, which a client chooses and which belongs
+to one person: PrimeData's own (the ``XSessionId`` cookie) when known, else the
+visitor's browser session (the visitor id the other vendors share, but never a
+vendor's profile id), else for a known user a server session derived from the
+user id (:func:`server_session`), which ``identify()`` binds to the user too.
+
+A success answer says how many events PrimeData processed (``processedEvents``).
+Fewer than sent is read like this: none processed fails every event of the
+request (PrimeData keeps no part of it); some processed delivers the request
+but says, on each delivery, that it is unconfirmed which were dropped. None is
+sent again: PrimeData documents no way to recognise a duplicate, and sending
+the processed ones again would count them twice.
 
 ``identify()`` sends PrimeData's built-in ``identify`` event to
-``/powehi/context``, as its PHP SDK does (§4.3), on the visitor's session: the
-target is ``{"itemType": "analyticsUser", "itemId": <user id>}`` and its
-properties are the traits, with our user id as the PII key ``id`` (§4.4).
-PrimeData then binds the session, and the session's other events, to the
-profile that has that PII, creating it if needed.
+``/powehi/context``, as its PHP SDK does, on the visitor's session and on the
+user's server session: the target is ``{"itemType": "analyticsUser",
+"itemId": <user id>}`` and its properties are the traits, with our user id as
+the PII key ``id``. PrimeData then binds those sessions, and their events, to
+the profile that has that PII, creating it if needed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from django_eventtrack.conf import parse_names, setting_path
 from django_eventtrack.event import Event, JSONValue
-from django_eventtrack.vendors.base import JSONObject, VendorAdapter, iso_utc
+from django_eventtrack.vendors.base import (
+    JSONObject,
+    Notes,
+    Outcome,
+    OutcomeKind,
+    ProfileStore,
+    Send,
+    VendorAdapter,
+    VendorRequest,
+    iso_utc,
+    named,
+    note,
+)
 
-#: PrimeData's "no id / no type" placeholder (VENDORS.md §4.3).
+logger = logging.getLogger("django_eventtrack.vendors.primedata")
+
+#: PrimeData's "no id / no type" placeholder.
 NO_ITEM = "_"
-#: The target type an ``identify`` event must have (VENDORS.md §4.3, §4.4).
+#: The fields of a ``source`` or ``target`` entity.
+ENTITY_FIELDS = frozenset({"itemId", "itemType", "scope", "properties"})
+#: The target type an ``identify`` event must have.
 IDENTIFY_ITEM_TYPE = "analyticsUser"
+#: Namespace of the server sessions derived from user ids (a fixed, random UUID).
+SERVER_SESSIONS = uuid.UUID("9d3c7a52-52e4-4f36-9c1f-4a0f1f0b6a77")
+
+
+def server_session(user_id: str) -> str:
+    """The PrimeData session of a user's server-side events: the same UUID for the same
+    user every time, and no way back from it to the user id."""
+    return str(uuid.uuid5(SERVER_SESSIONS, user_id))
 
 
 class PrimeDataAdapter(VendorAdapter):
@@ -48,8 +87,11 @@ class PrimeDataAdapter(VendorAdapter):
     credential_settings: ClassVar[tuple[str, ...]] = ("CLIENT_ID", "ACCESS_TOKEN")
     default_api_url: ClassVar[str] = "https://dev.primedata.ai"
     path: ClassVar[str] = "/powehi/smile"
-    max_batch_size: ClassVar[int] = 500  # VENDORS.md §4.3, §4.6
+    max_batch_size: ClassVar[int] = 500  # PrimeData's documented cap
     identify_path: ClassVar[str] = "/powehi/context"
+    own_settings: ClassVar[Mapping[str, tuple[Callable[[Any, str], Any], Any]]] = {
+        "EVENT_TYPES": (parse_names, None)
+    }
 
     @property
     def scope(self) -> str:
@@ -62,17 +104,33 @@ class PrimeDataAdapter(VendorAdapter):
             "X-Client-Access-Token": self.config.credential("ACCESS_TOKEN"),
         }
 
-    def body(self, events: Sequence[Event]) -> JSONObject:
-        body: JSONObject = {"events": [self._event(event) for event in events]}
+    def name_refusal(self, name: str) -> str | None:
+        """With ``EVENT_TYPES`` declared, a type PrimeData has no schema for is refused."""
+        registered: frozenset[str] | None = self.config.options.get("EVENT_TYPES")
+        event_type = self.config.event_names.get(name, name)
+        if registered is None or event_type in registered:
+            return None
+        called = f"{name!r}" if event_type == name else f"{name!r} (mapped to {event_type!r})"
+        return (
+            f"{called} is not a registered PrimeData event type: register its schema in "
+            f"PrimeData and add the alias to {setting_path('VENDORS', self.name, 'EVENT_TYPES')}"
+            f", or map the event to a registered alias in "
+            f"{setting_path('VENDORS', self.name, 'EVENT_NAMES')}"
+        )
+
+    def body(self, events: Sequence[Event], notes: Notes) -> JSONObject:
+        body: JSONObject = {"events": [self._event(event, notes) for event in events]}
         sessions = {_session(event) for event in events}
         if len(sessions) == 1 and (session := sessions.pop()):
             body = {"sessionId": session} | body
         return body
 
-    def _event(self, event: Event) -> JSONObject:
+    def _event(self, event: Event, notes: Notes) -> JSONObject:
         properties = dict(event.properties)
-        source = _pop_entity(properties, "source") or {}
-        target = _pop_entity(properties, "target") or _noun_target(event)
+        source = _fit_entity(event, "source", _pop_entity(properties, "source") or {}, notes)
+        target = _fit_entity(
+            event, "target", _pop_entity(properties, "target") or _noun_target(event), notes
+        )
         primedata_event: JSONObject = {
             "eventType": self.vendor_event_name(event),
             "scope": self.scope,
@@ -81,34 +139,76 @@ class PrimeDataAdapter(VendorAdapter):
         if session := _session(event):
             primedata_event["sessionId"] = session
         return primedata_event | {
-            "properties": properties,
+            "properties": _fit_properties(event, properties, notes),
             "source": self._entity(source),
             "target": self._entity(target),
         }
 
-    def identify_skip_reason(self, event: Event) -> str | None:
-        if _session(event):
-            return None
-        return "PrimeData binds a session to a person: the visitor has no session id"
+    def send_events(self, events: Sequence[Event], send: Send) -> Outcome:
+        return self._processed(self.build_request(events), send)
 
-    def identify_body(self, event: Event) -> JSONObject:
+    def send_identify(self, event: Event, send: Send, profiles: ProfileStore) -> Outcome:
+        return self._processed(self.identify_request(event), send)
+
+    def _processed(self, request: VendorRequest, send: Send) -> Outcome:
+        """Send ``request``; a success that processed fewer events than sent is read as
+        the module docstring says (never sent again)."""
+        attempt = send(request)
+        outcome = attempt.outcome.adjusted(request.notes)
+        payload = attempt.response.json() if attempt.response is not None else None
+        processed = payload.get("processedEvents") if isinstance(payload, dict) else None
+        sent = len(request.body["events"])
+        if not outcome.ok or not isinstance(processed, int) or processed >= sent:
+            return outcome
+        if processed <= 0:
+            return Outcome(
+                OutcomeKind.FAILED,
+                outcome.http_status,
+                f"PrimeData processed none of the {sent} event(s) in this request (is the event "
+                "type registered as a schema alias, with the properties it requires?)",
+                adjustments=outcome.adjustments,
+            )
+        logger.warning(
+            "events=%s: PrimeData processed %d of %d events without saying which; "
+            "none is sent again",
+            ",".join(request.event_ids),
+            processed,
+            sent,
+        )
+        return Outcome(
+            OutcomeKind.DELIVERED,
+            outcome.http_status,
+            f"unconfirmed: PrimeData processed {processed} of the {sent} events in this request "
+            "without saying which; none is sent again (PrimeData cannot recognise a duplicate)",
+            adjustments=outcome.adjustments,
+        )
+
+    def identify_skip_reason(self, event: Event) -> str | None:
+        return None
+
+    def identify_body(self, event: Event, notes: Notes) -> JSONObject:
         user_id = str(event.identity.user_id)
-        identify: JSONObject = {
-            "eventType": "identify",
-            "scope": self.scope,
-            "timeStamp": iso_utc(event.timestamp),
-            "sessionId": _session(event),
-            "properties": {},
-            "source": self._entity({}),
-            "target": self._entity(
-                {
-                    "itemId": user_id,
-                    "itemType": IDENTIFY_ITEM_TYPE,
-                    "properties": {**event.properties, "id": user_id},
-                }
-            ),
-        }
-        return {"sessionId": _session(event), "events": [identify]}
+        sessions = dict.fromkeys(s for s in (_browser_session(event), server_session(user_id)) if s)
+        identifies: list[JSONObject] = [
+            {
+                "eventType": "identify",
+                "scope": self.scope,
+                "timeStamp": iso_utc(event.timestamp),
+                "sessionId": session,
+                "properties": {},
+                "source": self._entity({}),
+                "target": self._entity(
+                    {
+                        "itemId": user_id,
+                        "itemType": IDENTIFY_ITEM_TYPE,
+                        "properties": {**event.properties, "id": user_id},
+                    }
+                ),
+            }
+            for session in sessions
+        ]
+        body: JSONObject = {"events": identifies}
+        return {"sessionId": identifies[0]["sessionId"]} | body if len(identifies) == 1 else body
 
     def _entity(self, entity: Mapping[str, JSONValue]) -> JSONObject:
         """``entity`` with a usable ``itemId`` and ``itemType``, in our ``scope``."""
@@ -120,8 +220,7 @@ class PrimeDataAdapter(VendorAdapter):
         }
 
     def error_message(self, payload: Any) -> str | None:
-        """``error.message`` and each ``field: description`` from ``error.details``
-        (VENDORS.md §4.5)."""
+        """``error.message`` and each ``field: description`` from ``error.details``."""
         error = payload.get("error") if isinstance(payload, dict) else None
         if not isinstance(error, dict):
             return None
@@ -135,6 +234,12 @@ class PrimeDataAdapter(VendorAdapter):
             ]
         return "; ".join(part for part in parts if part) or None
 
+    def failure_in_success(self, payload: Any) -> str | None:
+        """A 2xx carrying PrimeData's ``error`` object is a refusal."""
+        if isinstance(payload, dict) and payload.get("error"):
+            return self.error_message(payload) or "PrimeData answered with an error"
+        return None
+
 
 def _pop_entity(properties: dict[str, JSONValue], key: str) -> dict[str, JSONValue] | None:
     """The ``key`` property when it is an entity (a dict whose ``properties``, if any,
@@ -146,9 +251,49 @@ def _pop_entity(properties: dict[str, JSONValue], key: str) -> dict[str, JSONVal
     return value
 
 
+def _fit_entity(
+    event: Event, where: str, entity: dict[str, JSONValue], notes: Notes
+) -> dict[str, JSONValue]:
+    """``entity`` with only the fields PrimeData's entities have; other keys are moved
+    into its ``properties`` (free-form), and noted."""
+    extra = {key: value for key, value in entity.items() if key not in ENTITY_FIELDS}
+    if not extra:
+        return entity
+    note(notes, event, f"{where}: moved into {where}.properties: {named(list(extra))}")
+    kept = {key: value for key, value in entity.items() if key in ENTITY_FIELDS}
+    inner = kept.get("properties")
+    return kept | {"properties": {**(inner if isinstance(inner, dict) else {}), **extra}}
+
+
+def _fit_properties(
+    event: Event, properties: Mapping[str, JSONValue], notes: Notes
+) -> dict[str, JSONValue]:
+    """``properties`` as a schema can hold them: a schema property is a boolean, number,
+    string or array, so objects become JSON strings and ``None`` is dropped (noted)."""
+    fitted: dict[str, JSONValue] = {}
+    as_json: list[str] = []
+    dropped: list[str] = []
+    for key, value in properties.items():
+        if value is None:
+            dropped.append(key)
+        elif isinstance(value, dict):
+            as_json.append(key)
+            fitted[key] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        else:
+            fitted[key] = value
+    if as_json:
+        note(notes, event, f"properties: objects sent as JSON strings: {named(as_json)}")
+    if dropped:
+        note(notes, event, f"properties: dropped null values: {named(dropped)}")
+    return fitted
+
+
 def _noun_target(event: Event) -> dict[str, JSONValue]:
-    """The noun-named property as the target when it holds an id (``product: "vxqQJ3Yg"``)."""
+    """The noun-named property as the target: its id (``product: "vxqQJ3Yg"``), or the
+    ``reference`` of the dict that describes it (``order: {"reference": "A-1", ...}``)."""
     item = event.properties.get(event.noun)
+    if isinstance(item, dict):
+        item = item.get("reference")
     if isinstance(item, bool) or not isinstance(item, str | int | float):
         return {}
     return {"itemId": item, "itemType": event.noun}
@@ -161,7 +306,15 @@ def _item_text(value: JSONValue) -> str:
     return str(value) or NO_ITEM
 
 
+def _browser_session(event: Event) -> str | None:
+    """The visitor's browser session: PrimeData's own id, else the browser-level visitor
+    id the vendors share (Hellotext.js's session cookie, else our anonymous id)."""
+    identity = event.identity
+    return identity.primedata_session_id or identity.session or identity.anonymous_id
+
+
 def _session(event: Event) -> str | None:
-    """PrimeData's own session id, else the visitor id shared by all vendors: PrimeData
-    sessions are client-chosen ids (§4.4), and a shared one joins its events to the others'."""
-    return event.identity.primedata_session_id or event.identity.visitor_id
+    """The event's PrimeData session: the browser's, else the user's server session.
+    Never a vendor's profile id: PrimeData's session is one client-chosen visit."""
+    user_id = event.identity.user_id
+    return _browser_session(event) or (server_session(user_id) if user_id else None)

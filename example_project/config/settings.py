@@ -71,6 +71,9 @@ EVENTTRACK: dict[str, object] = {
     # A visitor who signs in is identified to every vendor (traits: email and names);
     # later events about them carry their Hellotext profile.
     "IDENTIFY_ON_LOGIN": True,
+    # Privacy by default: a browser sending Global Privacy Control (or Do Not Track), or a
+    # visitor who pressed "Do not track me" (shop.privacy), is not tracked at all.
+    "IDENTITY": {"CONSENT": "shop.privacy.may_track", "RESPECT_GPC": True},
     "MODEL_EVENTS": [
         {
             "model": "shop.Order",
@@ -97,7 +100,7 @@ LOGGING = {
     "loggers": {
         "django_eventtrack": {
             "handlers": ["console"],
-            "level": env.str("EVENTTRACK_LOG_LEVEL", default="WARNING"),
+            "level": env.str("SHOP_LOG_LEVEL", default="WARNING"),
         }
     },
 }

@@ -4,7 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from shop.models import Order
+from django.http import HttpRequest
+
+from shop.models import Order, Product
+
+#: The ``source`` of our products, carts and orders at Hellotext: with the reference,
+#: what it finds them by, so the same order is the same object from placed to shipped.
+SOURCE = "example-shop"
+
+
+def product_properties(request: HttpRequest, product: Product) -> dict[str, Any]:
+    """A product in the shape Hellotext documents (it needs the ``name`` to create one)."""
+    return {
+        "reference": product.sku,
+        "source": SOURCE,
+        "name": product.name,
+        "price": {"amount": product.price, "currency": "USD"},
+        "url": request.build_absolute_uri(),
+    }
 
 
 def order_properties(order: Order) -> dict[str, Any]:
@@ -12,7 +29,7 @@ def order_properties(order: Order) -> dict[str, Any]:
     return {
         "order": {
             "reference": order.reference,
-            "source": "example-shop",
+            "source": SOURCE,
             "items": [
                 {
                     "product": order.product.sku,

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import secrets
 
-from django.contrib.auth import authenticate, login
+from django import forms
+from django.contrib.auth import authenticate, login, logout
+from django.contrib.auth.forms import UserCreationForm
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from django_eventtrack import track
+from django_eventtrack import identity, track
 from django_eventtrack.identity import snapshot
 from shop.models import Order, Product
+from shop.privacy import CONSENT_COOKIE, DECLINED
+from shop.tracking import SOURCE, product_properties
 
 
 @require_POST
@@ -28,13 +32,56 @@ def sign_in(request: HttpRequest) -> HttpResponse:
     return redirect("product_list")
 
 
+@require_POST
+def sign_out(request: HttpRequest) -> HttpResponse:
+    """Log out and forget the visitor: the next person on this browser is someone else.
+
+    ``logout()`` empties the session (and the browser ids remembered in it);
+    expiring the anonymous id cookie makes the middleware issue a new one on the
+    next request, so the next shopper's events are not joined to this one's.
+    """
+    logout(request)
+    response = redirect("product_list")
+    response.delete_cookie(identity.get_settings().anonymous_cookie)
+    return response
+
+
+class SignUpForm(UserCreationForm):  # type: ignore[type-arg]
+    email = forms.EmailField(help_text="Where we send your receipts.")
+
+    class Meta(UserCreationForm.Meta):
+        fields = ("username", "email")
+
+
+def sign_up(request: HttpRequest) -> HttpResponse:
+    """Register and sign in at once (``IDENTIFY_ON_LOGIN`` identifies the new customer)."""
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        login(request, form.save(), backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("product_list")
+    return render(request, "shop/sign_up.html", {"form": form})
+
+
+@require_POST
+def privacy(request: HttpRequest) -> HttpResponse:
+    """The footer's "Do not track me" (which also expires the anonymous id cookie: no
+    id is kept for someone who said no) and "Allow tracking" (see ``shop.privacy``)."""
+    response = redirect(request.POST.get("next") or "product_list")
+    if request.POST.get("tracking") == "allow":
+        response.delete_cookie(CONSENT_COOKIE)
+    else:
+        response.set_cookie(CONSENT_COOKIE, DECLINED, max_age=365 * 24 * 3600, samesite="Lax")
+        response.delete_cookie(identity.get_settings().anonymous_cookie)
+    return response
+
+
 def product_list(request: HttpRequest) -> HttpResponse:
     return render(request, "shop/product_list.html", {"products": Product.objects.order_by("name")})
 
 
 def product_detail(request: HttpRequest, sku: str) -> HttpResponse:
     product = get_object_or_404(Product, sku=sku)
-    track("product.viewed", {"product": product.sku, "name": product.name}, request=request)
+    track("product.viewed", {"product": product_properties(request, product)}, request=request)
     return render(request, "shop/product_detail.html", {"product": product})
 
 
@@ -44,9 +91,16 @@ def add_to_cart(request: HttpRequest, sku: str) -> HttpResponse:
     cart: dict[str, int] = request.session.get("cart", {})
     cart[product.sku] = cart.get(product.sku, 0) + 1
     request.session["cart"] = cart
+    # The cart is Hellotext's object of cart.added: the same reference for the whole visit.
+    cart_reference = request.session.setdefault("cart_reference", secrets.token_hex(8))
+    items = [{"product": item_sku, "quantity": quantity} for item_sku, quantity in cart.items()]
     track(
         "cart.added",
-        {"product": product.sku, "amount": product.price, "currency": "USD"},
+        {
+            "cart": {"reference": cart_reference, "source": SOURCE, "items": items},
+            "amount": product.price,
+            "currency": "USD",
+        },
         request=request,
     )
     return redirect("cart")

@@ -1,10 +1,10 @@
 """The pages the web server benchmark serves under gunicorn (``pages:application``).
 
-An order page as a shop serves it (``tests.benchmarks.site_settings``: the
-default middleware, sessions, authentication, a cached template): one query for
-the order, a template rendered. The tracked page also calls ``track()`` the
-way a view does (autocommit: ``track()`` commits its own rows), for a visitor
-named by a Hellotext profile so all four vendors take the event. Its answer
+An order's confirmation page as a shop serves it (``tests.benchmarks.site_settings``:
+the default middleware, sessions, authentication, a cached template): one query
+for the order, a template rendered. The tracked page also tracks ``order.placed``
+the way a view does (autocommit: ``track()`` commits its own rows), for a visitor
+with a Hellotext session so all four vendors take the event. Its answer
 says which event it tracked (``X-Tracked-Event``, unique across the server's
 processes) and when it was committed (``X-Committed-At``, ``time.time()``), so
 the benchmark can time commit to "vendor received" against the vendor
@@ -38,7 +38,7 @@ def tracked(request: HttpRequest, pk: int) -> HttpResponse:
 
     order = get_object_or_404(Order, pk=pk)
     n = os.getpid() * 1_000_000 + next(_numbers)
-    track("order.viewed", {"n": n, "order": order.reference}, profile=f"P{n}")
+    track("order.placed", {"n": n, "order": order.reference}, session=f"S{n}")
     committed = time.time()
     response = render(request, "order.html", {"order": order})
     response["X-Tracked-Event"] = str(n)

@@ -19,7 +19,7 @@ TIME_ZONE = "UTC"
 INSTALLED_APPS = ["django_eventtrack"]
 DATABASES = {"default": environ.Env.db_url_config(os.environ["BENCH_DATABASE_URL"])}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # What the README recommends for SQLite with concurrent writers.
+    # What the docs recommend for SQLite with concurrent writers.
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 EVENTTRACK: dict[str, object] = {}

@@ -43,12 +43,7 @@ def seed(count: int, vendors: Sequence[str] = VENDORS) -> None:
     for start in range(0, count, 500):
         with transaction.atomic():
             for n in range(start, min(start + 500, count)):
-                track(
-                    "product.purchased",
-                    {"n": n, "product": f"SKU{n}"},
-                    profile=f"P{n}",
-                    vendors=vendors,
-                )
+                track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}", vendors=vendors)
 
 
 def worker_drain(

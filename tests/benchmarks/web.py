@@ -46,7 +46,7 @@ def steady(
             time.sleep(delay)  # pacing the load, not waiting for work
         with transaction.atomic():
             transaction.on_commit(partial(commits.__setitem__, n, time.time()))
-            track("product.purchased", {"n": n, "product": f"SKU{n}"}, profile=f"P{n}")
+            track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}")
         n += 1
         next_at += interval
     return n

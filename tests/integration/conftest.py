@@ -40,7 +40,7 @@ import pytest
 
 from django_eventtrack.sandbox import Sandbox
 from tests.integration.track import COMMITTED
-from tests.processes.helpers import VENDORS, received, wait_until
+from tests.processes.helpers import VENDORS, free_port, received, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = "tests.integration.proj.settings"
@@ -69,13 +69,6 @@ def need_packages(*modules: str) -> None:
         unavailable(
             f"needs {', '.join(missing)}: pip install -e '.[integration]' (tox installs it)"
         )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 # --- Redis ---------------------------------------------------------------------------------

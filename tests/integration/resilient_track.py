@@ -30,7 +30,7 @@ def track_batch(numbers: range) -> None:
         if Event.objects.filter(properties__n=numbers[0]).exists():
             return  # committed before the connection broke
         for n in numbers:
-            track("product.purchased", {"n": n}, profile=f"P{n}")
+            track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}")
 
 
 def main(count: int, per_transaction: int) -> None:

@@ -20,13 +20,12 @@ from tests.integration.conftest import (
     Processes,
     deliver_scenario,
     duplicates_of_committed,
-    free_port,
     short_leases_and_slow_vendors,
     statuses,
     track_scenario,
 )
 from tests.integration.track import COMMITTED
-from tests.processes.helpers import VENDORS, received, wait_until
+from tests.processes.helpers import VENDORS, free_port, received, wait_until
 
 ALL_DELIVERED = {"delivered": len(COMMITTED) * len(VENDORS)}
 
@@ -76,8 +75,9 @@ def test_committed_events_are_delivered_once_and_rolled_back_ones_never(
     for worker in workers:
         assert celery.stop(worker) == 0, celery.output(worker)
     shares = [drains(celery.output(worker)) for worker in workers]
-    # One task per tracked event (each schedules its own on-commit notice).
-    assert sum(shares) == len(COMMITTED), shares
+    # At most one task per committed transaction: those committed while a task was
+    # being handed to the broker go out together in the next one.
+    assert 1 <= sum(shares) <= len(COMMITTED), shares
     print(
         f"celery: {len(COMMITTED)} events x {len(VENDORS)} vendors through 2 workers "
         f"(tasks {shares}), 0 duplicates, {tracking:.1f}s tracking, {elapsed:.1f}s to deliver all"
@@ -144,22 +144,27 @@ def test_a_worker_killed_mid_run_loses_nothing(
 
 
 @pytest.mark.integration
-def test_a_broker_that_is_down_costs_no_event(
+def test_a_broker_that_is_down_costs_no_event_and_no_time(
     celery_settings: Processes, outbox_database: Database
 ) -> None:
+    """Celery retries a publish to a broker that is down for about 0.7 s; the commit
+    no longer waits for it (it took 0.62-0.76 s per transaction when it did)."""
     celery = celery_settings
     celery.env["EVENTTRACK_TEST_REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"  # nobody there
 
-    output = celery.run("-m", "tests.integration.track", "0", "3")
-    per_event = float(re.findall(r"tracked in ([\d.]+)s", output)[0]) / 3
+    output = celery.run("-m", "tests.integration.track", "0", "10")
+    per_event = float(re.findall(r"tracked in ([\d.]+)s", output)[0]) / 10
 
-    assert output.count("the delivery backend failed; they stay pending for the worker") == 3
-    assert statuses(outbox_database) == {"pending": 3 * len(VENDORS)}
+    assert per_event < 0.05, output
+    # The hand-off thread tried (each failure logged, no traceback) and gave up at exit.
+    assert "could not hand them to Celery (OperationalError" in output
+    assert "Traceback" not in output
+    assert statuses(outbox_database) == {"pending": 10 * len(VENDORS)}
     # The cron alternative to the beat sweep sends them.
     sweep = celery.run("-m", "django", "eventtrack_worker", "--once")
-    assert "delivered 12, retried 0, failed 0" in sweep
-    assert statuses(outbox_database) == {"delivered": 3 * len(VENDORS)}
-    print(f"celery broker down: track() + failed enqueue took {per_event:.2f}s per transaction")
+    assert "delivered 40, retried 0, failed 0" in sweep
+    assert statuses(outbox_database) == {"delivered": 10 * len(VENDORS)}
+    print(f"celery broker down: track() and commit took {per_event * 1000:.1f} ms per transaction")
 
 
 @pytest.mark.integration

@@ -26,7 +26,7 @@ django.setup()
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_eventtrack import outbox, track
-track("product.purchased", {"n": 0}, profile="P0")
+track("order.placed", {"n": 0, "order": "O0"}, session="S0")
 with CaptureQueriesContext(connection) as queries:
     outbox.claim_due_deliveries("hackle", 10, datetime.timedelta(seconds=60))
 print(connection.vendor, *(query["sql"] for query in queries), sep="\\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -26,13 +27,12 @@ from tests.integration.conftest import (
     PACKAGES,
     PostgresDatabase,
     Processes,
-    free_port,
     migrate,
     need_packages,
     statuses,
     unavailable,
 )
-from tests.processes.helpers import VENDORS, marker, wait_until
+from tests.processes.helpers import VENDORS, free_port, marker, wait_until
 
 EVENTS = 400
 PER_TRANSACTION = 10
@@ -152,6 +152,10 @@ def test_a_database_crash_mid_run_loses_nothing(
         delivered_at = time.time()
         for worker in workers:
             assert processes.stop(worker) == 0, processes.output(worker)
+        totals = [
+            int(re.findall(r"worker stopped: pid=\d+ delivered (\d+)", processes.output(worker))[0])
+            for worker in workers
+        ]
     finally:
         processes.kill_all()
 
@@ -167,9 +171,13 @@ def test_a_database_crash_mid_run_loses_nothing(
                 # A second copy only for a request that reached the vendor before the
                 # database came back (its outcome could not be written).
                 assert min(times) < back_at, (vendor, n, times, back_at)
+    # The workers' own totals add up to what the database shows: a round cut short by the
+    # crash still counts the deliveries it recorded before it.
+    assert sum(totals) == EVENTS * len(VENDORS), totals
     print(
         f"postgres crash: {EVENTS} events x {len(VENDORS)} vendors; crashed "
         f"{crashed_at - started:.1f}s into the run, down {back_at - crashed_at:.1f}s, all "
         f"delivered {delivered_at - back_at:.1f}s after it came back; lost 0, duplicated "
-        f"{duplicated}; web: {processes.output(web).strip().splitlines()[-1]}"
+        f"{duplicated}; worker totals {totals}; web: "
+        f"{processes.output(web).strip().splitlines()[-1]}"
     )

@@ -32,7 +32,7 @@ def track_committed(numbers: range, per_transaction: int = 1) -> None:
     for start in range(0, len(numbers), per_transaction):
         with transaction.atomic():
             for n in numbers[start : start + per_transaction]:
-                track("product.purchased", {"n": n}, profile=f"P{n}")
+                track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}")
 
 
 def track_rolled_back(numbers: range) -> None:
@@ -41,7 +41,7 @@ def track_rolled_back(numbers: range) -> None:
     try:
         with transaction.atomic():
             for n in numbers:
-                track("product.purchased", {"n": n}, profile=f"P{n}")
+                track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}")
             raise Rollback
     except Rollback:
         pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -36,3 +37,20 @@ def marker(vendor: str, payload: dict[str, Any]) -> Any:
 def received(sandbox: Sandbox, vendor: str) -> Counter[Any]:
     """How many times the vendor accepted each event, by its ``n`` property."""
     return Counter(marker(vendor, payload) for payload in sandbox.events(vendor))
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on at 127.0.0.1, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def accepts_connections(port: int) -> bool:
+    """Whether a server listens on ``port`` at 127.0.0.1 yet."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True

@@ -1,6 +1,6 @@
 """``python -m tests.processes.seed COUNT``: track COUNT events in one transaction.
 
-Event ``n`` (0..COUNT-1) carries ``{"n": n}`` and profile ``P<n>``, so the
+Event ``n`` (0..COUNT-1) carries ``{"n": n}``, order ``O<n>`` and Hellotext session ``S<n>``, so the
 tests can tell at the sandbox which event each vendor request carried.
 Run with ``EVENTTRACK_DELIVERY=worker``: it only writes the outbox.
 """
@@ -19,7 +19,7 @@ def main(count: int) -> None:
 
     with transaction.atomic():
         for n in range(count):
-            track("product.purchased", {"n": n, "product": f"SKU{n}"}, profile=f"P{n}")
+            track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}")
 
 
 if __name__ == "__main__":

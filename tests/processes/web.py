@@ -3,8 +3,8 @@
 Tracks events ``START..COUNT-1`` one per transaction, as views would, with the
 ``thread`` backend sending them in the background. Event ``n`` carries
 ``{"n": n, "run": RUN}`` (``RUN`` numbers this process's incarnation, so a copy a
-vendor received can be matched to the row that was committed) and profile
-``P<n>``. The fault tests kill it with SIGKILL at random points and start it
+vendor received can be matched to the row that was committed), order ``O<n>``
+and Hellotext session ``S<n>``. The fault tests kill it with SIGKILL at random points and start it
 again from the first ``n`` not yet in the database.
 """
 
@@ -25,7 +25,7 @@ def main(run: int, start: int, count: int) -> None:
 
     pause = threading.Event()
     for n in range(start, count):
-        track("product.purchased", {"n": n, "run": run, "product": f"SKU{n}"}, profile=f"P{n}")
+        track("order.placed", {"n": n, "run": run, "order": f"O{n}"}, session=f"S{n}")
         pause.wait(PACE)
     print("web done", flush=True)
 

@@ -14,6 +14,11 @@ def order_properties(order: Order) -> dict[str, Any]:
     return {"reference": order.reference, "status": order.status}
 
 
+def order_as_object(order: Order) -> dict[str, Any]:
+    """The order as the object of Hellotext's order actions."""
+    return {"order": {"reference": order.reference}, "status": order.status}
+
+
 def order_identity(order: Order) -> Identity | None:
     return Identity(profile=order.customer_profile) if order.customer_profile else None
 

@@ -6,16 +6,19 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_eventtrack import commandline, sending, tracking
+from django_eventtrack import commandline, sending
+from django_eventtrack.conf import get_config
 from django_eventtrack.errors import EventTrackError
 from django_eventtrack.event import Event, Identity
 
 
 class Command(BaseCommand):
     help = (
-        "Track one event: store it in the outbox for the configured vendors and print its id "
-        "(delivery follows EVENTTRACK['DELIVERY']). With --sync, send it now and print each "
-        "vendor's answer; exit status 0 only when every targeted vendor accepted it."
+        "Track one event for the configured vendors. When EVENTTRACK['DELIVERY'] sends from "
+        "this process (thread, sync) it waits for each vendor's answer and prints it; with a "
+        "worker, Celery or Tasks it prints the event id, queued. With --sync it sends now "
+        "whatever the delivery. Exit status 0 only when every targeted vendor accepted it "
+        "(or the event was queued)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -46,7 +49,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--sync",
             action="store_true",
-            help="send now, wait for each vendor's answer and print it",
+            help="send now from this process, whatever the delivery backend, and print each "
+            "vendor's answer",
         )
         parser.add_argument(
             "--dry-run",
@@ -75,11 +79,15 @@ class Command(BaseCommand):
                     self.stdout.write(commandline.format_request(target, request))
                 return
             sending.plan(event, options["vendors"])  # refuse early: no vendor, unknown vendor
-            if not options["sync"]:
-                tracking.submit(event, options["vendors"])
-                self.stdout.write(str(event.id))
-                return
-            deliveries = commandline.send_and_wait(event, options["vendors"])
+            if options["sync"]:
+                deliveries = commandline.send_and_wait(event, options["vendors"])
+            else:
+                sent = commandline.track_and_flush(event, options["vendors"])
+                if sent is None:
+                    backend_name = get_config().delivery
+                    self.stdout.write(f"{event.id} queued for the {backend_name!r} delivery")
+                    return
+                deliveries = sent
         except EventTrackError as exc:
             raise CommandError(str(exc)) from None
         for delivery in deliveries:

@@ -10,7 +10,7 @@
   "use strict";
   var options = (document.currentScript && document.currentScript.dataset) || {};
   var name = options.cookie || "eventtrack_ids";
-  var maxAge = options.maxAge || "63072000";
+  var maxAge = options.maxAge || "34560000";
   var domain = options.domain || "";
   var KEYS = ["hackle_device_id", "browsee_anonymous_id", "primedata_session_id"];
   var SAFE = /^[A-Za-z0-9._:-]{1,128}$/;

@@ -21,7 +21,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.test import Client
@@ -30,12 +29,12 @@ from django.utils import timezone
 from django_eventtrack import conf
 from django_eventtrack.models import Delivery
 from django_eventtrack.sandbox import RecordedRequest, Sandbox
-from shop.models import Order, Product
+from shop.models import Order
+from shop.seed import CUSTOMER, PASSWORD, seed
 
 VENDOR_ORDER = ["hellotext", "hackle", "browsee", "primedata"]
-PRODUCTS = [("TEE-1", "Organic cotton tee", "29.90"), ("MUG-1", "Stoneware mug", "14.50")]
-CUSTOMER = {"username": "ada", "email": "ada@example.com", "first_name": "Ada"}
-PASSWORD = "demo-only-password"  # the demo's own throwaway customer
+#: The PrimeData event schemas the shop registered.
+EVENT_TYPES = ["product.viewed", "cart.added", "order.placed", "order.shipped"]
 
 
 class Command(BaseCommand):
@@ -46,17 +45,14 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the raw payloads too")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        with Sandbox(port=options["port"]) as sandbox:
+        # The sandbox's PrimeData knows the shop's event schemas, as a real data source
+        # would, and the library is told which they are (EVENT_TYPES): it skips any other.
+        with Sandbox(port=options["port"], primedata_schemas=EVENT_TYPES) as sandbox:
             os.environ.update(sandbox.env())
+            os.environ["EVENTTRACK_PRIMEDATA_EVENT_TYPES"] = ",".join(EVENT_TYPES)
             conf.reload()
             call_command("migrate", verbosity=0)
-            for sku, name, price in PRODUCTS:
-                Product.objects.update_or_create(sku=sku, defaults={"name": name, "price": price})
-            customer, _ = get_user_model().objects.update_or_create(
-                username=CUSTOMER["username"], defaults=CUSTOMER
-            )
-            customer.set_password(PASSWORD)
-            customer.save()
+            seed()
             self.say(f"Vendor sandbox on {sandbox.url}; all four vendors point at it.\n")
             hello_session = str(uuid.uuid4())
             started = timezone.now()

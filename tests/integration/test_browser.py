@@ -1,0 +1,325 @@
+"""The example shop and the delivery dashboard in a real browser.
+
+Debian's Chromium (``apt-get install chromium``; ``.ci/run`` installs it) driven by
+Playwright, against the example project's own ``runserver`` (default ``thread``
+delivery, a SQLite file) and the vendor sandbox, both on 127.0.0.1. Two shoppers use
+one browser: the first lands from a Hellotext short link, buys and signs out; the
+second signs up and buys. Each vendor must have received each shopper's events under
+that shopper's ids only; a browser sending Global Privacy Control must reach no
+vendor; a superuser's dashboard must show every vendor's chart and the numbers the
+outbox holds; and no page may log a console error or answer an error status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from django_eventtrack.sandbox import Sandbox
+from tests.example_project import MANAGE, environment, manage
+from tests.integration.conftest import unavailable
+from tests.processes.helpers import VENDORS, free_port, wait_until
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, ConsoleMessage, Page, Response, ViewportSize
+
+pytestmark = pytest.mark.integration
+
+SUPERUSER, SUPERUSER_PASSWORD = "boss", "a-superuser-pass-phrase"
+SHOPPER, SHOPPER_PASSWORD = "ada", "demo-only-password"  # shop.seed's customer
+NEWCOMER, NEWCOMER_PASSWORD = "grace", "grace-long-pass-phrase-1"
+BOUGHT = {"product.viewed", "cart.added", "order.placed"}
+LAPTOP: ViewportSize = {"width": 1366, "height": 768}
+
+
+def chromium() -> str:
+    """Debian's Chromium, or skip (fail under EVENTTRACK_TEST_REQUIRE_SERVERS=1)."""
+    if importlib.util.find_spec("playwright") is None:
+        unavailable("needs playwright: pip install -e '.[integration]' (tox installs it)")
+    path = os.environ.get("EVENTTRACK_TEST_CHROMIUM") or shutil.which("chromium")
+    if not path or not os.access(path, os.X_OK):
+        unavailable(
+            "no Chromium: apt-get install chromium (.ci/run installs it), or set "
+            "EVENTTRACK_TEST_CHROMIUM to its path"
+        )
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        # Playwright's own browser download is never used: the system's Chromium.
+        launched = playwright.chromium.launch(executable_path=executable)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@dataclass
+class Shop:
+    url: str
+    database: Path
+    log: Path
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with contextlib.closing(sqlite3.connect(self.database, timeout=30)) as connection:
+            return connection.execute(sql, params).fetchall()
+
+
+def answers(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+@pytest.fixture
+def shop(tmp_path: Path, sandbox: Sandbox) -> Iterator[Shop]:
+    """The example project's runserver on a free 127.0.0.1 port, vendors at the sandbox."""
+    database = tmp_path / "shop.sqlite3"
+    env = environment(
+        database,
+        DEBUG="true",  # runserver serves the static files (admin CSS, favicon)
+        DJANGO_SUPERUSER_PASSWORD=SUPERUSER_PASSWORD,
+        **sandbox.env(),
+    )
+    for command in (
+        ["migrate", "-v0"],
+        ["seed"],
+        ["createsuperuser", "--noinput", "--username", SUPERUSER, "--email", "boss@example.com"],
+    ):
+        result = manage(*command, env=env)
+        assert result.returncode == 0, result.stderr
+    port = free_port()
+    log = tmp_path / "runserver.log"
+    with log.open("wb") as sink:
+        server = subprocess.Popen(  # noqa: S603 - our own manage.py
+            [sys.executable, str(MANAGE), "runserver", f"127.0.0.1:{port}", "--noreload"],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until(lambda: answers(port) or server.poll() is not None, 60, "runserver")
+        assert server.poll() is None, log.read_text()
+        yield Shop(f"http://127.0.0.1:{port}", database, log)
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(5)
+
+
+@dataclass
+class Problems:
+    """What went wrong in the browser: console errors, page errors, error answers."""
+
+    seen: list[str] = field(default_factory=list)
+
+    def watch(self, page: Page) -> Page:
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.seen.append(f"page error: {error}"))
+        page.on("response", self._response)
+        return page
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.seen.append(f"console error on {message.location}: {message.text}")
+
+    def _response(self, response: Response) -> None:
+        if response.status >= 400:
+            self.seen.append(f"{response.status} for {response.request.method} {response.url}")
+
+
+def buy(page: Page, product: str) -> None:
+    page.get_by_role("link", name=product).click()
+    page.get_by_role("button", name="Add to cart").click()
+    page.wait_for_url("**/cart/")
+    page.get_by_role("button", name="Place order").click()
+    page.get_by_role("heading", name="Thank you!").wait_for()
+
+
+def event_name(vendor: str, payload: dict[str, Any]) -> str | None:
+    """The event a vendor received (None for an identify call)."""
+    if vendor == "hellotext":
+        return payload.get("action")
+    if vendor == "hackle":
+        return (payload.get("event") or {}).get("key")
+    if vendor == "browsee":
+        return payload.get("event")
+    name = payload.get("eventType")
+    return None if name == "identify" else name
+
+
+def strings(value: Any) -> set[str]:
+    """Every string anywhere in a JSON value."""
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, dict):
+        return set().union(*(strings(item) for item in value.values()))
+    if isinstance(value, list):
+        return set().union(*(strings(item) for item in value))
+    return set()
+
+
+def test_two_shoppers_one_browser_and_the_dashboard(
+    browser: Browser, shop: Shop, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    problems = Problems()
+    context = browser.new_context(base_url=shop.url, viewport=LAPTOP)
+    page = problems.watch(context.new_page())
+
+    # The first shopper lands from a Hellotext short link, signs in, buys, signs out.
+    short_link_session = str(uuid.uuid4())
+    page.goto(f"/?hello_session={short_link_session}&utm_source=hellotext&utm_medium=sms")
+    page.get_by_role("link", name="Organic cotton tee").click()
+    page.get_by_role("button", name="Add to cart").click()
+    page.get_by_label("username").fill(SHOPPER)
+    page.get_by_label("password").fill(SHOPPER_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text(f"Signed in as {SHOPPER}").wait_for()
+    page.goto("/cart/")
+    page.get_by_role("button", name="Place order").click()
+    page.get_by_role("heading", name="Thank you!").wait_for()
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign in").wait_for()
+
+    # The second shopper, on the same browser, signs up and buys.
+    page.get_by_role("link", name="sign up").click()
+    form = page.locator("main form")
+    form.get_by_label("Username").fill(NEWCOMER)
+    form.get_by_label("Email").fill("grace@example.com")
+    form.get_by_label("Password:", exact=True).fill(NEWCOMER_PASSWORD)
+    form.get_by_label("Password confirmation").fill(NEWCOMER_PASSWORD)
+    form.get_by_role("button", name="Create my account").click()
+    page.get_by_text(f"Signed in as {NEWCOMER}").wait_for()
+    # Her Hellotext profile exists once the sign-in's identify() is delivered; her
+    # events name it (she came from no short link, so has no Hellotext session).
+    wait_until(
+        lambda: shop.query(
+            "SELECT 1 FROM eventtrack_vendor_profile p JOIN auth_user u ON p.user_id = u.id "
+            "WHERE u.username = ?",
+            NEWCOMER,
+        ),
+        timeout=20,
+        what="the newcomer's Hellotext profile",
+    )
+    buy(page, "Stoneware mug")
+    context.close()
+
+    # A browser sending Global Privacy Control reaches no vendor.
+    private = browser.new_context(
+        base_url=shop.url, viewport=LAPTOP, extra_http_headers={"Sec-GPC": "1"}
+    )
+    private_page = problems.watch(private.new_page())
+    private_page.goto("/")
+    private_page.get_by_text("We do not track this browser").wait_for()
+    buy(private_page, "Organic cotton tee")
+    private.close()
+
+    wait_until(
+        lambda: (
+            shop.query("SELECT COUNT(*) FROM eventtrack_delivery WHERE status = 'pending'")
+            == [(0,)]
+        ),
+        timeout=30,
+        what="every delivery to be sent",
+    )
+    assert shop.query(
+        "SELECT status, COUNT(*) FROM eventtrack_delivery d JOIN eventtrack_event e "
+        "ON d.event_id = e.id WHERE json_extract(e.identity, '$.opted_out') GROUP BY status"
+    ) == [("skipped", len(BOUGHT) * len(VENDORS))]
+    assert shop.query("SELECT COUNT(*) FROM eventtrack_delivery WHERE status = 'failed'") == [(0,)]
+
+    # Each vendor received each shopper's events under that shopper's ids only.
+    ids = {
+        username: {
+            str(value)
+            for row in shop.query(
+                "SELECT e.identity FROM eventtrack_event e JOIN auth_user u "
+                "ON json_extract(e.identity, '$.user_id') = CAST(u.id AS TEXT) "
+                "WHERE u.username = ?",
+                username,
+            )
+            for key, value in json.loads(row[0]).items()
+            if key in ("anonymous_id", "session", "profile")
+        }
+        | {
+            profile
+            for (profile,) in shop.query(
+                "SELECT profile_id FROM eventtrack_vendor_profile p JOIN auth_user u "
+                "ON p.user_id = CAST(u.id AS TEXT) WHERE u.username = ?",
+                username,
+            )
+        }
+        for username in (SHOPPER, NEWCOMER)
+    }
+    assert short_link_session in ids[SHOPPER]
+    assert not ids[SHOPPER] & ids[NEWCOMER]
+    for vendor in VENDORS:
+        bought: dict[str, list[str]] = {SHOPPER: [], NEWCOMER: []}
+        for payload in sandbox.events(vendor):
+            name = event_name(vendor, payload)
+            if name is None:
+                continue
+            whose = [user for user, known in ids.items() if strings(payload) & known]
+            assert len(whose) == 1, (vendor, payload, whose)
+            bought[whose[0]].append(name)
+        assert {user: sorted(names) for user, names in bought.items()} == {
+            SHOPPER: sorted(BOUGHT),
+            NEWCOMER: sorted(BOUGHT),
+        }, vendor
+
+    # The superuser's dashboard: every vendor's chart and the numbers the outbox holds.
+    admin = browser.new_context(base_url=shop.url, viewport=LAPTOP)
+    admin_page = problems.watch(admin.new_page())
+    admin_page.goto("/admin/")
+    admin_page.get_by_label("Username").fill(SUPERUSER)
+    admin_page.get_by_label("Password").fill(SUPERUSER_PASSWORD)
+    admin_page.get_by_role("button", name="Log in").click()
+    admin_page.get_by_role("link", name="Event tracking").first.click()
+    admin_page.get_by_role("link", name="Delivery dashboard").first.click()
+    admin_page.get_by_role("heading", name="Delivery dashboard").wait_for()
+    charts = admin_page.locator("svg.eventtrack-chart")
+    assert charts.count() == len(VENDORS)
+    for index in range(len(VENDORS)):
+        assert charts.nth(index).locator("g.bar rect.delivered").count() >= 24
+    delivered = dict(
+        shop.query(
+            "SELECT vendor, COUNT(*) FROM eventtrack_delivery WHERE status = 'delivered' "
+            "GROUP BY vendor"
+        )
+    )
+    for vendor in VENDORS:
+        first_row = admin_page.locator(f"#vendor-{vendor} tr").first.locator("td")
+        cells = [text.strip() for text in first_row.all_inner_texts()]
+        # pending and due, oldest pending, window, delivered, failed, skipped
+        assert re.fullmatch(r"0\s+0 due", cells[0]), cells
+        assert cells[1:6] == ["-", "last hour", str(delivered[vendor]), "0", cells[5]], cells
+    screenshot = tmp_path / "dashboard.png"
+    admin_page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 10_000
+    admin.close()
+
+    assert problems.seen == [], "\n".join(problems.seen) + "\n" + shop.log.read_text()

@@ -1,0 +1,26 @@
+"""Settings for the web servers the tests start (uvicorn, gunicorn): the views of
+``tests/views.py`` behind the identity middleware, on the SQLite file named by
+``EVENTTRACK_TEST_DATABASE``, vendors and options from ``EVENTTRACK_*`` variables."""
+
+from __future__ import annotations
+
+from tests.processes.settings import DATABASES, DEFAULT_AUTO_FIELD, EVENTTRACK, SECRET_KEY
+
+__all__ = ["DATABASES", "DEFAULT_AUTO_FIELD", "EVENTTRACK", "SECRET_KEY"]
+
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["127.0.0.1"]
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django_eventtrack",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_eventtrack.middleware.EventTrackMiddleware",
+]
+ROOT_URLCONF = "tests.views"

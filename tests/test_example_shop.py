@@ -1,0 +1,82 @@
+"""The example shop behaves like a shop: sign-up, sign-out (the next shopper is someone
+else), Global Privacy Control and the "Do not track me" button honoured, a favicon.
+
+It runs the example project's own settings in a subprocess, as ``manage.py`` would,
+with Django's test client (the real browser journey is tests/integration/test_browser.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.example_project import environment, manage
+
+JOURNEY = """
+import json
+from django.test import Client
+from django_eventtrack.models import Delivery, Event
+from shop.seed import seed
+
+seed()
+browser = Client()
+report = {"favicon": browser.get("/favicon.ico")["Location"]}
+browser.get("/?hello_session=S-first")
+browser.post("/sign-in/", {"username": "ada", "password": "demo-only-password"})
+browser.post("/cart/add/TEE-1/")
+first = browser.cookies["eventtrack_aid"].value
+signed_out = browser.post("/sign-out/")
+report["sign_out"] = [signed_out.status_code, signed_out.cookies["eventtrack_aid"]["max-age"]]
+report["after_sign_out"] = "Sign in" in browser.get("/").content.decode()
+form = {"username": "grace", "email": "grace@example.com"}
+form |= {"password1": "a-long-pass-phrase-1", "password2": "a-long-pass-phrase-1"}
+report["sign_up"] = browser.post("/sign-up/", form).status_code
+report["signed_up_as"] = "Signed in as grace" in browser.get("/").content.decode()
+browser.post("/cart/add/MUG-1/")
+second = browser.cookies["eventtrack_aid"].value
+report["new_visitor"] = bool(second) and second != first
+carts = Event.objects.filter(name="cart.added").order_by("created_at")
+report["carts"] = [
+    [e.identity.get("session"), e.identity.get("anonymous_id") == aid]
+    for e, aid in zip(carts, [first, second])
+]
+
+gpc = Client(headers={"sec-gpc": "1"})
+gpc.post("/cart/add/TEE-1/")
+declined = Client()
+declined.post("/privacy/", {"tracking": "decline", "next": "/cart/"})
+declined.post("/cart/add/MUG-1/")
+report["opted_out"] = sorted(
+    {d.last_error for d in Delivery.objects.filter(event__identity__opted_out=True)}
+)
+report["opted_out_events"] = Event.objects.filter(identity__opted_out=True).count()
+report["cookies_for_opted_out"] = [  # a deleted cookie stays in the jar, empty
+    getattr(jar.get("eventtrack_aid"), "value", "") for jar in (gpc.cookies, declined.cookies)
+]
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.slow
+def test_the_example_shop_signs_up_signs_out_and_honours_privacy(tmp_path: Path) -> None:
+    # A vendor configured but the worker backend: every delivery is stored, nothing is sent.
+    env = environment(
+        tmp_path / "shop.sqlite3", EVENTTRACK_DELIVERY="worker", EVENTTRACK_HACKLE_API_KEY="k"
+    )
+    for command in (["migrate", "-v0"], ["shell", "-c", JOURNEY]):
+        result = manage(*command, env=env)
+        assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["favicon"] == "/static/shop/favicon.svg"
+    assert report["sign_out"] == [302, 0]  # the anonymous id cookie expires
+    assert report["after_sign_out"] is True
+    assert report["sign_up"] == 302
+    assert report["signed_up_as"] is True
+    assert report["new_visitor"] is True
+    # The first shopper's cart carries the short link's session; the second's does not.
+    assert report["carts"] == [["S-first", True], [None, True]]
+    assert report["opted_out"] == ["visitor opted out of tracking"]
+    assert report["opted_out_events"] == 2  # stored for the audit trail, sent nowhere
+    assert report["cookies_for_opted_out"] == ["", ""]

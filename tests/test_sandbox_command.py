@@ -1,0 +1,102 @@
+"""``python -m django_eventtrack.sandbox``: the ``export`` lines it prints work in a real
+shell, and ``--env-file`` writes a ``.env`` that django-environ reads, keeping the
+file's other lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from django_eventtrack.sandbox import DEFAULT_CREDENTIALS
+from tests.processes.helpers import free_port, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def sandbox_command(tmp_path: Path) -> Iterator[tuple[str, Path, int]]:
+    """The command run with ``--env-file`` on a .env that already holds other lines;
+    its output once it is listening, the .env, and its port."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("SECRET_KEY=keep-me\nEVENTTRACK_HACKLE_API_URL=http://old\nDEBUG=on\n")
+    port = free_port()
+    log = tmp_path / "sandbox.log"
+    command = [sys.executable, "-m", "django_eventtrack.sandbox", "--port", str(port)]
+    command += ["--env-file", str(env_file)]
+    with log.open("w") as sink:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            command,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+    try:
+        wait_until(lambda: "Press Ctrl-C" in log.read_text(), timeout=10, what="the banner")
+        yield log.read_text(), env_file, port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(5)
+
+
+def expected(port: int) -> dict[str, str]:
+    url = f"http://127.0.0.1:{port}"
+    return {
+        "EVENTTRACK_HELLOTEXT_API_TOKEN": DEFAULT_CREDENTIALS["hellotext"]["API_TOKEN"],
+        "EVENTTRACK_HELLOTEXT_API_URL": f"{url}/hellotext",
+        "EVENTTRACK_HACKLE_API_KEY": DEFAULT_CREDENTIALS["hackle"]["API_KEY"],
+        "EVENTTRACK_HACKLE_API_URL": f"{url}/hackle",
+        "EVENTTRACK_BROWSEE_API_KEY": DEFAULT_CREDENTIALS["browsee"]["API_KEY"],
+        "EVENTTRACK_BROWSEE_API_URL": f"{url}/browsee",
+        "EVENTTRACK_PRIMEDATA_CLIENT_ID": DEFAULT_CREDENTIALS["primedata"]["CLIENT_ID"],
+        "EVENTTRACK_PRIMEDATA_ACCESS_TOKEN": DEFAULT_CREDENTIALS["primedata"]["ACCESS_TOKEN"],
+        "EVENTTRACK_PRIMEDATA_API_URL": f"{url}/primedata",
+    }
+
+
+def eventtrack_variables(environment: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in environment.items() if name.startswith("EVENTTRACK_")}
+
+
+def test_the_export_lines_set_the_variables_in_a_shell(
+    sandbox_command: tuple[str, Path, int],
+) -> None:
+    output, _, port = sandbox_command
+    exports = [line for line in output.splitlines() if line.startswith("export ")]
+    assert len(exports) == 9
+    script = "\n".join(
+        [*exports, "python3 -c 'import json, os; print(json.dumps(dict(os.environ)))'"]
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EVENTTRACK_")}
+    shell = subprocess.run(  # noqa: S603 - a fixed shell and script
+        ["/bin/sh", "-c", script], env=clean, capture_output=True, text=True, check=True
+    )
+    assert eventtrack_variables(json.loads(shell.stdout)) == expected(port)
+
+
+def test_env_file_is_read_by_django_environ_and_keeps_other_lines(
+    sandbox_command: tuple[str, Path, int],
+) -> None:
+    output, env_file, port = sandbox_command
+    assert f"Wrote the EVENTTRACK_* variables to {env_file}" in output
+    lines = env_file.read_text().splitlines()
+    assert lines[:2] == ["SECRET_KEY=keep-me", "DEBUG=on"]  # the project's own, untouched
+    assert "EVENTTRACK_HACKLE_API_URL=http://old" not in lines  # replaced, not duplicated
+    read = (
+        "import environ, json, os\n"
+        f"environ.Env.read_env({str(env_file)!r})\n"
+        "print(json.dumps(dict(os.environ)))\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("EVENTTRACK_", "SECRET"))}
+    result = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", read], env=clean, capture_output=True, text=True, check=True
+    )
+    environment = json.loads(result.stdout)
+    assert eventtrack_variables(environment) == expected(port)
+    assert environment["SECRET_KEY"] == "keep-me"

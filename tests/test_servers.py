@@ -1,0 +1,208 @@
+"""Real web servers on loopback: atrack() in an async view under uvicorn (ASGI), and
+gunicorn workers stopped with SIGTERM while they are busy sending.
+
+Both run ``tests/views.py`` (``tests/processes/web_settings.py``) with the default
+``thread`` delivery against the vendor sandbox, on a SQLite file of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from django_eventtrack.sandbox import Sandbox
+from tests.processes.helpers import VENDORS, accepts_connections, free_port, wait_until
+from tests.test_worker import clean_environ
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = "tests.processes.web_settings"
+
+
+@pytest.fixture(scope="session")
+def migrated_web_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("web") / "template.sqlite3"
+    env = clean_environ() | {
+        "DJANGO_SETTINGS_MODULE": SETTINGS,
+        "EVENTTRACK_TEST_DATABASE": str(path),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "django", "migrate", "-v0"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
+    return path
+
+
+class Server:
+    """One server process on a free loopback port, its output in a log file."""
+
+    def __init__(self, database: Path, sandbox: Sandbox, log: Path) -> None:
+        self.database = database
+        self.log = log
+        self.port = free_port()
+        self.env = (
+            clean_environ()
+            | sandbox.env()
+            | {
+                "DJANGO_SETTINGS_MODULE": SETTINGS,
+                "EVENTTRACK_TEST_DATABASE": str(database),
+            }
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *command: str) -> None:
+        with self.log.open("wb") as sink:
+            self.process = subprocess.Popen(  # noqa: S603 - our own interpreter
+                [sys.executable, "-m", *command],
+                env=self.env,
+                cwd=ROOT,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until(lambda: accepts_connections(self.port), timeout=30, what=f"{command[0]}")
+
+    def get(self, path: str) -> Any:
+        url = f"http://127.0.0.1:{self.port}{path}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.loads(response.read())
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, as a deploy or a supervisor stops a server; its exit status."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def query(self, sql: str, *params: Any) -> list[Any]:
+        with sqlite3.connect(self.database, timeout=30) as connection:
+            return connection.execute(sql, params).fetchall()
+
+    def statuses(self, event_id: str | None = None) -> list[str]:
+        if event_id is None:
+            rows = self.query("SELECT status FROM eventtrack_delivery ORDER BY id")
+        else:
+            rows = self.query(
+                "SELECT status FROM eventtrack_delivery WHERE event_id = ? ORDER BY id",
+                event_id.replace("-", ""),
+            )
+        return [status for (status,) in rows]
+
+
+@pytest.fixture
+def server(tmp_path: Path, migrated_web_database: Path, sandbox: Sandbox) -> Iterator[Server]:
+    database = tmp_path / "web.sqlite3"
+    shutil.copyfile(migrated_web_database, database)
+    running = Server(database, sandbox, tmp_path / "server.log")
+    try:
+        yield running
+    finally:
+        if running.process is not None and running.process.poll() is None:
+            running.process.kill()
+            running.process.wait(5)
+
+
+def test_atrack_in_an_async_view_under_uvicorn(server: Server, sandbox: Sandbox) -> None:
+    server.start(
+        "uvicorn",
+        "--factory",
+        "django.core.asgi:get_asgi_application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(server.port),
+        "--log-level",
+        "warning",
+    )
+    answer = server.get("/async/tracked/?hello_session=S1")
+    assert answer["identity"]["session"] == "S1"  # the middleware's visitor, in atrack()
+    assert answer["identity"]["anonymous_id"]
+    wait_until(
+        lambda: server.statuses(answer["event"]) == ["delivered"] * 4,
+        what="the event to reach every vendor",
+    )
+    assert [event["session"] for event in sandbox.events("hellotext")] == ["S1"]
+    server.stop()  # uvicorn ends itself with the SIGTERM it caught: no exit status to check
+    assert "Traceback" not in server.output(), server.output()
+
+
+@pytest.mark.slow
+def test_gunicorn_stopped_under_load_leaves_nothing_claimed(
+    server: Server, sandbox: Sandbox
+) -> None:
+    """Two gunicorn workers track events from four busy clients while every vendor
+    answers slowly; then the master gets SIGTERM. Each worker sends what it can within
+    SHUTDOWN_TIMEOUT and exits: no traceback, and every delivery left pending is due
+    at once (none waits for a lease), so a worker run afterwards sends them all."""
+    server.env |= {"EVENTTRACK_SHUTDOWN_TIMEOUT": "1", "EVENTTRACK_CONCURRENCY": "2"}
+    for vendor in VENDORS:
+        sandbox.inject(vendor, delay=0.2, count=10_000)
+    server.start(
+        "gunicorn",
+        "--bind",
+        f"127.0.0.1:{server.port}",
+        "--workers",
+        "2",
+        "--graceful-timeout",
+        "20",
+        "django.core.wsgi:get_wsgi_application()",
+    )
+    stop_load = threading.Event()
+    tracked: list[str] = []
+
+    def client() -> None:
+        while not stop_load.is_set():
+            tracked.append(server.get("/tracked/?hello_session=S1")["event"])
+
+    clients = [threading.Thread(target=client) for _ in range(4)]
+    for thread in clients:
+        thread.start()
+    wait_until(lambda: len(tracked) >= 100, timeout=20, what="a hundred tracked events")
+    wait_until(lambda: len(sandbox.requests()) >= 8, what="the senders to be busy")
+    stop_load.set()
+    for thread in clients:
+        thread.join(10)
+
+    assert server.stop() == 0
+    output = server.output()
+    assert "Traceback" not in output, output
+    statuses = server.statuses()
+    assert len(statuses) == 4 * len(tracked)
+    assert "pending" in statuses  # the load outran the slow vendors: something was left
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    ((waiting,),) = server.query(
+        "SELECT COUNT(*) FROM eventtrack_delivery WHERE status = 'pending' AND next_attempt_at > ?",
+        now,
+    )
+    assert waiting == 0  # nothing left claimed until a lease ends
+    assert "not sent within SHUTDOWN_TIMEOUT (1s)" in output
+    assert "manage.py eventtrack_worker" in output
+
+    sandbox.reset()  # the vendors answer promptly again
+    worker = subprocess.run(
+        [sys.executable, "-m", "django", "eventtrack_worker", "--once"],
+        env=server.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "failed 0" in worker.stdout
+    assert set(server.statuses()) == {"delivered"}
