@@ -7,13 +7,14 @@ open while it waits on one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import random
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -230,62 +231,135 @@ def claim_due_deliveries(
     *,
     event_ids: Sequence[uuid.UUID] | None = None,
 ) -> Claim:
-    """Reserve up to ``limit`` due deliveries of ``vendor`` for ``lease``.
+    """Reserve up to ``limit`` due deliveries of ``vendor`` for ``lease``
+    (:func:`claim_due` for one vendor)."""
+    return claim_due({vendor: limit}, lease, event_ids=event_ids)
+
+
+def claim_due(
+    limits: Mapping[str, int],
+    lease: timedelta,
+    *,
+    event_ids: Sequence[uuid.UUID] | None = None,
+) -> Claim:
+    """Reserve, for ``lease``, up to ``limits[vendor]`` due deliveries of each vendor,
+    in one transaction: a sender that needs work for several vendors claims it at
+    once. The deliveries come with their events, each event read once however
+    many of its vendors are claimed.
 
     PostgreSQL (and any database with ``SKIP LOCKED``) locks the rows it picks
-    and skips rows another sender is picking; elsewhere (SQLite) a single
-    UPDATE ... WHERE id IN (SELECT ... LIMIT n) does it atomically, as SQLite
-    runs one writer at a time. Either way the claim moves ``next_attempt_at``
-    to the end of the lease, so if this sender dies the rows come due again.
+    and skips rows another sender is picking; elsewhere (SQLite) an
+    UPDATE ... WHERE id IN (SELECT ... LIMIT n) per vendor does it atomically, as
+    SQLite runs one writer at a time. Either way the claim moves
+    ``next_attempt_at`` to the end of the lease, so if this sender dies the rows
+    come due again.
     """
     now = timezone.now()
     claim = Claim(uuid.uuid4(), now + lease, [])
-    candidates = due(vendor, now=now)
+    candidates = Delivery.objects.filter(status=Status.PENDING, next_attempt_at__lte=now)
     if event_ids is not None:
         candidates = candidates.filter(event_id__in=event_ids)
-    candidates = candidates.order_by("next_attempt_at")
+    if not candidates.filter(vendor__in=list(limits)).exists():
+        # A read: the claim below is a write transaction, which on SQLite queues
+        # for the one write lock even when there is nothing to claim.
+        return claim
     reserve = {
         "claim_token": claim.token,
         "claimed_until": claim.until,
         "next_attempt_at": claim.until,
     }
-    if not candidates.exists():
-        # A read: the claim below is a write transaction, which on SQLite queues
-        # for the one write lock even when there is nothing to claim.
-        return claim
     alias = router.db_for_write(Delivery)
+    picks = [
+        (candidates.filter(vendor=vendor).order_by("next_attempt_at"), limit)
+        for vendor, limit in limits.items()
+    ]
     if connections[alias].features.has_select_for_update_skip_locked:
         with transaction.atomic(using=alias):
-            ids = list(
-                candidates.select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit]
-            )
-            claimed = Delivery.objects.filter(pk__in=ids).update(**reserve) if ids else 0
+            ids = [
+                pk
+                for pick, limit in picks
+                for pk in pick.select_for_update(skip_locked=True).values_list("pk", flat=True)[
+                    :limit
+                ]
+            ]
+            if ids:
+                Delivery.objects.filter(pk__in=ids).update(**reserve)
         mine = Delivery.objects.filter(pk__in=ids)
     else:
-        claimed = _sender_write(
-            alias,
-            partial(
-                Delivery.objects.filter(
-                    pk__in=candidates.values("pk")[:limit],
-                    status=Status.PENDING,
-                    next_attempt_at__lte=now,
-                ).update,
-                **reserve,
-            ),
-        )
+        _sender_write(alias, partial(_reserve_each, picks, now, reserve))
         # claim_token has no index (a full scan with a million delivered rows); the
         # claimed rows are due exactly at claim.until, which the due index finds.
         mine = Delivery.objects.filter(
-            vendor=vendor, status=Status.PENDING, next_attempt_at=claim.until
+            vendor__in=list(limits), status=Status.PENDING, next_attempt_at=claim.until
         )
-    if claimed:
-        claim.deliveries.extend(
-            # Oldest first, so a batch goes out in the order the events were tracked.
-            mine.filter(claim_token=claim.token)
-            .select_related("event")
-            .order_by("created_at", "pk")
-        )
+    # Oldest first, so a batch goes out in the order the events were tracked.
+    claim.deliveries.extend(mine.filter(claim_token=claim.token).order_by("created_at", "pk"))
+    _attach_events(claim.deliveries)
     return claim
+
+
+def _reserve_each(
+    picks: Sequence[tuple[QuerySet[Delivery], int]], now: datetime, reserve: Mapping[str, Any]
+) -> int:
+    return sum(
+        Delivery.objects.filter(
+            pk__in=pick.values("pk")[:limit], status=Status.PENDING, next_attempt_at__lte=now
+        ).update(**reserve)
+        for pick, limit in picks
+    )
+
+
+def _attach_events(deliveries: Sequence[Delivery]) -> None:
+    """Give each delivery its event, reading each event once (a JOIN would read and
+    decode an event's JSON once per vendor)."""
+    events = Event.objects.in_bulk({delivery.event_id for delivery in deliveries})
+    for delivery in deliveries:
+        delivery.event = events[delivery.event_id]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What became of one request's deliveries (several requests' with the same
+    outcome); ``outcome`` None: not sent, to be given back."""
+
+    claim: Claim
+    deliveries: Sequence[Delivery]
+    outcome: Outcome | None
+    vendor: VendorConfig
+
+
+def record_results(results: Sequence[Result], options: DeliveryOptions) -> None:
+    """Write ``results`` in one transaction, whatever their vendors and outcomes, then
+    tell the signal listeners.
+
+    One commit for every request that finished meanwhile, instead of one per vendor
+    and outcome: the senders' writes are what competes with ``track()`` for the
+    database (on SQLite for its one write lock), so they are as few as the answers
+    allow. The listeners hear of outcomes only once they are committed, and never
+    while the transaction holds the database.
+    """
+    with _announcing_after():
+        _write_together(router.db_for_write(Delivery), partial(_write_results, results, options))
+
+
+def _write_results(results: Sequence[Result], options: DeliveryOptions) -> int:
+    for result in results:
+        if result.outcome is None:
+            release(result.claim, result.deliveries)
+            continue
+        record_adjustments(result.claim, result.deliveries, dict(result.outcome.adjustments))
+        finish(result.claim, result.deliveries, result.outcome, result.vendor, options)
+    return len(results)
+
+
+def _write_together(alias: str, run: Callable[[], int]) -> int:
+    """Run ``run``'s writes in one transaction (on SQLite, with those of this process's
+    other senders queued meanwhile: :class:`_GroupCommit`)."""
+    connection = connections[alias]
+    if connection.vendor == "sqlite" and not connection.in_atomic_block:
+        return _sender_write(alias, run)
+    with transaction.atomic(using=alias):
+        return run()
 
 
 def finish(
@@ -458,7 +532,29 @@ def _refresh(
         delivery.delivered_at = now
 
 
+#: Per thread, the signals held back by :func:`_announcing_after` (None: send at once).
+_held_back = threading.local()
+
+
+@contextlib.contextmanager
+def _announcing_after() -> Iterator[None]:
+    """Hold back the signals :func:`finish` sends inside the block; send them once the
+    block succeeded, and none if it failed (its outcomes were not written)."""
+    held: list[tuple[Delivery, Outcome]] = []
+    _held_back.signals = held
+    try:
+        yield
+    finally:
+        _held_back.signals = None
+    for delivery, outcome in held:
+        _announce(delivery, outcome)
+
+
 def _announce(delivery: Delivery, outcome: Outcome) -> None:
+    held: list[tuple[Delivery, Outcome]] | None = getattr(_held_back, "signals", None)
+    if held is not None:
+        held.append((delivery, outcome))
+        return
     signal = signals.delivery_succeeded if outcome.ok else signals.delivery_failed
     if outcome.kind is OutcomeKind.SKIPPED or not signal.has_listeners(Delivery):
         return

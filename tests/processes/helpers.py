@@ -54,3 +54,17 @@ def accepts_connections(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def track_many(count: int, vendors: list[str] | None = None) -> list[Any]:
+    """Track ``order.placed`` events ``n = 0 .. count-1`` (each with a session, so every
+    vendor takes it) in one transaction."""
+    from django.db import transaction
+
+    from django_eventtrack import track
+
+    with transaction.atomic():
+        return [
+            track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}", vendors=vendors)
+            for n in range(count)
+        ]
