@@ -296,21 +296,28 @@ class Bell:
 
 
 class Share:
-    """How much of a process's time its sender may take while the process serves requests.
+    """How much of a process's time its sender may take while the process is busy
+    serving requests.
 
     The ``thread`` backend sends from the web process itself, where every request
     thread and the sender's threads take turns on one interpreter lock: what the
     sender spends (a request costs a few hundred microseconds of CPU in ``requests``
     and its claims and outcomes a share of the database work) the pages lose. So
-    while a request is being served (:meth:`request_started`, :meth:`request_finished`)
-    the sender may use ``fraction`` of the time, and waits when it has used more
-    (:meth:`delay`); deliveries then lag, and catch up as soon as the requests leave
-    time, at full speed. The plain :class:`Share` (a worker, ``send_event``, the sync
-    backend) never makes anyone wait.
+    while the process is busy (a request is being served, :meth:`request_started`
+    and :meth:`request_finished`, and the process's other threads keep the CPU at
+    least :attr:`BUSY` busy: a server holding idle long requests open is not), the
+    sender may use ``fraction`` of the time and waits when it has used more
+    (:meth:`delay`); deliveries then lag, and catch up at full speed as soon as the
+    requests leave time. The plain :class:`Share` (a worker, ``send_event``, the
+    sync backend) never makes anyone wait.
     """
 
-    #: CPU seconds the sender may spend ahead of its share before it waits.
+    #: Seconds the sender may spend ahead of its share before it waits.
     BURST = 0.005
+    #: The CPU the process's other threads must use (1: one CPU's worth) to count as busy...
+    BUSY = 0.25
+    #: ...averaged over about this many seconds.
+    SMOOTHING = 0.5
 
     def __init__(self, fraction: float = 1.0) -> None:
         self.fraction = fraction
@@ -318,6 +325,11 @@ class Share:
         self._serving = 0
         self._owed = 0.0
         self._settled_at = time.monotonic()
+        self._cpu_at = time.process_time()
+        #: The sender's own CPU since the last settling (not the others' load).
+        self._own_cpu = 0.0
+        #: The CPU the process's other threads use, averaged.
+        self._load = 0.0
 
     def request_started(self, **kwargs: Any) -> None:
         with self._lock:
@@ -329,13 +341,15 @@ class Share:
             self._settle()
             self._serving = max(self._serving - 1, 0)
 
-    def charge(self, seconds: float) -> None:
-        """The sender spent ``seconds`` of CPU."""
+    def charge(self, seconds: float, *, cpu: bool = True) -> None:
+        """The sender spent ``seconds``: of its own CPU, or (``cpu=False``) by the clock,
+        waiting for a database that works for it."""
         if self.fraction >= 1:
             return
         with self._lock:
             self._settle()
             self._owed += seconds
+            self._own_cpu += seconds if cpu else 0.0
 
     def delay(self) -> float:
         """How long the sender should wait before it spends more (0: go on)."""
@@ -343,15 +357,22 @@ class Share:
             return 0.0
         with self._lock:
             self._settle()
-            return self._owed / self.fraction if self._serving and self._owed > 0 else 0.0
+            return self._owed / self.fraction if self._busy() and self._owed > 0 else 0.0
+
+    def _busy(self) -> bool:
+        return bool(self._serving) and self._load >= self.BUSY
 
     def _settle(self) -> None:
-        """Time passing pays back what the sender spent: all of it while no request is
-        being served, ``fraction`` of it while one is."""
-        now = time.monotonic()
-        earned = (now - self._settled_at) * (self.fraction if self._serving else 1.0)
+        """Time passing pays back what the sender spent: all of it while the process is
+        not busy, ``fraction`` of it while it is."""
+        now, cpu = time.monotonic(), time.process_time()
+        elapsed = now - self._settled_at
+        if elapsed > 0:
+            others = max(cpu - self._cpu_at - self._own_cpu, 0.0) / elapsed
+            self._load += (others - self._load) * min(elapsed / self.SMOOTHING, 1.0)
+        earned = elapsed * (self.fraction if self._busy() else 1.0)
         self._owed = max(self._owed - earned, -self.BURST)
-        self._settled_at = now
+        self._settled_at, self._cpu_at, self._own_cpu = now, cpu, 0.0
 
 
 def drain(
@@ -547,7 +568,7 @@ class _Drain:
             started = time.monotonic()
             self._record_finished()
             self._claim()
-            self.pace.share.charge(time.monotonic() - started)  # before sending more
+            self.pace.share.charge(time.monotonic() - started, cpu=False)  # before sending
         self._send()
 
     def _rest(self) -> float:
@@ -556,8 +577,8 @@ class _Drain:
         waits = [self.options.poll_interval]
         if self._wanting() or any(f.done() for lane in self.lanes for f in lane.flying):
             waits.append(max(self.pace.turn_in(), self.pace.share.delay()))
-        if any(lane.queue for lane in self.lanes):
-            waits.append(self.pace.share.delay())
+        if any(lane.queue and len(lane.flying) < lane.window.size for lane in self.lanes):
+            waits.append(self.pace.share.delay())  # held back by the share alone
         return min(waits)
 
     # -- claiming ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from django_eventtrack import backends, http, sender, track
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.sender import DrainStats
-from tests.processes.helpers import VENDORS, received, wait_until
+from tests.processes.helpers import VENDORS, busy_process, received, wait_until
 
 Status = Delivery.Status
 
@@ -358,7 +358,8 @@ def test_thread_backend_sends_within_its_share_while_a_request_is_served(
     assert isinstance(backend, backends.ThreadBackend)
     backend.start()
     django_signals.request_started.send(sender=None)  # what handlers send around a request
-    try:
+    with busy_process():  # the request's thread at work
+        wait_until(lambda: backend._share.delay() == 0 and backend._share._busy())
         with transaction.atomic():
             events = [
                 track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}")
@@ -366,7 +367,6 @@ def test_thread_backend_sends_within_its_share_while_a_request_is_served(
             ]
         time.sleep(0.5)  # a negative check: the time in which the sender would have sent them
         sent_while_busy = len(received(sandbox, "hackle"))
-    finally:
         django_signals.request_finished.send(sender=None)
     assert sent_while_busy < 20
     wait_until(lambda: all(all_delivered(e.id) for e in events if e), timeout=10)

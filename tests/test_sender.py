@@ -21,7 +21,7 @@ from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.sender import Window
-from tests.processes.helpers import VENDORS, received, track_many
+from tests.processes.helpers import VENDORS, busy_process, received, track_many, wait_until
 
 Status = Delivery.Status
 
@@ -191,13 +191,17 @@ def test_each_request_in_flight_keeps_its_connection_alive(
 # --- sharing a busy process --------------------------------------------------------------------
 
 
-def test_a_share_makes_the_sender_wait_only_while_requests_are_served() -> None:
+def test_a_share_makes_the_sender_wait_only_while_requests_keep_the_process_busy() -> None:
     share = sender.Share(0.5)
-    share.request_started()
+    share.request_started()  # a long request held open, the process idle: not busy
     share.charge(0.05)
-    assert 0.08 < share.delay() <= 0.1  # 50 ms of CPU at half the time: 100 ms
-    share.request_finished()
-    assert share.delay() == 0  # nobody to make wait; it is paid back at full speed now
+    assert share.delay() == 0
+    with busy_process():  # now the request's thread works
+        wait_until(lambda: share.delay() == 0 and share._busy(), what="the process busy")
+        share.charge(0.05)
+        assert 0.08 < share.delay() <= 0.1  # 50 ms of CPU at half the time: 100 ms
+        share.request_finished()
+        assert share.delay() == 0  # nobody to make wait; it is paid back at full speed now
     unlimited = sender.Share()
     unlimited.request_started()
     unlimited.charge(0.05)
@@ -247,3 +251,17 @@ def test_a_stream_of_commits_is_claimed_a_few_at_a_time(
     drained.join(10)
     assert Delivery.objects.filter(status=Status.DELIVERED).count() == 41 * len(VENDORS)
     assert claims < 20, claims
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_drain_waiting_on_its_vendors_sleeps(settings: Settings, sandbox: Sandbox) -> None:
+    """Requests in flight and more waiting behind a full window: the drain's thread waits
+    for an answer instead of looking again and again (it costs the pages their CPU)."""
+    configure(settings, sandbox, CONCURRENCY=2, MIN_CONCURRENCY=2, MAX_CONCURRENCY=2)
+    sandbox.inject("hackle", delay=0.4, count=8)
+    track_many(8, vendors=["hackle"])
+    started, spent = time.monotonic(), time.thread_time()
+    stats = sender.drain()
+    assert stats.delivered == 8
+    assert time.monotonic() - started >= 1.6  # four rounds of two
+    assert time.thread_time() - spent < 0.4

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django_eventtrack.sandbox import Sandbox
@@ -99,3 +101,21 @@ def rows_unlike_the_orms(event_id: Any) -> dict[str, tuple[Any, Any]]:
         if any(abs(getattr(twin, s) - fast.created_at) > timedelta(minutes=1) for s in stamps):
             differences[f"{fast.vendor}.timestamps"] = tuple(getattr(twin, s) for s in stamps)
     return differences
+
+
+@contextlib.contextmanager
+def busy_process() -> Iterator[None]:
+    """A thread of this process keeps a CPU busy (as a request being served does)."""
+    done = threading.Event()
+
+    def spin() -> None:
+        while not done.is_set():
+            sum(range(1000))
+
+    thread = threading.Thread(target=spin, name="busy-process")
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
