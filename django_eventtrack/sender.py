@@ -554,8 +554,8 @@ class _Drain:
                 return
             fresh = self.pace.bell.wait(self._rest(), commits_wake=self.pace.ready())
             if fresh or time.monotonic() - self.claimed_at >= self.options.poll_interval:
-                for lane in self.lanes:  # committed meanwhile, or due since (retries)
-                    lane.exhausted = False
+                for lane in self.lanes:  # committed meanwhile, due since, or pause over
+                    lane.exhausted = lane.paused = False
 
     def _work(self) -> None:
         if self.stopping():

@@ -265,3 +265,18 @@ def test_a_drain_waiting_on_its_vendors_sleeps(settings: Settings, sandbox: Sand
     assert stats.delivered == 8
     assert time.monotonic() - started >= 1.6  # four rounds of two
     assert time.thread_time() - spent < 0.4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_vendor_paused_mid_drain_is_sent_to_once_its_pause_is_over(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    """A drain kept running by a slow vendor (as the ``thread`` backend's is by a stream
+    of commits) looks again at a paused vendor, instead of leaving it paused to the end."""
+    configure(settings, sandbox, only=("hackle", "browsee"), POLL_INTERVAL=0.1)
+    sandbox.inject("browsee", delay=1.5)
+    track_many(3, vendors=["hackle", "browsee"])
+    sender.breaker.pause("hackle", 0.3, "a test")
+    stats = sender.drain()
+    assert "hackle" in stats.paused_vendors
+    assert stats.delivered == 6  # Hackle's three too, in the same drain
