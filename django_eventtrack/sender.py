@@ -482,6 +482,15 @@ class _Lane:
     def idle(self) -> bool:
         return not (self.flying or self.queue)
 
+    @property
+    def sendable(self) -> bool:
+        """Whether a waiting batch may go out now: a request answered frees its place in
+        the window at once, recorded or not (outcomes are written a round at a time)."""
+        return bool(self.queue) and self.in_flight() < self.window.size
+
+    def in_flight(self) -> int:
+        return sum(1 for future in self.flying if not future.done())
+
     def lease(self, deliveries: int, config: Config) -> float:
         """Seconds that sending ``deliveries`` more may take at worst: behind those waiting,
         at half the window (it may be cut), each request taking its full timeouts."""
@@ -577,7 +586,7 @@ class _Drain:
         waits = [self.options.poll_interval]
         if self._wanting() or any(f.done() for lane in self.lanes for f in lane.flying):
             waits.append(max(self.pace.turn_in(), self.pace.share.delay()))
-        if any(lane.queue and len(lane.flying) < lane.window.size for lane in self.lanes):
+        if any(lane.sendable for lane in self.lanes):
             waits.append(self.pace.share.delay())  # held back by the share alone
         return min(waits)
 
@@ -667,11 +676,11 @@ class _Drain:
         for lane in self.lanes:
             if lane.queue and not breaker.allows(lane.name):
                 self._pause(lane)
-            while lane.queue and len(lane.flying) < lane.window.size:
+            while lane.sendable:
                 if self.pace.share.delay():
                     return
                 batch = lane.queue.popleft()
-                batch.full = len(lane.flying) + 1 >= lane.window.size
+                batch.full = lane.in_flight() + 1 >= lane.window.size
                 future = lane.pool.submit(functools.partial(self._request, lane, batch))
                 lane.flying[future] = batch
                 future.add_done_callback(lambda _: self.pace.bell.ring())
