@@ -200,8 +200,11 @@ def check_environment(
 ) -> list[CheckMessage]:
     """W006: an ``EVENTTRACK_*`` environment variable that no setting reads (a typo
     such as ``EVENTTRACK_HACKLE_APIKEY`` would leave Hackle off without a word)."""
+    config = _config()
+    if config is None:
+        return []
     # Compared without the prefix every name shares, which would make any two look alike.
-    known = {name.removeprefix(PREFIX): name for name in environment_variables()}
+    known = {name.removeprefix(PREFIX): name for name in environment_variables(config)}
     unknown = sorted(
         name
         for name in os.environ

@@ -38,7 +38,6 @@ from django_eventtrack.errors import InvalidEvent
 from django_eventtrack.event import Identity, validate_name
 from django_eventtrack.models import Event as StoredEvent
 from django_eventtrack.tracking import track
-from django_eventtrack.vendors import ADAPTERS
 
 logger = logging.getLogger("django_eventtrack.hooks")
 
@@ -261,17 +260,16 @@ def _callable(key: str, value: Any) -> Callable[[Any], Any] | None:
 
 
 def _vendors(value: Any) -> tuple[str, ...] | None:
-    from django_eventtrack.vendors import ADAPTERS
-
     if value is None:
         return None
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise _Invalid("vendors", f"must be a list of vendor names; got {value!r}")
     names = tuple(value)
-    unknown = [name for name in names if name not in ADAPTERS]
+    adapters = conf.get_config().adapters
+    unknown = [name for name in names if name not in adapters]
     if unknown:
         raise _Invalid(
-            "vendors", f"names unknown vendors {unknown}; the vendors are {sorted(ADAPTERS)}"
+            "vendors", f"names unknown vendors {unknown}; the vendors are {sorted(adapters)}"
         )
     return names
 
@@ -314,9 +312,9 @@ def check_model_events(**kwargs: Any) -> list[checks.CheckMessage]:
     """
     try:
         found = declarations()
-        vendors = conf.get_config().active_vendors
+        config: conf.Config | None = conf.get_config()
     except Exception:  # reported by the configuration check; code hooks still count
-        found, vendors = list(_declared), {}
+        found, config = list(_declared), None
     messages: list[checks.CheckMessage] = []
     for declaration in found:
         hook, problems = resolve(declaration)
@@ -328,15 +326,15 @@ def check_model_events(**kwargs: Any) -> list[checks.CheckMessage]:
             )
             for problem in problems
         ]
-        if hook is not None:
-            messages += _refused_names(hook, vendors)
+        if hook is not None and config is not None:
+            messages += _refused_names(hook, config)
     return messages
 
 
-def _refused_names(hook: Hook, vendors: Mapping[str, conf.VendorConfig]) -> list[checks.Warning]:
+def _refused_names(hook: Hook, config: conf.Config) -> list[checks.Warning]:
     refusals = [
-        (ADAPTERS[name].display_name, ADAPTERS[name](vendor).name_refusal(hook.event))
-        for name, vendor in vendors.items()
+        (config.adapters[name].display_name, config.adapter(name).name_refusal(hook.event))
+        for name, vendor in config.active_vendors.items()
         if (hook.vendors is None or name in hook.vendors)
         and (vendor.events is None or hook.event in vendor.events)
     ]

@@ -25,12 +25,12 @@ from pytest_django import Settings
 from django_eventtrack import track
 from django_eventtrack.conf import get_config
 from django_eventtrack.errors import InvalidEvent
-from django_eventtrack.event import MAX_IDENTIFIER_LENGTH, Event, Identity
+from django_eventtrack.event import CORE_KEYS, MAX_IDENTIFIER_LENGTH, Event, Identity
 from django_eventtrack.models import Event as StoredEvent
 from django_eventtrack.sandbox import DEFAULT_CREDENTIALS, VENDORS
 from django_eventtrack.sandbox.vendors import parse_incoming
 from django_eventtrack.sending import render_requests
-from django_eventtrack.vendors import ADAPTERS, VendorRequest
+from django_eventtrack.vendors import VendorRequest
 from django_eventtrack.vendors.hackle import (
     DECIMAL_PLACES,
     MAX_PROPERTIES,
@@ -132,7 +132,7 @@ identifiers = st.one_of(
 )
 identities = st.fixed_dictionaries(
     {},
-    optional={name: identifiers for name in Identity.field_names()},
+    optional={name: identifiers for name in (*CORE_KEYS, *get_config().vendor_id_names)},
 )
 
 
@@ -180,7 +180,7 @@ def hackle_limit_problems(body: dict[str, Any]) -> list[str]:
 def assert_requests_valid(event: Event) -> int:
     """Build every adapter's request for ``event``; all must pass the vendor's rules."""
     built = 0
-    for name, adapter_class in ADAPTERS.items():
+    for name, adapter_class in get_config().adapters.items():
         adapter = adapter_class(get_config().vendors[name])
         if adapter.skip_reason(event):
             continue
@@ -320,7 +320,7 @@ def test_vendor_quirks_the_generators_found() -> None:
     }
     event = Event.create("order.placed", hellotext, identity=Identity(profile="P1"))
     assert assert_requests_valid(event) == 4
-    body = ADAPTERS["hellotext"](get_config().vendors["hellotext"]).build_request([event]).body
+    body = get_config().adapter("hellotext").build_request([event]).body
     assert body["object_parameters"] == {"source": "django", "reference": "5"}
     assert set(body["metadata"]) == set(hellotext) - {"order"}  # not Hellotext fields: kept
     # The noun's empty id would have become object="": now the event is skipped instead.
@@ -329,14 +329,12 @@ def test_vendor_quirks_the_generators_found() -> None:
 
     hackle = {"Value": 1, "value": 10**16, "VALUE": "x", "price": 0.1234567, "big": 1e20}
     event = Event.create("product.purchased", hackle, identity=Identity(user_id="U1"))
-    sent = ADAPTERS["hackle"](get_config().vendors["hackle"]).build_request([event]).body["event"]
+    sent = get_config().adapter("hackle").build_request([event]).body["event"]
     assert "value" not in sent  # 10**16 is beyond Hackle's 15 digits: not event.value
     assert sent["properties"] == {"Value": 1, "price": 0.123457, "big": "1e+20"}
 
     event = Event.create("page.viewed", {}, identity=Identity(profile="P1"))
-    assert "page.viewed needs a url" in str(
-        ADAPTERS["hellotext"](get_config().vendors["hellotext"]).skip_reason(event)
-    )
+    assert "page.viewed needs a url" in str(get_config().adapter("hellotext").skip_reason(event))
     event = Event.create(
         "product.viewed",
         {"source": {"properties": 5}, "product": "SKU-1"},
@@ -347,7 +345,7 @@ def test_vendor_quirks_the_generators_found() -> None:
     event = Event.create(
         "product.viewed", {"target": {"itemId": "p-1", "object": None}}, identity=Identity()
     )
-    target = ADAPTERS["primedata"](get_config().vendors["primedata"]).build_request([event])
+    target = get_config().adapter("primedata").build_request([event])
     assert target.body["events"][0]["target"]["properties"] == {"object": None}
 
 

@@ -21,7 +21,7 @@ from django_eventtrack.models import Event as StoredEvent
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.sandbox.vendors import VENDORS, Incoming
 from django_eventtrack.sender import drain
-from django_eventtrack.vendors import ADAPTERS, OutcomeKind, VendorRequest, VendorResponse
+from django_eventtrack.vendors import OutcomeKind, VendorRequest, VendorResponse
 from django_eventtrack.vendors.primedata import server_session
 from tests.test_admin import _admin_settings  # noqa: F401  (a fixture)
 
@@ -311,7 +311,9 @@ def answer(status: int, body: bytes) -> Any:
     def send(request: VendorRequest) -> Attempt:
         sent.append(request)
         response = VendorResponse(status, {}, body)
-        return Attempt(ADAPTERS["hellotext"](config()).classify(response), response, 0.0)
+        return Attempt(
+            get_config().adapters["hellotext"](config()).classify(response), response, 0.0
+        )
 
     send.sent = sent  # type: ignore[attr-defined]
     return send
@@ -334,7 +336,7 @@ def hellotext_identify(session: str | None = "S1") -> Event:
 
 
 def test_hellotext_attaches_to_the_remembered_profile_without_creating_one() -> None:
-    adapter = ADAPTERS["hellotext"](config())
+    adapter = get_config().adapters["hellotext"](config())
     send = answer(200, b'{"id":"S1","type":"session","profile":"P7"}')
     profiles = DictProfiles(**{"7": "P7"})
     outcome = adapter.send_identify(hellotext_identify(), send, profiles)
@@ -349,7 +351,7 @@ def test_hellotext_attaches_to_the_remembered_profile_without_creating_one() -> 
 
 
 def test_hellotext_profile_creation_problems_are_reported() -> None:
-    adapter = ADAPTERS["hellotext"](config())
+    adapter = get_config().adapters["hellotext"](config())
     no_id = adapter.send_identify(hellotext_identify(), answer(201, b"{}"), DictProfiles())
     assert no_id.kind is OutcomeKind.FAILED
     assert "no id" in no_id.message
@@ -363,7 +365,7 @@ def test_hellotext_profile_creation_problems_are_reported() -> None:
 
 
 def test_hellotext_without_a_session_only_creates_the_profile() -> None:
-    adapter = ADAPTERS["hellotext"](config())
+    adapter = get_config().adapters["hellotext"](config())
     profiles = DictProfiles()
     send = answer(201, b'{"id":"P9","type":"profile"}')
     outcome = adapter.send_identify(hellotext_identify(session=None), send, profiles)
@@ -409,7 +411,7 @@ def test_the_sandbox_refuses_a_primedata_identify_without_an_analytics_user(
     event = Event.create(
         "identify", {}, identity=Identity(user_id="7", session="S1"), kind=IDENTIFY
     )
-    adapter = ADAPTERS["primedata"](get_config().vendors["primedata"])
+    adapter = get_config().adapter("primedata")
     request = adapter.build_request([event])
     request.body["events"][0]["target"]["itemType"] = "user"
     (endpoint,) = [e for e in VENDORS["primedata"].endpoints if e.path == "/powehi/context"]

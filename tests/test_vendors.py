@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from django_eventtrack.conf import VendorConfig
+from django_eventtrack.conf import VendorConfig, get_config
 from django_eventtrack.event import Event, Identity
 from django_eventtrack.redaction import MASK
-from django_eventtrack.vendors import ADAPTERS, OutcomeKind, VendorAdapter, VendorResponse
+from django_eventtrack.vendors import OutcomeKind, VendorAdapter, VendorResponse
 
-VENDORS = sorted(ADAPTERS)
+VENDORS = sorted(get_config().adapters)
 WHEN = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 WHEN_TEXT = "2026-01-02T03:04:05.678Z"
 
@@ -68,8 +68,9 @@ def make_adapter() -> AdapterFactory:
     """An adapter for ``vendor`` with test credentials; keywords override the config."""
 
     def make(vendor: str, **config: Any) -> VendorAdapter:
-        adapter = ADAPTERS[vendor]
+        adapter = get_config().adapters[vendor]
         config.setdefault("api_url", adapter.default_api_url)
+        config.setdefault("visitor_ids", get_config().vendors[vendor].visitor_ids)
         return adapter(VendorConfig(name=vendor, credentials=CREDENTIALS[vendor], **config))
 
     return make
@@ -304,11 +305,22 @@ def test_hackle_user(make_adapter, make_event, identity, user):
     assert body_for(make_adapter("hackle"), make_event(identity=identity))["user"] == user
 
 
-def test_hackle_ignores_identifiers_longer_than_512(make_adapter, make_event):
-    event = make_event(identity=Identity(user_id="42", device_id="d"))
-    # Identity caps ids at 256 characters; force a longer one to reach Hackle's own guard.
-    object.__setattr__(event.identity, "device_id", "d" * 513)
-    assert body_for(make_adapter("hackle"), event)["user"] == {"userId": "42"}
+@pytest.mark.parametrize(
+    ("identity", "visitor", "session"),
+    [
+        (Identity(user_id="7", session="S1", profile="P1"), "S1", "S1"),
+        (Identity(anonymous_id="A", profile="P1"), "A", "A"),
+        (Identity(profile="P1"), "P1", None),
+        (Identity(), None, None),
+    ],
+)
+def test_the_visitor_id_is_a_browser_session_first_and_a_profile_last(
+    make_adapter, identity, visitor, session
+):
+    """The registry's session ids, then our anonymous id, then its profile ids."""
+    adapter = make_adapter("hackle")
+    assert adapter.visitor_id(identity) == visitor
+    assert adapter.visitor_id(identity, profiles=False) == session
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,15 @@ from django.test.utils import override_settings
 from django.utils import timezone
 
 from django_eventtrack.conf import get_config
-from django_eventtrack.event import IDENTIFY, Event, Identity, JSONValue, normalise_properties
+from django_eventtrack.event import (
+    CORE_KEYS,
+    IDENTIFY,
+    OPTED_OUT,
+    Event,
+    Identity,
+    JSONValue,
+    normalise_properties,
+)
 from django_eventtrack.sending import render_requests
 from django_eventtrack.testing.blocking import block_http
 from django_eventtrack.vendors.base import JSONObject, VendorRequest
@@ -52,10 +60,14 @@ if TYPE_CHECKING:
 CAPTURED = "captured by django_eventtrack.testing: not sent"
 #: Why a vendor that was targeted when the event was tracked has no request now.
 NOT_CONFIGURED = "no longer configured when the event was captured"
-#: The identity keywords the assertion helpers accept.
-IDENTITY_KEYS = (*Identity.field_names(), "opted_out")
 #: Longest properties text shown per event in a failure message.
 MAX_SHOWN = 300
+
+
+def identity_keys() -> tuple[str, ...]:
+    """The identity keywords the assertion helpers accept: the core ids, the vendors'
+    (from the registry) and ``opted_out``."""
+    return (*CORE_KEYS, *get_config().vendor_id_names, OPTED_OUT)
 
 
 @dataclass(frozen=True)
@@ -159,11 +171,12 @@ class Criteria:
     ) -> Criteria:
         """Normalise the expected values the way ``track()`` normalises real ones, so
         ``Decimal("9.90")`` matches ``9.9`` and a ``datetime`` its ISO string."""
-        unknown = sorted(set(identity) - set(IDENTITY_KEYS))
+        keys = identity_keys()
+        unknown = sorted(set(identity) - set(keys))
         if unknown:
             raise TypeError(
                 f"{caller}() got unexpected keyword {', '.join(map(repr, unknown))}; identity "
-                f"keywords are {', '.join(IDENTITY_KEYS)}"
+                f"keywords are {', '.join(keys)}"
             )
         return cls(
             name=name,
