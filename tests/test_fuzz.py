@@ -27,7 +27,7 @@ from django_eventtrack.conf import get_config
 from django_eventtrack.errors import InvalidEvent
 from django_eventtrack.event import CORE_KEYS, MAX_IDENTIFIER_LENGTH, Event, Identity
 from django_eventtrack.models import Event as StoredEvent
-from django_eventtrack.sandbox import DEFAULT_CREDENTIALS, VENDORS
+from django_eventtrack.sandbox import registry_specs
 from django_eventtrack.sandbox.vendors import parse_incoming
 from django_eventtrack.sending import render_requests
 from django_eventtrack.vendors import VendorRequest
@@ -145,10 +145,10 @@ def sandbox_verdict(request: VendorRequest) -> tuple[int, Any] | None:
     json.loads(raw, parse_constant=lambda name: pytest.fail(f"{name} in {raw[:200]!r}"))
     headers = {name.lower(): value for name, value in request.headers.items()}
     incoming, _ = parse_incoming(headers, raw)
-    spec = VENDORS[request.vendor]
+    (spec,) = [spec for spec in registry_specs() if spec.name == request.vendor]
     path = request.url.split(f"/{request.vendor}", 1)[1]
     (endpoint,) = [e for e in spec.endpoints if e.path == path and e.method == request.method]
-    return endpoint.validate(incoming, DEFAULT_CREDENTIALS[request.vendor])
+    return endpoint.validate(incoming, spec.credentials)
 
 
 def hackle_limit_problems(body: dict[str, Any]) -> list[str]:
@@ -206,11 +206,11 @@ def refused_with_field(exc: InvalidEvent) -> None:
 
 @pytest.fixture
 def configured(settings: Settings) -> None:
-    """All four vendors configured (the sandbox's credentials), nothing sent."""
+    """Every vendor configured (the sandbox's credentials), nothing sent."""
     settings.EVENTTRACK = {
         "VENDORS": {
-            name: {**credentials, "API_URL": f"http://127.0.0.1:9/{name}"}
-            for name, credentials in DEFAULT_CREDENTIALS.items()
+            spec.name: {**spec.credentials, "API_URL": f"http://127.0.0.1:9/{spec.name}"}
+            for spec in registry_specs()
         },
         "DELIVERY": "worker",
     }

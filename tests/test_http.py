@@ -26,7 +26,7 @@ def send(vendors: Sandbox) -> Send:
 
     def send_one(vendor: str, **properties: object) -> http.Attempt:
         adapter: VendorAdapter = get_config().adapter(vendor)
-        vendors.hellotext.add_profile("P1")
+        vendors.state("hellotext").add_profile("P1")
         product = {"reference": "vxqQJ3Yg", "name": "Tee"}
         event = Event.create(
             "product.purchased", {"product": product, **properties}, identity=IDENTITY

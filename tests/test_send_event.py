@@ -24,8 +24,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _hellotext_knows_the_customer(sandbox: Sandbox) -> None:
     """Profile P1 and product vxqQJ3Yg exist at Hellotext (its catalogue synced with our
     reference and the default source), so a bare reference finds the product."""
-    sandbox.hellotext.add_profile("P1")
-    sandbox.hellotext.add_object("product", reference="vxqQJ3Yg", source="django", name="Tee")
+    sandbox.state("hellotext").add_profile("P1")
+    sandbox.state("hellotext").add_object(
+        "product", reference="vxqQJ3Yg", source="django", name="Tee"
+    )
 
 
 def run(*args: str) -> str:

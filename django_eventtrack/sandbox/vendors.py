@@ -1,12 +1,15 @@
 """What each vendor accepts and answers, as the project's vendor notes
 (``docs/vendors/*.md``) document the current contract.
 
-One validator per vendor endpoint and one table (:data:`VENDORS`) mapping the
-sandbox's path prefix to the documented path, the validator and the success
-answer. Validators are strict on purpose: the sandbox exists so the library's
-mistakes show up locally as the vendor's own 4xx answer, not in production.
-Whatever a vendor documents as refused is refused here, and nothing is
-accepted that its documentation does not allow.
+One validator per vendor endpoint and one :class:`VendorSpec` per vendor
+(:data:`HELLOTEXT`, :data:`HACKLE`, :data:`BROWSEE`, :data:`PRIMEDATA`) naming
+its documented paths, validators, success answers, test credentials and what it
+remembers. Each vendor's adapter points at its spec (``VendorAdapter.sandbox``),
+so the server serves whatever the registry lists and names no vendor itself.
+Validators are strict on purpose: the sandbox exists so the library's mistakes
+show up locally as the vendor's own 4xx answer, not in production. Whatever a
+vendor documents as refused is refused here, and nothing is accepted that its
+documentation does not allow.
 
 Validators are pure (a request in, an answer out); what the vendors remember
 between requests (Hellotext's profiles, sessions, objects and custom actions,
@@ -33,13 +36,6 @@ from django_eventtrack.sandbox.state import (
 
 Credentials = Mapping[str, str]
 
-DEFAULT_CREDENTIALS: dict[str, dict[str, str]] = {
-    "hellotext": {"API_TOKEN": "sandbox-hellotext-token"},
-    "hackle": {"API_KEY": "sandbox-hackle-key"},
-    "browsee": {"API_KEY": "sandbox-browsee-key"},
-    "primedata": {"CLIENT_ID": "sandbox-client", "ACCESS_TOKEN": "sandbox-primedata-token"},
-}
-
 
 @dataclass(frozen=True)
 class Incoming:
@@ -56,10 +52,8 @@ class Incoming:
     body_problem: str | None
     #: The vendor path (``/v1/sessions/abc``), for endpoints with an id in it.
     path: str = ""
-    #: The sandbox's Hellotext profiles, sessions, objects and custom actions.
-    directory: HellotextDirectory = field(default_factory=HellotextDirectory)
-    #: The event schemas registered with the sandbox's PrimeData.
-    schemas: PrimeDataSchemas = field(default_factory=PrimeDataSchemas)
+    #: What the vendor remembers between requests (its spec's ``state``), if anything.
+    state: Any = None
 
 
 Validator = Callable[[Incoming, Credentials], Answer | None]
@@ -90,6 +84,19 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class StateOption:
+    """A setting of what a vendor remembers: ``Sandbox(options={vendor: {keyword: ...}})``,
+    or ``--<vendor>-<flag>`` (repeatable) on the command line."""
+
+    flag: str
+    keyword: str
+    metavar: str
+    help: str
+    #: The command line's default: ``[]`` or None (then unset unless given).
+    default: list[str] | None = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class VendorSpec:
     """A vendor served under ``/<name>``."""
 
@@ -99,6 +106,17 @@ class VendorSpec:
     error_body: Callable[[str], JSONObject]
     #: The event payloads a request carries (PrimeData batches, others send one).
     events: Callable[[JSONObject], list[JSONObject]]
+    #: The credentials the sandbox accepts unless told others.
+    credentials: Mapping[str, str]
+    #: Builds what the vendor remembers between requests from its ``options``; the
+    #: object's ``clear()`` forgets all but those.
+    state: Callable[..., Any] | None = None
+    options: tuple[StateOption, ...] = ()
+
+    @property
+    def has_legacy(self) -> bool:
+        """Whether some endpoint answers differently in legacy mode."""
+        return any(endpoint.legacy_success is not None for endpoint in self.endpoints)
 
 
 def _is_aware_iso8601(value: object) -> bool:
@@ -275,12 +293,14 @@ def validate_hellotext_session_attach(
 
 def _hellotext_attach(incoming: Incoming) -> Answer:
     session = incoming.path.rsplit("/", 1)[-1]
-    return incoming.directory.attach(session, str((incoming.body or {})["profile"]))
+    directory: HellotextDirectory = incoming.state
+    return directory.attach(session, str((incoming.body or {})["profile"]))
 
 
 def _hellotext_track(incoming: Incoming) -> Answer:
     """A well-formed event still needs an action, profile, session and object Hellotext knows."""
-    return incoming.directory.track(incoming.body or {})
+    directory: HellotextDirectory = incoming.state
+    return directory.track(incoming.body or {})
 
 
 # --- Hackle (docs/vendors/hackle.md) ----------------------------------------------------------
@@ -657,7 +677,8 @@ def _primedata_processed(incoming: Incoming) -> int:
     """How many events PrimeData processes: those of a registered type; the others
     are dropped from the count, not refused."""
     events = _primedata_events(incoming.body or {})
-    return sum(incoming.schemas.processes(event.get("eventType")) for event in events)
+    schemas: PrimeDataSchemas = incoming.state
+    return sum(schemas.processes(event.get("eventType")) for event in events)
 
 
 def _primedata_success(incoming: Incoming) -> Answer:
@@ -683,97 +704,117 @@ def _primedata_context(incoming: Incoming) -> Answer:
     }
 
 
-# --- The table --------------------------------------------------------------------------------
+# --- The specs, one per vendor (each adapter's ``sandbox`` names its own) ---------------------
 
-VENDORS: dict[str, VendorSpec] = {
-    "hellotext": VendorSpec(
-        name="hellotext",
-        endpoints=(
-            Endpoint(
-                "POST",
-                "/v1/attribution/events",
-                validate_hellotext_event,
-                success=_hellotext_track,
-                legacy_success=lambda incoming: (201, {"state": "ok"}),
-            ),
-            Endpoint(
-                "GET",
-                "/v1/profiles",
-                validate_hellotext_profiles,
-                success=lambda incoming: (200, {"data": []}),
-            ),
-            Endpoint(
-                "POST",
-                "/v1/profiles",
-                validate_hellotext_profile_create,
-                success=lambda incoming: incoming.directory.create_profile(incoming.body or {}),
-            ),
-            Endpoint(
-                "PATCH",
-                "/v1/sessions/{session}",
-                validate_hellotext_session_attach,
-                success=_hellotext_attach,
-            ),
+HELLOTEXT = VendorSpec(
+    name="hellotext",
+    endpoints=(
+        Endpoint(
+            "POST",
+            "/v1/attribution/events",
+            validate_hellotext_event,
+            success=_hellotext_track,
+            legacy_success=lambda incoming: (201, {"state": "ok"}),
         ),
-        error_body=_hellotext_error_body,
-        events=_single_event,
-    ),
-    "hackle": VendorSpec(
-        name="hackle",
-        endpoints=(
-            Endpoint(
-                "POST", "/v1/track", validate_hackle_track, success=lambda incoming: (200, {})
-            ),
-            Endpoint(
-                "POST",
-                "/v1/properties",
-                validate_hackle_properties,
-                success=lambda incoming: (200, {}),
-            ),
+        Endpoint(
+            "GET",
+            "/v1/profiles",
+            validate_hellotext_profiles,
+            success=lambda incoming: (200, {"data": []}),
         ),
-        error_body=lambda message: {"message": message},
-        events=_single_event,
-    ),
-    "browsee": VendorSpec(
-        name="browsee",
-        endpoints=(
-            Endpoint(
-                "POST",
-                "/api/v1/track",
-                validate_browsee_track,
-                success=lambda incoming: (200, {"status": "success"}),
-            ),
-            Endpoint(
-                "POST",
-                "/api/v1/identify",
-                validate_browsee_identify,
-                success=lambda incoming: (200, {"status": "success"}),
-            ),
+        Endpoint(
+            "POST",
+            "/v1/profiles",
+            validate_hellotext_profile_create,
+            success=lambda incoming: incoming.state.create_profile(incoming.body or {}),
         ),
-        error_body=_browsee_failure,
-        events=_single_event,
-    ),
-    "primedata": VendorSpec(
-        name="primedata",
-        endpoints=(
-            Endpoint(
-                "POST",
-                "/powehi/smile",
-                validate_primedata_smile,
-                success=_primedata_success,
-                legacy_success=lambda incoming: (200, {"updated": 0}),
-            ),
-            Endpoint(
-                "POST",
-                "/powehi/context",
-                validate_primedata_smile,
-                success=_primedata_context,
-            ),
+        Endpoint(
+            "PATCH",
+            "/v1/sessions/{session}",
+            validate_hellotext_session_attach,
+            success=_hellotext_attach,
         ),
-        error_body=_primedata_error_body,
-        events=_primedata_events,
     ),
-}
+    error_body=_hellotext_error_body,
+    events=_single_event,
+    credentials={"API_TOKEN": "sandbox-hellotext-token"},
+    state=HellotextDirectory,
+    options=(
+        StateOption(
+            "action",
+            "actions",
+            "ACTION",
+            "a custom action the Hellotext business has created (lowercase noun.verb)",
+        ),
+    ),
+)
+HACKLE = VendorSpec(
+    name="hackle",
+    endpoints=(
+        Endpoint("POST", "/v1/track", validate_hackle_track, success=lambda incoming: (200, {})),
+        Endpoint(
+            "POST",
+            "/v1/properties",
+            validate_hackle_properties,
+            success=lambda incoming: (200, {}),
+        ),
+    ),
+    error_body=lambda message: {"message": message},
+    events=_single_event,
+    credentials={"API_KEY": "sandbox-hackle-key"},
+)
+BROWSEE = VendorSpec(
+    name="browsee",
+    endpoints=(
+        Endpoint(
+            "POST",
+            "/api/v1/track",
+            validate_browsee_track,
+            success=lambda incoming: (200, {"status": "success"}),
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/identify",
+            validate_browsee_identify,
+            success=lambda incoming: (200, {"status": "success"}),
+        ),
+    ),
+    error_body=_browsee_failure,
+    events=_single_event,
+    credentials={"API_KEY": "sandbox-browsee-key"},
+)
+PRIMEDATA = VendorSpec(
+    name="primedata",
+    endpoints=(
+        Endpoint(
+            "POST",
+            "/powehi/smile",
+            validate_primedata_smile,
+            success=_primedata_success,
+            legacy_success=lambda incoming: (200, {"updated": 0}),
+        ),
+        Endpoint(
+            "POST",
+            "/powehi/context",
+            validate_primedata_smile,
+            success=_primedata_context,
+        ),
+    ),
+    error_body=_primedata_error_body,
+    events=_primedata_events,
+    credentials={"CLIENT_ID": "sandbox-client", "ACCESS_TOKEN": "sandbox-primedata-token"},
+    state=PrimeDataSchemas,
+    options=(
+        StateOption(
+            "schema",
+            "aliases",
+            "ALIAS",
+            "an event schema registered in PrimeData; once any is given, events of other "
+            "types are left out of processedEvents",
+            default=None,
+        ),
+    ),
+)
 
 
 def _reject_constant(name: str) -> None:
@@ -781,11 +822,7 @@ def _reject_constant(name: str) -> None:
 
 
 def parse_incoming(
-    headers: Mapping[str, str],
-    raw: bytes,
-    path: str = "",
-    directory: HellotextDirectory | None = None,
-    schemas: PrimeDataSchemas | None = None,
+    headers: Mapping[str, str], raw: bytes, path: str = "", state: Any = None
 ) -> tuple[Incoming, Any]:
     """The validators' view of a request, and the parsed JSON (any type) for the record.
 
@@ -809,7 +846,6 @@ def parse_incoming(
         body=body,
         body_problem=problem,
         path=path,
-        directory=directory or HellotextDirectory(),
-        schemas=schemas or PrimeDataSchemas(),
+        state=state,
     )
     return incoming, parsed

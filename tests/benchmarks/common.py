@@ -253,10 +253,10 @@ class SandboxProcess:
 
     def env(self) -> dict[str, str]:
         """``EVENTTRACK_*`` for all four vendors, pointed at this sandbox."""
-        from django_eventtrack.sandbox.vendors import DEFAULT_CREDENTIALS
+        from django_eventtrack.sandbox import registry_specs
 
         environ = {}
-        for vendor, credentials in DEFAULT_CREDENTIALS.items():
+        for vendor, credentials in ((spec.name, spec.credentials) for spec in registry_specs()):
             for key, value in credentials.items():
                 environ[f"EVENTTRACK_{vendor.upper()}_{key}"] = value
             environ[f"EVENTTRACK_{vendor.upper()}_API_URL"] = f"{self.url}/{vendor}"
