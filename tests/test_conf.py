@@ -10,6 +10,7 @@ from pytest_django import Settings
 from django_eventtrack import conf
 from django_eventtrack.conf import get_config
 from django_eventtrack.errors import ConfigurationError
+from tests.processes.helpers import VENDORS
 
 
 def configure(settings: Settings, vendors: dict[str, Any], **top: Any) -> None:
@@ -22,7 +23,7 @@ def test_nothing_configured_means_no_active_vendor_and_thread_delivery(
     settings.EVENTTRACK = {}
     config = get_config()
     assert config.active_vendors == {}
-    assert set(config.vendors) == {"hellotext", "hackle", "browsee", "primedata"}
+    assert tuple(config.vendors) == VENDORS
     assert config.delivery == "thread"
 
 

@@ -22,6 +22,7 @@ from pytest_django import Settings
 
 from django_eventtrack import conf
 from django_eventtrack.conf import get_config
+from django_eventtrack.vendors import BUILT_IN
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_PAGE = ROOT / "docs" / "settings.md"
@@ -111,6 +112,13 @@ class Lookup:
     scope: str
     key: str
     default: Any
+
+
+@pytest.fixture(autouse=True)
+def _built_in_vendors(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference documents the built-in vendors, not the test suite's fifth one."""
+    monkeypatch.setenv("EVENTTRACK_ADAPTERS", ",".join(BUILT_IN))
+    settings.EVENTTRACK = {}
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from django_eventtrack.event import Identity
 from django_eventtrack.models import Delivery
 from django_eventtrack.models import Event as StoredEvent
 from django_eventtrack.sandbox import Sandbox
+from tests.processes.helpers import VENDORS
 
 # -- settings -------------------------------------------------------------------------------
 
@@ -200,7 +201,7 @@ def test_an_opted_out_identity_is_stored_with_every_delivery_skipped(worker_mode
     assert event.identity.opted_out
     assert StoredEvent.objects.get(pk=event.id).to_normalised().identity == event.identity
     deliveries = Delivery.objects.filter(event_id=event.id)
-    assert deliveries.count() == 4
+    assert deliveries.count() == len(VENDORS)
     assert set(deliveries.values_list("status", "last_error")) == {
         ("skipped", "visitor opted out of tracking")
     }

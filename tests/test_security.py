@@ -33,6 +33,10 @@ from tests.test_worker import drain_until_settled
 Status = Delivery.Status
 #: Distinctive credentials: any occurrence of one of these anywhere is a leak.
 SECRETS = {
+    **{
+        name: {key: f"{name.upper()}-{key}-SECRET-7f3b" for key in adapter.credential_settings}
+        for name, adapter in get_config().adapters.items()
+    },
     "hellotext": {"API_TOKEN": "HT-SECRET-3c9f1a7e"},
     "hackle": {"API_KEY": "HK-SECRET-8b2d4e6f"},
     "browsee": {"API_KEY": "BR-SECRET-5a7c9e1b"},

@@ -34,6 +34,7 @@ from django_eventtrack.sandbox import Sandbox
 from tests.example_project import MANAGE, environment, manage
 from tests.integration.conftest import unavailable
 from tests.processes.helpers import VENDORS, free_port, wait_until
+from tests.settings import TEST_ADAPTERS
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page, Response, ViewportSize
@@ -99,6 +100,9 @@ def shop(tmp_path: Path, sandbox: Sandbox) -> Iterator[Shop]:
         database,
         DEBUG="true",  # runserver serves the static files (admin CSS, favicon)
         DJANGO_SUPERUSER_PASSWORD=SUPERUSER_PASSWORD,
+        # The test suite's vendor registry, its fifth vendor (tests/fifthvendor/) included.
+        EVENTTRACK_ADAPTERS=",".join(TEST_ADAPTERS),
+        PYTHONPATH=str(Path(__file__).resolve().parents[2]),
         **sandbox.env(),
     )
     for command in (
@@ -168,7 +172,8 @@ def event_name(vendor: str, payload: dict[str, Any]) -> str | None:
         return (payload.get("event") or {}).get("key")
     if vendor == "browsee":
         return payload.get("event")
-    name = payload.get("eventType")
+    # PrimeData's eventType (its identify is an event too); a batch vendor's type otherwise.
+    name = payload.get("eventType", payload.get("type"))
     return None if name == "identify" else name
 
 
