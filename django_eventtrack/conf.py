@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import environ
 from django.conf import settings
 from django.core.signals import setting_changed
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
@@ -144,7 +144,9 @@ class Config:
     options: DeliveryOptions = field(default_factory=DeliveryOptions)
     #: ``EVENTTRACK["IDENTITY"]``: cookies, user id and consent (:mod:`.identity` uses them).
     identity: IdentitySettings = field(default_factory=IdentitySettings)
-    #: ``EVENTTRACK["MODEL_EVENTS"]`` as given; validated by :mod:`django_eventtrack.hooks`.
+    #: ``EVENTTRACK["MODEL_EVENTS"]``, a list of dicts; :mod:`django_eventtrack.hooks` parses
+    #: each entry with this module's conventions (parsers taking where to fix the value, a
+    #: ConfigurationError naming it), keeping a bad entry out instead of failing here.
     model_events: tuple[Mapping[str, Any], ...] = ()
     #: ``CELERY_QUEUE``: the queue the ``celery`` backend sends its tasks to; empty lets
     #: Celery route them (``task_routes``, else ``task_default_queue``).
@@ -512,13 +514,25 @@ def _respect_gpc(raw: Mapping[str, Any]) -> bool:
 
 
 def _import_callable(key: str, path: str) -> Callable[..., Any]:
+    return parse_callable(path, _identity_key(key))
+
+
+def parse_callable(value: Any, where: str) -> Callable[..., Any]:
+    """A callable, or the dotted path of one (imported now): ``IDENTITY``'s ``USER_ID`` and
+    ``CONSENT``, a ``MODEL_EVENTS`` hook's ``properties`` and ``identity``."""
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(
+            f"{where}: must be a callable or a dotted path to one; got {value!r}"
+        )
     try:
-        target = import_string(path)
-    except ImportError as exc:
-        raise ConfigurationError(f"{_identity_key(key)}: cannot import {path!r} ({exc})") from None
-    if not callable(target):
-        raise ConfigurationError(f"{_identity_key(key)}: {path!r} is not callable")
-    return target  # type: ignore[no-any-return]
+        found = import_string(value)
+    except Exception as exc:
+        raise ConfigurationError(f"{where}: cannot import {value!r}: {exc}") from None
+    if not callable(found):
+        raise ConfigurationError(f"{where}: {value!r} is a {type(found).__name__}, not a callable")
+    return found  # type: ignore[no-any-return]
 
 
 # -- parsers: (raw value, where to fix it) -> value ---------------------------
@@ -743,12 +757,19 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
+#: Sent when ``EVENTTRACK`` changes (Django's ``setting_changed``, in tests), after the
+#: cached configuration is dropped: whatever is built from it (the model hooks' signal
+#: connections) rebuilds itself. This module holds the one ``setting_changed`` receiver.
+changed = Signal()
+
+
 def reload() -> None:
     """Forget the cached configuration (after changing settings or the environment)."""
     _build_config.cache_clear()
 
 
-@receiver(setting_changed)
+@receiver(setting_changed, dispatch_uid="django_eventtrack.conf")
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting == "EVENTTRACK":
         reload()
+        changed.send(sender=None)

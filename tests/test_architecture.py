@@ -62,3 +62,13 @@ def test_the_check_sees_a_vendor_named_in_code_but_not_in_a_docstring() -> None:
     source = '"""Sent to Hackle."""\nURL = "https://api.hackle.io"\n'
     words = [word for _, word in code_words(ast.parse(source))]
     assert words == ["URL", "https://api.hackle.io"]
+
+
+def test_conf_holds_the_one_setting_changed_receiver() -> None:
+    """Settings changes reach the package through conf alone (hooks follow conf.changed)."""
+    users = [
+        path.relative_to(PACKAGE).as_posix()
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if any(word == "setting_changed" for _, word in code_words(ast.parse(path.read_text())))
+    ]
+    assert users == ["conf.py"]

@@ -71,7 +71,7 @@ def test_user_id_and_consent_accept_dotted_paths_and_callables() -> None:
         ({"COOKIE_DOMAIN": "https://example.com"}, r'\["COOKIE_DOMAIN"\] must be None or a'),
         ({"USER_ID": "user id"}, r'\["USER_ID"\] must be \'pk\', another attribute'),
         ({"USER_ID": "tests.views.missing"}, r'\["USER_ID"\]: cannot import'),
-        ({"USER_ID": "tests.test_identity.NOT_CALLABLE"}, r"is not callable"),
+        ({"USER_ID": "tests.test_identity.NOT_CALLABLE"}, r"not a callable"),
         ({"CONSENT": True}, r'\["CONSENT"\] must be None or a dotted path'),
         ({"CONSENT": "nowhere.at.all"}, r'\["CONSENT"\]: cannot import'),
         ({"RESPECT_GPC": "yes"}, r'\["RESPECT_GPC"\] must be True or False'),

@@ -319,9 +319,10 @@ def test_two_shoppers_one_browser_and_the_dashboard(
     for vendor in VENDORS:
         first_row = admin_page.locator(f"#vendor-{vendor} tr").first.locator("td")
         cells = [text.strip() for text in first_row.all_inner_texts()]
-        # pending and due, oldest pending, window, delivered, failed, skipped
+        # pending and due, oldest pending, paused, window, delivered, failed, skipped
         assert re.fullmatch(r"0\s+0 due", cells[0]), cells
-        assert cells[1:6] == ["-", "last hour", str(delivered[vendor]), "0", cells[5]], cells
+        expected = ["-", "no", "last hour", str(delivered[vendor]), "0", cells[6]]
+        assert cells[1:7] == expected, cells
     screenshot = tmp_path / "dashboard.png"
     admin_page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 10_000
