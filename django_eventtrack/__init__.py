@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from django_eventtrack.version import __version__
 
 if TYPE_CHECKING:
     from django_eventtrack.identification import aidentify, identify

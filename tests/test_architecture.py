@@ -72,3 +72,21 @@ def test_conf_holds_the_one_setting_changed_receiver() -> None:
         if any(word == "setting_changed" for _, word in code_words(ast.parse(path.read_text())))
     ]
     assert users == ["conf.py"]
+
+
+def test_no_module_imports_the_package_root() -> None:
+    """The root package is the public API, above everything (the layers contract checks its
+    children only): a module importing it would close a cycle through its lazy imports."""
+    importers = [
+        f"{path.relative_to(PACKAGE).as_posix()}: {alias.name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module == "django_eventtrack"
+        for alias in node.names
+        if not is_submodule(alias.name)  # "from django_eventtrack import conf" is a module
+    ]
+    assert importers == []
+
+
+def is_submodule(name: str) -> bool:
+    return (PACKAGE / f"{name}.py").exists() or (PACKAGE / name / "__init__.py").exists()

@@ -375,6 +375,8 @@ class CapturedEvents(Sequence[CapturedEvent]):
 
     def _take_committed(self, event_ids: Sequence[uuid.UUID]) -> None:
         """The ``capture`` backend's part: take these committed events, mark them not sent."""
+        # Models are imported when used (no cycle: they import nothing of this package's
+        # testing helpers), so django_eventtrack.testing imports before the app registry.
         from django_eventtrack.models import Delivery
         from django_eventtrack.models import Event as StoredEvent
 
@@ -390,7 +392,7 @@ class CapturedEvents(Sequence[CapturedEvent]):
     def _take_finished(self) -> None:
         """While capturing, take the events stored since the capture started that the
         code under test has finished with (see the module docstring)."""
-        from django_eventtrack.models import Event as StoredEvent
+        from django_eventtrack.models import Event as StoredEvent  # see _take_committed
 
         with self._lock:
             since, seen = self._since, set(self._seen)
