@@ -90,3 +90,16 @@ def test_no_module_imports_the_package_root() -> None:
 
 def is_submodule(name: str) -> bool:
     return (PACKAGE / f"{name}.py").exists() or (PACKAGE / name / "__init__.py").exists()
+
+
+def test_the_test_helpers_use_no_private_django_api() -> None:
+    """The capture helpers follow transactions through documented APIs (an execute wrapper,
+    get_autocommit, get_rollback), not Django's transaction internals."""
+    private = {"atomic_blocks", "needs_rollback", "savepoint_ids", "run_on_commit"}
+    found = [
+        f"{path.relative_to(PACKAGE).as_posix()}:{line}: {word}"
+        for path in sorted((PACKAGE / "testing").rglob("*.py"))
+        for line, word in code_words(ast.parse(path.read_text(encoding="utf-8")))
+        if word in private or word == "_from_testcase"
+    ]
+    assert found == []

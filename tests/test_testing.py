@@ -343,3 +343,19 @@ def test_pytest_plugin_loads_without_django(tmp_path: Path) -> None:
     result = _run_pytest(tmp_path, {})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_open_transaction_of_the_code_under_test_is_not_captured_before_it_commits(
+    vendors: Sandbox,
+) -> None:
+    """From autocommit (a TransactionTestCase) the outermost block has no savepoint: the
+    capture sees it end all the same."""
+    with capture_events() as events:
+        with transaction.atomic():
+            track("order.placed", user_id=1)
+            with transaction.atomic():
+                track("order.shipped", user_id=1)
+            assert events.names == []  # not committed yet
+        assert events.names == ["order.placed", "order.shipped"]
+    assert vendors.requests() == []
