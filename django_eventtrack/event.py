@@ -331,28 +331,6 @@ def _normalise_value(value: Any, path: str, depth: int, counter: list[int]) -> J
     counter[0] += 1
     if counter[0] > MAX_ITEMS:
         raise InvalidEvent(f"properties hold more than {MAX_ITEMS} values; send less", field=path)
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return _integer(value, path)
-    if isinstance(value, float | Decimal):
-        return _number(value, path)
-    if isinstance(value, str):
-        if len(value) > MAX_STRING_LENGTH:
-            raise InvalidEvent(
-                f"{path} is {len(value)} characters long; the limit is {MAX_STRING_LENGTH}",
-                field=path,
-            )
-        _check_text(value, path, path)
-        return value
-    if isinstance(value, datetime):
-        if timezone.is_naive(value):
-            raise InvalidEvent(f"{path} is a naive datetime; make it timezone-aware", field=path)
-        return _utc(value, path).isoformat().replace("+00:00", "Z")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
     if isinstance(value, Mapping):
         return _normalise_mapping(value, path, depth + 1, counter)
     if isinstance(value, list | tuple):
@@ -362,11 +340,40 @@ def _normalise_value(value: Any, path: str, depth: int, counter: list[int]) -> J
             _normalise_value(item, f"{path}[{index}]", depth + 1, counter)
             for index, item in enumerate(value)
         ]
+    return _normalise_scalar(value, path)
+
+
+def _normalise_scalar(value: Any, path: str) -> JSONValue:
+    """A value that is not a container, as JSON (or refused, naming ``path``)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return _integer(value, path)
+    if isinstance(value, float | Decimal):
+        return _number(value, path)
+    if isinstance(value, str):
+        return _string(value, path)
+    if isinstance(value, datetime):
+        if timezone.is_naive(value):
+            raise InvalidEvent(f"{path} is a naive datetime; make it timezone-aware", field=path)
+        return _utc(value, path).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date | uuid.UUID):
+        return value.isoformat() if isinstance(value, date) else str(value)
     raise InvalidEvent(
         f"{path} is a {type(value).__name__}, which is not JSON; use a string, number, "
         "boolean, None, list or dict (Decimal, datetime, date and UUID are converted)",
         field=path,
     )
+
+
+def _string(value: str, path: str) -> str:
+    if len(value) > MAX_STRING_LENGTH:
+        raise InvalidEvent(
+            f"{path} is {len(value)} characters long; the limit is {MAX_STRING_LENGTH}",
+            field=path,
+        )
+    _check_text(value, path, path)
+    return value
 
 
 def _number(value: float | Decimal, path: str) -> int | float:

@@ -111,23 +111,10 @@ def _make_fault(
     truncate: bool = False,
 ) -> Fault:
     """Validate a rule up front: a typo in a test should fail loudly, not be ignored."""
-    if status is not None and (
-        not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599
-    ):
-        raise ValueError(f"status must be an HTTP status code, got {status!r}")
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise ValueError(f"count must be a positive integer, got {count!r}")
-    if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
-        raise ValueError(f"delay must be a non-negative number of seconds, got {delay!r}")
-    if not isinstance(drop, bool):
-        raise ValueError(f"drop must be a boolean, got {drop!r}")
-    if body is not None and not isinstance(body, dict):
-        raise ValueError("body must be a JSON object")
-    if retry_after is not None and not isinstance(retry_after, str | int):
-        raise ValueError("retry_after must be a string (seconds or an HTTP-date)")
+    _check_fault_values(status, count, retry_after, delay, drop, body, truncate)
     if drop and status is not None:
         raise ValueError("a dropped connection has no status; pass drop or status, not both")
-    if not isinstance(truncate, bool) or (truncate and drop):
+    if truncate and drop:
         raise ValueError("truncate must be a boolean, and cannot be combined with drop")
     if status is None and (body is not None or retry_after is not None):
         raise ValueError("body and retry_after need a status")
@@ -142,6 +129,34 @@ def _make_fault(
         body=body,
         truncate=truncate,
     )
+
+
+def _check_fault_values(
+    status: int | None,
+    count: int,
+    retry_after: str | int | None,
+    delay: float,
+    drop: bool,
+    body: JSONObject | None,
+    truncate: bool,
+) -> None:
+    """Each value of a fault rule on its own (how they combine is :func:`_make_fault`'s)."""
+    if status is not None and (
+        not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599
+    ):
+        raise ValueError(f"status must be an HTTP status code, got {status!r}")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValueError(f"count must be a positive integer, got {count!r}")
+    if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
+        raise ValueError(f"delay must be a non-negative number of seconds, got {delay!r}")
+    if not isinstance(drop, bool):
+        raise ValueError(f"drop must be a boolean, got {drop!r}")
+    if body is not None and not isinstance(body, dict):
+        raise ValueError("body must be a JSON object")
+    if retry_after is not None and not isinstance(retry_after, str | int):
+        raise ValueError("retry_after must be a string (seconds or an HTTP-date)")
+    if not isinstance(truncate, bool):
+        raise ValueError("truncate must be a boolean, and cannot be combined with drop")
 
 
 class _Server(ThreadingHTTPServer):

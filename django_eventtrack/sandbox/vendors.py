@@ -185,12 +185,27 @@ def _hellotext_authorized(incoming: Incoming, credentials: Credentials) -> bool:
 
 
 def _hellotext_problem(body: JSONObject) -> _HellotextProblem | None:
+    """The first thing Hellotext refuses in an event body, checked in Hellotext's order."""
+    return (
+        _hellotext_key_problem(body)
+        or _hellotext_field_problem(body)
+        or _hellotext_combination_problem(body)
+    )
+
+
+def _hellotext_key_problem(body: JSONObject) -> _HellotextProblem | None:
+    """A key of the old docs, or one the current page does not list."""
     for key, replacement in HELLOTEXT_LEGACY_KEYS.items():
         if key in body:
             return "invalid", f"{key} is no longer supported; send {replacement}", key
     for key in body:
         if key not in HELLOTEXT_KEYS:
             return "invalid", f"{key} is not a known parameter", key
+    return None
+
+
+def _hellotext_field_problem(body: JSONObject) -> _HellotextProblem | None:
+    """A field of the wrong type, each on its own."""
     action = body.get("action")
     if action is None or action == "":
         return "parameter_missing", "action is missing", "action"
@@ -206,6 +221,11 @@ def _hellotext_problem(body: JSONObject) -> _HellotextProblem | None:
             return "invalid", f"{key} must be an object", key
     if "amount" in body and not _is_number(body["amount"]):
         return "invalid", "amount must be a number", "amount"
+    return None
+
+
+def _hellotext_combination_problem(body: JSONObject) -> _HellotextProblem | None:
+    """Fields that need another (a currency its amount, page.viewed its url), and the time."""
     if "currency" in body and "amount" not in body:
         return "parameter_missing", "amount is required when currency is sent", "amount"
     tracked_at = body.get("tracked_at")
@@ -213,7 +233,7 @@ def _hellotext_problem(body: JSONObject) -> _HellotextProblem | None:
     if "tracked_at" in body and not (is_epoch_seconds or _is_aware_iso8601(tracked_at)):
         message = "tracked_at must be an ISO-8601 time with an offset or Z, or epoch seconds"
         return "invalid", message, "tracked_at"
-    if action == "page.viewed" and "url" not in body:
+    if body.get("action") == "page.viewed" and "url" not in body:
         return "parameter_missing", "url is required for page.viewed", "url"
     return None
 
@@ -396,6 +416,22 @@ def _hackle_user_problem(user: object) -> str | None:
         if key in user and not isinstance(user[key], str):
             return f"user.{key} must be a string"
     identifiers = user.get("identifiers", {})
+    problem = _hackle_identifiers_problem(identifiers)
+    if problem is not None:
+        return problem
+    if not (user.get("userId") or user.get("deviceId") or any(identifiers.values())):
+        return (
+            "user needs userId, deviceId or a non-empty identifiers entry "
+            "(user.id is deprecated and does not count)"
+        )
+    if "properties" in user:
+        return _hackle_properties_problem(
+            user["properties"], "user.properties", HACKLE_MAX_USER_PROPERTIES
+        )
+    return None
+
+
+def _hackle_identifiers_problem(identifiers: object) -> str | None:
     if not isinstance(identifiers, dict):
         return "user.identifiers must be an object"
     for key, value in identifiers.items():
@@ -406,15 +442,6 @@ def _hackle_user_problem(user: object) -> str | None:
                 f"user.identifiers.{key} must be a string of at most "
                 f"{HACKLE_MAX_IDENTIFIER_VALUE} characters"
             )
-    if not (user.get("userId") or user.get("deviceId") or any(identifiers.values())):
-        return (
-            "user needs userId, deviceId or a non-empty identifiers entry "
-            "(user.id is deprecated and does not count)"
-        )
-    if "properties" in user:
-        return _hackle_properties_problem(
-            user["properties"], "user.properties", HACKLE_MAX_USER_PROPERTIES
-        )
     return None
 
 
@@ -443,25 +470,30 @@ def validate_hackle_properties(incoming: Incoming, credentials: Credentials) -> 
     body = incoming.body
     if body is None:
         return 400, {"message": str(incoming.body_problem)}
+    problem = _hackle_properties_body_problem(body)
+    return None if problem is None else (400, {"message": problem})
+
+
+def _hackle_properties_body_problem(body: JSONObject) -> str | None:
     unknown = _unknown_key(body, HACKLE_PROPERTIES_KEYS, "")
     if unknown is not None:
-        return 400, {"message": unknown}
+        return unknown
     for key in ("userId", "deviceId"):
         if key in body and not _is_nonempty_string(body[key]):
-            return 400, {"message": f"{key} must be a non-empty string"}
+            return f"{key} must be a non-empty string"
     if "userId" not in body and "deviceId" not in body:
-        return 400, {"message": "userId or deviceId is required"}
+        return "userId or deviceId is required"
     operations = body.get("operations")
     if not isinstance(operations, dict) or not operations:
-        return 400, {"message": "operations is required: an object with $set, $setOnce or $unset"}
+        return "operations is required: an object with $set, $setOnce or $unset"
     for name, properties in operations.items():
         if name not in HACKLE_OPERATIONS:
-            return 400, {"message": f"unknown operation {name!r}"}
+            return f"unknown operation {name!r}"
         problem = _hackle_properties_problem(
             properties, f"operations.{name}", HACKLE_MAX_USER_PROPERTIES
         )
         if problem is not None:
-            return 400, {"message": problem}
+            return problem
     return None
 
 
@@ -597,9 +629,19 @@ def _primedata_entity_problem(entity: object, field: str, client_id: str) -> Ans
 def _primedata_event_problem(event: object, field: str, client_id: str) -> Answer | None:
     if not isinstance(event, dict):
         return _primedata_invalid(field, "must be an object")
-    unknown = _primedata_unknown(event, PRIMEDATA_EVENT_KEYS, field)
-    if unknown is not None:
-        return unknown
+    return (
+        _primedata_unknown(event, PRIMEDATA_EVENT_KEYS, field)
+        or _primedata_event_fields_problem(event, field, client_id)
+        or _primedata_properties_problem(event.get("properties", {}), f"{field}.properties")
+        or _primedata_identify_problem(event, field)
+        or _primedata_entity_problem(event.get("source"), f"{field}.source", client_id)
+        or _primedata_entity_problem(event.get("target"), f"{field}.target", client_id)
+    )
+
+
+def _primedata_event_fields_problem(
+    event: dict[str, Any], field: str, client_id: str
+) -> Answer | None:
     description = _primedata_string_problem(event.get("eventType"))
     if description is not None:
         return _primedata_invalid(f"{field}.eventType", description)
@@ -615,23 +657,29 @@ def _primedata_event_problem(event: object, field: str, client_id: str) -> Answe
         return _primedata_invalid(f"{field}.sendAt", "must be an ISO-8601 time with an offset or Z")
     if "sessionId" in event and not isinstance(event["sessionId"], str):
         return _primedata_invalid(f"{field}.sessionId", "must be a string")
-    properties = event.get("properties", {})
+    return None
+
+
+def _primedata_properties_problem(properties: object, field: str) -> Answer | None:
     if not isinstance(properties, dict):
-        return _primedata_invalid(f"{field}.properties", "must be an object")
+        return _primedata_invalid(field, "must be an object")
     for key, value in properties.items():
         if not _primedata_property_ok(value):
             return _primedata_invalid(
-                f"{field}.properties.{key}", "must be a boolean, number, string or array"
+                f"{field}.{key}", "must be a boolean, number, string or array"
             )
-    if event.get("eventType") == "identify":
-        target = event.get("target")
-        if not isinstance(target, dict) or target.get("itemType") != "analyticsUser":
-            return _primedata_invalid(
-                f"{field}.target.itemType", 'must be "analyticsUser" for identify'
-            )
-    return _primedata_entity_problem(
-        event.get("source"), f"{field}.source", client_id
-    ) or _primedata_entity_problem(event.get("target"), f"{field}.target", client_id)
+    return None
+
+
+def _primedata_identify_problem(event: dict[str, Any], field: str) -> Answer | None:
+    if event.get("eventType") != "identify":
+        return None
+    target = event.get("target")
+    if not isinstance(target, dict) or target.get("itemType") != "analyticsUser":
+        return _primedata_invalid(
+            f"{field}.target.itemType", 'must be "analyticsUser" for identify'
+        )
+    return None
 
 
 def validate_primedata_smile(incoming: Incoming, credentials: Credentials) -> Answer | None:
