@@ -162,6 +162,10 @@ class Identity:
             values[OPTED_OUT] = True
         return values
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled and copied through :meth:`from_ids` (the instance itself is immutable)."""
+        return (_rebuilt, (dict(self._ids), self.opted_out))
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Identity):
             return NotImplemented
@@ -173,6 +177,10 @@ class Identity:
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self.as_dict().items())
         return f"Identity({shown})"
+
+
+def _rebuilt(ids: dict[str, str], opted_out: bool) -> Identity:
+    return Identity.from_ids(ids, opted_out=opted_out)
 
 
 def _identifier(name: str, value: object) -> str | None:

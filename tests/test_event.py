@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -166,6 +168,10 @@ def test_identity_merge_and_fallback() -> None:
     assert merged.replace(session=None) == Identity(user_id="7", profile="P1")
     assert merged == Identity.from_dict(merged.as_dict(), ["session", "profile"])
     assert len({merged, explicit.merged(captured)}) == 1
+    assert pickle.loads(pickle.dumps(merged)) == merged  # noqa: S301 (our own bytes)
+    assert copy.deepcopy(Identity(device_id="D", opted_out=True)).opted_out
+    with pytest.raises(AttributeError, match="immutable"):
+        merged.session = "S2"
 
 
 def test_vendor_extra_is_normalised_and_checked() -> None:
