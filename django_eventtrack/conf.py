@@ -177,12 +177,12 @@ class Config:
     def active_vendors(self) -> dict[str, VendorConfig]:
         return {name: vendor for name, vendor in self.vendors.items() if vendor.active}
 
-    @property
+    @functools.cached_property
     def browser_ids(self) -> tuple[BrowserId, ...]:
         """Every vendor's browser ids, in registry order."""
         return tuple(bid for adapter in self.adapters.values() for bid in adapter.browser_ids)
 
-    @property
+    @functools.cached_property
     def vendor_id_names(self) -> tuple[str, ...]:
         """The identity keys the vendors declare (``track()``'s id keywords)."""
         return tuple(browser_id.name for browser_id in self.browser_ids)
