@@ -36,11 +36,11 @@ from typing import Any, TypeVar
 from django.db import connections
 from django.utils import timezone
 
-from django_eventtrack import http, identification, outbox
+from django_eventtrack import http, outbox, vendor_profiles
 from django_eventtrack.conf import Config, DeliveryOptions, get_config
 from django_eventtrack.event import IDENTIFY, Event
 from django_eventtrack.models import Delivery
-from django_eventtrack.vendors import ADAPTERS, Outcome, OutcomeKind, VendorAdapter
+from django_eventtrack.vendors import Outcome, OutcomeKind, VendorAdapter
 
 logger = logging.getLogger("django_eventtrack.sender")
 
@@ -219,7 +219,7 @@ def _drain_vendor(
     stop: threading.Event | None,
 ) -> None:
     vendor_config = config.vendors[vendor]
-    adapter = ADAPTERS[vendor](vendor_config)
+    adapter = config.adapters[vendor](vendor_config)
     options = config.options
     per_request = adapter.max_batch_size
     limit = max(options.batch_size, per_request) if per_request > 1 else options.batch_size
@@ -459,7 +459,7 @@ def _events(adapter: VendorAdapter, deliveries: list[Delivery]) -> list[Event]:
     """The deliveries' events as the adapter reads them, with remembered vendor profiles."""
     events = [delivery.event.to_normalised() for delivery in deliveries]
     return (
-        identification.with_known_profiles(adapter.name, events)
+        vendor_profiles.with_known_profiles(adapter.name, events)
         if adapter.remembers_profiles
         else events
     )
@@ -502,7 +502,7 @@ def _send_identify(
         stop,
         options,
         lambda: adapter.send_identify(
-            event, lambda request: http.send(adapter, request), identification.profiles
+            event, lambda request: http.send(adapter, request), vendor_profiles.profiles
         ),
     )
 
@@ -562,7 +562,7 @@ def _record(
     outbox.finish(claim, batch, outcome, adapter.config, config.options)
     stats.add(outcome, len(batch), requests=requests)
     if outcome.learned:
-        identification.learn(adapter, outcome.learned, lambda request: http.send(adapter, request))
+        vendor_profiles.learn(adapter, outcome.learned, lambda request: http.send(adapter, request))
     _record_pause(adapter.name)
 
 

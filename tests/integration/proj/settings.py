@@ -14,6 +14,8 @@ import os
 
 import environ
 
+from tests.settings import TEST_ADAPTERS
+
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 USE_TZ = True
@@ -32,7 +34,7 @@ DATABASES = {"default": environ.Env.db_url_config(os.environ["EVENTTRACK_TEST_DA
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
 
-EVENTTRACK: dict[str, object] = {}
+EVENTTRACK: dict[str, object] = {"ADAPTERS": list(TEST_ADAPTERS)}
 
 # The database Tasks backend, accepting the queue the tests route eventtrack's task to.
 TASKS = {
