@@ -113,24 +113,26 @@ class ProcessBound:
 
 
 class ThreadBackend(ProcessBound):
-    """In-process background senders, woken on commit (the default).
+    """An in-process background sender, woken on commit (the default).
 
-    One long-lived thread per active vendor, woken by every commit, so an
-    event is picked up by a thread that is already waiting and a slow or
-    failing vendor never holds up the others. (A single thread whose rounds
-    started a thread per vendor made an event committed during a round wait
-    for the slowest vendor's requests before its round could even begin.)
+    One long-lived thread drains every active vendor (:func:`sender.drain`), each
+    vendor with request threads of its own, so a slow or failing vendor never
+    holds up the others: a commit wakes the running drain, which claims the new
+    event for every vendor at once, whatever is still in flight. One thread and
+    one claim per round for all vendors (rather than a thread and a claim per
+    vendor) keeps what the sender takes from the process's requests small: the
+    interpreter lock, and on SQLite the one write lock.
 
-    The threads start with the first commit, or earlier with :meth:`start`
-    (the first request a process serves); either way their first round sends
+    The thread starts with the first commit, or earlier with :meth:`start`
+    (the first request a process serves); either way its first round sends
     everything due, not only this process's events: rows a stopped process
     left pending and retries coming due.
 
-    Fork-safe: the threads belong to the process that started them; a forked
+    Fork-safe: the thread belongs to the process that started it; a forked
     child (gunicorn, uWSGI, Celery prefork, multiprocessing) starts its own on
     first use and never inherits the parent's. At interpreter exit
-    (:meth:`close`) they finish sending what this process committed, for at
-    most ``SHUTDOWN_TIMEOUT`` seconds, then stop; what is left stays pending,
+    (:meth:`close`) it finishes sending what this process committed, for at
+    most ``SHUTDOWN_TIMEOUT`` seconds, then stops; what is left stays pending,
     claims given back, and one log line says how to send it.
     """
 
@@ -139,62 +141,48 @@ class ThreadBackend(ProcessBound):
     def _reset(self) -> None:
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._wakes: dict[str, threading.Event] = {}
-        self._threads: dict[str, threading.Thread] = {}
+        self._bell = sender.Bell()
+        self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         #: Events committed in this process that may still have deliveries pending.
         self._committed: set[uuid.UUID] = set()
         self._forget_at = FORGET_FINISHED_AT
-        #: Counts the senders' finished rounds; :meth:`close` waits on it.
+        #: Counts the sender's finished rounds; :meth:`close` waits on it.
         self._rounds = threading.Condition()
         self._round_count = 0
 
     def start(self) -> None:
-        """Start the senders now; their first round sends whatever is due."""
+        """Start the sender now; its first round sends whatever is due."""
         self._ensure_running()
 
     def enqueue(self, event_ids: Sequence[uuid.UUID]) -> None:
         self._ensure_running()
         with self._lock:
             self._committed.update(event_ids)
-        for wake in list(self._wakes.values()):
-            wake.set()
+        self._bell.ring(fresh=True)
 
     def _ensure_running(self) -> None:
-        """Start a thread for each active vendor that has none (settings may change)."""
+        """Start the sender thread unless it runs."""
         if self._pid != os.getpid():
             self._reset()
         with self._lock:
             if self._stop.is_set() and self.running:
-                return  # closing: the stopping threads finish, nothing new starts
+                return  # closing: the stopping thread finishes, nothing new starts
             self._stop.clear()
-            for vendor in get_config().active_vendors:
-                thread = self._threads.get(vendor)
-                if thread is not None and thread.is_alive():
-                    continue
-                wake = self._wakes[vendor] = threading.Event()
-                thread = self._threads[vendor] = threading.Thread(
-                    target=self._run,
-                    args=(vendor, wake),
-                    name=f"eventtrack-sender-{vendor}",
-                    daemon=True,
-                )
-                thread.start()
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._thread = threading.Thread(target=self._run, name="eventtrack-sender", daemon=True)
+            self._thread.start()
 
-    def _run(self, vendor: str, wake: threading.Event) -> None:
+    def _run(self) -> None:
         try:
-            while True:
-                wake.clear()  # a commit from now on ends the next wait
-                if self._stop.is_set():  # close() sets it before waking us
-                    break
+            while not self._stop.is_set():  # close() sets it before ringing
                 try:
-                    sender.drain([vendor], stop=self._stop)
+                    sender.drain(stop=self._stop, bell=self._bell)
                     self._forget_finished()
                     wait = _seconds_until_next_due()
                 except Exception:
-                    logger.exception(
-                        "vendor=%s: background sender failed; retrying shortly", vendor
-                    )
+                    logger.exception("background sender failed; retrying shortly")
                     wait = get_config().options.poll_interval
                 finally:
                     # Reused while CONN_MAX_AGE allows, like a request's connection.
@@ -202,7 +190,7 @@ class ThreadBackend(ProcessBound):
                     with self._rounds:
                         self._round_count += 1
                         self._rounds.notify_all()
-                wake.wait(wait)
+                self._bell.wait(wait, fresh_only=True)
         finally:
             connections.close_all()
 
@@ -239,10 +227,9 @@ class ThreadBackend(ProcessBound):
             self._wait_for(committed, deadline)
         finally:
             self._stop.set()
-            for wake in list(self._wakes.values()):
-                wake.set()
-            for thread in list(self._threads.values()):
-                thread.join(max(deadline - time.monotonic(), 0.0))
+            self._bell.ring(fresh=True)
+            if self._thread is not None:
+                self._thread.join(max(deadline - time.monotonic(), 0.0))
             if self.running:  # requests still in flight: their rows need not wait for the lease
                 _end_leases(self._stop)
         _report_unsent(committed, seconds)
@@ -267,9 +254,8 @@ class ThreadBackend(ProcessBound):
 
     @property
     def running(self) -> bool:
-        return self._pid == os.getpid() and any(
-            thread.is_alive() for thread in list(self._threads.values())
-        )
+        thread = self._thread
+        return self._pid == os.getpid() and thread is not None and thread.is_alive()
 
 
 class HandOffBackend(ProcessBound):

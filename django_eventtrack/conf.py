@@ -80,8 +80,13 @@ class DeliveryOptions:
     lease_seconds: float = 60.0
     #: Deliveries claimed per vendor per round (PrimeData sends them 500 to a request).
     batch_size: int = 100
-    #: Requests in flight per vendor (PrimeData batches count as one).
+    #: Requests in flight per vendor when a sender starts (PrimeData batches count
+    #: as one); it then adapts to the vendor's answers, between...
     concurrency: int = 4
+    #: ...this many, to which refusals (429, 5xx, timeouts) halve it...
+    min_concurrency: int = 1
+    #: ...and this many, to which fast answers raise it.
+    max_concurrency: int = 32
     #: Exponential backoff: first retry after up to this many seconds, doubling...
     retry_backoff_base: float = 2.0
     #: ...up to this cap; the actual wait is drawn uniformly below it (full jitter).
@@ -96,6 +101,14 @@ class DeliveryOptions:
     poll_interval: float = 1.0
     #: ``eventtrack_purge`` removes delivered, failed and skipped rows older than this (days).
     retention_days: float = 30.0
+
+    @property
+    def concurrency_range(self) -> tuple[int, int]:
+        """The fewest and the most requests in flight per vendor; ``CONCURRENCY`` lies within."""
+        return (
+            min(self.min_concurrency, self.concurrency),
+            max(self.max_concurrency, self.concurrency),
+        )
 
 
 #: Top-level keys of ``EVENTTRACK``.
@@ -323,6 +336,11 @@ def _delivery_options(raw: Mapping[str, Any]) -> DeliveryOptions:
         parse = _parse_count if isinstance(default, int) else _parse_seconds
         values[option.name] = lookup(
             raw, option.name.upper(), path=(), parse=parse, default=default
+        )
+    if values["min_concurrency"] > values["max_concurrency"]:
+        raise ConfigurationError(
+            f"{setting_path('MIN_CONCURRENCY')} ({values['min_concurrency']}) must not exceed "
+            f"{setting_path('MAX_CONCURRENCY')} ({values['max_concurrency']})"
         )
     return DeliveryOptions(**values)
 

@@ -36,9 +36,12 @@ from django_eventtrack.version import __version__
 logger = logging.getLogger("django_eventtrack.http")
 
 USER_AGENT = f"django-eventtrack/{__version__} (+https://pypi.org/project/django-eventtrack/)"
+#: The fewest keep-alive connections kept per vendor (more when ``MAX_CONCURRENCY`` is higher).
 POOL_SIZE = 16
 
 _sessions: dict[str, requests.Session] = {}
+#: How many connections each session in ``_sessions`` keeps alive.
+_pool_sizes: dict[str, int] = {}
 _sessions_pid = os.getpid()
 _sessions_lock = threading.Lock()
 
@@ -69,24 +72,33 @@ class Attempt:
 
 
 def session_for(vendor: str) -> requests.Session:
-    """This process's pooled session for ``vendor``."""
+    """This process's pooled session for ``vendor``.
+
+    Its pool keeps as many connections alive as the sender may have requests in
+    flight to the vendor (``MAX_CONCURRENCY``): urllib3 opens a connection beyond
+    the pool's size when asked, then closes it after one request, so a smaller
+    pool would turn every request above it into a new TCP (and TLS) handshake.
+    """
     global _sessions_pid
+    size = max(POOL_SIZE, get_config().options.concurrency_range[1])
     with _sessions_lock:
         if _sessions_pid != os.getpid():
             # Forked: the parent's sockets are not ours to use.
             _sessions.clear()
+            _pool_sizes.clear()
             _sessions_pid = os.getpid()
         session = _sessions.get(vendor)
-        if session is None:
-            session = _sessions[vendor] = _new_session()
+        if session is None or _pool_sizes[vendor] < size:
+            session = _sessions[vendor] = _new_session(size)
+            _pool_sizes[vendor] = size
         return session
 
 
-def _new_session() -> requests.Session:
+def _new_session(pool_size: int) -> requests.Session:
     session = requests.Session()
     session.headers["User-Agent"] = USER_AGENT
     # Retries are the outbox's job; a silent urllib3 retry would double-send.
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=POOL_SIZE, max_retries=0)
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.trust_env = False
@@ -99,6 +111,7 @@ def close_sessions() -> None:
         for session in _sessions.values():
             session.close()
         _sessions.clear()
+        _pool_sizes.clear()
 
 
 def send(adapter: VendorAdapter, request: VendorRequest) -> Attempt:

@@ -7,20 +7,22 @@ open while it waits on one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import operator
 import os
 import random
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Field, QuerySet
 from django.utils import timezone
 
 from django_eventtrack import event as normalised
@@ -39,8 +41,10 @@ Status = Delivery.Status
 def record(event: normalised.Event, vendors: Iterable[str] | None = None) -> list[Target]:
     """Store ``event`` and one delivery per targeted vendor, in the caller's transaction.
 
-    Two INSERTs; no savepoint inside an outer transaction, a transaction of its
-    own outside one. A vendor that cannot take the event (no identity it needs,
+    One statement on PostgreSQL (one round trip, atomic by itself, so no
+    transaction of its own in autocommit); elsewhere two INSERTs, with no
+    savepoint inside an outer transaction and a transaction of their own
+    outside one. A vendor that cannot take the event (no identity it needs,
     filtered out by ``EVENTS`` when named explicitly) gets a ``skipped`` row with
     the reason, so the admin shows why nothing was sent. Returns the targets,
     one per delivery row written.
@@ -52,71 +56,175 @@ def record(event: normalised.Event, vendors: Iterable[str] | None = None) -> lis
     if all(target.skip_reason for target in targets):
         _scrub(stored, get_config())  # nothing will be sent: final already
     alias = router.db_for_write(Event)
-    with transaction.atomic(using=alias, savepoint=False):
-        _insert_event(stored, alias)
-        _insert_deliveries(event.id, targets, stored.created_at, alias)
+    connection = connections[alias]
+    inserts = [_insert(Event, _event_values(stored), [{}], connection)]
+    if targets:
+        shared = {"event_id": event.id, **dict.fromkeys(DELIVERY_STAMPS, stored.created_at)}
+        rows = [_delivery_values(target) for target in targets]
+        inserts.append(_insert(Delivery, shared, rows, connection))
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # A data-modifying WITH runs to completion whatever the main statement reads;
+            # the deliveries' foreign key is checked at commit (Django makes it deferred).
+            sql = " ".join(f"WITH stored_{n} AS ({sql})" for n, (sql, _) in enumerate(inserts[:-1]))
+            cursor.execute(f"{sql} {inserts[-1][0]}", [p for _, params in inserts for p in params])
+            return targets
+        with transaction.atomic(using=alias, savepoint=False):
+            for sql, params in inserts:
+                cursor.execute(sql, params)
     return targets
 
 
-# track() is on the caller's request path, so its two INSERTs are written by hand:
-# the ORM's insert compiler (model instances, per-field preparation of identical
-# values, SQL assembly) cost more than the database work itself, three times a plain
-# ORM insert in all (``python -m tests.benchmarks``, request path). The values are
-# still adapted by each field, so every database backend sees what the ORM sends.
+# track() is on the caller's request path, so its INSERTs are written by hand: the
+# ORM's insert compiler (model instances, per-field preparation of identical values,
+# SQL assembly) cost more than the database work itself, three times a plain ORM
+# insert in all (``python -m tests.benchmarks``, request path). The columns and
+# values still come from the model's fields, as the ORM's would: every concrete
+# field is written, with its default when track() does not set it, adapted by the
+# field for the database.
+
+#: A new delivery's timestamps: the instant its event was stored.
+DELIVERY_STAMPS = ("created_at", "updated_at", "next_attempt_at")
 
 
-def _insert_event(stored: Event, alias: str) -> None:
-    connection = connections[alias]
-    fields = Event._meta.concrete_fields
-    values = [field.get_db_prep_save(field.pre_save(stored, True), connection) for field in fields]
-    _insert(Event, [str(field.column) for field in fields], [values], alias)
+def _event_values(stored: Event) -> dict[str, Any]:
+    return {field.attname: field.pre_save(stored, True) for field in Event._meta.concrete_fields}
 
 
-def _insert_deliveries(
-    event_id: uuid.UUID, targets: Sequence[Target], now: datetime, alias: str
-) -> None:
-    """One row per target; the columns left out are NULL (claim, last status, delivered
-    at) or their database default (adjustments: none)."""
-    if not targets:
-        return
-    connection = connections[alias]
-    fields = {field.name: field for field in Delivery._meta.concrete_fields}
-    event = fields["event"].get_db_prep_save(event_id, connection)
-    at = fields["created_at"].get_db_prep_save(now, connection)
-    columns = ["event_id", "vendor", "status", "attempts", "last_error"]
-    columns += ["created_at", "updated_at", "next_attempt_at"]
-    rows = [
-        (
-            event,
-            target.vendor,
-            Status.SKIPPED.value if target.skip_reason else Status.PENDING.value,
-            0,
-            target.skip_reason or "",
-            at,
-            at,
-            at,
-        )
-        for target in targets
-    ]
-    _insert(Delivery, columns, rows, alias)
+def _delivery_values(target: Target) -> dict[str, Any]:
+    """What differs between an event's deliveries, by attribute name."""
+    return {
+        "vendor": target.vendor,
+        "status": Status.SKIPPED.value if target.skip_reason else Status.PENDING.value,
+        "last_error": target.skip_reason or "",
+    }
 
 
 def _insert(
     model: type[Event | Delivery],
-    columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-    alias: str,
-) -> None:
-    """INSERT ``rows`` (values already adapted for the database) in one statement."""
-    connection = connections[alias]
-    quote = connection.ops.quote_name
-    row = f"({', '.join(['%s'] * len(columns))})"
-    sql = (
-        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(map(quote, columns))}) "  # noqa: S608 - names from the model
-        f"VALUES {', '.join([row] * len(rows))}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [value for values in rows for value in values])
+    shared: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    connection: Any,
+) -> tuple[str, list[Any]]:
+    """The INSERT of ``rows`` and its parameters: each row has the values ``shared`` by
+    all, its own (both by attribute name; each row names the same fields), and the
+    default of every other concrete field but an auto-incremented key, each adapted by
+    its field, as ``Model.save()`` would write them.
+
+    What rows share is adapted once (constant defaults once per process), and a value
+    equal to the one above it in its column is not adapted again: adapting the values
+    for the database cost more than the rest of the statement (pyinstrument, request
+    path). NULL goes in the SQL rather than as a parameter: psycopg parses a
+    statement once and reuses the parse only when it has at most 50 parameters; with
+    four vendors the deliveries' NULL columns (never claimed, never answered) made 61,
+    and parsing each call cost more than the rows' own INSERT.
+    """
+    insert = _Insert.of(model, frozenset(shared), frozenset(rows[0]), connection)
+    common = insert.constants | {
+        index: insert.columns[index].get_db_prep_save(shared[name], connection)
+        for index, name in insert.shared
+    }
+    params: list[Any] = []
+    placeholders = []
+    above: dict[int, tuple[Any, Any]] = {}  # a value equal to the row above's: adapted already
+    for row in rows:
+        cells = dict(common)
+        for index, value_of in insert.varying:
+            value = value_of(row)
+            last, adapted = above.get(index, (_NOTHING, None))
+            if type(value) is not type(last) or value != last:
+                adapted = insert.columns[index].get_db_prep_save(value, connection)
+                above[index] = (value, adapted)
+            cells[index] = adapted
+        values = [cells[index] for index in range(len(insert.columns))]
+        params += [value for value in values if value is not None]
+        placeholders.append(f"({', '.join('NULL' if v is None else '%s' for v in values)})")
+    return f"{insert.head} VALUES {', '.join(placeholders)}", params
+
+
+@dataclass(frozen=True)
+class _Insert:
+    """How :func:`_insert` writes rows naming the same values, worked out once per
+    model, value names and database: the columns (every concrete field but an
+    auto-incremented key and those whose default is the database's own, ``db_default``
+    and no ``default``, which the ORM leaves to the database too), by index those
+    taking a ``shared`` value, those whose value varies by row (their own, or a
+    default made for each, such as a callable's or ``auto_now``'s), and the constant
+    defaults, adapted."""
+
+    head: str
+    columns: tuple[Field[Any, Any], ...]
+    shared: tuple[tuple[int, str], ...]
+    varying: tuple[tuple[int, Callable[[Mapping[str, Any]], Any]], ...]
+    constants: dict[int, Any]
+
+    @classmethod
+    def of(
+        cls,
+        model: type[Event | Delivery],
+        shared: frozenset[str],
+        own: frozenset[str],
+        connection: Any,
+    ) -> _Insert:
+        key = (model, shared, own, connection.alias)
+        found = _inserts.get(key)
+        if found is None:
+            found = _inserts[key] = cls._work_out(model, shared, own, connection)
+        return found
+
+    @classmethod
+    def _work_out(
+        cls,
+        model: type[Event | Delivery],
+        shared: frozenset[str],
+        own: frozenset[str],
+        connection: Any,
+    ) -> _Insert:
+        columns = tuple(
+            field
+            for field in model._meta.concrete_fields
+            if field is not model._meta.auto_field
+            and (field.attname in shared | own or field.has_default() or not field.has_db_default())
+        )
+        quote = connection.ops.quote_name
+        head = (
+            f"INSERT INTO {quote(model._meta.db_table)} "
+            f"({', '.join(quote(field.column) for field in columns)})"
+        )
+        varying = []
+        constants = {}
+        for index, field in enumerate(columns):
+            if field.attname in shared:
+                continue
+            value = _row_value(field, own)
+            if value is None:
+                constants[index] = field.get_db_prep_save(field.get_default(), connection)
+            else:
+                varying.append((index, value))
+        return cls(
+            head,
+            columns,
+            tuple((i, field.attname) for i, field in enumerate(columns) if field.attname in shared),
+            tuple(varying),
+            constants,
+        )
+
+
+_inserts: dict[tuple[Any, ...], _Insert] = {}
+_NOTHING = object()
+
+
+def _row_value(
+    field: Field[Any, Any], own: frozenset[str]
+) -> Callable[[Mapping[str, Any]], Any] | None:
+    """How a row gets ``field``'s value when it varies by row; None for a constant default."""
+    if field.attname in own:
+        return operator.itemgetter(field.attname)
+    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        return lambda row: timezone.now()
+    if field.has_default() and callable(field.default):
+        return lambda row: field.get_default()
+    return None
 
 
 @dataclass
@@ -230,62 +338,135 @@ def claim_due_deliveries(
     *,
     event_ids: Sequence[uuid.UUID] | None = None,
 ) -> Claim:
-    """Reserve up to ``limit`` due deliveries of ``vendor`` for ``lease``.
+    """Reserve up to ``limit`` due deliveries of ``vendor`` for ``lease``
+    (:func:`claim_due` for one vendor)."""
+    return claim_due({vendor: limit}, lease, event_ids=event_ids)
+
+
+def claim_due(
+    limits: Mapping[str, int],
+    lease: timedelta,
+    *,
+    event_ids: Sequence[uuid.UUID] | None = None,
+) -> Claim:
+    """Reserve, for ``lease``, up to ``limits[vendor]`` due deliveries of each vendor,
+    in one transaction: a sender that needs work for several vendors claims it at
+    once. The deliveries come with their events, each event read once however
+    many of its vendors are claimed.
 
     PostgreSQL (and any database with ``SKIP LOCKED``) locks the rows it picks
-    and skips rows another sender is picking; elsewhere (SQLite) a single
-    UPDATE ... WHERE id IN (SELECT ... LIMIT n) does it atomically, as SQLite
-    runs one writer at a time. Either way the claim moves ``next_attempt_at``
-    to the end of the lease, so if this sender dies the rows come due again.
+    and skips rows another sender is picking; elsewhere (SQLite) an
+    UPDATE ... WHERE id IN (SELECT ... LIMIT n) per vendor does it atomically, as
+    SQLite runs one writer at a time. Either way the claim moves
+    ``next_attempt_at`` to the end of the lease, so if this sender dies the rows
+    come due again.
     """
     now = timezone.now()
     claim = Claim(uuid.uuid4(), now + lease, [])
-    candidates = due(vendor, now=now)
+    candidates = Delivery.objects.filter(status=Status.PENDING, next_attempt_at__lte=now)
     if event_ids is not None:
         candidates = candidates.filter(event_id__in=event_ids)
-    candidates = candidates.order_by("next_attempt_at")
+    if not candidates.filter(vendor__in=list(limits)).exists():
+        # A read: the claim below is a write transaction, which on SQLite queues
+        # for the one write lock even when there is nothing to claim.
+        return claim
     reserve = {
         "claim_token": claim.token,
         "claimed_until": claim.until,
         "next_attempt_at": claim.until,
     }
-    if not candidates.exists():
-        # A read: the claim below is a write transaction, which on SQLite queues
-        # for the one write lock even when there is nothing to claim.
-        return claim
     alias = router.db_for_write(Delivery)
+    picks = [
+        (candidates.filter(vendor=vendor).order_by("next_attempt_at"), limit)
+        for vendor, limit in limits.items()
+    ]
     if connections[alias].features.has_select_for_update_skip_locked:
         with transaction.atomic(using=alias):
-            ids = list(
-                candidates.select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit]
-            )
-            claimed = Delivery.objects.filter(pk__in=ids).update(**reserve) if ids else 0
+            ids = [
+                pk
+                for pick, limit in picks
+                for pk in pick.select_for_update(skip_locked=True).values_list("pk", flat=True)[
+                    :limit
+                ]
+            ]
+            if ids:
+                Delivery.objects.filter(pk__in=ids).update(**reserve)
         mine = Delivery.objects.filter(pk__in=ids)
     else:
-        claimed = _sender_write(
-            alias,
-            partial(
-                Delivery.objects.filter(
-                    pk__in=candidates.values("pk")[:limit],
-                    status=Status.PENDING,
-                    next_attempt_at__lte=now,
-                ).update,
-                **reserve,
-            ),
-        )
+        _sender_write(alias, partial(_reserve_each, picks, now, reserve))
         # claim_token has no index (a full scan with a million delivered rows); the
         # claimed rows are due exactly at claim.until, which the due index finds.
         mine = Delivery.objects.filter(
-            vendor=vendor, status=Status.PENDING, next_attempt_at=claim.until
+            vendor__in=list(limits), status=Status.PENDING, next_attempt_at=claim.until
         )
-    if claimed:
-        claim.deliveries.extend(
-            # Oldest first, so a batch goes out in the order the events were tracked.
-            mine.filter(claim_token=claim.token)
-            .select_related("event")
-            .order_by("created_at", "pk")
-        )
+    # Oldest first, so a batch goes out in the order the events were tracked.
+    claim.deliveries.extend(mine.filter(claim_token=claim.token).order_by("created_at", "pk"))
+    _attach_events(claim.deliveries)
     return claim
+
+
+def _reserve_each(
+    picks: Sequence[tuple[QuerySet[Delivery], int]], now: datetime, reserve: Mapping[str, Any]
+) -> int:
+    return sum(
+        Delivery.objects.filter(
+            pk__in=pick.values("pk")[:limit], status=Status.PENDING, next_attempt_at__lte=now
+        ).update(**reserve)
+        for pick, limit in picks
+    )
+
+
+def _attach_events(deliveries: Sequence[Delivery]) -> None:
+    """Give each delivery its event, reading each event once (a JOIN would read and
+    decode an event's JSON once per vendor)."""
+    events = Event.objects.in_bulk({delivery.event_id for delivery in deliveries})
+    for delivery in deliveries:
+        delivery.event = events[delivery.event_id]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What became of one request's deliveries (several requests' with the same
+    outcome); ``outcome`` None: not sent, to be given back."""
+
+    claim: Claim
+    deliveries: Sequence[Delivery]
+    outcome: Outcome | None
+    vendor: VendorConfig
+
+
+def record_results(results: Sequence[Result], options: DeliveryOptions) -> None:
+    """Write ``results`` in one transaction, whatever their vendors and outcomes, then
+    tell the signal listeners.
+
+    One commit for every request that finished meanwhile, instead of one per vendor
+    and outcome: the senders' writes are what competes with ``track()`` for the
+    database (on SQLite for its one write lock), so they are as few as the answers
+    allow. The listeners hear of outcomes only once they are committed, and never
+    while the transaction holds the database.
+    """
+    with _announcing_after():
+        _write_together(router.db_for_write(Delivery), partial(_write_results, results, options))
+
+
+def _write_results(results: Sequence[Result], options: DeliveryOptions) -> int:
+    for result in results:
+        if result.outcome is None:
+            release(result.claim, result.deliveries)
+            continue
+        record_adjustments(result.claim, result.deliveries, dict(result.outcome.adjustments))
+        finish(result.claim, result.deliveries, result.outcome, result.vendor, options)
+    return len(results)
+
+
+def _write_together(alias: str, run: Callable[[], int]) -> int:
+    """Run ``run``'s writes in one transaction (on SQLite, with those of this process's
+    other senders queued meanwhile: :class:`_GroupCommit`)."""
+    connection = connections[alias]
+    if connection.vendor == "sqlite" and not connection.in_atomic_block:
+        return _sender_write(alias, run)
+    with transaction.atomic(using=alias):
+        return run()
 
 
 def finish(
@@ -458,7 +639,29 @@ def _refresh(
         delivery.delivered_at = now
 
 
+#: Per thread, the signals held back by :func:`_announcing_after` (None: send at once).
+_held_back = threading.local()
+
+
+@contextlib.contextmanager
+def _announcing_after() -> Iterator[None]:
+    """Hold back the signals :func:`finish` sends inside the block; send them once the
+    block succeeded, and none if it failed (its outcomes were not written)."""
+    held: list[tuple[Delivery, Outcome]] = []
+    _held_back.signals = held
+    try:
+        yield
+    finally:
+        _held_back.signals = None
+    for delivery, outcome in held:
+        _announce(delivery, outcome)
+
+
 def _announce(delivery: Delivery, outcome: Outcome) -> None:
+    held: list[tuple[Delivery, Outcome]] | None = getattr(_held_back, "signals", None)
+    if held is not None:
+        held.append((delivery, outcome))
+        return
     signal = signals.delivery_succeeded if outcome.ok else signals.delivery_failed
     if outcome.kind is OutcomeKind.SKIPPED or not signal.has_listeners(Delivery):
         return

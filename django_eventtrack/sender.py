@@ -4,10 +4,15 @@ Every delivery backend ends up here (``sync`` for one event, ``thread``, the
 worker command, Celery and Tasks for everything due), so retries, batching,
 concurrency and the circuit breaker behave the same whichever one runs.
 
-Each vendor is drained by its own thread with ``CONCURRENCY`` requests in
-flight over the vendor's keep-alive pool, so a slow vendor never holds up the
-others. PrimeData deliveries go out up to 500 to a request; the other vendors
-take one event per request.
+One drain serves all its vendors from the thread that calls it, and does the
+database work for all of them at once: one claim transaction for every vendor
+that needs more deliveries, one transaction for the outcomes of every request
+that finished meanwhile, each event's row read once for all its vendors. The
+requests themselves go out from each vendor's own request threads, as many at
+a time as the vendor's :class:`Window` allows, which adapts to its answers; so
+a slow vendor never holds up the others, and a fast one is not held to a fixed
+number of requests per round trip. PrimeData deliveries go out up to 500 to a
+request; the other vendors take one event per request.
 
 The request threads are the sender's own (:class:`RequestThreads`), not a
 ``concurrent.futures.ThreadPoolExecutor``: the executor refuses new work as soon
@@ -26,8 +31,9 @@ import queue
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
@@ -101,8 +107,8 @@ class CircuitBreaker:
     vendors that work. Any delivered or permanently failed answer closes it.
     A 429 with ``Retry-After`` pauses the vendor as long as it asks.
 
-    The pause takes effect here at once (the pool threads ask before each
-    request); the drain thread then writes it to the database
+    The pause takes effect here at once (the request threads ask before each
+    request); the drain then writes it to the database
     (:func:`outbox.pause_vendor`), so every other process stops too.
     """
 
@@ -158,139 +164,459 @@ class CircuitBreaker:
 breaker = CircuitBreaker()
 
 
+class Window:
+    """How many requests this process may have in flight to one vendor at once.
+
+    Additive increase, multiplicative decrease, as TCP does for packets. An
+    answer that comes back fast (within twice the fastest answer seen, plus
+    :attr:`MARGIN`) to a request sent while the window was full widens the
+    window: by one request at first, which doubles it every round trip until
+    the vendor first refuses, then by one request per round trip. A refusal (a
+    retryable outcome: 429, 5xx, a timeout, a connection error) halves it, once
+    per round trip however many requests in flight come back refused. It stays
+    between ``low`` and ``high`` (``MIN_CONCURRENCY``, ``MAX_CONCURRENCY``); a
+    ``Retry-After`` pauses the vendor on top of that (:class:`CircuitBreaker`).
+
+    So a vendor answering in 100 ms gets as many requests in flight as it takes
+    without slowing down, with no setting to tune, while one that queues our
+    requests (its answers slow down as we send more) is not pushed further.
+    """
+
+    #: How much slower than twice the fastest answer an answer may be and still be fast.
+    MARGIN = 0.005
+
+    def __init__(self, start: int, low: int, high: int) -> None:
+        self.low, self.high = low, high
+        self._limit = min(max(start, low), high)
+        self._doubling = True
+        #: Fast answers to a full window since the window last widened, once doubling ended.
+        self._fast_answers = 0
+        self._fastest: float | None = None
+        self._cut_at = -math.inf
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        """Requests allowed in flight now."""
+        return self._limit
+
+    def answered(self, elapsed: float, *, full: bool) -> None:
+        """The vendor answered (delivered or failed) after ``elapsed`` seconds a request
+        sent when the window was ``full``."""
+        with self._lock:
+            if not self._fast(elapsed) or not full:
+                return
+            self._fast_answers += 1
+            if self._doubling or self._fast_answers >= self._limit:  # a round trip's worth
+                self._limit = min(self._limit + 1, self.high)
+                self._fast_answers = 0
+
+    def refused(self, sent_at: float) -> None:
+        """A retryable outcome for a request sent at ``sent_at`` (``time.monotonic()``)."""
+        with self._lock:
+            self._doubling = False
+            if sent_at < self._cut_at:
+                return  # in flight when the window was last cut: that cut was for it too
+            self._limit = max(self._limit // 2, self.low)
+            self._fast_answers = 0
+            self._cut_at = time.monotonic()
+
+    def _fast(self, elapsed: float) -> bool:
+        fastest = self._fastest
+        if fastest is None or elapsed <= fastest:
+            self._fastest = elapsed
+            return True
+        # The floor creeps towards what the vendor answers now, so one whose fastest
+        # answers became slower for good is not held to its old best forever.
+        self._fastest = fastest + (elapsed - fastest) / 256
+        return elapsed <= 2 * fastest + self.MARGIN
+
+
+_windows: dict[str, Window] = {}
+#: The settings ``_windows`` were made for.
+_windows_config: Config | None = None
+_windows_lock = threading.Lock()
+
+
+def window(vendor: str, config: Config) -> Window:
+    """This process's :class:`Window` for ``vendor``: kept from one drain to the next,
+    so what a vendor's answers taught outlives a round; made afresh when the
+    settings change."""
+    global _windows_config
+    with _windows_lock:
+        if _windows_config is not config:
+            _windows.clear()
+            _windows_config = config
+        found = _windows.get(vendor)
+        if found is None:
+            low, high = config.options.concurrency_range
+            found = _windows[vendor] = Window(config.options.concurrency, low, high)
+        return found
+
+
+class Bell:
+    """What a waiting drain wakes up for: a request finished, or (``fresh``) new
+    events were committed, which the ``thread`` backend rings on every commit."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._rung = False
+        self._fresh = False
+
+    def ring(self, *, fresh: bool = False) -> None:
+        with self._changed:
+            self._rung = True
+            self._fresh = self._fresh or fresh
+            self._changed.notify_all()
+
+    def wait(self, timeout: float | None, *, fresh_only: bool = False) -> bool:
+        """Wait until rung (with ``fresh_only``, by a commit), at most ``timeout``
+        seconds; whether events were committed since the last wait. Resets the bell."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._fresh if fresh_only else self._rung, timeout)
+            fresh = self._fresh
+            self._rung = self._fresh = False
+            return fresh
+
+
 def drain(
     vendors: Iterable[str] | None = None,
     *,
     event_ids: Sequence[uuid.UUID] | None = None,
     stop: threading.Event | None = None,
     stats: DrainStats | None = None,
+    bell: Bell | None = None,
 ) -> DrainStats:
     """Send everything due (for ``event_ids`` only, if given) until nothing is left.
 
-    Returns when no vendor has anything due, or soon after ``stop`` is set
-    (in-flight requests finish; claimed but unsent rows are released). Counts go
-    into ``stats`` (a new one by default) as each outcome is recorded, so a
-    caller that passes its own keeps what was done before an error interrupted
-    the drain.
+    Returns when no vendor has anything due or in flight, or soon after ``stop``
+    is set (in-flight requests finish; claimed but unsent rows are released).
+    Rung ``fresh``, ``bell`` makes it look again for vendors it found nothing due
+    for, so events committed meanwhile go out in this drain. Counts go into
+    ``stats`` (a new one by default) as each outcome is recorded, so a caller
+    that passes its own keeps what was done before an error interrupted the drain.
     """
     config = get_config()
     wanted = config.active_vendors if vendors is None else vendors
     names = [name for name in wanted if name in config.active_vendors]
     stats = DrainStats() if stats is None else stats
-    if len(names) == 1:
-        _drain_vendor(names[0], config, stats, event_ids, stop)
-        return stats
-    threads = [
-        threading.Thread(
-            target=_drain_vendor_thread,
-            args=(name, config, stats, event_ids, stop),
-            name=f"eventtrack-drain-{name}",
-            daemon=True,
-        )
-        for name in names
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    if names:
+        with _Drain(names, config, stats, event_ids, stop, bell or Bell()) as run:
+            run.until_idle()
     return stats
 
 
-def _drain_vendor_thread(
-    vendor: str,
-    config: Config,
-    stats: DrainStats,
-    event_ids: Sequence[uuid.UUID] | None,
-    stop: threading.Event | None,
-) -> None:
-    try:
-        _drain_vendor(vendor, config, stats, event_ids, stop)
-    except Exception:
-        logger.exception("vendor=%s: drain failed; its deliveries stay pending", vendor)
-    finally:
-        connections.close_all()
+@dataclass(eq=False)
+class _Batch:
+    """One request's worth of claimed deliveries, and how its request went."""
+
+    claim: outbox.Claim
+    deliveries: list[Delivery]
+    #: The events as the vendor gets them (remembered profiles added); empty for an identify.
+    events: list[Event]
+    #: Whether the vendor's window was full when it was sent (so a fast answer widens it).
+    full: bool = False
+    sent_at: float = 0.0
+    elapsed: float = 0.0
+
+    @property
+    def identify(self) -> bool:
+        return not self.events
 
 
-def _drain_vendor(
-    vendor: str,
-    config: Config,
-    stats: DrainStats,
-    event_ids: Sequence[uuid.UUID] | None,
-    stop: threading.Event | None,
-) -> None:
-    vendor_config = config.vendors[vendor]
-    adapter = config.adapters[vendor](vendor_config)
-    options = config.options
-    per_request = adapter.max_batch_size
-    limit = max(options.batch_size, per_request) if per_request > 1 else options.batch_size
-    while not (stop and stop.is_set()):
-        if not breaker.allows(vendor) or vendor in outbox.paused_vendors():
-            stats.paused_vendors.add(vendor)
-            return
-        requests_needed = math.ceil(limit / per_request)
-        rounds = math.ceil(requests_needed / options.concurrency)
-        worst_case = rounds * (vendor_config.connect_timeout + vendor_config.read_timeout)
-        lease = timedelta(seconds=max(options.lease_seconds, worst_case + 5))
-        claim = outbox.claim_due_deliveries(vendor, limit, lease, event_ids=event_ids)
-        if not claim.deliveries:
-            return
-        with (
-            _holding(claim, stop),
-            RequestThreads(options.concurrency, f"eventtrack-{vendor}") as pool,
-        ):
-            _send_claim(adapter, claim, pool, config, stats, stop)
+class _Lane:
+    """One vendor's part of a drain: claimed deliveries waiting to go out, and the
+    requests in flight, at most as many as its window allows."""
+
+    def __init__(self, adapter: VendorAdapter, window: Window, pool: RequestThreads) -> None:
+        self.adapter = adapter
+        self.name = adapter.name
+        self.window = window
+        self.pool = pool
+        self.queue: deque[_Batch] = deque()
+        self.flying: dict[Future[Outcome | None], _Batch] = {}
+        #: The last claim found fewer due deliveries than it asked for.
+        self.exhausted = False
+        self.paused = False
+
+    def wanted(self, batch_size: int) -> int:
+        """How many deliveries to claim now: enough for two windows' worth of requests
+        (at least ``BATCH_SIZE``), once less than one window's worth is waiting."""
+        if self.exhausted or self.paused or len(self.queue) >= self.window.size:
+            return 0
+        per_request = self.adapter.max_batch_size
+        if per_request > 1:
+            return max(batch_size, per_request)
+        return max(batch_size, 2 * self.window.size)
+
+    @property
+    def idle(self) -> bool:
+        return not (self.flying or self.queue)
+
+    def lease(self, deliveries: int, config: Config) -> float:
+        """Seconds that sending ``deliveries`` more may take at worst: behind those waiting,
+        at half the window (it may be cut), each request taking its full timeouts."""
+        vendor = config.vendors[self.name]
+        requests = len(self.queue) + math.ceil(deliveries / self.adapter.max_batch_size)
+        rounds = math.ceil(requests / max(self.window.size // 2, 1))
+        return rounds * (vendor.connect_timeout + vendor.read_timeout) + 5
 
 
-def _send_claim(
-    adapter: VendorAdapter,
-    claim: outbox.Claim,
-    pool: RequestThreads,
-    config: Config,
-    stats: DrainStats,
-    stop: threading.Event | None,
-) -> None:
-    """Send one claim's deliveries, ``CONCURRENCY`` requests at a time, and record each outcome."""
-    options = config.options
-    per_request = adapter.max_batch_size
-    sendable = _expire_old(adapter, claim, config, stats)
-    tracked = [d for d in sendable if d.event.kind != IDENTIFY]
-    events = _events(adapter, tracked)  # remembered profiles: one lookup per claim
-    starts = range(0, len(tracked), per_request)
-    batches = [tracked[start : start + per_request] for start in starts]
-    futures = [
-        pool.submit(
-            functools.partial(
-                _send_batch, adapter, batch, events[start : start + per_request], stop, options
+class _Drain:
+    """One drain: its lanes, the claims it holds, and the loop that keeps them busy."""
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        config: Config,
+        stats: DrainStats,
+        event_ids: Sequence[uuid.UUID] | None,
+        stop: threading.Event | None,
+        bell: Bell,
+    ) -> None:
+        self.config = config
+        self.options = config.options
+        self.stats = stats
+        self.event_ids = event_ids
+        self.stop = stop
+        self.bell = bell
+        self.lanes = [
+            _Lane(
+                config.adapters[name](config.vendors[name]),
+                window(name, config),
+                RequestThreads(config.options.concurrency_range[1], f"eventtrack-{name}"),
             )
+            for name in names
+        ]
+        #: The claims this drain holds, each with how many of its deliveries are unrecorded.
+        self.claims: dict[uuid.UUID, tuple[outbox.Claim, int]] = {}
+        self.claimed_at = time.monotonic()
+
+    def __enter__(self) -> _Drain:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Wait for the requests in flight; give back what is left unrecorded (after an
+        error: its rows are due again now, not when the lease ends)."""
+        for lane in self.lanes:
+            lane.pool.close()
+        with _held_lock:
+            for token in self.claims:
+                _held.pop(token, None)
+        for claim, _ in self.claims.values():
+            _give_back(claim)
+
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def _wanting(self) -> bool:
+        return any(lane.wanted(self.options.batch_size) for lane in self.lanes)
+
+    def until_idle(self) -> None:
+        """Claim, send and record until no lane has anything due, waiting, or in flight."""
+        while True:
+            if self.stopping():
+                self._release_waiting()
+            else:
+                self._claim()
+                self._send()
+            if all(lane.idle for lane in self.lanes):
+                if self.stopping() or not self._wanting():
+                    return
+                continue  # a claim that sent nothing (all expired): claim again at once
+            fresh = self.bell.wait(self.options.poll_interval)
+            if fresh or time.monotonic() - self.claimed_at >= self.options.poll_interval:
+                for lane in self.lanes:  # committed meanwhile, or due since (retries)
+                    lane.exhausted = False
+            self._record_finished()
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    def _claim(self) -> None:
+        """One claim for every lane that wants more work (one transaction)."""
+        wanted = {
+            lane: count for lane in self.lanes if (count := lane.wanted(self.options.batch_size))
+        }
+        if not wanted:
+            return
+        self.claimed_at = time.monotonic()
+        paused = outbox.paused_vendors()
+        for lane in list(wanted):
+            if lane.name in paused or not breaker.allows(lane.name):
+                self._pause(lane)
+                del wanted[lane]
+        if not wanted:
+            return
+        lease = max(lane.lease(count, self.config) for lane, count in wanted.items())
+        claim = outbox.claim_due(
+            {lane.name: count for lane, count in wanted.items()},
+            timedelta(seconds=max(self.options.lease_seconds, lease)),
+            event_ids=self.event_ids,
         )
-        for start, batch in zip(starts, batches, strict=True)
-    ]
-    for delivery in sendable:
-        if delivery.event.kind == IDENTIFY:
-            outcome = _send_identify(adapter, delivery, stop, options)
-            _record(adapter, claim, [delivery], outcome, config, stats)
-    _record_as_completed(adapter, claim, dict(zip(futures, batches, strict=True)), config, stats)
+        if claim.deliveries:
+            self._hold(claim)
+        normalised: dict[uuid.UUID, Event] = {}
+        for lane, count in wanted.items():
+            mine = [d for d in claim.deliveries if d.vendor == lane.name]
+            lane.exhausted = len(mine) < count
+            self._enqueue(lane, claim, mine, normalised)
+
+    def _hold(self, claim: outbox.Claim) -> None:
+        self.claims[claim.token] = (claim, len(claim.deliveries))
+        with _held_lock:
+            _held[claim.token] = (claim, self.stop)
+
+    def _enqueue(
+        self,
+        lane: _Lane,
+        claim: outbox.Claim,
+        deliveries: list[Delivery],
+        normalised: dict[uuid.UUID, Event],
+    ) -> None:
+        """Queue ``deliveries`` on ``lane``, a request's worth per batch."""
+        sendable = self._expire_old(lane, claim, deliveries)
+        tracked = [d for d in sendable if d.event.kind != IDENTIFY]
+        events = _events(lane.adapter, tracked, normalised)
+        per_request = lane.adapter.max_batch_size
+        for start in range(0, len(tracked), per_request):
+            end = start + per_request
+            lane.queue.append(_Batch(claim, tracked[start:end], events[start:end]))
+        for delivery in sendable:
+            if delivery.event.kind == IDENTIFY:
+                lane.queue.append(_Batch(claim, [delivery], []))
+
+    def _expire_old(
+        self, lane: _Lane, claim: outbox.Claim, deliveries: list[Delivery]
+    ) -> list[Delivery]:
+        """Fail, unsent, the deliveries older than the vendor's ``MAX_AGE``.
+
+        An outage longer than ``MAX_AGE`` must not end in a replay of stale events
+        (Browsee forbids historical dumps; docs/vendors/browsee.md).
+        """
+        max_age = lane.adapter.config.max_age
+        cutoff = timezone.now() - timedelta(seconds=max_age)
+        expired = [d for d in deliveries if d.created_at < cutoff]
+        if expired:
+            outcome = Outcome(
+                OutcomeKind.FAILED,
+                None,
+                f"not sent: older than MAX_AGE ({max_age:g}s) when its turn came",
+            )
+            outbox.finish(
+                claim, expired, outcome, lane.adapter.config, self.options, attempted=False
+            )
+            self.stats.add(outcome, len(expired), sent=False)
+            self._recorded(claim, len(expired))
+        return [d for d in deliveries if d.created_at >= cutoff]
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def _send(self) -> None:
+        """Send what each lane has waiting, up to its window."""
+        for lane in self.lanes:
+            if lane.queue and not breaker.allows(lane.name):
+                self._pause(lane)
+            while lane.queue and len(lane.flying) < lane.window.size:
+                batch = lane.queue.popleft()
+                batch.full = len(lane.flying) + 1 >= lane.window.size
+                future = lane.pool.submit(functools.partial(self._request, lane, batch))
+                lane.flying[future] = batch
+                future.add_done_callback(lambda _: self.bell.ring())
+
+    def _request(self, lane: _Lane, batch: _Batch) -> Outcome | None:
+        """Send one batch (in one of the lane's request threads)."""
+        batch.sent_at = time.monotonic()
+        try:
+            if batch.identify:
+                return _send_identify(lane.adapter, batch.deliveries[0], self.stop, self.options)
+            return _send_batch(
+                lane.adapter, batch.deliveries, batch.events, self.stop, self.options
+            )
+        finally:
+            batch.elapsed = time.monotonic() - batch.sent_at
+
+    def _pause(self, lane: _Lane) -> None:
+        """Send nothing more to ``lane``'s vendor in this drain; give its waiting rows back."""
+        lane.paused = True
+        self.stats.paused_vendors.add(lane.name)
+        self._release(lane)
+
+    def _release_waiting(self) -> None:
+        for lane in self.lanes:
+            self._release(lane)
+
+    def _release(self, lane: _Lane) -> None:
+        waiting = list(lane.queue)
+        lane.queue.clear()
+        if waiting:
+            self._write([(lane, batch, None) for batch in waiting])
+
+    # -- recording --------------------------------------------------------------------------
+
+    def _record_finished(self) -> None:
+        """Record every request finished since the last look, in one transaction."""
+        finished = []
+        for lane in self.lanes:
+            for future in [future for future in lane.flying if future.done()]:
+                batch = lane.flying.pop(future)
+                outcome = future.result()
+                _teach(lane.window, batch, outcome)
+                finished.append((lane, batch, outcome))
+        if finished:
+            self._write(finished)
+
+    def _write(self, finished: list[tuple[_Lane, _Batch, Outcome | None]]) -> None:
+        """Write what became of ``finished`` requests (``None``: not sent, given back),
+        those of one claim with the same outcome together, all in one transaction."""
+        groups: dict[tuple[_Lane, uuid.UUID, Outcome | None], list[_Batch]] = {}
+        for lane, batch, outcome in finished:
+            groups.setdefault((lane, batch.claim.token, outcome), []).append(batch)
+        results = [
+            outbox.Result(
+                batches[0].claim,
+                [delivery for batch in batches for delivery in batch.deliveries],
+                outcome,
+                lane.adapter.config,
+            )
+            for (lane, _, outcome), batches in groups.items()
+        ]
+        outbox.record_results(results, self.options)
+        for (lane, _, outcome), batches in groups.items():
+            deliveries = sum(len(batch.deliveries) for batch in batches)
+            if outcome is not None:
+                self.stats.add(outcome, deliveries, requests=len(batches))
+            self._recorded(batches[0].claim, deliveries)
+            _record_pause(lane.name)
+
+    def _recorded(self, claim: outbox.Claim, deliveries: int) -> None:
+        """``deliveries`` of ``claim`` have their outcome; a claim all recorded is done."""
+        held, unrecorded = self.claims[claim.token]
+        if unrecorded > deliveries:
+            self.claims[claim.token] = (held, unrecorded - deliveries)
+            return
+        del self.claims[claim.token]
+        with _held_lock:
+            _held.pop(claim.token, None)
+
+
+def _teach(window: Window, batch: _Batch, outcome: Outcome | None) -> None:
+    """Tell the vendor's window how its request went."""
+    if outcome is None or outcome.kind is OutcomeKind.SKIPPED:
+        return
+    if outcome.kind is OutcomeKind.RETRY:
+        window.refused(batch.sent_at)
+    else:
+        window.answered(batch.elapsed, full=batch.full)
 
 
 #: The claims drains in this process hold, with the ``stop`` event they were given.
 _held: dict[uuid.UUID, tuple[outbox.Claim, threading.Event | None]] = {}
 _held_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _holding(claim: outbox.Claim, stop: threading.Event | None) -> Iterator[None]:
-    """Hold ``claim`` while its deliveries are sent. An error mid-claim makes its
-    unrecorded deliveries due again now, instead of at the end of the lease."""
-    with _held_lock:
-        _held[claim.token] = (claim, stop)
-    try:
-        yield
-    except BaseException:
-        _give_back(claim)
-        raise
-    finally:
-        with _held_lock:
-            _held.pop(claim.token, None)
 
 
 def _give_back(claim: outbox.Claim) -> None:
@@ -341,12 +667,17 @@ def _flying(batch: Sequence[Delivery]) -> Iterator[None]:
 
 
 def _forget_held() -> None:
-    """A forked child holds none of its parent's claims, nor their requests."""
-    global _held_lock, _in_flight_lock
+    """A forked child holds none of its parent's claims, nor their requests, and
+    must not wait on a lock a parent's thread held at the fork."""
+    global _held_lock, _in_flight_lock, _windows_lock, _learning
+    _learning = threading.Lock()
     _held.clear()
     _held_lock = threading.Lock()
     _in_flight.clear()
     _in_flight_lock = threading.Lock()
+    _windows_lock = threading.Lock()
+    for found in _windows.values():
+        found._lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -362,11 +693,14 @@ class RequestThreads:
 
     What the sender needs of a ``ThreadPoolExecutor``, without its refusal to run
     anything once the main thread has finished (see the module docstring).
-    Threads start on demand. When the interpreter refuses to start one (Python
-    3.12 does in ``atexit`` handlers) and none is running, the caller's thread
-    runs the call itself: sending at exit slows down but still happens. Leaving
-    the ``with`` block cancels the calls not started and waits for those running,
-    so no request is still in flight when a claim's rows are given back.
+    A thread starts when a call finds every thread busy. When the interpreter
+    refuses to start one (Python 3.12 does in ``atexit`` handlers) and none is
+    running, the caller's thread runs the call itself: sending at exit slows
+    down but still happens. :meth:`close` (or leaving the ``with`` block) cancels
+    the calls not started and waits for those running, so no request is still
+    in flight when a claim's rows are given back. A thread that used the
+    database (an ``identify()`` call reads and writes vendor profiles) closes
+    its connections when it ends.
     """
 
     def __init__(self, size: int, name: str) -> None:
@@ -374,10 +708,15 @@ class RequestThreads:
         self._name = name
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._busy = 0
+        self._busy_lock = threading.Lock()
 
     def submit(self, call: Callable[[], T]) -> Future[T]:
         future: Future[T] = Future()
-        if len(self._threads) < self._size:
+        with self._busy_lock:
+            self._busy += 1
+            wanted = self._busy > len(self._threads)
+        if wanted and len(self._threads) < self._size:
             self._start_thread()
         if self._threads:
             self._calls.put((future, call))
@@ -397,20 +736,43 @@ class RequestThreads:
         self._threads.append(thread)
 
     def _serve(self) -> None:
-        while (call := self._calls.get()) is not None:
-            self._run(call)
-
-    @staticmethod
-    def _run(call: _Call) -> None:
-        future, function = call
-        if not future.set_running_or_notify_cancel():
-            return
         try:
-            result = function()
-        except BaseException as exc:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
+            while (call := self._calls.get()) is not None:
+                self._run(call)
+        finally:
+            connections.close_all()
+
+    def _run(self, call: _Call) -> None:
+        future, function = call
+        try:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = function()
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+
+    def close(self) -> None:
+        """Cancel the calls not started, wait for those running, end the threads."""
+        while True:
+            try:
+                call = self._calls.get_nowait()
+            except queue.Empty:
+                break
+            if call is not None:
+                call[0].cancel()
+                with self._busy_lock:
+                    self._busy -= 1
+        for _ in self._threads:
+            self._calls.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
 
     def __enter__(self) -> RequestThreads:
         return self
@@ -421,43 +783,20 @@ class RequestThreads:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        while True:
-            try:
-                call = self._calls.get_nowait()
-            except queue.Empty:
-                break
-            if call is not None:
-                call[0].cancel()
-        for _ in self._threads:
-            self._calls.put(None)
-        for thread in self._threads:
-            thread.join()
+        self.close()
 
 
-def _expire_old(
-    adapter: VendorAdapter, claim: outbox.Claim, config: Config, stats: DrainStats
-) -> list[Delivery]:
-    """Fail, unsent, the claimed deliveries older than the vendor's ``MAX_AGE``.
-
-    An outage longer than ``MAX_AGE`` must not end in a replay of stale events
-    (Browsee forbids historical dumps; docs/vendors/browsee.md).
-    """
-    cutoff = timezone.now() - timedelta(seconds=adapter.config.max_age)
-    expired = [d for d in claim.deliveries if d.created_at < cutoff]
-    if expired:
-        outcome = Outcome(
-            OutcomeKind.FAILED,
-            None,
-            f"not sent: older than MAX_AGE ({adapter.config.max_age:g}s) when its turn came",
-        )
-        outbox.finish(claim, expired, outcome, adapter.config, config.options, attempted=False)
-        stats.add(outcome, len(expired), sent=False)
-    return [d for d in claim.deliveries if d.created_at >= cutoff]
-
-
-def _events(adapter: VendorAdapter, deliveries: list[Delivery]) -> list[Event]:
-    """The deliveries' events as the adapter reads them, with remembered vendor profiles."""
-    events = [delivery.event.to_normalised() for delivery in deliveries]
+def _events(
+    adapter: VendorAdapter, deliveries: list[Delivery], normalised: dict[uuid.UUID, Event]
+) -> list[Event]:
+    """The deliveries' events as the adapter reads them, with remembered vendor profiles.
+    ``normalised`` keeps each event read once for all the vendors of a claim."""
+    events = []
+    for delivery in deliveries:
+        event = normalised.get(delivery.event_id)
+        if event is None:
+            event = normalised[delivery.event_id] = delivery.event.to_normalised()
+        events.append(event)
     return (
         vendor_profiles.with_known_profiles(adapter.name, events)
         if adapter.remembers_profiles
@@ -472,19 +811,42 @@ def _send_batch(
     stop: threading.Event | None,
     options: DeliveryOptions,
 ) -> Outcome | None:
-    """Send one request's worth of deliveries (in a pool thread; no database work here).
+    """Send one request's worth of deliveries (in a request thread).
 
     ``None`` means "not sent" (stopping, or the vendor was paused meanwhile).
     The circuit breaker hears each answer here, before this thread sends the
-    next request, so a vendor that fails fast is paused mid-claim.
+    next request, so a vendor that fails fast is paused mid-claim. What the
+    answer taught (whose a session is, a profile the vendor lost) is kept here
+    too, so a profile created again never holds up the other vendors' records.
     """
-    return _attempt(
+    outcome = _attempt(
         adapter,
         batch,
         stop,
         options,
         lambda: adapter.send_events(events, lambda request: http.send(adapter, request)),
     )
+    if outcome is not None and outcome.learned:
+        _learn(adapter, outcome)
+    return outcome
+
+
+#: One request thread at a time keeps what answers taught: two answers that found the
+#: same profile lost must create it again once, not twice.
+_learning = threading.Lock()
+
+
+def _learn(adapter: VendorAdapter, outcome: Outcome) -> None:
+    try:
+        with _learning:
+            vendor_profiles.learn(
+                adapter, outcome.learned, lambda request: http.send(adapter, request)
+            )
+    except Exception:
+        logger.exception(
+            "vendor=%s: could not keep what its answer taught; the next answer teaches it again",
+            adapter.name,
+        )
 
 
 def _send_identify(
@@ -493,8 +855,8 @@ def _send_identify(
     stop: threading.Event | None,
     options: DeliveryOptions,
 ) -> Outcome | None:
-    """Send one ``identify()`` call, in the drain thread: it may read and write the
-    vendor profiles it learns (one login per user, so these are rare)."""
+    """Send one ``identify()`` call (in a request thread, which may read and write the
+    vendor profiles it learns; one login per user, so these are rare)."""
     event = delivery.event.to_normalised()
     return _attempt(
         adapter,
@@ -544,56 +906,8 @@ def _outcome_of(
         return Outcome(OutcomeKind.RETRY, None, f"internal error: {type(exc).__name__}")
 
 
-def _record(
-    adapter: VendorAdapter,
-    claim: outbox.Claim,
-    batch: list[Delivery],
-    outcome: Outcome | None,
-    config: Config,
-    stats: DrainStats,
-    *,
-    requests: int = 1,
-) -> None:
-    if outcome is None:
-        outbox.release(claim, batch)
-        _record_pause(adapter.name)
-        return
-    outbox.record_adjustments(claim, batch, dict(outcome.adjustments))
-    outbox.finish(claim, batch, outcome, adapter.config, config.options)
-    stats.add(outcome, len(batch), requests=requests)
-    if outcome.learned:
-        vendor_profiles.learn(adapter, outcome.learned, lambda request: http.send(adapter, request))
-    _record_pause(adapter.name)
-
-
 def _record_pause(vendor: str) -> None:
     """Write a pause this process began to the database, for the other processes."""
     pause = breaker.take_unrecorded(vendor)
     if pause is not None:
         outbox.pause_vendor(vendor, *pause)
-
-
-def _record_as_completed(
-    adapter: VendorAdapter,
-    claim: outbox.Claim,
-    pending: dict[Future[Outcome | None], list[Delivery]],
-    config: Config,
-    stats: DrainStats,
-) -> None:
-    """Record outcomes as requests finish; those finished meanwhile with the same
-    outcome in one write.
-
-    One UPDATE per request made the vendor threads queue for SQLite's single
-    writer lock, which capped a worker at ~180 requests/s whatever the vendors
-    could take (``python -m tests.benchmarks``, throughput). The slower the
-    writes, the more requests finish during one, so the batching adapts; a
-    request is still recorded as soon as the database lets us.
-    """
-    while pending:
-        done, _ = wait(pending, return_when=FIRST_COMPLETED)
-        by_outcome: dict[Outcome | None, list[list[Delivery]]] = {}
-        for future in done:
-            by_outcome.setdefault(future.result(), []).append(pending.pop(future))
-        for outcome, batches in by_outcome.items():
-            deliveries = [delivery for batch in batches for delivery in batch]
-            _record(adapter, claim, deliveries, outcome, config, stats, requests=len(batches))

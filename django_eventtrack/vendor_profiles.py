@@ -37,6 +37,34 @@ logger = logging.getLogger("django_eventtrack.identify")
 class DatabaseProfiles:
     """Vendor profile ids kept in :class:`VendorProfile`, first one wins."""
 
+    #: Profiles :meth:`remembered` keeps per process before it starts afresh.
+    REMEMBERED_LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._remembered: dict[tuple[str, str], str] = {}
+
+    def remembered(self, vendor: str, user_id: str) -> str | None:
+        """:meth:`get` for ``track()``'s request path: a profile found is kept in this
+        process, so the user's next events cost no query (the lookup took longer than
+        storing the event). Only profiles found are kept: a user with none yet is looked
+        up each time, so the first event after ``identify()`` finds it. One another
+        process forgot and replaced since is harmless: the sender sends every event with
+        the profile remembered at that moment (:func:`with_known_profiles`)."""
+        key = (vendor, user_id)
+        profile = self._remembered.get(key)
+        if profile is None:
+            profile = self.get(vendor, user_id)
+            if profile is not None:
+                if len(self._remembered) >= self.REMEMBERED_LIMIT:
+                    self._remembered = {}
+                self._remembered[key] = profile
+        return profile
+
+    def reset(self) -> None:
+        """Forget the profiles :meth:`remembered` kept (tests, or after editing
+        ``VendorProfile`` rows by hand)."""
+        self._remembered = {}
+
     def get(self, vendor: str, user_id: str) -> str | None:
         return (
             VendorProfile.objects.filter(vendor=vendor, user_id=user_id)
@@ -71,6 +99,11 @@ class DatabaseProfiles:
 
     def forget(self, vendor: str, profile_id: str) -> None:
         VendorProfile.objects.filter(vendor=vendor, profile_id=profile_id).delete()
+        self._remembered = {
+            key: kept
+            for key, kept in self._remembered.items()
+            if (vendor, profile_id) != (key[0], kept)
+        }
 
     def remember_session(self, vendor: str, session: str, profile_id: str) -> None:
         """The vendor's word on whose ``session`` is; the latest word wins."""
@@ -169,7 +202,7 @@ def with_remembered_profile(visitor: Identity) -> Identity:
             continue
         if visitor.get(profile_key) or (session_key and visitor.get(session_key)):
             continue
-        profile = profiles.get(name, visitor.user_id)
+        profile = profiles.remembered(name, visitor.user_id)
         if profile:
             return visitor.replace(**{profile_key: profile})
     return visitor

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from pytest_django import Settings
 
-from django_eventtrack import conf, http
+from django_eventtrack import conf, http, vendor_profiles
 from django_eventtrack.sandbox import Sandbox
 from tests.settings import TEST_ADAPTERS
 
@@ -36,14 +36,17 @@ hypothesis_settings.load_profile(os.environ.get("EVENTTRACK_TEST_HYPOTHESIS_PROF
 
 @pytest.fixture(autouse=True)
 def _clean_eventtrack_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No test sees EVENTTRACK_* variables it did not set, nor a stale cached config."""
+    """No test sees EVENTTRACK_* variables it did not set, nor a stale cached config or
+    vendor profiles another test's database held."""
     for name in list(os.environ):
         if name.startswith("EVENTTRACK_") and not name.startswith("EVENTTRACK_TEST_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("EVENTTRACK_ADAPTERS", ",".join(TEST_ADAPTERS))
     conf.reload()
+    vendor_profiles.profiles.reset()
     yield
     conf.reload()
+    vendor_profiles.profiles.reset()
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Settings for the test suite: a SQLite file database, no vendors configured by default.
 
-A file, not ``:memory:``: the background sender and the per-vendor drain
+A file, not ``:memory:``: the background sender and the sender's request
 threads use connections of their own, and SQLite's shared-cache in-memory
 mode answers concurrent writers with "table is locked" instead of waiting.
 """

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries, Settings
 
@@ -19,11 +20,11 @@ from django_eventtrack import outbox, signals, track
 from django_eventtrack.conf import DeliveryOptions, get_config
 from django_eventtrack.errors import ConfigurationError, InvalidEvent
 from django_eventtrack.event import Event, Identity
-from django_eventtrack.models import Delivery
+from django_eventtrack.models import Delivery, VendorProfile
 from django_eventtrack.models import Event as StoredEvent
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.vendors import Outcome, OutcomeKind
-from tests.processes.helpers import VENDORS, wait_until
+from tests.processes.helpers import VENDORS, rows_unlike_the_orms, wait_until
 
 Status = Delivery.Status
 
@@ -49,6 +50,50 @@ def test_track_stores_one_event_and_one_delivery_per_vendor_in_two_queries(
     statuses = dict(stored.deliveries.values_list("vendor", "status"))
     assert statuses == dict.fromkeys(VENDORS, "pending")
     assert worker_mode.requests() == []
+
+
+@pytest.mark.django_db
+def test_a_user_id_alone_looks_up_a_remembered_profile_once_per_process(
+    worker_mode: Sandbox, django_assert_num_queries: DjangoAssertNumQueries
+) -> None:
+    """The lookup cost more than storing the event; a profile found is kept, a missing
+    one is looked up again, so the first event after ``identify()`` carries it."""
+    get_config()
+    statuses = []
+    for profile, queries in ((None, 3), ("P7", 3), ("P7", 2)):
+        if profile:
+            VendorProfile.objects.get_or_create(vendor="hellotext", user_id="7", profile_id=profile)
+        with transaction.atomic(), django_assert_num_queries(queries):
+            event = track("order.shipped", {"order": "O1"}, user_id=7)
+        assert event is not None
+        assert event.identity.profile == profile
+        statuses.append(Delivery.objects.get(event_id=event.id, vendor="hellotext").status)
+    assert statuses == [Status.SKIPPED, Status.PENDING, Status.PENDING]
+
+
+@pytest.mark.django_db
+def test_track_writes_the_rows_the_orm_would_field_by_field(worker_mode: Sandbox) -> None:
+    pending = track("order.placed", {"order": "O1"}, session="S1")
+    skipped = track("user.signed_up", user_id=7)  # Hellotext skips it, with the reason
+    assert pending is not None
+    assert skipped is not None
+    assert rows_unlike_the_orms(pending.id) == {}
+    assert rows_unlike_the_orms(skipped.id) == {}
+
+
+@pytest.mark.django_db
+def test_track_writes_every_column_so_a_new_field_gets_its_default(
+    worker_mode: Sandbox,
+) -> None:
+    """The INSERT's columns come from the model: a field added to ``Delivery`` is written
+    with its default, as the ORM writes it, instead of being left to the database."""
+    with CaptureQueriesContext(connection) as queries:
+        track("order.placed", {"order": "O1"}, session="S1")
+    insert = next(q["sql"] for q in queries if 'INSERT INTO "eventtrack_delivery"' in q["sql"])
+    columns = insert.split("(", 1)[1].split(")", 1)[0]
+    written = {name.strip().strip('"') for name in columns.split(",")}
+    expected = {field.column for field in Delivery._meta.concrete_fields} - {"id"}
+    assert written == expected
 
 
 @pytest.mark.django_db

@@ -150,7 +150,11 @@ def test_gunicorn_stopped_under_load_leaves_nothing_claimed(
     answers slowly; then the master gets SIGTERM. Each worker sends what it can within
     SHUTDOWN_TIMEOUT and exits: no traceback, and every delivery left pending is due
     at once (none waits for a lease), so a worker run afterwards sends them all."""
-    server.env |= {"EVENTTRACK_SHUTDOWN_TIMEOUT": "1", "EVENTTRACK_CONCURRENCY": "2"}
+    server.env |= {
+        "EVENTTRACK_SHUTDOWN_TIMEOUT": "1",
+        "EVENTTRACK_CONCURRENCY": "2",
+        "EVENTTRACK_MAX_CONCURRENCY": "2",  # a window that cannot grow past the load
+    }
     for vendor in VENDORS:
         sandbox.inject(vendor, delay=0.2, count=10_000)
     server.start(

@@ -23,16 +23,16 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import OperationalError, transaction
+from django.db import OperationalError
 from django.utils import timezone
 from pytest_django import Settings
 
-from django_eventtrack import outbox, sender, track, worker
+from django_eventtrack import outbox, sender, worker
 from django_eventtrack.conf import get_config
 from django_eventtrack.models import Delivery, VendorPause
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.sender import DrainStats
-from tests.processes.helpers import VENDORS, received, wait_until
+from tests.processes.helpers import VENDORS, received, track_many, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 Status = Delivery.Status
@@ -70,14 +70,6 @@ def worker_mode(settings: Settings, sandbox: Sandbox) -> Callable[..., Sandbox]:
         return sandbox
 
     return configure
-
-
-def track_many(count: int, vendors: list[str] | None = None) -> list[Any]:
-    with transaction.atomic():
-        return [
-            track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}", vendors=vendors)
-            for n in range(count)
-        ]
 
 
 def drain_until_settled(runner: worker.Worker, timeout: float = 5.0) -> DrainStats:

@@ -33,6 +33,24 @@ print(connection.vendor, *(query["sql"] for query in queries), sep="\\n")
 """
 
 
+#: Run with DELIVERY="worker": track one event in autocommit and one inside a transaction,
+#: print how many statements each took, then how their rows differ from the ORM's.
+TRACK_SQL = """
+import django
+django.setup()
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django_eventtrack import track
+from tests.processes.helpers import rows_unlike_the_orms
+with CaptureQueriesContext(connection) as alone:
+    first = track("order.placed", {"n": 0, "order": "O0"}, session="S0")
+with transaction.atomic(), CaptureQueriesContext(connection) as inside:
+    second = track("order.placed", {"n": 1, "order": "O1"}, session="S1")
+print(len(alone), len(inside))
+print(rows_unlike_the_orms(first.id), rows_unlike_the_orms(second.id))
+"""
+
+
 @pytest.fixture
 def on_postgres(
     postgres: PostgresDatabase, sandbox: Sandbox, tmp_path: Path
@@ -56,6 +74,17 @@ def test_claims_on_postgresql_skip_locked_rows(on_postgres: Processes) -> None:
     vendor, *queries = output.splitlines()
     assert vendor == "postgresql"
     assert any(query.endswith("FOR UPDATE SKIP LOCKED") for query in queries), queries
+
+
+@pytest.mark.integration
+def test_track_on_postgresql_is_one_statement_writing_what_the_orm_would(
+    on_postgres: Processes,
+) -> None:
+    """One round trip, atomic by itself (BEGIN, two INSERTs and COMMIT before)."""
+    output = on_postgres.run("-c", TRACK_SQL, EVENTTRACK_DELIVERY="worker")
+    counts, differences = output.splitlines()[-2:]
+    assert counts == "1 1"
+    assert differences == "{} {}"
 
 
 @pytest.mark.integration

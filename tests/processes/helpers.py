@@ -59,3 +59,48 @@ def accepts_connections(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def track_many(count: int, vendors: list[str] | None = None) -> list[Any]:
+    """Track ``order.placed`` events ``n = 0 .. count-1`` (each with a session, so every
+    vendor takes it) in one transaction."""
+    from django.db import transaction
+
+    from django_eventtrack import track
+
+    with transaction.atomic():
+        return [
+            track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}", vendors=vendors)
+            for n in range(count)
+        ]
+
+
+def rows_unlike_the_orms(event_id: Any) -> dict[str, tuple[Any, Any]]:
+    """The fields of the deliveries ``track()`` wrote for ``event_id`` whose values differ
+    from what ``Model.save()`` writes for the same delivery (a twin on another event):
+    ``{"vendor.field": (track's, the ORM's)}``. Timestamps are compared by kind: track()
+    stamps one instant on all three, the ORM one each within the call."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from django_eventtrack.models import Delivery, Event
+
+    stamps = ("created_at", "updated_at", "next_attempt_at")
+    skipped = {"id", "event_id", *stamps}
+    twin_event = Event.objects.create(name="twin", timestamp=timezone.now())
+    differences = {}
+    for fast in Delivery.objects.filter(event_id=event_id):
+        twin = Delivery.objects.create(
+            event=twin_event, vendor=fast.vendor, status=fast.status, last_error=fast.last_error
+        )
+        twin.refresh_from_db()
+        for field in Delivery._meta.concrete_fields:
+            ours, theirs = getattr(fast, field.attname), getattr(twin, field.attname)
+            if field.attname not in skipped and ours != theirs:
+                differences[f"{fast.vendor}.{field.attname}"] = (ours, theirs)
+        if len({getattr(fast, stamp) for stamp in stamps}) != 1:
+            differences[f"{fast.vendor}.timestamps"] = tuple(getattr(fast, s) for s in stamps)
+        if any(abs(getattr(twin, s) - fast.created_at) > timedelta(minutes=1) for s in stamps):
+            differences[f"{fast.vendor}.timestamps"] = tuple(getattr(twin, s) for s in stamps)
+    return differences

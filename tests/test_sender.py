@@ -1,0 +1,187 @@
+"""The sender: how many requests it keeps in flight per vendor (its window), and how one drain
+shares its database work and its time between vendors."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from pytest_django import Settings
+
+from django_eventtrack import http, outbox, sender
+from django_eventtrack.conf import get_config
+from django_eventtrack.errors import ConfigurationError
+from django_eventtrack.models import Delivery
+from django_eventtrack.sandbox import Sandbox
+from django_eventtrack.sender import Window
+from tests.processes.helpers import VENDORS, received, track_many
+
+Status = Delivery.Status
+
+
+@pytest.fixture(autouse=True)
+def _closed_breaker() -> Iterator[None]:
+    sender.breaker.reset()
+    yield
+    sender.breaker.reset()
+
+
+def configure(
+    settings: Settings, sandbox: Sandbox, only: Sequence[str] = ("hackle",), **options: Any
+) -> None:
+    vendor_settings = sandbox.vendor_settings()
+    settings.EVENTTRACK = {
+        "VENDORS": {name: vendor_settings[name] for name in only},
+        "DELIVERY": "worker",
+        "RETRY_BACKOFF_BASE": 0.01,
+        **options,
+    }
+
+
+def peak_in_flight(sandbox: Sandbox, vendor: str, delay: float) -> int:
+    """The most requests the vendor had in flight at once, when each took ``delay`` seconds:
+    the most that arrived within any ``delay``-long stretch."""
+    arrivals = sorted(request.received_at for request in sandbox.requests(vendor))
+    return max(sum(1 for other in arrivals if at - delay < other <= at) for at in arrivals)
+
+
+# --- the window on its own ---------------------------------------------------------------------
+
+
+def test_the_window_doubles_each_round_trip_until_refused_then_grows_by_one() -> None:
+    window = Window(2, 1, 100)
+    for size in (2, 4, 8):
+        assert window.size == size
+        for _ in range(size):  # one round trip: every request in flight answers, fast
+            window.answered(0.1, full=True)
+    assert window.size == 16
+    window.refused(sent_at=-math.inf)
+    assert window.size == 8
+    for _ in range(8):
+        window.answered(0.1, full=True)
+    assert window.size == 9  # one more per round trip
+
+
+def test_the_window_grows_only_on_fast_answers_to_a_full_window() -> None:
+    window = Window(4, 1, 100)
+    window.answered(0.1, full=True)
+    assert window.size == 5
+    window.answered(0.1, full=False)  # a window not used up proves nothing
+    window.answered(0.5, full=True)  # the vendor slows down: our requests queue there
+    assert window.size == 5
+    window.answered(0.2, full=True)  # twice the fastest answer is still fast
+    assert window.size == 6
+
+
+def test_refusals_halve_the_window_once_per_round_trip_within_its_bounds() -> None:
+    window = Window(16, 3, 16)
+    window.answered(0.1, full=True)
+    assert window.size == 16  # the upper bound
+    sent = time.monotonic()
+    for _ in range(5):  # five requests in flight together, all refused
+        window.refused(sent)
+    assert window.size == 8
+    window.refused(time.monotonic())  # sent after the cut: cut again
+    assert window.size == 4
+    window.refused(time.monotonic())
+    assert window.size == 3  # the lower bound
+
+
+def test_concurrency_must_lie_between_its_bounds(settings: Settings) -> None:
+    settings.EVENTTRACK = {"MIN_CONCURRENCY": 8, "MAX_CONCURRENCY": 4}
+    with pytest.raises(ConfigurationError, match=r"MIN_CONCURRENCY.*\(8\).*MAX_CONCURRENCY.*\(4\)"):
+        get_config()
+    settings.EVENTTRACK = {"CONCURRENCY": 40, "MAX_CONCURRENCY": 32, "MIN_CONCURRENCY": 2}
+    assert get_config().options.concurrency_range == (2, 40)  # CONCURRENCY widens them
+
+
+# --- draining against the sandbox --------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_vendor_answering_fast_gets_more_requests_in_flight_up_to_the_maximum(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    """With ``CONCURRENCY`` 2 a drain used to keep 2 requests in flight, whatever the
+    vendor could take: 60 events at 0.2 s each took 6 s."""
+    configure(settings, sandbox, CONCURRENCY=2, MAX_CONCURRENCY=12)
+    sandbox.inject("hackle", delay=0.2, count=60)
+    track_many(60, vendors=["hackle"])
+    stats = sender.drain()
+    assert (stats.delivered, stats.requests) == (60, 60)
+    assert peak_in_flight(sandbox, "hackle", 0.2) == 12
+    assert sender.window("hackle", get_config()).size == 12
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refused_requests_halve_the_requests_in_flight(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    configure(settings, sandbox, CONCURRENCY=8, MAX_CONCURRENCY=8, RETRY_BACKOFF_BASE=60)
+    track_many(3, vendors=["hackle"])
+    sandbox.inject("hackle", status=503, delay=0.2, count=3)  # in flight together
+    stats = sender.drain()
+    assert stats.retried == 3
+    assert sender.window("hackle", get_config()).size == 4  # halved once, not thrice
+    assert Delivery.objects.filter(status=Status.PENDING, attempts=1).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_vendor_does_not_hold_up_a_fast_one_in_the_same_drain(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    configure(settings, sandbox, only=("hackle", "browsee"), CONCURRENCY=2)
+    sandbox.inject("hackle", delay=1.0, count=4)
+    track_many(40, vendors=["hackle", "browsee"])
+    stats = sender.drain()
+    assert stats.delivered == 80
+    first_hackle_answer = min(r.received_at for r in sandbox.requests("hackle")) + 1.0
+    assert max(r.received_at for r in sandbox.requests("browsee")) < first_hackle_answer
+    assert received(sandbox, "browsee") == dict.fromkeys(range(40), 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_claim_reads_each_event_once_for_all_its_vendors(
+    settings: Settings, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One claim transaction for every vendor (a claim per vendor before), and each
+    event's row read once (a JOIN per vendor before: its JSON decoded once per vendor)."""
+    configure(settings, sandbox, only=VENDORS)
+    track_many(10)
+    claims: list[dict[str, int]] = []
+    real_claim = outbox.claim_due
+
+    def claim_due(limits: dict[str, int], *args: Any, **kwargs: Any) -> outbox.Claim:
+        claims.append(dict(limits))
+        return real_claim(limits, *args, **kwargs)
+
+    monkeypatch.setattr(outbox, "claim_due", claim_due)
+    with CaptureQueriesContext(connection) as queries:
+        stats = sender.drain()
+    assert stats.delivered == 10 * len(VENDORS)
+    assert [sorted(limits) for limits in claims] == [sorted(VENDORS)]
+    reads = [q["sql"] for q in queries if 'FROM "eventtrack_event"' in q["sql"]]
+    assert len(reads) == 1, reads
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_request_in_flight_keeps_its_connection_alive(
+    settings: Settings, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """urllib3 keeps at most its pool's size of connections per vendor and closes any
+    other after one request; the pool held 16 whatever the concurrency."""
+    configure(settings, sandbox, CONCURRENCY=24, MIN_CONCURRENCY=24, MAX_CONCURRENCY=24)
+    http.close_sessions()
+    sandbox.inject("hackle", delay=0.3, count=48)
+    track_many(48, vendors=["hackle"])
+    with caplog.at_level(logging.WARNING, logger="urllib3"):
+        stats = sender.drain()
+    assert stats.delivered == 48
+    assert peak_in_flight(sandbox, "hackle", 0.3) == 24
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
