@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from django.core.signals import request_finished, request_started
 from django.db import DatabaseError, close_old_connections, connections
 from django.db.models import Min, Q
 from django.utils import timezone
@@ -138,10 +139,23 @@ class ThreadBackend(ProcessBound):
 
     sends_in_process = True
 
+    def __init__(self) -> None:
+        super().__init__()
+        request_started.connect(self._request_started)
+        request_finished.connect(self._request_finished)
+
+    def _request_started(self, **kwargs: Any) -> None:
+        self._share.request_started()
+
+    def _request_finished(self, **kwargs: Any) -> None:
+        self._share.request_finished()
+
     def _reset(self) -> None:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._bell = sender.Bell()
+        #: What the sender may take while the process serves requests (``SENDER_SHARE``).
+        self._share = sender.Share()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         #: Events committed in this process that may still have deliveries pending.
@@ -178,7 +192,8 @@ class ThreadBackend(ProcessBound):
         try:
             while not self._stop.is_set():  # close() sets it before ringing
                 try:
-                    sender.drain(stop=self._stop, bell=self._bell)
+                    self._share.fraction = get_config().options.sender_share
+                    sender.drain(stop=self._stop, bell=self._bell, share=self._share)
                     self._forget_finished()
                     wait = _seconds_until_next_due()
                 except Exception:

@@ -256,27 +256,102 @@ def window(vendor: str, config: Config) -> Window:
 
 class Bell:
     """What a waiting drain wakes up for: a request finished, or (``fresh``) new
-    events were committed, which the ``thread`` backend rings on every commit."""
+    events were committed, which the ``thread`` backend rings on every commit.
+
+    A commit wakes the drain only when it waits for nothing sooner: one busy with
+    requests in flight, or waiting for its next turn at the database or for its share
+    of the process's time, sees the commit when it wakes anyway. Waking a thread for
+    every commit of a busy server cost its pages more than the sending itself.
+    """
 
     def __init__(self) -> None:
         self._changed = threading.Condition(threading.Lock())
         self._rung = False
         self._fresh = False
+        self._commits_wake = True
 
     def ring(self, *, fresh: bool = False) -> None:
         with self._changed:
-            self._rung = True
             self._fresh = self._fresh or fresh
+            if fresh and not self._commits_wake:
+                return
+            self._rung = True
             self._changed.notify_all()
 
-    def wait(self, timeout: float | None, *, fresh_only: bool = False) -> bool:
-        """Wait until rung (with ``fresh_only``, by a commit), at most ``timeout``
-        seconds; whether events were committed since the last wait. Resets the bell."""
+    def wait(
+        self, timeout: float | None, *, fresh_only: bool = False, commits_wake: bool = True
+    ) -> bool:
+        """Wait until rung (with ``fresh_only``, by a commit; a commit wakes only with
+        ``commits_wake``), at most ``timeout`` seconds; whether events were committed
+        since the last wait. Resets the bell."""
         with self._changed:
+            self._commits_wake = commits_wake
+            if commits_wake and self._fresh:
+                self._rung = True
             self._changed.wait_for(lambda: self._fresh if fresh_only else self._rung, timeout)
             fresh = self._fresh
             self._rung = self._fresh = False
+            self._commits_wake = True
             return fresh
+
+
+class Share:
+    """How much of a process's time its sender may take while the process serves requests.
+
+    The ``thread`` backend sends from the web process itself, where every request
+    thread and the sender's threads take turns on one interpreter lock: what the
+    sender spends (a request costs a few hundred microseconds of CPU in ``requests``
+    and its claims and outcomes a share of the database work) the pages lose. So
+    while a request is being served (:meth:`request_started`, :meth:`request_finished`)
+    the sender may use ``fraction`` of the time, and waits when it has used more
+    (:meth:`delay`); deliveries then lag, and catch up as soon as the requests leave
+    time, at full speed. The plain :class:`Share` (a worker, ``send_event``, the sync
+    backend) never makes anyone wait.
+    """
+
+    #: CPU seconds the sender may spend ahead of its share before it waits.
+    BURST = 0.005
+
+    def __init__(self, fraction: float = 1.0) -> None:
+        self.fraction = fraction
+        self._lock = threading.Lock()
+        self._serving = 0
+        self._owed = 0.0
+        self._settled_at = time.monotonic()
+
+    def request_started(self, **kwargs: Any) -> None:
+        with self._lock:
+            self._settle()
+            self._serving += 1
+
+    def request_finished(self, **kwargs: Any) -> None:
+        with self._lock:
+            self._settle()
+            self._serving = max(self._serving - 1, 0)
+
+    def charge(self, seconds: float) -> None:
+        """The sender spent ``seconds`` of CPU."""
+        if self.fraction >= 1:
+            return
+        with self._lock:
+            self._settle()
+            self._owed += seconds
+
+    def delay(self) -> float:
+        """How long the sender should wait before it spends more (0: go on)."""
+        if self.fraction >= 1:
+            return 0.0
+        with self._lock:
+            self._settle()
+            return self._owed / self.fraction if self._serving and self._owed > 0 else 0.0
+
+    def _settle(self) -> None:
+        """Time passing pays back what the sender spent: all of it while no request is
+        being served, ``fraction`` of it while one is."""
+        now = time.monotonic()
+        earned = (now - self._settled_at) * (self.fraction if self._serving else 1.0)
+        self._owed = max(self._owed - earned, -self.BURST)
+        self._settled_at = now
 
 
 def drain(
@@ -286,13 +361,15 @@ def drain(
     stop: threading.Event | None = None,
     stats: DrainStats | None = None,
     bell: Bell | None = None,
+    share: Share | None = None,
 ) -> DrainStats:
     """Send everything due (for ``event_ids`` only, if given) until nothing is left.
 
     Returns when no vendor has anything due or in flight, or soon after ``stop``
     is set (in-flight requests finish; claimed but unsent rows are released).
     Rung ``fresh``, ``bell`` makes it look again for vendors it found nothing due
-    for, so events committed meanwhile go out in this drain. Counts go into
+    for, so events committed meanwhile go out in this drain; ``share`` bounds the
+    time it takes from a process serving requests. Counts go into
     ``stats`` (a new one by default) as each outcome is recorded, so a caller
     that passes its own keeps what was done before an error interrupted the drain.
     """
@@ -301,9 +378,40 @@ def drain(
     names = [name for name in wanted if name in config.active_vendors]
     stats = DrainStats() if stats is None else stats
     if names:
-        with _Drain(names, config, stats, event_ids, stop, bell or Bell()) as run:
+        pace = _Pace(bell or Bell(), share or Share())
+        with _Drain(names, config, stats, event_ids, stop, pace) as run:
             run.until_idle()
     return stats
+
+
+@dataclass
+class _Pace:
+    """When a drain works: woken by its ``bell``, within its ``share`` of the process's
+    time, and at most every :data:`DATABASE_INTERVAL` at the database."""
+
+    bell: Bell
+    share: Share
+    last_turn: float = -math.inf
+
+    def turn_in(self) -> float:
+        """Seconds until the drain may claim and record again (0: now)."""
+        return max(self.last_turn + DATABASE_INTERVAL - time.monotonic(), 0.0)
+
+    def ready(self) -> bool:
+        """Whether the drain may claim and record now."""
+        return not (self.turn_in() or self.share.delay())
+
+    def take_turn(self) -> bool:
+        if not self.ready():
+            return False
+        self.last_turn = time.monotonic()
+        return True
+
+
+#: The shortest time between two rounds of a drain's database work (a claim, the
+#: outcomes come in meanwhile): under load, a round covers the commits and answers of
+#: that time instead of one each, and the writes leave the database to the requests.
+DATABASE_INTERVAL = 0.02
 
 
 @dataclass(eq=False)
@@ -372,14 +480,14 @@ class _Drain:
         stats: DrainStats,
         event_ids: Sequence[uuid.UUID] | None,
         stop: threading.Event | None,
-        bell: Bell,
+        pace: _Pace,
     ) -> None:
         self.config = config
         self.options = config.options
         self.stats = stats
         self.event_ids = event_ids
         self.stop = stop
-        self.bell = bell
+        self.pace = pace
         self.lanes = [
             _Lane(
                 config.adapters[name](config.vendors[name]),
@@ -420,20 +528,37 @@ class _Drain:
     def until_idle(self) -> None:
         """Claim, send and record until no lane has anything due, waiting, or in flight."""
         while True:
-            if self.stopping():
-                self._release_waiting()
-            else:
-                self._claim()
-                self._send()
-            if all(lane.idle for lane in self.lanes):
-                if self.stopping() or not self._wanting():
-                    return
-                continue  # a claim that sent nothing (all expired): claim again at once
-            fresh = self.bell.wait(self.options.poll_interval)
+            self._work()
+            if all(lane.idle for lane in self.lanes) and (self.stopping() or not self._wanting()):
+                return
+            fresh = self.pace.bell.wait(self._rest(), commits_wake=self.pace.ready())
             if fresh or time.monotonic() - self.claimed_at >= self.options.poll_interval:
                 for lane in self.lanes:  # committed meanwhile, or due since (retries)
                     lane.exhausted = False
+
+    def _work(self) -> None:
+        if self.stopping():
             self._record_finished()
+            self._release_waiting()
+            return
+        if self.pace.take_turn():
+            # Charged by the clock, not the thread's CPU: a database server on the same
+            # machine works for us meanwhile, and SQLite's lock keeps others waiting.
+            started = time.monotonic()
+            self._record_finished()
+            self._claim()
+            self.pace.share.charge(time.monotonic() - started)  # before sending more
+        self._send()
+
+    def _rest(self) -> float:
+        """How long to wait for a bell: until the next turn at the database if there is
+        work for it, or the share allows more sending; else ``POLL_INTERVAL``."""
+        waits = [self.options.poll_interval]
+        if self._wanting() or any(f.done() for lane in self.lanes for f in lane.flying):
+            waits.append(max(self.pace.turn_in(), self.pace.share.delay()))
+        if any(lane.queue for lane in self.lanes):
+            waits.append(self.pace.share.delay())
+        return min(waits)
 
     # -- claiming ---------------------------------------------------------------------------
 
@@ -522,15 +647,18 @@ class _Drain:
             if lane.queue and not breaker.allows(lane.name):
                 self._pause(lane)
             while lane.queue and len(lane.flying) < lane.window.size:
+                if self.pace.share.delay():
+                    return
                 batch = lane.queue.popleft()
                 batch.full = len(lane.flying) + 1 >= lane.window.size
                 future = lane.pool.submit(functools.partial(self._request, lane, batch))
                 lane.flying[future] = batch
-                future.add_done_callback(lambda _: self.bell.ring())
+                future.add_done_callback(lambda _: self.pace.bell.ring())
 
     def _request(self, lane: _Lane, batch: _Batch) -> Outcome | None:
         """Send one batch (in one of the lane's request threads)."""
         batch.sent_at = time.monotonic()
+        spent = time.thread_time()
         try:
             if batch.identify:
                 return _send_identify(lane.adapter, batch.deliveries[0], self.stop, self.options)
@@ -539,6 +667,7 @@ class _Drain:
             )
         finally:
             batch.elapsed = time.monotonic() - batch.sent_at
+            self.pace.share.charge(time.thread_time() - spent)
 
     def _pause(self, lane: _Lane) -> None:
         """Send nothing more to ``lane``'s vendor in this drain; give its waiting rows back."""

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.core import signals as django_signals
 from django.db import connections, transaction
 from django.utils import timezone
 from pytest_django import Settings
@@ -345,3 +346,29 @@ def test_the_sender_sends_from_its_own_thread_when_no_new_thread_may_start(
     assert (stats.delivered, stats.requests) == (3, 3)
     assert senders == {threading.current_thread().name}
     assert len(sandbox.requests("hackle")) == 3
+
+
+def test_thread_backend_sends_within_its_share_while_a_request_is_served(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    """Requests come first: while the process serves one, the sender stops once it has
+    used its share of the time (nearly none here), and sends the rest as soon as the
+    request is over."""
+    use(settings, sandbox, "thread", SENDER_SHARE=0.0001)
+    backend = backends.get_backend()
+    assert isinstance(backend, backends.ThreadBackend)
+    backend.start()
+    django_signals.request_started.send(sender=None)  # what handlers send around a request
+    try:
+        with transaction.atomic():
+            events = [
+                track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}")
+                for n in range(40)
+            ]
+        time.sleep(0.5)  # a negative check: the time in which the sender would have sent them
+        sent_while_busy = len(received(sandbox, "hackle"))
+    finally:
+        django_signals.request_finished.send(sender=None)
+    assert sent_while_busy < 20
+    wait_until(lambda: all(all_delivered(e.id) for e in events if e), timeout=10)
+    assert received(sandbox, "hackle") == dict.fromkeys(range(40), 1)

@@ -275,6 +275,7 @@ def test_sqlite_without_busy_timeout_and_immediate_transactions_warns(
     delivery: str,
     missing: list[str],
 ) -> None:
+    options = {**options, "init_command": checks.SQLITE_INIT_COMMAND}  # W007's part
     monkeypatch.setitem(connections["default"].settings_dict, "OPTIONS", options)
     settings.EVENTTRACK = {"VENDORS": {"hackle": HACKLE}, "DELIVERY": delivery}
     messages = eventtrack_messages()
@@ -285,3 +286,26 @@ def test_sqlite_without_busy_timeout_and_immediate_transactions_warns(
         assert f"DELIVERY {delivery!r}" in messages[0].msg
         assert messages[0].hint is not None
         assert 'DATABASES["default"]["OPTIONS"]' in messages[0].hint
+
+
+@pytest.mark.parametrize(
+    ("init_command", "warns"),
+    [
+        ("", True),
+        ("PRAGMA journal_mode=WAL;", True),  # every commit still waits for the disk
+        ("PRAGMA synchronous=NORMAL", True),
+        (checks.SQLITE_INIT_COMMAND, False),
+        ("pragma journal_mode = wal; pragma synchronous = 1", False),
+    ],
+)
+def test_sqlite_without_wal_and_normal_synchronous_warns_whatever_the_delivery(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, init_command: str, warns: bool
+) -> None:
+    options = {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": init_command}
+    monkeypatch.setitem(connections["default"].settings_dict, "OPTIONS", options)
+    settings.EVENTTRACK = {"VENDORS": {"hackle": HACKLE}, "DELIVERY": "worker"}
+    messages = eventtrack_messages()
+    assert ids(messages) == (["eventtrack.W007"] if warns else [])
+    if warns:
+        assert messages[0].hint is not None
+        assert checks.SQLITE_INIT_COMMAND in messages[0].hint

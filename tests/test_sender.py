@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -14,7 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from pytest_django import Settings
 
-from django_eventtrack import http, outbox, sender
+from django_eventtrack import http, outbox, sender, track
 from django_eventtrack.conf import get_config
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery
@@ -185,3 +186,64 @@ def test_each_request_in_flight_keeps_its_connection_alive(
     assert stats.delivered == 48
     assert peak_in_flight(sandbox, "hackle", 0.3) == 24
     assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+
+
+# --- sharing a busy process --------------------------------------------------------------------
+
+
+def test_a_share_makes_the_sender_wait_only_while_requests_are_served() -> None:
+    share = sender.Share(0.5)
+    share.request_started()
+    share.charge(0.05)
+    assert 0.08 < share.delay() <= 0.1  # 50 ms of CPU at half the time: 100 ms
+    share.request_finished()
+    assert share.delay() == 0  # nobody to make wait; it is paid back at full speed now
+    unlimited = sender.Share()
+    unlimited.request_started()
+    unlimited.charge(0.05)
+    assert unlimited.delay() == 0  # a worker's drain never waits
+
+
+def test_a_commit_wakes_a_drain_only_when_it_waits_for_nothing_sooner() -> None:
+    bell = sender.Bell()
+    threading.Timer(0.05, bell.ring, kwargs={"fresh": True}).start()
+    started = time.monotonic()
+    assert bell.wait(5, commits_wake=True) is True
+    assert time.monotonic() - started < 1
+    threading.Timer(0.05, bell.ring, kwargs={"fresh": True}).start()
+    started = time.monotonic()
+    assert bell.wait(0.5, commits_wake=False) is True  # seen when it woke anyway
+    assert time.monotonic() - started >= 0.5
+    threading.Timer(0.05, bell.ring).start()  # a request finished: always wakes it
+    started = time.monotonic()
+    assert bell.wait(5, commits_wake=False) is False
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stream_of_commits_is_claimed_a_few_at_a_time(
+    settings: Settings, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each commit rings the running drain, which claims at most every
+    ``DATABASE_INTERVAL``: a claim covers the commits of that time, not one each."""
+    configure(settings, sandbox, only=VENDORS)
+    claims = 0
+    real_claim = outbox.claim_due
+
+    def claim_due(*args: Any, **kwargs: Any) -> outbox.Claim:
+        nonlocal claims
+        claims += 1
+        return real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(outbox, "claim_due", claim_due)
+    sandbox.inject("hackle", delay=0.5)  # keeps the drain running while events come in
+    bell = sender.Bell()
+    drained = threading.Thread(target=sender.drain, kwargs={"bell": bell})
+    track_many(1)
+    drained.start()
+    for n in range(1, 41):
+        track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}")
+        bell.ring(fresh=True)
+    drained.join(10)
+    assert Delivery.objects.filter(status=Status.DELIVERED).count() == 41 * len(VENDORS)
+    assert claims < 20, claims

@@ -19,8 +19,12 @@ TIME_ZONE = "UTC"
 INSTALLED_APPS = ["django_eventtrack"]
 DATABASES = {"default": environ.Env.db_url_config(os.environ["BENCH_DATABASE_URL"])}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # What the docs recommend for SQLite with concurrent writers.
-    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+    # What the docs recommend for SQLite with concurrent writers (checks W005, W007).
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 EVENTTRACK: dict[str, object] = {}
 LOGGING_CONFIG = None

@@ -32,7 +32,11 @@ INSTALLED_APPS = [
 
 DATABASES = {"default": environ.Env.db_url_config(os.environ["EVENTTRACK_TEST_DATABASE_URL"])}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
 
 EVENTTRACK: dict[str, object] = {"ADAPTERS": list(TEST_ADAPTERS)}
 
