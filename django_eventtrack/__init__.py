@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from django_eventtrack.version import __version__
 
 if TYPE_CHECKING:
-    from django_eventtrack.identification import identify
-    from django_eventtrack.tracking import aidentify, atrack, track
+    from django_eventtrack.identification import aidentify, identify
+    from django_eventtrack.tracking import atrack, track
 else:
 
     def track(*args: Any, **kwargs: Any) -> Any:
@@ -40,7 +40,7 @@ else:
     atrack.__doc__ = "Track an event from async code; see :func:`django_eventtrack.tracking.track`."
 
     async def aidentify(*args: Any, **kwargs: Any) -> Any:
-        from django_eventtrack.tracking import aidentify as _aidentify
+        from django_eventtrack.identification import aidentify as _aidentify
 
         return await _aidentify(*args, **kwargs)
 

@@ -38,10 +38,10 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from django_eventtrack import backends, dashboard, outbox, status
-from django_eventtrack.event import Identity
+from django_eventtrack.conf import get_config
+from django_eventtrack.event import CORE_KEYS
 from django_eventtrack.models import Delivery, Event, VendorProfile
 from django_eventtrack.redaction import truncate
-from django_eventtrack.vendors import ADAPTERS
 
 Status = Delivery.Status
 
@@ -56,12 +56,13 @@ else:
 
 
 def _event_search_fields(path: str = "") -> tuple[str, ...]:
-    identity = (f"={path}identity__{key}" for key in Identity.field_names())
-    return (f"={path}id", f"{path}name", *identity)
+    """The event id, its name, and every identity key: the core ones and the registry's."""
+    keys = (*CORE_KEYS, *get_config().vendor_id_names)
+    return (f"={path}id", f"{path}name", *(f"={path}identity__{key}" for key in keys))
 
 
 def _vendor_choices() -> list[tuple[str, str]]:
-    return [(name, adapter.display_name) for name, adapter in ADAPTERS.items()]
+    return [(name, adapter.display_name) for name, adapter in get_config().adapters.items()]
 
 
 class ReadOnlyAdminMixin:
@@ -194,7 +195,8 @@ class DeliveryInline(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryInlineBas
 class EventAdmin(ReadOnlyAdminMixin, EventAdminBase):
     list_display = ("name", "kind", "id", "timestamp", "created_at", "deliveries_column")
     list_filter = (HasDeliveryToFilter, HasDeliveryInStatusFilter, "kind", "created_at")
-    search_fields = _event_search_fields()
+    #: The real list comes from the registry (:meth:`get_search_fields`).
+    search_fields = ("=id",)
     fields = (
         "id",
         "name",
@@ -208,6 +210,9 @@ class EventAdmin(ReadOnlyAdminMixin, EventAdminBase):
     readonly_fields = fields
     inlines = (DeliveryInline,)
     show_full_result_count = False
+
+    def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        return _event_search_fields()
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Event]:
         return super().get_queryset(request).prefetch_related("deliveries")
@@ -259,7 +264,7 @@ def retry_deliveries(deliveries: QuerySet[Delivery]) -> Retried:
 class RetryFailedForm(forms.Form):
     """The dashboard's "retry the failed deliveries of this vendor since ..."."""
 
-    vendor = forms.ChoiceField(choices=lambda: [(name, name) for name in ADAPTERS])
+    vendor = forms.ChoiceField(choices=lambda: [(name, name) for name in get_config().adapters])
     since = forms.DateTimeField(
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         help_text="deliveries that failed at or after this time",
@@ -282,7 +287,8 @@ class DeliveryAdmin(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryAdminBase)
     )
     list_filter = (VendorFilter, "status", "created_at", "next_attempt_at")
     list_select_related = ("event",)
-    search_fields = _event_search_fields("event__")
+    #: The real list comes from the registry (:meth:`get_search_fields`).
+    search_fields = ("=event__id",)
     fields = (
         "event",
         "vendor",
@@ -319,6 +325,9 @@ class DeliveryAdmin(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryAdminBase)
         """The actions need the change permission, although no form edits a delivery."""
         codename = get_permission_codename("change", self.opts)
         return request.user.has_perm(f"{self.opts.app_label}.{codename}")
+
+    def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        return _event_search_fields("event__")
 
     @admin.display(description="event", ordering="event__name")
     def event_name(self, delivery: Delivery) -> str:

@@ -69,14 +69,24 @@ def check_configuration(
 def check_delivery_backend(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """E002: ``DELIVERY`` names no importable backend."""
+    """E002: ``DELIVERY`` names no importable backend, or one whose ``check_settings()``
+    refuses the configuration (a Tasks backend refusing ``TASKS_QUEUE``)."""
     config = _config()
     if config is None:
         return []
     try:
-        backends.load_backend(config.delivery)
+        backend = backends.load_backend(config.delivery)
+        check_settings = getattr(backend, "check_settings", None)
+        if check_settings is not None:
+            check_settings()
     except ConfigurationError as exc:
         return [Error(str(exc), hint=HINT, id="eventtrack.E002")]
+    except Exception as exc:
+        message = (
+            f'EVENTTRACK["DELIVERY"] is {config.delivery!r}, whose backend refuses the '
+            f"settings: {type(exc).__name__}: {exc}"
+        )
+        return [Error(message, hint=HINT, id="eventtrack.E002")]
     return []
 
 
@@ -200,8 +210,11 @@ def check_environment(
 ) -> list[CheckMessage]:
     """W006: an ``EVENTTRACK_*`` environment variable that no setting reads (a typo
     such as ``EVENTTRACK_HACKLE_APIKEY`` would leave Hackle off without a word)."""
+    config = _config()
+    if config is None:
+        return []
     # Compared without the prefix every name shares, which would make any two look alike.
-    known = {name.removeprefix(PREFIX): name for name in environment_variables()}
+    known = {name.removeprefix(PREFIX): name for name in environment_variables(config)}
     unknown = sorted(
         name
         for name in os.environ

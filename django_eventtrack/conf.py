@@ -24,19 +24,28 @@ from urllib.parse import urlsplit
 import environ
 from django.conf import settings
 from django.core.signals import setting_changed
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
 from django_eventtrack.errors import ConfigurationError
+from django_eventtrack.setting_values import env_name as env_name
+from django_eventtrack.setting_values import parse_names as parse_names
+from django_eventtrack.setting_values import setting_path as setting_path
+from django_eventtrack.vendors import BUILT_IN
+from django_eventtrack.vendors.base import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_READ_TIMEOUT,
+    BrowserId,
+    VendorAdapter,
+    visitor_ids,
+)
+from django_eventtrack.vendors.base import VendorConfig as VendorConfig
 
 T = TypeVar("T")
 
 DEFAULT_DELIVERY = "thread"
-DEFAULT_CONNECT_TIMEOUT = 3.05
-DEFAULT_READ_TIMEOUT = 10.0
-DEFAULT_MAX_ATTEMPTS = 10
-DEFAULT_MAX_AGE = 3 * 24 * 3600.0
 #: Browsers keep a cookie at most 400 days (RFC 6265bis; Chrome and others cap Max-Age there),
 #: so a longer lifetime would only promise what no browser keeps.
 MAX_COOKIE_AGE = 400 * 24 * 3600
@@ -108,7 +117,7 @@ class DeliveryOptions:
 
 #: Top-level keys of ``EVENTTRACK``.
 TOP_LEVEL_KEYS = frozenset(
-    {"VENDORS", "DELIVERY", "RAISE_ON_INVALID", "IDENTITY", "MODEL_EVENTS"}
+    {"ADAPTERS", "VENDORS", "DELIVERY", "RAISE_ON_INVALID", "IDENTITY", "MODEL_EVENTS"}
     | {"RAISE_ON_STORAGE_ERROR", "SCRUB_DELIVERED", "REDACT_KEYS"}
     | {"IDENTIFY_ON_LOGIN", "IDENTIFY_TRAITS", "IDENTIFY_STAFF"}
     | {"BLOCK_HTTP"}
@@ -141,48 +150,20 @@ class IdentitySettings:
 
 
 @dataclass(frozen=True)
-class VendorConfig:
-    """One vendor's resolved settings. ``active`` is False when credentials are absent."""
-
-    name: str
-    credentials: Mapping[str, str]
-    api_url: str
-    events: frozenset[str] | None = None
-    event_names: Mapping[str, str] = field(default_factory=dict)
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    read_timeout: float = DEFAULT_READ_TIMEOUT
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    #: Seconds after which an undelivered event is given up (``failed``).
-    max_age: float = DEFAULT_MAX_AGE
-    #: Whether ``identify()`` calls go to this vendor (``IDENTIFY``, default true).
-    identify: bool = True
-    active: bool = True
-    #: The settings only this vendor has (its adapter's ``own_settings``), resolved.
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """Every credential value, for redaction."""
-        return tuple(value for value in self.credentials.values() if value)
-
-    def credential(self, key: str) -> str:
-        return self.credentials[key]
-
-    def __repr__(self) -> str:
-        return f"VendorConfig(name={self.name!r}, api_url={self.api_url!r}, active={self.active})"
-
-
-@dataclass(frozen=True)
 class Config:
     """The whole resolved ``EVENTTRACK`` configuration."""
 
+    #: ``ADAPTERS``: the vendor registry, name -> adapter class, in settings order.
+    adapters: Mapping[str, type[VendorAdapter]]
     vendors: Mapping[str, VendorConfig]
     delivery: str
     raise_on_invalid: bool
     options: DeliveryOptions = field(default_factory=DeliveryOptions)
     #: ``EVENTTRACK["IDENTITY"]``: cookies, user id and consent (:mod:`.identity` uses them).
     identity: IdentitySettings = field(default_factory=IdentitySettings)
-    #: ``EVENTTRACK["MODEL_EVENTS"]`` as given; validated by :mod:`django_eventtrack.hooks`.
+    #: ``EVENTTRACK["MODEL_EVENTS"]``, a list of dicts; :mod:`django_eventtrack.hooks` parses
+    #: each entry with this module's conventions (parsers taking where to fix the value, a
+    #: ConfigurationError naming it), keeping a bad entry out instead of failing here.
     model_events: tuple[Mapping[str, Any], ...] = ()
     #: ``CELERY_QUEUE``: the queue the ``celery`` backend sends its tasks to; empty lets
     #: Celery route them (``task_routes``, else ``task_default_queue``).
@@ -213,15 +194,19 @@ class Config:
     def active_vendors(self) -> dict[str, VendorConfig]:
         return {name: vendor for name, vendor in self.vendors.items() if vendor.active}
 
+    @functools.cached_property
+    def browser_ids(self) -> tuple[BrowserId, ...]:
+        """Every vendor's browser ids, in registry order."""
+        return tuple(bid for adapter in self.adapters.values() for bid in adapter.browser_ids)
 
-def setting_path(*parts: str) -> str:
-    """``EVENTTRACK["VENDORS"]["hackle"]["API_KEY"]`` for the parts given."""
-    return "EVENTTRACK" + "".join(f"[{part!r}]" for part in parts).replace("'", '"')
+    @functools.cached_property
+    def vendor_id_names(self) -> tuple[str, ...]:
+        """The identity keys the vendors declare (``track()``'s id keywords)."""
+        return tuple(browser_id.name for browser_id in self.browser_ids)
 
-
-def env_name(*parts: str) -> str:
-    """``EVENTTRACK_HACKLE_API_KEY`` for ``("hackle", "API_KEY")``."""
-    return "_".join(("EVENTTRACK", *(part.upper() for part in parts)))
+    def adapter(self, name: str) -> VendorAdapter:
+        """Vendor ``name``'s adapter with its settings."""
+        return self.adapters[name](self.vendors[name])
 
 
 def lookup(
@@ -253,14 +238,12 @@ def lookup(
 SETTINGS_ONLY_KEYS = frozenset({"VENDORS", "IDENTITY", "MODEL_EVENTS"})
 
 
-def environment_variables() -> frozenset[str]:
+def environment_variables(config: Config) -> frozenset[str]:
     """Every ``EVENTTRACK_*`` variable :func:`lookup` may read (check W006 compares)."""
-    # Imported here: the registry imports adapters, which import this module.
-    from django_eventtrack.vendors import ADAPTERS
-
     names = {env_name(key) for key in TOP_LEVEL_KEYS - SETTINGS_ONLY_KEYS}
-    for vendor, adapter in ADAPTERS.items():
-        names |= {env_name(vendor, key) for key in (*adapter.credential_settings, *VENDOR_OPTIONS)}
+    for vendor, adapter in config.adapters.items():
+        own = (*adapter.credential_settings, *VENDOR_OPTIONS, *adapter.own_settings)
+        names |= {env_name(vendor, key) for key in own}
     return frozenset(names)
 
 
@@ -271,9 +254,6 @@ def get_config() -> Config:
 
 @functools.cache
 def _build_config() -> Config:
-    # Imported here: the registry imports adapters, which import this module.
-    from django_eventtrack.vendors import ADAPTERS
-
     raw = getattr(settings, "EVENTTRACK", {}) or {}
     if not isinstance(raw, Mapping):
         raise ConfigurationError(
@@ -286,20 +266,24 @@ def _build_config() -> Config:
             f"EVENTTRACK has unknown keys {sorted(unknown)}; "
             f"expected some of {sorted(TOP_LEVEL_KEYS)}"
         )
+    names = lookup(raw, "ADAPTERS", path=(), parse=_parse_adapter_names, default=tuple(BUILT_IN))
+    adapters = _load_adapters(names)
     vendors_raw = raw.get("VENDORS") or {}
     if not isinstance(vendors_raw, Mapping):
         raise ConfigurationError('EVENTTRACK["VENDORS"] must be a dict of vendor name to settings')
-    unknown = set(vendors_raw) - set(ADAPTERS)
+    unknown = set(vendors_raw) - set(adapters)
     if unknown:
         raise ConfigurationError(
             f'EVENTTRACK["VENDORS"] names unknown vendors {sorted(unknown)}; '
-            f"the vendors are {sorted(ADAPTERS)}"
+            f"the vendors are {sorted(adapters)} (add others to {setting_path('ADAPTERS')})"
         )
+    visitors = visitor_ids([bid for adapter in adapters.values() for bid in adapter.browser_ids])
     vendors = {
-        name: _vendor_config(name, vendors_raw.get(name) or {}, adapter)
-        for name, adapter in ADAPTERS.items()
+        name: _vendor_config(name, vendors_raw.get(name) or {}, adapter, visitors)
+        for name, adapter in adapters.items()
     }
     return Config(
+        adapters=adapters,
         vendors=vendors,
         delivery=lookup(raw, "DELIVERY", path=(), parse=_parse_delivery, default=DEFAULT_DELIVERY),
         raise_on_invalid=lookup(raw, "RAISE_ON_INVALID", path=(), parse=_parse_bool, default=True),
@@ -365,12 +349,14 @@ def _delivery_options(raw: Mapping[str, Any]) -> DeliveryOptions:
     return DeliveryOptions(**values)
 
 
-def _vendor_config(name: str, raw: Mapping[str, Any], adapter: Any) -> VendorConfig:
+def _vendor_config(
+    name: str, raw: Mapping[str, Any], adapter: type[VendorAdapter], visitors: tuple[str, ...]
+) -> VendorConfig:
     path = ("VENDORS", name)
     if not isinstance(raw, Mapping):
         raise ConfigurationError(f"{setting_path(*path)} must be a dict of settings")
-    credential_keys: tuple[str, ...] = adapter.credential_settings
-    own_settings: Mapping[str, tuple[Callable[[Any, str], Any], Any]] = adapter.own_settings
+    credential_keys = adapter.credential_settings
+    own_settings = adapter.own_settings
     unknown = set(raw) - VENDOR_OPTIONS - set(credential_keys) - set(own_settings)
     if unknown:
         raise ConfigurationError(
@@ -419,6 +405,7 @@ def _vendor_config(name: str, raw: Mapping[str, Any], adapter: Any) -> VendorCon
             key: lookup(raw, key, path=path, parse=parse, default=default)
             for key, (parse, default) in own_settings.items()
         },
+        visitor_ids=visitors,
     )
 
 
@@ -549,13 +536,25 @@ def _respect_gpc(raw: Mapping[str, Any]) -> bool:
 
 
 def _import_callable(key: str, path: str) -> Callable[..., Any]:
+    return parse_callable(path, _identity_key(key))
+
+
+def parse_callable(value: Any, where: str) -> Callable[..., Any]:
+    """A callable, or the dotted path of one (imported now): ``IDENTITY``'s ``USER_ID`` and
+    ``CONSENT``, a ``MODEL_EVENTS`` hook's ``properties`` and ``identity``."""
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(
+            f"{where}: must be a callable or a dotted path to one; got {value!r}"
+        )
     try:
-        target = import_string(path)
-    except ImportError as exc:
-        raise ConfigurationError(f"{_identity_key(key)}: cannot import {path!r} ({exc})") from None
-    if not callable(target):
-        raise ConfigurationError(f"{_identity_key(key)}: {path!r} is not callable")
-    return target  # type: ignore[no-any-return]
+        found = import_string(value)
+    except Exception as exc:
+        raise ConfigurationError(f"{where}: cannot import {value!r}: {exc}") from None
+    if not callable(found):
+        raise ConfigurationError(f"{where}: {value!r} is a {type(found).__name__}, not a callable")
+    return found  # type: ignore[no-any-return]
 
 
 # -- parsers: (raw value, where to fix it) -> value ---------------------------
@@ -647,18 +646,6 @@ def _parse_bool(value: Any, where: str) -> bool:
     raise ConfigurationError(f"{where} must be true or false, got {value!r}")
 
 
-def parse_names(value: Any, where: str) -> frozenset[str]:
-    """A list of names (or a comma-separated string, as environment variables give it)."""
-    names = value.split(",") if isinstance(value, str) else value
-    if not isinstance(names, list | tuple | set | frozenset) or not all(
-        isinstance(name, str) for name in names
-    ):
-        raise ConfigurationError(
-            f"{where} must be a list of event names (or a comma-separated string)"
-        )
-    return frozenset(name.strip() for name in names if name.strip())
-
-
 def _parse_traits(value: Any, where: str) -> tuple[str, ...]:
     names = value.split(",") if isinstance(value, str) else value
     if not isinstance(names, list | tuple) or not all(
@@ -707,6 +694,61 @@ def _parse_pairs(value: str, where: str) -> dict[str, str]:
     return pairs
 
 
+def _parse_adapter_names(value: Any, where: str) -> tuple[str, ...]:
+    """``ADAPTERS``: built-in vendors by name, others by the dotted path of their
+    :class:`~django_eventtrack.vendors.base.VendorAdapter` subclass."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(item, str) for item in items):
+        raise ConfigurationError(
+            f"{where} must be a list of vendor names ({', '.join(BUILT_IN)}) or dotted paths "
+            "to VendorAdapter subclasses"
+        )
+    return tuple(filter(None, (item.strip() for item in items)))
+
+
+def _load_adapters(names: tuple[str, ...]) -> dict[str, type[VendorAdapter]]:
+    """The vendor registry: the adapter classes ``ADAPTERS`` names, in its order."""
+    where = f"{setting_path('ADAPTERS')} (or environment variable {env_name('ADAPTERS')})"
+    adapters: dict[str, type[VendorAdapter]] = {}
+    for item in names:
+        adapter = _import_adapter(BUILT_IN.get(item, item), where)
+        if adapter.name in adapters:
+            raise ConfigurationError(f"{where} names the vendor {adapter.name!r} twice")
+        adapters[adapter.name] = adapter
+    _check_browser_ids(adapters, where)
+    return adapters
+
+
+def _import_adapter(path: str, where: str) -> type[VendorAdapter]:
+    try:
+        adapter = import_string(path)
+    except ImportError as exc:
+        raise ConfigurationError(f"{where}: cannot import {path!r} ({exc})") from None
+    if not (isinstance(adapter, type) and issubclass(adapter, VendorAdapter)):
+        raise ConfigurationError(f"{where}: {path!r} is not a VendorAdapter subclass")
+    if not re.fullmatch(r"[a-z][a-z0-9]*", getattr(adapter, "name", "")):
+        raise ConfigurationError(
+            f"{where}: {path!r} must set name to a lowercase word (it is the vendor's key in "
+            f"{setting_path('VENDORS')} and in environment variables)"
+        )
+    return adapter
+
+
+def _check_browser_ids(adapters: Mapping[str, type[VendorAdapter]], where: str) -> None:
+    """Browser id names are identity keys: unique, and not a core key."""
+    seen: dict[str, str] = dict.fromkeys(("user_id", "anonymous_id", "opted_out"), "the core")
+    for name, adapter in adapters.items():
+        for browser_id in adapter.browser_ids:
+            if browser_id.name in seen:
+                raise ConfigurationError(
+                    f"{where}: {name}'s browser id {browser_id.name!r} is already "
+                    f"{seen[browser_id.name]}'s"
+                )
+            if "</" in (browser_id.script or "") + (browser_id.script_ready or ""):
+                raise ConfigurationError(f"{where}: {name}'s browser script contains '</'")
+            seen[browser_id.name] = name
+
+
 def _parse_delivery(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigurationError(
@@ -737,12 +779,19 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
+#: Sent when ``EVENTTRACK`` changes (Django's ``setting_changed``, in tests), after the
+#: cached configuration is dropped: whatever is built from it (the model hooks' signal
+#: connections) rebuilds itself. This module holds the one ``setting_changed`` receiver.
+changed = Signal()
+
+
 def reload() -> None:
     """Forget the cached configuration (after changing settings or the environment)."""
     _build_config.cache_clear()
 
 
-@receiver(setting_changed)
+@receiver(setting_changed, dispatch_uid="django_eventtrack.conf")
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting == "EVENTTRACK":
         reload()
+        changed.send(sender=None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -47,111 +47,164 @@ IDENTIFIER_PATTERN = re.compile(r"[\x21-\x7e]+")
 JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
 
 
-@dataclass(frozen=True)
+#: The keys every identity has, whatever the vendors: the logged-in user and our
+#: first-party visitor id. The vendors' own ids are keyed by the names their
+#: adapters declare (``BrowserId.name``).
+CORE_KEYS = ("user_id", "anonymous_id")
+OPTED_OUT = "opted_out"
+ID_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+
+
 class Identity:
     """Who an event is about, in every vendor's words.
 
     ``user_id`` is the logged-in user, ``anonymous_id`` our first-party visitor
-    id; the rest are the vendors' own browser ids captured by the middleware
-    (or passed explicitly): Hellotext ``profile`` and ``session``, Hackle
-    ``device_id``, Browsee's anonymous id and PrimeData's session id.
-    ``opted_out`` marks a visitor who refused tracking: the event is still
-    stored, but every vendor delivery is skipped.
+    id; every other keyword is a vendor's own id for the visitor, by the name its
+    adapter declares (``Identity(device_id=...)``), captured by the middleware or
+    passed explicitly. Which names exist is the vendor registry's business:
+    this class checks only each value. ``opted_out`` marks a visitor who refused
+    tracking: the event is still stored, but every vendor delivery is skipped.
+    Immutable and hashable; :meth:`replace` makes a changed copy.
     """
 
-    user_id: str | None = None
-    anonymous_id: str | None = None
-    profile: str | None = None
-    session: str | None = None
-    device_id: str | None = None
-    browsee_anonymous_id: str | None = None
-    primedata_session_id: str | None = None
-    opted_out: bool = False
+    __slots__ = ("_ids", "opted_out")
+    _ids: dict[str, str]
+    opted_out: bool
 
-    def __post_init__(self) -> None:
-        for name in self.field_names():
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, int) and not isinstance(value, bool):
-                value = str(value)
-                object.__setattr__(self, name, value)
-            if not isinstance(value, str):
-                raise InvalidEvent(
-                    f"identity.{name} must be a string, got {type(value).__name__}",
-                    field=f"identity.{name}",
-                )
-            if value == "":
-                object.__setattr__(self, name, None)
-                continue
-            if len(value) > MAX_IDENTIFIER_LENGTH or not IDENTIFIER_PATTERN.fullmatch(value):
-                raise InvalidEvent(
-                    f"identity.{name} must be 1 to {MAX_IDENTIFIER_LENGTH} printable ASCII "
-                    "characters without spaces",
-                    field=f"identity.{name}",
-                )
+    def __init__(
+        self,
+        user_id: str | int | None = None,
+        anonymous_id: str | None = None,
+        *,
+        opted_out: bool = False,
+        **vendor_ids: str | int | None,
+    ) -> None:
+        given = {"user_id": user_id, "anonymous_id": anonymous_id, **vendor_ids}
+        checked = {name: _identifier(name, value) for name, value in given.items()}
+        object.__setattr__(self, "_ids", {k: v for k, v in checked.items() if v is not None})
+        object.__setattr__(self, "opted_out", opted_out)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Identity is immutable; use replace()")
+
+    @property
+    def user_id(self) -> str | None:
+        return self._ids.get("user_id")
+
+    @property
+    def anonymous_id(self) -> str | None:
+        return self._ids.get("anonymous_id")
+
+    def __getattr__(self, name: str) -> str | None:
+        """A vendor's id by attribute (``identity.device_id``); None when unset."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._ids.get(name)
+
+    def get(self, key: str) -> str | None:
+        """The id under ``key`` (a core key or a vendor's id name), None when unset."""
+        return self._ids.get(key)
+
+    @property
+    def vendor_ids(self) -> dict[str, str]:
+        """The vendors' ids that are set, by name."""
+        return {name: value for name, value in self._ids.items() if name not in CORE_KEYS}
 
     @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return (
-            "user_id",
-            "anonymous_id",
-            "profile",
-            "session",
-            "device_id",
-            "browsee_anonymous_id",
-            "primedata_session_id",
-        )
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Identity:
+    def from_dict(cls, data: Mapping[str, Any], known: Iterable[str]) -> Identity:
         """The inverse of :meth:`as_dict`, for an identity kept as JSON (a model
-        field, a task argument). Values are validated as usual; an unknown key is
-        refused, so a typo does not silently drop an id."""
+        field, a task argument). Values are validated as usual; a key that is not
+        a core key, ``opted_out`` or one of the ``known`` vendor id names is refused,
+        so a typo does not silently drop an id."""
         if not isinstance(data, Mapping):
             raise InvalidEvent(
                 f"identity must be a mapping, got {type(data).__name__}", field="identity"
             )
-        unknown = set(data) - {*cls.field_names(), "opted_out"}
+        allowed = [*CORE_KEYS, *known, OPTED_OUT]
+        unknown = set(data) - set(allowed)
         if unknown:
             raise InvalidEvent(
                 f"identity has unknown keys {sorted(map(str, unknown))}; expected some of "
-                f"{[*cls.field_names(), 'opted_out']}",
+                f"{allowed}",
                 field="identity",
             )
-        opted_out = data.get("opted_out", False)
+        opted_out = data.get(OPTED_OUT, False)
         if not isinstance(opted_out, bool):
             raise InvalidEvent(
                 "identity.opted_out must be true or false", field="identity.opted_out"
             )
-        return cls(**{name: data.get(name) for name in cls.field_names()}, opted_out=opted_out)
+        ids = {name: value for name, value in data.items() if name != OPTED_OUT}
+        return cls.from_ids(ids, opted_out=opted_out)
+
+    @classmethod
+    def from_ids(cls, ids: Mapping[str, str | int | None], *, opted_out: bool = False) -> Identity:
+        """An identity from ``{key: id}`` (core keys and vendors' id names alike)."""
+        identity = cls(opted_out=opted_out)
+        checked = {name: _identifier(name, value) for name, value in ids.items()}
+        object.__setattr__(identity, "_ids", {k: v for k, v in checked.items() if v is not None})
+        return identity
 
     def merged(self, other: Identity) -> Identity:
         """This identity with the blanks filled from ``other``; set values win.
         Opted out if either is: consent belongs to the visitor, not to one id."""
-        return Identity(
-            **{name: getattr(self, name) or getattr(other, name) for name in self.field_names()},
-            opted_out=self.opted_out or other.opted_out,
+        return Identity.from_ids(
+            {**other._ids, **self._ids}, opted_out=self.opted_out or other.opted_out
         )
 
-    @property
-    def visitor_id(self) -> str | None:
-        """One browser-level id to join vendors on when a vendor's own id is unknown.
-
-        The Hellotext session first (the id Hellotext.js and Hellotext short links
-        put in the browser, so marketing clicks line up with server events), then
-        our first-party anonymous id, then the Hellotext profile.
-        """
-        return self.session or self.anonymous_id or self.profile
+    def replace(self, **changes: str | int | None) -> Identity:
+        """A copy with ``changes`` applied (None removes an id)."""
+        return Identity.from_ids({**self._ids, **changes}, opted_out=self.opted_out)
 
     def as_dict(self) -> dict[str, str | bool]:
         """The set ids (and ``opted_out`` when true), as stored with every event."""
-        values: dict[str, str | bool] = {
-            name: value for name in self.field_names() if (value := getattr(self, name))
-        }
+        values: dict[str, str | bool] = dict(self._ids)
         if self.opted_out:
-            values["opted_out"] = True
+            values[OPTED_OUT] = True
         return values
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled and copied through :meth:`from_ids` (the instance itself is immutable)."""
+        return (_rebuilt, (dict(self._ids), self.opted_out))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Identity):
+            return NotImplemented
+        return self._ids == other._ids and self.opted_out == other.opted_out
+
+    def __hash__(self) -> int:
+        return hash((frozenset(self._ids.items()), self.opted_out))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in self.as_dict().items())
+        return f"Identity({shown})"
+
+
+def _rebuilt(ids: dict[str, str], opted_out: bool) -> Identity:
+    return Identity.from_ids(ids, opted_out=opted_out)
+
+
+def _identifier(name: str, value: object) -> str | None:
+    """``value`` as an id: a string (an int is spelled out), None when empty; else refused."""
+    if not ID_NAME_PATTERN.fullmatch(name):
+        raise InvalidEvent(
+            f"identity key {name!r} must be lowercase letters, digits and _", field="identity"
+        )
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise InvalidEvent(
+            f"identity.{name} must be a string, got {type(value).__name__}",
+            field=f"identity.{name}",
+        )
+    if len(value) > MAX_IDENTIFIER_LENGTH or not IDENTIFIER_PATTERN.fullmatch(value):
+        raise InvalidEvent(
+            f"identity.{name} must be 1 to {MAX_IDENTIFIER_LENGTH} printable ASCII "
+            "characters without spaces",
+            field=f"identity.{name}",
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -286,28 +339,6 @@ def _normalise_value(value: Any, path: str, depth: int, counter: list[int]) -> J
     counter[0] += 1
     if counter[0] > MAX_ITEMS:
         raise InvalidEvent(f"properties hold more than {MAX_ITEMS} values; send less", field=path)
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return _integer(value, path)
-    if isinstance(value, float | Decimal):
-        return _number(value, path)
-    if isinstance(value, str):
-        if len(value) > MAX_STRING_LENGTH:
-            raise InvalidEvent(
-                f"{path} is {len(value)} characters long; the limit is {MAX_STRING_LENGTH}",
-                field=path,
-            )
-        _check_text(value, path, path)
-        return value
-    if isinstance(value, datetime):
-        if timezone.is_naive(value):
-            raise InvalidEvent(f"{path} is a naive datetime; make it timezone-aware", field=path)
-        return _utc(value, path).isoformat().replace("+00:00", "Z")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
     if isinstance(value, Mapping):
         return _normalise_mapping(value, path, depth + 1, counter)
     if isinstance(value, list | tuple):
@@ -317,11 +348,40 @@ def _normalise_value(value: Any, path: str, depth: int, counter: list[int]) -> J
             _normalise_value(item, f"{path}[{index}]", depth + 1, counter)
             for index, item in enumerate(value)
         ]
+    return _normalise_scalar(value, path)
+
+
+def _normalise_scalar(value: Any, path: str) -> JSONValue:
+    """A value that is not a container, as JSON (or refused, naming ``path``)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return _integer(value, path)
+    if isinstance(value, float | Decimal):
+        return _number(value, path)
+    if isinstance(value, str):
+        return _string(value, path)
+    if isinstance(value, datetime):
+        if timezone.is_naive(value):
+            raise InvalidEvent(f"{path} is a naive datetime; make it timezone-aware", field=path)
+        return _utc(value, path).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date | uuid.UUID):
+        return value.isoformat() if isinstance(value, date) else str(value)
     raise InvalidEvent(
         f"{path} is a {type(value).__name__}, which is not JSON; use a string, number, "
         "boolean, None, list or dict (Decimal, datetime, date and UUID are converted)",
         field=path,
     )
+
+
+def _string(value: str, path: str) -> str:
+    if len(value) > MAX_STRING_LENGTH:
+        raise InvalidEvent(
+            f"{path} is {len(value)} characters long; the limit is {MAX_STRING_LENGTH}",
+            field=path,
+        )
+    _check_text(value, path, path)
+    return value
 
 
 def _number(value: float | Decimal, path: str) -> int | float:

@@ -28,17 +28,14 @@ from typing import Any, TypeVar
 from django.apps import apps
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ValidationError
-from django.core.signals import setting_changed
 from django.db import models, router, transaction
 from django.db.models.signals import ModelSignal, post_delete, post_init, post_save, pre_save
-from django.utils.module_loading import import_string
 
 from django_eventtrack import conf
-from django_eventtrack.errors import InvalidEvent
+from django_eventtrack.errors import ConfigurationError, InvalidEvent
 from django_eventtrack.event import Identity, validate_name
 from django_eventtrack.models import Event as StoredEvent
 from django_eventtrack.tracking import track
-from django_eventtrack.vendors import ADAPTERS
 
 logger = logging.getLogger("django_eventtrack.hooks")
 
@@ -85,12 +82,6 @@ class Hook:
     identity: IdentityBuilder | None
     vendors: tuple[str, ...] | None
     origin: str
-
-
-class _Invalid(Exception):
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
 
 
 _declared: list[Declaration] = []
@@ -181,25 +172,30 @@ def declarations() -> list[Declaration]:
 def resolve(declaration: Declaration) -> tuple[Hook | None, list[str]]:
     """The hook, or ``None`` and one message per problem, each naming where to fix it."""
     problems: list[str] = []
+    values = declaration.values
 
-    def attempt(check: Callable[[], Any], default: Any = None) -> Any:
+    def attempt(key: str, parse: Callable[[Any, str], Any], default: Any = None) -> Any:
+        """``parse`` the value of ``key`` the way conf parses every setting; a problem is
+        kept (the hook is then disabled), never raised."""
         try:
-            return check()
-        except _Invalid as exc:
-            problems.append(f"{declaration.where(exc.key)}: {exc}")
+            return parse(values.get(key), declaration.where(key))
+        except ConfigurationError as exc:
+            problems.append(str(exc))
             return default
 
-    values = declaration.values
     unknown = sorted(set(values) - KEYS)
     if unknown:
         problems.append(f"{declaration.origin} has unknown keys {unknown}; expected {sorted(KEYS)}")
-    model = attempt(lambda: _model(values.get("model")))
-    on = attempt(lambda: _on(values.get("on")))
-    event = attempt(lambda: _event(values.get("event")))
-    properties = attempt(lambda: _callable("properties", values.get("properties")))
-    identity = attempt(lambda: _callable("identity", values.get("identity")))
-    vendors = attempt(lambda: _vendors(values.get("vendors")))
-    when = attempt(lambda: _when(model, on, values.get("when")), {}) if model and on else {}
+    model = attempt("model", _model)
+    on = attempt("on", _on)
+    event = attempt("event", _event)
+    properties = attempt("properties", _optional_callable)
+    identity = attempt("identity", _optional_callable)
+    vendors = attempt("vendors", _vendors)
+    if model and on:
+        when = attempt("when", lambda value, where: _when(model, on, value, where), {})
+    else:
+        when = {}
     if problems:
         return None, problems
     hook = Hook(
@@ -220,85 +216,85 @@ def default_properties(instance: models.Model) -> dict[str, Any]:
     return {"model": instance._meta.label, "id": str(instance.pk)}
 
 
-def _model(value: Any) -> type[models.Model]:
+# -- parsers: (raw value, where to fix it) -> value, as in conf ----------------------------
+
+
+def _model(value: Any, where: str) -> type[models.Model]:
     if isinstance(value, type) and issubclass(value, models.Model):
         return value
     if not isinstance(value, str) or not value:
-        raise _Invalid("model", f'must be "app_label.ModelName", like "shop.Order"; got {value!r}')
+        raise ConfigurationError(
+            f'{where}: must be "app_label.ModelName", like "shop.Order"; got {value!r}'
+        )
     try:
         return apps.get_model(value)
     except (LookupError, ValueError) as exc:
-        raise _Invalid("model", f"names no installed model: {exc}") from None
+        raise ConfigurationError(f"{where}: names no installed model: {exc}") from None
 
 
-def _on(value: Any) -> str:
+def _on(value: Any, where: str) -> str:
     if value not in ON_CHOICES:
-        raise _Invalid("on", f"must be one of {', '.join(ON_CHOICES)}; got {value!r}")
+        raise ConfigurationError(f"{where}: must be one of {', '.join(ON_CHOICES)}; got {value!r}")
     return str(value)
 
 
-def _event(value: Any) -> str:
+def _event(value: Any, where: str) -> str:
     if value is None:
-        raise _Invalid("event", "is required: the event name to track, like 'order.shipped'")
+        raise ConfigurationError(
+            f"{where}: is required: the event name to track, like 'order.shipped'"
+        )
     try:
         return validate_name(value)
     except InvalidEvent as exc:
-        raise _Invalid("event", str(exc)) from None
+        raise ConfigurationError(f"{where}: {exc}") from None
 
 
-def _callable(key: str, value: Any) -> Callable[[Any], Any] | None:
-    if value is None or callable(value):
-        return value  # type: ignore[no-any-return]
-    if not isinstance(value, str):
-        raise _Invalid(key, f"must be a callable or a dotted path to one; got {value!r}")
-    try:
-        found = import_string(value)
-    except Exception as exc:
-        raise _Invalid(key, f"cannot import {value!r}: {exc}") from None
-    if not callable(found):
-        raise _Invalid(key, f"{value!r} is a {type(found).__name__}, not a callable")
-    return found  # type: ignore[no-any-return]
+def _optional_callable(value: Any, where: str) -> Callable[[Any], Any] | None:
+    return None if value is None else conf.parse_callable(value, where)
 
 
-def _vendors(value: Any) -> tuple[str, ...] | None:
-    from django_eventtrack.vendors import ADAPTERS
-
+def _vendors(value: Any, where: str) -> tuple[str, ...] | None:
     if value is None:
         return None
     if isinstance(value, str) or not isinstance(value, Iterable):
-        raise _Invalid("vendors", f"must be a list of vendor names; got {value!r}")
+        raise ConfigurationError(f"{where}: must be a list of vendor names; got {value!r}")
     names = tuple(value)
-    unknown = [name for name in names if name not in ADAPTERS]
+    adapters = conf.get_config().adapters
+    unknown = [name for name in names if name not in adapters]
     if unknown:
-        raise _Invalid(
-            "vendors", f"names unknown vendors {unknown}; the vendors are {sorted(ADAPTERS)}"
+        raise ConfigurationError(
+            f"{where}: names unknown vendors {unknown}; the vendors are {sorted(adapters)}"
         )
     return names
 
 
-def _when(model: type[models.Model], on: str, value: Any) -> dict[str, Any]:
+def _when(model: type[models.Model], on: str, value: Any, where: str) -> dict[str, Any]:
     if value is None:
         return {}
     if on == "delete":
-        raise _Invalid("when", 'is not supported with "on": "delete"; remove it')
+        raise ConfigurationError(f'{where}: is not supported with "on": "delete"; remove it')
     if not isinstance(value, Mapping) or not value:
-        raise _Invalid(
-            "when", 'must be a non-empty dict of field name to value, like {"status": "shipped"}'
+        raise ConfigurationError(
+            f"{where}: must be a non-empty dict of field name to value, "
+            'like {"status": "shipped"}'
         )
     when = {}
     for name, expected in value.items():
         try:
             field = model._meta.get_field(name)
         except FieldDoesNotExist:
-            raise _Invalid("when", f"{model._meta.label} has no field {name!r}") from None
+            raise ConfigurationError(
+                f"{where}: {model._meta.label} has no field {name!r}"
+            ) from None
         if not field.concrete or field.many_to_many or not isinstance(field, models.Field):
-            raise _Invalid("when", f"{model._meta.label}.{name} is not a column to compare")
+            raise ConfigurationError(
+                f"{where}: {model._meta.label}.{name} is not a column to compare"
+            )
         try:
             when[field.attname] = field.to_python(expected)
         except (ValidationError, TypeError, ValueError) as exc:
-            raise _Invalid(
-                "when",
-                f"{expected!r} is not a valid {model._meta.label}.{name}: "
+            raise ConfigurationError(
+                f"{where}: {expected!r} is not a valid {model._meta.label}.{name}: "
                 f"{'; '.join(getattr(exc, 'messages', [str(exc)]))}",
             ) from None
     return when
@@ -314,9 +310,9 @@ def check_model_events(**kwargs: Any) -> list[checks.CheckMessage]:
     """
     try:
         found = declarations()
-        vendors = conf.get_config().active_vendors
+        config: conf.Config | None = conf.get_config()
     except Exception:  # reported by the configuration check; code hooks still count
-        found, vendors = list(_declared), {}
+        found, config = list(_declared), None
     messages: list[checks.CheckMessage] = []
     for declaration in found:
         hook, problems = resolve(declaration)
@@ -328,15 +324,15 @@ def check_model_events(**kwargs: Any) -> list[checks.CheckMessage]:
             )
             for problem in problems
         ]
-        if hook is not None:
-            messages += _refused_names(hook, vendors)
+        if hook is not None and config is not None:
+            messages += _refused_names(hook, config)
     return messages
 
 
-def _refused_names(hook: Hook, vendors: Mapping[str, conf.VendorConfig]) -> list[checks.Warning]:
+def _refused_names(hook: Hook, config: conf.Config) -> list[checks.Warning]:
     refusals = [
-        (ADAPTERS[name].display_name, ADAPTERS[name](vendor).name_refusal(hook.event))
-        for name, vendor in vendors.items()
+        (config.adapters[name].display_name, config.adapter(name).name_refusal(hook.event))
+        for name, vendor in config.active_vendors.items()
         if (hook.vendors is None or name in hook.vendors)
         and (vendor.events is None or hook.event in vendor.events)
     ]
@@ -403,13 +399,13 @@ def _disconnect() -> None:
         signal.disconnect(sender=model, dispatch_uid=DISPATCH_UID)
 
 
-def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting == "EVENTTRACK" and _active:
-        conf.reload()
+def _on_settings_changed(**kwargs: Any) -> None:
+    if _active:
         reconnect()
 
 
-setting_changed.connect(_on_setting_changed, dispatch_uid=DISPATCH_UID)
+# Rebuilt when EVENTTRACK changes (conf holds the one setting_changed receiver).
+conf.changed.connect(_on_settings_changed, dispatch_uid=DISPATCH_UID)
 
 
 # -- firing ------------------------------------------------------------------------------

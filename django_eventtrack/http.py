@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import requests
 from requests.adapters import HTTPAdapter
 
-from django_eventtrack import __version__
 from django_eventtrack.conf import VendorConfig, get_config
 from django_eventtrack.errors import VendorAPIError
 from django_eventtrack.redaction import redact, truncate
@@ -32,6 +31,7 @@ from django_eventtrack.vendors.base import (
     VendorRequest,
     VendorResponse,
 )
+from django_eventtrack.version import __version__
 
 logger = logging.getLogger("django_eventtrack.http")
 

@@ -27,32 +27,16 @@ from urllib.parse import unquote
 
 from django.http import HttpRequest
 
-from django_eventtrack.conf import IdentitySettings, get_config, setting_path
+from django_eventtrack.conf import Config, IdentitySettings, get_config
 from django_eventtrack.errors import InvalidEvent
 from django_eventtrack.event import Identity
+from django_eventtrack.setting_values import setting_path
+from django_eventtrack.vendors.base import ANONYMOUS_ID, BrowserId
 
 logger = logging.getLogger("django_eventtrack.identity")
 
-#: Hellotext.js's cookie and short-link query parameter (docs/vendors/hellotext.md).
-HELLOTEXT_SESSION = "hello_session"
-#: The 2020 PrimeData tracker's session cookie (docs/vendors/primedata.md).
-PRIMEDATA_SESSION_COOKIE = "XSessionId"
 #: Where captured browser ids are kept in the Django session.
 SESSION_KEY = "_eventtrack_identity"
-#: What the session keeps: our anonymous id and the vendors' browser ids, never the user id.
-REMEMBERED = (
-    "anonymous_id",
-    "session",
-    "device_id",
-    "browsee_anonymous_id",
-    "primedata_session_id",
-)
-#: Keys of the ids cookie written by ``eventtrack.js``, and the identity field each fills.
-IDS_COOKIE_KEYS = {
-    "hackle_device_id": "device_id",
-    "browsee_anonymous_id": "browsee_anonymous_id",
-    "primedata_session_id": "primedata_session_id",
-}
 MAX_BROWSER_ID_LENGTH = 128
 MAX_IDS_COOKIE_LENGTH = 1024
 BROWSER_ID_PATTERN = re.compile(rf"[A-Za-z0-9._:\-]{{1,{MAX_BROWSER_ID_LENGTH}}}")
@@ -61,6 +45,12 @@ _current: ContextVar[Identity | None] = ContextVar("eventtrack_identity", defaul
 
 
 # -- settings -------------------------------------------------------------------------------
+
+
+def remembered_keys(config: Config) -> tuple[str, ...]:
+    """What the session keeps: our anonymous id and the ids the browser brings (the
+    registry's), never the user id."""
+    return (ANONYMOUS_ID, *(bid.name for bid in config.browser_ids if bid.from_browser))
 
 
 def get_settings() -> IdentitySettings:
@@ -122,7 +112,7 @@ def restore(data: Identity | Mapping[str, Any] | None) -> Identity:
         return Identity()
     if isinstance(data, Identity):
         return data
-    return Identity.from_dict(data)
+    return Identity.from_dict(data, get_config().vendor_id_names)
 
 
 # -- capture --------------------------------------------------------------------------------
@@ -143,22 +133,21 @@ def capture(request: HttpRequest, settings: IdentitySettings | None = None) -> I
     Fresh values (query string, cookies) win over those remembered in the
     session. An opted-out visitor gets only the user id and ``opted_out``.
     """
-    settings = settings or get_settings()
+    config = get_config()
+    settings = settings or config.identity
     user_id = user_id_of(request, settings)
     if not may_track(request, settings):
         return Identity(user_id=user_id, opted_out=True)
-    fresh = Identity(
-        user_id=user_id,
-        anonymous_id=anonymous_id_cookie(request, settings),
-        session=_hellotext_session(request),
-        primedata_session_id=_browser_id(
-            request.COOKIES.get(PRIMEDATA_SESSION_COOKIE), f"{PRIMEDATA_SESSION_COOKIE} cookie"
-        ),
+    fresh = Identity.from_ids(
+        {
+            "user_id": user_id,
+            "anonymous_id": anonymous_id_cookie(request, settings),
+            **{bid.name: _sent(request, bid) for bid in config.browser_ids},
+        }
     )
-    from_script = _ids_cookie(request.COOKIES.get(settings.ids_cookie), settings.ids_cookie)
-    return fresh.merged(Identity.from_dict(from_script)).merged(
-        Identity.from_dict(remembered(request))
-    )
+    cookie = request.COOKIES.get(settings.ids_cookie)
+    from_script = Identity.from_ids(_ids_cookie(cookie, settings.ids_cookie, config.browser_ids))
+    return fresh.merged(from_script).merged(Identity.from_ids(remembered(request)))
 
 
 def user_id_of(request: HttpRequest, settings: IdentitySettings | None = None) -> str | None:
@@ -196,7 +185,8 @@ def remembered(request: HttpRequest) -> dict[str, str]:
     stored = session.get(SESSION_KEY) if session is not None else None
     if not isinstance(stored, Mapping):
         return {}
-    values = {name: _browser_id(stored.get(name), f"session {name}") for name in REMEMBERED}
+    keys = remembered_keys(get_config())
+    values = {name: _browser_id(stored.get(name), f"session {name}") for name in keys}
     return {name: value for name, value in values.items() if value}
 
 
@@ -214,7 +204,8 @@ def remember(request: HttpRequest, identity: Identity) -> None:
         if SESSION_KEY in session:
             del session[SESSION_KEY]
         return
-    values = {name: value for name in REMEMBERED if (value := getattr(identity, name))}
+    keys = remembered_keys(get_config())
+    values = {name: value for name in keys if (value := identity.get(name))}
     if values == remembered(request):
         return
     if session.is_empty() and set(values) <= {"anonymous_id"}:
@@ -235,12 +226,16 @@ def anonymous_id_cookie(request: HttpRequest, settings: IdentitySettings) -> str
     return None
 
 
-def _hellotext_session(request: HttpRequest) -> str | None:
-    """The query parameter wins over the cookie, as in Hellotext.js: a short link
-    names the session the visitor came from."""
-    return _browser_id(
-        request.GET.get(HELLOTEXT_SESSION), f"{HELLOTEXT_SESSION} query parameter"
-    ) or _browser_id(request.COOKIES.get(HELLOTEXT_SESSION), f"{HELLOTEXT_SESSION} cookie")
+def _sent(request: HttpRequest, browser_id: BrowserId) -> str | None:
+    """The id the request carries in its query parameter or, else, its cookie: a link
+    that names an id (a vendor's short link) wins over what the browser kept."""
+    from_query = browser_id.query and _browser_id(
+        request.GET.get(browser_id.query), f"{browser_id.query} query parameter"
+    )
+    return from_query or (
+        browser_id.cookie
+        and _browser_id(request.COOKIES.get(browser_id.cookie), f"{browser_id.cookie} cookie")
+    )
 
 
 def _browser_id(value: object, source: str) -> str | None:
@@ -254,7 +249,7 @@ def _browser_id(value: object, source: str) -> str | None:
     return None
 
 
-def _ids_cookie(value: str | None, name: str) -> dict[str, str]:
+def _ids_cookie(value: str | None, name: str, browser_ids: tuple[BrowserId, ...]) -> dict[str, str]:
     """The ids ``eventtrack.js`` copied from the vendors' SDKs. Any bad value and
     the whole cookie is ignored: it is ours, so a bad one was tampered with."""
     if not value:
@@ -266,13 +261,14 @@ def _ids_cookie(value: str | None, name: str) -> dict[str, str]:
         if not isinstance(data, dict):
             raise ValueError("not an object")
         ids = {}
-        for key, field_name in IDS_COOKIE_KEYS.items():
-            item = data.get(key)
+        for browser_id in browser_ids:
+            key = browser_id.script_key
+            item = data.get(key) if key else None
             if item is None or item == "":
                 continue
             if not isinstance(item, str) or not BROWSER_ID_PATTERN.fullmatch(item):
                 raise ValueError(f"bad {key}")
-            ids[field_name] = item
+            ids[browser_id.name] = item
     except (ValueError, RecursionError) as exc:
         logger.debug("ignored the %s cookie: %s", name, exc)
         return {}

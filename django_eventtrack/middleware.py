@@ -12,7 +12,6 @@ once, when the browser does not have it yet. Opted-out visitors get no cookie.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from dataclasses import replace
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
@@ -67,7 +66,7 @@ def begin(request: HttpRequest) -> tuple[Identity, bool]:
     settings = identity.get_settings()
     visitor = identity.capture(request, settings)
     if not visitor.opted_out and not visitor.anonymous_id:
-        visitor = replace(visitor, anonymous_id=identity.new_anonymous_id())
+        visitor = visitor.replace(anonymous_id=identity.new_anonymous_id())
     identity.remember(request, visitor)
     request.eventtrack = visitor  # type: ignore[attr-defined]
     issue_cookie = not visitor.opted_out and (

@@ -9,7 +9,6 @@ these columns, so every backend behaves the same.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from django.db import models
 from django.db.models import Q, Value
@@ -139,15 +138,6 @@ class Delivery(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status != self.Status.PENDING
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "vendor": self.vendor,
-            "status": self.status,
-            "attempts": self.attempts,
-            "last_status": self.last_status,
-            "last_error": self.last_error,
-        }
 
 
 class VendorProfile(models.Model):

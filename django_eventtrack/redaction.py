@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 MASK = "********"
 MAX_MESSAGE_CHARS = 1000
@@ -24,9 +24,3 @@ def truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     if len(text) <= limit:
         return text
     return text[: limit - 1] + "…"
-
-
-def mask_headers(headers: Mapping[str, str], secrets: Iterable[str]) -> dict[str, str]:
-    """A copy of ``headers`` with secret values masked, for printing."""
-    secret_list = list(secrets)
-    return {name: redact(value, secret_list) for name, value in headers.items()}

@@ -42,11 +42,11 @@ from typing import Any, TypeVar
 from django.db import connections
 from django.utils import timezone
 
-from django_eventtrack import http, identification, outbox
+from django_eventtrack import http, outbox, vendor_profiles
 from django_eventtrack.conf import Config, DeliveryOptions, get_config
 from django_eventtrack.event import IDENTIFY, Event
 from django_eventtrack.models import Delivery
-from django_eventtrack.vendors import ADAPTERS, Outcome, OutcomeKind, VendorAdapter
+from django_eventtrack.vendors import Outcome, OutcomeKind, VendorAdapter
 
 logger = logging.getLogger("django_eventtrack.sender")
 
@@ -520,7 +520,7 @@ class _Drain:
         self.pace = pace
         self.lanes = [
             _Lane(
-                ADAPTERS[name](config.vendors[name]),
+                config.adapters[name](config.vendors[name]),
                 window(name, config),
                 RequestThreads(config.options.concurrency_range[1], f"eventtrack-{name}"),
             )
@@ -957,7 +957,7 @@ def _events(
             event = normalised[delivery.event_id] = delivery.event.to_normalised()
         events.append(event)
     return (
-        identification.with_known_profiles(adapter.name, events)
+        vendor_profiles.with_known_profiles(adapter.name, events)
         if adapter.remembers_profiles
         else events
     )
@@ -998,7 +998,7 @@ _learning = threading.Lock()
 def _learn(adapter: VendorAdapter, outcome: Outcome) -> None:
     try:
         with _learning:
-            identification.learn(
+            vendor_profiles.learn(
                 adapter, outcome.learned, lambda request: http.send(adapter, request)
             )
     except Exception:
@@ -1023,7 +1023,7 @@ def _send_identify(
         stop,
         options,
         lambda: adapter.send_identify(
-            event, lambda request: http.send(adapter, request), identification.profiles
+            event, lambda request: http.send(adapter, request), vendor_profiles.profiles
         ),
     )
 

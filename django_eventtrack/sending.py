@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django_eventtrack.conf import Config, env_name, get_config, setting_path
+from django_eventtrack.conf import Config, get_config
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.event import Event
-from django_eventtrack.vendors import ADAPTERS, VendorAdapter
+from django_eventtrack.setting_values import env_name, setting_path
+from django_eventtrack.vendors import VendorAdapter
 from django_eventtrack.vendors.base import VendorRequest
 
 #: Why every vendor skips an event about a visitor who refused tracking.
@@ -44,7 +45,7 @@ def plan(
     config = get_config()
     targets = []
     for name in target_vendors(vendors, require_vendor=require_vendor):
-        adapter = ADAPTERS[name](config.vendors[name])
+        adapter = config.adapter(name)
         if not adapter.receives(event):
             if vendors is None:
                 continue
@@ -96,7 +97,7 @@ def _explicit_vendors(config: Config, vendors: Iterable[str]) -> set[str]:
         )
     for name in sorted(names):
         if not config.vendors[name].active:
-            adapter = ADAPTERS[name]
+            adapter = config.adapters[name]
             needed = " and ".join(env_name(name, key) for key in adapter.credential_settings)
             raise ConfigurationError(
                 f"{adapter.display_name} is not configured: set its credentials in "

@@ -41,9 +41,9 @@ from django.db.models import (
 )
 from django.utils import timezone
 
+from django_eventtrack.conf import get_config
 from django_eventtrack.models import Delivery, Event, VendorPause
 from django_eventtrack.outbox import paused_vendors
-from django_eventtrack.vendors import ADAPTERS
 
 Status = Delivery.Status
 
@@ -125,7 +125,7 @@ def summary(now: datetime | None = None) -> Summary:
             oldest_pending=Min("created_at", filter=pending),
         )
     )
-    vendors = dict.fromkeys(ADAPTERS, Counts())
+    vendors = dict.fromkeys(get_config().adapters, Counts())
     for row in rows:
         oldest = row["oldest_pending"]
         vendors[row["vendor"]] = Counts(
@@ -286,10 +286,11 @@ def overview(windows: Mapping[str, timedelta], now: datetime | None = None) -> l
     pauses = paused_vendors()
     names = list(backlog) + [name for name in recent if name not in backlog]
     empty = dict.fromkeys(windows, Finished())
+    adapters = get_config().adapters
     return [
         VendorOverview(
             vendor=name,
-            display_name=ADAPTERS[name].display_name if name in ADAPTERS else name,
+            display_name=adapters[name].display_name if name in adapters else name,
             backlog=backlog.get(name, Counts()),
             finished={**empty, **recent.get(name, {})},
             paused=pauses.get(name),

@@ -6,10 +6,11 @@ that knows the difference. Any configured Tasks backend runs the sending: the
 database backend of ``django-tasks-db`` and its ``db_worker``, RQ, or the
 immediate backend in tests.
 
-The task is enqueued on ``TASKS_QUEUE`` (default ``"default"``), which the
-Tasks backend must list in its ``QUEUES`` when that is set: the task is
-validated when this module is imported, so check ``eventtrack.E002`` reports a
-queue the backend refuses at start-up. The Tasks framework has no scheduler,
+The task is declared on the Tasks framework's default queue and enqueued on
+``TASKS_QUEUE`` (default ``"default"``), which the Tasks backend must list in
+its ``QUEUES`` when that is set; no setting is read when this module is
+imported. Check ``eventtrack.E002`` asks :meth:`TasksBackend.check_settings`,
+so a queue the backend refuses is reported at start-up. The Tasks framework has no scheduler,
 so the sweep that sends retries and anything whose task was lost is
 ``manage.py eventtrack_worker --once`` from cron (or ``drain_outbox`` enqueued
 with no ids by whatever scheduler the project has).
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 try:  # Django 6.0+
     from django.tasks import task
@@ -37,7 +39,7 @@ from django_eventtrack.conf import get_config
 from django_eventtrack.worker import summary
 
 
-@task(queue_name=get_config().tasks_queue)
+@task()
 def drain_outbox(event_ids: list[str] | None = None) -> str:
     """Send the due deliveries of ``event_ids``, or everything due when ``None`` (a sweep).
 
@@ -60,6 +62,15 @@ class TasksBackend(HandOffBackend):
 
     engine = "the Tasks framework"
 
+    @classmethod
+    def check_settings(cls) -> None:
+        """Raise when the Tasks backend refuses the task on ``TASKS_QUEUE`` (check E002)."""
+        _on_configured_queue()
+
     def hand_off(self, event_ids: Sequence[uuid.UUID]) -> None:
-        queued = drain_outbox.using(queue_name=get_config().tasks_queue)
-        queued.enqueue([str(event_id) for event_id in event_ids])
+        _on_configured_queue().enqueue([str(event_id) for event_id in event_ids])
+
+
+def _on_configured_queue() -> Any:
+    """:data:`drain_outbox` on ``TASKS_QUEUE``; the Tasks backend validates it here."""
+    return drain_outbox.using(queue_name=get_config().tasks_queue)

@@ -4,8 +4,9 @@ Nothing is sent here. The event and its deliveries are written with the
 caller's data, so a rollback leaves no trace and a commit makes them durable;
 only then (``transaction.on_commit``) is the delivery backend told about it.
 
-:func:`atrack` and :func:`aidentify` are the async forms (Django's ``a`` prefix),
-for async views, async middleware and plain ``asyncio`` code.
+:func:`atrack` is the async form (Django's ``a`` prefix), for async views, async
+middleware and plain ``asyncio`` code (:func:`asynchronous` makes it, and
+``identification.aidentify``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from asgiref.sync import sync_to_async
 from django.db import DatabaseError, router, transaction
 from django.http import HttpRequest
 
-from django_eventtrack import backends, identification, outbox
+from django_eventtrack import backends, outbox, vendor_profiles
 from django_eventtrack.conf import get_config
 from django_eventtrack.errors import InvalidEvent, StorageError
 from django_eventtrack.event import Event, Identity
@@ -41,19 +42,18 @@ def track(
     request: HttpRequest | None = None,
     user_id: str | int | None = None,
     anonymous_id: str | None = None,
-    profile: str | None = None,
-    session: str | None = None,
-    device_id: str | None = None,
-    browsee_anonymous_id: str | None = None,
-    primedata_session_id: str | None = None,
     identity: Identity | Mapping[str, Any] | None = None,
     timestamp: datetime | None = None,
     vendors: Iterable[str] | None = None,
     vendor_extra: Mapping[str, Mapping[str, Any]] | None = None,
+    **vendor_ids: str | None,
 ) -> Event | None:
     """Track ``name`` with ``properties`` for the given (or the request's) visitor.
 
-    Who it is about, first match per id: the explicit id keywords; then
+    Who it is about, first match per id: the explicit id keywords (``user_id``,
+    ``anonymous_id`` and the vendors' ids, named as their adapters declare:
+    ``profile``, ``session``, ``device_id``...; an unknown keyword is a
+    ``TypeError``); then
     ``identity`` (an :class:`Identity` or a :func:`~django_eventtrack.identity.snapshot`
     kept from an earlier request) if given, else ``request``'s identity if given,
     else the current request's (set by the middleware). ``identity`` replaces the
@@ -71,23 +71,29 @@ def track(
     commit, by the delivery backend.
     """
 
+    check_vendor_ids("track", vendor_ids)
+
     def build() -> Event:
-        visitor = Identity(
-            user_id=user_id,  # type: ignore[arg-type]  # ints are normalised to str
-            anonymous_id=anonymous_id,
-            profile=profile,
-            session=session,
-            device_id=device_id,
-            browsee_anonymous_id=browsee_anonymous_id,
-            primedata_session_id=primedata_session_id,
-        ).merged(resolve_visitor(identity, request))
-        # A user known to Hellotext but without a browser id gets their profile.
-        visitor = identification.with_remembered_profile(visitor)
+        given = {"user_id": user_id, "anonymous_id": anonymous_id, **vendor_ids}
+        visitor = Identity.from_ids(given).merged(resolve_visitor(identity, request))
+        # A user known to a vendor that keeps profiles, without its ids, gets the profile.
+        visitor = vendor_profiles.with_remembered_profile(visitor)
         return Event.create(
             name, properties, identity=visitor, timestamp=timestamp, vendor_extra=vendor_extra
         )
 
     return store(f"track({name!r})", build, vendors)
+
+
+def check_vendor_ids(call: str, vendor_ids: Mapping[str, Any]) -> None:
+    """Refuse a keyword that is no vendor's id, as Python refuses an unknown keyword."""
+    known = get_config().vendor_id_names
+    unknown = sorted(set(vendor_ids) - set(known))
+    if unknown:
+        raise TypeError(
+            f"{call}() got an unexpected keyword argument {unknown[0]!r}; the vendors' id "
+            f"keywords are {', '.join(known)}"
+        )
 
 
 def store(call: str, build: Callable[[], Event], vendors: Iterable[str] | None) -> Event | None:
@@ -174,6 +180,3 @@ def asynchronous(function: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]
 
 #: ``await atrack(name, properties, ...)``: :func:`track` for async code.
 atrack = asynchronous(track)
-#: ``await aidentify(user, traits, ...)``: :func:`~django_eventtrack.identification.identify`
-#: for async code.
-aidentify = asynchronous(identification.identify)

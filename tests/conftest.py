@@ -10,8 +10,9 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from pytest_django import Settings
 
-from django_eventtrack import conf, http, identification
+from django_eventtrack import conf, http, vendor_profiles
 from django_eventtrack.sandbox import Sandbox
+from tests.settings import TEST_ADAPTERS
 
 # Property-based tests (tests/test_fuzz.py) are bounded and reproducible: the same
 # examples on every run and every machine, each allowed a generous deadline for slow CI.
@@ -40,11 +41,12 @@ def _clean_eventtrack_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     for name in list(os.environ):
         if name.startswith("EVENTTRACK_") and not name.startswith("EVENTTRACK_TEST_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("EVENTTRACK_ADAPTERS", ",".join(TEST_ADAPTERS))
     conf.reload()
-    identification.profiles.reset()
+    vendor_profiles.profiles.reset()
     yield
     conf.reload()
-    identification.profiles.reset()
+    vendor_profiles.profiles.reset()
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +66,6 @@ def sandbox(_sandbox_server: Sandbox) -> Iterator[Sandbox]:
 
 @pytest.fixture
 def vendors(settings: Settings, sandbox: Sandbox) -> Sandbox:
-    """All four vendors configured in settings and pointed at the sandbox."""
+    """Every vendor of the registry configured in settings and pointed at the sandbox."""
     settings.EVENTTRACK = {"VENDORS": sandbox.vendor_settings(), "DELIVERY": "sync"}
     return sandbox

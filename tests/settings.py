@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import tempfile
 
+from django_eventtrack.vendors import BUILT_IN
+
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 USE_TZ = True
@@ -40,4 +42,8 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ROOT_URLCONF = "tests.urls"
 MIDDLEWARE: list[str] = []
-EVENTTRACK: dict[str, object] = {"DELIVERY": "sync"}
+#: The vendor registry of the test suite: the built-in vendors and a test-only fifth one
+#: (tests/fifthvendor/), which the "all vendors" tests then cover too. The conftest also
+#: puts it in EVENTTRACK_ADAPTERS, so tests that replace EVENTTRACK keep it.
+TEST_ADAPTERS = (*BUILT_IN, "tests.fifthvendor.adapter.AcmeAdapter")
+EVENTTRACK: dict[str, object] = {"DELIVERY": "sync", "ADAPTERS": list(TEST_ADAPTERS)}

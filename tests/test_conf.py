@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 from typing import Any
 
 import pytest
@@ -10,6 +12,9 @@ from pytest_django import Settings
 from django_eventtrack import conf
 from django_eventtrack.conf import get_config
 from django_eventtrack.errors import ConfigurationError
+from django_eventtrack.vendors import BUILT_IN, VendorAdapter
+from django_eventtrack.vendors.base import BrowserId
+from tests.processes.helpers import VENDORS
 
 
 def configure(settings: Settings, vendors: dict[str, Any], **top: Any) -> None:
@@ -22,7 +27,7 @@ def test_nothing_configured_means_no_active_vendor_and_thread_delivery(
     settings.EVENTTRACK = {}
     config = get_config()
     assert config.active_vendors == {}
-    assert set(config.vendors) == {"hellotext", "hackle", "browsee", "primedata"}
+    assert tuple(config.vendors) == VENDORS
     assert config.delivery == "thread"
 
 
@@ -279,3 +284,71 @@ def test_django_environ_still_reads_the_other_values(
     assert config.vendors["hackle"].read_timeout == 2.5
     assert config.vendors["hackle"].events == frozenset({"a.b", "c.d"})
     assert config.delivery == "worker"
+
+
+def test_the_registry_defaults_to_the_built_in_vendors_in_order(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("EVENTTRACK_ADAPTERS")
+    settings.EVENTTRACK = {}
+    assert tuple(get_config().adapters) == tuple(BUILT_IN)
+
+
+@pytest.mark.parametrize(
+    ("adapters", "message"),
+    [
+        ("hellotext,nowhere.Adapter", r"ADAPTERS.*cannot import 'nowhere.Adapter'"),
+        (["tests.test_conf.NOT_AN_ADAPTER"], "is not a VendorAdapter subclass"),
+        (["hackle", "hackle"], "names the vendor 'hackle' twice"),
+        (["tests.test_conf.Unnamed"], "must set name to a lowercase word"),
+        (["hackle", "tests.test_conf.Squatter"], "browser id 'device_id' is already hackle's"),
+        (["tests.test_conf.Escaping"], "browser script contains '</'"),
+        (7, "must be a list of vendor names"),
+    ],
+)
+def test_a_bad_registry_is_a_configuration_error(
+    settings: Settings, adapters: object, message: str
+) -> None:
+    settings.EVENTTRACK = {"ADAPTERS": adapters}
+    with pytest.raises(ConfigurationError, match=message):
+        get_config()
+
+
+NOT_AN_ADAPTER = object()
+
+
+class Unnamed(VendorAdapter):
+    name = "Not A Word"
+
+
+class Squatter(VendorAdapter):
+    name = "squatter"
+    browser_ids = (BrowserId("device_id", "someone else's device id"),)
+
+
+class Escaping(VendorAdapter):
+    name = "escaping"
+    browser_ids = (BrowserId("escaping_id", "x", script_key="x", script="'</script>'"),)
+
+
+def test_identity_and_model_events_read_dotted_paths_with_the_same_parser() -> None:
+    """One resolver: IDENTITY's USER_ID and a hook's properties say the same thing."""
+    where = 'EVENTTRACK["MODEL_EVENTS"][0]["properties"]'
+    with pytest.raises(ConfigurationError) as from_conf:
+        conf.parse_callable("tests.test_conf.NOT_AN_ADAPTER", where)
+    assert str(from_conf.value) == f"{where}: 'tests.test_conf.NOT_AN_ADAPTER' is a object, " + (
+        "not a callable"
+    )
+    with pytest.raises(ConfigurationError, match=r'\["USER_ID"\]: .* is a object, not a callable'):
+        conf.parse_identity({"USER_ID": "tests.test_conf.NOT_AN_ADAPTER"})
+
+
+def test_the_tasks_module_reads_no_setting_when_imported(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("django_tasks", reason="needs the Tasks framework")
+    monkeypatch.delitem(sys.modules, "django_eventtrack.tasks_framework", raising=False)
+    settings.EVENTTRACK = {"TASKS_QUEUE": "not a queue"}  # would fail the resolver
+    module = importlib.import_module("django_eventtrack.tasks_framework")
+    with pytest.raises(ConfigurationError, match="TASKS_QUEUE"):
+        module.TasksBackend.check_settings()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -145,7 +147,7 @@ def test_event_id_can_be_given_and_must_be_a_uuid() -> None:
 
 
 def test_identity_normalises_and_validates() -> None:
-    identity = Identity(user_id=42, anonymous_id="", profile="P1")  # type: ignore[arg-type]
+    identity = Identity(user_id=42, anonymous_id="", profile="P1")
     assert identity.user_id == "42"
     assert identity.anonymous_id is None
     assert identity.as_dict() == {"user_id": "42", "profile": "P1"}
@@ -163,10 +165,13 @@ def test_identity_merge_and_fallback() -> None:
     captured = Identity(user_id="9", session="S1", profile="P1")
     merged = explicit.merged(captured)
     assert (merged.user_id, merged.session, merged.profile) == ("7", "S1", "P1")
-    assert merged.visitor_id == "S1"  # the Hellotext session first
-    assert Identity(anonymous_id="A", profile="P1").visitor_id == "A"
-    assert Identity(profile="P1").visitor_id == "P1"
-    assert Identity().visitor_id is None
+    assert merged.replace(session=None) == Identity(user_id="7", profile="P1")
+    assert merged == Identity.from_dict(merged.as_dict(), ["session", "profile"])
+    assert len({merged, explicit.merged(captured)}) == 1
+    assert pickle.loads(pickle.dumps(merged)) == merged  # noqa: S301 (our own bytes)
+    assert copy.deepcopy(Identity(device_id="D", opted_out=True)).opted_out
+    with pytest.raises(AttributeError, match="immutable"):
+        merged.session = "S2"
 
 
 def test_vendor_extra_is_normalised_and_checked() -> None:

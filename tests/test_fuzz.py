@@ -25,12 +25,12 @@ from pytest_django import Settings
 from django_eventtrack import track
 from django_eventtrack.conf import get_config
 from django_eventtrack.errors import InvalidEvent
-from django_eventtrack.event import MAX_IDENTIFIER_LENGTH, Event, Identity
+from django_eventtrack.event import CORE_KEYS, MAX_IDENTIFIER_LENGTH, Event, Identity
 from django_eventtrack.models import Event as StoredEvent
-from django_eventtrack.sandbox import DEFAULT_CREDENTIALS, VENDORS
+from django_eventtrack.sandbox import registry_specs
 from django_eventtrack.sandbox.vendors import parse_incoming
 from django_eventtrack.sending import render_requests
-from django_eventtrack.vendors import ADAPTERS, VendorRequest
+from django_eventtrack.vendors import VendorRequest
 from django_eventtrack.vendors.hackle import (
     DECIMAL_PLACES,
     MAX_PROPERTIES,
@@ -38,6 +38,7 @@ from django_eventtrack.vendors.hackle import (
     MAX_STRING_LENGTH,
     NUMBER_LIMIT,
 )
+from tests.processes.helpers import VENDORS
 
 # -- strategies ---------------------------------------------------------------------------
 
@@ -132,7 +133,7 @@ identifiers = st.one_of(
 )
 identities = st.fixed_dictionaries(
     {},
-    optional={name: identifiers for name in Identity.field_names()},
+    optional={name: identifiers for name in (*CORE_KEYS, *get_config().vendor_id_names)},
 )
 
 
@@ -145,10 +146,10 @@ def sandbox_verdict(request: VendorRequest) -> tuple[int, Any] | None:
     json.loads(raw, parse_constant=lambda name: pytest.fail(f"{name} in {raw[:200]!r}"))
     headers = {name.lower(): value for name, value in request.headers.items()}
     incoming, _ = parse_incoming(headers, raw)
-    spec = VENDORS[request.vendor]
+    (spec,) = [spec for spec in registry_specs() if spec.name == request.vendor]
     path = request.url.split(f"/{request.vendor}", 1)[1]
     (endpoint,) = [e for e in spec.endpoints if e.path == path and e.method == request.method]
-    return endpoint.validate(incoming, DEFAULT_CREDENTIALS[request.vendor])
+    return endpoint.validate(incoming, spec.credentials)
 
 
 def hackle_limit_problems(body: dict[str, Any]) -> list[str]:
@@ -180,7 +181,7 @@ def hackle_limit_problems(body: dict[str, Any]) -> list[str]:
 def assert_requests_valid(event: Event) -> int:
     """Build every adapter's request for ``event``; all must pass the vendor's rules."""
     built = 0
-    for name, adapter_class in ADAPTERS.items():
+    for name, adapter_class in get_config().adapters.items():
         adapter = adapter_class(get_config().vendors[name])
         if adapter.skip_reason(event):
             continue
@@ -206,11 +207,11 @@ def refused_with_field(exc: InvalidEvent) -> None:
 
 @pytest.fixture
 def configured(settings: Settings) -> None:
-    """All four vendors configured (the sandbox's credentials), nothing sent."""
+    """Every vendor configured (the sandbox's credentials), nothing sent."""
     settings.EVENTTRACK = {
         "VENDORS": {
-            name: {**credentials, "API_URL": f"http://127.0.0.1:9/{name}"}
-            for name, credentials in DEFAULT_CREDENTIALS.items()
+            spec.name: {**spec.credentials, "API_URL": f"http://127.0.0.1:9/{spec.name}"}
+            for spec in registry_specs()
         },
         "DELIVERY": "worker",
     }
@@ -242,7 +243,8 @@ def test_hackle_fits_any_accepted_properties_to_its_limits(props: Any, value: An
     except InvalidEvent as exc:
         refused_with_field(exc)
         return
-    assert assert_requests_valid(event) == 3  # Hellotext skips it: no profile or session
+    # Hellotext skips it: no profile or session
+    assert assert_requests_valid(event) == len(VENDORS) - 1
 
 
 @pytest.mark.usefixtures("configured")
@@ -319,35 +321,33 @@ def test_vendor_quirks_the_generators_found() -> None:
         "order": 5,
     }
     event = Event.create("order.placed", hellotext, identity=Identity(profile="P1"))
-    assert assert_requests_valid(event) == 4
-    body = ADAPTERS["hellotext"](get_config().vendors["hellotext"]).build_request([event]).body
+    assert assert_requests_valid(event) == len(VENDORS)
+    body = get_config().adapter("hellotext").build_request([event]).body
     assert body["object_parameters"] == {"source": "django", "reference": "5"}
     assert set(body["metadata"]) == set(hellotext) - {"order"}  # not Hellotext fields: kept
     # The noun's empty id would have become object="": now the event is skipped instead.
     event = Event.create("order.placed", {"order": ""}, identity=Identity(profile="P1"))
-    assert assert_requests_valid(event) == 3
+    assert assert_requests_valid(event) == len(VENDORS) - 1
 
     hackle = {"Value": 1, "value": 10**16, "VALUE": "x", "price": 0.1234567, "big": 1e20}
     event = Event.create("product.purchased", hackle, identity=Identity(user_id="U1"))
-    sent = ADAPTERS["hackle"](get_config().vendors["hackle"]).build_request([event]).body["event"]
+    sent = get_config().adapter("hackle").build_request([event]).body["event"]
     assert "value" not in sent  # 10**16 is beyond Hackle's 15 digits: not event.value
     assert sent["properties"] == {"Value": 1, "price": 0.123457, "big": "1e+20"}
 
     event = Event.create("page.viewed", {}, identity=Identity(profile="P1"))
-    assert "page.viewed needs a url" in str(
-        ADAPTERS["hellotext"](get_config().vendors["hellotext"]).skip_reason(event)
-    )
+    assert "page.viewed needs a url" in str(get_config().adapter("hellotext").skip_reason(event))
     event = Event.create(
         "product.viewed",
         {"source": {"properties": 5}, "product": "SKU-1"},
         identity=Identity(session="S"),
     )
-    assert assert_requests_valid(event) == 4
+    assert assert_requests_valid(event) == len(VENDORS)
     # An entity with keys PrimeData's entities do not have keeps them in its properties.
     event = Event.create(
         "product.viewed", {"target": {"itemId": "p-1", "object": None}}, identity=Identity()
     )
-    target = ADAPTERS["primedata"](get_config().vendors["primedata"]).build_request([event])
+    target = get_config().adapter("primedata").build_request([event])
     assert target.body["events"][0]["target"]["properties"] == {"object": None}
 
 

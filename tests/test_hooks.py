@@ -304,7 +304,7 @@ def test_a_committed_save_is_delivered_and_a_rolled_back_one_sends_nothing(
             }
         ],
     }
-    vendors.hellotext.add_profile("P1")
+    vendors.state("hellotext").add_profile("P1")
     order = Order.objects.create(reference="A1", customer_profile="P1")
 
     def ship_then_fail() -> None:

@@ -12,9 +12,9 @@ from django_eventtrack import http
 from django_eventtrack.conf import get_config
 from django_eventtrack.event import Event, Identity
 from django_eventtrack.sandbox import Sandbox
-from django_eventtrack.vendors import ADAPTERS, OutcomeKind, VendorAdapter
+from django_eventtrack.vendors import OutcomeKind, VendorAdapter
 
-VENDORS = sorted(ADAPTERS)
+VENDORS = sorted(get_config().adapters)
 IDENTITY = Identity(user_id="u-7", anonymous_id="a-1", profile="P1", session="S1", device_id="d-1")
 
 Send = Callable[..., http.Attempt]
@@ -25,8 +25,8 @@ def send(vendors: Sandbox) -> Send:
     """Send one purchase to ``vendor`` through the real HTTP layer."""
 
     def send_one(vendor: str, **properties: object) -> http.Attempt:
-        adapter: VendorAdapter = ADAPTERS[vendor](get_config().vendors[vendor])
-        vendors.hellotext.add_profile("P1")
+        adapter: VendorAdapter = get_config().adapter(vendor)
+        vendors.state("hellotext").add_profile("P1")
         product = {"reference": "vxqQJ3Yg", "name": "Tee"}
         event = Event.create(
             "product.purchased", {"product": product, **properties}, identity=IDENTITY
@@ -61,7 +61,7 @@ def test_wrong_credentials_fail_for_good(settings: Settings, sandbox: Sandbox, v
     secret_key = next(key for key in vendor_settings[vendor] if key != "API_URL")
     vendor_settings[vendor][secret_key] = "not-the-right-secret"
     settings.EVENTTRACK = {"VENDORS": vendor_settings}
-    adapter = ADAPTERS[vendor](get_config().vendors[vendor])
+    adapter = get_config().adapter(vendor)
     event = Event.create("product.purchased", identity=IDENTITY)
     attempt = http.send(adapter, adapter.build_request([event]))
     assert attempt.outcome.kind is OutcomeKind.FAILED
@@ -104,7 +104,7 @@ def test_read_timeout_is_retryable(settings: Settings, sandbox: Sandbox, vendor:
     vendor_settings[vendor]["TIMEOUT"] = 0.2  # type: ignore[assignment]
     settings.EVENTTRACK = {"VENDORS": vendor_settings}
     sandbox.inject(vendor, delay=0.6)
-    adapter = ADAPTERS[vendor](get_config().vendors[vendor])
+    adapter = get_config().adapter(vendor)
     attempt = http.send(adapter, adapter.build_request([Event.create("a.b", identity=IDENTITY)]))
     assert attempt.outcome.kind is OutcomeKind.RETRY
     assert attempt.outcome.message.startswith("read timeout")
@@ -126,7 +126,7 @@ def test_connection_refused_is_retryable(settings: Settings) -> None:
     settings.EVENTTRACK = {
         "VENDORS": {"hackle": {"API_KEY": "k-secret", "API_URL": f"http://127.0.0.1:{port}"}}
     }
-    adapter = ADAPTERS["hackle"](get_config().vendors["hackle"])
+    adapter = get_config().adapter("hackle")
     attempt = http.send(adapter, adapter.build_request([Event.create("a.b", identity=IDENTITY)]))
     assert attempt.outcome.kind is OutcomeKind.RETRY
     assert attempt.response is None
@@ -144,7 +144,7 @@ def test_browsee_failure_body_in_a_200_is_a_failure(send: Send, vendors: Sandbox
 
 def test_sandbox_validation_errors_carry_the_vendor_words(send: Send, vendors: Sandbox) -> None:
     # Hellotext 422: the sandbox refuses a legacy key smuggled in through vendor_extra.
-    adapter = ADAPTERS["hellotext"](get_config().vendors["hellotext"])
+    adapter = get_config().adapter("hellotext")
     event = Event.create(
         "product.purchased", identity=IDENTITY, vendor_extra={"hellotext": {"session_id": "S1"}}
     )
@@ -154,7 +154,7 @@ def test_sandbox_validation_errors_carry_the_vendor_words(send: Send, vendors: S
 
 
 def test_primedata_batch_of_500_in_one_request(vendors: Sandbox) -> None:
-    adapter = ADAPTERS["primedata"](get_config().vendors["primedata"])
+    adapter = get_config().adapter("primedata")
     events = [Event.create("page.viewed", {"n": n}) for n in range(500)]
     attempt = http.send(adapter, adapter.build_request(events))
     assert attempt.outcome.kind is OutcomeKind.DELIVERED

@@ -20,8 +20,11 @@ from django.test import AsyncClient, Client
 from pytest_django import Settings
 
 from django_eventtrack import conf, identity
+from django_eventtrack.conf import get_config
 from django_eventtrack.models import Delivery
 from django_eventtrack.sandbox import Sandbox
+from django_eventtrack.templatetags.eventtrack import sources_script
+from tests.processes.helpers import VENDORS
 from tests.views import hashed_email
 
 MIDDLEWARE = [
@@ -130,7 +133,7 @@ def test_only_validated_ids_reach_the_vendors(client: Client, vendors: Sandbox) 
     hostile_client.cookies["eventtrack_ids"] = ids_cookie({**IDS, "browsee_anonymous_id": hostile})
     hostile_client.get("/identity/tracked/?" + urlencode({"hello_session": hostile}))
     sent = [record.raw + json.dumps(record.headers) for record in vendors.requests()]
-    assert len(sent) == 3  # Hellotext is skipped: no valid session
+    assert len(sent) == len(VENDORS) - 1  # Hellotext is skipped: no valid session
     assert not any(hostile in text or IDS["hackle_device_id"] in text for text in sent)
 
 
@@ -379,6 +382,7 @@ def _run_snippet(
     }};
     globalThis.addEventListener = () => {{}};
     {vendors_js}
+    {sources_script(get_config().browser_ids)}
     {source.read_text()}
     console.log(cookies[cookies.length - 1]);
     """
@@ -422,7 +426,7 @@ def test_without_consent_deliveries_are_skipped_and_no_cookie_is_set(
     assert "sessionid" not in response.cookies
     assert response.json()["identity"] == {"opted_out": True}
     statuses = _statuses(response)
-    assert set(statuses) == {"hellotext", "hackle", "browsee", "primedata"}
+    assert set(statuses) == set(VENDORS)
     assert set(statuses.values()) == {("skipped", "visitor opted out of tracking")}
     assert consent_required.requests() == []
 
@@ -546,6 +550,27 @@ def test_the_tag_renders_the_script(settings: Settings) -> None:
     assert 'data-domain=".example.com"' in html
     assert 'data-max-age="34560000"' in html
     assert "nonce" not in html
+
+
+def test_the_tag_lists_every_registered_browser_script_and_the_file_names_no_vendor(
+    settings: Settings,
+) -> None:
+    """The vendors' getters come from the registry, in an inline script carrying the nonce;
+    the static file itself knows no vendor."""
+    settings.STATIC_URL = "/static/"
+    html = render('{% eventtrack_script nonce="n1" %}')
+    head, _, sources = html.partition("</script>")
+    assert 'nonce="n1"' in head
+    assert sources.startswith('<script nonce="n1">(window.eventtrack')
+    scripted = [bid for bid in get_config().browser_ids if bid.script]
+    assert scripted
+    for browser_id in scripted:
+        assert f'key: "{browser_id.script_key}"' in sources
+        assert str(browser_id.script) in sources
+    source = Path(identity.__file__).parent / "static" / "django_eventtrack" / "eventtrack.js"
+    code = source.read_text().lower()
+    for vendor in get_config().adapters:
+        assert vendor not in code
 
 
 def test_the_tag_takes_a_nonce_and_renders_inline(settings: Settings) -> None:

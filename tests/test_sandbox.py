@@ -18,15 +18,16 @@ from typing import Any
 import pytest
 import requests
 
-from django_eventtrack.sandbox import DEFAULT_CREDENTIALS, Sandbox
+from django_eventtrack.sandbox import Sandbox
+from django_eventtrack.sandbox.vendors import BROWSEE, HACKLE, HELLOTEXT, PRIMEDATA
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = "2026-08-07T12:30:00Z"
-TOKEN = DEFAULT_CREDENTIALS["hellotext"]["API_TOKEN"]
-HACKLE_KEY = DEFAULT_CREDENTIALS["hackle"]["API_KEY"]
-BROWSEE_KEY = DEFAULT_CREDENTIALS["browsee"]["API_KEY"]
-CLIENT_ID = DEFAULT_CREDENTIALS["primedata"]["CLIENT_ID"]
-ACCESS_TOKEN = DEFAULT_CREDENTIALS["primedata"]["ACCESS_TOKEN"]
+TOKEN = HELLOTEXT.credentials["API_TOKEN"]
+HACKLE_KEY = HACKLE.credentials["API_KEY"]
+BROWSEE_KEY = BROWSEE.credentials["API_KEY"]
+CLIENT_ID = PRIMEDATA.credentials["CLIENT_ID"]
+ACCESS_TOKEN = PRIMEDATA.credentials["ACCESS_TOKEN"]
 
 PATHS = {
     "hellotext": "/v1/attribution/events",
@@ -103,8 +104,8 @@ def running_sandbox():
 def sandbox(running_sandbox):
     """The sandbox, with the profile and product :data:`VALID_BODIES` name known to Hellotext."""
     running_sandbox.reset()
-    running_sandbox.hellotext.add_profile("PROFILE_ID")
-    running_sandbox.hellotext.add_object("product", "PRODUCT_ID", name="Tee")
+    running_sandbox.state("hellotext").add_profile("PROFILE_ID")
+    running_sandbox.state("hellotext").add_object("product", "PRODUCT_ID", name="Tee")
     yield running_sandbox
     running_sandbox.reset()
 
@@ -254,7 +255,7 @@ def test_credentials_can_be_overridden():
 
         assert (mine.status_code, default.status_code) == (200, 401)
         assert sandbox.vendor_settings()["hackle"]["API_KEY"] == "mine"
-        assert sandbox.credentials["hellotext"] == DEFAULT_CREDENTIALS["hellotext"]
+        assert sandbox.credentials["hellotext"] == HELLOTEXT.credentials
 
 
 # --- malformed bodies -------------------------------------------------------------------------
@@ -390,15 +391,15 @@ def test_hellotext_finds_or_creates_objects_by_reference_and_source(sandbox, sen
         ).status_code
         == 200
     )  # found: no name needed
-    found = sandbox.hellotext.object_id("product", "TEE-9", "shop")
+    found = sandbox.state("hellotext").object_id("product", "TEE-9", "shop")
     assert found is not None
-    assert [event["object"] for event in sandbox.hellotext.events] == [found] * 3
+    assert [event["object"] for event in sandbox.state("hellotext").events] == [found] * 3
     assert send("hellotext", hellotext_event(object=found)).status_code == 200
 
 
 def test_hellotext_refuses_a_session_that_belongs_to_another_profile(sandbox, send):
-    other = sandbox.hellotext.add_profile()
-    assert sandbox.hellotext.attach("S-shared", other)[0] == 200
+    other = sandbox.state("hellotext").add_profile()
+    assert sandbox.state("hellotext").attach("S-shared", other)[0] == 200
     mine = hellotext_event(session="S-shared")
     assert hellotext_error(send("hellotext", mine)) == (422, "identity_assigned", "session")
     assert send("hellotext", hellotext_event(session="S-shared", profile=other)).status_code == 200
@@ -408,31 +409,36 @@ def test_hellotext_refuses_a_session_that_belongs_to_another_profile(sandbox, se
 
 
 def test_hellotext_has_not_seen_a_session_until_the_browser_brings_it(sandbox, send):
-    sandbox.hellotext.forget_session("S-new")
+    sandbox.state("hellotext").forget_session("S-new")
     body = hellotext_event(profile=MISSING, session="S-new")
     assert hellotext_error(send("hellotext", body)) == (404, "not_found", "session")
-    sandbox.hellotext.see_session("S-new")
+    sandbox.state("hellotext").see_session("S-new")
     assert send("hellotext", body).status_code == 200
 
 
 def test_hellotext_custom_actions_exist_once_created(sandbox, send):
     body = hellotext_event(action="appointment.booked", object=MISSING)
     assert hellotext_error(send("hellotext", body)) == (404, "not_found", "action")
-    sandbox.hellotext.add_action("appointment.booked")
+    sandbox.state("hellotext").add_action("appointment.booked")
     assert send("hellotext", body).status_code == 200  # custom actions need no object
     with pytest.raises(ValueError, match="own actions"):
-        sandbox.hellotext.add_action("order.placed")
+        sandbox.state("hellotext").add_action("order.placed")
     with pytest.raises(ValueError, match=r"noun\.verb"):
-        sandbox.hellotext.add_action("Booked")
+        sandbox.state("hellotext").add_action("Booked")
 
 
 def test_reset_keeps_the_constructors_custom_actions_and_schemas():
-    with Sandbox(hellotext_actions=["appointment.booked"], primedata_schemas=["purchase"]) as box:
-        box.hellotext.add_action("visit.made")
-        box.primedata_schemas.register("refund")
+    with Sandbox(
+        options={
+            "hellotext": {"actions": ["appointment.booked"]},
+            "primedata": {"aliases": ["purchase"]},
+        }
+    ) as box:
+        box.state("hellotext").add_action("visit.made")
+        box.state("primedata").register("refund")
         box.reset()
-        assert box.hellotext.custom_actions == {"appointment.booked"}
-        assert box.primedata_schemas.registered == frozenset({"purchase"})
+        assert box.state("hellotext").custom_actions == {"appointment.booked"}
+        assert box.state("primedata").registered == frozenset({"purchase"})
 
 
 # --- PrimeData state: registered schemas -------------------------------------------------------
@@ -441,7 +447,7 @@ def test_reset_keeps_the_constructors_custom_actions_and_schemas():
 def test_primedata_leaves_unregistered_event_types_out_of_processed_events(sandbox, send):
     batch = primedata_batch(primedata_event(), primedata_event(eventType="unknown"))
     assert send("primedata", batch).json()["processedEvents"] == 2  # nothing registered yet
-    sandbox.primedata_schemas.register("purchase")
+    sandbox.state("primedata").register("purchase")
     assert send("primedata", batch).json() == {"processedEvents": 1, "profileId": None}
     identify = primedata_event(
         eventType="identify",
@@ -975,7 +981,8 @@ def test_settings_for_the_library(sandbox):
     assert env["EVENTTRACK_HELLOTEXT_API_TOKEN"] == TOKEN
     assert env["EVENTTRACK_HELLOTEXT_API_URL"] == sandbox.api_url("hellotext")
     assert env["EVENTTRACK_PRIMEDATA_ACCESS_TOKEN"] == ACCESS_TOKEN
-    assert len(env) == 9
+    # credentials and API_URL per vendor
+    assert len(env) == sum(len(spec.credentials) + 1 for spec in sandbox.specs.values())
 
 
 def test_stop_really_stops(client):

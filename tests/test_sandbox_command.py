@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from django_eventtrack.sandbox import DEFAULT_CREDENTIALS
+from django_eventtrack.sandbox.vendors import BROWSEE, HACKLE, HELLOTEXT, PRIMEDATA
 from tests.processes.helpers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,14 +48,14 @@ def sandbox_command(tmp_path: Path) -> Iterator[tuple[str, Path, int]]:
 def expected(port: int) -> dict[str, str]:
     url = f"http://127.0.0.1:{port}"
     return {
-        "EVENTTRACK_HELLOTEXT_API_TOKEN": DEFAULT_CREDENTIALS["hellotext"]["API_TOKEN"],
+        "EVENTTRACK_HELLOTEXT_API_TOKEN": HELLOTEXT.credentials["API_TOKEN"],
         "EVENTTRACK_HELLOTEXT_API_URL": f"{url}/hellotext",
-        "EVENTTRACK_HACKLE_API_KEY": DEFAULT_CREDENTIALS["hackle"]["API_KEY"],
+        "EVENTTRACK_HACKLE_API_KEY": HACKLE.credentials["API_KEY"],
         "EVENTTRACK_HACKLE_API_URL": f"{url}/hackle",
-        "EVENTTRACK_BROWSEE_API_KEY": DEFAULT_CREDENTIALS["browsee"]["API_KEY"],
+        "EVENTTRACK_BROWSEE_API_KEY": BROWSEE.credentials["API_KEY"],
         "EVENTTRACK_BROWSEE_API_URL": f"{url}/browsee",
-        "EVENTTRACK_PRIMEDATA_CLIENT_ID": DEFAULT_CREDENTIALS["primedata"]["CLIENT_ID"],
-        "EVENTTRACK_PRIMEDATA_ACCESS_TOKEN": DEFAULT_CREDENTIALS["primedata"]["ACCESS_TOKEN"],
+        "EVENTTRACK_PRIMEDATA_CLIENT_ID": PRIMEDATA.credentials["CLIENT_ID"],
+        "EVENTTRACK_PRIMEDATA_ACCESS_TOKEN": PRIMEDATA.credentials["ACCESS_TOKEN"],
         "EVENTTRACK_PRIMEDATA_API_URL": f"{url}/primedata",
     }
 

@@ -26,7 +26,6 @@ from django_eventtrack.models import Event as StoredEvent
 from django_eventtrack.redaction import MASK
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.sending import render_requests
-from django_eventtrack.vendors import ADAPTERS
 from tests.processes.helpers import VENDORS
 from tests.test_admin import _admin_settings  # noqa: F401  (templates for the admin pages)
 from tests.test_worker import drain_until_settled
@@ -34,6 +33,10 @@ from tests.test_worker import drain_until_settled
 Status = Delivery.Status
 #: Distinctive credentials: any occurrence of one of these anywhere is a leak.
 SECRETS = {
+    **{
+        name: {key: f"{name.upper()}-{key}-SECRET-7f3b" for key in adapter.credential_settings}
+        for name, adapter in get_config().adapters.items()
+    },
     "hellotext": {"API_TOKEN": "HT-SECRET-3c9f1a7e"},
     "hackle": {"API_KEY": "HK-SECRET-8b2d4e6f"},
     "browsee": {"API_KEY": "BR-SECRET-5a7c9e1b"},
@@ -99,8 +102,10 @@ def test_no_secret_anywhere_after_a_full_fault_run(
         call_command("send_event", *order, "--sync", stdout=sync)
 
     attempt = http.send(
-        ADAPTERS["hackle"](get_config().vendors["hackle"]),
-        ADAPTERS["hackle"](get_config().vendors["hackle"]).build_request(
+        get_config().adapter("hackle"),
+        get_config()
+        .adapter("hackle")
+        .build_request(
             [StoredEvent.objects.first().to_normalised()]  # type: ignore[union-attr]
         ),
     )
@@ -168,7 +173,7 @@ def test_no_event_data_can_redirect_a_request(settings: Settings) -> None:
     settings.EVENTTRACK = {
         "VENDORS": {
             name: {**{key: "x-credential" for key in adapter.credential_settings}}
-            for name, adapter in ADAPTERS.items()
+            for name, adapter in get_config().adapters.items()
         },
         "DELIVERY": "worker",
     }
@@ -183,7 +188,7 @@ def test_no_event_data_can_redirect_a_request(settings: Settings) -> None:
     for target, request in render_requests(event):
         assert request is not None
         assert request.url == target.adapter.url
-        assert request.url.startswith(ADAPTERS[target.vendor].default_api_url)
+        assert request.url.startswith(get_config().adapters[target.vendor].default_api_url)
 
 
 # -- the identity cookie cannot impersonate a user -------------------------------------------

@@ -14,6 +14,7 @@ from pytest_django import Settings
 
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
+from tests.processes.helpers import VENDORS
 
 PURCHASE = ["product.purchased", "--profile", "P1", "--property", "product=vxqQJ3Yg"]
 
@@ -24,8 +25,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _hellotext_knows_the_customer(sandbox: Sandbox) -> None:
     """Profile P1 and product vxqQJ3Yg exist at Hellotext (its catalogue synced with our
     reference and the default source), so a bare reference finds the product."""
-    sandbox.hellotext.add_profile("P1")
-    sandbox.hellotext.add_object("product", reference="vxqQJ3Yg", source="django", name="Tee")
+    sandbox.state("hellotext").add_profile("P1")
+    sandbox.state("hellotext").add_object(
+        "product", reference="vxqQJ3Yg", source="django", name="Tee"
+    )
 
 
 def run(*args: str) -> str:
@@ -36,14 +39,9 @@ def run(*args: str) -> str:
     return out.getvalue()
 
 
-def test_purchase_reaches_all_four_vendors_as_documented(vendors: Sandbox) -> None:
+def test_purchase_reaches_every_vendor_as_documented(vendors: Sandbox) -> None:
     output = run(*PURCHASE, "--property", "amount:=89.90", "--property", "currency=USD")
-    assert output.splitlines() == [
-        "hellotext: delivered (HTTP 200)",
-        "hackle: delivered (HTTP 200)",
-        "browsee: delivered (HTTP 200)",
-        "primedata: delivered (HTTP 200)",
-    ]
+    assert output.splitlines() == [f"{vendor}: delivered (HTTP 200)" for vendor in VENDORS]
     hellotext = vendors.requests("hellotext")[0].body
     assert hellotext is not None
     assert hellotext["action"] == "product.purchased"
@@ -74,7 +72,7 @@ def test_purchase_reaches_all_four_vendors_as_documented(vendors: Sandbox) -> No
     assert event["source"] == {"itemId": "_", "itemType": "_", "scope": event["scope"]}
 
 
-@pytest.mark.parametrize("vendor", ["hellotext", "hackle", "browsee", "primedata"])
+@pytest.mark.parametrize("vendor", VENDORS)
 def test_auth_failure_is_permanent_and_exits_non_zero(
     settings: Settings, sandbox: Sandbox, vendor: str
 ) -> None:
@@ -86,7 +84,7 @@ def test_auth_failure_is_permanent_and_exits_non_zero(
     with pytest.raises(CommandError) as caught:
         call_command("send_event", *PURCHASE, "--sync", stdout=out, no_color=True)
     assert caught.value.returncode == 2
-    assert "1 of 4 vendors did not accept it" in str(caught.value)
+    assert f"1 of {len(VENDORS)} vendors did not accept it" in str(caught.value)
     line = next(line for line in out.getvalue().splitlines() if line.startswith(vendor))
     assert line.startswith(f"{vendor}: failed (HTTP 4")
     assert "wrong-credential" not in out.getvalue()
@@ -122,17 +120,12 @@ def test_without_flags_an_in_process_backend_reports_each_vendor(
     settings.EVENTTRACK = {"VENDORS": sandbox.vendor_settings(), "DELIVERY": delivery}
     out = io.StringIO()
     call_command("send_event", *PURCHASE, stdout=out, no_color=True)
-    assert out.getvalue().splitlines() == [
-        "hellotext: delivered (HTTP 200)",
-        "hackle: delivered (HTTP 200)",
-        "browsee: delivered (HTTP 200)",
-        "primedata: delivered (HTTP 200)",
-    ]
+    assert out.getvalue().splitlines() == [f"{vendor}: delivered (HTTP 200)" for vendor in VENDORS]
     event = Event.objects.get()
     assert event.identity == {"profile": "P1"}
     statuses = dict(event.deliveries.values_list("vendor", "status"))
-    assert statuses == dict.fromkeys(["hellotext", "hackle", "browsee", "primedata"], "delivered")
-    assert len(sandbox.requests()) == 4
+    assert statuses == dict.fromkeys(VENDORS, "delivered")
+    assert len(sandbox.requests()) == len(VENDORS)
 
 
 def test_without_flags_an_in_process_backend_exits_non_zero_when_a_vendor_refuses(
@@ -254,8 +247,8 @@ def test_configuration_from_environment_only(
     for name, value in sandbox.env().items():
         monkeypatch.setenv(name, value)
     conf.reload()
-    assert len(run(*PURCHASE).splitlines()) == 4
-    assert len(sandbox.requests()) == 4
+    assert len(run(*PURCHASE).splitlines()) == len(VENDORS)
+    assert len(sandbox.requests()) == len(VENDORS)
 
 
 def test_secrets_from_the_environment_reach_the_vendors_literally(

@@ -20,6 +20,7 @@ from pytest_django import DjangoAssertNumQueries, Settings
 from django_eventtrack import status
 from django_eventtrack.models import Delivery, Event
 from tests.example_project import environment, manage
+from tests.processes.helpers import VENDORS
 
 Status = Delivery.Status
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -104,7 +105,7 @@ def test_status_command_json_is_machine_readable(monkeypatch: pytest.MonkeyPatch
     call_command("eventtrack_status", "--json", stdout=out)
     report = json.loads(out.getvalue())
     assert report["at"] == "2026-11-23T12:00:00+00:00"
-    assert list(report["vendors"]) == ["hellotext", "hackle", "browsee", "primedata", "segment"]
+    assert list(report["vendors"]) == [*VENDORS, "segment"]
     assert report["vendors"]["hackle"]["due"] == 1
     assert report["vendors"]["hellotext"]["oldest_pending_seconds"] is None
     assert report["totals"] == {

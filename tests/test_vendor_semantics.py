@@ -84,7 +84,7 @@ def make_due(*deliveries: Delivery) -> None:
 
 def test_product_and_order_reach_a_hellotext_that_knows_no_object_ids(configure: Any) -> None:
     sandbox = configure()
-    assert sandbox.hellotext.objects == {}
+    assert sandbox.state("hellotext").objects == {}
     viewed = track("product.viewed", {"product": TEE}, session="S1", vendors=["hellotext"])
     placed = track("order.placed", {"order": ORDER}, session="S1", vendors=["hellotext"])
 
@@ -94,7 +94,10 @@ def test_product_and_order_reach_a_hellotext_that_knows_no_object_ids(configure:
     body = events_to(sandbox)[0].body
     assert "object" not in body  # the shop's id is a reference, not a Hellotext object id
     assert body["object_parameters"] == {"source": "django", **TEE}
-    kinds = {(o["type"], o["reference"], o["source"]) for o in sandbox.hellotext.objects.values()}
+    kinds = {
+        (o["type"], o["reference"], o["source"])
+        for o in sandbox.state("hellotext").objects.values()
+    }
     assert kinds == {("product", "TEE-1", "django"), ("order", "ORD-1", "shop")}
 
 
@@ -111,7 +114,7 @@ def test_a_product_given_by_our_reference_and_name_reaches_hellotext(configure: 
         "name": "Tee",
     }
     assert request.body["metadata"] == {"size": "M"}
-    assert sandbox.hellotext.object_id("product", "TEE-1", "django") is not None
+    assert sandbox.state("hellotext").object_id("product", "TEE-1", "django") is not None
 
 
 def test_the_same_order_is_the_same_hellotext_object_from_placed_to_shipped(
@@ -122,14 +125,14 @@ def test_the_same_order_is_the_same_hellotext_object_from_placed_to_shipped(
     track("order.shipped", {"order": {**ORDER, "delivery": "deliver"}}, session="S1")
     track("order.delivered", {"order": "ORD-1"}, session="S1", vendors=["hellotext"])
 
-    placed, shipped, delivered = sandbox.hellotext.events
+    placed, shipped, delivered = sandbox.state("hellotext").events
     assert (
         placed["object"]
         == shipped["object"]
-        == sandbox.hellotext.object_id("order", "ORD-1", "shop")
+        == sandbox.state("hellotext").object_id("order", "ORD-1", "shop")
     )
     # A bare reference is matched with our default source: a different object.
-    assert delivered["object"] == sandbox.hellotext.object_id("order", "ORD-1", "django")
+    assert delivered["object"] == sandbox.state("hellotext").object_id("order", "ORD-1", "django")
     assert delivered["object"] != placed["object"]
 
 
@@ -146,7 +149,7 @@ def test_a_product_hellotext_cannot_create_is_its_refusal_not_a_guess(configure:
     """A bare reference finds a product Hellotext already has; one it does not have
     needs a name to be created, which only the shop can give."""
     sandbox = configure()
-    sandbox.hellotext.add_object("product", reference="MUG-1", source="django", name="Mug")
+    sandbox.state("hellotext").add_object("product", reference="MUG-1", source="django", name="Mug")
     found = track("product.viewed", {"product": "MUG-1"}, session="S1", vendors=["hellotext"])
     unknown = track("product.viewed", {"product": "CAP-1"}, session="S1", vendors=["hellotext"])
     assert delivery("hellotext", found).status == Status.DELIVERED
@@ -162,9 +165,9 @@ def test_an_order_by_profile_b_with_profile_as_session_still_reaches_hellotext(
     configure: Any,
 ) -> None:
     sandbox = configure()
-    alice = sandbox.hellotext.add_profile("PA")
-    bob = sandbox.hellotext.add_profile("PB")
-    assert sandbox.hellotext.attach("shared", alice)[0] == 200
+    alice = sandbox.state("hellotext").add_profile("PA")
+    bob = sandbox.state("hellotext").add_profile("PB")
+    assert sandbox.state("hellotext").attach("shared", alice)[0] == 200
 
     first = track("order.placed", {"order": ORDER}, profile=bob, session="shared")
     assert delivery("hellotext", first).status == Status.DELIVERED
@@ -176,7 +179,7 @@ def test_an_order_by_profile_b_with_profile_as_session_still_reaches_hellotext(
         "session not sent: Hellotext says it belongs to another profile"
     ]
     assert VendorSession.objects.get(session_id="shared").profile_id == ""  # not Bob's
-    assert sandbox.hellotext.sessions["shared"] == alice  # never moved
+    assert sandbox.state("hellotext").sessions["shared"] == alice  # never moved
 
     # Now we know: Bob's next event leaves the session out before sending.
     track("order.shipped", {"order": ORDER}, profile=bob, session="shared")
@@ -229,7 +232,7 @@ def test_declared_custom_actions_and_mapped_names_reach_hellotext(configure: Any
             }
         }
     )
-    sandbox.hellotext.add_action("account.created")
+    sandbox.state("hellotext").add_action("account.created")
     signed_up = track("user.signed_up", {"plan": "gold"}, session="S1", vendors=["hellotext"])
     added = track("basket.add", {"cart": {"reference": "C1"}}, session="S1", vendors=["hellotext"])
     generated = track("short_link.clicked", session="S1", vendors=["hellotext"])
@@ -313,12 +316,12 @@ def test_identify_creates_a_lost_profile_again_and_attaches_the_session(
     assert Delivery.objects.get(event__kind=IDENTIFY).status == Status.DELIVERED
     new_profile = VendorProfile.objects.get(user_id=str(user.pk)).profile_id
     assert new_profile != "gone"
-    assert sandbox.hellotext.sessions == {"S1": new_profile}
+    assert sandbox.state("hellotext").sessions == {"S1": new_profile}
 
 
 def test_a_session_hellotext_has_not_seen_yet_is_waited_for(configure: Any) -> None:
     sandbox = configure(DELIVERY="worker")
-    sandbox.hellotext.forget_session("first-page")
+    sandbox.state("hellotext").forget_session("first-page")
     event = track("order.placed", {"order": ORDER}, session="first-page", vendors=["hellotext"])
     before = timezone.now()
     drain(["hellotext"])
@@ -327,7 +330,7 @@ def test_a_session_hellotext_has_not_seen_yet_is_waited_for(configure: Any) -> N
     assert "has not seen this session yet" in waiting.last_error
     assert waiting.next_attempt_at >= before + timedelta(seconds=UNSEEN_SESSION_RETRY)
 
-    sandbox.hellotext.see_session("first-page")  # Hellotext.js reported it meanwhile
+    sandbox.state("hellotext").see_session("first-page")  # Hellotext.js reported it meanwhile
     make_due(waiting)
     drain(["hellotext"])
     assert delivery("hellotext", event).status == Status.DELIVERED
@@ -335,8 +338,8 @@ def test_a_session_hellotext_has_not_seen_yet_is_waited_for(configure: Any) -> N
 
 def test_past_the_wait_an_unseen_session_is_left_out_or_the_event_fails(configure: Any) -> None:
     sandbox = configure()
-    sandbox.hellotext.add_profile("P1")
-    sandbox.hellotext.forget_session("never")
+    sandbox.state("hellotext").add_profile("P1")
+    sandbox.state("hellotext").forget_session("never")
     long_ago = timezone.now() - UNSEEN_SESSION_WAIT - timedelta(seconds=1)
     with_profile = track(
         "order.placed", {"order": ORDER}, profile="P1", session="never", timestamp=long_ago
@@ -359,7 +362,7 @@ def test_past_the_wait_an_unseen_session_is_left_out_or_the_event_fails(configur
 
 def test_a_primedata_batch_of_one_it_did_not_process_is_not_delivered(configure: Any) -> None:
     sandbox = configure()
-    sandbox.primedata_schemas.register("order.placed")  # not "product.viewed"
+    sandbox.state("primedata").register("order.placed")  # not "product.viewed"
     event = track("product.viewed", {"product": "TEE-1"}, session="S1", vendors=["primedata"])
     (request,) = sandbox.requests("primedata")
     assert request.status == 200
@@ -372,7 +375,7 @@ def test_a_partly_processed_primedata_batch_is_flagged_and_never_resent(
     configure: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     sandbox = configure(DELIVERY="worker")
-    sandbox.primedata_schemas.register("order.placed")
+    sandbox.state("primedata").register("order.placed")
     events = [
         track("order.placed", {"order": "A"}, session="S1", vendors=["primedata"]),
         track("product.viewed", {"product": "B"}, session="S1", vendors=["primedata"]),
@@ -510,7 +513,7 @@ def test_a_2xx_saying_identity_assigned_is_sent_again_without_the_session(
     configure: Any,
 ) -> None:
     sandbox = configure()
-    sandbox.hellotext.add_profile("P1")
+    sandbox.state("hellotext").add_profile("P1")
     assigned = {"errors": [{"type": "identity_assigned", "message": "taken"}]}
     sandbox.inject("hellotext", status=200, body=assigned)
     event = track("order.placed", {"order": "A"}, profile="P1", session="S1", vendors=["hellotext"])

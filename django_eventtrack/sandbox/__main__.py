@@ -16,15 +16,16 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from django_eventtrack.sandbox.server import Sandbox
-from django_eventtrack.sandbox.vendors import VENDORS
+from django_eventtrack.sandbox.server import Sandbox, registry_specs
+from django_eventtrack.sandbox.vendors import VendorSpec
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(specs: Sequence[VendorSpec]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m django_eventtrack.sandbox",
-        description="Serve Hellotext, Hackle, Browsee and PrimeData look-alikes on loopback.",
+        description=f"Serve look-alikes of {', '.join(spec.name for spec in specs)} on loopback.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8900, help="port (default 8900; 0 = any)")
@@ -33,27 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         action="extend",
         default=[],
-        choices=list(VENDORS),
+        choices=[spec.name for spec in specs],
         metavar="VENDOR",
-        help="answer with the vendor's old documented success (hellotext, primedata)",
+        help="answer with the vendor's old documented success "
+        f"({', '.join(spec.name for spec in specs if spec.has_legacy)})",
     )
-    parser.add_argument(
-        "--hellotext-action",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="ACTION",
-        help="a custom action the Hellotext business has created (lowercase noun.verb)",
-    )
-    parser.add_argument(
-        "--primedata-schema",
-        nargs="+",
-        action="extend",
-        default=None,
-        metavar="ALIAS",
-        help="an event schema registered in PrimeData; once any is given, events of other "
-        "types are left out of processedEvents",
-    )
+    for spec in specs:
+        for option in spec.options:
+            parser.add_argument(
+                f"--{spec.name}-{option.flag}",
+                dest=f"{spec.name}.{option.keyword}",
+                nargs="+",
+                action="extend",
+                default=option.default,
+                metavar=option.metavar,
+                help=option.help,
+            )
     parser.add_argument(
         "--verbose", action="store_true", help="log one line per request (credentials never shown)"
     )
@@ -69,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 def banner(sandbox: Sandbox) -> str:
     """What to configure: the URLs and the ``EVENTTRACK_*`` lines to copy."""
     lines = [f"django-eventtrack vendor sandbox listening on {sandbox.url}", ""]
-    for vendor in VENDORS:
+    for vendor in sandbox.specs:
         mode = "  (legacy answers)" if vendor in sandbox.legacy else ""
         lines.append(f"  {vendor:<10} {sandbox.api_url(vendor)}{mode}")
     lines += [
@@ -97,8 +93,20 @@ def write_env_file(path: Path, variables: Mapping[str, str]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def _state_options(specs: Sequence[VendorSpec], args: argparse.Namespace) -> dict[str, Any]:
+    """``Sandbox(options=...)`` from the ``--<vendor>-<flag>`` options given."""
+    options: dict[str, Any] = {}
+    for spec in specs:
+        given = {o.keyword: getattr(args, f"{spec.name}.{o.keyword}") for o in spec.options}
+        options[spec.name] = {
+            keyword: value for keyword, value in given.items() if value is not None
+        }
+    return options
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    specs = registry_specs()
+    args = build_parser(specs).parse_args(argv)
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     stopping = threading.Event()
@@ -114,8 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=args.port,
             legacy=args.legacy,
             verbose=args.verbose,
-            hellotext_actions=args.hellotext_action,
-            primedata_schemas=args.primedata_schema,
+            vendors=specs,
+            options=_state_options(specs, args),
         )
     except ValueError as error:
         print(f"cannot start the sandbox: {error}", file=sys.stderr)

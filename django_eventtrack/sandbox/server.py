@@ -1,7 +1,10 @@
 """The loopback HTTP server: routing, recording, fault injection and the control API.
 
-Stdlib only (no Django), so it runs in the test process, in a separate
-process for Celery workers and the demo, or from the command line. It is
+It names no vendor: it serves the :class:`~django_eventtrack.sandbox.vendors.VendorSpec`
+of each vendor in the registry (each adapter's ``sandbox``). It needs no Django
+settings (without them it serves the built-in vendors), so it runs in the test
+process, in a separate process for Celery workers and the demo, or from the
+command line. It is
 meant to be fast enough for benchmarks: one thread per keep-alive
 connection, one short lock per request, no logging unless asked.
 """
@@ -24,15 +27,13 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
 
-from django_eventtrack.sandbox.state import HellotextDirectory, JSONObject, PrimeDataSchemas
-from django_eventtrack.sandbox.vendors import (
-    DEFAULT_CREDENTIALS,
-    VENDORS,
-    Endpoint,
-    Incoming,
-    VendorSpec,
-    parse_incoming,
-)
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from django_eventtrack.conf import get_config
+from django_eventtrack.sandbox.state import JSONObject
+from django_eventtrack.sandbox.vendors import Endpoint, Incoming, VendorSpec, parse_incoming
+from django_eventtrack.vendors import BUILT_IN
 
 logger = logging.getLogger("django_eventtrack.sandbox")
 
@@ -49,8 +50,8 @@ class RecordedRequest:
 
     ``status`` is None when a fault dropped the connection. ``accepted`` is
     True only when the vendor rules passed and a 2xx was sent; ``events`` are
-    the event payloads in the body (PrimeData's ``events[]``, otherwise the
-    body itself), extracted even for rejected requests to help debugging.
+    the event payloads in the body (a batch's events, otherwise the body
+    itself), extracted even for rejected requests to help debugging.
     """
 
     vendor: str
@@ -90,19 +91,14 @@ class Fault:
     truncate: bool = False
 
 
-def _check_vendor(vendor: str) -> str:
-    if vendor not in VENDORS:
-        raise ValueError(f"unknown vendor {vendor!r}; expected one of {', '.join(VENDORS)}")
-    return vendor
-
-
-def _merge_credentials(
-    override: Mapping[str, Mapping[str, str]] | None,
-) -> dict[str, dict[str, str]]:
-    merged = {vendor: dict(values) for vendor, values in DEFAULT_CREDENTIALS.items()}
-    for vendor, values in (override or {}).items():
-        merged[_check_vendor(vendor)].update(values)
-    return merged
+def registry_specs() -> list[VendorSpec]:
+    """The sandbox specs of the registry's vendors: the project's ``EVENTTRACK["ADAPTERS"]``
+    when Django settings are configured, else the built-in vendors."""
+    if settings.configured:
+        adapters = list(get_config().adapters.values())
+    else:
+        adapters = [import_string(path) for path in BUILT_IN.values()]
+    return [import_string(adapter.sandbox) for adapter in adapters if adapter.sandbox]
 
 
 def _make_fault(
@@ -115,23 +111,10 @@ def _make_fault(
     truncate: bool = False,
 ) -> Fault:
     """Validate a rule up front: a typo in a test should fail loudly, not be ignored."""
-    if status is not None and (
-        not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599
-    ):
-        raise ValueError(f"status must be an HTTP status code, got {status!r}")
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise ValueError(f"count must be a positive integer, got {count!r}")
-    if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
-        raise ValueError(f"delay must be a non-negative number of seconds, got {delay!r}")
-    if not isinstance(drop, bool):
-        raise ValueError(f"drop must be a boolean, got {drop!r}")
-    if body is not None and not isinstance(body, dict):
-        raise ValueError("body must be a JSON object")
-    if retry_after is not None and not isinstance(retry_after, str | int):
-        raise ValueError("retry_after must be a string (seconds or an HTTP-date)")
+    _check_fault_values(status, count, retry_after, delay, drop, body, truncate)
     if drop and status is not None:
         raise ValueError("a dropped connection has no status; pass drop or status, not both")
-    if not isinstance(truncate, bool) or (truncate and drop):
+    if truncate and drop:
         raise ValueError("truncate must be a boolean, and cannot be combined with drop")
     if status is None and (body is not None or retry_after is not None):
         raise ValueError("body and retry_after need a status")
@@ -146,6 +129,34 @@ def _make_fault(
         body=body,
         truncate=truncate,
     )
+
+
+def _check_fault_values(
+    status: int | None,
+    count: int,
+    retry_after: str | int | None,
+    delay: float,
+    drop: bool,
+    body: JSONObject | None,
+    truncate: bool,
+) -> None:
+    """Each value of a fault rule on its own (how they combine is :func:`_make_fault`'s)."""
+    if status is not None and (
+        not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599
+    ):
+        raise ValueError(f"status must be an HTTP status code, got {status!r}")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValueError(f"count must be a positive integer, got {count!r}")
+    if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
+        raise ValueError(f"delay must be a non-negative number of seconds, got {delay!r}")
+    if not isinstance(drop, bool):
+        raise ValueError(f"drop must be a boolean, got {drop!r}")
+    if body is not None and not isinstance(body, dict):
+        raise ValueError("body must be a JSON object")
+    if retry_after is not None and not isinstance(retry_after, str | int):
+        raise ValueError("retry_after must be a string (seconds or an HTTP-date)")
+    if not isinstance(truncate, bool):
+        raise ValueError("truncate must be a boolean, and cannot be combined with drop")
 
 
 class _Server(ThreadingHTTPServer):
@@ -220,7 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._control(path[len(CONTROL_PREFIX) :], query, raw)
             return
         prefix, _, rest = path[1:].partition("/")
-        spec = VENDORS.get(prefix)
+        spec = self.server.sandbox.specs.get(prefix)
         if spec is None:
             self._send(404, {"error": "not found"})
             return
@@ -283,9 +294,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _vendor(self, spec: VendorSpec, path: str, raw: bytes) -> None:
         sandbox = self.server.sandbox
         headers = {name.lower(): value for name, value in self.headers.items()}
-        incoming, parsed = parse_incoming(
-            headers, raw, path, sandbox.hellotext, sandbox.primedata_schemas
-        )
+        incoming, parsed = parse_incoming(headers, raw, path, sandbox.states.get(spec.name))
         record = functools.partial(
             RecordedRequest,
             vendor=spec.name,
@@ -408,7 +417,7 @@ def _match(spec: VendorSpec, path: str, method: str) -> tuple[Endpoint | None, l
 
 
 class Sandbox:
-    """A local stand-in for all four vendors, served over real loopback HTTP.
+    """A local stand-in for every vendor of the registry, served over real loopback HTTP.
 
     Usage::
 
@@ -417,9 +426,11 @@ class Sandbox:
             ...
             sandbox.wait_for(1, vendor="hackle")
 
-    Each vendor lives under its own prefix (``/hellotext``, ``/hackle``,
-    ``/browsee``, ``/primedata``) followed by the vendor's documented path, so
-    configuring the library's ``API_URL`` as :meth:`api_url` is all it takes.
+    Each vendor lives under its own prefix (``/<vendor>``) followed by the vendor's
+    documented path, so configuring the library's ``API_URL`` as :meth:`api_url` is
+    all it takes. ``vendors`` are the specs served (default: :func:`registry_specs`);
+    ``options`` set what a vendor remembers (``{vendor: {keyword: value}}``, the
+    keywords of its spec's ``state``), kept across :meth:`reset`.
     """
 
     def __init__(
@@ -430,15 +441,31 @@ class Sandbox:
         legacy: Iterable[str] = (),
         max_records: int = 100_000,
         verbose: bool = False,
-        hellotext_actions: Iterable[str] = (),
-        primedata_schemas: Iterable[str] | None = None,
+        vendors: Iterable[VendorSpec] | None = None,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         if max_records < 1:
             raise ValueError("max_records must be at least 1")
         self.host = host
         self.port = port
-        self.credentials = _merge_credentials(credentials)
-        self._initial_legacy = frozenset(_check_vendor(vendor) for vendor in legacy)
+        #: The vendors served, by name (the path prefix).
+        self.specs = {
+            spec.name: spec for spec in (registry_specs() if vendors is None else vendors)
+        }
+        self.credentials = {name: dict(spec.credentials) for name, spec in self.specs.items()}
+        for vendor, values in (credentials or {}).items():
+            self.credentials[self._check_vendor(vendor)].update(values)
+        for vendor in options or {}:
+            self._check_vendor(vendor)
+        #: What each vendor remembers between requests (:meth:`state`).
+        self.states: dict[str, Any] = {}
+        for name, spec in self.specs.items():
+            given = dict((options or {}).get(name, {}))
+            if spec.state is not None:
+                self.states[name] = spec.state(**given)
+            elif given:
+                raise ValueError(f"{name} remembers nothing: it takes no options")
+        self._initial_legacy = frozenset(self._check_vendor(vendor) for vendor in legacy)
         #: Vendors answering their old documented success. Replaced, never mutated,
         #: so request threads read it without a lock.
         self.legacy = self._initial_legacy
@@ -450,16 +477,20 @@ class Sandbox:
         self._counts: Counter[str] = Counter()
         self._dropped = 0
         self._faults: dict[str, deque[Fault]] = {}
-        #: Hellotext's profiles, sessions, objects and custom actions
-        #: (``forget_session`` makes a PATCH 404, ``add_action`` creates a custom action).
-        self.hellotext = HellotextDirectory()
-        self._hellotext_actions = tuple(hellotext_actions)
-        for action in self._hellotext_actions:
-            self.hellotext.add_action(action)
-        #: PrimeData's registered event schemas; None: every type sent counts as registered.
-        self.primedata_schemas = PrimeDataSchemas(primedata_schemas)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+
+    def _check_vendor(self, vendor: str) -> str:
+        if vendor not in self.specs:
+            raise ValueError(f"unknown vendor {vendor!r}; expected one of {', '.join(self.specs)}")
+        return vendor
+
+    def state(self, vendor: str) -> Any:
+        """What ``vendor`` remembers between requests (its spec's ``state`` object, e.g. the
+        profiles and sessions a vendor hands out); set up tests through it."""
+        if self._check_vendor(vendor) not in self.states:
+            raise ValueError(f"{vendor} remembers nothing between requests")
+        return self.states[vendor]
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -510,7 +541,7 @@ class Sandbox:
 
     def api_url(self, vendor: str) -> str:
         """The base URL to configure as the vendor's ``API_URL``."""
-        return f"{self.url}/{_check_vendor(vendor)}"
+        return f"{self.url}/{self._check_vendor(vendor)}"
 
     def vendor_settings(self) -> dict[str, dict[str, str]]:
         """Ready for ``EVENTTRACK["VENDORS"]``: credentials plus ``API_URL`` per vendor."""
@@ -547,12 +578,12 @@ class Sandbox:
     def requests(self, vendor: str | None = None) -> list[RecordedRequest]:
         """Recorded requests, oldest first, including rejected and faulted ones."""
         if vendor is not None:
-            _check_vendor(vendor)
+            self._check_vendor(vendor)
         with self._lock:
             return self._matching(vendor)
 
     def events(self, vendor: str) -> list[JSONObject]:
-        """The event payloads the vendor accepted (PrimeData batches flattened)."""
+        """The event payloads the vendor accepted (batches flattened)."""
         return [
             event for record in self.requests(vendor) if record.accepted for event in record.events
         ]
@@ -570,7 +601,7 @@ class Sandbox:
         Raises TimeoutError after ``timeout`` seconds, saying what did arrive.
         """
         if vendor is not None:
-            _check_vendor(vendor)
+            self._check_vendor(vendor)
 
         def seen() -> int:
             return len(self._records) if vendor is None else self._counts[vendor]
@@ -608,7 +639,7 @@ class Sandbox:
         """
         fault = _make_fault(status, count, retry_after, delay, drop, body, truncate)
         with self._lock:
-            self._faults.setdefault(_check_vendor(vendor), deque()).append(fault)
+            self._faults.setdefault(self._check_vendor(vendor), deque()).append(fault)
 
     def _take_fault(self, vendor: str) -> Fault | None:
         if not self._faults.get(vendor):  # lock-free fast path for the common case
@@ -628,19 +659,16 @@ class Sandbox:
             self._faults.clear()
 
     def set_legacy(self, vendor: str, enabled: bool = True) -> None:
-        """Toggle the vendor's old documented success (Hellotext 201, PrimeData ``updated``)."""
-        _check_vendor(vendor)
+        """Toggle the vendor's old documented success (its endpoints' ``legacy_success``)."""
+        self._check_vendor(vendor)
         with self._lock:
             self.legacy = self.legacy | {vendor} if enabled else self.legacy - {vendor}
 
     def reset(self) -> None:
-        """Forget records, faults and what the vendors learnt (Hellotext's profiles,
-        sessions and objects); restore the constructor's legacy modes, custom actions
-        and PrimeData schemas."""
-        self.hellotext.clear()
-        for action in self._hellotext_actions:
-            self.hellotext.add_action(action)
-        self.primedata_schemas.clear()
+        """Forget records, faults and what the vendors learnt; restore the constructor's
+        legacy modes and ``options``."""
+        for state in self.states.values():
+            state.clear()
         with self._changed:
             self._records.clear()
             self._counts.clear()

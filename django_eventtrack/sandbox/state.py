@@ -75,7 +75,7 @@ class HellotextDirectory:
     ``source``; a product can only be created with a ``name``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, actions: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
         self._ids: dict[str, Iterator[int]] = {}
         self.profiles: dict[str, JSONObject] = {}
@@ -87,8 +87,12 @@ class HellotextDirectory:
         self.custom_actions: set[str] = set()
         #: Every event accepted: action, profile, session and the object id it names.
         self.events: list[JSONObject] = []
+        self._initial_actions = tuple(actions)
+        for action in self._initial_actions:
+            self.add_action(action)
 
     def clear(self) -> None:
+        """Forget everything but the custom actions given when created."""
         with self._lock:
             self.profiles.clear()
             self.sessions.clear()
@@ -97,6 +101,8 @@ class HellotextDirectory:
             self._object_ids.clear()
             self.custom_actions.clear()
             self.events.clear()
+        for action in self._initial_actions:
+            self.add_action(action)
 
     # -- set up by tests and the demo ----------------------------------------------------
 

@@ -1,12 +1,15 @@
 """What each vendor accepts and answers, as the project's vendor notes
 (``docs/vendors/*.md``) document the current contract.
 
-One validator per vendor endpoint and one table (:data:`VENDORS`) mapping the
-sandbox's path prefix to the documented path, the validator and the success
-answer. Validators are strict on purpose: the sandbox exists so the library's
-mistakes show up locally as the vendor's own 4xx answer, not in production.
-Whatever a vendor documents as refused is refused here, and nothing is
-accepted that its documentation does not allow.
+One validator per vendor endpoint and one :class:`VendorSpec` per vendor
+(:data:`HELLOTEXT`, :data:`HACKLE`, :data:`BROWSEE`, :data:`PRIMEDATA`) naming
+its documented paths, validators, success answers, test credentials and what it
+remembers. Each vendor's adapter points at its spec (``VendorAdapter.sandbox``),
+so the server serves whatever the registry lists and names no vendor itself.
+Validators are strict on purpose: the sandbox exists so the library's mistakes
+show up locally as the vendor's own 4xx answer, not in production. Whatever a
+vendor documents as refused is refused here, and nothing is accepted that its
+documentation does not allow.
 
 Validators are pure (a request in, an answer out); what the vendors remember
 between requests (Hellotext's profiles, sessions, objects and custom actions,
@@ -33,13 +36,6 @@ from django_eventtrack.sandbox.state import (
 
 Credentials = Mapping[str, str]
 
-DEFAULT_CREDENTIALS: dict[str, dict[str, str]] = {
-    "hellotext": {"API_TOKEN": "sandbox-hellotext-token"},
-    "hackle": {"API_KEY": "sandbox-hackle-key"},
-    "browsee": {"API_KEY": "sandbox-browsee-key"},
-    "primedata": {"CLIENT_ID": "sandbox-client", "ACCESS_TOKEN": "sandbox-primedata-token"},
-}
-
 
 @dataclass(frozen=True)
 class Incoming:
@@ -56,10 +52,8 @@ class Incoming:
     body_problem: str | None
     #: The vendor path (``/v1/sessions/abc``), for endpoints with an id in it.
     path: str = ""
-    #: The sandbox's Hellotext profiles, sessions, objects and custom actions.
-    directory: HellotextDirectory = field(default_factory=HellotextDirectory)
-    #: The event schemas registered with the sandbox's PrimeData.
-    schemas: PrimeDataSchemas = field(default_factory=PrimeDataSchemas)
+    #: What the vendor remembers between requests (its spec's ``state``), if anything.
+    state: Any = None
 
 
 Validator = Callable[[Incoming, Credentials], Answer | None]
@@ -90,6 +84,19 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class StateOption:
+    """A setting of what a vendor remembers: ``Sandbox(options={vendor: {keyword: ...}})``,
+    or ``--<vendor>-<flag>`` (repeatable) on the command line."""
+
+    flag: str
+    keyword: str
+    metavar: str
+    help: str
+    #: The command line's default: ``[]`` or None (then unset unless given).
+    default: list[str] | None = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class VendorSpec:
     """A vendor served under ``/<name>``."""
 
@@ -99,6 +106,17 @@ class VendorSpec:
     error_body: Callable[[str], JSONObject]
     #: The event payloads a request carries (PrimeData batches, others send one).
     events: Callable[[JSONObject], list[JSONObject]]
+    #: The credentials the sandbox accepts unless told others.
+    credentials: Mapping[str, str]
+    #: Builds what the vendor remembers between requests from its ``options``; the
+    #: object's ``clear()`` forgets all but those.
+    state: Callable[..., Any] | None = None
+    options: tuple[StateOption, ...] = ()
+
+    @property
+    def has_legacy(self) -> bool:
+        """Whether some endpoint answers differently in legacy mode."""
+        return any(endpoint.legacy_success is not None for endpoint in self.endpoints)
 
 
 def _is_aware_iso8601(value: object) -> bool:
@@ -167,12 +185,27 @@ def _hellotext_authorized(incoming: Incoming, credentials: Credentials) -> bool:
 
 
 def _hellotext_problem(body: JSONObject) -> _HellotextProblem | None:
+    """The first thing Hellotext refuses in an event body, checked in Hellotext's order."""
+    return (
+        _hellotext_key_problem(body)
+        or _hellotext_field_problem(body)
+        or _hellotext_combination_problem(body)
+    )
+
+
+def _hellotext_key_problem(body: JSONObject) -> _HellotextProblem | None:
+    """A key of the old docs, or one the current page does not list."""
     for key, replacement in HELLOTEXT_LEGACY_KEYS.items():
         if key in body:
             return "invalid", f"{key} is no longer supported; send {replacement}", key
     for key in body:
         if key not in HELLOTEXT_KEYS:
             return "invalid", f"{key} is not a known parameter", key
+    return None
+
+
+def _hellotext_field_problem(body: JSONObject) -> _HellotextProblem | None:
+    """A field of the wrong type, each on its own."""
     action = body.get("action")
     if action is None or action == "":
         return "parameter_missing", "action is missing", "action"
@@ -188,6 +221,11 @@ def _hellotext_problem(body: JSONObject) -> _HellotextProblem | None:
             return "invalid", f"{key} must be an object", key
     if "amount" in body and not _is_number(body["amount"]):
         return "invalid", "amount must be a number", "amount"
+    return None
+
+
+def _hellotext_combination_problem(body: JSONObject) -> _HellotextProblem | None:
+    """Fields that need another (a currency its amount, page.viewed its url), and the time."""
     if "currency" in body and "amount" not in body:
         return "parameter_missing", "amount is required when currency is sent", "amount"
     tracked_at = body.get("tracked_at")
@@ -195,7 +233,7 @@ def _hellotext_problem(body: JSONObject) -> _HellotextProblem | None:
     if "tracked_at" in body and not (is_epoch_seconds or _is_aware_iso8601(tracked_at)):
         message = "tracked_at must be an ISO-8601 time with an offset or Z, or epoch seconds"
         return "invalid", message, "tracked_at"
-    if action == "page.viewed" and "url" not in body:
+    if body.get("action") == "page.viewed" and "url" not in body:
         return "parameter_missing", "url is required for page.viewed", "url"
     return None
 
@@ -275,12 +313,14 @@ def validate_hellotext_session_attach(
 
 def _hellotext_attach(incoming: Incoming) -> Answer:
     session = incoming.path.rsplit("/", 1)[-1]
-    return incoming.directory.attach(session, str((incoming.body or {})["profile"]))
+    directory: HellotextDirectory = incoming.state
+    return directory.attach(session, str((incoming.body or {})["profile"]))
 
 
 def _hellotext_track(incoming: Incoming) -> Answer:
     """A well-formed event still needs an action, profile, session and object Hellotext knows."""
-    return incoming.directory.track(incoming.body or {})
+    directory: HellotextDirectory = incoming.state
+    return directory.track(incoming.body or {})
 
 
 # --- Hackle (docs/vendors/hackle.md) ----------------------------------------------------------
@@ -376,6 +416,22 @@ def _hackle_user_problem(user: object) -> str | None:
         if key in user and not isinstance(user[key], str):
             return f"user.{key} must be a string"
     identifiers = user.get("identifiers", {})
+    problem = _hackle_identifiers_problem(identifiers)
+    if problem is not None:
+        return problem
+    if not (user.get("userId") or user.get("deviceId") or any(identifiers.values())):
+        return (
+            "user needs userId, deviceId or a non-empty identifiers entry "
+            "(user.id is deprecated and does not count)"
+        )
+    if "properties" in user:
+        return _hackle_properties_problem(
+            user["properties"], "user.properties", HACKLE_MAX_USER_PROPERTIES
+        )
+    return None
+
+
+def _hackle_identifiers_problem(identifiers: object) -> str | None:
     if not isinstance(identifiers, dict):
         return "user.identifiers must be an object"
     for key, value in identifiers.items():
@@ -386,15 +442,6 @@ def _hackle_user_problem(user: object) -> str | None:
                 f"user.identifiers.{key} must be a string of at most "
                 f"{HACKLE_MAX_IDENTIFIER_VALUE} characters"
             )
-    if not (user.get("userId") or user.get("deviceId") or any(identifiers.values())):
-        return (
-            "user needs userId, deviceId or a non-empty identifiers entry "
-            "(user.id is deprecated and does not count)"
-        )
-    if "properties" in user:
-        return _hackle_properties_problem(
-            user["properties"], "user.properties", HACKLE_MAX_USER_PROPERTIES
-        )
     return None
 
 
@@ -423,25 +470,30 @@ def validate_hackle_properties(incoming: Incoming, credentials: Credentials) -> 
     body = incoming.body
     if body is None:
         return 400, {"message": str(incoming.body_problem)}
+    problem = _hackle_properties_body_problem(body)
+    return None if problem is None else (400, {"message": problem})
+
+
+def _hackle_properties_body_problem(body: JSONObject) -> str | None:
     unknown = _unknown_key(body, HACKLE_PROPERTIES_KEYS, "")
     if unknown is not None:
-        return 400, {"message": unknown}
+        return unknown
     for key in ("userId", "deviceId"):
         if key in body and not _is_nonempty_string(body[key]):
-            return 400, {"message": f"{key} must be a non-empty string"}
+            return f"{key} must be a non-empty string"
     if "userId" not in body and "deviceId" not in body:
-        return 400, {"message": "userId or deviceId is required"}
+        return "userId or deviceId is required"
     operations = body.get("operations")
     if not isinstance(operations, dict) or not operations:
-        return 400, {"message": "operations is required: an object with $set, $setOnce or $unset"}
+        return "operations is required: an object with $set, $setOnce or $unset"
     for name, properties in operations.items():
         if name not in HACKLE_OPERATIONS:
-            return 400, {"message": f"unknown operation {name!r}"}
+            return f"unknown operation {name!r}"
         problem = _hackle_properties_problem(
             properties, f"operations.{name}", HACKLE_MAX_USER_PROPERTIES
         )
         if problem is not None:
-            return 400, {"message": problem}
+            return problem
     return None
 
 
@@ -577,9 +629,19 @@ def _primedata_entity_problem(entity: object, field: str, client_id: str) -> Ans
 def _primedata_event_problem(event: object, field: str, client_id: str) -> Answer | None:
     if not isinstance(event, dict):
         return _primedata_invalid(field, "must be an object")
-    unknown = _primedata_unknown(event, PRIMEDATA_EVENT_KEYS, field)
-    if unknown is not None:
-        return unknown
+    return (
+        _primedata_unknown(event, PRIMEDATA_EVENT_KEYS, field)
+        or _primedata_event_fields_problem(event, field, client_id)
+        or _primedata_properties_problem(event.get("properties", {}), f"{field}.properties")
+        or _primedata_identify_problem(event, field)
+        or _primedata_entity_problem(event.get("source"), f"{field}.source", client_id)
+        or _primedata_entity_problem(event.get("target"), f"{field}.target", client_id)
+    )
+
+
+def _primedata_event_fields_problem(
+    event: dict[str, Any], field: str, client_id: str
+) -> Answer | None:
     description = _primedata_string_problem(event.get("eventType"))
     if description is not None:
         return _primedata_invalid(f"{field}.eventType", description)
@@ -595,23 +657,29 @@ def _primedata_event_problem(event: object, field: str, client_id: str) -> Answe
         return _primedata_invalid(f"{field}.sendAt", "must be an ISO-8601 time with an offset or Z")
     if "sessionId" in event and not isinstance(event["sessionId"], str):
         return _primedata_invalid(f"{field}.sessionId", "must be a string")
-    properties = event.get("properties", {})
+    return None
+
+
+def _primedata_properties_problem(properties: object, field: str) -> Answer | None:
     if not isinstance(properties, dict):
-        return _primedata_invalid(f"{field}.properties", "must be an object")
+        return _primedata_invalid(field, "must be an object")
     for key, value in properties.items():
         if not _primedata_property_ok(value):
             return _primedata_invalid(
-                f"{field}.properties.{key}", "must be a boolean, number, string or array"
+                f"{field}.{key}", "must be a boolean, number, string or array"
             )
-    if event.get("eventType") == "identify":
-        target = event.get("target")
-        if not isinstance(target, dict) or target.get("itemType") != "analyticsUser":
-            return _primedata_invalid(
-                f"{field}.target.itemType", 'must be "analyticsUser" for identify'
-            )
-    return _primedata_entity_problem(
-        event.get("source"), f"{field}.source", client_id
-    ) or _primedata_entity_problem(event.get("target"), f"{field}.target", client_id)
+    return None
+
+
+def _primedata_identify_problem(event: dict[str, Any], field: str) -> Answer | None:
+    if event.get("eventType") != "identify":
+        return None
+    target = event.get("target")
+    if not isinstance(target, dict) or target.get("itemType") != "analyticsUser":
+        return _primedata_invalid(
+            f"{field}.target.itemType", 'must be "analyticsUser" for identify'
+        )
+    return None
 
 
 def validate_primedata_smile(incoming: Incoming, credentials: Credentials) -> Answer | None:
@@ -657,7 +725,8 @@ def _primedata_processed(incoming: Incoming) -> int:
     """How many events PrimeData processes: those of a registered type; the others
     are dropped from the count, not refused."""
     events = _primedata_events(incoming.body or {})
-    return sum(incoming.schemas.processes(event.get("eventType")) for event in events)
+    schemas: PrimeDataSchemas = incoming.state
+    return sum(schemas.processes(event.get("eventType")) for event in events)
 
 
 def _primedata_success(incoming: Incoming) -> Answer:
@@ -683,97 +752,117 @@ def _primedata_context(incoming: Incoming) -> Answer:
     }
 
 
-# --- The table --------------------------------------------------------------------------------
+# --- The specs, one per vendor (each adapter's ``sandbox`` names its own) ---------------------
 
-VENDORS: dict[str, VendorSpec] = {
-    "hellotext": VendorSpec(
-        name="hellotext",
-        endpoints=(
-            Endpoint(
-                "POST",
-                "/v1/attribution/events",
-                validate_hellotext_event,
-                success=_hellotext_track,
-                legacy_success=lambda incoming: (201, {"state": "ok"}),
-            ),
-            Endpoint(
-                "GET",
-                "/v1/profiles",
-                validate_hellotext_profiles,
-                success=lambda incoming: (200, {"data": []}),
-            ),
-            Endpoint(
-                "POST",
-                "/v1/profiles",
-                validate_hellotext_profile_create,
-                success=lambda incoming: incoming.directory.create_profile(incoming.body or {}),
-            ),
-            Endpoint(
-                "PATCH",
-                "/v1/sessions/{session}",
-                validate_hellotext_session_attach,
-                success=_hellotext_attach,
-            ),
+HELLOTEXT = VendorSpec(
+    name="hellotext",
+    endpoints=(
+        Endpoint(
+            "POST",
+            "/v1/attribution/events",
+            validate_hellotext_event,
+            success=_hellotext_track,
+            legacy_success=lambda incoming: (201, {"state": "ok"}),
         ),
-        error_body=_hellotext_error_body,
-        events=_single_event,
-    ),
-    "hackle": VendorSpec(
-        name="hackle",
-        endpoints=(
-            Endpoint(
-                "POST", "/v1/track", validate_hackle_track, success=lambda incoming: (200, {})
-            ),
-            Endpoint(
-                "POST",
-                "/v1/properties",
-                validate_hackle_properties,
-                success=lambda incoming: (200, {}),
-            ),
+        Endpoint(
+            "GET",
+            "/v1/profiles",
+            validate_hellotext_profiles,
+            success=lambda incoming: (200, {"data": []}),
         ),
-        error_body=lambda message: {"message": message},
-        events=_single_event,
-    ),
-    "browsee": VendorSpec(
-        name="browsee",
-        endpoints=(
-            Endpoint(
-                "POST",
-                "/api/v1/track",
-                validate_browsee_track,
-                success=lambda incoming: (200, {"status": "success"}),
-            ),
-            Endpoint(
-                "POST",
-                "/api/v1/identify",
-                validate_browsee_identify,
-                success=lambda incoming: (200, {"status": "success"}),
-            ),
+        Endpoint(
+            "POST",
+            "/v1/profiles",
+            validate_hellotext_profile_create,
+            success=lambda incoming: incoming.state.create_profile(incoming.body or {}),
         ),
-        error_body=_browsee_failure,
-        events=_single_event,
-    ),
-    "primedata": VendorSpec(
-        name="primedata",
-        endpoints=(
-            Endpoint(
-                "POST",
-                "/powehi/smile",
-                validate_primedata_smile,
-                success=_primedata_success,
-                legacy_success=lambda incoming: (200, {"updated": 0}),
-            ),
-            Endpoint(
-                "POST",
-                "/powehi/context",
-                validate_primedata_smile,
-                success=_primedata_context,
-            ),
+        Endpoint(
+            "PATCH",
+            "/v1/sessions/{session}",
+            validate_hellotext_session_attach,
+            success=_hellotext_attach,
         ),
-        error_body=_primedata_error_body,
-        events=_primedata_events,
     ),
-}
+    error_body=_hellotext_error_body,
+    events=_single_event,
+    credentials={"API_TOKEN": "sandbox-hellotext-token"},
+    state=HellotextDirectory,
+    options=(
+        StateOption(
+            "action",
+            "actions",
+            "ACTION",
+            "a custom action the Hellotext business has created (lowercase noun.verb)",
+        ),
+    ),
+)
+HACKLE = VendorSpec(
+    name="hackle",
+    endpoints=(
+        Endpoint("POST", "/v1/track", validate_hackle_track, success=lambda incoming: (200, {})),
+        Endpoint(
+            "POST",
+            "/v1/properties",
+            validate_hackle_properties,
+            success=lambda incoming: (200, {}),
+        ),
+    ),
+    error_body=lambda message: {"message": message},
+    events=_single_event,
+    credentials={"API_KEY": "sandbox-hackle-key"},
+)
+BROWSEE = VendorSpec(
+    name="browsee",
+    endpoints=(
+        Endpoint(
+            "POST",
+            "/api/v1/track",
+            validate_browsee_track,
+            success=lambda incoming: (200, {"status": "success"}),
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/identify",
+            validate_browsee_identify,
+            success=lambda incoming: (200, {"status": "success"}),
+        ),
+    ),
+    error_body=_browsee_failure,
+    events=_single_event,
+    credentials={"API_KEY": "sandbox-browsee-key"},
+)
+PRIMEDATA = VendorSpec(
+    name="primedata",
+    endpoints=(
+        Endpoint(
+            "POST",
+            "/powehi/smile",
+            validate_primedata_smile,
+            success=_primedata_success,
+            legacy_success=lambda incoming: (200, {"updated": 0}),
+        ),
+        Endpoint(
+            "POST",
+            "/powehi/context",
+            validate_primedata_smile,
+            success=_primedata_context,
+        ),
+    ),
+    error_body=_primedata_error_body,
+    events=_primedata_events,
+    credentials={"CLIENT_ID": "sandbox-client", "ACCESS_TOKEN": "sandbox-primedata-token"},
+    state=PrimeDataSchemas,
+    options=(
+        StateOption(
+            "schema",
+            "aliases",
+            "ALIAS",
+            "an event schema registered in PrimeData; once any is given, events of other "
+            "types are left out of processedEvents",
+            default=None,
+        ),
+    ),
+)
 
 
 def _reject_constant(name: str) -> None:
@@ -781,11 +870,7 @@ def _reject_constant(name: str) -> None:
 
 
 def parse_incoming(
-    headers: Mapping[str, str],
-    raw: bytes,
-    path: str = "",
-    directory: HellotextDirectory | None = None,
-    schemas: PrimeDataSchemas | None = None,
+    headers: Mapping[str, str], raw: bytes, path: str = "", state: Any = None
 ) -> tuple[Incoming, Any]:
     """The validators' view of a request, and the parsed JSON (any type) for the record.
 
@@ -809,7 +894,6 @@ def parse_incoming(
         body=body,
         body_problem=problem,
         path=path,
-        directory=directory or HellotextDirectory(),
-        schemas=schemas or PrimeDataSchemas(),
+        state=state,
     )
     return incoming, parsed

@@ -1,8 +1,11 @@
 """``{% eventtrack_script %}``: the snippet that hands the vendors' browser ids to the server.
 
 ``{% load eventtrack %}{% eventtrack_script %}`` renders a ``<script>`` tag for
-``django_eventtrack/eventtrack.js`` configured from ``EVENTTRACK["IDENTITY"]``;
-``inline=True`` renders the code inline instead. Under a Content Security
+``django_eventtrack/eventtrack.js`` configured from ``EVENTTRACK["IDENTITY"]``,
+and a small inline script listing where each vendor's id is read in the browser
+(the registry's :class:`~django_eventtrack.vendors.base.BrowserId` scripts: code,
+since a vendor SDK may be a global ``const`` that only code can reach);
+``inline=True`` renders both as one inline script. Under a Content Security
 Policy pass ``nonce=...``; without it the tag uses the template's ``csp_nonce``
 (Django 6's CSP context processor) or ``request.csp_nonce`` (django-csp).
 Nothing is rendered for a visitor who opted out of tracking.
@@ -11,6 +14,8 @@ Nothing is rendered for a visitor who opted out of tracking.
 from __future__ import annotations
 
 import functools
+import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,8 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from django_eventtrack import identity
+from django_eventtrack.conf import get_config
+from django_eventtrack.vendors.base import BrowserId
 
 register = template.Library()
 
@@ -44,9 +51,45 @@ def eventtrack_script(
     nonce = str(nonce or _context_nonce(context) or "")
     if nonce:
         attributes["nonce"] = nonce
+    sources = sources_script(get_config().browser_ids)
     if inline:
-        return format_html("<script{}>{}</script>", flatatt(attributes), _source())
-    return format_html('<script src="{}"{} defer></script>', static(SCRIPT), flatatt(attributes))
+        return format_html("<script{}>{}\n{}</script>", flatatt(attributes), sources, _source())
+    nonced = flatatt({"nonce": nonce} if nonce else {})
+    return format_html(
+        '<script src="{}"{} defer></script><script{}>{}</script>',
+        static(SCRIPT),
+        flatatt(attributes),
+        nonced,
+        sources,
+    )
+
+
+def sources_script(browser_ids: Iterable[BrowserId]) -> SafeString:
+    """``window.eventtrack.sources``: per browser id with a script, its key in the ids
+    cookie, a function reading it, and when it becomes ready (``eventtrack.js`` runs
+    them). The scripts are the adapters' own code (checked free of ``</`` by conf);
+    names are JSON."""
+    entries = []
+    for browser_id in browser_ids:
+        if not (browser_id.script and browser_id.script_key):
+            continue
+        entry = [
+            f"key: {_json(browser_id.script_key)}",
+            f"read: function () {{ return {browser_id.script}; }}",
+        ]
+        if browser_id.ready_event:
+            entry.append(f"event: {_json(browser_id.ready_event)}")
+        if browser_id.script_ready:
+            entry.append(f"ready: function (collect) {{ {browser_id.script_ready}; }}")
+        entries.append("{" + ", ".join(entry) + "}")
+    # Our adapters' code, not user input; conf refuses a script containing "</".
+    return mark_safe(  # noqa: S308
+        "(window.eventtrack = window.eventtrack || {}).sources = [" + ", ".join(entries) + "];"
+    )
+
+
+def _json(value: str) -> str:
+    return json.dumps(value).replace("</", "<\\/")
 
 
 def _context_nonce(context: template.Context) -> Any:

@@ -25,20 +25,28 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, overload
 
 from django.conf import settings
-from django.db import connections, router
-from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db import connections, router, transaction
+from django.db.transaction import TransactionManagementError
 from django.test.utils import override_settings
 from django.utils import timezone
 
 from django_eventtrack.conf import get_config
-from django_eventtrack.event import IDENTIFY, Event, Identity, JSONValue, normalise_properties
+from django_eventtrack.event import (
+    CORE_KEYS,
+    IDENTIFY,
+    OPTED_OUT,
+    Event,
+    Identity,
+    JSONValue,
+    normalise_properties,
+)
 from django_eventtrack.sending import render_requests
 from django_eventtrack.testing.blocking import block_http
 from django_eventtrack.vendors.base import JSONObject, VendorRequest
@@ -52,10 +60,14 @@ if TYPE_CHECKING:
 CAPTURED = "captured by django_eventtrack.testing: not sent"
 #: Why a vendor that was targeted when the event was tracked has no request now.
 NOT_CONFIGURED = "no longer configured when the event was captured"
-#: The identity keywords the assertion helpers accept.
-IDENTITY_KEYS = (*Identity.field_names(), "opted_out")
 #: Longest properties text shown per event in a failure message.
 MAX_SHOWN = 300
+
+
+def identity_keys() -> tuple[str, ...]:
+    """The identity keywords the assertion helpers accept: the core ids, the vendors'
+    (from the registry) and ``opted_out``."""
+    return (*CORE_KEYS, *get_config().vendor_id_names, OPTED_OUT)
 
 
 @dataclass(frozen=True)
@@ -159,11 +171,12 @@ class Criteria:
     ) -> Criteria:
         """Normalise the expected values the way ``track()`` normalises real ones, so
         ``Decimal("9.90")`` matches ``9.9`` and a ``datetime`` its ISO string."""
-        unknown = sorted(set(identity) - set(IDENTITY_KEYS))
+        keys = identity_keys()
+        unknown = sorted(set(identity) - set(keys))
         if unknown:
             raise TypeError(
                 f"{caller}() got unexpected keyword {', '.join(map(repr, unknown))}; identity "
-                f"keywords are {', '.join(IDENTITY_KEYS)}"
+                f"keywords are {', '.join(keys)}"
             )
         return cls(
             name=name,
@@ -224,6 +237,8 @@ class CapturedEvents(Sequence[CapturedEvent]):
         self._seen: set[uuid.UUID] = set()
         self._since: datetime | None = None
         self._active = 0
+        #: The open blocks of the code under test, per capture_events() (they nest).
+        self._blocks: list[_CodeUnderTestBlocks] = []
 
     # -- the sequence -------------------------------------------------------
     @overload
@@ -347,21 +362,25 @@ class CapturedEvents(Sequence[CapturedEvent]):
         with self._lock:
             return list(self._events)
 
-    def _start(self) -> None:
+    def _start(self, blocks: _CodeUnderTestBlocks) -> None:
         with self._lock:
             self._events.clear()
             self._since = timezone.now()
             self._active += 1
+            self._blocks.append(blocks)
 
     def _stop(self) -> None:
         self._take_finished()
         with self._lock:
             self._active -= 1
+            self._blocks.pop()
             if not self._active:
                 self._since = None
 
     def _take_committed(self, event_ids: Sequence[uuid.UUID]) -> None:
         """The ``capture`` backend's part: take these committed events, mark them not sent."""
+        # Models are imported when used (no cycle: they import nothing of this package's
+        # testing helpers), so django_eventtrack.testing imports before the app registry.
         from django_eventtrack.models import Delivery
         from django_eventtrack.models import Event as StoredEvent
 
@@ -377,16 +396,15 @@ class CapturedEvents(Sequence[CapturedEvent]):
     def _take_finished(self) -> None:
         """While capturing, take the events stored since the capture started that the
         code under test has finished with (see the module docstring)."""
-        from django_eventtrack.models import Event as StoredEvent
+        from django_eventtrack.models import Event as StoredEvent  # see _take_committed
 
         with self._lock:
             since, seen = self._since, set(self._seen)
-        if since is None:
+            blocks = self._blocks[-1] if self._blocks else None
+        if since is None or blocks is None or blocks.unfinished():
             return
-        alias = router.db_for_write(StoredEvent)
-        if _inside_transaction_of_code_under_test(connections[alias]):
-            return
-        rows = StoredEvent.objects.using(alias).filter(created_at__gte=since).exclude(pk__in=seen)
+        rows = StoredEvent.objects.using(blocks.using)
+        rows = rows.filter(created_at__gte=since).exclude(pk__in=seen)
         self._add(rows.order_by("created_at"))
 
     def _add(self, rows: QuerySet[StoredEvent]) -> None:
@@ -400,12 +418,44 @@ class CapturedEvents(Sequence[CapturedEvent]):
                 self._events.append(record)
 
 
-def _inside_transaction_of_code_under_test(connection: BaseDatabaseWrapper) -> bool:
-    """True inside an atomic block other than a test case's own (its events are not
-    committed yet), or in a transaction that can only roll back."""
-    if connection.needs_rollback:
-        return True
-    return any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
+class _CodeUnderTestBlocks:
+    """Whether the code under test is inside an atomic block it opened after the capture
+    started (its events are not committed yet), seen through Django's documented APIs only.
+
+    Installed as a database execute wrapper (Django's database instrumentation), it
+    counts the inner blocks, each a ``SAVEPOINT`` ended by ``RELEASE SAVEPOINT`` (after a
+    rollback too); a transaction begun from autocommit (``TransactionTestCase``) shows as
+    :func:`~django.db.transaction.get_autocommit` turning false. The test case's own
+    blocks were open before the capture started, so they are not counted.
+    """
+
+    def __init__(self, using: str) -> None:
+        self.using = using
+        self.open = 0
+        self.from_autocommit = transaction.get_autocommit(using)
+
+    def __call__(
+        self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any
+    ) -> Any:
+        result = execute(sql, params, many, context)
+        statement = sql.lstrip()[:20].upper() if isinstance(sql, str) else ""
+        if statement.startswith("SAVEPOINT"):
+            self.open += 1
+        elif statement.startswith("RELEASE SAVEPOINT"):
+            self.open -= 1
+        return result
+
+    def unfinished(self) -> bool:
+        """True inside a block the code under test has not finished, or in a transaction
+        that can only roll back."""
+        if transaction.get_autocommit(self.using):
+            return False
+        if self.from_autocommit or self.open > 0:
+            return True
+        try:
+            return transaction.get_rollback(self.using)
+        except TransactionManagementError:  # a transaction managed by hand: no atomic block
+            return False
 
 
 def _captured_event(row: StoredEvent) -> CapturedEvent:
@@ -473,12 +523,16 @@ def capture_events(*, block: bool = True) -> Iterator[CapturedEvents]:
     even ``send_event --sync`` or a worker drain reaches a vendor. Starts with an
     empty list. Works in a plain ``TestCase`` too (see the module docstring).
     """
+    from django_eventtrack.models import Event as StoredEvent  # see _take_committed
+
     current = getattr(settings, "EVENTTRACK", None) or {}
+    blocks = _CodeUnderTestBlocks(router.db_for_write(StoredEvent))
     with (
         override_settings(EVENTTRACK={**current, "DELIVERY": "capture"}),
         block_http() if block else nullcontext(),
+        connections[blocks.using].execute_wrapper(blocks),
     ):
-        captured._start()
+        captured._start(blocks)
         try:
             yield captured
         finally:

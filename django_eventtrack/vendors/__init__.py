@@ -1,4 +1,10 @@
-"""The vendor registry: one module per vendor, listed here and nowhere else."""
+"""The vendors: one module per vendor, each an adapter that describes itself.
+
+The registry is ``EVENTTRACK["ADAPTERS"]`` (resolved by :mod:`django_eventtrack.conf`,
+``get_config().adapters``): the built-in vendors by the names below, any other by the
+dotted path of its :class:`~django_eventtrack.vendors.base.VendorAdapter` subclass.
+Nothing outside this package names a vendor; it asks the registry.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +15,17 @@ from django_eventtrack.vendors.base import (
     VendorRequest,
     VendorResponse,
 )
-from django_eventtrack.vendors.browsee import BrowseeAdapter
-from django_eventtrack.vendors.hackle import HackleAdapter
-from django_eventtrack.vendors.hellotext import HellotextAdapter
-from django_eventtrack.vendors.primedata import PrimeDataAdapter
 
-ADAPTERS: dict[str, type[VendorAdapter]] = {
-    adapter.name: adapter
-    for adapter in (HellotextAdapter, HackleAdapter, BrowseeAdapter, PrimeDataAdapter)
+#: The built-in vendors, by name (the default ``ADAPTERS``, in this order).
+BUILT_IN: dict[str, str] = {
+    "hellotext": "django_eventtrack.vendors.hellotext.HellotextAdapter",
+    "hackle": "django_eventtrack.vendors.hackle.HackleAdapter",
+    "browsee": "django_eventtrack.vendors.browsee.BrowseeAdapter",
+    "primedata": "django_eventtrack.vendors.primedata.PrimeDataAdapter",
 }
 
 __all__ = [
-    "ADAPTERS",
+    "BUILT_IN",
     "Outcome",
     "OutcomeKind",
     "VendorAdapter",

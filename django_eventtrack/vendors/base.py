@@ -15,22 +15,104 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from django_eventtrack.redaction import redact, truncate
 
 if TYPE_CHECKING:
-    from django_eventtrack.conf import VendorConfig
-    from django_eventtrack.event import Event
-    from django_eventtrack.http import Attempt
+    from django_eventtrack.event import Event, Identity
 
 JSONObject = dict[str, Any]
+#: A vendor's own setting: its parser ``(raw value, where to fix it) -> value`` and default.
+OwnSetting = tuple[Callable[[Any, str], Any], Any]
+
+DEFAULT_CONNECT_TIMEOUT = 3.05
+DEFAULT_READ_TIMEOUT = 10.0
+DEFAULT_MAX_ATTEMPTS = 10
+DEFAULT_MAX_AGE = 3 * 24 * 3600.0
+#: The identity key of our own first-party visitor id (not a vendor's).
+ANONYMOUS_ID = "anonymous_id"
 
 #: Statuses that mean "not now, try again later" for every vendor. 408 and 425
 #: are the HTTP spellings of "too early / too slow", 429 is rate limiting and
 #: every 5xx is the vendor's own trouble (docs/vendors/, "What we retry").
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class BrowserId:
+    """An id a vendor gives the visitor in the browser, declared by its adapter.
+
+    ``name`` is the key everywhere the id travels: the :class:`Identity` key,
+    ``track()``'s keyword, ``send_event``'s option (``--device-id`` for
+    ``device_id``) and the snapshot key. How the server learns it: a ``query``
+    parameter (wins) or a first-party ``cookie`` the vendor's SDK sets, read by
+    the middleware; or ``script``, a JavaScript expression that reads it from
+    the vendor's SDK, which ``eventtrack.js`` copies into the ids cookie under
+    ``script_key``. ``script_ready`` is a JavaScript statement that calls
+    ``collect`` once the SDK has the id, ``ready_event`` a ``window`` event
+    after which it has. ``visitor`` says whether the id can stand for the
+    visitor when another vendor's own id is unknown: a browser ``"session"``
+    (preferred to our anonymous id) or a ``"profile"`` (a person: used last).
+    """
+
+    name: str
+    description: str
+    cookie: str | None = None
+    query: str | None = None
+    script_key: str | None = None
+    script: str | None = None
+    script_ready: str | None = None
+    ready_event: str | None = None
+    visitor: Literal["session", "profile"] | None = None
+
+    @property
+    def from_browser(self) -> bool:
+        """Whether the browser brings it (then the Django session keeps it)."""
+        return bool(self.cookie or self.query or self.script)
+
+
+@dataclass(frozen=True)
+class VendorConfig:
+    """One vendor's resolved settings. ``active`` is False when credentials are absent."""
+
+    name: str
+    credentials: Mapping[str, str]
+    api_url: str
+    events: frozenset[str] | None = None
+    event_names: Mapping[str, str] = field(default_factory=dict)
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    #: Seconds after which an undelivered event is given up (``failed``).
+    max_age: float = DEFAULT_MAX_AGE
+    #: Whether ``identify()`` calls go to this vendor (``IDENTIFY``, default true).
+    identify: bool = True
+    active: bool = True
+    #: The settings only this vendor has (its adapter's ``own_settings``), resolved.
+    options: Mapping[str, Any] = field(default_factory=dict)
+    #: The identity keys that may stand for the visitor, best first (every vendor's
+    #: ``session`` ids, our anonymous id, then the ``profile`` ids): see :class:`BrowserId`.
+    visitor_ids: tuple[str, ...] = (ANONYMOUS_ID,)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every credential value, for redaction."""
+        return tuple(value for value in self.credentials.values() if value)
+
+    def credential(self, key: str) -> str:
+        return self.credentials[key]
+
+    def __repr__(self) -> str:
+        return f"VendorConfig(name={self.name!r}, api_url={self.api_url!r}, active={self.active})"
+
+
+def visitor_ids(browser_ids: Sequence[BrowserId]) -> tuple[str, ...]:
+    """The identity keys that may stand for the visitor, best first (see :class:`BrowserId`)."""
+    sessions = [browser_id.name for browser_id in browser_ids if browser_id.visitor == "session"]
+    profiles = [browser_id.name for browser_id in browser_ids if browser_id.visitor == "profile"]
+    return (*sessions, ANONYMOUS_ID, *profiles)
 
 
 class OutcomeKind(StrEnum):
@@ -171,8 +253,18 @@ class ProfileStore(Protocol):
         ...
 
 
-#: Sends one request and returns the attempt (the shared HTTP layer, or a fake in tests).
-Send = Callable[[VendorRequest], "Attempt"]
+class Sent(Protocol):
+    """One request sent: its outcome and the answer, if any (the HTTP layer's ``Attempt``)."""
+
+    @property
+    def outcome(self) -> Outcome: ...
+
+    @property
+    def response(self) -> VendorResponse | None: ...
+
+
+#: Sends one request and returns what happened (the shared HTTP layer, or a fake in tests).
+Send = Callable[[VendorRequest], Sent]
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -199,11 +291,13 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 
 class VendorAdapter:
-    """Base of the four vendor modules; subclasses hold only what differs.
+    """Base of the vendor modules; subclasses hold only what differs.
 
-    Class attributes describe the vendor to the settings layer (which
-    credentials it needs, its default base URL) and to the sender (how many
-    events one request may carry).
+    Class attributes describe the vendor to the rest of the library, which asks
+    the registry (``EVENTTRACK["ADAPTERS"]``) instead of naming a vendor: to the
+    settings layer (which credentials it needs, its own settings, its default
+    base URL), to the web side (its browser ids), to the sender (how many events
+    one request may carry) and to the sandbox (its validator).
     """
 
     name: ClassVar[str]
@@ -215,19 +309,43 @@ class VendorAdapter:
     path: ClassVar[str]
     max_batch_size: ClassVar[int] = 1
     #: Settings of this vendor alone: name -> (parser, default), read like any other.
-    own_settings: ClassVar[Mapping[str, tuple[Callable[[Any, str], Any], Any]]] = {}
+    own_settings: ClassVar[Mapping[str, OwnSetting]] = {}
     #: Default ``MAX_AGE``: seconds after which an undelivered event is given up.
-    default_max_age: ClassVar[float] = 3 * 24 * 3600.0
+    default_max_age: ClassVar[float] = DEFAULT_MAX_AGE
+    #: The ids this vendor gives visitors in the browser (:class:`BrowserId`).
+    browser_ids: ClassVar[tuple[BrowserId, ...]] = ()
+    #: Dotted path to this vendor's sandbox description (a
+    #: :class:`django_eventtrack.sandbox.vendors.VendorSpec`), or None.
+    sandbox: ClassVar[str | None] = None
     #: The documented path of the vendor's identify call, appended to ``API_URL``.
     identify_path: ClassVar[str]
     #: True when ``identify()`` learns a vendor profile id that later events for
     #: the same user should carry (:class:`ProfileStore`).
     remembers_profiles: ClassVar[bool] = False
+    #: With ``remembers_profiles``: the identity keys of the vendor's profile id and of
+    #: the browser session it attaches to a profile.
+    profile_key: ClassVar[str | None] = None
+    session_key: ClassVar[str | None] = None
 
     def __init__(self, config: VendorConfig) -> None:
         self.config = config
 
     # -- deciding ---------------------------------------------------------
+    def visitor_id(self, identity: Identity, *, profiles: bool = True) -> str | None:
+        """One browser-level id to join vendors on when this vendor's own is unknown:
+        the first set of the registry's visitor ids (without ``profiles``: browser
+        sessions and our anonymous id only, never a person's profile id)."""
+        for key in self.config.visitor_ids:
+            if not profiles and key not in self._session_keys():
+                continue
+            if value := identity.get(key):
+                return value
+        return None
+
+    def _session_keys(self) -> tuple[str, ...]:
+        keys = self.config.visitor_ids
+        return keys[: keys.index(ANONYMOUS_ID) + 1]
+
     def vendor_event_name(self, event: Event) -> str:
         """Our event name in this vendor's vocabulary (``EVENT_NAMES`` map)."""
         return self.config.event_names.get(event.name, event.name)

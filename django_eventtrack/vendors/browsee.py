@@ -5,7 +5,7 @@ is why it is listed among the secrets to mask (``docs/vendors/browsee.md``).
 The visitor is ``userId`` and/or ``anonymousId``: both are sent when known,
 since Browsee simply prefers ``userId``. The anonymous id is Browsee's own
 browser id when the front end passed it, else the visitor id shared by all
-vendors (:attr:`Identity.visitor_id`).
+vendors (:meth:`~VendorAdapter.visitor_id`).
 
 Browsee can refuse inside a 200: ``{"status": "failure", "message": ...}``,
 so a 2xx is only a delivery when it does not say so.
@@ -22,7 +22,10 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from django_eventtrack.event import Event, Identity
-from django_eventtrack.vendors.base import JSONObject, Notes, VendorAdapter, iso_utc
+from django_eventtrack.vendors.base import BrowserId, JSONObject, Notes, VendorAdapter, iso_utc
+
+#: The identity key of Browsee's own anonymous id.
+ANONYMOUS_ID = "browsee_anonymous_id"
 
 
 class BrowseeAdapter(VendorAdapter):
@@ -37,9 +40,19 @@ class BrowseeAdapter(VendorAdapter):
     #: Browsee's API "must not be used to dump historical data" (docs/vendors/browsee.md),
     #: so an event that could not be sent within six hours is given up.
     default_max_age: ClassVar[float] = 6 * 3600.0
+    browser_ids: ClassVar[tuple[BrowserId, ...]] = (
+        BrowserId(
+            ANONYMOUS_ID,
+            "Browsee anonymous id",
+            script_key=ANONYMOUS_ID,
+            script="window._browsee.user.getId()",
+            ready_event="br_session_init",
+        ),
+    )
+    sandbox: ClassVar[str | None] = "django_eventtrack.sandbox.vendors.BROWSEE"
 
     def skip_reason(self, event: Event) -> str | None:
-        if _visitor(event.identity):
+        if self._visitor(event.identity):
             return None
         return "Browsee needs a user id or an anonymous id"
 
@@ -49,7 +62,7 @@ class BrowseeAdapter(VendorAdapter):
             "apiKey": self.config.credential("API_KEY"),
             "event": self.vendor_event_name(event),
             "properties": dict(event.properties),
-            **_visitor(event.identity),
+            **self._visitor(event.identity),
             "timestamp": iso_utc(event.timestamp),
         }
 
@@ -62,7 +75,7 @@ class BrowseeAdapter(VendorAdapter):
             traits["name"] = full_name
         return {
             "apiKey": self.config.credential("API_KEY"),
-            **_visitor(event.identity),
+            **self._visitor(event.identity),
             "traits": traits,
             "timestamp": iso_utc(event.timestamp),
         }
@@ -75,14 +88,13 @@ class BrowseeAdapter(VendorAdapter):
     def error_message(self, payload: Any) -> str | None:
         return _message(payload)
 
-
-def _visitor(identity: Identity) -> JSONObject:
-    visitor: JSONObject = {}
-    if identity.user_id:
-        visitor["userId"] = identity.user_id
-    if anonymous_id := identity.browsee_anonymous_id or identity.visitor_id:
-        visitor["anonymousId"] = anonymous_id
-    return visitor
+    def _visitor(self, identity: Identity) -> JSONObject:
+        visitor: JSONObject = {}
+        if identity.user_id:
+            visitor["userId"] = identity.user_id
+        if anonymous_id := identity.get(ANONYMOUS_ID) or self.visitor_id(identity):
+            visitor["anonymousId"] = anonymous_id
+        return visitor
 
 
 def _message(payload: Any) -> str | None:

@@ -23,9 +23,8 @@ logged once) instead of made silently:
 
 The user is ``userId`` (our user id), ``deviceId`` (the Hackle browser SDK's
 device id) and the custom identifier ``identifiers.anonymousId``, the visitor
-id shared by all vendors (:attr:`Identity.visitor_id`), so Hackle's events join
-the other vendors' on one key. Identifier values longer than 512 characters
-are not used.
+id shared by all vendors (:meth:`~VendorAdapter.visitor_id`), so Hackle's events
+join the other vendors' on one key.
 
 ``identify()`` becomes ``POST /v1/properties``: the user's traits as a
 ``$set`` operation on ``userId`` (plus ``deviceId`` when known), fitted to the
@@ -39,18 +38,28 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from django_eventtrack.event import Event, Identity, JSONValue
-from django_eventtrack.vendors.base import JSONObject, Notes, VendorAdapter, named, note
+from django_eventtrack.vendors.base import (
+    BrowserId,
+    JSONObject,
+    Notes,
+    VendorAdapter,
+    named,
+    note,
+)
 
 MAX_EVENT_KEY_LENGTH = 128
 MAX_PROPERTIES = 64
 MAX_PROPERTY_KEY_LENGTH = 128
 MAX_STRING_LENGTH = 1024
-MAX_IDENTIFIER_LENGTH = 512
 #: Hackle numbers: up to 15 integer and 6 decimal digits.
 NUMBER_LIMIT = 10**15
 DECIMAL_PLACES = 6
 
 Scalar = str | int | float | bool
+#: The identity key of the Hackle browser SDK's device id.
+DEVICE_ID = "device_id"
+#: Hackle's docs declare ``const hackleClient = ...``: a global binding, not a window property.
+_CLIENT = '(typeof hackleClient !== "undefined" ? hackleClient : window.hackleClient)'
 
 
 class HackleAdapter(VendorAdapter):
@@ -62,12 +71,22 @@ class HackleAdapter(VendorAdapter):
     default_api_url: ClassVar[str] = "https://api.hackle.io"
     path: ClassVar[str] = "/v1/track"
     identify_path: ClassVar[str] = "/v1/properties"
+    browser_ids: ClassVar[tuple[BrowserId, ...]] = (
+        BrowserId(
+            DEVICE_ID,
+            "Hackle device id",
+            script_key="hackle_device_id",
+            script=f"{_CLIENT}.getDeviceId()",
+            script_ready=f"{_CLIENT}.onReady(collect)",
+        ),
+    )
+    sandbox: ClassVar[str | None] = "django_eventtrack.sandbox.vendors.HACKLE"
 
     def headers(self) -> dict[str, str]:
         return {"X-HACKLE-API-KEY": self.config.credential("API_KEY")}
 
     def skip_reason(self, event: Event) -> str | None:
-        if not _user(event.identity):
+        if not self._user(event.identity):
             return "Hackle needs at least one identifier (user_id, device_id or anonymous_id)"
         return self.name_refusal(event.name)
 
@@ -88,37 +107,27 @@ class HackleAdapter(VendorAdapter):
             for line in fitting.lines("event.value"):
                 note(notes, event, line)
         hackle_event["properties"] = _fit_properties(event, properties, notes, "properties")
-        return {"event": hackle_event, "user": _user(event.identity)}
+        return {"event": hackle_event, "user": self._user(event.identity)}
 
-    def identify_skip_reason(self, event: Event) -> str | None:
-        if _usable(event.identity.user_id):
-            return None
-        return f"Hackle user ids are 1 to {MAX_IDENTIFIER_LENGTH} characters"
+    def _user(self, identity: Identity) -> JSONObject:
+        """Hackle's user object, empty when we know nobody (Hackle then answers 400).
+        Every id fits: identity values are at most 256 characters, Hackle takes 512."""
+        user: JSONObject = {}
+        if user_id := identity.user_id:
+            user["userId"] = user_id
+        if device_id := identity.get(DEVICE_ID):
+            user["deviceId"] = device_id
+        if visitor_id := self.visitor_id(identity):
+            user["identifiers"] = {"anonymousId": visitor_id}
+        return user
 
     def identify_body(self, event: Event, notes: Notes) -> JSONObject:
-        user = _user(event.identity)
+        user = self._user(event.identity)
         body: JSONObject = {"userId": user["userId"]}
         if "deviceId" in user:
             body["deviceId"] = user["deviceId"]
         traits = _fit_properties(event, event.properties, notes, "traits")
         return body | {"operations": {"$set": traits}}
-
-
-def _user(identity: Identity) -> JSONObject:
-    """Hackle's user object, empty when we know nobody (Hackle then answers 400)."""
-    user: JSONObject = {}
-    if user_id := _usable(identity.user_id):
-        user["userId"] = user_id
-    if device_id := _usable(identity.device_id):
-        user["deviceId"] = device_id
-    if visitor_id := _usable(identity.visitor_id):
-        user["identifiers"] = {"anonymousId": visitor_id}
-    return user
-
-
-def _usable(identifier: str | None) -> str | None:
-    """The identifier when Hackle takes it: non-empty and at most 512 characters."""
-    return identifier if identifier and len(identifier) <= MAX_IDENTIFIER_LENGTH else None
 
 
 def _fit_properties(

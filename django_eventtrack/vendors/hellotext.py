@@ -38,21 +38,23 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, ClassVar, Literal, NamedTuple
 from urllib.parse import quote
 
 from django.utils import timezone
 
-from django_eventtrack.conf import parse_names, setting_path
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.event import Event, Identity, JSONValue
+from django_eventtrack.setting_values import parse_names, setting_path
 from django_eventtrack.vendors.base import (
+    BrowserId,
     JSONObject,
     Notes,
     Outcome,
     OutcomeKind,
+    OwnSetting,
     ProfileGone,
     ProfileStore,
     Send,
@@ -115,6 +117,11 @@ PROFILE_FIELDS = ("first_name", "last_name", "email", "phone", "lists")
 #: with the default ``MAX_ATTEMPTS`` (10) outlasts the wait.
 UNSEEN_SESSION_WAIT = timedelta(minutes=4)
 UNSEEN_SESSION_RETRY = 30.0
+#: Hellotext.js's cookie and short-link query parameter (docs/vendors/hellotext.md).
+SESSION_COOKIE = "hello_session"
+#: The identity keys of Hellotext's ids.
+PROFILE = "profile"
+SESSION = "session"
 
 
 def parse_actions(value: Any, where: str) -> frozenset[str]:
@@ -157,7 +164,20 @@ class HellotextAdapter(VendorAdapter):
     path: ClassVar[str] = "/v1/attribution/events"
     identify_path: ClassVar[str] = "/v1/profiles"
     remembers_profiles: ClassVar[bool] = True
-    own_settings: ClassVar[Mapping[str, tuple[Callable[[Any, str], Any], Any]]] = {
+    profile_key: ClassVar[str | None] = PROFILE
+    session_key: ClassVar[str | None] = SESSION
+    browser_ids: ClassVar[tuple[BrowserId, ...]] = (
+        BrowserId(PROFILE, "Hellotext profile id", visitor="profile"),
+        BrowserId(
+            SESSION,
+            f"Hellotext session id (the {SESSION_COOKIE} cookie)",
+            cookie=SESSION_COOKIE,
+            query=SESSION_COOKIE,
+            visitor="session",
+        ),
+    )
+    sandbox: ClassVar[str | None] = "django_eventtrack.sandbox.vendors.HELLOTEXT"
+    own_settings: ClassVar[Mapping[str, OwnSetting]] = {
         "ACTIONS": (parse_actions, frozenset()),
         "OBJECT_SOURCE": (parse_source, DEFAULT_OBJECT_SOURCE),
     }
@@ -193,7 +213,7 @@ class HellotextAdapter(VendorAdapter):
         )
 
     def skip_reason(self, event: Event) -> str | None:
-        if not (event.identity.profile or event.identity.session):
+        if not (event.identity.get(PROFILE) or event.identity.get(SESSION)):
             return (
                 "Hellotext needs a profile or session id (pass profile= or session=, "
                 "or use the middleware)"
@@ -278,8 +298,9 @@ class HellotextAdapter(VendorAdapter):
         outcome = attempt.outcome.adjusted(request.notes)
         error = _first_error(attempt.response)
         identity = event.identity
-        if error.type == "identity_assigned" and identity.session and identity.profile:
-            owner = SessionOwner(identity.session, "")
+        session, profile = identity.get(SESSION), identity.get(PROFILE)
+        if error.type == "identity_assigned" and session and profile:
+            owner = SessionOwner(session, "")
             line = "session not sent: Hellotext says it belongs to another profile"
             return self._again(event, send, line, leave_out="session").learning(owner)
         if error.type == "not_found" or outcome.http_status == 404:
@@ -290,12 +311,7 @@ class HellotextAdapter(VendorAdapter):
         self, event: Event, send: Send, line: str, *, leave_out: Literal["session", "profile"]
     ) -> Outcome:
         """``event`` sent once more without its ``leave_out`` id (``line`` says why)."""
-        identity = (
-            dataclasses.replace(event.identity, session=None)
-            if leave_out == "session"
-            else dataclasses.replace(event.identity, profile=None)
-        )
-        retry = dataclasses.replace(event, identity=identity)
+        retry = dataclasses.replace(event, identity=event.identity.replace(**{leave_out: None}))
         notes: Notes = {}
         note(notes, event, line)
         request = self.build_request([retry])
@@ -305,8 +321,9 @@ class HellotextAdapter(VendorAdapter):
         self, event: Event, error: HellotextError, outcome: Outcome, send: Send
     ) -> Outcome:
         identity = event.identity
-        if error.parameter == "profile" and identity.profile:
-            gone = ProfileGone(identity.profile, identity.user_id)
+        profile, session = identity.get(PROFILE), identity.get(SESSION)
+        if error.parameter == "profile" and profile:
+            gone = ProfileGone(profile, identity.user_id)
             if identity.user_id:
                 return Outcome(
                     OutcomeKind.RETRY,
@@ -315,13 +332,13 @@ class HellotextAdapter(VendorAdapter):
                     "then the event is sent",
                     retry_after=0.0,
                 ).learning(gone)
-            if identity.session:
+            if session:
                 line = "profile not sent: Hellotext no longer has it"
                 return self._again(event, send, line, leave_out="profile").learning(gone)
             return outcome.learning(gone)
         # Without a parameter the 404 is read as its documented common cause for an
         # event that has a session (the action was checked before sending).
-        if identity.session and error.parameter in ("session", None):
+        if session and error.parameter in ("session", None):
             return self._unseen_session(event, send, outcome)
         return outcome
 
@@ -336,7 +353,7 @@ class HellotextAdapter(VendorAdapter):
                 retry_after=UNSEEN_SESSION_RETRY,
                 adjustments=outcome.adjustments,
             )
-        if event.identity.profile:
+        if event.identity.get(PROFILE):
             line = (
                 f"session not sent: Hellotext had not seen it "
                 f"{_minutes(UNSEEN_SESSION_WAIT)} after the event"
@@ -365,7 +382,7 @@ class HellotextAdapter(VendorAdapter):
 
     def attach_request_for(self, event: Event, profile: str) -> VendorRequest:
         """``PATCH /v1/sessions/{session}`` with ``{"profile": ...}``."""
-        session = quote(str(event.identity.session), safe="")
+        session = quote(str(event.identity.get(SESSION)), safe="")
         url = f"{self.config.api_url}/v1/sessions/{session}"
         return self.request("PATCH", url, {"profile": profile}, [event])
 
@@ -376,7 +393,7 @@ class HellotextAdapter(VendorAdapter):
         )
         if isinstance(profile, Outcome):
             return profile
-        if not event.identity.session:
+        if not event.identity.get(SESSION):
             return Outcome(OutcomeKind.DELIVERED, None, f"profile {profile}; no session to attach")
         attached = send(self.attach_request_for(event, profile))
         if _first_error(attached.response) == HellotextError("not_found", "profile"):
@@ -412,7 +429,7 @@ class HellotextAdapter(VendorAdapter):
     ) -> Outcome:
         """Read the PATCH answer. A session Hellotext has not seen is waited for; one that
         belongs to another profile is left with it, and remembered as that profile's."""
-        session = str(event.identity.session)
+        session = str(event.identity.get(SESSION))
         error = _first_error(response)
         if outcome.http_status == 404 and error.parameter in ("session", None):
             if _waiting_for_session(event):
@@ -499,10 +516,10 @@ def _id_in(response: VendorResponse | None) -> str | None:
 def _visitor(identity: Identity) -> JSONObject:
     """``profile`` and ``session``; Hellotext accepts both together."""
     visitor: JSONObject = {}
-    if identity.profile:
-        visitor["profile"] = identity.profile
-    if identity.session:
-        visitor["session"] = identity.session
+    if profile := identity.get(PROFILE):
+        visitor["profile"] = profile
+    if session := identity.get(SESSION):
+        visitor["session"] = session
     return visitor
 
 

@@ -42,16 +42,18 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from django_eventtrack.conf import parse_names, setting_path
 from django_eventtrack.event import Event, JSONValue
+from django_eventtrack.setting_values import parse_names, setting_path
 from django_eventtrack.vendors.base import (
+    BrowserId,
     JSONObject,
     Notes,
     Outcome,
     OutcomeKind,
+    OwnSetting,
     ProfileStore,
     Send,
     VendorAdapter,
@@ -71,6 +73,8 @@ ENTITY_FIELDS = frozenset({"itemId", "itemType", "scope", "properties"})
 IDENTIFY_ITEM_TYPE = "analyticsUser"
 #: Namespace of the server sessions derived from user ids (a fixed, random UUID).
 SERVER_SESSIONS = uuid.UUID("9d3c7a52-52e4-4f36-9c1f-4a0f1f0b6a77")
+#: The identity key of PrimeData's own session id.
+SESSION_ID = "primedata_session_id"
 
 
 def server_session(user_id: str) -> str:
@@ -89,9 +93,18 @@ class PrimeDataAdapter(VendorAdapter):
     path: ClassVar[str] = "/powehi/smile"
     max_batch_size: ClassVar[int] = 500  # PrimeData's documented cap
     identify_path: ClassVar[str] = "/powehi/context"
-    own_settings: ClassVar[Mapping[str, tuple[Callable[[Any, str], Any], Any]]] = {
-        "EVENT_TYPES": (parse_names, None)
-    }
+    own_settings: ClassVar[Mapping[str, OwnSetting]] = {"EVENT_TYPES": (parse_names, None)}
+    browser_ids: ClassVar[tuple[BrowserId, ...]] = (
+        BrowserId(
+            SESSION_ID,
+            "PrimeData session id",
+            # The 2020 tracker sets the cookie; later SDKs keep it in window.cxs.
+            cookie="XSessionId",
+            script_key=SESSION_ID,
+            script="window.cxs.sessionId",
+        ),
+    )
+    sandbox: ClassVar[str | None] = "django_eventtrack.sandbox.vendors.PRIMEDATA"
 
     @property
     def scope(self) -> str:
@@ -120,7 +133,7 @@ class PrimeDataAdapter(VendorAdapter):
 
     def body(self, events: Sequence[Event], notes: Notes) -> JSONObject:
         body: JSONObject = {"events": [self._event(event, notes) for event in events]}
-        sessions = {_session(event) for event in events}
+        sessions = {self._session(event) for event in events}
         if len(sessions) == 1 and (session := sessions.pop()):
             body = {"sessionId": session} | body
         return body
@@ -136,7 +149,7 @@ class PrimeDataAdapter(VendorAdapter):
             "scope": self.scope,
             "timeStamp": iso_utc(event.timestamp),
         }
-        if session := _session(event):
+        if session := self._session(event):
             primedata_event["sessionId"] = session
         return primedata_event | {
             "properties": _fit_properties(event, properties, notes),
@@ -188,7 +201,8 @@ class PrimeDataAdapter(VendorAdapter):
 
     def identify_body(self, event: Event, notes: Notes) -> JSONObject:
         user_id = str(event.identity.user_id)
-        sessions = dict.fromkeys(s for s in (_browser_session(event), server_session(user_id)) if s)
+        browser = self._browser_session(event)
+        sessions = dict.fromkeys(s for s in (browser, server_session(user_id)) if s)
         identifies: list[JSONObject] = [
             {
                 "eventType": "identify",
@@ -218,6 +232,18 @@ class PrimeDataAdapter(VendorAdapter):
             "itemType": _item_text(entity.get("itemType")),
             "scope": self.scope,
         }
+
+    def _browser_session(self, event: Event) -> str | None:
+        """The visitor's browser session: PrimeData's own id, else the browser-level visitor
+        id the vendors share, never a profile id (:meth:`~VendorAdapter.visitor_id`)."""
+        own = event.identity.get(SESSION_ID)
+        return own or self.visitor_id(event.identity, profiles=False)
+
+    def _session(self, event: Event) -> str | None:
+        """The event's PrimeData session: the browser's, else the user's server session.
+        Never a vendor's profile id: PrimeData's session is one client-chosen visit."""
+        user_id = event.identity.user_id
+        return self._browser_session(event) or (server_session(user_id) if user_id else None)
 
     def error_message(self, payload: Any) -> str | None:
         """``error.message`` and each ``field: description`` from ``error.details``."""
@@ -304,17 +330,3 @@ def _item_text(value: JSONValue) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return NO_ITEM
     return str(value) or NO_ITEM
-
-
-def _browser_session(event: Event) -> str | None:
-    """The visitor's browser session: PrimeData's own id, else the browser-level visitor
-    id the vendors share (Hellotext.js's session cookie, else our anonymous id)."""
-    identity = event.identity
-    return identity.primedata_session_id or identity.session or identity.anonymous_id
-
-
-def _session(event: Event) -> str | None:
-    """The event's PrimeData session: the browser's, else the user's server session.
-    Never a vendor's profile id: PrimeData's session is one client-chosen visit."""
-    user_id = event.identity.user_id
-    return _browser_session(event) or (server_session(user_id) if user_id else None)

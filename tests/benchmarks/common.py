@@ -293,13 +293,18 @@ class SandboxProcess:
             raise RuntimeError(f"sandbox: {answer['error']}")
         return answer
 
-    def env(self, vendors: Iterable[str] = VENDORS) -> dict[str, str]:
-        """``EVENTTRACK_*`` for ``vendors`` (default all four), pointed at this server."""
-        from django_eventtrack.sandbox.vendors import DEFAULT_CREDENTIALS
+    def env(self, vendors: Iterable[str] | None = None) -> dict[str, str]:
+        """``EVENTTRACK_*`` for ``vendors`` (default every registered one), pointed at this
+        server."""
+        from django_eventtrack.sandbox import registry_specs
 
+        wanted = None if vendors is None else set(vendors)
         environ = {}
-        for vendor in vendors:
-            for key, value in DEFAULT_CREDENTIALS[vendor].items():
+        for spec in registry_specs():
+            if wanted is not None and spec.name not in wanted:
+                continue
+            vendor = spec.name
+            for key, value in spec.credentials.items():
                 environ[f"EVENTTRACK_{vendor.upper()}_{key}"] = value
             environ[f"EVENTTRACK_{vendor.upper()}_API_URL"] = f"{self.url}/{vendor}"
         return environ

@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from django_eventtrack.sandbox.vendors import DEFAULT_CREDENTIALS
+from django_eventtrack.sandbox.vendors import BROWSEE, HACKLE, HELLOTEXT, PRIMEDATA
 
 Request = tuple[str, dict[str, str], dict[str, Any]]
 
@@ -27,7 +27,7 @@ def vendor_requests(base_url: str, n: int) -> list[Request]:
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     name, profile, product = "product.purchased", f"P{n}", f"SKU{n}"
     properties = {"n": n, "product": product}
-    credentials = DEFAULT_CREDENTIALS
+    credentials = {spec.name: spec.credentials for spec in (HELLOTEXT, HACKLE, BROWSEE, PRIMEDATA)}
     client = credentials["primedata"]["CLIENT_ID"]
     return [
         (

@@ -84,67 +84,101 @@ def closed_loop(
     ``keep_headers`` the result's ``headers`` holds every answer's headers
     (lower-case names), warm-up and tail included.
     """
-    selector = selectors.DefaultSelector()
-    clients = [_Client(_connect(address), index) for index in range(connections)]
-    for client in clients:
-        selector.register(client.sock, selectors.EVENT_READ, client)
-        client.sent_at = time.perf_counter()
-        client.sock.sendall(raws[client.next % len(raws)])
-    statuses: Counter[int] = Counter()
-    latencies: list[float] = []
-    kept: list[dict[str, str]] = []
-    started = time.perf_counter()
-    measure_from = started + warmup
-    deadline = measure_from + seconds
-    in_flight = connections
-    try:
-        while in_flight:
-            for key, _ in selector.select(timeout=1.0):
-                client = key.data
-                chunk = client.sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError("the server closed a connection without answering")
-                client.buffer += chunk
-                while (answer := _complete_answer(client.buffer)) is not None:
-                    now = time.perf_counter()
-                    client.buffer = client.buffer[answer.length :]
-                    if keep_headers:
-                        kept.append(answer.headers)
-                    if measure_from <= now < deadline:
-                        statuses[answer.status] += 1
-                        latencies.append((now - client.sent_at) * 1000)
-                    closed = answer.headers.get("connection", "").lower() == "close"
-                    if closed:
-                        selector.unregister(client.sock)
-                        client.sock.close()
-                    if now >= deadline:
-                        in_flight -= 1  # answered: close it cleanly below, no reset
-                        break
-                    client.next += connections
-                    client.sent_at = time.perf_counter()  # before reconnecting: that counts
-                    if closed:
-                        client.sock = _connect(address)
-                        selector.register(client.sock, selectors.EVENT_READ, client)
-                    client.sock.sendall(raws[client.next % len(raws)])
-            if time.perf_counter() > deadline + 30:
-                raise TimeoutError("the server stopped answering")
-    finally:
-        for client in clients:
-            if client.sock.fileno() >= 0:
-                selector.unregister(client.sock)
-                client.sock.close()
-    counted = sum(statuses.values())
+    load = _ClosedLoop(address, raws, connections, warmup, seconds, keep_headers)
+    load.run()
+    counted = sum(load.statuses.values())
     run: dict[str, Any] = {
         "connections": connections,
         "seconds": seconds,
         "requests": counted,
         "requests_per_second": counted / seconds,
-        "statuses": {str(status): count for status, count in statuses.items()},
-        "latency_ms": distribution(latencies),
+        "statuses": {str(status): count for status, count in load.statuses.items()},
+        "latency_ms": distribution(load.latencies),
     }
     if keep_headers:
-        run["headers"] = kept
+        run["headers"] = load.kept
     return run
+
+
+class _ClosedLoop:
+    """The state of one :func:`closed_loop` run."""
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        raws: Sequence[bytes],
+        connections: int,
+        warmup: float,
+        seconds: float,
+        keep_headers: bool,
+    ) -> None:
+        self.address = address
+        self.raws = raws
+        self.connections = connections
+        self.keep_headers = keep_headers
+        self.selector = selectors.DefaultSelector()
+        self.statuses: Counter[int] = Counter()
+        self.latencies: list[float] = []
+        self.kept: list[dict[str, str]] = []
+        self.measure_from = time.perf_counter() + warmup
+        self.deadline = self.measure_from + seconds
+        self.in_flight = connections
+        self.clients = [_Client(_connect(address), index) for index in range(connections)]
+
+    def run(self) -> None:
+        try:
+            for client in self.clients:
+                self.selector.register(client.sock, selectors.EVENT_READ, client)
+                self._send_next(client)
+            while self.in_flight:
+                for key, _ in self.selector.select(timeout=1.0):
+                    self._read(key.data)
+                if time.perf_counter() > self.deadline + 30:
+                    raise TimeoutError("the server stopped answering")
+        finally:
+            for client in self.clients:
+                if client.sock.fileno() >= 0:
+                    self.selector.unregister(client.sock)
+                    client.sock.close()
+
+    def _send_next(self, client: _Client) -> None:
+        client.sent_at = time.perf_counter()
+        client.sock.sendall(self.raws[client.next % len(self.raws)])
+
+    def _read(self, client: _Client) -> None:
+        chunk = client.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed a connection without answering")
+        client.buffer += chunk
+        while (answer := _complete_answer(client.buffer)) is not None:
+            client.buffer = client.buffer[answer.length :]
+            if not self._answered(client, answer):
+                break
+
+    def _answered(self, client: _Client, answer: _Answer) -> bool:
+        """Count ``answer``; send the client's next request unless time is up (False)."""
+        now = time.perf_counter()
+        if self.keep_headers:
+            self.kept.append(answer.headers)
+        if self.measure_from <= now < self.deadline:
+            self.statuses[answer.status] += 1
+            self.latencies.append((now - client.sent_at) * 1000)
+        closed = answer.headers.get("connection", "").lower() == "close"
+        if closed:
+            self.selector.unregister(client.sock)
+            client.sock.close()
+        if now >= self.deadline:
+            self.in_flight -= 1  # answered: close it cleanly, no reset
+            return False
+        client.next += self.connections
+        if closed:  # reconnecting counts in the next request's latency
+            client.sent_at = time.perf_counter()
+            client.sock = _connect(self.address)
+            self.selector.register(client.sock, selectors.EVENT_READ, client)
+            client.sock.sendall(self.raws[client.next % len(self.raws)])
+            return True
+        self._send_next(client)
+        return True
 
 
 def _connect(address: tuple[str, int]) -> socket.socket:

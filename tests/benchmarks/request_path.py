@@ -82,10 +82,11 @@ def segment_sink() -> Iterator[str]:
 
 def configure_vendors() -> None:
     """Four vendors pointed at a closed loopback port: with the worker backend nothing is sent."""
-    from django_eventtrack.sandbox.vendors import DEFAULT_CREDENTIALS
+    from django_eventtrack.sandbox import registry_specs
 
+    credentials = {spec.name: spec.credentials for spec in registry_specs()}
     for vendor in VENDORS:
-        for key, value in DEFAULT_CREDENTIALS[vendor].items():
+        for key, value in credentials[vendor].items():
             os.environ[f"EVENTTRACK_{vendor.upper()}_{key}"] = value
         os.environ[f"EVENTTRACK_{vendor.upper()}_API_URL"] = f"http://127.0.0.1:9/{vendor}"
     os.environ["EVENTTRACK_DELIVERY"] = "worker"

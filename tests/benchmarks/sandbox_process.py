@@ -10,6 +10,7 @@ cross the pipe). End of stdin stops it.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -19,32 +20,54 @@ from tests.processes.helpers import VENDORS, marker
 
 
 def answer(sandbox: Sandbox, command: dict[str, Any]) -> dict[str, Any]:
-    cmd = command.pop("cmd")
-    if cmd == "reset":
-        sandbox.reset()
-        return {"ok": True}
-    if cmd == "fault":
-        sandbox.inject(**command)
-        return {"ok": True}
-    if cmd == "clear-faults":
-        sandbox.clear_faults()
-        return {"ok": True}
-    if cmd == "counts":
-        accepted: Counter[str] = Counter()
-        requests: Counter[str] = Counter()
-        for record in sandbox.requests():
-            requests[record.vendor] += 1
-            if record.accepted:
-                accepted[record.vendor] += record.event_count
-        return {"accepted_events": dict(accepted), "requests": dict(requests)}
-    if cmd == "marks":
-        marks: dict[str, list[list[float]]] = {vendor: [] for vendor in VENDORS}
-        for record in sandbox.requests():
-            if record.accepted:
-                for event in record.events:
-                    marks[record.vendor].append([marker(record.vendor, event), record.received_at])
-        return {"marks": marks}
-    return {"error": f"unknown command {cmd!r}"}
+    name = command.pop("cmd")
+    handler = COMMANDS.get(name)
+    if handler is None:
+        return {"error": f"unknown command {name!r}"}
+    return handler(sandbox, command)
+
+
+def _reset(sandbox: Sandbox, command: dict[str, Any]) -> dict[str, Any]:
+    sandbox.reset()
+    return {"ok": True}
+
+
+def _fault(sandbox: Sandbox, command: dict[str, Any]) -> dict[str, Any]:
+    sandbox.inject(**command)
+    return {"ok": True}
+
+
+def _clear_faults(sandbox: Sandbox, command: dict[str, Any]) -> dict[str, Any]:
+    sandbox.clear_faults()
+    return {"ok": True}
+
+
+def _counts(sandbox: Sandbox, command: dict[str, Any]) -> dict[str, Any]:
+    accepted: Counter[str] = Counter()
+    requests: Counter[str] = Counter()
+    for record in sandbox.requests():
+        requests[record.vendor] += 1
+        if record.accepted:
+            accepted[record.vendor] += record.event_count
+    return {"accepted_events": dict(accepted), "requests": dict(requests)}
+
+
+def _marks(sandbox: Sandbox, command: dict[str, Any]) -> dict[str, Any]:
+    marks: dict[str, list[list[float]]] = {vendor: [] for vendor in VENDORS}
+    for record in sandbox.requests():
+        if record.accepted:
+            for event in record.events:
+                marks[record.vendor].append([marker(record.vendor, event), record.received_at])
+    return {"marks": marks}
+
+
+COMMANDS: dict[str, Callable[[Sandbox, dict[str, Any]], dict[str, Any]]] = {
+    "reset": _reset,
+    "fault": _fault,
+    "clear-faults": _clear_faults,
+    "counts": _counts,
+    "marks": _marks,
+}
 
 
 def main() -> None:

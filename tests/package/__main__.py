@@ -18,12 +18,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE_PROJECT = Path(__file__).resolve().parent / "smoke_project"
-#: What the wheel must carry besides the Python modules.
-WHEEL_FILES = (
-    "django_eventtrack/py.typed",
-    "django_eventtrack/static/django_eventtrack/eventtrack.js",
-    "django_eventtrack/migrations/0001_initial.py",
-)
+
+
+def package_files() -> list[str]:
+    """Every file of the source package (modules, migrations, templates, static files,
+    ``py.typed``): the wheel must carry each one."""
+    package = ROOT / "django_eventtrack"
+    return sorted(
+        path.relative_to(ROOT).as_posix()
+        for path in package.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    )
 
 
 def run(*command: str | Path, cwd: Path | None = None) -> str:
@@ -42,7 +47,7 @@ def build(dist: Path) -> tuple[Path, Path]:
     (sdist,) = dist.glob("*.tar.gz")
     run(sys.executable, "-m", "twine", "check", "--strict", wheel, sdist)
     names = set(zipfile.ZipFile(wheel).namelist())
-    missing = [name for name in WHEEL_FILES if name not in names]
+    missing = [name for name in package_files() if name not in names]
     if missing:
         sys.exit(f"the wheel lacks {', '.join(missing)}")
     if any(name.startswith(("tests/", "example_project/")) for name in names):

@@ -10,9 +10,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from django_eventtrack.sandbox import Sandbox
+from django.utils.module_loading import import_string
 
-VENDORS = ("hellotext", "hackle", "browsee", "primedata")
+from django_eventtrack.sandbox import Sandbox
+from django_eventtrack.vendors import BUILT_IN
+from tests.settings import TEST_ADAPTERS
+
+#: Every vendor of the test registry, by name.
+VENDORS = tuple(import_string(BUILT_IN.get(path, path)).name for path in TEST_ADAPTERS)
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:

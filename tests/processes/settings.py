@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from tests.settings import TEST_ADAPTERS
+
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 USE_TZ = True
@@ -26,4 +28,4 @@ DATABASES = {
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-EVENTTRACK: dict[str, object] = {}
+EVENTTRACK: dict[str, object] = {"ADAPTERS": list(TEST_ADAPTERS)}

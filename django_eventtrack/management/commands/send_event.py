@@ -23,13 +23,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="event name, e.g. product.purchased")
-        parser.add_argument("--profile", help="Hellotext profile id")
-        parser.add_argument("--session", help="Hellotext session id (the hello_session cookie)")
         parser.add_argument("--user-id", help="your user id")
         parser.add_argument("--anonymous-id", help="an anonymous visitor id")
-        parser.add_argument("--device-id", help="Hackle device id")
-        parser.add_argument("--browsee-anonymous-id", help="Browsee anonymous id")
-        parser.add_argument("--primedata-session-id", help="PrimeData session id")
+        try:
+            browser_ids = get_config().browser_ids
+        except EventTrackError as exc:
+            raise CommandError(str(exc)) from None
+        for browser_id in browser_ids:
+            flag = "--" + browser_id.name.replace("_", "-")
+            parser.add_argument(flag, dest=browser_id.name, help=browser_id.description)
         parser.add_argument(
             "--property",
             action="append",
@@ -64,13 +66,9 @@ class Command(BaseCommand):
                 options["name"],
                 commandline.parse_properties(options["properties"], options["property"]),
                 identity=Identity(
-                    user_id=options["user_id"],
-                    anonymous_id=options["anonymous_id"],
-                    profile=options["profile"],
-                    session=options["session"],
-                    device_id=options["device_id"],
-                    browsee_anonymous_id=options["browsee_anonymous_id"],
-                    primedata_session_id=options["primedata_session_id"],
+                    options["user_id"],
+                    options["anonymous_id"],
+                    **{name: options[name] for name in get_config().vendor_id_names},
                 ),
                 timestamp=commandline.parse_timestamp(options["timestamp"]),
             )

@@ -1,10 +1,13 @@
 /* django-eventtrack: copy the vendors' browser ids into one first-party cookie.
  *
- * Hackle, Browsee and PrimeData expose their browser ids only to JavaScript.
- * This copies them into the cookie EventTrackMiddleware reads (URL-encoded JSON:
- * hackle_device_id, browsee_anonymous_id, primedata_session_id), so server-side
- * events join the visitor's browser session. Render it with
- * {% load eventtrack %}{% eventtrack_script %}; the tag sets the data-* options.
+ * Some vendors expose their browser ids only to JavaScript. This copies them into
+ * the cookie EventTrackMiddleware reads (URL-encoded JSON, one key per id), so
+ * server-side events join the visitor's browser session. It names no vendor: the
+ * ids come from window.eventtrack.sources, which {% eventtrack_script %} renders
+ * from the vendor registry (each source: the cookie key, a function reading the
+ * id, and optionally a window event or a ready hook after which the id is known).
+ * Render it with {% load eventtrack %}{% eventtrack_script %}; the tag also sets
+ * the data-* options.
  */
 (function () {
   "use strict";
@@ -12,7 +15,8 @@
   var name = options.cookie || "eventtrack_ids";
   var maxAge = options.maxAge || "34560000";
   var domain = options.domain || "";
-  var KEYS = ["hackle_device_id", "browsee_anonymous_id", "primedata_session_id"];
+  var api = window.eventtrack || {};
+  var sources = api.sources || [];
   var SAFE = /^[A-Za-z0-9._:-]{1,128}$/;
 
   function safe(read) {
@@ -39,22 +43,13 @@
     return {};
   }
 
-  function hackle() {
-    // Hackle's docs declare `const hackleClient = ...`: a global binding, not a window property.
-    return typeof hackleClient !== "undefined" ? hackleClient : window.hackleClient;
-  }
-
   function collect() {
     var previous = stored();
     var ids = {};
-    var fresh = {
-      hackle_device_id: safe(function () { return hackle().getDeviceId(); }),
-      browsee_anonymous_id: safe(function () { return window._browsee.user.getId(); }),
-      primedata_session_id: safe(function () { return window.cxs.sessionId; })
-    };
-    for (var i = 0; i < KEYS.length; i++) {
-      var value = fresh[KEYS[i]] || safe(function () { return previous[KEYS[i]]; });
-      if (value) ids[KEYS[i]] = value;
+    for (var i = 0; i < sources.length; i++) {
+      var key = sources[i].key;
+      var value = safe(sources[i].read) || safe(function () { return previous[key]; });
+      if (value) ids[key] = value;
     }
     var text = JSON.stringify(ids);
     if (text === "{}" || text === JSON.stringify(previous)) return;
@@ -66,12 +61,15 @@
   collect();
   document.addEventListener("DOMContentLoaded", collect);
   window.addEventListener("load", collect);
-  window.addEventListener("br_session_init", collect); // Browsee's id is ready
   document.addEventListener("click", collect, true); // before a link or button leaves the page
   document.addEventListener("submit", collect, true);
   window.addEventListener("pagehide", collect);
-  try {
-    hackle().onReady(collect);
-  } catch (error) { /* Hackle absent or not yet loaded */ }
-  window.eventtrack = { collect: collect };
+  for (var i = 0; i < sources.length; i++) {
+    if (sources[i].event) window.addEventListener(sources[i].event, collect); // the id is ready
+    try {
+      if (sources[i].ready) sources[i].ready(collect);
+    } catch (error) { /* the vendor's SDK is absent or not yet loaded */ }
+  }
+  api.collect = collect;
+  window.eventtrack = api;
 })();

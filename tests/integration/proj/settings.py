@@ -14,6 +14,8 @@ import os
 
 import environ
 
+from tests.settings import TEST_ADAPTERS
+
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 USE_TZ = True
@@ -36,7 +38,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 
-EVENTTRACK: dict[str, object] = {}
+EVENTTRACK: dict[str, object] = {"ADAPTERS": list(TEST_ADAPTERS)}
 
 # The database Tasks backend, accepting the queue the tests route eventtrack's task to.
 TASKS = {

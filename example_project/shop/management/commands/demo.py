@@ -47,7 +47,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         # The sandbox's PrimeData knows the shop's event schemas, as a real data source
         # would, and the library is told which they are (EVENT_TYPES): it skips any other.
-        with Sandbox(port=options["port"], primedata_schemas=EVENT_TYPES) as sandbox:
+        with Sandbox(
+            port=options["port"], options={"primedata": {"aliases": EVENT_TYPES}}
+        ) as sandbox:
             os.environ.update(sandbox.env())
             os.environ["EVENTTRACK_PRIMEDATA_EVENT_TYPES"] = ",".join(EVENT_TYPES)
             conf.reload()

@@ -1,0 +1,105 @@
+"""The shape of the code, checked: vendor knowledge stays in the vendors' own modules.
+
+Core code asks the registry (``EVENTTRACK["ADAPTERS"]``) instead of naming a vendor, so a
+vendor is added by adding its module (the test suite's fifth vendor, ``tests/fifthvendor/``,
+touches nothing else). Docstrings and comments may give a vendor as an example; code may not.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+from django_eventtrack.conf import get_config
+
+PACKAGE = Path(__file__).resolve().parent.parent / "django_eventtrack"
+#: Where a vendor is described: its adapter, and its sandbox validator and state.
+VENDOR_PLACES = ("vendors/", "sandbox/vendors.py", "sandbox/state.py", "migrations/")
+
+
+def code_words(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    """Every name and string literal in ``tree`` with its line, docstrings left out."""
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if id(node) not in docstrings:
+                yield line, node.value
+        elif isinstance(node, ast.Name):
+            yield line, node.id
+        elif isinstance(node, ast.Attribute):
+            yield line, node.attr
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            yield line, node.name
+        elif isinstance(node, ast.arg | ast.keyword):
+            yield line, node.arg or ""
+        elif isinstance(node, ast.alias):
+            yield line, node.name
+
+
+def test_no_module_outside_the_vendors_names_a_vendor_in_code() -> None:
+    vendors = tuple(get_config().adapters)
+    assert len(vendors) >= 5  # the built-in vendors and the test suite's fifth
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        where = path.relative_to(PACKAGE).as_posix()
+        if where.startswith(VENDOR_PLACES):
+            continue
+        for line, word in code_words(ast.parse(path.read_text(encoding="utf-8"))):
+            found += [f"{where}:{line}: {word!r}" for v in vendors if v in word.lower()]
+    assert found == []
+
+
+def test_the_check_sees_a_vendor_named_in_code_but_not_in_a_docstring() -> None:
+    source = '"""Sent to Hackle."""\nURL = "https://api.hackle.io"\n'
+    words = [word for _, word in code_words(ast.parse(source))]
+    assert words == ["URL", "https://api.hackle.io"]
+
+
+def test_conf_holds_the_one_setting_changed_receiver() -> None:
+    """Settings changes reach the package through conf alone (hooks follow conf.changed)."""
+    users = [
+        path.relative_to(PACKAGE).as_posix()
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if any(word == "setting_changed" for _, word in code_words(ast.parse(path.read_text())))
+    ]
+    assert users == ["conf.py"]
+
+
+def test_no_module_imports_the_package_root() -> None:
+    """The root package is the public API, above everything (the layers contract checks its
+    children only): a module importing it would close a cycle through its lazy imports."""
+    importers = [
+        f"{path.relative_to(PACKAGE).as_posix()}: {alias.name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module == "django_eventtrack"
+        for alias in node.names
+        if not is_submodule(alias.name)  # "from django_eventtrack import conf" is a module
+    ]
+    assert importers == []
+
+
+def is_submodule(name: str) -> bool:
+    return (PACKAGE / f"{name}.py").exists() or (PACKAGE / name / "__init__.py").exists()
+
+
+def test_the_test_helpers_use_no_private_django_api() -> None:
+    """The capture helpers follow transactions through documented APIs (an execute wrapper,
+    get_autocommit, get_rollback), not Django's transaction internals."""
+    private = {"atomic_blocks", "needs_rollback", "savepoint_ids", "run_on_commit"}
+    found = [
+        f"{path.relative_to(PACKAGE).as_posix()}:{line}: {word}"
+        for path in sorted((PACKAGE / "testing").rglob("*.py"))
+        for line, word in code_words(ast.parse(path.read_text(encoding="utf-8")))
+        if word in private or word == "_from_testcase"
+    ]
+    assert found == []
