@@ -15,8 +15,8 @@ from functools import partial
 from typing import Any
 
 from django_eventtrack.sandbox import Sandbox
-from tests.benchmarks.common import serve_commands
-from tests.processes.helpers import VENDORS, marker
+from tests.benchmarks.common import VENDORS, serve_commands
+from tests.processes.helpers import marker
 
 
 def answer(sandbox: Sandbox, command: dict[str, Any]) -> dict[str, Any]:
@@ -53,6 +53,7 @@ def _counts(sandbox: Sandbox, command: dict[str, Any]) -> dict[str, Any]:
 
 
 def _marks(sandbox: Sandbox, command: dict[str, Any]) -> dict[str, Any]:
+    # The benchmarks' four vendors, not the test suite's registry (which adds one of its own).
     marks: dict[str, list[list[float]]] = {vendor: [] for vendor in VENDORS}
     for record in sandbox.requests():
         if record.accepted:
