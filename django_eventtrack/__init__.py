@@ -9,43 +9,40 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from django_eventtrack.version import __version__
+from django_eventtrack.core.version import __version__
 
 if TYPE_CHECKING:
-    from django_eventtrack.identification import aidentify, identify
-    from django_eventtrack.tracking import atrack, track
+    from django_eventtrack.api import aidentify, atrack, identify, track
 else:
 
     def track(*args: Any, **kwargs: Any) -> Any:
-        from django_eventtrack.tracking import track as _track
+        from django_eventtrack.api import track as _track
 
         return _track(*args, **kwargs)
 
-    track.__doc__ = "Track an event; see :func:`django_eventtrack.tracking.track`."
+    track.__doc__ = "Track an event; see :func:`django_eventtrack.api.track`."
 
     def identify(*args: Any, **kwargs: Any) -> Any:
-        from django_eventtrack.identification import identify as _identify
+        from django_eventtrack.api import identify as _identify
 
         return _identify(*args, **kwargs)
 
-    identify.__doc__ = (
-        "Identify a visitor as a user; see :func:`django_eventtrack.identification.identify`."
-    )
+    identify.__doc__ = "Identify a visitor as a user; see :func:`django_eventtrack.api.identify`."
 
     async def atrack(*args: Any, **kwargs: Any) -> Any:
-        from django_eventtrack.tracking import atrack as _atrack
+        from django_eventtrack.api import atrack as _atrack
 
         return await _atrack(*args, **kwargs)
 
-    atrack.__doc__ = "Track an event from async code; see :func:`django_eventtrack.tracking.track`."
+    atrack.__doc__ = "Track an event from async code; see :func:`django_eventtrack.api.track`."
 
     async def aidentify(*args: Any, **kwargs: Any) -> Any:
-        from django_eventtrack.identification import aidentify as _aidentify
+        from django_eventtrack.api import aidentify as _aidentify
 
         return await _aidentify(*args, **kwargs)
 
     aidentify.__doc__ = (
-        "Identify a visitor from async code; see :func:`django_eventtrack.identification.identify`."
+        "Identify a visitor from async code; see :func:`django_eventtrack.api.identify`."
     )
 
 __all__ = ["__version__", "aidentify", "atrack", "identify", "track"]

@@ -6,7 +6,7 @@ delivery's ``last_error`` is shown as stored, which is already redacted. The
 lists stay cheap on a large outbox: filters list their choices without a
 query, the full result count is not computed, and related rows are fetched
 with the page. The dashboard's numbers are aggregated by the database
-(:mod:`django_eventtrack.dashboard`).
+(:mod:`django_eventtrack.monitoring.dashboard`).
 
 Search matches an event id exactly, an event name by substring, and an
 identity value (user id, anonymous id, Hellotext profile or session, Hackle
@@ -37,11 +37,13 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from django_eventtrack import backends, dashboard, outbox, status
 from django_eventtrack.conf import get_config
-from django_eventtrack.event import CORE_KEYS
+from django_eventtrack.core.event import CORE_KEYS
+from django_eventtrack.core.redaction import truncate
+from django_eventtrack.delivery import backends
 from django_eventtrack.models import Delivery, Event, VendorProfile
-from django_eventtrack.redaction import truncate
+from django_eventtrack.monitoring import dashboard, status
+from django_eventtrack.outbox import retention
 
 Status = Delivery.Status
 
@@ -368,7 +370,7 @@ class DeliveryAdmin(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryAdminBase)
             last_error=f"skipped by {request.user.get_username()} in admin",
             updated_at=timezone.now(),
         )
-        outbox.scrub_finished(event_ids)  # skipped by hand is final too
+        retention.scrub_finished(event_ids)  # skipped by hand is final too
         message = f"{skipped} {model_ngettext(self.opts, skipped)} skipped."
         if delivered:
             message += f" {delivered} already delivered, left alone."

@@ -11,12 +11,9 @@ class EventTrackConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django_eventtrack import (
-            backends,
-            hooks,
-            identification,  # noqa: F401  (connects the login hook)
-        )
+        from django_eventtrack import api, hooks  # noqa: F401  (api connects the login hook)
         from django_eventtrack import checks as eventtrack_checks
+        from django_eventtrack.delivery import backends
 
         for check in eventtrack_checks.ALL_CHECKS:
             checks.register(check, eventtrack_checks.TAG)

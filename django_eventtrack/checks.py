@@ -23,7 +23,6 @@ from django.core.checks import CheckMessage, Error, Warning
 from django.db import connections, router
 from django.utils.module_loading import import_string
 
-from django_eventtrack import backends
 from django_eventtrack.conf import (
     Config,
     environment_variables,
@@ -31,7 +30,9 @@ from django_eventtrack.conf import (
     is_loopback_url,
     setting_path,
 )
+from django_eventtrack.delivery import backends
 from django_eventtrack.errors import ConfigurationError
+from django_eventtrack.middleware import EventTrackMiddleware
 from django_eventtrack.models import Delivery
 
 TAG = "eventtrack"
@@ -254,7 +255,9 @@ MIDDLEWARE_BEFORE_OURS = (
         "events carry no user id",
     ),
 )
-EVENTTRACK_MIDDLEWARE = "django_eventtrack.middleware.EventTrackMiddleware"
+EVENTTRACK_MIDDLEWARE = "django_eventtrack.middleware.EventTrackMiddleware"  # its public path
+#: Where the class is defined: what a MIDDLEWARE entry (or a subclass) resolves to.
+_OURS = f"{EventTrackMiddleware.__module__}.{EventTrackMiddleware.__qualname__}"
 
 
 def check_middleware_order(
@@ -262,7 +265,7 @@ def check_middleware_order(
 ) -> list[CheckMessage]:
     """E004: ``EventTrackMiddleware`` before the session or authentication middleware."""
     positions = _middleware_positions()
-    ours = positions.get(EVENTTRACK_MIDDLEWARE)
+    ours = positions.get(_OURS)
     if ours is None:
         return []
     return [

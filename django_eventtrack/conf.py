@@ -28,10 +28,10 @@ from django.dispatch import Signal, receiver
 from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
+from django_eventtrack.core.names import env_name as env_name
+from django_eventtrack.core.names import parse_names as parse_names
+from django_eventtrack.core.names import setting_path as setting_path
 from django_eventtrack.errors import ConfigurationError
-from django_eventtrack.setting_values import env_name as env_name
-from django_eventtrack.setting_values import parse_names as parse_names
-from django_eventtrack.setting_values import setting_path as setting_path
 from django_eventtrack.vendors import BUILT_IN
 from django_eventtrack.vendors.base import (
     DEFAULT_CONNECT_TIMEOUT,

@@ -32,10 +32,10 @@ from django.db import models, router, transaction
 from django.db.models.signals import ModelSignal, post_delete, post_init, post_save, pre_save
 
 from django_eventtrack import conf
+from django_eventtrack.api import track
+from django_eventtrack.core.event import Identity, validate_name
 from django_eventtrack.errors import ConfigurationError, InvalidEvent
-from django_eventtrack.event import Identity, validate_name
-from django_eventtrack.models import Event as StoredEvent
-from django_eventtrack.tracking import track
+from django_eventtrack.models import Event
 
 logger = logging.getLogger("django_eventtrack.hooks")
 
@@ -499,7 +499,7 @@ def _fire(hook: Hook, instance: models.Model) -> None:
         properties = hook.properties(instance)
         identity = _identity(hook, instance)
         # A savepoint: a failed outbox write must not spoil the caller's transaction.
-        with transaction.atomic(using=router.db_for_write(StoredEvent)):
+        with transaction.atomic(using=router.db_for_write(Event)):
             track(hook.event, properties, vendors=hook.vendors, identity=identity)
     except Exception:
         logger.exception(

@@ -14,7 +14,7 @@ from django.db import models
 from django.db.models import Q, Value
 from django.utils import timezone
 
-from django_eventtrack import event as normalised
+from django_eventtrack.core import event as normalised
 
 
 class Event(models.Model):
@@ -48,7 +48,7 @@ class Event(models.Model):
         return f"{self.name} ({self.id})"
 
     @classmethod
-    def from_normalised(cls, event: normalised.Event) -> Event:
+    def from_normalised(cls, event: normalised.TrackedEvent) -> Event:
         return cls(
             id=event.id,
             name=event.name,
@@ -59,9 +59,9 @@ class Event(models.Model):
             kind=event.kind,
         )
 
-    def to_normalised(self) -> normalised.Event:
+    def to_normalised(self) -> normalised.TrackedEvent:
         """The event as adapters read it (trusted: it was validated when tracked)."""
-        return normalised.Event(
+        return normalised.TrackedEvent(
             name=self.name,
             properties=self.properties,
             timestamp=self.timestamp,
@@ -195,7 +195,7 @@ class VendorPause(models.Model):
 
     A 429 with ``Retry-After`` or an open circuit breaker pauses the vendor for
     every worker through this row, not only for the process that saw it; the
-    admin shows it too (:func:`django_eventtrack.outbox.paused_vendors`).
+    admin shows it too (:func:`django_eventtrack.outbox.pausing.paused_vendors`).
     """
 
     vendor = models.CharField(max_length=32, unique=True)

@@ -5,7 +5,7 @@ calls ``app.autodiscover_tasks()``, which imports every installed app's
 ``tasks`` module, so a worker started with ``celery -A proj worker`` knows these
 tasks with no configuration of ours. (Django's Tasks framework finds a task by
 its dotted path instead, so its task lives in
-:mod:`django_eventtrack.tasks_framework`.)
+:mod:`django_eventtrack.delivery.tasks_backend`.)
 
 ``DELIVERY = "celery"`` sends a :func:`drain_outbox` task after each commit,
 carrying the ids of its events (those committed while the previous task was
@@ -28,10 +28,10 @@ except ImportError as exc:
         f"DELIVERY 'celery' needs Celery: pip install 'django-eventtrack[celery]' ({exc})"
     ) from None
 
-from django_eventtrack import sender
-from django_eventtrack.backends import HandOffBackend
 from django_eventtrack.conf import get_config
-from django_eventtrack.worker import summary
+from django_eventtrack.delivery import sender
+from django_eventtrack.delivery.backends import HandOffBackend
+from django_eventtrack.delivery.worker import stats_line
 
 
 @shared_task(  # type: ignore[untyped-decorator]  # Celery ships no type hints
@@ -44,7 +44,7 @@ def drain_outbox(event_ids: list[str]) -> str:
     if the worker dies first; sending twice is prevented by the outbox's claims,
     not by the broker. Returns the summary line Celery logs.
     """
-    return summary(sender.drain(event_ids=[uuid.UUID(event_id) for event_id in event_ids]))
+    return stats_line(sender.drain(event_ids=[uuid.UUID(event_id) for event_id in event_ids]))
 
 
 @shared_task(  # type: ignore[untyped-decorator]  # Celery ships no type hints
@@ -56,7 +56,7 @@ def sweep_outbox() -> str:
     Schedule it with Celery beat (every minute or so). Several sweeps and drains
     may overlap safely: each delivery is claimed by one of them.
     """
-    return summary(sender.drain())
+    return stats_line(sender.drain())
 
 
 class CeleryBackend(HandOffBackend):
@@ -64,7 +64,7 @@ class CeleryBackend(HandOffBackend):
 
     The task goes to ``CELERY_QUEUE`` when set, otherwise wherever the Celery
     app routes it (``task_routes``, else ``task_default_queue``). It is sent from
-    a thread of its own (see :class:`~django_eventtrack.backends.HandOffBackend`):
+    a thread of its own (see :class:`~django_eventtrack.delivery.backends.HandOffBackend`):
     if the broker cannot be reached, Celery's publish retries run out there and
     the error is logged; the rows stay pending for the sweep.
     """

@@ -34,7 +34,7 @@ settings.configure(
 )
 django.setup()
 
-from django_eventtrack import __version__  # noqa: E402  (needs the settings above)
+from django_eventtrack import __version__  # noqa: E402  (needs the settings above
 
 project = "django-eventtrack"
 author = "the django-eventtrack developers"

@@ -10,7 +10,9 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from pytest_django import Settings
 
-from django_eventtrack import conf, http, vendor_profiles
+from django_eventtrack import conf
+from django_eventtrack.delivery import http
+from django_eventtrack.outbox import vendor_profiles
 from django_eventtrack.sandbox import Sandbox
 from tests.settings import TEST_ADAPTERS
 

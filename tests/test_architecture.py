@@ -103,3 +103,38 @@ def test_the_test_helpers_use_no_private_django_api() -> None:
         if word in private or word == "_from_testcase"
     ]
     assert found == []
+
+
+#: The public import paths that stay where users find them (DESIGN: the public contract).
+PUBLIC_MODULES = ("__init__", "middleware", "tasks", "errors", "signals", "models", "apps")
+
+
+def test_the_top_level_holds_a_handful_of_modules_the_rest_live_in_packages_by_role() -> None:
+    top = sorted(path.stem for path in PACKAGE.glob("*.py"))
+    assert len(top) <= 14, top
+    assert set(PUBLIC_MODULES) <= set(top)
+    for package in ("core", "web", "outbox", "delivery", "vendors", "monitoring"):
+        assert (PACKAGE / package / "__init__.py").is_file(), package
+
+
+def test_no_two_modules_share_a_name_or_define_the_same_public_class() -> None:
+    """Near-twin module names (``sending``/``sender``) and two classes named alike (the
+    model ``Event`` and the normalised event) made readers alias them where they met."""
+    modules = [p for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts]
+    stems = [p.stem for p in modules if p.stem != "__init__"]
+    clashing = {"sending", "identification", "tasks_framework", "tracking", "outbox"}
+    assert not clashing & set(stems), clashing & set(stems)
+    owners: dict[str, list[str]] = {}
+    for path in modules:
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                owners.setdefault(node.name, []).append(str(path.relative_to(PACKAGE)))
+    # Django names every command class Command; vendor and sandbox modules follow one pattern.
+    shared = {
+        name: where
+        for name, where in owners.items()
+        if len(where) > 1
+        and name != "Command"
+        and not all(w.startswith(("vendors/", "sandbox/")) for w in where)
+    }
+    assert shared == {}, shared

@@ -12,12 +12,12 @@ from django.contrib.auth.models import AbstractBaseUser
 from pytest_django import Settings
 
 import django_eventtrack
-from django_eventtrack import aidentify, atrack, identity
+from django_eventtrack import aidentify, atrack
+from django_eventtrack.core.event import IDENTIFY
 from django_eventtrack.errors import InvalidEvent
-from django_eventtrack.event import IDENTIFY
-from django_eventtrack.models import Delivery
-from django_eventtrack.models import Event as StoredEvent
+from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
+from django_eventtrack.web import identity
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,17 +26,17 @@ def test_the_async_forms_are_exported_and_awaitable() -> None:
     assert {"atrack", "aidentify"} <= set(django_eventtrack.__all__)
     assert inspect.iscoroutinefunction(django_eventtrack.atrack)
     assert inspect.iscoroutinefunction(django_eventtrack.aidentify)
-    from django_eventtrack import tracking
+    from django_eventtrack import api
 
-    assert inspect.iscoroutinefunction(tracking.atrack)
-    assert inspect.signature(tracking.atrack) == inspect.signature(tracking.track)
+    assert inspect.iscoroutinefunction(api.atrack)
+    assert inspect.signature(api.atrack) == inspect.signature(api.track)
 
 
 def test_atrack_stores_and_sends_for_the_current_visitor(vendors: Sandbox) -> None:
     with identity.use({"session": "S1", "anonymous_id": "a" * 32}):
         event = asyncio.run(atrack("order.placed", {"amount": 10, "order": "O1"}, user_id="U1"))
     assert event is not None
-    stored = StoredEvent.objects.get(pk=event.id)
+    stored = Event.objects.get(pk=event.id)
     assert stored.identity == {"user_id": "U1", "session": "S1", "anonymous_id": "a" * 32}
     assert set(stored.deliveries.values_list("status", flat=True)) == {"delivered"}
     assert vendors.events("hellotext")[0]["session"] == "S1"
@@ -47,7 +47,7 @@ def test_atrack_follows_tracks_error_policy(settings: Settings, vendors: Sandbox
         asyncio.run(atrack("order placed"))
     settings.EVENTTRACK = {**settings.EVENTTRACK, "RAISE_ON_INVALID": False}
     assert asyncio.run(atrack("order placed")) is None
-    assert not StoredEvent.objects.exists()
+    assert not Event.objects.exists()
 
 
 def test_aidentify_sends_the_identify_call(

@@ -19,10 +19,11 @@ from django.db import connections, transaction
 from django.utils import timezone
 from pytest_django import Settings
 
-from django_eventtrack import backends, http, sender, track
+from django_eventtrack import track
+from django_eventtrack.delivery import backends, http, sender
+from django_eventtrack.delivery.sender import DrainStats
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
-from django_eventtrack.sender import DrainStats
 from tests.processes.helpers import VENDORS, busy_process, received, wait_until
 
 Status = Delivery.Status

@@ -12,7 +12,7 @@ from django.db import connections
 from pytest_django import Settings
 
 from django_eventtrack import checks
-from django_eventtrack.middleware import EventTrackMiddleware
+from django_eventtrack.web.middleware import EventTrackMiddleware
 
 SECRET = "hk-secret-value"
 HACKLE = {"API_KEY": SECRET}

@@ -347,8 +347,8 @@ def test_the_tasks_module_reads_no_setting_when_imported(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("django_tasks", reason="needs the Tasks framework")
-    monkeypatch.delitem(sys.modules, "django_eventtrack.tasks_framework", raising=False)
+    monkeypatch.delitem(sys.modules, "django_eventtrack.delivery.tasks_backend", raising=False)
     settings.EVENTTRACK = {"TASKS_QUEUE": "not a queue"}  # would fail the resolver
-    module = importlib.import_module("django_eventtrack.tasks_framework")
+    module = importlib.import_module("django_eventtrack.delivery.tasks_backend")
     with pytest.raises(ConfigurationError, match="TASKS_QUEUE"):
         module.TasksBackend.check_settings()

@@ -16,8 +16,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from django_eventtrack import dashboard
 from django_eventtrack.models import Delivery, Event, VendorPause
+from django_eventtrack.monitoring import dashboard
 from tests.processes.helpers import VENDORS
 from tests.test_admin import _admin_settings, cells  # noqa: F401 (an autouse fixture)
 

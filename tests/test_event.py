@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from django_eventtrack.core.event import MAX_DEPTH, MAX_ITEMS, Identity, TrackedEvent
 from django_eventtrack.errors import InvalidEvent
-from django_eventtrack.event import MAX_DEPTH, MAX_ITEMS, Event, Identity
 
 
 def test_defaults_give_an_id_a_utc_timestamp_and_empty_properties() -> None:
     before = datetime.now(UTC)
-    event = Event.create("product.purchased")
+    event = TrackedEvent.create("product.purchased")
     assert isinstance(event.id, uuid.UUID)
     assert event.timestamp.tzinfo is UTC
     assert before <= event.timestamp <= datetime.now(UTC)
@@ -29,7 +29,7 @@ def test_defaults_give_an_id_a_utc_timestamp_and_empty_properties() -> None:
 def test_properties_are_normalised_to_json() -> None:
     moment = datetime(2026, 11, 23, 12, 0, tzinfo=timezone(timedelta(hours=2)))
     ident = uuid.UUID("12345678-1234-5678-1234-567812345678")
-    event = Event.create(
+    event = TrackedEvent.create(
         "order.placed",
         {
             "amount": Decimal("89.90"),
@@ -72,14 +72,14 @@ def test_bad_properties_are_refused_naming_the_key(
     properties: dict[Any, Any], field: str, words: str
 ) -> None:
     with pytest.raises(InvalidEvent) as caught:
-        Event.create("a.b", properties)
+        TrackedEvent.create("a.b", properties)
     assert caught.value.field == field
     assert words in str(caught.value)
 
 
 def test_properties_must_be_a_mapping() -> None:
     with pytest.raises(InvalidEvent, match="properties must be a mapping, got list"):
-        Event.create("a.b", ["x"])  # type: ignore[arg-type]
+        TrackedEvent.create("a.b", ["x"])  # type: ignore[arg-type]
 
 
 def test_depth_and_size_limits() -> None:
@@ -89,9 +89,9 @@ def test_depth_and_size_limits() -> None:
         cursor["x"] = {}
         cursor = cursor["x"]
     with pytest.raises(InvalidEvent, match="nested deeper than 8"):
-        Event.create("a.b", nested)
+        TrackedEvent.create("a.b", nested)
     with pytest.raises(InvalidEvent, match=f"more than {MAX_ITEMS} values"):
-        Event.create("a.b", {"list": list(range(MAX_ITEMS + 1))})
+        TrackedEvent.create("a.b", {"list": list(range(MAX_ITEMS + 1))})
 
 
 @pytest.mark.parametrize(
@@ -107,19 +107,19 @@ def test_depth_and_size_limits() -> None:
 )
 def test_bad_names_are_refused(name: Any, words: str) -> None:
     with pytest.raises(InvalidEvent) as caught:
-        Event.create(name)
+        TrackedEvent.create(name)
     assert caught.value.field == "name"
     assert words in str(caught.value)
 
 
 @pytest.mark.parametrize("name", ["product.purchased", "SIGNED_UP", "app:installed", "a-b.c_d"])
 def test_good_names(name: str) -> None:
-    assert Event.create(name).name == name
+    assert TrackedEvent.create(name).name == name
 
 
 def test_timestamp_is_converted_to_utc() -> None:
     local = datetime(2026, 11, 23, 9, 30, tzinfo=timezone(timedelta(hours=-3)))
-    assert Event.create("a.b", timestamp=local).timestamp == datetime(
+    assert TrackedEvent.create("a.b", timestamp=local).timestamp == datetime(
         2026, 11, 23, 12, 30, tzinfo=UTC
     )
 
@@ -134,16 +134,16 @@ def test_timestamp_is_converted_to_utc() -> None:
 )
 def test_bad_timestamps(timestamp: Any, words: str) -> None:
     with pytest.raises(InvalidEvent) as caught:
-        Event.create("a.b", timestamp=timestamp)
+        TrackedEvent.create("a.b", timestamp=timestamp)
     assert caught.value.field == "timestamp"
     assert words in str(caught.value)
 
 
 def test_event_id_can_be_given_and_must_be_a_uuid() -> None:
     given = uuid.uuid4()
-    assert Event.create("a.b", event_id=str(given)).id == given
+    assert TrackedEvent.create("a.b", event_id=str(given)).id == given
     with pytest.raises(InvalidEvent, match="is not a UUID"):
-        Event.create("a.b", event_id="order-17")
+        TrackedEvent.create("a.b", event_id="order-17")
 
 
 def test_identity_normalises_and_validates() -> None:
@@ -175,7 +175,7 @@ def test_identity_merge_and_fallback() -> None:
 
 
 def test_vendor_extra_is_normalised_and_checked() -> None:
-    event = Event.create("a.b", vendor_extra={"hackle": {"event": {"value": Decimal("2")}}})
+    event = TrackedEvent.create("a.b", vendor_extra={"hackle": {"event": {"value": Decimal("2")}}})
     assert event.vendor_extra == {"hackle": {"event": {"value": 2}}}
     with pytest.raises(InvalidEvent, match=r"vendor_extra\['hackle'\] must be a mapping"):
-        Event.create("a.b", vendor_extra={"hackle": 3})  # type: ignore[dict-item]
+        TrackedEvent.create("a.b", vendor_extra={"hackle": 3})  # type: ignore[dict-item]

@@ -25,11 +25,11 @@ from django.urls import path
 from django.utils import timezone
 from pytest_django import Settings
 
-from django_eventtrack import sender, track, worker
+from django_eventtrack import track
 from django_eventtrack.conf import get_config
+from django_eventtrack.delivery import sender, worker
 from django_eventtrack.errors import StorageError
-from django_eventtrack.models import Delivery
-from django_eventtrack.models import Event as StoredEvent
+from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
 from tests.processes.helpers import VENDORS, received, wait_until
 from tests.test_worker import drain_until_settled
@@ -318,8 +318,8 @@ def test_with_raise_off_a_refused_write_leaves_the_callers_transaction_usable(
         connection.connection.execute("PRAGMA query_only = ON")
         try:
             assert track("product.viewed", profile="P1") is None
-            assert StoredEvent.objects.count() == 0  # no TransactionManagementError
+            assert Event.objects.count() == 0  # no TransactionManagementError
         finally:
             connection.connection.execute("PRAGMA query_only = OFF")
         track("product.viewed", profile="P1")
-    assert StoredEvent.objects.count() == 1
+    assert Event.objects.count() == 1

@@ -24,12 +24,12 @@ from pytest_django import Settings
 
 from django_eventtrack import track
 from django_eventtrack.conf import get_config
+from django_eventtrack.core.event import CORE_KEYS, MAX_IDENTIFIER_LENGTH, Identity, TrackedEvent
 from django_eventtrack.errors import InvalidEvent
-from django_eventtrack.event import CORE_KEYS, MAX_IDENTIFIER_LENGTH, Event, Identity
-from django_eventtrack.models import Event as StoredEvent
+from django_eventtrack.models import Event
+from django_eventtrack.outbox.routing import render_requests
 from django_eventtrack.sandbox import registry_specs
 from django_eventtrack.sandbox.vendors import parse_incoming
-from django_eventtrack.sending import render_requests
 from django_eventtrack.vendors import VendorRequest
 from django_eventtrack.vendors.hackle import (
     DECIMAL_PLACES,
@@ -178,7 +178,7 @@ def hackle_limit_problems(body: dict[str, Any]) -> list[str]:
     return problems
 
 
-def assert_requests_valid(event: Event) -> int:
+def assert_requests_valid(event: TrackedEvent) -> int:
     """Build every adapter's request for ``event``; all must pass the vendor's rules."""
     built = 0
     for name, adapter_class in get_config().adapters.items():
@@ -226,7 +226,7 @@ def test_every_event_is_refused_or_valid_for_every_vendor(
     name: Any, props: Any, timestamp: Any, ids: dict[str, Any]
 ) -> None:
     try:
-        event = Event.create(name, props, identity=Identity(**ids), timestamp=timestamp)
+        event = TrackedEvent.create(name, props, identity=Identity(**ids), timestamp=timestamp)
     except InvalidEvent as exc:
         refused_with_field(exc)
         return
@@ -237,7 +237,7 @@ def test_every_event_is_refused_or_valid_for_every_vendor(
 @given(props=st.dictionaries(keys, values, max_size=90), value=numbers)
 def test_hackle_fits_any_accepted_properties_to_its_limits(props: Any, value: Any) -> None:
     try:
-        event = Event.create(
+        event = TrackedEvent.create(
             "product.purchased", {**props, "value": value}, identity=Identity(user_id="U1")
         )
     except InvalidEvent as exc:
@@ -253,7 +253,7 @@ def test_primedata_entities_from_any_source_and_target(
     entity: Any, target: Any, noun_value: Any
 ) -> None:
     try:
-        event = Event.create(
+        event = TrackedEvent.create(
             "product.viewed",
             {"source": entity, "target": target, "product": noun_value},
             identity=Identity(session="S1"),
@@ -280,7 +280,7 @@ def test_track_stores_only_sendable_events(
         refused_with_field(exc)
         return
     assert event is not None
-    stored = StoredEvent.objects.get(pk=event.id).to_normalised()
+    stored = Event.objects.get(pk=event.id).to_normalised()
     assert stored.properties == event.properties
     assert stored.timestamp == event.timestamp
     for _target, request in render_requests(stored):
@@ -307,7 +307,7 @@ def test_track_refusals_name_the_field() -> None:
     with pytest.raises(InvalidEvent) as refused:
         track("x", timestamp=datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5))))
     assert refused.value.field == "timestamp"
-    assert not StoredEvent.objects.exists()
+    assert not Event.objects.exists()
 
 
 @pytest.mark.usefixtures("configured")
@@ -320,31 +320,31 @@ def test_vendor_quirks_the_generators_found() -> None:
         "currency": 7,
         "order": 5,
     }
-    event = Event.create("order.placed", hellotext, identity=Identity(profile="P1"))
+    event = TrackedEvent.create("order.placed", hellotext, identity=Identity(profile="P1"))
     assert assert_requests_valid(event) == len(VENDORS)
     body = get_config().adapter("hellotext").build_request([event]).body
     assert body["object_parameters"] == {"source": "django", "reference": "5"}
     assert set(body["metadata"]) == set(hellotext) - {"order"}  # not Hellotext fields: kept
     # The noun's empty id would have become object="": now the event is skipped instead.
-    event = Event.create("order.placed", {"order": ""}, identity=Identity(profile="P1"))
+    event = TrackedEvent.create("order.placed", {"order": ""}, identity=Identity(profile="P1"))
     assert assert_requests_valid(event) == len(VENDORS) - 1
 
     hackle = {"Value": 1, "value": 10**16, "VALUE": "x", "price": 0.1234567, "big": 1e20}
-    event = Event.create("product.purchased", hackle, identity=Identity(user_id="U1"))
+    event = TrackedEvent.create("product.purchased", hackle, identity=Identity(user_id="U1"))
     sent = get_config().adapter("hackle").build_request([event]).body["event"]
     assert "value" not in sent  # 10**16 is beyond Hackle's 15 digits: not event.value
     assert sent["properties"] == {"Value": 1, "price": 0.123457, "big": "1e+20"}
 
-    event = Event.create("page.viewed", {}, identity=Identity(profile="P1"))
+    event = TrackedEvent.create("page.viewed", {}, identity=Identity(profile="P1"))
     assert "page.viewed needs a url" in str(get_config().adapter("hellotext").skip_reason(event))
-    event = Event.create(
+    event = TrackedEvent.create(
         "product.viewed",
         {"source": {"properties": 5}, "product": "SKU-1"},
         identity=Identity(session="S"),
     )
     assert assert_requests_valid(event) == len(VENDORS)
     # An entity with keys PrimeData's entities do not have keeps them in its properties.
-    event = Event.create(
+    event = TrackedEvent.create(
         "product.viewed", {"target": {"itemId": "p-1", "object": None}}, identity=Identity()
     )
     target = get_config().adapter("primedata").build_request([event])
@@ -389,7 +389,7 @@ def test_hostile_hello_session_never_reaches_a_vendor_or_a_header(
         query = "?" + urlencode({"hello_session": value})
     response = client.get("/identity/tracked/" + query)
     assert response.status_code == 200
-    event = StoredEvent.objects.get(pk=response.json()["event"])
+    event = Event.objects.get(pk=response.json()["event"])
     valid = 1 <= len(value) <= 128 and set(value) <= set(string.ascii_letters + string.digits)
     if valid:  # our generator's tokens alone: accepted, as it should be
         return

@@ -12,7 +12,7 @@ from pytest_django import DjangoAssertNumQueries, Settings
 
 from django_eventtrack import hooks
 from django_eventtrack.hooks import model_event, register
-from django_eventtrack.models import Event as StoredEvent
+from django_eventtrack.models import Event
 from django_eventtrack.sandbox import Sandbox
 from tests.testapp.models import Order
 
@@ -24,8 +24,8 @@ def hooked(settings: Settings, *model_events: dict[str, Any]) -> None:
     settings.EVENTTRACK = {"DELIVERY": "worker", "MODEL_EVENTS": list(model_events)}
 
 
-def tracked(name: str | None = None) -> list[StoredEvent]:
-    events = StoredEvent.objects.order_by("created_at")
+def tracked(name: str | None = None) -> list[Event]:
+    events = Event.objects.order_by("created_at")
     return list(events.filter(name=name) if name else events)
 
 

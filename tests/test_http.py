@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 from pytest_django import Settings
 
-from django_eventtrack import http
 from django_eventtrack.conf import get_config
-from django_eventtrack.event import Event, Identity
+from django_eventtrack.core.event import Identity, TrackedEvent
+from django_eventtrack.delivery import http
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.vendors import OutcomeKind, VendorAdapter
 
@@ -28,7 +28,7 @@ def send(vendors: Sandbox) -> Send:
         adapter: VendorAdapter = get_config().adapter(vendor)
         vendors.state("hellotext").add_profile("P1")
         product = {"reference": "vxqQJ3Yg", "name": "Tee"}
-        event = Event.create(
+        event = TrackedEvent.create(
             "product.purchased", {"product": product, **properties}, identity=IDENTITY
         )
         return http.send(adapter, adapter.build_request([event]))
@@ -62,7 +62,7 @@ def test_wrong_credentials_fail_for_good(settings: Settings, sandbox: Sandbox, v
     vendor_settings[vendor][secret_key] = "not-the-right-secret"
     settings.EVENTTRACK = {"VENDORS": vendor_settings}
     adapter = get_config().adapter(vendor)
-    event = Event.create("product.purchased", identity=IDENTITY)
+    event = TrackedEvent.create("product.purchased", identity=IDENTITY)
     attempt = http.send(adapter, adapter.build_request([event]))
     assert attempt.outcome.kind is OutcomeKind.FAILED
     assert attempt.outcome.http_status in {400, 401}
@@ -105,7 +105,9 @@ def test_read_timeout_is_retryable(settings: Settings, sandbox: Sandbox, vendor:
     settings.EVENTTRACK = {"VENDORS": vendor_settings}
     sandbox.inject(vendor, delay=0.6)
     adapter = get_config().adapter(vendor)
-    attempt = http.send(adapter, adapter.build_request([Event.create("a.b", identity=IDENTITY)]))
+    attempt = http.send(
+        adapter, adapter.build_request([TrackedEvent.create("a.b", identity=IDENTITY)])
+    )
     assert attempt.outcome.kind is OutcomeKind.RETRY
     assert attempt.outcome.message.startswith("read timeout")
     assert attempt.elapsed < 0.55
@@ -127,7 +129,9 @@ def test_connection_refused_is_retryable(settings: Settings) -> None:
         "VENDORS": {"hackle": {"API_KEY": "k-secret", "API_URL": f"http://127.0.0.1:{port}"}}
     }
     adapter = get_config().adapter("hackle")
-    attempt = http.send(adapter, adapter.build_request([Event.create("a.b", identity=IDENTITY)]))
+    attempt = http.send(
+        adapter, adapter.build_request([TrackedEvent.create("a.b", identity=IDENTITY)])
+    )
     assert attempt.outcome.kind is OutcomeKind.RETRY
     assert attempt.response is None
     assert "k-secret" not in attempt.outcome.message
@@ -145,7 +149,7 @@ def test_browsee_failure_body_in_a_200_is_a_failure(send: Send, vendors: Sandbox
 def test_sandbox_validation_errors_carry_the_vendor_words(send: Send, vendors: Sandbox) -> None:
     # Hellotext 422: the sandbox refuses a legacy key smuggled in through vendor_extra.
     adapter = get_config().adapter("hellotext")
-    event = Event.create(
+    event = TrackedEvent.create(
         "product.purchased", identity=IDENTITY, vendor_extra={"hellotext": {"session_id": "S1"}}
     )
     outcome = http.send(adapter, adapter.build_request([event])).outcome
@@ -155,7 +159,7 @@ def test_sandbox_validation_errors_carry_the_vendor_words(send: Send, vendors: S
 
 def test_primedata_batch_of_500_in_one_request(vendors: Sandbox) -> None:
     adapter = get_config().adapter("primedata")
-    events = [Event.create("page.viewed", {"n": n}) for n in range(500)]
+    events = [TrackedEvent.create("page.viewed", {"n": n}) for n in range(500)]
     attempt = http.send(adapter, adapter.build_request(events))
     assert attempt.outcome.kind is OutcomeKind.DELIVERED
     [record] = vendors.requests("primedata")

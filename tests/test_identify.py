@@ -13,14 +13,13 @@ from pytest_django import Settings
 
 from django_eventtrack import identify, track
 from django_eventtrack.conf import get_config
+from django_eventtrack.core.event import IDENTIFY, Identity, TrackedEvent
+from django_eventtrack.delivery.http import Attempt
+from django_eventtrack.delivery.sender import drain
 from django_eventtrack.errors import InvalidEvent, StorageError
-from django_eventtrack.event import IDENTIFY, Event, Identity
-from django_eventtrack.http import Attempt
-from django_eventtrack.models import Delivery, VendorProfile, VendorSession
-from django_eventtrack.models import Event as StoredEvent
+from django_eventtrack.models import Delivery, Event, VendorProfile, VendorSession
 from django_eventtrack.sandbox import Sandbox, registry_specs
 from django_eventtrack.sandbox.vendors import PRIMEDATA, Incoming
-from django_eventtrack.sender import drain
 from django_eventtrack.vendors import OutcomeKind, VendorRequest, VendorResponse
 from django_eventtrack.vendors.primedata import server_session
 from tests.processes.helpers import VENDORS
@@ -186,7 +185,7 @@ def test_a_rolled_back_login_identifies_nobody(vendors: Sandbox, user: Any) -> N
 
     with pytest.raises(RuntimeError):
         log_in_then_fail()
-    assert not StoredEvent.objects.exists()
+    assert not Event.objects.exists()
     assert vendors.requests() == []
 
 
@@ -227,7 +226,7 @@ def test_bad_calls_are_refused_with_the_field_named(vendors: Sandbox) -> None:
     with pytest.raises(InvalidEvent) as bad_id:
         identify(user_id="has space")
     assert bad_id.value.field == "identity.user_id"
-    assert not StoredEvent.objects.exists()
+    assert not Event.objects.exists()
 
 
 # -- the login hook --------------------------------------------------------------------------
@@ -244,12 +243,12 @@ def test_login_identifies_only_when_turned_on(
 ) -> None:
     settings.MIDDLEWARE = LOGIN_MIDDLEWARE
     assert client.get("/identity/login/?username=ada&hello_session=S1").status_code == 200
-    assert not StoredEvent.objects.filter(kind=IDENTIFY).exists()
+    assert not Event.objects.filter(kind=IDENTIFY).exists()
 
     settings.EVENTTRACK = {**settings.EVENTTRACK, "IDENTIFY_ON_LOGIN": True}
     client.logout()
     assert client.get("/identity/login/?username=ada&hello_session=S1").status_code == 200
-    event = StoredEvent.objects.get(kind=IDENTIFY)
+    event = Event.objects.get(kind=IDENTIFY)
     assert event.identity["user_id"] == str(user.pk)
     assert event.identity["session"] == "S1"
     assert event.properties == {
@@ -325,8 +324,8 @@ def config() -> Any:
         return get_config().vendors["hellotext"]
 
 
-def hellotext_identify(session: str | None = "S1") -> Event:
-    return Event.create(
+def hellotext_identify(session: str | None = "S1") -> TrackedEvent:
+    return TrackedEvent.create(
         "identify",
         {"email": "a@b.c"},
         identity=Identity(user_id="7", session=session),
@@ -408,7 +407,7 @@ def test_the_sandbox_refuses_malformed_identify_calls(
 def test_the_sandbox_refuses_a_primedata_identify_without_an_analytics_user(
     vendors: Sandbox,
 ) -> None:
-    event = Event.create(
+    event = TrackedEvent.create(
         "identify", {}, identity=Identity(user_id="7", session="S1"), kind=IDENTIFY
     )
     adapter = get_config().adapter("primedata")
@@ -469,4 +468,4 @@ def test_a_refused_write_follows_the_storage_error_setting_as_for_track(
     finally:
         connection.connection.execute("PRAGMA query_only = OFF")
     assert "identify() not stored: event 'identify'" in caplog.text
-    assert not StoredEvent.objects.exists()
+    assert not Event.objects.exists()

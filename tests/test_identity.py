@@ -11,12 +11,12 @@ from django.contrib.auth.models import AnonymousUser
 from django.test import RequestFactory
 from pytest_django import Settings
 
-from django_eventtrack import conf, identity, track
+from django_eventtrack import conf, track
+from django_eventtrack.core.event import Identity
 from django_eventtrack.errors import ConfigurationError, InvalidEvent
-from django_eventtrack.event import Identity
-from django_eventtrack.models import Delivery
-from django_eventtrack.models import Event as StoredEvent
+from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
+from django_eventtrack.web import identity
 from tests.processes.helpers import VENDORS
 
 # -- settings -------------------------------------------------------------------------------
@@ -86,7 +86,7 @@ NOT_CALLABLE = 42
 
 
 def test_the_middleware_refuses_to_start_misconfigured(settings: Settings) -> None:
-    from django_eventtrack.middleware import EventTrackMiddleware
+    from django_eventtrack.web.middleware import EventTrackMiddleware
 
     settings.EVENTTRACK = {"IDENTITY": {"RESPECT_GPC": "sometimes"}}
     with pytest.raises(ConfigurationError, match="RESPECT_GPC"):
@@ -154,7 +154,7 @@ def test_track_with_a_stored_snapshot_outside_any_request(worker_mode: Sandbox) 
     event = track("order.shipped", {"order": "O-1"}, identity=kept)
     assert event is not None
     assert event.identity == Identity(user_id="7", session="S1", anonymous_id="a" * 32)
-    assert StoredEvent.objects.get(pk=event.id).identity == kept
+    assert Event.objects.get(pk=event.id).identity == kept
 
 
 @pytest.mark.django_db
@@ -199,7 +199,7 @@ def test_an_opted_out_identity_is_stored_with_every_delivery_skipped(worker_mode
     event = track("order.shipped", identity={"user_id": "7", "opted_out": True}, session="S1")
     assert event is not None
     assert event.identity.opted_out
-    assert StoredEvent.objects.get(pk=event.id).to_normalised().identity == event.identity
+    assert Event.objects.get(pk=event.id).to_normalised().identity == event.identity
     deliveries = Delivery.objects.filter(event_id=event.id)
     assert deliveries.count() == len(VENDORS)
     assert set(deliveries.values_list("status", "last_error")) == {

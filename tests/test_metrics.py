@@ -16,7 +16,8 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_django import Settings
 
-from django_eventtrack import conf, sender
+from django_eventtrack import conf
+from django_eventtrack.delivery import sender
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery, Event, VendorPause
 from django_eventtrack.vendors import Outcome, OutcomeKind

@@ -19,11 +19,12 @@ from django.template import Context, Engine
 from django.test import AsyncClient, Client
 from pytest_django import Settings
 
-from django_eventtrack import conf, identity
+from django_eventtrack import conf
 from django_eventtrack.conf import get_config
 from django_eventtrack.models import Delivery
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.templatetags.eventtrack import sources_script
+from django_eventtrack.web import identity
 from tests.processes.helpers import VENDORS
 from tests.views import hashed_email
 
@@ -369,7 +370,9 @@ def test_the_snippet_on_its_own_keeps_the_cookie_as_long_as_browsers_allow() -> 
 def _run_snippet(
     vendors_js: str, dataset: str = '{ cookie: "eventtrack_ids", maxAge: "60" }'
 ) -> str:
-    source = Path(identity.__file__).parent / "static" / "django_eventtrack" / "eventtrack.js"
+    source = (
+        Path(identity.__file__).parent.parent / "static" / "django_eventtrack" / "eventtrack.js"
+    )
     harness = f"""
     const window = globalThis;
     const cookies = [];
@@ -567,7 +570,9 @@ def test_the_tag_lists_every_registered_browser_script_and_the_file_names_no_ven
     for browser_id in scripted:
         assert f'key: "{browser_id.script_key}"' in sources
         assert str(browser_id.script) in sources
-    source = Path(identity.__file__).parent / "static" / "django_eventtrack" / "eventtrack.js"
+    source = (
+        Path(identity.__file__).parent.parent / "static" / "django_eventtrack" / "eventtrack.js"
+    )
     code = source.read_text().lower()
     for vendor in get_config().adapters:
         assert vendor not in code

@@ -16,12 +16,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries, Settings
 
-from django_eventtrack import outbox, signals, track
+from django_eventtrack import signals, track
 from django_eventtrack.conf import DeliveryOptions, get_config
+from django_eventtrack.core.event import Identity, TrackedEvent
 from django_eventtrack.errors import ConfigurationError, InvalidEvent
-from django_eventtrack.event import Event, Identity
-from django_eventtrack.models import Delivery, VendorProfile
-from django_eventtrack.models import Event as StoredEvent
+from django_eventtrack.models import Delivery, Event, VendorProfile
+from django_eventtrack.outbox import group_commit, inserts, leases, outcomes
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.vendors import Outcome, OutcomeKind
 from tests.processes.helpers import VENDORS, rows_unlike_the_orms, wait_until
@@ -44,7 +44,7 @@ def test_track_stores_one_event_and_one_delivery_per_vendor_in_two_queries(
     with transaction.atomic(), django_assert_num_queries(2):
         event = track("product.purchased", {"product": "vxqQJ3Yg"}, profile="P1", user_id=7)
     assert event is not None
-    stored = StoredEvent.objects.get(pk=event.id)
+    stored = Event.objects.get(pk=event.id)
     assert stored.identity == {"user_id": "7", "profile": "P1"}
     assert stored.properties == {"product": "vxqQJ3Yg"}
     statuses = dict(stored.deliveries.values_list("vendor", "status"))
@@ -129,7 +129,7 @@ def test_track_with_no_vendor_configured_stores_the_event(settings: Settings) ->
     settings.EVENTTRACK = {"DELIVERY": "worker"}
     event = track("product.purchased", profile="P1")
     assert event is not None
-    assert StoredEvent.objects.filter(pk=event.id).exists()
+    assert Event.objects.filter(pk=event.id).exists()
     assert not Delivery.objects.exists()
 
 
@@ -142,7 +142,7 @@ def test_invalid_event_raises_or_logs(
     settings.EVENTTRACK = {**settings.EVENTTRACK, "RAISE_ON_INVALID": False}
     assert track("product purchased", profile="P1") is None
     assert "refused" in caplog.text
-    assert not StoredEvent.objects.exists()
+    assert not Event.objects.exists()
 
 
 @pytest.mark.django_db
@@ -172,12 +172,12 @@ def test_rollback_leaves_nothing_and_sends_nothing(vendors: Sandbox) -> None:
 
     with pytest.raises(RuntimeError):
         place_order_that_fails()
-    assert not StoredEvent.objects.exists()
+    assert not Event.objects.exists()
     assert vendors.requests() == []
 
 
-def _claim(vendor: str = "hackle", lease: float = 60) -> outbox.Claim:
-    return outbox.claim_due_deliveries(vendor, 10, timedelta(seconds=lease))
+def _claim(vendor: str = "hackle", lease: float = 60) -> leases.Claim:
+    return leases.claim_due_deliveries(vendor, 10, timedelta(seconds=lease))
 
 
 @pytest.mark.django_db
@@ -200,9 +200,11 @@ def test_a_stale_claim_cannot_overwrite_a_newer_result(worker_mode: Sandbox) -> 
     Delivery.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     fresh = _claim()
     ok = Outcome(OutcomeKind.DELIVERED, 200)
-    outbox.finish(fresh, fresh.deliveries, ok, config.vendors["hackle"], config.options)
+    outcomes.record_outcome(fresh, fresh.deliveries, ok, config.vendors["hackle"], config.options)
     failed = Outcome(OutcomeKind.FAILED, 400, "HTTP 400")
-    outbox.finish(stale, stale.deliveries, failed, config.vendors["hackle"], config.options)
+    outcomes.record_outcome(
+        stale, stale.deliveries, failed, config.vendors["hackle"], config.options
+    )
     delivery = Delivery.objects.get(vendor="hackle")
     assert (delivery.status, delivery.attempts, delivery.claim_token) == (Status.DELIVERED, 1, None)
 
@@ -211,7 +213,7 @@ def test_a_stale_claim_cannot_overwrite_a_newer_result(worker_mode: Sandbox) -> 
 def test_release_makes_deliveries_due_again(worker_mode: Sandbox) -> None:
     track("a.b", user_id=1)
     claim = _claim()
-    outbox.release(claim, claim.deliveries)
+    leases.release(claim, claim.deliveries)
     assert len(_claim().deliveries) == 1
 
 
@@ -222,7 +224,9 @@ def test_retry_reschedules_with_backoff_and_retry_after(worker_mode: Sandbox) ->
     claim = _claim()
     before = timezone.now()
     outcome = Outcome(OutcomeKind.RETRY, 429, "HTTP 429", retry_after=30)
-    outbox.finish(claim, claim.deliveries, outcome, config.vendors["hackle"], config.options)
+    outcomes.record_outcome(
+        claim, claim.deliveries, outcome, config.vendors["hackle"], config.options
+    )
     delivery = Delivery.objects.get(vendor="hackle")
     assert delivery.status == Status.PENDING
     assert delivery.attempts == 1
@@ -235,7 +239,7 @@ def test_retry_reschedules_with_backoff_and_retry_after(worker_mode: Sandbox) ->
 def test_backoff_is_full_jitter_below_a_capped_exponential(attempts: int) -> None:
     options = DeliveryOptions(retry_backoff_base=2.0, retry_backoff_max=60.0)
     ceiling = min(60.0, 2.0 * 2 ** (attempts - 1))
-    waits = [outbox.backoff(attempts, options) for _ in range(200)]
+    waits = [outcomes.backoff(attempts, options) for _ in range(200)]
     assert all(0 <= wait <= ceiling for wait in waits)
     assert max(waits) > ceiling / 2  # spread, not a constant
 
@@ -260,7 +264,7 @@ def test_signals_fire_for_success_and_final_failure(worker_mode: Sandbox) -> Non
         track("a.b", user_id=1)
         config = get_config()
         claim = _claim()
-        outbox.finish(
+        outcomes.record_outcome(
             claim,
             claim.deliveries,
             Outcome(OutcomeKind.DELIVERED, 200),
@@ -268,7 +272,7 @@ def test_signals_fire_for_success_and_final_failure(worker_mode: Sandbox) -> Non
             config.options,
         )
         claim = _claim("browsee")
-        outbox.finish(
+        outcomes.record_outcome(
             claim,
             claim.deliveries,
             Outcome(OutcomeKind.FAILED, 401, "HTTP 401: bad key"),
@@ -285,15 +289,15 @@ def test_signals_fire_for_success_and_final_failure(worker_mode: Sandbox) -> Non
 
 @pytest.mark.django_db
 def test_stored_event_round_trips_to_the_normalised_event(worker_mode: Sandbox) -> None:
-    original = Event.create(
+    original = TrackedEvent.create(
         "order.placed",
         {"order": {"reference": "R1"}, "amount": 10},
         identity=Identity(user_id="7", session="S1"),
         vendor_extra={"hackle": {"event": {"value": 1}}},
         event_id=uuid.uuid4(),
     )
-    outbox.record(original)
-    restored = StoredEvent.objects.get(pk=original.id).to_normalised()
+    inserts.record(original)
+    restored = Event.objects.get(pk=original.id).to_normalised()
     assert restored == original
 
 
@@ -301,7 +305,7 @@ def test_stored_event_round_trips_to_the_normalised_event(worker_mode: Sandbox) 
 def test_deliveries_older_than_max_age_are_failed_unsent(
     settings: Settings, sandbox: Sandbox
 ) -> None:
-    from django_eventtrack import sender
+    from django_eventtrack.delivery import sender
 
     vendor_settings = sandbox.vendor_settings()
     settings.EVENTTRACK = {"VENDORS": {"browsee": vendor_settings["browsee"]}, "DELIVERY": "worker"}
@@ -325,8 +329,8 @@ def test_deliveries_older_than_max_age_are_failed_unsent(
 def test_sender_writes_queued_meanwhile_share_one_transaction_and_fail_alone(
     worker_mode: Sandbox,
 ) -> None:
-    group = outbox._GroupCommit()
-    events = [StoredEvent.objects.create(name=f"e{n}", timestamp=timezone.now()) for n in range(4)]
+    group = group_commit._GroupCommit()
+    events = [Event.objects.create(name=f"e{n}", timestamp=timezone.now()) for n in range(4)]
     first_running, release = threading.Event(), threading.Event()
     ran_in: dict[int, int] = {}
     results: dict[int, object] = {}
@@ -334,7 +338,7 @@ def test_sender_writes_queued_meanwhile_share_one_transaction_and_fail_alone(
     def write(n: int) -> Callable[[], int]:
         def run() -> int:
             ran_in[n] = threading.get_ident()
-            updated = StoredEvent.objects.filter(pk=events[n].pk).update(name=f"written {n}")
+            updated = Event.objects.filter(pk=events[n].pk).update(name=f"written {n}")
             if n == 0:
                 first_running.set()
                 release.wait(5)
@@ -364,5 +368,5 @@ def test_sender_writes_queued_meanwhile_share_one_transaction_and_fail_alone(
     assert isinstance(results[2], DatabaseError)
     # The three queued meanwhile went in one transaction, run by one thread.
     assert len({ran_in[1], ran_in[2], ran_in[3]}) == 1
-    names = dict(StoredEvent.objects.values_list("pk", "name"))
+    names = dict(Event.objects.values_list("pk", "name"))
     assert [names[event.pk] for event in events] == ["written 0", "written 1", "e2", "written 3"]

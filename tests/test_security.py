@@ -19,13 +19,13 @@ from django.test import Client
 from django.urls import reverse
 from pytest_django import Settings
 
-from django_eventtrack import http, sender, track, worker
+from django_eventtrack import track
 from django_eventtrack.conf import get_config, is_loopback_url
-from django_eventtrack.models import Delivery
-from django_eventtrack.models import Event as StoredEvent
-from django_eventtrack.redaction import MASK
+from django_eventtrack.core.redaction import MASK
+from django_eventtrack.delivery import http, sender, worker
+from django_eventtrack.models import Delivery, Event
+from django_eventtrack.outbox.routing import render_requests
 from django_eventtrack.sandbox import Sandbox
-from django_eventtrack.sending import render_requests
 from tests.processes.helpers import VENDORS
 from tests.test_admin import _admin_settings  # noqa: F401  (templates for the admin pages)
 from tests.test_worker import drain_until_settled
@@ -106,7 +106,7 @@ def test_no_secret_anywhere_after_a_full_fault_run(
         get_config()
         .adapter("hackle")
         .build_request(
-            [StoredEvent.objects.first().to_normalised()]  # type: ignore[union-attr]
+            [Event.objects.first().to_normalised()]  # type: ignore[union-attr]
         ),
     )
     with pytest.raises(Exception) as raised:  # noqa: PT011 (any error: its text is checked)
@@ -114,7 +114,7 @@ def test_no_secret_anywhere_after_a_full_fault_run(
 
     pages = [reverse("admin:django_eventtrack_event_changelist")]
     pages.append(reverse("admin:django_eventtrack_delivery_changelist"))
-    for event in StoredEvent.objects.all():
+    for event in Event.objects.all():
         pages.append(reverse("admin:django_eventtrack_event_change", args=[event.pk]))
     for delivery in Delivery.objects.all():
         pages.append(reverse("admin:django_eventtrack_delivery_change", args=[delivery.pk]))
@@ -237,7 +237,7 @@ def test_scrub_delivered_empties_properties_once_all_deliveries_are_final(
     assert event is not None
     sender.breaker.reset()
     worker.Worker().run_once()
-    stored = StoredEvent.objects.get(pk=event.id)
+    stored = Event.objects.get(pk=event.id)
     if Delivery.objects.filter(status=Status.PENDING).exists():
         assert stored.properties == personal()  # not all final yet: kept for the retry
     drain_until_settled(worker.Worker())
@@ -259,7 +259,7 @@ def test_redact_keys_from_the_environment_masks_nested_keys_after_failure(
     event = track("product.purchased", personal(), profile="P1")
     assert event is not None
     assert Delivery.objects.get(vendor="browsee").status == Status.FAILED
-    assert StoredEvent.objects.get(pk=event.id).properties == {
+    assert Event.objects.get(pk=event.id).properties == {
         "n": 0,
         "email": MASK,
         "cart": [{"sku": "S1", "email": MASK}],
@@ -275,7 +275,7 @@ def test_an_event_no_vendor_sends_is_scrubbed_when_stored(settings: Settings) ->
     event = track("product.purchased", personal())  # no profile: Hellotext skips it
     assert event is not None
     assert Delivery.objects.get().status == Status.SKIPPED
-    assert StoredEvent.objects.get(pk=event.id).properties == {}
+    assert Event.objects.get(pk=event.id).properties == {}
 
 
 @pytest.mark.django_db
@@ -284,4 +284,4 @@ def test_without_the_settings_nothing_is_scrubbed(vendors: Sandbox) -> None:
     assert not get_config().redact_keys
     event = track("product.purchased", personal(), profile="P1")
     assert event is not None
-    assert StoredEvent.objects.get(pk=event.id).properties == personal()
+    assert Event.objects.get(pk=event.id).properties == personal()

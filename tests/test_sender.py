@@ -15,12 +15,14 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from pytest_django import Settings
 
-from django_eventtrack import http, outbox, sender, track
+from django_eventtrack import track
 from django_eventtrack.conf import get_config
+from django_eventtrack.delivery import http, sender
+from django_eventtrack.delivery.sender import Window
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery
+from django_eventtrack.outbox import leases
 from django_eventtrack.sandbox import Sandbox
-from django_eventtrack.sender import Window
 from tests.processes.helpers import VENDORS, busy_process, received, track_many, wait_until
 
 Status = Delivery.Status
@@ -156,13 +158,13 @@ def test_one_claim_reads_each_event_once_for_all_its_vendors(
     configure(settings, sandbox, only=VENDORS)
     track_many(10)
     claims: list[dict[str, int]] = []
-    real_claim = outbox.claim_due
+    real_claim = leases.claim_due
 
-    def claim_due(limits: dict[str, int], *args: Any, **kwargs: Any) -> outbox.Claim:
+    def claim_due(limits: dict[str, int], *args: Any, **kwargs: Any) -> leases.Claim:
         claims.append(dict(limits))
         return real_claim(limits, *args, **kwargs)
 
-    monkeypatch.setattr(outbox, "claim_due", claim_due)
+    monkeypatch.setattr(leases, "claim_due", claim_due)
     with CaptureQueriesContext(connection) as queries:
         stats = sender.drain()
     assert stats.delivered == 10 * len(VENDORS)
@@ -232,14 +234,14 @@ def test_a_stream_of_commits_is_claimed_a_few_at_a_time(
     ``DATABASE_INTERVAL``: a claim covers the commits of that time, not one each."""
     configure(settings, sandbox, only=VENDORS)
     claims = 0
-    real_claim = outbox.claim_due
+    real_claim = leases.claim_due
 
-    def claim_due(*args: Any, **kwargs: Any) -> outbox.Claim:
+    def claim_due(*args: Any, **kwargs: Any) -> leases.Claim:
         nonlocal claims
         claims += 1
         return real_claim(*args, **kwargs)
 
-    monkeypatch.setattr(outbox, "claim_due", claim_due)
+    monkeypatch.setattr(leases, "claim_due", claim_due)
     sandbox.inject("hackle", delay=0.5)  # keeps the drain running while events come in
     bell = sender.Bell()
     drained = threading.Thread(target=sender.drain, kwargs={"bell": bell})

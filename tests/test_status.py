@@ -17,8 +17,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries, Settings
 
-from django_eventtrack import status
 from django_eventtrack.models import Delivery, Event
+from django_eventtrack.monitoring import status
 from tests.example_project import environment, manage
 from tests.processes.helpers import VENDORS
 

@@ -20,8 +20,10 @@ from django.db import transaction
 from django.test import TestCase, override_settings
 from pytest_django import Settings
 
-from django_eventtrack import http, sender, track
-from django_eventtrack.identification import identify
+from django_eventtrack import track
+from django_eventtrack.api import identify
+from django_eventtrack.delivery import http, sender
+from django_eventtrack.delivery.worker import stats_line
 from django_eventtrack.models import Delivery
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.testing import (
@@ -33,7 +35,6 @@ from django_eventtrack.testing import (
     capture_events,
     captured,
 )
-from django_eventtrack.worker import summary
 from tests.processes.helpers import VENDORS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -217,7 +218,7 @@ def test_a_worker_drain_sends_nothing_while_blocked(vendors: Sandbox, settings: 
     # Counted as skipped, not as failed requests: nothing went out.
     assert (stats.skipped, stats.failed, stats.requests) == (len(VENDORS), 0, 0)
     skipped = len(VENDORS)
-    assert summary(stats) == f"delivered 0, retried 0, failed 0 (0 requests); skipped {skipped}"
+    assert stats_line(stats) == f"delivered 0, retried 0, failed 0 (0 requests); skipped {skipped}"
     rows = set(Delivery.objects.values_list("status", "last_error", "attempts"))
     assert rows == {(Delivery.Status.SKIPPED, BLOCKED, 0)}
     assert http.interceptor is None

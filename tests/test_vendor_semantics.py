@@ -16,14 +16,15 @@ from django.test import Client
 from django.utils import timezone
 from pytest_django import Settings
 
-from django_eventtrack import identify, outbox, sender, track
+from django_eventtrack import identify, track
 from django_eventtrack.conf import get_config
+from django_eventtrack.core.event import IDENTIFY, Identity
+from django_eventtrack.delivery import sender
+from django_eventtrack.delivery.sender import drain
 from django_eventtrack.errors import ConfigurationError
-from django_eventtrack.event import IDENTIFY, Identity
-from django_eventtrack.models import Delivery, VendorPause, VendorProfile, VendorSession
-from django_eventtrack.models import Event as StoredEvent
+from django_eventtrack.models import Delivery, Event, VendorPause, VendorProfile, VendorSession
+from django_eventtrack.outbox import pausing
 from django_eventtrack.sandbox import Sandbox
-from django_eventtrack.sender import drain
 from django_eventtrack.vendors.hellotext import UNSEEN_SESSION_RETRY, UNSEEN_SESSION_WAIT
 from django_eventtrack.vendors.primedata import server_session
 from tests.test_admin import _admin_settings  # noqa: F401  (a fixture)
@@ -445,7 +446,7 @@ def test_retry_after_pauses_the_vendor_for_every_process(configure: Any) -> None
         (Status.PENDING, 0),
     ]
     assert all(d.claim_token is None for d in rows)
-    pause = outbox.paused_vendors()["hackle"]
+    pause = pausing.paused_vendors()["hackle"]
     assert before + timedelta(seconds=119) < pause.paused_until < before + timedelta(seconds=122)
     assert "429" in pause.reason
 
@@ -479,7 +480,7 @@ def test_an_open_circuit_breaker_is_recorded_for_every_process(configure: Any) -
     for n in range(3):
         track("order.placed", {"n": n}, session="S1", vendors=["browsee"])
     drain(["browsee"])
-    pause = outbox.paused_vendors()["browsee"]
+    pause = pausing.paused_vendors()["browsee"]
     assert pause.reason == "circuit breaker: 2 retryable failures in a row"
     assert len(sandbox.requests("browsee")) == 2
 
@@ -575,5 +576,5 @@ def test_staff_signing_in_are_not_identified_unless_asked(
     user.is_staff = True
     user.save()
     assert client.get("/identity/login/?username=ada&hello_session=S1").status_code == 200
-    assert StoredEvent.objects.filter(kind=IDENTIFY).exists() is identified
+    assert Event.objects.filter(kind=IDENTIFY).exists() is identified
     assert (VendorSession.objects.filter(session_id="S1").exists()) is identified

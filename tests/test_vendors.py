@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from django_eventtrack.conf import VendorConfig, get_config
-from django_eventtrack.event import Event, Identity
-from django_eventtrack.redaction import MASK
+from django_eventtrack.core.event import Identity, TrackedEvent
+from django_eventtrack.core.redaction import MASK
 from django_eventtrack.vendors import OutcomeKind, VendorAdapter, VendorResponse
 
 VENDORS = sorted(get_config().adapters)
@@ -58,7 +58,7 @@ PRIMEDATA_NOWHERE = {"itemId": "_", "itemType": "_", "scope": PRIMEDATA_CLIENT_I
 
 
 AdapterFactory = Callable[..., VendorAdapter]
-EventFactory = Callable[..., Event]
+EventFactory = Callable[..., TrackedEvent]
 
 
 @pytest.fixture
@@ -83,17 +83,17 @@ def make_event() -> EventFactory:
         name: str = "product.purchased",
         properties: dict[str, Any] | None = None,
         **options: Any,
-    ) -> Event:
+    ) -> TrackedEvent:
         options.setdefault("identity", VISITOR)
         options.setdefault("timestamp", WHEN)
-        return Event.create(
+        return TrackedEvent.create(
             name, PURCHASE_PROPERTIES if properties is None else properties, **options
         )
 
     return make
 
 
-def body_for(adapter: VendorAdapter, event: Event) -> dict[str, Any]:
+def body_for(adapter: VendorAdapter, event: TrackedEvent) -> dict[str, Any]:
     return dict(adapter.build_request([event]).body)
 
 
@@ -461,7 +461,7 @@ def test_hellotext_never_sends_legacy_identity_keys(make_adapter, make_event, id
 # -- Hackle's limits ---------------------------------------------------------------
 
 
-def hackle_properties(adapter: VendorAdapter, event: Event) -> dict[str, Any]:
+def hackle_properties(adapter: VendorAdapter, event: TrackedEvent) -> dict[str, Any]:
     return dict(body_for(adapter, event)["event"]["properties"])
 
 
@@ -473,7 +473,7 @@ def test_hackle_keeps_the_first_64_properties(make_adapter, make_event):
 
 def test_hackle_drops_keys_longer_than_128(make_adapter):
     # Event.create refuses such keys already; build the Event directly to reach Hackle's guard.
-    event = Event(
+    event = TrackedEvent(
         name="product.purchased",
         properties={"k" * 129: "x", "ok": "y"},
         timestamp=WHEN,

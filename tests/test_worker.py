@@ -27,11 +27,12 @@ from django.db import OperationalError
 from django.utils import timezone
 from pytest_django import Settings
 
-from django_eventtrack import outbox, sender, worker
 from django_eventtrack.conf import get_config
+from django_eventtrack.delivery import sender, worker
+from django_eventtrack.delivery.sender import DrainStats
 from django_eventtrack.models import Delivery, VendorPause
+from django_eventtrack.outbox import leases, outcomes, pausing
 from django_eventtrack.sandbox import Sandbox
-from django_eventtrack.sender import DrainStats
 from tests.processes.helpers import VENDORS, received, track_many, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +84,7 @@ def drain_until_settled(runner: worker.Worker, timeout: float = 5.0) -> DrainSta
         remaining = deadline - time.monotonic()
         assert remaining > 0, f"still pending: {list(pending)}"
         wait_until(
-            lambda: any(outbox.due(vendor).exists() for vendor in runner.vendors),
+            lambda: any(leases.due(vendor).exists() for vendor in runner.vendors),
             timeout=remaining,
             what="a retry to come due",
         )
@@ -129,7 +130,7 @@ def test_retry_after_is_honoured(worker_mode: Callable[..., Sandbox]) -> None:
     assert (delivery.status, delivery.attempts, delivery.last_status) == (Status.PENDING, 1, 429)
     assert before + timedelta(seconds=2) <= delivery.next_attempt_at
     assert delivery.next_attempt_at <= after + timedelta(seconds=2.1)
-    pause = outbox.paused_vendors()["hackle"]  # the whole vendor waits, in every process
+    pause = pausing.paused_vendors()["hackle"]  # the whole vendor waits, in every process
     assert before + timedelta(seconds=2) <= pause.paused_until <= after + timedelta(seconds=2.1)
 
     assert runner.run_once().sent == 0  # not due yet: not retried
@@ -197,7 +198,7 @@ def test_max_age_exceeded_fails_the_delivery(worker_mode: Callable[..., Sandbox]
     assert on_the_edge.last_error.startswith("gave up: not delivered within MAX_AGE (3600s)")
     assert len(sandbox.requests("hackle")) == 1
     # The expired one was failed without a request; the 503 counts as a retryable answer.
-    assert worker.summary(stats) == "delivered 0, retried 1, failed 1 (1 request)"
+    assert worker.stats_line(stats) == "delivered 0, retried 1, failed 1 (1 request)"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -212,7 +213,7 @@ def test_circuit_breaker_pauses_a_failing_vendor_only(
     stats = runner.run_once()
 
     assert stats.paused_vendors == {"hackle"}
-    assert "paused by the circuit breaker: hackle" in worker.summary(stats)
+    assert "; paused: hackle" in worker.stats_line(stats)
     hackle_requests = len(sandbox.requests("hackle"))
     assert hackle_requests == 3  # paused after 3 failures in a row, mid-claim
     for vendor in ("hellotext", "browsee", "primedata"):
@@ -286,7 +287,7 @@ def test_a_database_fault_mid_drain_keeps_honest_totals_and_gives_the_rest_back(
     sandbox.inject("hackle", delay=0.01)
     sandbox.inject("hackle", delay=0.3, count=4)  # the first answer is recorded alone
     track_many(5, vendors=["hackle"])
-    real_finish = outbox.finish
+    real_finish = outcomes.record_outcome
     calls: list[int] = []
 
     def failing_finish(claim: Any, deliveries: Any, *args: Any, **kwargs: Any) -> None:
@@ -295,7 +296,7 @@ def test_a_database_fault_mid_drain_keeps_honest_totals_and_gives_the_rest_back(
             raise OperationalError("server closed the connection unexpectedly")
         real_finish(claim, deliveries, *args, **kwargs)
 
-    monkeypatch.setattr(outbox, "finish", failing_finish)
+    monkeypatch.setattr(outcomes, "record_outcome", failing_finish)
     runner = worker.Worker(["hackle"])
     with pytest.raises(OperationalError):
         runner.run_once()

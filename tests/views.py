@@ -10,7 +10,8 @@ from django.contrib.auth import get_user_model, login
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import path
 
-from django_eventtrack import atrack, identity, track
+from django_eventtrack import atrack, track
+from django_eventtrack.web import identity
 
 
 def _current() -> dict[str, Any]:

@@ -25,9 +25,9 @@ from django.templatetags.static import static
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from django_eventtrack import identity
 from django_eventtrack.conf import get_config
 from django_eventtrack.vendors.base import BrowserId
+from django_eventtrack.web import identity
 
 register = template.Library()
 

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django_eventtrack import http
+from django_eventtrack.delivery import http
 from django_eventtrack.vendors.base import Outcome, OutcomeKind, VendorRequest
 
 logger = logging.getLogger("django_eventtrack.testing")

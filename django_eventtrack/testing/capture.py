@@ -14,7 +14,8 @@ Two ways in, one list out (:data:`captured`):
   event in a rolled-back block is gone from the database and never appears.
 
 Each captured event carries, per vendor, the request its delivery would send,
-built by the vendor adapters themselves (:func:`~django_eventtrack.sending.render_requests`).
+built by the vendor adapters themselves
+(:func:`~django_eventtrack.outbox.routing.render_requests`).
 
 Nothing here imports the models at module level, so the pytest plugin can load
 this package before Django is configured.
@@ -38,23 +39,23 @@ from django.test.utils import override_settings
 from django.utils import timezone
 
 from django_eventtrack.conf import get_config
-from django_eventtrack.event import (
+from django_eventtrack.core.event import (
     CORE_KEYS,
     IDENTIFY,
     OPTED_OUT,
-    Event,
     Identity,
     JSONValue,
+    TrackedEvent,
     normalise_properties,
 )
-from django_eventtrack.sending import render_requests
+from django_eventtrack.outbox.routing import render_requests
 from django_eventtrack.testing.blocking import block_http
 from django_eventtrack.vendors.base import JSONObject, VendorRequest
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
 
-    from django_eventtrack.models import Event as StoredEvent
+    from django_eventtrack.models import Event
 
 #: The reason stored on a delivery the ``capture`` backend took instead of sending.
 CAPTURED = "captured by django_eventtrack.testing: not sent"
@@ -81,7 +82,7 @@ class CapturedEvent:
     get it onto the reason (no identity it needs, the visitor opted out...).
     """
 
-    event: Event
+    event: TrackedEvent
     requests: Mapping[str, VendorRequest]
     skipped: Mapping[str, str]
 
@@ -381,10 +382,9 @@ class CapturedEvents(Sequence[CapturedEvent]):
         """The ``capture`` backend's part: take these committed events, mark them not sent."""
         # Models are imported when used (no cycle: they import nothing of this package's
         # testing helpers), so django_eventtrack.testing imports before the app registry.
-        from django_eventtrack.models import Delivery
-        from django_eventtrack.models import Event as StoredEvent
+        from django_eventtrack.models import Delivery, Event
 
-        self._add(StoredEvent.objects.filter(pk__in=event_ids))
+        self._add(Event.objects.filter(pk__in=event_ids))
         Delivery.objects.filter(event_id__in=event_ids, status=Delivery.Status.PENDING).update(
             status=Delivery.Status.SKIPPED,
             last_error=CAPTURED,
@@ -396,18 +396,18 @@ class CapturedEvents(Sequence[CapturedEvent]):
     def _take_finished(self) -> None:
         """While capturing, take the events stored since the capture started that the
         code under test has finished with (see the module docstring)."""
-        from django_eventtrack.models import Event as StoredEvent  # see _take_committed
+        from django_eventtrack.models import Event  # see _take_committed
 
         with self._lock:
             since, seen = self._since, set(self._seen)
             blocks = self._blocks[-1] if self._blocks else None
         if since is None or blocks is None or blocks.unfinished():
             return
-        rows = StoredEvent.objects.using(blocks.using)
+        rows = Event.objects.using(blocks.using)
         rows = rows.filter(created_at__gte=since).exclude(pk__in=seen)
         self._add(rows.order_by("created_at"))
 
-    def _add(self, rows: QuerySet[StoredEvent]) -> None:
+    def _add(self, rows: QuerySet[Event]) -> None:
         for row in rows.prefetch_related("deliveries"):
             with self._lock:
                 if row.pk in self._seen:
@@ -458,7 +458,7 @@ class _CodeUnderTestBlocks:
             return False
 
 
-def _captured_event(row: StoredEvent) -> CapturedEvent:
+def _captured_event(row: Event) -> CapturedEvent:
     """Render ``row`` for the vendors it has deliveries for, as a delivery would."""
     event = row.to_normalised()
     targeted = [delivery.vendor for delivery in row.deliveries.all()]
@@ -523,10 +523,10 @@ def capture_events(*, block: bool = True) -> Iterator[CapturedEvents]:
     even ``send_event --sync`` or a worker drain reaches a vendor. Starts with an
     empty list. Works in a plain ``TestCase`` too (see the module docstring).
     """
-    from django_eventtrack.models import Event as StoredEvent  # see _take_committed
+    from django_eventtrack.models import Event  # see _take_committed
 
     current = getattr(settings, "EVENTTRACK", None) or {}
-    blocks = _CodeUnderTestBlocks(router.db_for_write(StoredEvent))
+    blocks = _CodeUnderTestBlocks(router.db_for_write(Event))
     with (
         override_settings(EVENTTRACK={**current, "DELIVERY": "capture"}),
         block_http() if block else nullcontext(),

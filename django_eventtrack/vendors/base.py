@@ -3,7 +3,7 @@ the reading of HTTP answers.
 
 An adapter is pure: events in, a :class:`VendorRequest` out; a
 :class:`VendorResponse` in, an :class:`Outcome` out. It never opens a socket
-(the shared HTTP layer in :mod:`django_eventtrack.http` does), so the same
+(the shared HTTP layer in :mod:`django_eventtrack.delivery.http` does), so the same
 adapter serves a dry run, a synchronous send and a background worker.
 """
 
@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-from django_eventtrack.redaction import redact, truncate
+from django_eventtrack.core.redaction import redact, truncate
 
 if TYPE_CHECKING:
-    from django_eventtrack.event import Event, Identity
+    from django_eventtrack.core.event import Identity, TrackedEvent
 
 JSONObject = dict[str, Any]
 #: A vendor's own setting: its parser ``(raw value, where to fix it) -> value`` and default.
@@ -174,11 +174,11 @@ class Outcome:
         return replace(self, adjustments=self.adjustments + extra) if extra else self
 
     def learning(self, *facts: Learned) -> Outcome:
-        """This outcome carrying ``facts`` for the sender to keep (:func:`identification.learn`)."""
+        """This outcome carrying ``facts`` for the sender to keep (:func:`api.learn`)."""
         return replace(self, learned=self.learned + facts)
 
 
-def note(notes: Notes, event: Event, line: str) -> None:
+def note(notes: Notes, event: TrackedEvent, line: str) -> None:
     """Record that building ``event``'s request changed something (``line`` says what)."""
     notes.setdefault(str(event.id), []).append(line)
 
@@ -346,18 +346,18 @@ class VendorAdapter:
         keys = self.config.visitor_ids
         return keys[: keys.index(ANONYMOUS_ID) + 1]
 
-    def vendor_event_name(self, event: Event) -> str:
+    def vendor_event_name(self, event: TrackedEvent) -> str:
         """Our event name in this vendor's vocabulary (``EVENT_NAMES`` map)."""
         return self.config.event_names.get(event.name, event.name)
 
-    def receives(self, event: Event) -> bool:
+    def receives(self, event: TrackedEvent) -> bool:
         """Whether the ``EVENTS`` filter (``IDENTIFY`` for identify calls) lets this
         event through to the vendor."""
         if event.is_identify:
             return self.config.identify
         return self.config.events is None or event.name in self.config.events
 
-    def skip_reason(self, event: Event) -> str | None:
+    def skip_reason(self, event: TrackedEvent) -> str | None:
         """Why this vendor cannot take the event at all (e.g. no identity), or None."""
         return self.name_refusal(event.name)
 
@@ -375,11 +375,11 @@ class VendorAdapter:
         """Vendor headers on top of the shared ones (JSON content type, User-Agent)."""
         return {}
 
-    def body(self, events: Sequence[Event], notes: Notes) -> JSONObject:
+    def body(self, events: Sequence[TrackedEvent], notes: Notes) -> JSONObject:
         """The request body; whatever is changed to fit the vendor is noted in ``notes``."""
         raise NotImplementedError
 
-    def build_request(self, events: Sequence[Event]) -> VendorRequest:
+    def build_request(self, events: Sequence[TrackedEvent]) -> VendorRequest:
         """The full request for ``events`` (at most ``max_batch_size`` of them), or
         for one ``identify()`` event its identify call."""
         if len(events) == 1 and events[0].is_identify:
@@ -400,7 +400,7 @@ class VendorAdapter:
         method: str,
         url: str,
         body: JSONObject,
-        events: Sequence[Event],
+        events: Sequence[TrackedEvent],
         notes: Notes | None = None,
     ) -> VendorRequest:
         """A request to this vendor with its auth headers, on behalf of ``events``."""
@@ -417,7 +417,7 @@ class VendorAdapter:
         )
 
     # -- sending ----------------------------------------------------------
-    def send_events(self, events: Sequence[Event], send: Send) -> Outcome:
+    def send_events(self, events: Sequence[TrackedEvent], send: Send) -> Outcome:
         """Deliver one request's worth of tracked events, in a sender's pool thread.
 
         One request, unless the vendor's answer calls for another at once (a
@@ -436,22 +436,22 @@ class VendorAdapter:
         return None
 
     # -- identify ---------------------------------------------------------
-    def identify_skip_reason(self, event: Event) -> str | None:
+    def identify_skip_reason(self, event: TrackedEvent) -> str | None:
         """Why this vendor cannot take an ``identify()`` call, or None."""
         return None
 
-    def identify_body(self, event: Event, notes: Notes) -> JSONObject:
+    def identify_body(self, event: TrackedEvent, notes: Notes) -> JSONObject:
         """The identify call's body: ``event.identity`` is the visitor (with
         ``user_id`` set) and ``event.properties`` the traits."""
         raise NotImplementedError
 
-    def identify_request(self, event: Event) -> VendorRequest:
+    def identify_request(self, event: TrackedEvent) -> VendorRequest:
         notes: Notes = {}
         body = deep_merge(self.identify_body(event, notes), event.vendor_extra.get(self.name, {}))
         url = self.config.api_url + self.identify_path
         return self.request("POST", url, body, [event], notes)
 
-    def send_identify(self, event: Event, send: Send, profiles: ProfileStore) -> Outcome:
+    def send_identify(self, event: TrackedEvent, send: Send, profiles: ProfileStore) -> Outcome:
         """Deliver one ``identify()`` event; one request unless the vendor needs more
         (Hellotext creates a profile, then attaches the session to it)."""
         return self.sent(self.identify_request(event), send)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from django_eventtrack.event import Event, Identity
+from django_eventtrack.core.event import Identity, TrackedEvent
 from django_eventtrack.vendors.base import BrowserId, JSONObject, Notes, VendorAdapter, iso_utc
 
 #: The identity key of Browsee's own anonymous id.
@@ -51,12 +51,12 @@ class BrowseeAdapter(VendorAdapter):
     )
     sandbox: ClassVar[str | None] = "django_eventtrack.sandbox.vendors.BROWSEE"
 
-    def skip_reason(self, event: Event) -> str | None:
+    def skip_reason(self, event: TrackedEvent) -> str | None:
         if self._visitor(event.identity):
             return None
         return "Browsee needs a user id or an anonymous id"
 
-    def body(self, events: Sequence[Event], notes: Notes) -> JSONObject:
+    def body(self, events: Sequence[TrackedEvent], notes: Notes) -> JSONObject:
         (event,) = events
         return {
             "apiKey": self.config.credential("API_KEY"),
@@ -66,7 +66,7 @@ class BrowseeAdapter(VendorAdapter):
             "timestamp": iso_utc(event.timestamp),
         }
 
-    def identify_body(self, event: Event, notes: Notes) -> JSONObject:
+    def identify_body(self, event: TrackedEvent, notes: Notes) -> JSONObject:
         traits = dict(event.properties)
         full_name = " ".join(
             str(traits[key]) for key in ("first_name", "last_name") if traits.get(key)

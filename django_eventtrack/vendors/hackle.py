@@ -37,7 +37,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
-from django_eventtrack.event import Event, Identity, JSONValue
+from django_eventtrack.core.event import Identity, JSONValue, TrackedEvent
 from django_eventtrack.vendors.base import (
     BrowserId,
     JSONObject,
@@ -85,7 +85,7 @@ class HackleAdapter(VendorAdapter):
     def headers(self) -> dict[str, str]:
         return {"X-HACKLE-API-KEY": self.config.credential("API_KEY")}
 
-    def skip_reason(self, event: Event) -> str | None:
+    def skip_reason(self, event: TrackedEvent) -> str | None:
         if not self._user(event.identity):
             return "Hackle needs at least one identifier (user_id, device_id or anonymous_id)"
         return self.name_refusal(event.name)
@@ -95,7 +95,7 @@ class HackleAdapter(VendorAdapter):
             return f"Hackle event keys are at most {MAX_EVENT_KEY_LENGTH} characters"
         return None
 
-    def body(self, events: Sequence[Event], notes: Notes) -> JSONObject:
+    def body(self, events: Sequence[TrackedEvent], notes: Notes) -> JSONObject:
         (event,) = events
         properties = dict(event.properties)
         hackle_event: JSONObject = {"key": self.vendor_event_name(event)}
@@ -121,7 +121,7 @@ class HackleAdapter(VendorAdapter):
             user["identifiers"] = {"anonymousId": visitor_id}
         return user
 
-    def identify_body(self, event: Event, notes: Notes) -> JSONObject:
+    def identify_body(self, event: TrackedEvent, notes: Notes) -> JSONObject:
         user = self._user(event.identity)
         body: JSONObject = {"userId": user["userId"]}
         if "deviceId" in user:
@@ -131,7 +131,7 @@ class HackleAdapter(VendorAdapter):
 
 
 def _fit_properties(
-    event: Event, properties: Mapping[str, JSONValue], notes: Notes, where: str
+    event: TrackedEvent, properties: Mapping[str, JSONValue], notes: Notes, where: str
 ) -> dict[str, JSONValue]:
     """``properties`` within Hackle's limits; what had to change is noted for ``event``."""
     fitting = _Fitting()

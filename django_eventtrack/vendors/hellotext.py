@@ -45,9 +45,9 @@ from urllib.parse import quote
 
 from django.utils import timezone
 
+from django_eventtrack.core.event import Identity, JSONValue, TrackedEvent
+from django_eventtrack.core.names import parse_names, setting_path
 from django_eventtrack.errors import ConfigurationError
-from django_eventtrack.event import Event, Identity, JSONValue
-from django_eventtrack.setting_values import parse_names, setting_path
 from django_eventtrack.vendors.base import (
     BrowserId,
     JSONObject,
@@ -212,7 +212,7 @@ class HellotextAdapter(VendorAdapter):
             f"declare it in {actions}"
         )
 
-    def skip_reason(self, event: Event) -> str | None:
+    def skip_reason(self, event: TrackedEvent) -> str | None:
         if not (event.identity.get(PROFILE) or event.identity.get(SESSION)):
             return (
                 "Hellotext needs a profile or session id (pass profile= or session=, "
@@ -234,7 +234,7 @@ class HellotextAdapter(VendorAdapter):
         return None
 
     # -- building ---------------------------------------------------------
-    def body(self, events: Sequence[Event], notes: Notes) -> JSONObject:
+    def body(self, events: Sequence[TrackedEvent], notes: Notes) -> JSONObject:
         (event,) = events
         metadata = dict(event.properties)
         body: JSONObject = {"action": self.vendor_event_name(event)}
@@ -250,7 +250,7 @@ class HellotextAdapter(VendorAdapter):
     def _needs_object(self, action: str) -> bool:
         return action in BUILT_IN_ACTIONS and action not in ACTIONS_WITHOUT_OBJECT
 
-    def _object(self, event: Event, metadata: dict[str, JSONValue]) -> JSONObject:
+    def _object(self, event: TrackedEvent, metadata: dict[str, JSONValue]) -> JSONObject:
         """The action's object; pops the properties it uses.
 
         An explicit ``object`` is a Hellotext object id and explicit
@@ -291,7 +291,7 @@ class HellotextAdapter(VendorAdapter):
         return {"source": self.object_source, **parameters}
 
     # -- sending ----------------------------------------------------------
-    def send_events(self, events: Sequence[Event], send: Send) -> Outcome:
+    def send_events(self, events: Sequence[TrackedEvent], send: Send) -> Outcome:
         (event,) = events
         request = self.build_request(events)
         attempt = send(request)
@@ -308,7 +308,12 @@ class HellotextAdapter(VendorAdapter):
         return outcome
 
     def _again(
-        self, event: Event, send: Send, line: str, *, leave_out: Literal["session", "profile"]
+        self,
+        event: TrackedEvent,
+        send: Send,
+        line: str,
+        *,
+        leave_out: Literal["session", "profile"],
     ) -> Outcome:
         """``event`` sent once more without its ``leave_out`` id (``line`` says why)."""
         retry = dataclasses.replace(event, identity=event.identity.replace(**{leave_out: None}))
@@ -318,7 +323,7 @@ class HellotextAdapter(VendorAdapter):
         return self.sent(request, send).adjusted(notes)
 
     def _not_found(
-        self, event: Event, error: HellotextError, outcome: Outcome, send: Send
+        self, event: TrackedEvent, error: HellotextError, outcome: Outcome, send: Send
     ) -> Outcome:
         identity = event.identity
         profile, session = identity.get(PROFILE), identity.get(SESSION)
@@ -342,7 +347,7 @@ class HellotextAdapter(VendorAdapter):
             return self._unseen_session(event, send, outcome)
         return outcome
 
-    def _unseen_session(self, event: Event, send: Send, outcome: Outcome) -> Outcome:
+    def _unseen_session(self, event: TrackedEvent, send: Send, outcome: Outcome) -> Outcome:
         """Wait for Hellotext.js to bring the session; past the wait, send without it."""
         if _waiting_for_session(event):
             return Outcome(
@@ -374,19 +379,19 @@ class HellotextAdapter(VendorAdapter):
         return _id_in(created.response) if created.outcome.ok else None
 
     # -- identify ---------------------------------------------------------
-    def identify_body(self, event: Event, notes: Notes) -> JSONObject:
+    def identify_body(self, event: TrackedEvent, notes: Notes) -> JSONObject:
         """``POST /v1/profiles``: our user id as the ``reference``, plus known traits."""
         traits = event.properties
         profile: JSONObject = {"reference": event.identity.user_id}
         return profile | {key: traits[key] for key in PROFILE_FIELDS if traits.get(key)}
 
-    def attach_request_for(self, event: Event, profile: str) -> VendorRequest:
+    def attach_request_for(self, event: TrackedEvent, profile: str) -> VendorRequest:
         """``PATCH /v1/sessions/{session}`` with ``{"profile": ...}``."""
         session = quote(str(event.identity.get(SESSION)), safe="")
         url = f"{self.config.api_url}/v1/sessions/{session}"
         return self.request("PATCH", url, {"profile": profile}, [event])
 
-    def send_identify(self, event: Event, send: Send, profiles: ProfileStore) -> Outcome:
+    def send_identify(self, event: TrackedEvent, send: Send, profiles: ProfileStore) -> Outcome:
         user_id = str(event.identity.user_id)
         profile: str | Outcome = profiles.get(self.name, user_id) or self._created(
             event, send, profiles
@@ -405,7 +410,7 @@ class HellotextAdapter(VendorAdapter):
             attached = send(self.attach_request_for(event, profile))
         return self._attached(event, attached.outcome, attached.response, profile, profiles)
 
-    def _created(self, event: Event, send: Send, profiles: ProfileStore) -> str | Outcome:
+    def _created(self, event: TrackedEvent, send: Send, profiles: ProfileStore) -> str | Outcome:
         """The user's new profile id (kept), or the outcome of failing to create it."""
         created = send(self.identify_request(event))
         if not created.outcome.ok:
@@ -421,7 +426,7 @@ class HellotextAdapter(VendorAdapter):
 
     def _attached(
         self,
-        event: Event,
+        event: TrackedEvent,
         outcome: Outcome,
         response: VendorResponse | None,
         profile: str,
@@ -499,7 +504,7 @@ def _first_error(response: VendorResponse | None) -> HellotextError:
     )
 
 
-def _waiting_for_session(event: Event) -> bool:
+def _waiting_for_session(event: TrackedEvent) -> bool:
     return timezone.now() - event.timestamp < UNSEEN_SESSION_WAIT
 
 
@@ -528,7 +533,7 @@ def _text(value: JSONValue) -> bool:
     return isinstance(value, str) and value != ""
 
 
-def _revenue(event: Event, metadata: dict[str, JSONValue], notes: Notes) -> JSONObject:
+def _revenue(event: TrackedEvent, metadata: dict[str, JSONValue], notes: Notes) -> JSONObject:
     """``amount`` (and then ``currency``) when the amount is a number; pops what it uses.
 
     A currency without a usable amount is dropped: Hellotext refuses it (422).

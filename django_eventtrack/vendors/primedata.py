@@ -45,8 +45,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from django_eventtrack.event import Event, JSONValue
-from django_eventtrack.setting_values import parse_names, setting_path
+from django_eventtrack.core.event import JSONValue, TrackedEvent
+from django_eventtrack.core.names import parse_names, setting_path
 from django_eventtrack.vendors.base import (
     BrowserId,
     JSONObject,
@@ -131,14 +131,14 @@ class PrimeDataAdapter(VendorAdapter):
             f"{setting_path('VENDORS', self.name, 'EVENT_NAMES')}"
         )
 
-    def body(self, events: Sequence[Event], notes: Notes) -> JSONObject:
+    def body(self, events: Sequence[TrackedEvent], notes: Notes) -> JSONObject:
         body: JSONObject = {"events": [self._event(event, notes) for event in events]}
         sessions = {self._session(event) for event in events}
         if len(sessions) == 1 and (session := sessions.pop()):
             body = {"sessionId": session} | body
         return body
 
-    def _event(self, event: Event, notes: Notes) -> JSONObject:
+    def _event(self, event: TrackedEvent, notes: Notes) -> JSONObject:
         properties = dict(event.properties)
         source = _fit_entity(event, "source", _pop_entity(properties, "source") or {}, notes)
         target = _fit_entity(
@@ -157,10 +157,10 @@ class PrimeDataAdapter(VendorAdapter):
             "target": self._entity(target),
         }
 
-    def send_events(self, events: Sequence[Event], send: Send) -> Outcome:
+    def send_events(self, events: Sequence[TrackedEvent], send: Send) -> Outcome:
         return self._processed(self.build_request(events), send)
 
-    def send_identify(self, event: Event, send: Send, profiles: ProfileStore) -> Outcome:
+    def send_identify(self, event: TrackedEvent, send: Send, profiles: ProfileStore) -> Outcome:
         return self._processed(self.identify_request(event), send)
 
     def _processed(self, request: VendorRequest, send: Send) -> Outcome:
@@ -196,10 +196,10 @@ class PrimeDataAdapter(VendorAdapter):
             adjustments=outcome.adjustments,
         )
 
-    def identify_skip_reason(self, event: Event) -> str | None:
+    def identify_skip_reason(self, event: TrackedEvent) -> str | None:
         return None
 
-    def identify_body(self, event: Event, notes: Notes) -> JSONObject:
+    def identify_body(self, event: TrackedEvent, notes: Notes) -> JSONObject:
         user_id = str(event.identity.user_id)
         browser = self._browser_session(event)
         sessions = dict.fromkeys(s for s in (browser, server_session(user_id)) if s)
@@ -233,13 +233,13 @@ class PrimeDataAdapter(VendorAdapter):
             "scope": self.scope,
         }
 
-    def _browser_session(self, event: Event) -> str | None:
+    def _browser_session(self, event: TrackedEvent) -> str | None:
         """The visitor's browser session: PrimeData's own id, else the browser-level visitor
         id the vendors share, never a profile id (:meth:`~VendorAdapter.visitor_id`)."""
         own = event.identity.get(SESSION_ID)
         return own or self.visitor_id(event.identity, profiles=False)
 
-    def _session(self, event: Event) -> str | None:
+    def _session(self, event: TrackedEvent) -> str | None:
         """The event's PrimeData session: the browser's, else the user's server session.
         Never a vendor's profile id: PrimeData's session is one client-chosen visit."""
         user_id = event.identity.user_id
@@ -278,7 +278,7 @@ def _pop_entity(properties: dict[str, JSONValue], key: str) -> dict[str, JSONVal
 
 
 def _fit_entity(
-    event: Event, where: str, entity: dict[str, JSONValue], notes: Notes
+    event: TrackedEvent, where: str, entity: dict[str, JSONValue], notes: Notes
 ) -> dict[str, JSONValue]:
     """``entity`` with only the fields PrimeData's entities have; other keys are moved
     into its ``properties`` (free-form), and noted."""
@@ -292,7 +292,7 @@ def _fit_entity(
 
 
 def _fit_properties(
-    event: Event, properties: Mapping[str, JSONValue], notes: Notes
+    event: TrackedEvent, properties: Mapping[str, JSONValue], notes: Notes
 ) -> dict[str, JSONValue]:
     """``properties`` as a schema can hold them: a schema property is a boolean, number,
     string or array, so objects become JSON strings and ``None`` is dropped (noted)."""
@@ -314,7 +314,7 @@ def _fit_properties(
     return fitted
 
 
-def _noun_target(event: Event) -> dict[str, JSONValue]:
+def _noun_target(event: TrackedEvent) -> dict[str, JSONValue]:
     """The noun-named property as the target: its id (``product: "vxqQJ3Yg"``), or the
     ``reference`` of the dict that describes it (``order: {"reference": "A-1", ...}``)."""
     item = event.properties.get(event.noun)

@@ -13,8 +13,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from django_eventtrack import identity, track
-from django_eventtrack.identity import snapshot
+from django_eventtrack import track
+from django_eventtrack.web import identity
+from django_eventtrack.web.identity import snapshot
 from shop.models import Order, Product
 from shop.privacy import CONSENT_COOKIE, DECLINED
 from shop.tracking import SOURCE, product_properties

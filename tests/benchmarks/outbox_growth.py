@@ -97,14 +97,14 @@ def time_claims(iterations: int) -> list[float]:
     """Milliseconds per claim of ``CLAIM_SIZE`` due deliveries; rows given back between."""
     from django.utils import timezone
 
-    from django_eventtrack import outbox
     from django_eventtrack.models import Delivery
+    from django_eventtrack.outbox import leases
 
     lease = timedelta(seconds=60)
     samples = []
     for _ in range(iterations):
         started = time.perf_counter()
-        claim = outbox.claim_due_deliveries(VENDOR, CLAIM_SIZE, lease)
+        claim = leases.claim_due_deliveries(VENDOR, CLAIM_SIZE, lease)
         samples.append((time.perf_counter() - started) * 1000)
         if len(claim.deliveries) != CLAIM_SIZE:
             raise AssertionError(f"claimed {len(claim.deliveries)} rows, expected {CLAIM_SIZE}")

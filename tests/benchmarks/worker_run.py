@@ -16,7 +16,7 @@ from tests.benchmarks.common import child_parser, profiled, write_result
 def main() -> None:
     args = child_parser(__doc__ or "").parse_args()
     django.setup()
-    from django_eventtrack.worker import Worker
+    from django_eventtrack.delivery.worker import Worker
 
     worker = Worker()
     started = time.perf_counter()

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from django_eventtrack.core.event import Identity, TrackedEvent
 from django_eventtrack.errors import ConfigurationError
-from django_eventtrack.event import Event, Identity
 from django_eventtrack.vendors.base import (
     BrowserId,
     JSONObject,
@@ -58,23 +58,23 @@ class AcmeAdapter(VendorAdapter):
     def headers(self) -> dict[str, str]:
         return {"X-Acme-Key": self.config.credential("API_KEY")}
 
-    def skip_reason(self, event: Event) -> str | None:
+    def skip_reason(self, event: TrackedEvent) -> str | None:
         if event.identity.user_id or self._visitor(event.identity):
             return None
         return "Acme needs a user id or a visitor id"
 
-    def body(self, events: Sequence[Event], notes: Notes) -> JSONObject:
+    def body(self, events: Sequence[TrackedEvent], notes: Notes) -> JSONObject:
         return {
             "channel": self.config.options["CHANNEL"],
             "events": [self._event(event) for event in events],
         }
 
-    def _event(self, event: Event) -> JSONObject:
+    def _event(self, event: TrackedEvent) -> JSONObject:
         sent: JSONObject = {"type": self.vendor_event_name(event)}
         sent |= self._who(event.identity)
         return sent | {"properties": dict(event.properties), "at": iso_utc(event.timestamp)}
 
-    def identify_body(self, event: Event, notes: Notes) -> JSONObject:
+    def identify_body(self, event: TrackedEvent, notes: Notes) -> JSONObject:
         return self._who(event.identity) | {"traits": dict(event.properties)}
 
     def _who(self, identity: Identity) -> JSONObject:

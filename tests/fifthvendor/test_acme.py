@@ -19,13 +19,13 @@ from django.template import Context, Engine
 from django.test import Client
 from pytest_django import Settings
 
-from django_eventtrack import conf, sender, track
+from django_eventtrack import conf, track
 from django_eventtrack.conf import get_config
+from django_eventtrack.delivery import sender
 from django_eventtrack.errors import ConfigurationError
-from django_eventtrack.identity import restore, snapshot
-from django_eventtrack.models import Delivery
-from django_eventtrack.models import Event as StoredEvent
+from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
+from django_eventtrack.web.identity import restore, snapshot
 from tests.fifthvendor.adapter import VISITOR_ID, AcmeAdapter
 from tests.test_admin import EVENTS, _admin_settings  # noqa: F401  (templates for the admin)
 
@@ -54,7 +54,7 @@ def test_track_reaches_acme_through_the_outbox_and_the_sender(
     settings.EVENTTRACK = {**settings.EVENTTRACK, "DELIVERY": "worker"}
     event = track("order.placed", {"n": 1}, user_id=7, acme_visitor_id="av-1")
     assert event is not None
-    stored = StoredEvent.objects.get(pk=event.id)
+    stored = Event.objects.get(pk=event.id)
     assert stored.identity == {"user_id": "7", VISITOR_ID: "av-1"}
     assert Delivery.objects.get(event_id=event.id, vendor="acme").status == "pending"
     assert acme_events(vendors) == []

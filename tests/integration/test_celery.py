@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from django_eventtrack import backends
+from django_eventtrack.delivery import backends
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.sandbox import Sandbox
 from tests.integration.conftest import (

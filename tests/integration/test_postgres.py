@@ -25,10 +25,11 @@ import datetime, django
 django.setup()
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django_eventtrack import outbox, track
+from django_eventtrack import track
+from django_eventtrack.outbox import leases
 track("order.placed", {"n": 0, "order": "O0"}, session="S0")
 with CaptureQueriesContext(connection) as queries:
-    outbox.claim_due_deliveries("hackle", 10, datetime.timedelta(seconds=60))
+    leases.claim_due_deliveries("hackle", 10, datetime.timedelta(seconds=60))
 print(connection.vendor, *(query["sql"] for query in queries), sep="\\n")
 """
 

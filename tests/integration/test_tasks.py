@@ -15,7 +15,8 @@ import pytest
 from django.db import transaction
 from pytest_django import Settings
 
-from django_eventtrack import backends, sender, track
+from django_eventtrack import track
+from django_eventtrack.delivery import backends, sender
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
@@ -55,7 +56,7 @@ class Rollback(Exception):
 @pytest.fixture
 def immediate(settings: Settings, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
     """DELIVERY="tasks" on the default Tasks backend, which runs a task as it is enqueued."""
-    pytest.importorskip("django_eventtrack.tasks_framework", reason="needs django.tasks")
+    pytest.importorskip("django_eventtrack.delivery.tasks_backend", reason="needs django.tasks")
     monkeypatch.setattr(backends, "_backends", {})
     sender.breaker.reset()
     settings.EVENTTRACK = {"VENDORS": sandbox.vendor_settings(), "DELIVERY": "tasks"}
@@ -132,7 +133,9 @@ def test_a_tasks_backend_that_is_down_never_slows_the_commit(
 
 
 def test_the_compatibility_import_prefers_django_tasks() -> None:
-    module = pytest.importorskip("django_eventtrack.tasks_framework", reason="needs django.tasks")
+    module = pytest.importorskip(
+        "django_eventtrack.delivery.tasks_backend", reason="needs django.tasks"
+    )
     try:
         import django.tasks as expected
     except ImportError:
@@ -144,7 +147,7 @@ def test_no_tasks_framework_is_a_configuration_error(monkeypatch: pytest.MonkeyP
     # What Django 5.2 without the backport looks like.
     monkeypatch.setitem(sys.modules, "django.tasks", None)
     monkeypatch.setitem(sys.modules, "django_tasks", None)
-    monkeypatch.delitem(sys.modules, "django_eventtrack.tasks_framework", raising=False)
+    monkeypatch.delitem(sys.modules, "django_eventtrack.delivery.tasks_backend", raising=False)
     with pytest.raises(ConfigurationError, match=r"pip install 'django-eventtrack\[tasks\]'"):
         backends.load_backend("tasks")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django_eventtrack.event import Identity
+from django_eventtrack.core.event import Identity
 from tests.testapp.models import Order
 
 NOT_CALLABLE = 42

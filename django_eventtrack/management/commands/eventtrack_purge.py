@@ -7,9 +7,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_eventtrack import status
 from django_eventtrack.conf import get_config
 from django_eventtrack.errors import ConfigurationError
+from django_eventtrack.monitoring import status
 
 MAX_DAYS = 36_500
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from django_eventtrack import status
+from django_eventtrack.monitoring import status
 
 COLUMNS = (
     ("pending", "pending"),

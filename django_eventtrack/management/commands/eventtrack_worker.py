@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_eventtrack import worker
+from django_eventtrack.delivery import worker
 from django_eventtrack.errors import EventTrackError
 
 
@@ -39,6 +39,6 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         with worker.stop_on_signals(runner):
             if options["once"]:
-                self.stdout.write(worker.summary(runner.run_once()))
+                self.stdout.write(worker.stats_line(runner.run_once()))
             else:
                 runner.run()

@@ -6,10 +6,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_eventtrack import commandline, sending
 from django_eventtrack.conf import get_config
+from django_eventtrack.core.event import Identity, TrackedEvent
 from django_eventtrack.errors import EventTrackError
-from django_eventtrack.event import Event, Identity
+from django_eventtrack.management import commandline
+from django_eventtrack.outbox import routing
 
 
 class Command(BaseCommand):
@@ -62,7 +63,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            event = Event.create(
+            event = TrackedEvent.create(
                 options["name"],
                 commandline.parse_properties(options["properties"], options["property"]),
                 identity=Identity(
@@ -73,10 +74,10 @@ class Command(BaseCommand):
                 timestamp=commandline.parse_timestamp(options["timestamp"]),
             )
             if options["dry_run"]:
-                for target, request in sending.render_requests(event, options["vendors"]):
+                for target, request in routing.render_requests(event, options["vendors"]):
                     self.stdout.write(commandline.format_request(target, request))
                 return
-            sending.plan(event, options["vendors"])  # refuse early: no vendor, unknown vendor
+            routing.plan(event, options["vendors"])  # refuse early: no vendor, unknown vendor
             if options["sync"]:
                 deliveries = commandline.send_and_wait(event, options["vendors"])
             else:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from django.db import IntegrityError, transaction
 
 from django_eventtrack.conf import get_config
-from django_eventtrack.event import Event, Identity
+from django_eventtrack.core.event import Identity, TrackedEvent
 from django_eventtrack.models import VendorProfile, VendorSession
 from django_eventtrack.vendors.base import (
     Learned,
@@ -124,7 +124,7 @@ class DatabaseProfiles:
 profiles = DatabaseProfiles()
 
 
-def with_known_profiles(vendor: str, events: Sequence[Event]) -> list[Event]:
+def with_known_profiles(vendor: str, events: Sequence[TrackedEvent]) -> list[TrackedEvent]:
     """``events`` as the vendor must get them, by what we remember (two queries at most
     for the whole batch; none for a vendor without profiles):
 
@@ -208,7 +208,7 @@ def with_remembered_profile(visitor: Identity) -> Identity:
     return visitor
 
 
-def _with_id(event: Event, key: str, value: str | None) -> Event:
+def _with_id(event: TrackedEvent, key: str, value: str | None) -> TrackedEvent:
     """``event`` carrying ``value`` under ``key`` (unchanged when ``value`` is None)."""
     if value is None or event.identity.get(key) == value:
         return event
@@ -216,8 +216,8 @@ def _with_id(event: Event, key: str, value: str | None) -> Event:
 
 
 def _without_foreign_session(
-    adapter: type[VendorAdapter], event: Event, owners: dict[str, str]
-) -> Event:
+    adapter: type[VendorAdapter], event: TrackedEvent, owners: dict[str, str]
+) -> TrackedEvent:
     profile_key, session_key = str(adapter.profile_key), str(adapter.session_key)
     session, profile = event.identity.get(session_key), event.identity.get(profile_key)
     if session is None or session not in owners or owners[session] == profile:

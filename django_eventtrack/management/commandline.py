@@ -11,11 +11,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django_eventtrack import backends, http, outbox, sender, tracking
+from django_eventtrack import api
+from django_eventtrack.core.event import TrackedEvent
+from django_eventtrack.delivery import backends, http, sender
 from django_eventtrack.errors import InvalidEvent
-from django_eventtrack.event import Event
 from django_eventtrack.models import Delivery
-from django_eventtrack.sending import Target
+from django_eventtrack.outbox import inserts
+from django_eventtrack.outbox.routing import Target
 from django_eventtrack.vendors.base import VendorRequest
 
 
@@ -81,18 +83,20 @@ def parse_timestamp(text: str | None) -> datetime | None:
     return moment
 
 
-def send_and_wait(event: Event, vendors: Iterable[str] | None = None) -> list[Delivery]:
+def send_and_wait(event: TrackedEvent, vendors: Iterable[str] | None = None) -> list[Delivery]:
     """Store ``event`` and make one attempt per vendor now; the deliveries as they ended.
 
     A retryable failure stays ``pending`` in the outbox: the worker or the
     background sender retries it later, as for any other event.
     """
-    deliveries = outbox.record(event, vendors)
+    deliveries = inserts.record(event, vendors)
     sender.drain(vendors=sorted({d.vendor for d in deliveries}), event_ids=[event.id])
     return list(Delivery.objects.filter(event_id=event.id).order_by("pk"))
 
 
-def track_and_flush(event: Event, vendors: Iterable[str] | None = None) -> list[Delivery] | None:
+def track_and_flush(
+    event: TrackedEvent, vendors: Iterable[str] | None = None
+) -> list[Delivery] | None:
     """Track ``event`` as ``track()`` does, then let the delivery backend finish with it
     as it would at exit (``close()``, within ``SHUTDOWN_TIMEOUT``).
 
@@ -100,7 +104,7 @@ def track_and_flush(event: Event, vendors: Iterable[str] | None = None) -> list[
     (``thread``, ``sync``); ``None`` when it only queued the event for a worker,
     Celery or the Tasks framework.
     """
-    tracking.submit(event, vendors)
+    api.submit(event, vendors)
     backend = backends.get_backend()
     backend.close()
     if not getattr(backend, "sends_in_process", False):

@@ -2,8 +2,8 @@
 
 Every figure is aggregated by the database, in a fixed number of queries
 whatever the outbox holds: the backlog and what became final in the last hour,
-day and week (:func:`django_eventtrack.status.overview`), deliveries and failures over time
-(:func:`timeline`, grouped by truncated time) and failures by reason
+day and week (:func:`django_eventtrack.monitoring.status.overview`), deliveries and
+failures over time (:func:`timeline`, grouped by truncated time) and failures by reason
 (:func:`failure_reasons`). The chart is an inline SVG drawn here, so the page
 needs no script, no CDN and no network.
 """
@@ -22,14 +22,14 @@ from django.utils.dateformat import format as format_date
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from django_eventtrack import status
 from django_eventtrack.models import Delivery
+from django_eventtrack.monitoring import status
 
 Status = Delivery.Status
 
 
 @dataclass(frozen=True)
-class Window:
+class Period:
     """A span of time the dashboard looks back over, and how its chart is cut."""
 
     label: str
@@ -44,12 +44,12 @@ class Window:
     time_format: str
 
 
-WINDOWS: dict[str, Window] = {
-    "hour": Window(
+WINDOWS: dict[str, Period] = {
+    "hour": Period(
         "last hour", timedelta(hours=1), timedelta(minutes=5), "5 minutes", TruncMinute, "H:i"
     ),
-    "day": Window("last day", timedelta(days=1), timedelta(hours=1), "hour", TruncHour, "H:i"),
-    "week": Window(
+    "day": Period("last day", timedelta(days=1), timedelta(hours=1), "hour", TruncHour, "H:i"),
+    "week": Period(
         "last week", timedelta(days=7), timedelta(hours=6), "6 hours", TruncHour, "D H:i"
     ),
 }
@@ -61,7 +61,7 @@ QUANTILES = {"p50": 0.5, "p95": 0.95}
 class Timeline:
     """Deliveries and failures per bar of a window's chart, per vendor."""
 
-    window: Window
+    window: Period
     #: The start of each bar, oldest first; the last one holds ``now``.
     starts: list[datetime]
     delivered: dict[str, list[int]]
@@ -72,7 +72,7 @@ class Timeline:
         return self.delivered.get(vendor, zeros), self.failed.get(vendor, zeros)
 
 
-def timeline(window: Window, now: datetime | None = None) -> Timeline:
+def timeline(window: Period, now: datetime | None = None) -> Timeline:
     """Deliveries that became delivered or failed in ``window`` before ``now``, per vendor
     and bar, in one query (grouped by the time truncated to the minute or hour, then
     added up per bar). Bars start on whole steps, so the first is partly outside the
@@ -240,7 +240,7 @@ def _nice_ceiling(value: int) -> int:
     return ceiling
 
 
-def _when(moment: datetime, window: Window) -> str:
+def _when(moment: datetime, window: Period) -> str:
     local = timezone.localtime(moment) if settings.USE_TZ else moment
     return format_date(local, window.time_format)
 

@@ -38,22 +38,22 @@ from django.db.models import Min, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from django_eventtrack import sender
 from django_eventtrack.conf import get_config
+from django_eventtrack.delivery import sender
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery
 
 logger = logging.getLogger("django_eventtrack.backends")
 
 ALIASES = {
-    "sync": "django_eventtrack.backends.SyncBackend",
-    "thread": "django_eventtrack.backends.ThreadBackend",
-    "worker": "django_eventtrack.backends.WorkerBackend",
+    "sync": "django_eventtrack.delivery.backends.SyncBackend",
+    "thread": "django_eventtrack.delivery.backends.ThreadBackend",
+    "worker": "django_eventtrack.delivery.backends.WorkerBackend",
     "capture": "django_eventtrack.testing.CaptureBackend",
     # Each engine's module holds its task and the backend that enqueues it, so
     # choosing one without its extra installed fails here, at start-up (check E002).
     "celery": "django_eventtrack.tasks.CeleryBackend",
-    "tasks": "django_eventtrack.tasks_framework.TasksBackend",
+    "tasks": "django_eventtrack.delivery.tasks_backend.TasksBackend",
 }
 #: The longest an idle background sender waits before looking for due retries.
 MAX_IDLE_WAIT = 60.0

@@ -42,10 +42,11 @@ from typing import Any, TypeVar
 from django.db import connections
 from django.utils import timezone
 
-from django_eventtrack import http, outbox, vendor_profiles
 from django_eventtrack.conf import Config, DeliveryOptions, get_config
-from django_eventtrack.event import IDENTIFY, Event
+from django_eventtrack.core.event import IDENTIFY, TrackedEvent
+from django_eventtrack.delivery import http
 from django_eventtrack.models import Delivery
+from django_eventtrack.outbox import leases, outcomes, pausing, vendor_profiles
 from django_eventtrack.vendors import Outcome, OutcomeKind, VendorAdapter
 
 logger = logging.getLogger("django_eventtrack.sender")
@@ -109,7 +110,7 @@ class CircuitBreaker:
 
     The pause takes effect here at once (the request threads ask before each
     request); the drain then writes it to the database
-    (:func:`outbox.pause_vendor`), so every other process stops too.
+    (:func:`pausing.pause_vendor`), so every other process stops too.
     """
 
     def __init__(self) -> None:
@@ -439,10 +440,10 @@ DATABASE_INTERVAL = 0.02
 class _Batch:
     """One request's worth of claimed deliveries, and how its request went."""
 
-    claim: outbox.Claim
+    claim: leases.Claim
     deliveries: list[Delivery]
     #: The events as the vendor gets them (remembered profiles added); empty for an identify.
-    events: list[Event]
+    events: list[TrackedEvent]
     #: Whether the vendor's window was full when it was sent (so a fast answer widens it).
     full: bool = False
     sent_at: float = 0.0
@@ -527,7 +528,7 @@ class _Drain:
             for name in names
         ]
         #: The claims this drain holds, each with how many of its deliveries are unrecorded.
-        self.claims: dict[uuid.UUID, tuple[outbox.Claim, int]] = {}
+        self.claims: dict[uuid.UUID, tuple[leases.Claim, int]] = {}
         self.claimed_at = time.monotonic()
 
     def __enter__(self) -> _Drain:
@@ -600,7 +601,7 @@ class _Drain:
         if not wanted:
             return
         self.claimed_at = time.monotonic()
-        paused = outbox.paused_vendors()
+        paused = pausing.paused_vendors()
         for lane in list(wanted):
             if lane.name in paused or not breaker.allows(lane.name):
                 self._pause(lane)
@@ -608,20 +609,20 @@ class _Drain:
         if not wanted:
             return
         lease = max(lane.lease(count, self.config) for lane, count in wanted.items())
-        claim = outbox.claim_due(
+        claim = leases.claim_due(
             {lane.name: count for lane, count in wanted.items()},
             timedelta(seconds=max(self.options.lease_seconds, lease)),
             event_ids=self.event_ids,
         )
         if claim.deliveries:
             self._hold(claim)
-        normalised: dict[uuid.UUID, Event] = {}
+        normalised: dict[uuid.UUID, TrackedEvent] = {}
         for lane, count in wanted.items():
             mine = [d for d in claim.deliveries if d.vendor == lane.name]
             lane.exhausted = len(mine) < count
             self._enqueue(lane, claim, mine, normalised)
 
-    def _hold(self, claim: outbox.Claim) -> None:
+    def _hold(self, claim: leases.Claim) -> None:
         self.claims[claim.token] = (claim, len(claim.deliveries))
         with _held_lock:
             _held[claim.token] = (claim, self.stop)
@@ -629,9 +630,9 @@ class _Drain:
     def _enqueue(
         self,
         lane: _Lane,
-        claim: outbox.Claim,
+        claim: leases.Claim,
         deliveries: list[Delivery],
-        normalised: dict[uuid.UUID, Event],
+        normalised: dict[uuid.UUID, TrackedEvent],
     ) -> None:
         """Queue ``deliveries`` on ``lane``, a request's worth per batch."""
         sendable = self._expire_old(lane, claim, deliveries)
@@ -646,7 +647,7 @@ class _Drain:
                 lane.queue.append(_Batch(claim, [delivery], []))
 
     def _expire_old(
-        self, lane: _Lane, claim: outbox.Claim, deliveries: list[Delivery]
+        self, lane: _Lane, claim: leases.Claim, deliveries: list[Delivery]
     ) -> list[Delivery]:
         """Fail, unsent, the deliveries older than the vendor's ``MAX_AGE``.
 
@@ -662,7 +663,7 @@ class _Drain:
                 None,
                 f"not sent: older than MAX_AGE ({max_age:g}s) when its turn came",
             )
-            outbox.finish(
+            outcomes.record_outcome(
                 claim, expired, outcome, lane.adapter.config, self.options, attempted=False
             )
             self.stats.add(outcome, len(expired), sent=False)
@@ -736,7 +737,7 @@ class _Drain:
         for lane, batch, outcome in finished:
             groups.setdefault((lane, batch.claim.token, outcome), []).append(batch)
         results = [
-            outbox.Result(
+            outcomes.Result(
                 batches[0].claim,
                 [delivery for batch in batches for delivery in batch.deliveries],
                 outcome,
@@ -744,7 +745,7 @@ class _Drain:
             )
             for (lane, _, outcome), batches in groups.items()
         ]
-        outbox.record_results(results, self.options)
+        outcomes.record_results(results, self.options)
         for (lane, _, outcome), batches in groups.items():
             deliveries = sum(len(batch.deliveries) for batch in batches)
             if outcome is not None:
@@ -752,7 +753,7 @@ class _Drain:
             self._recorded(batches[0].claim, deliveries)
             _record_pause(lane.name)
 
-    def _recorded(self, claim: outbox.Claim, deliveries: int) -> None:
+    def _recorded(self, claim: leases.Claim, deliveries: int) -> None:
         """``deliveries`` of ``claim`` have their outcome; a claim all recorded is done."""
         held, unrecorded = self.claims[claim.token]
         if unrecorded > deliveries:
@@ -774,13 +775,13 @@ def _teach(window: Window, batch: _Batch, outcome: Outcome | None) -> None:
 
 
 #: The claims drains in this process hold, with the ``stop`` event they were given.
-_held: dict[uuid.UUID, tuple[outbox.Claim, threading.Event | None]] = {}
+_held: dict[uuid.UUID, tuple[leases.Claim, threading.Event | None]] = {}
 _held_lock = threading.Lock()
 
 
-def _give_back(claim: outbox.Claim) -> None:
+def _give_back(claim: leases.Claim) -> None:
     try:
-        outbox.release(claim, claim.deliveries)  # recorded ones no longer carry its token
+        leases.release(claim, claim.deliveries)  # recorded ones no longer carry its token
     except Exception as exc:
         logger.error(
             "could not give back %d claimed deliveries (%s); they come due again when "
@@ -803,8 +804,8 @@ def end_leases(stop: threading.Event) -> int:
     for claim in claims:
         with _in_flight_lock:
             flying = [d for d in claim.deliveries if d.pk in _in_flight]
-        outbox.release(claim, [d for d in claim.deliveries if d.pk not in _in_flight])
-        ended += outbox.end_lease(claim, flying)
+        leases.release(claim, [d for d in claim.deliveries if d.pk not in _in_flight])
+        ended += leases.end_lease(claim, flying)
     return ended
 
 
@@ -946,8 +947,8 @@ class RequestThreads:
 
 
 def _events(
-    adapter: VendorAdapter, deliveries: list[Delivery], normalised: dict[uuid.UUID, Event]
-) -> list[Event]:
+    adapter: VendorAdapter, deliveries: list[Delivery], normalised: dict[uuid.UUID, TrackedEvent]
+) -> list[TrackedEvent]:
     """The deliveries' events as the adapter reads them, with remembered vendor profiles.
     ``normalised`` keeps each event read once for all the vendors of a claim."""
     events = []
@@ -966,7 +967,7 @@ def _events(
 def _send_batch(
     adapter: VendorAdapter,
     batch: list[Delivery],
-    events: list[Event],
+    events: list[TrackedEvent],
     stop: threading.Event | None,
     options: DeliveryOptions,
 ) -> Outcome | None:
@@ -1069,4 +1070,4 @@ def _record_pause(vendor: str) -> None:
     """Write a pause this process began to the database, for the other processes."""
     pause = breaker.take_unrecorded(vendor)
     if pause is not None:
-        outbox.pause_vendor(vendor, *pause)
+        pausing.pause_vendor(vendor, *pause)

@@ -6,28 +6,31 @@ only then (``transaction.on_commit``) is the delivery backend told about it.
 
 :func:`atrack` is the async form (Django's ``a`` prefix), for async views, async
 middleware and plain ``asyncio`` code (:func:`asynchronous` makes it, and
-``identification.aidentify``).
+``api.aidentify``).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
+from django.contrib.auth.signals import user_logged_in
 from django.db import DatabaseError, router, transaction
+from django.dispatch import receiver
 from django.http import HttpRequest
 
-from django_eventtrack import backends, outbox, vendor_profiles
 from django_eventtrack.conf import get_config
+from django_eventtrack.core.event import IDENTIFY, Identity, TrackedEvent
+from django_eventtrack.delivery import backends
 from django_eventtrack.errors import InvalidEvent, StorageError
-from django_eventtrack.event import Event, Identity
-from django_eventtrack.identity import current as current_identity
-from django_eventtrack.identity import from_request, restore
-from django_eventtrack.models import Event as StoredEvent
+from django_eventtrack.models import Event
+from django_eventtrack.outbox import inserts, vendor_profiles
+from django_eventtrack.web.identity import current as current_identity
+from django_eventtrack.web.identity import from_request, restore
 
 logger = logging.getLogger("django_eventtrack")
 
@@ -47,20 +50,20 @@ def track(
     vendors: Iterable[str] | None = None,
     vendor_extra: Mapping[str, Mapping[str, Any]] | None = None,
     **vendor_ids: str | None,
-) -> Event | None:
+) -> TrackedEvent | None:
     """Track ``name`` with ``properties`` for the given (or the request's) visitor.
 
     Who it is about, first match per id: the explicit id keywords (``user_id``,
     ``anonymous_id`` and the vendors' ids, named as their adapters declare:
     ``profile``, ``session``, ``device_id``...; an unknown keyword is a
     ``TypeError``); then
-    ``identity`` (an :class:`Identity` or a :func:`~django_eventtrack.identity.snapshot`
+    ``identity`` (an :class:`Identity` or a :func:`~django_eventtrack.web.identity.snapshot`
     kept from an earlier request) if given, else ``request``'s identity if given,
     else the current request's (set by the middleware). ``identity`` replaces the
     request's identity instead of mixing with it: a staff member shipping an
     order must not lend the customer's event their own browser ids.
 
-    Returns the stored :class:`~django_eventtrack.event.Event` (its ``id`` names
+    Returns the stored :class:`~django_eventtrack.core.event.TrackedEvent` (its ``id`` names
     the outbox row). Raises :class:`~django_eventtrack.errors.InvalidEvent` for a
     programming error (bad name, unserialisable properties) unless
     ``EVENTTRACK["RAISE_ON_INVALID"]`` is false, in which case it logs and
@@ -73,12 +76,12 @@ def track(
 
     check_vendor_ids("track", vendor_ids)
 
-    def build() -> Event:
+    def build() -> TrackedEvent:
         given = {"user_id": user_id, "anonymous_id": anonymous_id, **vendor_ids}
         visitor = Identity.from_ids(given).merged(resolve_visitor(identity, request))
         # A user known to a vendor that keeps profiles, without its ids, gets the profile.
         visitor = vendor_profiles.with_remembered_profile(visitor)
-        return Event.create(
+        return TrackedEvent.create(
             name, properties, identity=visitor, timestamp=timestamp, vendor_extra=vendor_extra
         )
 
@@ -96,7 +99,9 @@ def check_vendor_ids(call: str, vendor_ids: Mapping[str, Any]) -> None:
         )
 
 
-def store(call: str, build: Callable[[], Event], vendors: Iterable[str] | None) -> Event | None:
+def store(
+    call: str, build: Callable[[], TrackedEvent], vendors: Iterable[str] | None
+) -> TrackedEvent | None:
     """Build an event and submit it, with the settings' error policy: an
     :class:`InvalidEvent` from ``build`` is raised unless ``RAISE_ON_INVALID`` is
     false, a :class:`StorageError` unless ``RAISE_ON_STORAGE_ERROR`` is false; when
@@ -120,20 +125,20 @@ def store(call: str, build: Callable[[], Event], vendors: Iterable[str] | None) 
     return event
 
 
-def submit(event: Event, vendors: Iterable[str] | None = None) -> None:
+def submit(event: TrackedEvent, vendors: Iterable[str] | None = None) -> None:
     """Store an already built event and hand it to the backend once committed.
 
     A database error becomes :class:`StorageError` naming the event. When
     ``track()`` is to log rather than raise it, the write gets a savepoint of
     its own, so a caller's transaction outlives the failed write.
     """
-    alias = router.db_for_write(StoredEvent)
+    alias = router.db_for_write(Event)
     try:
         if get_config().raise_on_storage_error:
-            outbox.record(event, vendors)
+            inserts.record(event, vendors)
         else:
             with transaction.atomic(using=alias):
-                outbox.record(event, vendors)
+                inserts.record(event, vendors)
     except DatabaseError as exc:
         raise StorageError(
             f"event {event.name!r} ({event.id}) could not be stored in the outbox, so it was "
@@ -180,3 +185,100 @@ def asynchronous(function: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]
 
 #: ``await atrack(name, properties, ...)``: :func:`track` for async code.
 atrack = asynchronous(track)
+
+
+identify_logger = logging.getLogger("django_eventtrack.identify")
+
+#: The stored event's name; its kind, not its name, makes it an identify call.
+IDENTIFY_EVENT_NAME = "identify"
+
+
+def identify(
+    user: Any = None,
+    traits: Mapping[str, Any] | None = None,
+    *,
+    user_id: str | int | None = None,
+    request: HttpRequest | None = None,
+    identity: Identity | Mapping[str, Any] | None = None,
+    timestamp: datetime | None = None,
+    vendors: Iterable[str] | None = None,
+) -> TrackedEvent | None:
+    """Tell every vendor that the current visitor is ``user``, with ``traits``.
+
+    ``user`` is a user model instance (its ``pk`` is the user id); or pass
+    ``user_id``. ``traits`` default to the user's ``IDENTIFY_TRAITS``
+    attributes (email, first and last name). The visitor's browser ids come
+    from ``identity``, else ``request``, else the current request, exactly as
+    for :func:`~django_eventtrack.track`; the user id given here always wins.
+
+    Returns the stored event. Errors follow ``track()``'s policy: a missing
+    user id or traits that are not JSON raise :class:`InvalidEvent`, a database
+    refusing the write :class:`~django_eventtrack.errors.StorageError`, unless
+    ``RAISE_ON_INVALID`` / ``RAISE_ON_STORAGE_ERROR`` say to log and return
+    ``None``. Never raises for a vendor problem.
+    """
+
+    def build() -> TrackedEvent:
+        who = _user_id(user, user_id)
+        given = traits
+        if given is None:
+            given = user_traits(user, get_config().identify_traits) if user is not None else {}
+        visitor = resolve_visitor(identity, request).replace(user_id=who)
+        return TrackedEvent.create(
+            IDENTIFY_EVENT_NAME, given, identity=visitor, timestamp=timestamp, kind=IDENTIFY
+        )
+
+    return store("identify()", build, vendors)
+
+
+def user_traits(user: Any, attributes: Sequence[str]) -> dict[str, Any]:
+    """The ``attributes`` of ``user`` that are set (callables are called)."""
+    traits = {}
+    for attribute in attributes:
+        value = getattr(user, attribute, None)
+        if callable(value):
+            value = value()
+        if value not in (None, ""):
+            traits[attribute] = value
+    return traits
+
+
+def _user_id(user: Any, user_id: str | int | None) -> str:
+    if user_id is None and user is not None:
+        user_id = getattr(user, "pk", None)
+    if user_id is None or user_id == "":
+        raise InvalidEvent(
+            "identify() needs a user (a saved user instance) or user_id=", field="user_id"
+        )
+    # Identity validates the characters and length.
+    return str(Identity(user_id=str(user_id)).user_id)
+
+
+@receiver(user_logged_in, dispatch_uid="django_eventtrack.identify_on_login")
+def _identify_on_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    """``IDENTIFY_ON_LOGIN``: identify the visitor who just logged in. Never breaks a login.
+
+    Staff and superusers are skipped unless ``IDENTIFY_STAFF``: signing in to
+    the admin is not a customer's visit, and identifying it could attach a
+    shopper's browser session to the staff member's profile.
+    """
+    config = get_config()
+    if not config.identify_on_login:
+        return
+    if not config.identify_staff and (
+        getattr(user, "is_staff", False) or getattr(user, "is_superuser", False)
+    ):
+        identify_logger.debug(
+            "identify on login skipped for staff user %s (IDENTIFY_STAFF)", user.pk
+        )
+        return
+    try:
+        identify(user, request=request)
+    except Exception:
+        identify_logger.exception(
+            "identify on login failed for user %s; the login goes on", user.pk
+        )
+
+
+#: ``await aidentify(user, traits, ...)``: :func:`identify` for async code.
+aidentify = asynchronous(identify)

@@ -43,7 +43,7 @@ from django.utils import timezone
 
 from django_eventtrack.conf import get_config
 from django_eventtrack.models import Delivery, Event, VendorPause
-from django_eventtrack.outbox import paused_vendors
+from django_eventtrack.outbox.pausing import paused_vendors
 
 Status = Delivery.Status
 

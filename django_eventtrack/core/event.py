@@ -208,7 +208,7 @@ def _identifier(name: str, value: object) -> str | None:
 
 
 @dataclass(frozen=True)
-class Event:
+class TrackedEvent:
     """A validated, normalised event; build it with :meth:`create`."""
 
     name: str
@@ -233,7 +233,7 @@ class Event:
         event_id: uuid.UUID | str | None = None,
         vendor_extra: Mapping[str, Mapping[str, Any]] | None = None,
         kind: str = TRACK,
-    ) -> Event:
+    ) -> TrackedEvent:
         """Validate and normalise; raises :class:`InvalidEvent` naming the bad field."""
         if kind not in KINDS:
             raise InvalidEvent(

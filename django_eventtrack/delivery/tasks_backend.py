@@ -33,10 +33,10 @@ except ImportError:
             f"pip install 'django-eventtrack[tasks]' ({exc})"
         ) from None
 
-from django_eventtrack import sender
-from django_eventtrack.backends import HandOffBackend
 from django_eventtrack.conf import get_config
-from django_eventtrack.worker import summary
+from django_eventtrack.delivery import sender
+from django_eventtrack.delivery.backends import HandOffBackend
+from django_eventtrack.delivery.worker import stats_line
 
 
 @task()
@@ -47,15 +47,15 @@ def drain_outbox(event_ids: list[str] | None = None) -> str:
     twice sends nothing twice. Returns the summary line, the task's result.
     """
     if event_ids is None:
-        return summary(sender.drain())
-    return summary(sender.drain(event_ids=[uuid.UUID(event_id) for event_id in event_ids]))
+        return stats_line(sender.drain())
+    return stats_line(sender.drain(event_ids=[uuid.UUID(event_id) for event_id in event_ids]))
 
 
 class TasksBackend(HandOffBackend):
     """``DELIVERY = "tasks"``: after commit, enqueue :data:`drain_outbox` for the events.
 
     Enqueued from a thread of its own (see
-    :class:`~django_eventtrack.backends.HandOffBackend`): a Tasks backend that is
+    :class:`~django_eventtrack.delivery.backends.HandOffBackend`): a Tasks backend that is
     slow or refuses the task (unknown queue, its database or Redis down) never
     holds up the commit; the error is logged and the rows stay pending for the sweep.
     """

@@ -28,9 +28,9 @@ from urllib.parse import unquote
 from django.http import HttpRequest
 
 from django_eventtrack.conf import Config, IdentitySettings, get_config
+from django_eventtrack.core.event import Identity
+from django_eventtrack.core.names import setting_path
 from django_eventtrack.errors import InvalidEvent
-from django_eventtrack.event import Identity
-from django_eventtrack.setting_values import setting_path
 from django_eventtrack.vendors.base import ANONYMOUS_ID, BrowserId
 
 logger = logging.getLogger("django_eventtrack.identity")

@@ -22,8 +22,9 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from django_eventtrack.conf import VendorConfig, get_config
+from django_eventtrack.core.redaction import redact, truncate
+from django_eventtrack.core.version import __version__
 from django_eventtrack.errors import VendorAPIError
-from django_eventtrack.redaction import redact, truncate
 from django_eventtrack.vendors.base import (
     Outcome,
     OutcomeKind,
@@ -31,7 +32,6 @@ from django_eventtrack.vendors.base import (
     VendorRequest,
     VendorResponse,
 )
-from django_eventtrack.version import __version__
 
 logger = logging.getLogger("django_eventtrack.http")
 

@@ -26,11 +26,12 @@ from types import FrameType
 
 from django.db import close_old_connections, connections
 
-from django_eventtrack import outbox, sender
-from django_eventtrack.backends import MAX_IDLE_WAIT
 from django_eventtrack.conf import get_config
-from django_eventtrack.sender import DrainStats
-from django_eventtrack.sending import target_vendors
+from django_eventtrack.delivery import sender
+from django_eventtrack.delivery.backends import MAX_IDLE_WAIT
+from django_eventtrack.delivery.sender import DrainStats
+from django_eventtrack.outbox import leases
+from django_eventtrack.outbox.routing import target_vendors
 
 logger = logging.getLogger("django_eventtrack.worker")
 
@@ -91,7 +92,7 @@ class Worker:
             loop.start()
         for loop in loops:
             loop.join()
-        logger.info("worker stopped: pid=%d %s", os.getpid(), summary(self.totals))
+        logger.info("worker stopped: pid=%d %s", os.getpid(), stats_line(self.totals))
         return self.totals
 
     def stop(self) -> None:
@@ -123,14 +124,14 @@ class Worker:
             connections.close_all()
 
     def _round(self, vendor: str) -> None:
-        if not outbox.due(vendor).exists():
+        if not leases.due(vendor).exists():
             return
         stats = self._drain([vendor])
         if stats.sent or stats.paused_vendors:
-            logger.info("vendor=%s: %s", vendor, summary(stats))
+            logger.info("vendor=%s: %s", vendor, stats_line(stats))
 
 
-def summary(stats: DrainStats) -> str:
+def stats_line(stats: DrainStats) -> str:
     """One line for logs and ``--once``: ``delivered 4, retried 0, failed 0 (4 requests)``."""
     requests = f"{stats.requests} request{'' if stats.requests == 1 else 's'}"
     line = (
@@ -139,7 +140,7 @@ def summary(stats: DrainStats) -> str:
     if stats.skipped:
         line += f"; skipped {stats.skipped}"
     if stats.paused_vendors:
-        line += f"; paused by the circuit breaker: {', '.join(sorted(stats.paused_vendors))}"
+        line += f"; paused: {', '.join(sorted(stats.paused_vendors))}"
     return line
 
 

@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django_eventtrack.conf import Config, get_config
+from django_eventtrack.core.event import TrackedEvent
+from django_eventtrack.core.names import env_name, setting_path
 from django_eventtrack.errors import ConfigurationError
-from django_eventtrack.event import Event
-from django_eventtrack.setting_values import env_name, setting_path
 from django_eventtrack.vendors import VendorAdapter
 from django_eventtrack.vendors.base import VendorRequest
 
@@ -32,7 +32,7 @@ class Target:
 
 
 def plan(
-    event: Event, vendors: Iterable[str] | None = None, *, require_vendor: bool = True
+    event: TrackedEvent, vendors: Iterable[str] | None = None, *, require_vendor: bool = True
 ) -> list[Target]:
     """The vendors ``event`` goes to.
 
@@ -61,7 +61,7 @@ def plan(
     return targets
 
 
-def _filtered_out(event: Event, vendor: str) -> str:
+def _filtered_out(event: TrackedEvent, vendor: str) -> str:
     if event.is_identify:
         return f"identify() is turned off by {setting_path('VENDORS', vendor, 'IDENTIFY')}"
     return f"{event.name!r} is not in {setting_path('VENDORS', vendor, 'EVENTS')}"
@@ -107,7 +107,7 @@ def _explicit_vendors(config: Config, vendors: Iterable[str]) -> set[str]:
 
 
 def render_requests(
-    event: Event, vendors: Iterable[str] | None = None
+    event: TrackedEvent, vendors: Iterable[str] | None = None
 ) -> list[tuple[Target, VendorRequest | None]]:
     """The requests a delivery would send for ``event``, built but not sent (``--dry-run``)."""
     return [

@@ -4,7 +4,7 @@ extra: ``pip install "django-eventtrack[metrics]"``).
 Add it to your URLs; it is not public: a scrape presents ``METRICS_TOKEN`` as a
 bearer token, or comes from a logged-in staff user::
 
-    from django_eventtrack.metrics import metrics_view
+    from django_eventtrack.monitoring.metrics import metrics_view
 
     urlpatterns = [..., path("eventtrack/metrics", metrics_view)]
 
@@ -35,8 +35,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from django_eventtrack import sender, status
 from django_eventtrack.conf import get_config
+from django_eventtrack.delivery import sender
+from django_eventtrack.monitoring import status
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric

@@ -1,0 +1,1 @@
+"""Foundations every layer shares: the normalised event, setting names, redaction, the version."""

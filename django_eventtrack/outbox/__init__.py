@@ -1,0 +1,11 @@
+"""The outbox in the database: an event and its deliveries written in the caller's
+transaction (:mod:`.inserts`, routed by :mod:`.routing`), claimed by a sender
+(:mod:`.leases`), answered (:mod:`.outcomes`), scrubbed once final
+(:mod:`.retention`), vendors paused for every process (:mod:`.pausing`) and the
+vendors' own ids for our users (:mod:`.vendor_profiles`).
+
+Everything here is database work and nothing here talks HTTP, so a caller's
+transaction never waits on a vendor, and a sender never holds a transaction open
+while it waits on one. On SQLite a process's sender writes share transactions
+(:mod:`.group_commit`).
+"""

@@ -1,0 +1,233 @@
+"""Recording what the vendors answered: delivered, retried later, or final."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.db import router
+from django.db.models import F
+from django.utils import timezone
+
+from django_eventtrack import signals
+from django_eventtrack.conf import DeliveryOptions, VendorConfig
+from django_eventtrack.models import Delivery
+from django_eventtrack.outbox.group_commit import sender_write, write_together
+from django_eventtrack.outbox.leases import Claim, release, update
+from django_eventtrack.outbox.retention import scrub_finished
+from django_eventtrack.vendors import Outcome, OutcomeKind
+
+logger = logging.getLogger("django_eventtrack.outbox")
+Status = Delivery.Status
+
+
+@dataclass(frozen=True)
+class Result:
+    """What became of one request's deliveries (several requests' with the same
+    outcome); ``outcome`` None: not sent, to be given back."""
+
+    claim: Claim
+    deliveries: Sequence[Delivery]
+    outcome: Outcome | None
+    vendor: VendorConfig
+
+
+def record_results(results: Sequence[Result], options: DeliveryOptions) -> None:
+    """Write ``results`` in one transaction, whatever their vendors and outcomes, then
+    tell the signal listeners.
+
+    One commit for every request that finished meanwhile, instead of one per vendor
+    and outcome: the senders' writes are what competes with ``track()`` for the
+    database (on SQLite for its one write lock), so they are as few as the answers
+    allow. The listeners hear of outcomes only once they are committed, and never
+    while the transaction holds the database.
+    """
+    with _announcing_after():
+        write_together(router.db_for_write(Delivery), partial(_write_results, results, options))
+
+
+def _write_results(results: Sequence[Result], options: DeliveryOptions) -> int:
+    for result in results:
+        if result.outcome is None:
+            release(result.claim, result.deliveries)
+            continue
+        record_adjustments(result.claim, result.deliveries, dict(result.outcome.adjustments))
+        record_outcome(result.claim, result.deliveries, result.outcome, result.vendor, options)
+    return len(results)
+
+
+def record_outcome(
+    claim: Claim,
+    deliveries: Sequence[Delivery],
+    outcome: Outcome,
+    config: VendorConfig,
+    options: DeliveryOptions,
+    *,
+    attempted: bool = True,
+) -> None:
+    """Write ``outcome`` for ``deliveries`` (one request's worth) and tell listeners.
+
+    Updates are conditional on the claim token: a sender whose lease ran out
+    and whose rows another sender took over cannot overwrite that sender's result.
+    ``attempted=False`` records a verdict reached without sending (no attempt counted).
+    """
+    now = timezone.now()
+    if outcome.kind is OutcomeKind.RETRY:
+        for delivery in deliveries:
+            _reschedule(claim, delivery, outcome, config, options, now)
+        scrub_finished(d.event_id for d in deliveries if d.status == Status.FAILED)
+        return
+    status = Status.DELIVERED if outcome.ok else Status.FAILED
+    if outcome.kind is OutcomeKind.SKIPPED:
+        status = Status.SKIPPED
+    counted = int(attempted and outcome.kind is not OutcomeKind.SKIPPED)
+    update(
+        claim,
+        deliveries,
+        status=status,
+        attempts=F("attempts") + counted,
+        last_status=outcome.http_status,
+        last_error=outcome.message,
+        delivered_at=now if outcome.ok else None,
+    )
+    for delivery in deliveries:
+        _refresh(delivery, status, outcome, now, counted)
+        _announce(delivery, outcome)
+    scrub_finished(delivery.event_id for delivery in deliveries)
+
+
+def _reschedule(
+    claim: Claim,
+    delivery: Delivery,
+    outcome: Outcome,
+    config: VendorConfig,
+    options: DeliveryOptions,
+    now: datetime,
+) -> None:
+    attempts = delivery.attempts + 1
+    age = (now - delivery.created_at).total_seconds()
+    give_up = None
+    if attempts >= config.max_attempts:
+        give_up = f"gave up after {attempts} attempts"
+    elif age >= config.max_age:
+        give_up = f"gave up: not delivered within MAX_AGE ({config.max_age:g}s)"
+    if give_up:
+        message = f"{give_up}; last: {outcome.message}" if outcome.message else give_up
+        failed = Outcome(OutcomeKind.FAILED, outcome.http_status, message)
+        update(
+            claim,
+            [delivery],
+            status=Status.FAILED,
+            attempts=attempts,
+            last_status=outcome.http_status,
+            last_error=message,
+        )
+        _refresh(delivery, Status.FAILED, failed, now)
+        _announce(delivery, failed)
+        return
+    wait = max(backoff(attempts, options), outcome.retry_after or 0.0)
+    update(
+        claim,
+        [delivery],
+        attempts=attempts,
+        next_attempt_at=now + timedelta(seconds=wait),
+        last_status=outcome.http_status,
+        last_error=outcome.message,
+    )
+    delivery.attempts = attempts
+    delivery.last_error = outcome.message
+    logger.info(
+        "event=%s vendor=%s attempt=%d status=%s: retrying in %.1fs",
+        delivery.event_id,
+        delivery.vendor,
+        attempts,
+        outcome.http_status,
+        wait,
+    )
+
+
+def backoff(attempts: int, options: DeliveryOptions) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**(n-1))].
+
+    Jitter spreads a burst of failed deliveries so they do not all come back at
+    the same instant and knock the recovering vendor over again.
+    """
+    ceiling = min(options.retry_backoff_max, options.retry_backoff_base * math.pow(2, attempts - 1))
+    return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
+
+
+def _refresh(
+    delivery: Delivery, status: str, outcome: Outcome, now: datetime, counted: int = 1
+) -> None:
+    delivery.status = status
+    delivery.attempts += counted
+    delivery.last_status = outcome.http_status
+    delivery.last_error = outcome.message
+    if outcome.ok:
+        delivery.delivered_at = now
+
+
+#: Per thread, the signals held back by :func:`_announcing_after` (None: send at once).
+_held_back = threading.local()
+
+
+@contextlib.contextmanager
+def _announcing_after() -> Iterator[None]:
+    """Hold back the signals :func:`record_outcome` sends inside the block; send them once the
+    block succeeded, and none if it failed (its outcomes were not written)."""
+    held: list[tuple[Delivery, Outcome]] = []
+    _held_back.signals = held
+    try:
+        yield
+    finally:
+        _held_back.signals = None
+    for delivery, outcome in held:
+        _announce(delivery, outcome)
+
+
+def _announce(delivery: Delivery, outcome: Outcome) -> None:
+    held: list[tuple[Delivery, Outcome]] | None = getattr(_held_back, "signals", None)
+    if held is not None:
+        held.append((delivery, outcome))
+        return
+    signal = signals.delivery_succeeded if outcome.ok else signals.delivery_failed
+    if outcome.kind is OutcomeKind.SKIPPED or not signal.has_listeners(Delivery):
+        return
+    for receiver, result in signal.send_robust(sender=Delivery, delivery=delivery, outcome=outcome):
+        if isinstance(result, Exception):
+            logger.error(
+                "event=%s vendor=%s: signal receiver %r raised %r",
+                delivery.event_id,
+                delivery.vendor,
+                receiver,
+                result,
+            )
+
+
+def record_adjustments(
+    claim: Claim, deliveries: Sequence[Delivery], adjustments: Mapping[str, Sequence[str]]
+) -> None:
+    """Keep on each delivery what its request changed to fit the vendor
+    (``adjustments``: event id -> lines), and log it at INFO: once per delivery,
+    since a retry that changes the same things writes and logs nothing."""
+    for delivery in deliveries:
+        lines = list(adjustments.get(str(delivery.event_id), ()))
+        if lines == delivery.adjustments:
+            continue
+        rows = Delivery.objects.filter(pk=delivery.pk, claim_token=claim.token)
+        sender_write(router.db_for_write(Delivery), partial(rows.update, adjustments=lines))
+        delivery.adjustments = lines
+        if lines:
+            logger.info(
+                "event=%s vendor=%s: changed to fit the vendor: %s",
+                delivery.event_id,
+                delivery.vendor,
+                "; ".join(lines),
+            )
