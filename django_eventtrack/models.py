@@ -81,7 +81,11 @@ class Delivery(models.Model):
         FAILED = "failed"
         SKIPPED = "skipped"
 
-    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
+    # No index of its own: the unique (event, vendor) constraint's index starts with the
+    # event and serves every lookup by event, so a second one only cost track() writes.
+    event = models.ForeignKey(
+        Event, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
     vendor = models.CharField(max_length=32)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)

@@ -272,7 +272,7 @@ def test_the_worker_survives_a_database_error(
         runner.stop()
         thread.join(5)
     assert not thread.is_alive()
-    assert "worker round failed (1 in a row)" in caplog.text
+    assert "sender round failed (1 in a row)" in caplog.text
     assert runner.totals.delivered == 1
 
 

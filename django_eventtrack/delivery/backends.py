@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from django.core.signals import request_finished, request_started
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import DatabaseError, close_old_connections
 from django.db.models import Min, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -56,7 +56,7 @@ ALIASES = {
     "tasks": "django_eventtrack.delivery.tasks_backend.TasksBackend",
 }
 #: The longest an idle background sender waits before looking for due retries.
-MAX_IDLE_WAIT = 60.0
+MAX_IDLE_WAIT = sender.MAX_IDLE_WAIT
 
 
 class DeliveryBackend(Protocol):
@@ -155,7 +155,7 @@ class ThreadBackend(ProcessBound):
         self._stop = threading.Event()
         self._bell = sender.Bell()
         #: What the sender may take while the process serves requests (``SENDER_SHARE``).
-        self._share = sender.Share()
+        self._share = sender.Share(lambda: get_config().options.sender_share)
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         #: Events committed in this process that may still have deliveries pending.
@@ -189,25 +189,22 @@ class ThreadBackend(ProcessBound):
             self._thread.start()
 
     def _run(self) -> None:
-        try:
-            while not self._stop.is_set():  # close() sets it before ringing
-                try:
-                    self._share.fraction = get_config().options.sender_share
-                    sender.drain(stop=self._stop, bell=self._bell, share=self._share)
-                    self._forget_finished()
-                    wait = _seconds_until_next_due()
-                except Exception:
-                    logger.exception("background sender failed; retrying shortly")
-                    wait = get_config().options.poll_interval
-                finally:
-                    # Reused while CONN_MAX_AGE allows, like a request's connection.
-                    close_old_connections()
-                    with self._rounds:
-                        self._round_count += 1
-                        self._rounds.notify_all()
-                self._bell.wait(wait, fresh_only=True)
-        finally:
-            connections.close_all()
+        sender.serve(
+            self._stop,  # close() sets it before ringing
+            self._bell,
+            share=self._share,
+            idle_wait=self._idle_wait,
+            after_round=self._round_ended,
+        )
+
+    def _idle_wait(self) -> float:
+        self._forget_finished()
+        return _seconds_until_next_due()
+
+    def _round_ended(self, stats: sender.DrainStats) -> None:
+        with self._rounds:
+            self._round_count += 1
+            self._rounds.notify_all()
 
     def _forget_finished(self) -> None:
         """Keep the committed ids to those still pending, once they have doubled

@@ -39,7 +39,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
-from django.db import connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from django_eventtrack.conf import Config, DeliveryOptions, get_config
@@ -320,8 +320,10 @@ class Share:
     #: ...averaged over about this many seconds.
     SMOOTHING = 0.5
 
-    def __init__(self, fraction: float = 1.0) -> None:
-        self.fraction = fraction
+    def __init__(self, fraction: float | Callable[[], float] = 1.0) -> None:
+        #: The share, or a callable read each time (the ``thread`` backend's follows
+        #: ``SENDER_SHARE`` as the settings change).
+        self._fraction = fraction
         self._lock = threading.Lock()
         self._serving = 0
         self._owed = 0.0
@@ -331,6 +333,10 @@ class Share:
         self._own_cpu = 0.0
         #: The CPU the process's other threads use, averaged.
         self._load = 0.0
+
+    @property
+    def fraction(self) -> float:
+        return self._fraction() if callable(self._fraction) else self._fraction
 
     def request_started(self, **kwargs: Any) -> None:
         with self._lock:
@@ -404,6 +410,53 @@ def drain(
         with _Drain(names, config, stats, event_ids, stop, pace) as run:
             run.until_idle()
     return stats
+
+
+#: The longest a sender loop waits after failed rounds before it tries again.
+MAX_IDLE_WAIT = 60.0
+
+
+def serve(
+    stop: threading.Event,
+    bell: Bell,
+    *,
+    vendors: Sequence[str] | None = None,
+    share: Share | None = None,
+    idle_wait: Callable[[], float],
+    after_round: Callable[[DrainStats], None] | None = None,
+) -> None:
+    """The one long-running sender loop, for the ``thread`` backend and the worker alike:
+    drain every vendor (one :func:`drain`), then wait for ``bell`` (a commit in this
+    process, or ``stop``) at most ``idle_wait()`` seconds, until ``stop`` is set.
+
+    A failed round (the database went away) is logged and retried after
+    ``POLL_INTERVAL``, doubling with each failure in a row up to
+    :data:`MAX_IDLE_WAIT`. Between rounds the thread's connections are closed as
+    ``CONN_MAX_AGE`` says, like a request's, and all of them when the loop ends.
+    ``after_round`` hears each round's counts, partial ones included.
+    """
+    failures = 0
+    try:
+        while not stop.is_set():
+            stats = DrainStats()
+            try:
+                drain(vendors, stop=stop, stats=stats, bell=bell, share=share)
+                failures = 0
+                wait = idle_wait()
+            except Exception:
+                failures += 1
+                poll = get_config().options.poll_interval
+                wait = min(poll * 2 ** (failures - 1), MAX_IDLE_WAIT)
+                logger.exception(
+                    "sender round failed (%d in a row); retrying in %.1fs", failures, wait
+                )
+            finally:
+                close_old_connections()
+                if after_round is not None:
+                    after_round(stats)
+            bell.wait(wait, fresh_only=True)
+    finally:
+        connections.close_all()
 
 
 @dataclass

@@ -1,11 +1,12 @@
 """The outbox worker: what ``manage.py eventtrack_worker`` runs, as a library.
 
 :class:`Worker` drains the outbox either once (``--once``, for cron) or until
-stopped (a long-running service under systemd, Docker or Kubernetes). Each
-vendor gets a loop of its own, so a vendor that is slow or down never delays
-the others' events. Between rounds every loop closes its database
-connections (honouring ``CONN_MAX_AGE``), so a restarted database costs one
-failed round, not the worker.
+stopped (a long-running service under systemd, Docker or Kubernetes), with the
+same loop as the ``thread`` backend (:func:`~django_eventtrack.delivery.sender.serve`):
+one drain for every vendor, in which each vendor has requests in flight of its own,
+so a vendor that is slow or down never delays the others' events. Between rounds
+the loop closes its database connections (honouring ``CONN_MAX_AGE``), so a
+restarted database costs one failed round, not the worker.
 
 Stopping is graceful: :meth:`Worker.stop` (or SIGTERM/SIGINT under
 :func:`stop_on_signals`) lets in-flight requests finish, gives claimed but
@@ -24,13 +25,11 @@ import threading
 from collections.abc import Iterable, Iterator
 from types import FrameType
 
-from django.db import close_old_connections, connections
+from django.db import close_old_connections
 
 from django_eventtrack.conf import get_config
 from django_eventtrack.delivery import sender
-from django_eventtrack.delivery.backends import MAX_IDLE_WAIT
 from django_eventtrack.delivery.sender import DrainStats
-from django_eventtrack.outbox import leases
 from django_eventtrack.outbox.routing import target_vendors
 
 logger = logging.getLogger("django_eventtrack.worker")
@@ -50,6 +49,7 @@ class Worker:
     def __init__(self, vendors: Iterable[str] | None = None) -> None:
         self.vendors = target_vendors(vendors)
         self.stopping = threading.Event()
+        self._bell = sender.Bell()
         self.totals = DrainStats()
 
     def run_once(self) -> DrainStats:
@@ -72,9 +72,10 @@ class Worker:
     def run(self) -> DrainStats:
         """Drain continuously until :meth:`stop` is called; returns the totals.
 
-        An idle vendor loop looks for due deliveries every ``POLL_INTERVAL``
-        seconds: events written by other processes cannot wake it, so it polls
-        (one indexed ``EXISTS`` per vendor).
+        It runs the ``thread`` backend's loop (:func:`sender.serve`): one drain for
+        every vendor, each vendor with requests in flight of its own. Idle, it looks
+        for due deliveries every ``POLL_INTERVAL`` seconds: events written by other
+        processes cannot wake it, so it polls (one indexed read).
         """
         logger.info(
             "worker started: pid=%d vendors=%s poll_interval=%gs",
@@ -82,53 +83,25 @@ class Worker:
             ",".join(self.vendors),
             get_config().options.poll_interval,
         )
-        loops = [
-            threading.Thread(
-                target=self._vendor_loop, args=(vendor,), name=f"eventtrack-worker-{vendor}"
-            )
-            for vendor in self.vendors
-        ]
-        for loop in loops:
-            loop.start()
-        for loop in loops:
-            loop.join()
+        sender.serve(
+            self.stopping,
+            self._bell,
+            vendors=self.vendors,
+            idle_wait=lambda: get_config().options.poll_interval,
+            after_round=self._round_ended,
+        )
         logger.info("worker stopped: pid=%d %s", os.getpid(), stats_line(self.totals))
         return self.totals
 
     def stop(self) -> None:
         """Ask :meth:`run` to return once in-flight requests have finished."""
         self.stopping.set()
+        self._bell.ring(fresh=True)
 
-    def _vendor_loop(self, vendor: str) -> None:
-        options = get_config().options
-        failures = 0
-        try:
-            while not self.stopping.is_set():
-                try:
-                    self._round(vendor)
-                    failures = 0
-                    wait = options.poll_interval
-                except Exception:
-                    failures += 1
-                    wait = min(options.poll_interval * 2 ** (failures - 1), MAX_IDLE_WAIT)
-                    logger.exception(
-                        "vendor=%s: worker round failed (%d in a row); retrying in %.1fs",
-                        vendor,
-                        failures,
-                        wait,
-                    )
-                finally:
-                    close_old_connections()
-                self.stopping.wait(wait)
-        finally:
-            connections.close_all()
-
-    def _round(self, vendor: str) -> None:
-        if not leases.due(vendor).exists():
-            return
-        stats = self._drain([vendor])
+    def _round_ended(self, stats: DrainStats) -> None:
+        self.totals.merge(stats)
         if stats.sent or stats.paused_vendors:
-            logger.info("vendor=%s: %s", vendor, stats_line(stats))
+            logger.info("round: %s", stats_line(stats))
 
 
 def stats_line(stats: DrainStats) -> str:
