@@ -102,7 +102,7 @@ class DeliveryOptions:
     #: The most of a process's time the ``thread`` backend's sender takes while the
     #: process serves requests (1 or more: no limit); the rest of the time it sends at
     #: full speed.
-    sender_share: float = 0.1
+    sender_share: float = 0.05
     #: ``eventtrack_purge`` removes delivered, failed and skipped rows older than this (days).
     retention_days: float = 30.0
 

@@ -9,6 +9,7 @@ these columns, so every backend behaves the same.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.db import models
 from django.db.models import Q, Value
@@ -49,15 +50,21 @@ class Event(models.Model):
 
     @classmethod
     def from_normalised(cls, event: normalised.TrackedEvent) -> Event:
-        return cls(
-            id=event.id,
-            name=event.name,
-            properties=dict(event.properties),
-            identity=event.identity.as_dict(),
-            vendor_extra=dict(event.vendor_extra),
-            timestamp=event.timestamp,
-            kind=event.kind,
-        )
+        return cls(**cls.values_of(event))
+
+    @staticmethod
+    def values_of(event: normalised.TrackedEvent) -> dict[str, Any]:
+        """The row's values for ``event``, by attribute name (the other fields take
+        their defaults)."""
+        return {
+            "id": event.id,
+            "name": event.name,
+            "properties": dict(event.properties),
+            "identity": event.identity.as_dict(),
+            "vendor_extra": dict(event.vendor_extra),
+            "timestamp": event.timestamp,
+            "kind": event.kind,
+        }
 
     def to_normalised(self) -> normalised.TrackedEvent:
         """The event as adapters read it (trusted: it was validated when tracked)."""

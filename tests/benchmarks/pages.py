@@ -32,6 +32,25 @@ def untracked(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "order.html", {"order": order})
 
 
+def orm_insert(request: HttpRequest, pk: int) -> HttpResponse:
+    """The floor for any durable record of the order: the same page writing one plain
+    row (an outbox ``Event`` as the ORM writes it), nothing else."""
+    from django.utils import timezone
+
+    from django_eventtrack.models import Event
+    from tests.testapp.models import Order
+
+    order = get_object_or_404(Order, pk=pk)
+    n = os.getpid() * 1_000_000 + next(_numbers)
+    Event.objects.create(
+        name="order.placed",
+        properties={"n": n, "order": order.reference},
+        identity={"session": f"S{n}"},
+        timestamp=timezone.now(),
+    )
+    return render(request, "order.html", {"order": order})
+
+
 def tracked(request: HttpRequest, pk: int) -> HttpResponse:
     from django_eventtrack import track
     from tests.testapp.models import Order
@@ -46,6 +65,10 @@ def tracked(request: HttpRequest, pk: int) -> HttpResponse:
     return response
 
 
-urlpatterns = [path("untracked/<int:pk>", untracked), path("tracked/<int:pk>", tracked)]
+urlpatterns = [
+    path("untracked/<int:pk>", untracked),
+    path("orm_insert/<int:pk>", orm_insert),
+    path("tracked/<int:pk>", tracked),
+]
 
 application = get_wsgi_application()

@@ -96,7 +96,13 @@ def _page(figures: Mapping[str, Any]) -> str:
 
 
 def _web_server(result: Mapping[str, Any]) -> list[Row]:
-    untracked, write_only, thread, worker = result["variants"].values()
+    variants = result["variants"]
+    untracked, write_only = variants["untracked"], variants["tracked, write-only"]
+    thread, worker = (
+        variants["tracked, thread delivery"],
+        variants["tracked, write-only + worker process"],
+    )
+    orm = variants.get("one plain ORM insert")
     setup = (
         f"{result['server']}, {result['clients']} clients, vendors answering after "
         f"{result['vendor_latency_ms']:g} ms"
@@ -131,6 +137,19 @@ def _web_server(result: Mapping[str, Any]) -> list[Row]:
             issue=True,
         ),
     ]
+    if orm is not None:  # results from before this variant existed have none
+        floor = _x(result["orm_insert_vs_untracked_throughput"])
+        rows.append(
+            Row(
+                "tracked page (write-only) vs the same page writing one plain ORM row instead "
+                f"(that page vs the untracked one: {floor})",
+                _page(write_only),
+                _page(orm),
+                _x(result["tracked_vs_orm_insert_throughput"]),
+                "—",
+                issue=True,
+            )
+        )
     for name, figures in (("`thread` delivery", thread), ("worker process", worker)):
         lag = figures["lag"]
         received = lag["commit_to_received_ms"]

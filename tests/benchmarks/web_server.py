@@ -5,11 +5,13 @@ under a ``startproject`` site's middleware, ``tests.benchmarks.site_settings``;
 the requests cycle through 50 orders) to 8 closed-loop clients
 (:func:`~tests.benchmarks.loadgen.closed_loop`: keep-alive where the server
 allows it; gunicorn's sync workers close after every answer, so the clients
-reconnect, as behind a proxy). Four variants, each on a fresh
+reconnect, as behind a proxy). Five variants, each on a fresh
 server and an empty outbox, in rounds (the order reversed every other round;
 each figure is the median over rounds):
 
 - the untracked page (``DELIVERY="worker"``);
+- the same page writing one plain ORM row instead of tracking (the floor for any
+  durable record written in the request);
 - the tracked page with write-only delivery (``DELIVERY="worker"``, nothing sent);
 - the tracked page with the default ``thread`` delivery, every vendor at the
   vendor stand-in answering after ``--vendor-latency-ms`` (100);
@@ -77,6 +79,7 @@ class Variant:
 
 VARIANTS = {
     "untracked": Variant("untracked", "worker"),
+    "one plain ORM insert": Variant("orm_insert", "worker"),
     "tracked, write-only": Variant("tracked", "worker"),
     "tracked, thread delivery": Variant("tracked", "thread"),
     "tracked, write-only + worker process": Variant("tracked", "worker", worker_process=True),
@@ -259,7 +262,9 @@ def main() -> None:
             for name, variant in reversed(order) if round_number % 2 else order:
                 runs[name].append(run_variant(variant, standin, orders, log, seconds, warmup))
     variants = {name: summary(variant_runs) for name, variant_runs in runs.items()}
-    untracked, write_only, thread, worker = variants.values()
+    untracked, orm = variants["untracked"], variants["one plain ORM insert"]
+    write_only, thread = variants["tracked, write-only"], variants["tracked, thread delivery"]
+    worker = variants["tracked, write-only + worker process"]
     write_result(
         args.result,
         {
@@ -278,6 +283,12 @@ def main() -> None:
             ),
             "tracked_vs_untracked_throughput": ratio(
                 write_only["requests_per_second"], untracked["requests_per_second"]
+            ),
+            "tracked_vs_orm_insert_throughput": ratio(
+                write_only["requests_per_second"], orm["requests_per_second"]
+            ),
+            "orm_insert_vs_untracked_throughput": ratio(
+                orm["requests_per_second"], untracked["requests_per_second"]
             ),
             "worker_process_vs_thread_throughput": ratio(
                 worker["requests_per_second"], thread["requests_per_second"]
