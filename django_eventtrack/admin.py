@@ -41,7 +41,7 @@ from django_eventtrack.conf import get_config
 from django_eventtrack.core.event import CORE_KEYS
 from django_eventtrack.core.redaction import truncate
 from django_eventtrack.delivery import backends
-from django_eventtrack.models import Delivery, Event, VendorProfile
+from django_eventtrack.models import Delivery, Event, VendorPause, VendorProfile, VendorSession
 from django_eventtrack.monitoring import dashboard, status
 from django_eventtrack.outbox import retention
 
@@ -51,9 +51,12 @@ if TYPE_CHECKING:  # django-stubs makes these generic; Django itself does not
     EventAdminBase = admin.ModelAdmin[Event]
     DeliveryAdminBase = admin.ModelAdmin[Delivery]
     VendorProfileAdminBase = admin.ModelAdmin[VendorProfile]
+    VendorSessionAdminBase = admin.ModelAdmin[VendorSession]
+    VendorPauseAdminBase = admin.ModelAdmin[VendorPause]
     DeliveryInlineBase = admin.TabularInline[Delivery, Event]
 else:
     EventAdminBase = DeliveryAdminBase = VendorProfileAdminBase = admin.ModelAdmin
+    VendorSessionAdminBase = VendorPauseAdminBase = admin.ModelAdmin
     DeliveryInlineBase = admin.TabularInline
 
 
@@ -483,3 +486,34 @@ class VendorProfileAdmin(ReadOnlyAdminMixin, VendorProfileAdminBase):
     search_fields = ("user_id", "profile_id")
     fields = list_display
     readonly_fields = fields
+
+
+@admin.register(VendorSession)
+class VendorSessionAdmin(ReadOnlyAdminMixin, VendorSessionAdminBase):
+    """Whose browser session is whose, as the vendor said (Hellotext's ``identity_assigned``):
+    a session listed here is left out of other profiles' events."""
+
+    list_display = ("session_id", "vendor", "profile_id", "created_at")
+    list_filter = ("vendor",)
+    search_fields = ("=session_id", "=profile_id")
+    fields = list_display
+    readonly_fields = fields
+
+
+@admin.register(VendorPause)
+class VendorPauseAdmin(VendorPauseAdminBase):
+    """Vendors nobody sends to until a time (a 429's ``Retry-After``, an open circuit).
+
+    Read-only but for deleting: a deleted pause ends it, and every process sends to the
+    vendor again at its next round (with the ``delete`` permission).
+    """
+
+    list_display = ("vendor", "paused_until", "reason", "updated_at")
+    fields = list_display
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -20,7 +20,7 @@ from django.utils import timezone
 from pytest_django import Settings
 
 from django_eventtrack import track
-from django_eventtrack.models import Delivery, Event
+from django_eventtrack.models import Delivery, Event, VendorPause, VendorSession
 from django_eventtrack.sandbox import Sandbox
 
 Status = Delivery.Status
@@ -426,3 +426,34 @@ def test_a_delivery_shows_what_was_changed_to_fit_the_vendor(admin_client: Clien
     assert "<p>properties: 70 keys, kept 64</p>" in content
     assert "<p>note: &lt;dropped&gt;, over 1,024 characters</p>" in content  # escaped
     assert readonly(shown(untouched), "changed_to_fit") == "-"
+
+
+@pytest.mark.django_db
+def test_session_owners_are_listed_and_read_only(admin_client: Client) -> None:
+    owner = VendorSession.objects.create(vendor="hellotext", session_id="S1", profile_id="P1")
+    listing = reverse("admin:django_eventtrack_vendorsession_changelist")
+    page = admin_client.get(listing, {"q": "S1"}).content.decode()
+    assert "S1" in page
+    assert "P1" in page
+    assert admin_client.get(reverse("admin:django_eventtrack_vendorsession_add")).status_code == 403
+    change = reverse("admin:django_eventtrack_vendorsession_change", args=[owner.pk])
+    assert admin_client.post(change, {"profile_id": "P2"}).status_code == 403
+    owner.refresh_from_db()
+    assert owner.profile_id == "P1"
+
+
+@pytest.mark.django_db
+def test_a_pause_is_listed_and_deleting_it_resumes_sending(admin_client: Client) -> None:
+    from django_eventtrack.outbox import pausing
+
+    pausing.pause_vendor("hackle", 600, "429 Too Many Requests (Retry-After: 600)")
+    assert set(pausing.paused_vendors()) == {"hackle"}
+    listing = reverse("admin:django_eventtrack_vendorpause_changelist")
+    assert "Retry-After: 600" in admin_client.get(listing).content.decode()
+    pause = VendorPause.objects.get(vendor="hackle")
+    change = reverse("admin:django_eventtrack_vendorpause_change", args=[pause.pk])
+    assert admin_client.post(change, {"reason": "x"}).status_code == 403
+    assert admin_client.get(reverse("admin:django_eventtrack_vendorpause_add")).status_code == 403
+    delete = reverse("admin:django_eventtrack_vendorpause_delete", args=[pause.pk])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 302
+    assert pausing.paused_vendors() == {}
