@@ -139,17 +139,23 @@ class Identity:
     @classmethod
     def from_ids(cls, ids: Mapping[str, str | int | None], *, opted_out: bool = False) -> Identity:
         """An identity from ``{key: id}`` (core keys and vendors' id names alike)."""
-        identity = cls(opted_out=opted_out)
         checked = {name: _identifier(name, value) for name, value in ids.items()}
-        object.__setattr__(identity, "_ids", {k: v for k, v in checked.items() if v is not None})
+        return cls._of({k: v for k, v in checked.items() if v is not None}, opted_out)
+
+    @classmethod
+    def _of(cls, ids: dict[str, str], opted_out: bool) -> Identity:
+        """An identity of ids checked already (``track()`` builds two per call)."""
+        identity = object.__new__(cls)
+        object.__setattr__(identity, "_ids", ids)
+        object.__setattr__(identity, "opted_out", opted_out)
         return identity
 
     def merged(self, other: Identity) -> Identity:
         """This identity with the blanks filled from ``other``; set values win.
         Opted out if either is: consent belongs to the visitor, not to one id."""
-        return Identity.from_ids(
-            {**other._ids, **self._ids}, opted_out=self.opted_out or other.opted_out
-        )
+        if not other._ids and other.opted_out <= self.opted_out:
+            return self
+        return Identity._of({**other._ids, **self._ids}, self.opted_out or other.opted_out)
 
     def replace(self, **changes: str | int | None) -> Identity:
         """A copy with ``changes`` applied (None removes an id)."""

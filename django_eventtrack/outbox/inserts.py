@@ -162,8 +162,14 @@ def _insert(
             cells[index] = adapted
         values = [cells[index] for index in range(len(insert.columns))]
         params += [value for value in values if value is not None]
-        placeholders.append(f"({', '.join('NULL' if v is None else '%s' for v in values)})")
+        placeholders.append(_placeholders(tuple(value is None for value in values)))
     return f"{insert.head} VALUES {', '.join(placeholders)}", params
+
+
+@functools.cache
+def _placeholders(nulls: tuple[bool, ...]) -> str:
+    """A row's ``(%s, NULL, ...)``: its NULLs are in the SQL, its other values parameters."""
+    return f"({', '.join('NULL' if null else '%s' for null in nulls)})"
 
 
 @dataclass(frozen=True)
