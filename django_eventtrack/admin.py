@@ -501,7 +501,7 @@ class VendorSessionAdmin(ReadOnlyAdminMixin, VendorSessionAdminBase):
 
 
 @admin.register(VendorPause)
-class VendorPauseAdmin(VendorPauseAdminBase):
+class VendorPauseAdmin(ReadOnlyAdminMixin, VendorPauseAdminBase):
     """Vendors nobody sends to until a time (a 429's ``Retry-After``, an open circuit).
 
     Read-only but for deleting: a deleted pause ends it, and every process sends to the
@@ -512,8 +512,6 @@ class VendorPauseAdmin(VendorPauseAdminBase):
     fields = list_display
     readonly_fields = fields
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Django's own check (the user's delete permission), past the read-only mixin.
+        return super(ReadOnlyAdminMixin, self).has_delete_permission(request, obj)

@@ -48,10 +48,6 @@ class Event(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.id})"
 
-    @classmethod
-    def from_normalised(cls, event: normalised.TrackedEvent) -> Event:
-        return cls(**cls.values_of(event))
-
     @staticmethod
     def values_of(event: normalised.TrackedEvent) -> dict[str, Any]:
         """The row's values for ``event``, by attribute name (the other fields take

@@ -178,7 +178,7 @@ class QuietParent:
         def next_due() -> float:
             if self.quiet and os.getpid() == self.parent:
                 self.parked.add(threading.current_thread().name)
-                return backends.MAX_IDLE_WAIT
+                return sender.MAX_IDLE_WAIT
             return real_next_due()
 
         monkeypatch.setattr(sender, "drain", drain)
@@ -264,9 +264,9 @@ def test_idle_wait_ignores_pending_rows_of_inactive_vendors(
     settings.EVENTTRACK = {"VENDORS": {"hackle": sandbox.vendor_settings()["hackle"]}}
     event = Event.objects.create(name="a.b", timestamp=timezone.now())
     Delivery.objects.create(event=event, vendor="browsee")  # due now, but Browsee is off
-    assert backends._seconds_until_next_due() == backends.MAX_IDLE_WAIT
+    assert backends._seconds_until_next_due() == sender.MAX_IDLE_WAIT
     Delivery.objects.create(event=event, vendor="hackle")
-    assert backends._seconds_until_next_due() < backends.MAX_IDLE_WAIT
+    assert backends._seconds_until_next_due() < sender.MAX_IDLE_WAIT
 
 
 def test_thread_backend_a_slow_vendor_does_not_hold_up_the_others(

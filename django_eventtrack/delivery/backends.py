@@ -55,8 +55,6 @@ ALIASES = {
     "celery": "django_eventtrack.tasks.CeleryBackend",
     "tasks": "django_eventtrack.delivery.tasks_backend.TasksBackend",
 }
-#: The longest an idle background sender waits before looking for due retries.
-MAX_IDLE_WAIT = sender.MAX_IDLE_WAIT
 
 
 class DeliveryBackend(Protocol):
@@ -424,9 +422,9 @@ def _seconds_until_next_due() -> float:
         status=Delivery.Status.PENDING, vendor__in=list(get_config().active_vendors)
     ).aggregate(next_due=Min("next_attempt_at"))["next_due"]
     if next_due is None:
-        return MAX_IDLE_WAIT
+        return sender.MAX_IDLE_WAIT
     seconds = (next_due - timezone.now() + timedelta(milliseconds=10)).total_seconds()
-    return min(max(seconds, options.poll_interval), MAX_IDLE_WAIT)
+    return min(max(seconds, options.poll_interval), sender.MAX_IDLE_WAIT)
 
 
 _started_in: int | None = None

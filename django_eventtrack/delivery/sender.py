@@ -412,7 +412,8 @@ def drain(
     return stats
 
 
-#: The longest a sender loop waits after failed rounds before it tries again.
+#: The longest a sender loop waits between rounds: idle (the ``thread`` backend until the
+#: next retry is due), or after failed rounds.
 MAX_IDLE_WAIT = 60.0
 
 

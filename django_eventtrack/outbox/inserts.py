@@ -66,27 +66,35 @@ def _server_bound_cursor(connection: Any) -> Any:
     """A cursor for track()'s statement that sends its parameters apart from the SQL.
 
     Django's psycopg 3 cursors bind on the client by default: psycopg quotes every
-    parameter into the SQL text, which cost track() more than a fifth of its time
-    with four vendors' rows (some 45 values; pyinstrument, request path). A psycopg
+    parameter into the SQL text, which cost track() about a fifth of its time with
+    four vendors' rows (some 45 values; profiled, request path). A psycopg
     ``Cursor`` sends them as values instead (never as a prepared statement, which a
     PgBouncer in transaction mode could not follow), wrapped as Django wraps its
-    own (query logging, execute wrappers, database errors). psycopg2, or a
-    project that binds on the server already, gets Django's own cursor.
+    own (query logging, execute wrappers, database errors). On psycopg2 it is
+    Django's own cursor.
     """
-    unprepared = _unprepared_cursor_class()
+    psycopg3 = _psycopg3()
     connection.ensure_connection()
     raw = connection.connection
-    if unprepared is None or type(raw).__module__.split(".")[0] != "psycopg":
+    if psycopg3 is None or not isinstance(raw, psycopg3.connection_class):
         return connection.cursor()
-    cursor = unprepared(raw)
+    cursor = psycopg3.cursor_class(raw)
     if connection.queries_logged:
         return connection.make_debug_cursor(cursor)
     return connection.make_cursor(cursor)
 
 
+@dataclass(frozen=True)
+class _Psycopg3:
+    connection_class: type[Any]
+    #: Binds on the server and never prepares.
+    cursor_class: type[Any]
+
+
 @functools.cache
-def _unprepared_cursor_class() -> Any:
-    """psycopg 3's server-binding ``Cursor``, never preparing; None without psycopg 3."""
+def _psycopg3() -> _Psycopg3 | None:
+    """psycopg 3's connection class and a server-binding ``Cursor`` that never
+    prepares; None without psycopg 3."""
     try:
         import psycopg
     except ImportError:
@@ -96,7 +104,7 @@ def _unprepared_cursor_class() -> Any:
         def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
             return super().execute(query, params, prepare=False)
 
-    return UnpreparedCursor
+    return _Psycopg3(psycopg.Connection, UnpreparedCursor)
 
 
 # track() is on the caller's request path, so its INSERTs are written by hand: the
