@@ -211,6 +211,7 @@ class EventAdmin(ReadOnlyAdminMixin, EventAdminBase):
         "properties",
         "identity",
         "vendor_extra",
+        "routes",
     )
     readonly_fields = fields
     inlines = (DeliveryInline,)
@@ -224,6 +225,8 @@ class EventAdmin(ReadOnlyAdminMixin, EventAdminBase):
 
     @admin.display(description="deliveries")
     def deliveries_column(self, event: Event) -> str:
+        if event.routes:  # a sender has not written its deliveries yet
+            return ", ".join(f"{vendor}: routed" for vendor in sorted(event.routes))
         deliveries = sorted(event.deliveries.all(), key=lambda delivery: delivery.vendor)
         return ", ".join(f"{d.vendor}: {d.status}" for d in deliveries) or "-"
 

@@ -1,9 +1,11 @@
 """The outbox: one ``Event`` row per tracked event and one ``Delivery`` row per vendor.
 
-The rows are the source of truth. Whichever backend does the sending, it
-claims due deliveries, sends them outside any transaction and writes the
-outcome back here: retries, backoff, dead-lettering and retention all live in
-these columns, so every backend behaves the same.
+The rows are the source of truth. ``track()`` writes the event with its
+``routes`` (the vendors it goes to); the first sender to look writes its
+deliveries from them (:mod:`django_eventtrack.outbox.fanout`). Whichever backend
+does the sending, it claims due deliveries, sends them outside any transaction
+and writes the outcome back here: retries, backoff, dead-lettering and retention
+all live in these columns, so every backend behaves the same.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ class Event(models.Model):
     """A tracked event as it was when ``track()`` was called (identity snapshot included)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    name = models.CharField(max_length=128, db_index=True)
+    # No index: nothing looks events up by name, and each index is one more write
+    # in track().
+    name = models.CharField(max_length=128)
     properties = models.JSONField(default=dict, blank=True)
     identity = models.JSONField(default=dict, blank=True)
     vendor_extra = models.JSONField(default=dict, blank=True)
@@ -39,11 +43,27 @@ class Event(models.Model):
         blank=True,
         help_text="When SCRUB_DELIVERED / REDACT_KEYS removed its personal data after sending.",
     )
+    routes = models.JSONField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The vendors it goes to (with why not, for a vendor that skips it) until "
+        "a sender has written its deliveries; then empty (NULL).",
+    )
 
     class Meta:
         db_table = "eventtrack_event"
         ordering = ["-created_at"]
         verbose_name = "tracked event"
+        indexes = [
+            # Only events still waiting for their deliveries are indexed: finding them
+            # stays as fast with a billion routed events as with none.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(routes__isnull=False),
+                name="eventtrack_unrouted",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.id})"

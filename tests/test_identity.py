@@ -15,6 +15,7 @@ from django_eventtrack import conf, track
 from django_eventtrack.core.event import Identity
 from django_eventtrack.errors import ConfigurationError, InvalidEvent
 from django_eventtrack.models import Delivery, Event
+from django_eventtrack.outbox import fanout
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.web import identity
 from tests.processes.helpers import VENDORS
@@ -200,6 +201,7 @@ def test_an_opted_out_identity_is_stored_with_every_delivery_skipped(worker_mode
     assert event is not None
     assert event.identity.opted_out
     assert Event.objects.get(pk=event.id).to_normalised().identity == event.identity
+    assert fanout.route([event.id]) == 1
     deliveries = Delivery.objects.filter(event_id=event.id)
     assert deliveries.count() == len(VENDORS)
     assert set(deliveries.values_list("status", "last_error")) == {

@@ -21,7 +21,7 @@ from django_eventtrack.conf import DeliveryOptions, get_config
 from django_eventtrack.core.event import Identity, TrackedEvent
 from django_eventtrack.errors import ConfigurationError, InvalidEvent
 from django_eventtrack.models import Delivery, Event, VendorProfile
-from django_eventtrack.outbox import group_commit, inserts, leases, outcomes
+from django_eventtrack.outbox import fanout, group_commit, inserts, leases, outcomes
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.vendors import Outcome, OutcomeKind
 from tests.processes.helpers import VENDORS, rows_unlike_the_orms, wait_until
@@ -37,18 +37,22 @@ def worker_mode(settings: Settings, vendors: Sandbox) -> Sandbox:
 
 
 @pytest.mark.django_db
-def test_track_stores_one_event_and_one_delivery_per_vendor_in_two_queries(
+def test_track_stores_one_row_in_one_query_and_a_sender_writes_a_delivery_per_vendor(
     worker_mode: Sandbox, django_assert_num_queries: DjangoAssertNumQueries
 ) -> None:
     get_config()  # settings resolution is cached; only the outbox writes are counted
-    with transaction.atomic(), django_assert_num_queries(2):
+    with transaction.atomic(), django_assert_num_queries(1):
         event = track("product.purchased", {"product": "vxqQJ3Yg"}, profile="P1", user_id=7)
     assert event is not None
     stored = Event.objects.get(pk=event.id)
     assert stored.identity == {"user_id": "7", "profile": "P1"}
     assert stored.properties == {"product": "vxqQJ3Yg"}
-    statuses = dict(stored.deliveries.values_list("vendor", "status"))
-    assert statuses == dict.fromkeys(VENDORS, "pending")
+    assert stored.routes == dict.fromkeys(VENDORS)
+    assert not stored.deliveries.exists()
+    claim = leases.claim_due(dict.fromkeys(VENDORS, 10), timedelta(minutes=1))
+    assert sorted(d.vendor for d in claim.deliveries) == sorted(VENDORS)
+    assert {d.event_id for d in claim.deliveries} == {event.id}
+    assert Event.objects.get(pk=event.id).routes is None  # routed, in the claim's transaction
     assert worker_mode.requests() == []
 
 
@@ -60,13 +64,14 @@ def test_a_user_id_alone_looks_up_a_remembered_profile_once_per_process(
     one is looked up again, so the first event after ``identify()`` carries it."""
     get_config()
     statuses = []
-    for profile, queries in ((None, 3), ("P7", 3), ("P7", 2)):
+    for profile, queries in ((None, 2), ("P7", 2), ("P7", 1)):
         if profile:
             VendorProfile.objects.get_or_create(vendor="hellotext", user_id="7", profile_id=profile)
         with transaction.atomic(), django_assert_num_queries(queries):
             event = track("order.shipped", {"order": "O1"}, user_id=7)
         assert event is not None
         assert event.identity.profile == profile
+        fanout.route([event.id])
         statuses.append(Delivery.objects.get(event_id=event.id, vendor="hellotext").status)
     assert statuses == [Status.SKIPPED, Status.PENDING, Status.PENDING]
 
@@ -85,21 +90,22 @@ def test_track_writes_the_rows_the_orm_would_field_by_field(worker_mode: Sandbox
 def test_track_writes_every_column_so_a_new_field_gets_its_default(
     worker_mode: Sandbox,
 ) -> None:
-    """The INSERT's columns come from the model: a field added to ``Delivery`` is written
+    """The INSERT's columns come from the model: a field added to ``Event`` is written
     with its default, as the ORM writes it, instead of being left to the database."""
     with CaptureQueriesContext(connection) as queries:
         track("order.placed", {"order": "O1"}, session="S1")
-    insert = next(q["sql"] for q in queries if 'INSERT INTO "eventtrack_delivery"' in q["sql"])
+    (insert,) = [q["sql"] for q in queries if q["sql"].startswith("INSERT")]
+    assert insert.startswith('INSERT INTO "eventtrack_event"')
     columns = insert.split("(", 1)[1].split(")", 1)[0]
     written = {name.strip().strip('"') for name in columns.split(",")}
-    expected = {field.column for field in Delivery._meta.concrete_fields} - {"id"}
-    assert written == expected
+    assert written == {field.column for field in Event._meta.concrete_fields}
 
 
 @pytest.mark.django_db
 def test_a_vendor_that_cannot_take_the_event_gets_a_skipped_row(worker_mode: Sandbox) -> None:
     event = track("user.signed_up", user_id=7)
     assert event is not None
+    assert fanout.route([event.id]) == 1
     hellotext = Delivery.objects.get(event_id=event.id, vendor="hellotext")
     assert hellotext.status == Status.SKIPPED
     assert "Hellotext needs a profile or session" in hellotext.last_error
@@ -114,9 +120,12 @@ def test_events_filter_and_explicit_vendors(settings: Settings, sandbox: Sandbox
     settings.EVENTTRACK = {"VENDORS": vendor_settings, "DELIVERY": "worker"}
     event = track("product.purchased", profile="P1")
     assert event is not None
-    assert "hackle" not in set(Delivery.objects.values_list("vendor", flat=True))
     only = track("product.purchased", profile="P1", vendors=["browsee"])
     assert only is not None
+    assert fanout.route([event.id, only.id]) == 2
+    assert "hackle" not in set(
+        Delivery.objects.filter(event_id=event.id).values_list("vendor", flat=True)
+    )
     assert list(Delivery.objects.filter(event_id=only.id).values_list("vendor", flat=True)) == [
         "browsee"
     ]
@@ -314,9 +323,7 @@ def test_deliveries_older_than_max_age_are_failed_unsent(
     fresh = track("a.b", user_id=2)
     assert stale is not None
     assert fresh is not None
-    Delivery.objects.filter(event_id=stale.id).update(
-        created_at=timezone.now() - timedelta(hours=7)
-    )
+    Event.objects.filter(pk=stale.id).update(created_at=timezone.now() - timedelta(hours=7))
     stats = sender.drain()
     assert (stats.delivered, stats.failed) == (1, 1)
     old = Delivery.objects.get(event_id=stale.id)

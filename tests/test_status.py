@@ -27,9 +27,17 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 NO_TIME = timedelta(0)
 
 
-def stored_event(age: timedelta = timedelta(0), *, now: datetime = NOW) -> Event:
+def stored_event(
+    age: timedelta = timedelta(0),
+    *,
+    now: datetime = NOW,
+    routes: dict[str, str | None] | None = None,
+) -> Event:
+    """An event stored ``age`` before ``now``; with ``routes``, one no sender has routed."""
     created = now - age
-    return Event.objects.create(name="order.placed", timestamp=created, created_at=created)
+    return Event.objects.create(
+        name="order.placed", timestamp=created, created_at=created, routes=routes
+    )
 
 
 def delivery(
@@ -69,10 +77,10 @@ def mixed_outbox() -> None:
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("mixed_outbox")
-def test_summary_counts_a_mixed_outbox_in_one_query(
+def test_summary_counts_a_mixed_outbox_in_two_queries(
     django_assert_num_queries: DjangoAssertNumQueries,
 ) -> None:
-    with django_assert_num_queries(1):
+    with django_assert_num_queries(2):  # the deliveries, and the events not yet routed
         summary = status.summary(now=NOW)
     assert summary.vendors["hackle"] == status.Counts(
         pending=2,
@@ -95,6 +103,29 @@ def test_summary_counts_a_mixed_outbox_in_one_query(
         delivered_last_hour=3,
         oldest_pending_seconds=7200.0,
     )
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("mixed_outbox")
+def test_events_no_sender_has_routed_yet_count_as_pending_and_due_for_their_vendors() -> None:
+    minute = timedelta(minutes=1)
+    stored_event(3 * minute, routes={"hackle": None, "browsee": None})
+    stored_event(180 * minute, routes={"browsee": None})
+    stored_event(180 * minute)  # no vendor took it: nothing to send
+    summary = status.summary(now=NOW)
+    assert summary.vendors["hackle"] == status.Counts(
+        pending=3,
+        due=2,
+        failed=1,
+        skipped=1,
+        delivered_last_hour=1,
+        oldest_pending_seconds=7200.0,  # its oldest pending row is older
+    )
+    assert summary.vendors["browsee"] == status.Counts(
+        pending=3, due=3, delivered_last_hour=2, oldest_pending_seconds=10800.0
+    )
+    assert summary.vendors["primedata"] == status.Counts()
+    assert (summary.totals.pending, summary.totals.due) == (6, 5)
 
 
 @pytest.mark.django_db
@@ -173,6 +204,8 @@ def aged_outbox() -> dict[str, Event]:
         "recent": recent,
         "old_but_touched": old_but_touched,
         "never_delivered": stored_event(OLD),  # stored while no vendor was configured
+        # No sender has written its deliveries yet (a worker delivery, no worker running).
+        "unrouted": stored_event(OLD, routes={"hackle": None}),
     }
 
 
@@ -193,7 +226,7 @@ def test_purge_deletes_old_finished_rows_and_keeps_pending_ones(
     assert result.cutoff == NOW - timedelta(days=30)
     events, deliveries = remaining()
     assert events == {
-        aged_outbox[name].id for name in ("still_pending", "recent", "old_but_touched")
+        aged_outbox[name].id for name in ("still_pending", "recent", "old_but_touched", "unrouted")
     }
     assert deliveries == {
         (aged_outbox["still_pending"].id, "browsee", "pending"),

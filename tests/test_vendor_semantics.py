@@ -23,7 +23,7 @@ from django_eventtrack.delivery import sender
 from django_eventtrack.delivery.sender import drain
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery, Event, VendorPause, VendorProfile, VendorSession
-from django_eventtrack.outbox import pausing
+from django_eventtrack.outbox import fanout, pausing
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.vendors.hellotext import UNSEEN_SESSION_RETRY, UNSEEN_SESSION_WAIT
 from django_eventtrack.vendors.primedata import server_session
@@ -462,6 +462,7 @@ def test_a_pause_recorded_by_another_process_stops_claiming(configure: Any) -> N
         vendor="browsee", paused_until=timezone.now() + timedelta(minutes=1), reason="elsewhere"
     )
     event = track("order.placed", {"order": "A"}, session="S1", vendors=["browsee", "hackle"])
+    fanout.route([event.id])
     before = delivery("browsee", event).next_attempt_at
     stats = drain()
     assert stats.paused_vendors == {"browsee"}

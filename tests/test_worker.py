@@ -31,7 +31,7 @@ from django_eventtrack.conf import get_config
 from django_eventtrack.delivery import sender, worker
 from django_eventtrack.delivery.sender import DrainStats
 from django_eventtrack.models import Delivery, VendorPause
-from django_eventtrack.outbox import leases, outcomes, pausing
+from django_eventtrack.outbox import fanout, leases, outcomes, pausing
 from django_eventtrack.sandbox import Sandbox
 from tests.processes.helpers import VENDORS, received, track_many, wait_until
 
@@ -178,7 +178,7 @@ def test_max_attempts_exhausted_fails_the_delivery(worker_mode: Callable[..., Sa
 def test_max_age_exceeded_fails_the_delivery(worker_mode: Callable[..., Sandbox]) -> None:
     sandbox = worker_mode(vendors={"hackle": {"MAX_AGE": 3600}})
     sandbox.inject("hackle", status=503, delay=0.3)
-    track_many(2, vendors=["hackle"])
+    fanout.route([event.id for event in track_many(2, vendors=["hackle"])])
     stale, on_the_edge = Delivery.objects.order_by("created_at")
     now = timezone.now()
     Delivery.objects.filter(pk=stale.pk).update(created_at=now - timedelta(hours=2))

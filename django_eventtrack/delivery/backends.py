@@ -42,6 +42,7 @@ from django_eventtrack.conf import get_config
 from django_eventtrack.delivery import sender
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery
+from django_eventtrack.outbox import fanout
 
 logger = logging.getLogger("django_eventtrack.backends")
 
@@ -364,17 +365,18 @@ IDS_PER_QUERY = 500
 def _pending_deliveries(
     event_ids: Iterable[uuid.UUID], *, due_by: datetime | None = None
 ) -> list[uuid.UUID]:
-    """The event id of each pending delivery of ``event_ids``; with ``due_by``, only
-    those claimed (in flight) or due by then."""
+    """The event id of each pending delivery of ``event_ids``, and of each of them
+    whose deliveries are not written yet; with ``due_by``, only deliveries claimed
+    (in flight) or due by then."""
     ids = list(event_ids)
     found: list[uuid.UUID] = []
     for start in range(0, len(ids), IDS_PER_QUERY):
-        rows = Delivery.objects.filter(
-            event_id__in=ids[start : start + IDS_PER_QUERY], status=Delivery.Status.PENDING
-        )
+        chunk = ids[start : start + IDS_PER_QUERY]
+        rows = Delivery.objects.filter(event_id__in=chunk, status=Delivery.Status.PENDING)
         if due_by is not None:
             rows = rows.filter(Q(claim_token__isnull=False) | Q(next_attempt_at__lte=due_by))
         found += rows.values_list("event_id", flat=True)
+        found += fanout.unrouted(chunk).values_list("pk", flat=True)  # due, unwritten
     return found
 
 
@@ -418,6 +420,8 @@ def _seconds_until_next_due() -> float:
     options = get_config().options
     # Only vendors this sender drains: a disabled vendor's leftover rows must not
     # keep it waking every POLL_INTERVAL.
+    if fanout.unrouted().exists():
+        return options.poll_interval
     next_due: datetime | None = Delivery.objects.filter(
         status=Delivery.Status.PENDING, vendor__in=list(get_config().active_vendors)
     ).aggregate(next_due=Min("next_attempt_at"))["next_due"]

@@ -7,7 +7,7 @@ millions of rows: the status is one grouped query, what finished recently is
 another (served by the status and update time index), and purging deletes in
 chunks so no single DELETE holds locks for long.
 
-Times: a delivery's ``created_at`` is when ``track()`` stored it, inside the
+Times: a delivery's ``created_at`` is when ``track()`` stored its event, inside the
 caller's transaction (the commit itself is not recorded; it normally follows
 within milliseconds); a final row's ``updated_at`` is when it became final
 (for a delivered row, ``delivered_at``). "Tracked to delivered" is the
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import accumulate
 from typing import Any
@@ -43,6 +43,7 @@ from django.utils import timezone
 
 from django_eventtrack.conf import get_config
 from django_eventtrack.models import Delivery, Event, VendorPause
+from django_eventtrack.outbox import fanout
 from django_eventtrack.outbox.pausing import paused_vendors
 
 Status = Delivery.Status
@@ -136,7 +137,33 @@ def summary(now: datetime | None = None) -> Summary:
             delivered_last_hour=row["delivered_last_hour"],
             oldest_pending_seconds=None if oldest is None else (now - oldest).total_seconds(),
         )
+    for vendor, (count, oldest) in _unrouted(list(vendors), now).items():
+        counts = vendors[vendor]
+        ages = [age for age in (counts.oldest_pending_seconds, oldest) if age is not None]
+        vendors[vendor] = replace(
+            counts,
+            pending=counts.pending + count,
+            due=counts.due + count,
+            oldest_pending_seconds=max(ages, default=None),
+        )
     return Summary(at=now, vendors=vendors)
+
+
+def _unrouted(vendors: list[str], now: datetime) -> dict[str, tuple[int, float | None]]:
+    """Per vendor, the events routed to it whose deliveries a sender has not written
+    yet (:mod:`~django_eventtrack.outbox.fanout`; pending and due, though not rows
+    yet), and the age of the oldest, in seconds; one query, on a partial index."""
+    per_vendor = {f"v{n}": Q(routes__has_key=vendor) for n, vendor in enumerate(vendors)}
+    found = fanout.unrouted().aggregate(
+        **{f"{key}_count": Count("pk", filter=has) for key, has in per_vendor.items()},
+        **{f"{key}_oldest": Min("created_at", filter=has) for key, has in per_vendor.items()},
+    )
+    unrouted = {}
+    for n, vendor in enumerate(vendors):
+        count, oldest = found[f"v{n}_count"], found[f"v{n}_oldest"]
+        if count:
+            unrouted[vendor] = (count, (now - oldest).total_seconds())
+    return unrouted
 
 
 @dataclass(frozen=True)
@@ -389,7 +416,11 @@ def purge(
     survivors = Delivery.objects.filter(event=OuterRef("pk")).exclude(
         status__in=FINAL_STATUSES, updated_at__lt=cutoff
     )
-    events = Event.objects.using(alias).filter(created_at__lt=cutoff).filter(~Exists(survivors))
+    events = (
+        Event.objects.using(alias)
+        .filter(created_at__lt=cutoff, routes__isnull=True)  # routed: its deliveries exist
+        .filter(~Exists(survivors))
+    )
     if dry_run:
         return PurgeResult(
             cutoff=cutoff,

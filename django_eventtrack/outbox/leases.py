@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from django_eventtrack.models import Delivery, Event
+from django_eventtrack.outbox import fanout
 from django_eventtrack.outbox.group_commit import sender_write
 
 Status = Delivery.Status
@@ -63,15 +64,17 @@ def claim_due(
     UPDATE ... WHERE id IN (SELECT ... LIMIT n) per vendor does it atomically, as
     SQLite runs one writer at a time. Either way the claim moves
     ``next_attempt_at`` to the end of the lease, so if this sender dies the rows
-    come due again.
+    come due again. The same transaction first writes the deliveries of events
+    tracked since the last claim (:mod:`~django_eventtrack.outbox.fanout`).
     """
     now = timezone.now()
     claim = Claim(uuid.uuid4(), now + lease, [])
+    routed = fanout.pending(event_ids)
     candidates = Delivery.objects.filter(status=Status.PENDING, next_attempt_at__lte=now)
     if event_ids is not None:
         candidates = candidates.filter(event_id__in=event_ids)
-    if not candidates.filter(vendor__in=list(limits)).exists():
-        # A read: the claim below is a write transaction, which on SQLite queues
+    if not routed.event_ids and not candidates.filter(vendor__in=list(limits)).exists():
+        # Reads: the claim below is a write transaction, which on SQLite queues
         # for the one write lock even when there is nothing to claim.
         return claim
     reserve = {
@@ -86,6 +89,7 @@ def claim_due(
     ]
     if connections[alias].features.has_select_for_update_skip_locked:
         with transaction.atomic(using=alias):
+            routed.write()
             ids = [
                 pk
                 for pick, limit in picks
@@ -97,7 +101,7 @@ def claim_due(
                 Delivery.objects.filter(pk__in=ids).update(**reserve)
         mine = Delivery.objects.filter(pk__in=ids)
     else:
-        sender_write(alias, partial(_reserve_each, picks, now, reserve))
+        sender_write(alias, partial(_reserve_each, routed, picks, now, reserve))
         # claim_token has no index (a full scan with a million delivered rows); the
         # claimed rows are due exactly at claim.until, which the due index finds.
         mine = Delivery.objects.filter(
@@ -110,8 +114,12 @@ def claim_due(
 
 
 def _reserve_each(
-    picks: Sequence[tuple[QuerySet[Delivery], int]], now: datetime, reserve: Mapping[str, Any]
+    routed: fanout.Fanout,
+    picks: Sequence[tuple[QuerySet[Delivery], int]],
+    now: datetime,
+    reserve: Mapping[str, Any],
 ) -> int:
+    routed.write()
     return sum(
         Delivery.objects.filter(
             pk__in=pick.values("pk")[:limit], status=Status.PENDING, next_attempt_at__lte=now

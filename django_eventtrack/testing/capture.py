@@ -383,7 +383,9 @@ class CapturedEvents(Sequence[CapturedEvent]):
         # Models are imported when used (no cycle: they import nothing of this package's
         # testing helpers), so django_eventtrack.testing imports before the app registry.
         from django_eventtrack.models import Delivery, Event
+        from django_eventtrack.outbox import fanout
 
+        fanout.route(event_ids)
         self._add(Event.objects.filter(pk__in=event_ids))
         Delivery.objects.filter(event_id__in=event_ids, status=Delivery.Status.PENDING).update(
             status=Delivery.Status.SKIPPED,
@@ -461,7 +463,8 @@ class _CodeUnderTestBlocks:
 def _captured_event(row: Event) -> CapturedEvent:
     """Render ``row`` for the vendors it has deliveries for, as a delivery would."""
     event = row.to_normalised()
-    targeted = [delivery.vendor for delivery in row.deliveries.all()]
+    # Its routes until a sender has written its deliveries.
+    targeted = list(row.routes or {}) or [delivery.vendor for delivery in row.deliveries.all()]
     active = get_config().active_vendors
     requests: dict[str, VendorRequest] = {}
     skipped = {vendor: NOT_CONFIGURED for vendor in targeted if vendor not in active}

@@ -78,34 +78,50 @@ def track_many(count: int, vendors: list[str] | None = None) -> list[Any]:
 
 
 def rows_unlike_the_orms(event_id: Any) -> dict[str, tuple[Any, Any]]:
-    """The fields of the deliveries ``track()`` wrote for ``event_id`` whose values differ
-    from what ``Model.save()`` writes for the same delivery (a twin on another event):
-    ``{"vendor.field": (track's, the ORM's)}``. Timestamps are compared by kind: track()
-    stamps one instant on all three, the ORM one each within the call."""
+    """The fields of the row ``track()`` wrote for ``event_id``, and of the deliveries a
+    sender then writes from its routes, whose values differ from what ``Model.save()``
+    writes for the same row (a twin of each): ``{"event.field": (track's, the ORM's)}``,
+    ``{"vendor.field": ...}``. Keys and time stamps are compared by kind: a delivery is
+    created and due when its event was stored, and changed when it was written."""
     from datetime import timedelta
 
     from django.utils import timezone
 
     from django_eventtrack.models import Delivery, Event
+    from django_eventtrack.outbox import fanout
 
-    stamps = ("created_at", "updated_at", "next_attempt_at")
-    skipped = {"id", "event_id", *stamps}
-    twin_event = Event.objects.create(name="twin", timestamp=timezone.now())
-    differences = {}
+    differences: dict[str, tuple[Any, Any]] = {}
+    fast_event = Event.objects.get(pk=event_id)
+    copied = ("name", "properties", "identity", "vendor_extra", "kind", "timestamp", "routes")
+    twin_event = Event.objects.create(**{name: getattr(fast_event, name) for name in copied})
+    twin_event.refresh_from_db()
+    differences |= _unlike("event", fast_event, twin_event, {"id", "created_at"})
+    if fanout.route([event_id]) != (1 if fast_event.routes else 0):
+        differences["event.routes"] = (fast_event.routes, "not routed once")
+    Event.objects.filter(pk=twin_event.pk).update(routes=None)  # its deliveries come next
     for fast in Delivery.objects.filter(event_id=event_id):
         twin = Delivery.objects.create(
             event=twin_event, vendor=fast.vendor, status=fast.status, last_error=fast.last_error
         )
         twin.refresh_from_db()
-        for field in Delivery._meta.concrete_fields:
-            ours, theirs = getattr(fast, field.attname), getattr(twin, field.attname)
-            if field.attname not in skipped and ours != theirs:
-                differences[f"{fast.vendor}.{field.attname}"] = (ours, theirs)
-        if len({getattr(fast, stamp) for stamp in stamps}) != 1:
-            differences[f"{fast.vendor}.timestamps"] = tuple(getattr(fast, s) for s in stamps)
-        if any(abs(getattr(twin, s) - fast.created_at) > timedelta(minutes=1) for s in stamps):
+        stamps = ("created_at", "updated_at", "next_attempt_at")
+        differences |= _unlike(fast.vendor, fast, twin, {"id", "event_id", *stamps})
+        if (fast.created_at, fast.next_attempt_at) != (fast_event.created_at,) * 2:
+            differences[f"{fast.vendor}.timestamps"] = (fast.created_at, fast.next_attempt_at)
+        if any(abs(getattr(twin, s) - fast.updated_at) > timedelta(minutes=1) for s in stamps):
             differences[f"{fast.vendor}.timestamps"] = tuple(getattr(twin, s) for s in stamps)
+    if abs(timezone.now() - fast_event.created_at) > timedelta(minutes=1):
+        differences["event.created_at"] = (fast_event.created_at, timezone.now())
     return differences
+
+
+def _unlike(label: str, ours: Any, theirs: Any, skipped: set[str]) -> dict[str, tuple[Any, Any]]:
+    return {
+        f"{label}.{field.attname}": (getattr(ours, field.attname), getattr(theirs, field.attname))
+        for field in type(ours)._meta.concrete_fields
+        if field.attname not in skipped
+        and getattr(ours, field.attname) != getattr(theirs, field.attname)
+    }
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from django_eventtrack import conf
 from django_eventtrack.models import Delivery
+from django_eventtrack.monitoring.status import summary
 from django_eventtrack.sandbox import RecordedRequest, Sandbox
 from shop.models import Order
 from shop.seed import CUSTOMER, PASSWORD, seed
@@ -90,7 +91,7 @@ class Command(BaseCommand):
     def wait_until_sent(self, timeout: float = 15.0) -> None:
         """Wait for the background sender to empty the outbox (bounded)."""
         deadline = time.monotonic() + timeout
-        while Delivery.objects.filter(status=Delivery.Status.PENDING).exists():
+        while summary().totals.pending:  # deliveries pending, or not yet written
             if time.monotonic() > deadline:
                 raise CommandError("deliveries still pending after 15s; see eventtrack_status")
             time.sleep(0.05)
