@@ -102,7 +102,8 @@ class HasDeliveryFilter(admin.SimpleListFilter):
 
     One EXISTS subquery: no join, so no duplicate events and no DISTINCT.
     Two such filters are independent conditions (a delivery to Hackle, and a
-    failed delivery); the deliveries list answers "failed to Hackle".
+    failed delivery); the deliveries list answers "failed to Hackle". An event
+    whose deliveries no sender has written yet matches by its routes.
     """
 
     field = ""
@@ -111,8 +112,12 @@ class HasDeliveryFilter(admin.SimpleListFilter):
         value = self.value()
         if not value:
             return queryset
-        matching = Delivery.objects.filter(event=OuterRef("pk"), **{self.field: value})
-        return queryset.filter(Exists(matching))
+        matching = Q(Exists(Delivery.objects.filter(event=OuterRef("pk"), **{self.field: value})))
+        return queryset.filter(matching | self.routed_to_have(value))
+
+    def routed_to_have(self, value: str) -> Q:
+        """Events not yet routed that will have such a delivery."""
+        return Q(pk__in=[])
 
 
 class HasDeliveryToFilter(HasDeliveryFilter):
@@ -123,6 +128,9 @@ class HasDeliveryToFilter(HasDeliveryFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return _vendor_choices()
 
+    def routed_to_have(self, value: str) -> Q:
+        return Q(routes__has_key=value)
+
 
 class HasDeliveryInStatusFilter(HasDeliveryFilter):
     title = "has a delivery that is"
@@ -131,6 +139,9 @@ class HasDeliveryInStatusFilter(HasDeliveryFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return list(Status.choices)
+
+    def routed_to_have(self, value: str) -> Q:
+        return Q(routes__isnull=False) if value == Status.PENDING else super().routed_to_have(value)
 
 
 #: Characters of a failure or skip reason shown in a list column (all of it on the page).
@@ -226,7 +237,10 @@ class EventAdmin(ReadOnlyAdminMixin, EventAdminBase):
     @admin.display(description="deliveries")
     def deliveries_column(self, event: Event) -> str:
         if event.routes:  # a sender has not written its deliveries yet
-            return ", ".join(f"{vendor}: routed" for vendor in sorted(event.routes))
+            return ", ".join(
+                f"{vendor}: {(Status.SKIPPED if reason else Status.PENDING).value}"
+                for vendor, reason in sorted(event.routes.items())
+            )
         deliveries = sorted(event.deliveries.all(), key=lambda delivery: delivery.vendor)
         return ", ".join(f"{d.vendor}: {d.status}" for d in deliveries) or "-"
 

@@ -1,7 +1,7 @@
 """``track()``: record an event in the outbox, in the caller's transaction.
 
-Nothing is sent here. The event and its deliveries are written with the
-caller's data, so a rollback leaves no trace and a commit makes them durable;
+Nothing is sent here. The event and its routes (the vendors it goes to) are
+written with the caller's data, so a rollback leaves no trace and a commit makes them durable;
 only then (``transaction.on_commit``) is the delivery backend told about it.
 
 :func:`atrack` is the async form (Django's ``a`` prefix), for async views, async

@@ -111,6 +111,27 @@ def test_event_list_filters_and_search(admin_client: Client, outbox: dict[str, E
 
 
 @pytest.mark.django_db
+def test_an_event_no_sender_has_routed_yet_is_listed_and_filtered_by_its_routes(
+    admin_client: Client, outbox: dict[str, Event]
+) -> None:
+    waiting = Event.objects.create(
+        name="order.refunded",
+        timestamp=timezone.now(),
+        routes={"hackle": None, "hellotext": "Hellotext needs a profile or session"},
+    )
+
+    def names(**params: Any) -> set[str]:
+        return {event.name for event in listed(admin_client, EVENTS, **params)}
+
+    assert names(vendor="hackle") == {"order.placed", "order.shipped", "order.refunded"}
+    assert names(vendor="browsee") == {"order.shipped"}
+    assert names(status="pending") == {"product.purchased", "order.refunded"}
+    assert names(status="failed") == {"order.placed", "order.shipped"}
+    content = admin_client.get(EVENTS, {"q": str(waiting.id)}).content.decode()
+    assert cells(content, "deliveries_column") == ["hackle: pending, hellotext: skipped"]
+
+
+@pytest.mark.django_db
 def test_delivery_list_filters_and_search(admin_client: Client, outbox: dict[str, Event]) -> None:
     def rows(**params: Any) -> set[tuple[str, str]]:
         return {(d.event.name, d.vendor) for d in listed(admin_client, DELIVERIES, **params)}

@@ -462,6 +462,7 @@ def test_a_pause_recorded_by_another_process_stops_claiming(configure: Any) -> N
         vendor="browsee", paused_until=timezone.now() + timedelta(minutes=1), reason="elsewhere"
     )
     event = track("order.placed", {"order": "A"}, session="S1", vendors=["browsee", "hackle"])
+    assert event is not None
     fanout.route([event.id])
     before = delivery("browsee", event).next_attempt_at
     stats = drain()

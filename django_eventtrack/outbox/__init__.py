@@ -1,6 +1,7 @@
-"""The outbox in the database: an event and its deliveries written in the caller's
-transaction (:mod:`.inserts`, routed by :mod:`.routing`), claimed by a sender
-(:mod:`.leases`), answered (:mod:`.outcomes`), scrubbed once final
+"""The outbox in the database: an event and its routes written in the caller's
+transaction (:mod:`.inserts`, routed by :mod:`.routing`), its deliveries written
+(:mod:`.fanout`) and claimed by a sender (:mod:`.leases`), answered
+(:mod:`.outcomes`), scrubbed once final
 (:mod:`.retention`), vendors paused for every process (:mod:`.pausing`) and the
 vendors' own ids for our users (:mod:`.vendor_profiles`).
 

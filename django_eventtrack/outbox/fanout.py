@@ -92,9 +92,7 @@ def route(event_ids: Sequence[uuid.UUID]) -> int:
         return batch.write()
 
 
-def _deliveries(
-    event_id: uuid.UUID, routes: Mapping[str, str | None], created_at: datetime
-) -> list[Delivery]:
+def _deliveries(event_id: uuid.UUID, routes: object, created_at: datetime) -> list[Delivery]:
     if not isinstance(routes, Mapping):  # not track()'s: written by hand, or damaged
         logger.error(
             "event=%s: its routes are %r, not a mapping of vendor to skip reason; no "

@@ -133,7 +133,7 @@ def _head(alias: str) -> tuple[str, tuple[Field[Any, Any], ...]]:
     """``INSERT INTO ... (columns)`` for an event row on ``alias``, and the columns' fields."""
     quote = connections[alias].ops.quote_name
     fields = tuple(Event._meta.concrete_fields)
-    columns = ", ".join(quote(field.column) for field in fields)
+    columns = ", ".join(quote(str(field.column)) for field in fields)
     return f"INSERT INTO {quote(Event._meta.db_table)} ({columns})", fields
 
 

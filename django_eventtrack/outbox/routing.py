@@ -1,9 +1,10 @@
 """Deciding which vendors get an event.
 
 :func:`plan` is the single place that turns "this event, these vendors" into
-per-vendor targets (or a reason to skip); the outbox stores one delivery per
-target, and :func:`render_requests` shows what would be sent without opening a
-connection (``send_event --dry-run``).
+per-vendor targets (or a reason to skip); the outbox stores them as the event's
+routes, and a sender writes one delivery per target from them.
+:func:`render_requests` shows what would be sent without opening a connection
+(``send_event --dry-run``).
 """
 
 from __future__ import annotations

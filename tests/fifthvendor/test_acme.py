@@ -56,7 +56,7 @@ def test_track_reaches_acme_through_the_outbox_and_the_sender(
     assert event is not None
     stored = Event.objects.get(pk=event.id)
     assert stored.identity == {"user_id": "7", VISITOR_ID: "av-1"}
-    assert "acme" in stored.routes  # its delivery is written by the first sender to look
+    assert "acme" in (stored.routes or {})  # its delivery is written by the first sender to look
     assert acme_events(vendors) == []
 
     stats = sender.drain(["acme"])
