@@ -204,6 +204,9 @@ def test_a_share_makes_the_sender_wait_only_while_requests_keep_the_process_busy
         share.charge(0.05)
         assert 0.08 < share.delay() <= 0.1  # 50 ms of CPU at half the time: 100 ms
         share.request_finished()
+        # A sync server's worker is between two requests: still serving for LINGER.
+        assert share.delay() > 0.05
+        time.sleep(sender.Share.LINGER * 1.5)
         assert share.delay() == 0  # nobody to make wait; it is paid back at full speed now
     unlimited = sender.Share()
     unlimited.request_started()

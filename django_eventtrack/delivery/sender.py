@@ -319,6 +319,10 @@ class Share:
     BUSY = 0.25
     #: ...averaged over about this many seconds.
     SMOOTHING = 0.5
+    #: Seconds after a request ends that the process still counts as serving: a sync
+    #: server's worker spends the gap between two requests (the answer written, the next
+    #: one accepted and read) outside Django's request signals.
+    LINGER = 0.02
 
     def __init__(self, fraction: float | Callable[[], float] = 1.0) -> None:
         #: The share, or a callable read each time (the ``thread`` backend's follows
@@ -326,6 +330,7 @@ class Share:
         self._fraction = fraction
         self._lock = threading.Lock()
         self._serving = 0
+        self._served_at = -math.inf
         self._owed = 0.0
         self._settled_at = time.monotonic()
         self._cpu_at = time.process_time()
@@ -347,6 +352,7 @@ class Share:
         with self._lock:
             self._settle()
             self._serving = max(self._serving - 1, 0)
+            self._served_at = time.monotonic()
 
     def charge(self, seconds: float, *, cpu: bool = True) -> None:
         """The sender spent ``seconds``: of its own CPU, or (``cpu=False``) by the clock,
@@ -367,7 +373,8 @@ class Share:
             return self._owed / self.fraction if self._busy() and self._owed > 0 else 0.0
 
     def _busy(self) -> bool:
-        return bool(self._serving) and self._load >= self.BUSY
+        serving = self._serving or time.monotonic() - self._served_at < self.LINGER
+        return bool(serving) and self._load >= self.BUSY
 
     def _settle(self) -> None:
         """Time passing pays back what the sender spent: all of it while the process is
