@@ -24,7 +24,7 @@ from django_eventtrack.conf import get_config, is_loopback_url
 from django_eventtrack.core.redaction import MASK
 from django_eventtrack.delivery import http, sender, worker
 from django_eventtrack.models import Delivery, Event
-from django_eventtrack.outbox import fanout
+from django_eventtrack.outbox import fanout, retention
 from django_eventtrack.outbox.routing import render_requests
 from django_eventtrack.sandbox import Sandbox
 from tests.processes.helpers import VENDORS
@@ -278,6 +278,17 @@ def test_an_event_no_vendor_sends_is_scrubbed_when_stored(settings: Settings) ->
     assert Event.objects.get(pk=event.id).properties == {}  # at once, before any sender
     assert fanout.route([event.id]) == 1
     assert Delivery.objects.get().status == Status.SKIPPED
+
+
+@pytest.mark.django_db
+def test_an_event_whose_deliveries_are_not_written_yet_is_not_scrubbed(
+    vendors: Sandbox, settings: Settings
+) -> None:
+    settings.EVENTTRACK = settings.EVENTTRACK | {"SCRUB_DELIVERED": True, "DELIVERY": "worker"}
+    event = track("product.purchased", personal(), profile="P1")
+    assert event is not None
+    assert retention.scrub_finished([event.id]) == 0  # no delivery is pending: none exists yet
+    assert Event.objects.get(pk=event.id).properties == personal()
 
 
 @pytest.mark.django_db

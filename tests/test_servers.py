@@ -95,14 +95,25 @@ class Server:
             return connection.execute(sql, params).fetchall()
 
     def statuses(self, event_id: str | None = None) -> list[str]:
+        """Each delivery's status, then one per vendor of the events whose deliveries no
+        sender has written yet (pending, or skipped with a reason in the routes)."""
         if event_id is None:
             rows = self.query("SELECT status FROM eventtrack_delivery ORDER BY id")
+            routes = self.query("SELECT routes FROM eventtrack_event WHERE routes IS NOT NULL")
         else:
+            key = event_id.replace("-", "")
             rows = self.query(
-                "SELECT status FROM eventtrack_delivery WHERE event_id = ? ORDER BY id",
-                event_id.replace("-", ""),
+                "SELECT status FROM eventtrack_delivery WHERE event_id = ? ORDER BY id", key
             )
-        return [status for (status,) in rows]
+            routes = self.query(
+                "SELECT routes FROM eventtrack_event WHERE id = ? AND routes IS NOT NULL", key
+            )
+        unrouted = [
+            "skipped" if reason else "pending"
+            for (text,) in routes
+            for reason in json.loads(text).values()
+        ]
+        return [status for (status,) in rows] + unrouted
 
 
 @pytest.fixture

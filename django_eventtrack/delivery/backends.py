@@ -365,9 +365,9 @@ IDS_PER_QUERY = 500
 def _pending_deliveries(
     event_ids: Iterable[uuid.UUID], *, due_by: datetime | None = None
 ) -> list[uuid.UUID]:
-    """The event id of each pending delivery of ``event_ids``, and of each of them
-    whose deliveries are not written yet; with ``due_by``, only deliveries claimed
-    (in flight) or due by then."""
+    """The event id of each pending delivery of ``event_ids``, counting those not
+    written yet (one per vendor in their event's routes, all due); with ``due_by``,
+    only deliveries claimed (in flight) or due by then."""
     ids = list(event_ids)
     found: list[uuid.UUID] = []
     for start in range(0, len(ids), IDS_PER_QUERY):
@@ -376,7 +376,8 @@ def _pending_deliveries(
         if due_by is not None:
             rows = rows.filter(Q(claim_token__isnull=False) | Q(next_attempt_at__lte=due_by))
         found += rows.values_list("event_id", flat=True)
-        found += fanout.unrouted(chunk).values_list("pk", flat=True)  # due, unwritten
+        for pk, routes in fanout.unrouted(chunk).values_list("pk", "routes"):  # unwritten
+            found += [pk] * (len(routes) if isinstance(routes, dict) else 1)
     return found
 
 

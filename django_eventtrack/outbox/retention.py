@@ -30,7 +30,10 @@ def scrub_finished(event_ids: Iterable[uuid.UUID]) -> int:
     ids = set(event_ids)
     if not ids or not (config.scrub_delivered or config.redact_keys):
         return 0
-    finished = Event.objects.filter(pk__in=ids).exclude(deliveries__status=Status.PENDING)
+    # Routed (its deliveries written: none is pending) and every delivery final.
+    finished = Event.objects.filter(pk__in=ids, routes__isnull=True).exclude(
+        deliveries__status=Status.PENDING
+    )
     changed = [
         event
         for event in finished.only("id", "properties", "vendor_extra", "scrubbed_at")
