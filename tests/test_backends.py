@@ -23,6 +23,7 @@ from django_eventtrack import track
 from django_eventtrack.delivery import backends, http, sender
 from django_eventtrack.delivery.sender import DrainStats
 from django_eventtrack.models import Delivery, Event
+from django_eventtrack.outbox import fanout
 from django_eventtrack.sandbox import Sandbox
 from tests.processes.helpers import VENDORS, busy_process, received, wait_until
 
@@ -373,3 +374,29 @@ def test_thread_backend_sends_within_its_share_while_a_request_is_served(
     assert sent_while_busy < 20
     wait_until(lambda: all(all_delivered(e.id) for e in events if e), timeout=10)
     assert received(sandbox, "hackle") == dict.fromkeys(range(40), 1)
+
+
+@pytest.mark.django_db
+def test_a_stopping_process_never_misses_an_event_routed_while_it_looks(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    """What a stopping ``thread`` backend waits for: an event a sender routes between its
+    two queries (events not yet routed, then pending deliveries) still counts."""
+    use(settings, sandbox, "worker")
+    event = track("order.placed", {"n": 1, "order": "O1"}, session="S1")
+    assert event is not None
+    routed: list[int] = []
+
+    def route_after_the_first_query(
+        execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        result = execute(sql, params, many, context)
+        if not routed:
+            routed.append(0)  # before routing: its own queries come through here too
+            routed[0] = fanout.route([event.id])
+        return result
+
+    with connections["default"].execute_wrapper(route_after_the_first_query):
+        pending = backends._pending_deliveries([event.id])
+    assert routed == [1]
+    assert pending.count(event.id) >= len(VENDORS)
