@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from django.db import connections, router
@@ -46,54 +45,9 @@ def record(event: normalised.TrackedEvent, vendors: Iterable[str] | None = None)
         stored = _event_values(instance)
     connection = connections[router.db_for_write(Event)]
     sql, params = _insert(stored, connection)
-    with _server_bound_cursor(connection) as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(sql, params)
     return targets
-
-
-def _server_bound_cursor(connection: Any) -> Any:
-    """A cursor for track()'s statement that sends its parameters apart from the SQL.
-
-    Django's psycopg 3 cursors bind on the client by default: psycopg quotes every
-    parameter into the SQL text, which cost track() about a fifth of its time with
-    four vendors' rows (some 45 values; profiled, request path). A psycopg
-    ``Cursor`` sends them as values instead (never as a prepared statement, which a
-    PgBouncer in transaction mode could not follow), wrapped as Django wraps its
-    own (query logging, execute wrappers, database errors). On psycopg2 it is
-    Django's own cursor.
-    """
-    psycopg3 = _psycopg3()
-    connection.ensure_connection()
-    raw = connection.connection
-    if psycopg3 is None or not isinstance(raw, psycopg3.connection_class):
-        return connection.cursor()
-    cursor = psycopg3.cursor_class(raw)
-    if connection.queries_logged:
-        return connection.make_debug_cursor(cursor)
-    return connection.make_cursor(cursor)
-
-
-@dataclass(frozen=True)
-class _Psycopg3:
-    connection_class: type[Any]
-    #: Binds on the server and never prepares.
-    cursor_class: type[Any]
-
-
-@functools.cache
-def _psycopg3() -> _Psycopg3 | None:
-    """psycopg 3's connection class and a server-binding ``Cursor`` that never
-    prepares; None without psycopg 3."""
-    try:
-        import psycopg
-    except ImportError:
-        return None
-
-    class UnpreparedCursor(psycopg.Cursor[Any]):
-        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            return super().execute(query, params, prepare=False)
-
-    return _Psycopg3(psycopg.Connection, UnpreparedCursor)
 
 
 # track() is on the caller's request path, so its INSERT is written by hand: the ORM's
