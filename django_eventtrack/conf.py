@@ -100,8 +100,8 @@ class DeliveryOptions:
     #: How often an idle worker looks for due deliveries, in seconds.
     poll_interval: float = 1.0
     #: The most of a process's time the ``thread`` backend's sender takes while the
-    #: process serves requests (1 or more: no limit); the rest of the time it sends at
-    #: full speed.
+    #: process serves requests (one in progress, or ended within ``Share.LINGER``; 1 or
+    #: more: no limit); the rest of the time it sends at full speed.
     sender_share: float = 0.05
     #: ``eventtrack_purge`` removes delivered, failed and skipped rows older than this (days).
     retention_days: float = 30.0
