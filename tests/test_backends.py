@@ -23,9 +23,14 @@ from django_eventtrack import track
 from django_eventtrack.delivery import backends, http, sender
 from django_eventtrack.delivery.sender import DrainStats
 from django_eventtrack.models import Delivery, Event
-from django_eventtrack.outbox import fanout
 from django_eventtrack.sandbox import Sandbox
-from tests.processes.helpers import VENDORS, busy_process, received, wait_until
+from tests.processes.helpers import (
+    VENDORS,
+    busy_process,
+    received,
+    routed_after_the_first_query,
+    wait_until,
+)
 
 Status = Delivery.Status
 
@@ -385,18 +390,7 @@ def test_a_stopping_process_never_misses_an_event_routed_while_it_looks(
     use(settings, sandbox, "worker")
     event = track("order.placed", {"n": 1, "order": "O1"}, session="S1")
     assert event is not None
-    routed: list[int] = []
-
-    def route_after_the_first_query(
-        execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
-    ) -> Any:
-        result = execute(sql, params, many, context)
-        if not routed:
-            routed.append(0)  # before routing: its own queries come through here too
-            routed[0] = fanout.route([event.id])
-        return result
-
-    with connections["default"].execute_wrapper(route_after_the_first_query):
+    with routed_after_the_first_query([event.id]) as routed:
         pending = backends._pending_deliveries([event.id])
     assert routed == [1]
     assert pending.count(event.id) >= len(VENDORS)

@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -21,9 +19,8 @@ from pytest_django import DjangoAssertNumQueries, Settings
 
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.monitoring import status
-from django_eventtrack.outbox import fanout
 from tests.example_project import environment, manage
-from tests.processes.helpers import VENDORS
+from tests.processes.helpers import VENDORS, routed_after_the_first_query
 
 Status = Delivery.Status
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -136,18 +133,7 @@ def test_an_event_routed_while_the_summary_reads_is_never_missed() -> None:
     """A sender writes the event's deliveries between the summary's two queries: the
     event is counted (twice, for that moment), not lost between them."""
     event = stored_event(routes={"hackle": None})
-    routed: list[int] = []
-
-    def route_after_the_first_query(
-        execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
-    ) -> Any:
-        result = execute(sql, params, many, context)
-        if not routed:
-            routed.append(0)  # before routing: its own queries come through here too
-            routed[0] = fanout.route([event.pk])
-        return result
-
-    with connection.execute_wrapper(route_after_the_first_query):
+    with routed_after_the_first_query([event.pk]) as routed:
         summary = status.summary(now=NOW)
     assert routed == [1]
     assert summary.vendors["hackle"].pending >= 1

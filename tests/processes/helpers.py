@@ -125,6 +125,28 @@ def _unlike(label: str, ours: Any, theirs: Any, skipped: set[str]) -> dict[str, 
 
 
 @contextlib.contextmanager
+def routed_after_the_first_query(event_ids: list[Any]) -> Iterator[list[int]]:
+    """While in the block, a sender routes ``event_ids`` (writes their deliveries) right
+    after the block's first query: what a reader of the outbox must not miss. Yields a
+    list that then holds how many events that routing wrote."""
+    from django.db import connection
+
+    from django_eventtrack.outbox import fanout
+
+    routed: list[int] = []
+
+    def route(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        result = execute(sql, params, many, context)
+        if not routed:
+            routed.append(0)  # before routing: its own queries come through here too
+            routed[0] = fanout.route(event_ids)
+        return result
+
+    with connection.execute_wrapper(route):
+        yield routed
+
+
+@contextlib.contextmanager
 def busy_process() -> Iterator[None]:
     """A thread of this process keeps a CPU busy (as a request being served does)."""
     done = threading.Event()
