@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -136,8 +137,14 @@ class Database(Protocol):
 
 
 def statuses(database: Database) -> Counter[str]:
+    """How many deliveries have each status, counting one per vendor of the events whose
+    deliveries no sender has written yet (pending, or skipped with a reason in the routes)."""
     rows = database.query("SELECT status, COUNT(*) FROM eventtrack_delivery GROUP BY status")
-    return Counter(dict(rows))
+    counts = Counter(dict(rows))
+    for (routes,) in database.query("SELECT routes FROM eventtrack_event WHERE routes IS NOT NULL"):
+        decoded = json.loads(routes) if isinstance(routes, str) else routes
+        counts.update("skipped" if reason else "pending" for reason in decoded.values())
+    return counts
 
 
 class SqliteDatabase:
