@@ -8,7 +8,7 @@ bearer token, or comes from a logged-in staff user::
 
     urlpatterns = [..., path("eventtrack/metrics", metrics_view)]
 
-The figures come from the outbox at scrape time (three queries), not from
+The figures come from the outbox at scrape time (four queries), not from
 counters in one process, so any web process reports every sender's work, whichever
 backend (thread, worker, Celery, Tasks) did it, and a restart loses nothing:
 

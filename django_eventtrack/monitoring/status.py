@@ -3,9 +3,10 @@
 and the Prometheus metrics (the commands and views only parse, print and render).
 
 Everything works in a few set-based queries, so it stays quick on an outbox of
-millions of rows: the status is one grouped query, what finished recently is
-another (served by the status and update time index), and purging deletes in
-chunks so no single DELETE holds locks for long.
+millions of rows: the status is one grouped query and one on the events not
+yet routed (a partial index), what finished recently is one more (served by the
+status and update time index), and purging deletes in chunks so no single
+DELETE holds locks for long.
 
 Times: a delivery's ``created_at`` is when ``track()`` stored its event, inside the
 caller's transaction (the commit itself is not recorded; it normally follows
@@ -101,7 +102,8 @@ class Summary:
 
 
 def summary(now: datetime | None = None) -> Summary:
-    """Counts per vendor, in one grouped query.
+    """Counts per vendor, in one grouped query of the deliveries and one of the events
+    whose deliveries no sender has written yet.
 
     Every vendor in the registry is listed (zeros when it has no rows), plus
     any other vendor name still found in the outbox. Delivered rows older than
@@ -309,7 +311,7 @@ class VendorOverview:
 
 def overview(windows: Mapping[str, timedelta], now: datetime | None = None) -> list[VendorOverview]:
     """Every vendor of the registry (and any other still in the outbox): :func:`summary`,
-    :func:`finished` for ``windows`` and the vendor pauses, in three queries."""
+    :func:`finished` for ``windows`` and the vendor pauses, in four queries."""
     now = now or timezone.now()
     backlog = summary(now).vendors
     recent = finished(windows, now)

@@ -64,34 +64,23 @@ def _event_values(stored: Event) -> dict[str, Any]:
 
 def _insert(values: Mapping[str, Any], connection: Any) -> tuple[str, list[Any]]:
     """The INSERT of one ``Event`` row and its parameters: ``values`` by attribute name,
-    every other field's default, each adapted by its field as ``Model.save()`` would.
-
-    NULL goes in the SQL rather than as a parameter: psycopg parses a statement once
-    and reuses the parse for later calls with the same text, so the placeholders
-    follow which values are NULL (a handful of shapes).
-    """
-    head, fields = _head(connection.alias)
-    cells = [
+    every other field's default, each adapted by its field as ``Model.save()`` would."""
+    sql, fields = _statement(connection.alias)
+    return sql, [
         field.get_db_prep_save(
             values[field.attname] if field.attname in values else field.get_default(), connection
         )
         for field in fields
     ]
-    return f"{head} VALUES {_placeholders(tuple(cell is None for cell in cells))}", [
-        cell for cell in cells if cell is not None
-    ]
 
 
 @functools.cache
-def _head(alias: str) -> tuple[str, tuple[Field[Any, Any], ...]]:
-    """``INSERT INTO ... (columns)`` for an event row on ``alias``, and the columns' fields."""
+def _statement(alias: str) -> tuple[str, tuple[Field[Any, Any], ...]]:
+    """``INSERT INTO ... (columns) VALUES (%s, ...)`` for an event row on ``alias``, and
+    the columns' fields."""
     quote = connections[alias].ops.quote_name
     fields = tuple(Event._meta.concrete_fields)
     columns = ", ".join(quote(str(field.column)) for field in fields)
-    return f"INSERT INTO {quote(Event._meta.db_table)} ({columns})", fields
-
-
-@functools.cache
-def _placeholders(nulls: tuple[bool, ...]) -> str:
-    """A row's ``(%s, NULL, ...)``: its NULLs are in the SQL, its other values parameters."""
-    return f"({', '.join('NULL' if null else '%s' for null in nulls)})"
+    placeholders = ", ".join("%s" for _ in fields)
+    table = quote(Event._meta.db_table)  # names from the model, quoted; values are parameters
+    return f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", fields  # noqa: S608
