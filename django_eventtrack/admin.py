@@ -236,13 +236,8 @@ class EventAdmin(ReadOnlyAdminMixin, EventAdminBase):
 
     @admin.display(description="deliveries")
     def deliveries_column(self, event: Event) -> str:
-        if event.routes:  # a sender has not written its deliveries yet
-            return ", ".join(
-                f"{vendor}: {(Status.SKIPPED if reason else Status.PENDING).value}"
-                for vendor, reason in sorted(event.routes.items())
-            )
-        deliveries = sorted(event.deliveries.all(), key=lambda delivery: delivery.vendor)
-        return ", ".join(f"{d.vendor}: {d.status}" for d in deliveries) or "-"
+        statuses = sorted(event.delivery_statuses().items())
+        return ", ".join(f"{vendor}: {status}" for vendor, status in statuses) or "-"
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,17 @@ class Event(models.Model):
             "kind": event.kind,
         }
 
+    def delivery_statuses(self) -> dict[str, str]:
+        """Each vendor the event goes to, with its delivery's status: from its routes
+        (``pending``, or ``skipped`` for a vendor with a skip reason) until a sender has
+        written its deliveries (prefetch ``deliveries`` when listing many)."""
+        if self.routes:
+            return {
+                vendor: (Delivery.Status.SKIPPED if reason else Delivery.Status.PENDING).value
+                for vendor, reason in self.routes.items()
+            }
+        return {delivery.vendor: delivery.status for delivery in self.deliveries.all()}
+
     def to_normalised(self) -> normalised.TrackedEvent:
         """The event as adapters read it (trusted: it was validated when tracked)."""
         return normalised.TrackedEvent(

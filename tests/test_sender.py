@@ -203,11 +203,13 @@ def test_a_share_makes_the_sender_wait_only_while_requests_keep_the_process_busy
         wait_until(lambda: share.delay() == 0 and share._busy(), what="the process busy")
         share.charge(0.05)
         assert 0.08 < share.delay() <= 0.1  # 50 ms of CPU at half the time: 100 ms
+        finished_at = time.monotonic()  # no later than the request ends
         share.request_finished()
         # A sync server's worker is between two requests: still serving for LINGER.
         assert share.delay() > 0.05
-        time.sleep(sender.Share.LINGER * 1.5)
-        assert share.delay() == 0  # nobody to make wait; it is paid back at full speed now
+        # Then nobody to make wait: it is paid back at full speed.
+        wait_until(lambda: share.delay() == 0, timeout=1, what="the linger to end")
+        assert time.monotonic() - finished_at >= sender.Share.LINGER
     unlimited = sender.Share()
     unlimited.request_started()
     unlimited.charge(0.05)

@@ -463,8 +463,7 @@ class _CodeUnderTestBlocks:
 def _captured_event(row: Event) -> CapturedEvent:
     """Render ``row`` for the vendors it has deliveries for, as a delivery would."""
     event = row.to_normalised()
-    # Its routes until a sender has written its deliveries.
-    targeted = list(row.routes or {}) or [delivery.vendor for delivery in row.deliveries.all()]
+    targeted = list(row.delivery_statuses())
     active = get_config().active_vendors
     requests: dict[str, VendorRequest] = {}
     skipped = {vendor: NOT_CONFIGURED for vendor in targeted if vendor not in active}
