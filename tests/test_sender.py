@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from pytest_django import Settings
 
 from django_eventtrack import track
@@ -288,3 +289,46 @@ def test_a_vendor_paused_mid_drain_is_sent_to_once_its_pause_is_over(
     stats = sender.drain()
     assert "hackle" in stats.paused_vendors
     assert stats.delivered == 6  # Hackle's three too, in the same drain
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ending_the_leases_waits_for_a_claim_under_way(
+    settings: Settings, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process exiting ends its drains' leases while a claim may still be writing
+    (waiting for SQLite's lock, writing the deliveries of a backlog): that claim is
+    held and given back too, not committed afterwards and left until its lease ends.
+    The drain is then stuck, as a daemon thread is when the interpreter exits."""
+    configure(settings, sandbox)
+    track_many(3, vendors=["hackle"])
+    stop, claiming, claim_may_go, frozen, after_claim = (threading.Event() for _ in range(5))
+    real_claim_due = leases.claim_due
+
+    def slow_claim(*args: Any, **kwargs: Any) -> leases.Claim:
+        claiming.set()
+        claim_may_go.wait(5)
+        return real_claim_due(*args, **kwargs)
+
+    def exit_freezes_the_drain(*args: Any, **kwargs: Any) -> None:
+        after_claim.set()
+        frozen.wait(10)
+
+    monkeypatch.setattr(leases, "claim_due", slow_claim)
+    monkeypatch.setattr(sender._Drain, "_enqueue", exit_freezes_the_drain)
+    drain = threading.Thread(target=sender.drain, kwargs={"stop": stop}, daemon=True)
+    drain.start()
+    try:
+        wait_until(claiming.is_set, what="a claim under way")
+        stop.set()
+        # The claim goes on a moment after the process has started ending the leases.
+        threading.Timer(0.2, claim_may_go.set).start()
+        sender.end_leases(stop)
+        wait_until(after_claim.is_set, what="the claim to be made")
+        now = timezone.now()
+        claimed = Delivery.objects.filter(status="pending", next_attempt_at__gt=now)
+        assert list(claimed.values_list("claim_token", flat=True)) == []
+        assert Delivery.objects.filter(status="pending").count() == 3
+    finally:
+        claim_may_go.set()
+        frozen.set()
+        drain.join(10)

@@ -31,6 +31,7 @@ import queue
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
@@ -580,6 +581,8 @@ class _Drain:
         self.event_ids = event_ids
         self.stop = stop
         self.pace = pace
+        #: Held while this drain claims (see :func:`end_leases`).
+        self.claiming = _claim_lock(stop)
         self.lanes = [
             _Lane(
                 config.adapters[name](config.vendors[name]),
@@ -670,13 +673,16 @@ class _Drain:
         if not wanted:
             return
         lease = max(lane.lease(count, self.config) for lane, count in wanted.items())
-        claim = leases.claim_due(
-            {lane.name: count for lane, count in wanted.items()},
-            timedelta(seconds=max(self.options.lease_seconds, lease)),
-            event_ids=self.event_ids,
-        )
-        if claim.deliveries:
-            self._hold(claim)
+        with self.claiming:
+            if self.stopping():  # its leases are being ended: claim nothing more
+                return
+            claim = leases.claim_due(
+                {lane.name: count for lane, count in wanted.items()},
+                timedelta(seconds=max(self.options.lease_seconds, lease)),
+                event_ids=self.event_ids,
+            )
+            if claim.deliveries:
+                self._hold(claim)
         normalised: dict[uuid.UUID, TrackedEvent] = {}
         for lane, count in wanted.items():
             mine = [d for d in claim.deliveries if d.vendor == lane.name]
@@ -838,6 +844,16 @@ def _teach(window: Window, batch: _Batch, outcome: Outcome | None) -> None:
 #: The claims drains in this process hold, with the ``stop`` event they were given.
 _held: dict[uuid.UUID, tuple[leases.Claim, threading.Event | None]] = {}
 _held_lock = threading.Lock()
+#: Per ``stop`` event, held while a drain given it claims.
+_claiming: weakref.WeakKeyDictionary[threading.Event, threading.Lock] = weakref.WeakKeyDictionary()
+
+
+def _claim_lock(stop: threading.Event | None) -> threading.Lock:
+    """The lock drains stopped by ``stop`` claim under (one of their own without one)."""
+    if stop is None:
+        return threading.Lock()
+    with _held_lock:
+        return _claiming.setdefault(stop, threading.Lock())
 
 
 def _give_back(claim: leases.Claim) -> None:
@@ -859,7 +875,10 @@ def end_leases(stop: threading.Event) -> int:
     flight: another process need not wait for the lease to end. A request that
     still finishes records its answer, unless another sender has claimed the row
     meanwhile; a delivery whose request never started is given back outright."""
-    with _held_lock:
+    # A claim under way is held before its leases are looked at; later drains with this
+    # ``stop`` claim nothing (it is set). Else it could commit once the process has
+    # ended the others' leases, and keep its rows until its own lease ends.
+    with _claim_lock(stop), _held_lock:
         claims = [claim for claim, held_stop in _held.values() if held_stop is stop]
     ended = 0
     for claim in claims:
@@ -894,6 +913,7 @@ def _forget_held() -> None:
     _learning = threading.Lock()
     _held.clear()
     _held_lock = threading.Lock()
+    _claiming.clear()
     _in_flight.clear()
     _in_flight_lock = threading.Lock()
     _windows_lock = threading.Lock()
