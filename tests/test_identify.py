@@ -19,7 +19,8 @@ from django_eventtrack.delivery.sender import drain
 from django_eventtrack.errors import InvalidEvent, StorageError
 from django_eventtrack.models import Delivery, Event, VendorProfile, VendorSession
 from django_eventtrack.sandbox import Sandbox, registry_specs
-from django_eventtrack.sandbox.vendors import PRIMEDATA, Incoming
+from django_eventtrack.sandbox.primedata import PRIMEDATA
+from django_eventtrack.sandbox.spec import Incoming
 from django_eventtrack.vendors import OutcomeKind, VendorRequest, VendorResponse
 from django_eventtrack.vendors.primedata import server_session
 from tests.processes.helpers import VENDORS

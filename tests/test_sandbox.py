@@ -19,7 +19,10 @@ import pytest
 import requests
 
 from django_eventtrack.sandbox import Sandbox
-from django_eventtrack.sandbox.vendors import BROWSEE, HACKLE, HELLOTEXT, PRIMEDATA
+from django_eventtrack.sandbox.browsee import BROWSEE
+from django_eventtrack.sandbox.hackle import HACKLE
+from django_eventtrack.sandbox.hellotext import HELLOTEXT
+from django_eventtrack.sandbox.primedata import PRIMEDATA
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = "2026-08-07T12:30:00Z"

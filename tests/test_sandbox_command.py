@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from django_eventtrack.sandbox.vendors import BROWSEE, HACKLE, HELLOTEXT, PRIMEDATA
+from django_eventtrack.sandbox.browsee import BROWSEE
+from django_eventtrack.sandbox.hackle import HACKLE
+from django_eventtrack.sandbox.hellotext import HELLOTEXT
+from django_eventtrack.sandbox.primedata import PRIMEDATA
 from tests.processes.helpers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
