@@ -18,8 +18,6 @@ from django.utils import timezone
 from django_eventtrack.models import Delivery
 from django_eventtrack.outbox import retention
 
-Status = Delivery.Status
-
 
 @dataclass(frozen=True)
 class Retried:
@@ -51,7 +49,7 @@ def retry_deliveries(deliveries: QuerySet[Delivery]) -> Retried:
     idle = deliveries.exclude(claimed_until__gt=now).exclude(scrubbed)
     event_ids = tuple(set(idle.values_list("event_id", flat=True)))
     due = idle.update(
-        status=Status.PENDING,
+        status=Delivery.Status.PENDING,
         next_attempt_at=now,
         claim_token=None,
         claimed_until=None,
@@ -65,7 +63,8 @@ def retry_deliveries(deliveries: QuerySet[Delivery]) -> Retried:
 def failed_since(vendor: str, since: datetime) -> QuerySet[Delivery]:
     """``vendor``'s deliveries that failed at or after ``since``: what the dashboard's
     confirmation counts and its retry then makes due, the same rows."""
-    return Delivery.objects.filter(vendor=vendor, status=Status.FAILED, updated_at__gte=since)
+    failed = Delivery.Status.FAILED
+    return Delivery.objects.filter(vendor=vendor, status=failed, updated_at__gte=since)
 
 
 @dataclass(frozen=True)
@@ -85,9 +84,9 @@ def mark_skipped(deliveries: QuerySet[Delivery], reason: str) -> Skipped:
     outcome (its claim is left as it is).
     """
     event_ids = set(deliveries.values_list("event_id", flat=True))
-    delivered = deliveries.filter(status=Status.DELIVERED).count()  # before the update
-    skipped = deliveries.exclude(status=Status.DELIVERED).update(
-        status=Status.SKIPPED, last_error=reason, updated_at=timezone.now()
+    delivered = deliveries.filter(status=Delivery.Status.DELIVERED).count()  # before the update
+    skipped = deliveries.exclude(status=Delivery.Status.DELIVERED).update(
+        status=Delivery.Status.SKIPPED, last_error=reason, updated_at=timezone.now()
     )
     retention.scrub_finished(event_ids)  # skipped by hand is final too
     return Skipped(skipped=skipped, delivered=delivered)
