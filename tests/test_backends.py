@@ -20,7 +20,7 @@ from django.utils import timezone
 from pytest_django import Settings
 
 from django_eventtrack import track
-from django_eventtrack.delivery import backends, http, sender
+from django_eventtrack.delivery import backends, flow, http, sender
 from django_eventtrack.delivery.sender import DrainStats
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
@@ -51,11 +51,11 @@ def _own_backends(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for leftover in backends._backends.values():
         leftover.close(timeout=5)
     monkeypatch.setattr(backends, "_backends", {})
-    sender.breaker.reset()
+    flow.breaker.reset()
     yield
     for backend in backends._backends.values():
         backend.close(timeout=5)
-    sender.breaker.reset()
+    flow.breaker.reset()
 
 
 def use(settings: Settings, sandbox: Sandbox, delivery: str, **options: Any) -> None:

@@ -22,7 +22,7 @@ from pytest_django import Settings
 from django_eventtrack import track
 from django_eventtrack.conf import get_config, is_loopback_url
 from django_eventtrack.core.redaction import MASK
-from django_eventtrack.delivery import http, sender, worker
+from django_eventtrack.delivery import flow, http, worker
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.outbox import fanout, retention
 from django_eventtrack.outbox.routing import render_requests
@@ -77,7 +77,7 @@ def test_no_secret_anywhere_after_a_full_fault_run(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.DEBUG)  # every logger, urllib3 and requests included
-    sender.breaker.reset()
+    flow.breaker.reset()
     for vendor, credentials in SECRETS.items():
         echo = " ".join(credentials.values())  # a hostile vendor echoing our credentials
         body = {"message": echo, "errors": [{"message": echo}], "error": {"message": echo}}
@@ -236,7 +236,7 @@ def test_scrub_delivered_empties_properties_once_all_deliveries_are_final(
     vendors.inject("hackle", status=503)  # hackle's first attempt: still pending after it
     event = track("product.purchased", personal(), profile="P1", vendor_extra={"hackle": {}})
     assert event is not None
-    sender.breaker.reset()
+    flow.breaker.reset()
     worker.Worker().run_once()
     stored = Event.objects.get(pk=event.id)
     if Delivery.objects.filter(status=Status.PENDING).exists():

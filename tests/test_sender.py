@@ -18,8 +18,9 @@ from pytest_django import Settings
 
 from django_eventtrack import track
 from django_eventtrack.conf import get_config
-from django_eventtrack.delivery import http, sender
-from django_eventtrack.delivery.sender import Window
+from django_eventtrack.delivery import flow, held_claims, http, sender
+from django_eventtrack.delivery.flow import Window
+from django_eventtrack.delivery.pacing import Bell, Share
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery
 from django_eventtrack.outbox import leases
@@ -31,9 +32,9 @@ Status = Delivery.Status
 
 @pytest.fixture(autouse=True)
 def _closed_breaker() -> Iterator[None]:
-    sender.breaker.reset()
+    flow.breaker.reset()
     yield
-    sender.breaker.reset()
+    flow.breaker.reset()
 
 
 def configure(
@@ -120,7 +121,7 @@ def test_a_vendor_answering_fast_gets_more_requests_in_flight_up_to_the_maximum(
     stats = sender.drain()
     assert (stats.delivered, stats.requests) == (60, 60)
     assert peak_in_flight(sandbox, "hackle", 0.2) == 12
-    assert sender.window("hackle", get_config()).size == 12
+    assert flow.window("hackle", get_config()).size == 12
 
 
 @pytest.mark.django_db(transaction=True)
@@ -132,7 +133,7 @@ def test_refused_requests_halve_the_requests_in_flight(
     sandbox.inject("hackle", status=503, delay=0.2, count=3)  # in flight together
     stats = sender.drain()
     assert stats.retried == 3
-    assert sender.window("hackle", get_config()).size == 4  # halved once, not thrice
+    assert flow.window("hackle", get_config()).size == 4  # halved once, not thrice
     assert Delivery.objects.filter(status=Status.PENDING, attempts=1).count() == 3
 
 
@@ -196,7 +197,7 @@ def test_each_request_in_flight_keeps_its_connection_alive(
 
 
 def test_a_share_makes_the_sender_wait_only_while_requests_keep_the_process_busy() -> None:
-    share = sender.Share(0.5)
+    share = Share(0.5)
     share.request_started()  # a long request held open, the process idle: not busy
     share.charge(0.05)
     assert share.delay() == 0
@@ -210,15 +211,15 @@ def test_a_share_makes_the_sender_wait_only_while_requests_keep_the_process_busy
         assert share.delay() > 0.05
         # Then nobody to make wait: it is paid back at full speed.
         wait_until(lambda: share.delay() == 0, timeout=1, what="the linger to end")
-        assert time.monotonic() - finished_at >= sender.Share.LINGER
-    unlimited = sender.Share()
+        assert time.monotonic() - finished_at >= Share.LINGER
+    unlimited = Share()
     unlimited.request_started()
     unlimited.charge(0.05)
     assert unlimited.delay() == 0  # a worker's drain never waits
 
 
 def test_a_commit_wakes_a_drain_only_when_it_waits_for_nothing_sooner() -> None:
-    bell = sender.Bell()
+    bell = Bell()
     threading.Timer(0.05, bell.ring, kwargs={"fresh": True}).start()
     started = time.monotonic()
     assert bell.wait(5, commits_wake=True) is True
@@ -250,7 +251,7 @@ def test_a_stream_of_commits_is_claimed_a_few_at_a_time(
 
     monkeypatch.setattr(leases, "claim_due", claim_due)
     sandbox.inject("hackle", delay=0.5)  # keeps the drain running while events come in
-    bell = sender.Bell()
+    bell = Bell()
     drained = threading.Thread(target=sender.drain, kwargs={"bell": bell})
     track_many(1)
     drained.start()
@@ -285,7 +286,7 @@ def test_a_vendor_paused_mid_drain_is_sent_to_once_its_pause_is_over(
     configure(settings, sandbox, only=("hackle", "browsee"), POLL_INTERVAL=0.1)
     sandbox.inject("browsee", delay=1.5)
     track_many(3, vendors=["hackle", "browsee"])
-    sender.breaker.pause("hackle", 0.3, "a test")
+    flow.breaker.pause("hackle", 0.3, "a test")
     stats = sender.drain()
     assert "hackle" in stats.paused_vendors
     assert stats.delivered == 6  # Hackle's three too, in the same drain
@@ -322,7 +323,7 @@ def test_ending_the_leases_waits_for_a_claim_under_way(
         stop.set()
         # The claim goes on a moment after the process has started ending the leases.
         threading.Timer(0.2, claim_may_go.set).start()
-        sender.end_leases(stop)
+        held_claims.surrender(stop)
         wait_until(after_claim.is_set, what="the claim to be made")
         now = timezone.now()
         claimed = Delivery.objects.filter(status="pending", next_attempt_at__gt=now)

@@ -19,7 +19,7 @@ from pytest_django import Settings
 from django_eventtrack import identify, track
 from django_eventtrack.conf import get_config
 from django_eventtrack.core.event import IDENTIFY, Identity
-from django_eventtrack.delivery import sender
+from django_eventtrack.delivery import flow
 from django_eventtrack.delivery.sender import drain
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery, Event, VendorPause, VendorProfile, VendorSession
@@ -38,9 +38,9 @@ ORDER = {"reference": "ORD-1", "source": "shop", "total": {"amount": 29.9, "curr
 
 @pytest.fixture(autouse=True)
 def _closed_breaker() -> Any:
-    sender.breaker.reset()
+    flow.breaker.reset()
     yield
-    sender.breaker.reset()
+    flow.breaker.reset()
 
 
 @pytest.fixture
@@ -450,7 +450,7 @@ def test_retry_after_pauses_the_vendor_for_every_process(configure: Any) -> None
     assert before + timedelta(seconds=119) < pause.paused_until < before + timedelta(seconds=122)
     assert "429" in pause.reason
 
-    sender.breaker.reset()  # another process: it knows nothing but the database
+    flow.breaker.reset()  # another process: it knows nothing but the database
     assert drain(["hackle"]).paused_vendors == {"hackle"}
     assert len(sandbox.requests("hackle")) == 1
     assert delivery("hackle", events[1]).attempts == 0

@@ -28,7 +28,7 @@ from django.utils import timezone
 from pytest_django import Settings
 
 from django_eventtrack.conf import get_config
-from django_eventtrack.delivery import sender, worker
+from django_eventtrack.delivery import flow, sender, worker
 from django_eventtrack.delivery.sender import DrainStats
 from django_eventtrack.models import Delivery, VendorPause
 from django_eventtrack.outbox import fanout, leases, outcomes, pausing
@@ -41,9 +41,9 @@ Status = Delivery.Status
 
 @pytest.fixture(autouse=True)
 def _closed_breaker() -> Iterator[None]:
-    sender.breaker.reset()
+    flow.breaker.reset()
     yield
-    sender.breaker.reset()
+    flow.breaker.reset()
 
 
 # --- one process: the worker's rounds against the sandbox ------------------------------------
@@ -139,7 +139,7 @@ def test_retry_after_is_honoured(worker_mode: Callable[..., Sandbox]) -> None:
     # Two seconds later...
     Delivery.objects.update(next_attempt_at=timezone.now())
     VendorPause.objects.update(paused_until=timezone.now())
-    sender.breaker.reset()
+    flow.breaker.reset()
     assert runner.run_once().delivered == 1
     assert len(sandbox.requests("hackle")) == 2
 

@@ -39,7 +39,8 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from django_eventtrack.conf import get_config
-from django_eventtrack.delivery import sender
+from django_eventtrack.delivery import held_claims, sender
+from django_eventtrack.delivery.pacing import Bell, Share
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery
 from django_eventtrack.outbox import fanout
@@ -152,9 +153,9 @@ class ThreadBackend(ProcessBound):
     def _reset(self) -> None:
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._bell = sender.Bell()
+        self._bell = Bell()
         #: What the sender may take while the process serves requests (``SENDER_SHARE``).
-        self._share = sender.Share(lambda: get_config().options.sender_share)
+        self._share = Share(lambda: get_config().options.sender_share)
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         #: Events committed in this process that may still have deliveries pending.
@@ -242,7 +243,7 @@ class ThreadBackend(ProcessBound):
             if self._thread is not None:
                 self._thread.join(max(deadline - time.monotonic(), 0.0))
             if self.running:  # requests still in flight: their rows need not wait for the lease
-                _end_leases(self._stop)
+                _surrender_claims(self._stop)
         _report_unsent(committed, seconds)
 
     def _wait_for(self, event_ids: set[uuid.UUID], deadline: float) -> None:
@@ -383,9 +384,9 @@ def _pending_deliveries(
     return found
 
 
-def _end_leases(stop: threading.Event) -> None:
+def _surrender_claims(stop: threading.Event) -> None:
     try:
-        sender.end_leases(stop)
+        held_claims.surrender(stop)
     except DatabaseError as exc:
         logger.warning(
             "could not end the leases of the requests in flight (%s); their deliveries "

@@ -29,6 +29,7 @@ from django.db import close_old_connections
 
 from django_eventtrack.conf import get_config
 from django_eventtrack.delivery import sender
+from django_eventtrack.delivery.pacing import Bell
 from django_eventtrack.delivery.sender import DrainStats
 from django_eventtrack.outbox.routing import target_vendors
 
@@ -49,7 +50,7 @@ class Worker:
     def __init__(self, vendors: Iterable[str] | None = None) -> None:
         self.vendors = target_vendors(vendors)
         self.stopping = threading.Event()
-        self._bell = sender.Bell()
+        self._bell = Bell()
         self.totals = DrainStats()
 
     def run_once(self) -> DrainStats:

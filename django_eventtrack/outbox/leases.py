@@ -136,9 +136,9 @@ def _attach_events(deliveries: Sequence[Delivery]) -> None:
         delivery.event = events[delivery.event_id]
 
 
-def end_lease(claim: Claim, deliveries: Sequence[Delivery]) -> int:
-    """Make ``deliveries`` of ``claim``, if still unrecorded, due now, keeping its token;
-    how many.
+def expire(claim: Claim, deliveries: Sequence[Delivery]) -> int:
+    """End the lease of ``deliveries`` of ``claim`` now, if still unrecorded: due again
+    for any sender, their claim's token kept; how many.
 
     For requests still in flight when their process exits: the rows need not
     wait for the lease to end, and a request that finishes still records its

@@ -16,7 +16,7 @@ from django.db import transaction
 from pytest_django import Settings
 
 from django_eventtrack import track
-from django_eventtrack.delivery import backends, sender
+from django_eventtrack.delivery import backends, flow, sender
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.monitoring import status
@@ -59,7 +59,7 @@ def immediate(settings: Settings, sandbox: Sandbox, monkeypatch: pytest.MonkeyPa
     """DELIVERY="tasks" on the default Tasks backend, which runs a task as it is enqueued."""
     pytest.importorskip("django_eventtrack.delivery.tasks_backend", reason="needs django.tasks")
     monkeypatch.setattr(backends, "_backends", {})
-    sender.breaker.reset()
+    flow.breaker.reset()
     settings.EVENTTRACK = {"VENDORS": sandbox.vendor_settings(), "DELIVERY": "tasks"}
     return sandbox
 
