@@ -77,7 +77,7 @@ def test_routes_that_are_not_a_mapping_are_logged_not_sent(
     worker_mode: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     event = Event.objects.create(name="a.b", timestamp=timezone.now(), routes=["hackle"])
-    assert fanout.route([event.pk]) == 1
+    assert fanout.write_now([event.pk]) == 1
     assert not Delivery.objects.exists()
     assert f"event={event.pk}: its routes are 'list', not a mapping" in caplog.text
 
@@ -97,7 +97,7 @@ def test_a_user_id_alone_looks_up_a_remembered_profile_once_per_process(
             event = track("order.shipped", {"order": "O1"}, user_id=7)
         assert event is not None
         assert event.identity.profile == profile
-        fanout.route([event.id])
+        fanout.write_now([event.id])
         statuses.append(Delivery.objects.get(event_id=event.id, vendor="hellotext").status)
     assert statuses == [Status.SKIPPED, Status.PENDING, Status.PENDING]
 
@@ -131,7 +131,7 @@ def test_track_writes_every_column_so_a_new_field_gets_its_default(
 def test_a_vendor_that_cannot_take_the_event_gets_a_skipped_row(worker_mode: Sandbox) -> None:
     event = track("user.signed_up", user_id=7)
     assert event is not None
-    assert fanout.route([event.id]) == 1
+    assert fanout.write_now([event.id]) == 1
     hellotext = Delivery.objects.get(event_id=event.id, vendor="hellotext")
     assert hellotext.status == Status.SKIPPED
     assert "Hellotext needs a profile or session" in hellotext.last_error
@@ -148,7 +148,7 @@ def test_events_filter_and_explicit_vendors(settings: Settings, sandbox: Sandbox
     assert event is not None
     only = track("product.purchased", profile="P1", vendors=["browsee"])
     assert only is not None
-    assert fanout.route([event.id, only.id]) == 2
+    assert fanout.write_now([event.id, only.id]) == 2
     assert "hackle" not in set(
         Delivery.objects.filter(event_id=event.id).values_list("vendor", flat=True)
     )

@@ -463,7 +463,7 @@ def test_a_pause_recorded_by_another_process_stops_claiming(configure: Any) -> N
     )
     event = track("order.placed", {"order": "A"}, session="S1", vendors=["browsee", "hackle"])
     assert event is not None
-    fanout.route([event.id])
+    fanout.write_now([event.id])
     before = delivery("browsee", event).next_attempt_at
     stats = drain()
     assert stats.paused_vendors == {"browsee"}

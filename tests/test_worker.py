@@ -178,7 +178,7 @@ def test_max_attempts_exhausted_fails_the_delivery(worker_mode: Callable[..., Sa
 def test_max_age_exceeded_fails_the_delivery(worker_mode: Callable[..., Sandbox]) -> None:
     sandbox = worker_mode(vendors={"hackle": {"MAX_AGE": 3600}})
     sandbox.inject("hackle", status=503, delay=0.3)
-    fanout.route([event.id for event in track_many(2, vendors=["hackle"])])
+    fanout.write_now([event.id for event in track_many(2, vendors=["hackle"])])
     stale, on_the_edge = Delivery.objects.order_by("created_at")
     now = timezone.now()
     Delivery.objects.filter(pk=stale.pk).update(created_at=now - timedelta(hours=2))

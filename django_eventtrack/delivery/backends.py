@@ -116,25 +116,14 @@ class ProcessBound:
 class ThreadBackend(ProcessBound):
     """An in-process background sender, woken on commit (the default).
 
-    One long-lived thread drains every active vendor (:func:`sender.drain`), each
-    vendor with request threads of its own, so a slow or failing vendor never
-    holds up the others: a commit wakes the running drain, which claims the new
-    event for every vendor at once, whatever is still in flight. One thread and
-    one claim per round for all vendors (rather than a thread and a claim per
-    vendor) keeps what the sender takes from the process's requests small: the
-    interpreter lock, and on SQLite the one write lock.
-
-    The thread starts with the first commit, or earlier with :meth:`start`
-    (the first request a process serves); either way its first round sends
-    everything due, not only this process's events: rows a stopped process
-    left pending and retries coming due.
-
-    Fork-safe: the thread belongs to the process that started it; a forked
-    child (gunicorn, uWSGI, Celery prefork, multiprocessing) starts its own on
-    first use and never inherits the parent's. At interpreter exit
-    (:meth:`close`) it finishes sending what this process committed, for at
-    most ``SHUTDOWN_TIMEOUT`` seconds, then stops; what is left stays pending,
-    claims given back, and one log line says how to send it.
+    One long-lived thread runs the sender loop for every active vendor
+    (:func:`sender.serve`), each vendor with request threads of its own, so a slow
+    vendor never holds up the others; one thread and one claim per round for all
+    vendors keeps what it takes from the process's requests small. It starts with
+    the first commit or the first request served (:meth:`start`) and its first
+    round sends everything due. A forked child starts its own; at exit
+    (:meth:`close`) it sends what this process committed, within
+    ``SHUTDOWN_TIMEOUT``. docs/delivery.md says what a user sees.
     """
 
     sends_in_process = True
@@ -274,13 +263,11 @@ class HandOffBackend(ProcessBound):
     """Base of the backends that hand events to a task queue (``celery``, ``tasks``).
 
     The hand-off runs in a thread of its own, so a broker that is down or slow
-    never holds up the commit: Celery retries a publish to a broker that is
-    down for about 0.7 s, which every request paid when it ran on commit. Events
-    committed meanwhile go out together, up to :data:`IDS_PER_TASK` to a task.
-    A failed hand-off is logged; its rows stay pending for the sweep. Fork-safe:
-    a forked child starts its own thread. At exit, :meth:`close` waits for what
-    is queued, at most ``SHUTDOWN_TIMEOUT`` seconds.
-
+    never holds up the commit (Celery retries a publish to a broker that is down
+    for about 0.7 s). Events committed meanwhile go out together, up to
+    :data:`IDS_PER_TASK` to a task; a failed hand-off is logged and its rows stay
+    pending for the sweep. A forked child starts its own thread; at exit
+    :meth:`close` waits for what is queued, within ``SHUTDOWN_TIMEOUT``.
     Subclasses implement :meth:`hand_off`.
     """
 

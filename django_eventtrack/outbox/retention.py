@@ -15,8 +15,6 @@ from django_eventtrack.core.redaction import MASK
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.outbox.group_commit import sender_write
 
-Status = Delivery.Status
-
 
 def scrub_finished(event_ids: Iterable[uuid.UUID]) -> int:
     """Apply ``SCRUB_DELIVERED`` / ``REDACT_KEYS`` to those of ``event_ids`` whose
@@ -32,7 +30,7 @@ def scrub_finished(event_ids: Iterable[uuid.UUID]) -> int:
         return 0
     # Routed (its deliveries written: none is pending) and every delivery final.
     finished = Event.objects.filter(pk__in=ids, routes__isnull=True).exclude(
-        deliveries__status=Status.PENDING
+        deliveries__status=Delivery.Status.PENDING
     )
     changed = [
         event

@@ -96,7 +96,7 @@ def rows_unlike_the_orms(event_id: Any) -> dict[str, tuple[Any, Any]]:
     twin_event = Event.objects.create(**{name: getattr(fast_event, name) for name in copied})
     twin_event.refresh_from_db()
     differences |= _unlike("event", fast_event, twin_event, {"id", "created_at"})
-    if fanout.route([event_id]) != (1 if fast_event.routes else 0):
+    if fanout.write_now([event_id]) != (1 if fast_event.routes else 0):
         differences["event.routes"] = (fast_event.routes, "not routed once")
     Event.objects.filter(pk=twin_event.pk).update(routes=None)  # its deliveries come next
     for fast in Delivery.objects.filter(event_id=event_id):
@@ -139,7 +139,7 @@ def routed_after_the_first_query(event_ids: list[Any]) -> Iterator[list[int]]:
         result = execute(sql, params, many, context)
         if not routed:
             routed.append(0)  # before routing: its own queries come through here too
-            routed[0] = fanout.route(event_ids)
+            routed[0] = fanout.write_now(event_ids)
         return result
 
     with connection.execute_wrapper(route):
