@@ -31,8 +31,8 @@ from django_eventtrack.delivery import flow, worker
 from django_eventtrack.errors import StorageError
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
+from tests.delivery.test_worker import drain_until_settled
 from tests.processes.helpers import VENDORS, received, wait_until
-from tests.test_worker import drain_until_settled
 
 Status = Delivery.Status
 READ_TIMEOUT = 0.3

@@ -27,9 +27,9 @@ from django_eventtrack.models import Delivery, Event
 from django_eventtrack.outbox import fanout, retention
 from django_eventtrack.outbox.routing import render_requests
 from django_eventtrack.sandbox import Sandbox
+from tests.delivery.test_worker import drain_until_settled
 from tests.processes.helpers import VENDORS
 from tests.test_admin import _admin_settings  # noqa: F401  (templates for the admin pages)
-from tests.test_worker import drain_until_settled
 
 Status = Delivery.Status
 #: Distinctive credentials: any occurrence of one of these anywhere is a leak.

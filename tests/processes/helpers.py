@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import signal
 import socket
 import threading
 import time
+import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from django.db import connections
 from django.utils.module_loading import import_string
+from pytest_django import Settings
 
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.vendors import BUILT_IN
@@ -162,3 +168,52 @@ def busy_process() -> Iterator[None]:
     finally:
         done.set()
         thread.join()
+
+
+def run_in_child(body: Callable[[], dict[str, Any]], timeout: float = 10.0) -> dict[str, Any]:
+    """Fork, run ``body`` in the child and return what it reported (a JSON-able dict)."""
+    connections.close_all()  # never share a database connection across fork
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running pytest's teardown
+        code = 1
+        try:
+            os.close(read_end)
+            try:
+                report = body()
+                code = 0
+            except BaseException:
+                report = {"error": traceback.format_exc()}
+            os.write(write_end, json.dumps(report).encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    try:
+        wait_until(lambda: os.waitpid(pid, os.WNOHANG)[0] == pid, timeout=timeout, what="the child")
+        pid = 0
+        with os.fdopen(read_end, "rb") as reader:
+            result: dict[str, Any] = json.loads(reader.read() or b"{}")
+        return result
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+def configure(
+    settings: Settings, sandbox: Sandbox, only: Sequence[str] = ("hackle",), **options: Any
+) -> None:
+    vendor_settings = sandbox.vendor_settings()
+    settings.EVENTTRACK = {
+        "VENDORS": {name: vendor_settings[name] for name in only},
+        "DELIVERY": "worker",
+        "RETRY_BACKOFF_BASE": 0.01,
+        **options,
+    }
+
+
+def peak_in_flight(sandbox: Sandbox, vendor: str, delay: float) -> int:
+    """The most requests the vendor had in flight at once, when each took ``delay`` seconds:
+    the most that arrived within any ``delay``-long stretch."""
+    arrivals = sorted(request.received_at for request in sandbox.requests(vendor))
+    return max(sum(1 for other in arrivals if at - delay < other <= at) for at in arrivals)

@@ -35,7 +35,7 @@ from django_eventtrack.outbox import fanout, leases, outcomes, pausing
 from django_eventtrack.sandbox import Sandbox
 from tests.processes.helpers import VENDORS, received, track_many, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 Status = Delivery.Status
 
 
