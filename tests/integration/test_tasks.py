@@ -103,6 +103,24 @@ def test_a_queue_the_tasks_backend_refuses_leaves_events_pending(
     assert immediate.requests() == []
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_task_sends_everything_due(immediate: Sandbox, settings: Settings) -> None:
+    """``sweep_outbox`` is the sweep for a project whose own scheduler enqueues it, as
+    on Celery: everything due, whoever tracked it."""
+    from django_eventtrack.delivery import tasks_backend
+
+    settings.EVENTTRACK = {**settings.EVENTTRACK, "DELIVERY": "worker"}  # nothing handed off
+    for n in range(2):
+        track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}")
+    assert immediate.requests() == []
+
+    result = tasks_backend.sweep_outbox.enqueue()
+
+    assert result.return_value.startswith(f"delivered {2 * len(VENDORS)}, retried 0, failed 0")
+    for vendor in VENDORS:
+        assert received(immediate, vendor) == {0: 1, 1: 1}, vendor
+
+
 def assert_only_pending() -> None:
     """Nothing sent, nothing final: every event waits (its deliveries not even written)."""
     totals = status.summary().totals
