@@ -45,8 +45,6 @@ from django_eventtrack.models import Delivery, Event, VendorPause, VendorProfile
 from django_eventtrack.monitoring import dashboard, status
 from django_eventtrack.outbox import retention
 
-Status = Delivery.Status
-
 if TYPE_CHECKING:  # django-stubs makes these generic; Django itself does not
     EventAdminBase = admin.ModelAdmin[Event]
     DeliveryAdminBase = admin.ModelAdmin[Delivery]
@@ -138,10 +136,14 @@ class HasDeliveryInStatusFilter(HasDeliveryFilter):
     field = "status"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return list(Status.choices)
+        return list(Delivery.Status.choices)
 
     def routed_to_have(self, value: str) -> Q:
-        return Q(routes__isnull=False) if value == Status.PENDING else super().routed_to_have(value)
+        return (
+            Q(routes__isnull=False)
+            if value == Delivery.Status.PENDING
+            else super().routed_to_have(value)
+        )
 
 
 #: Characters of a failure or skip reason shown in a list column (all of it on the page).
@@ -174,7 +176,7 @@ class DeliveryColumnsMixin:
         code = delivery.last_status
         if code is None:
             return EMPTY
-        if 200 <= code < 300 and delivery.status != Status.DELIVERED:
+        if 200 <= code < 300 and delivery.status != Delivery.Status.DELIVERED:
             return f"{code}, but {delivery.status}"
         return str(code)
 
@@ -268,7 +270,7 @@ def retry_deliveries(deliveries: QuerySet[Delivery]) -> Retried:
     idle = deliveries.exclude(claimed_until__gt=now).exclude(scrubbed)
     event_ids = list(set(idle.values_list("event_id", flat=True)))
     due = idle.update(
-        status=Status.PENDING,
+        status=Delivery.Status.PENDING,
         next_attempt_at=now,
         claim_token=None,
         claimed_until=None,
@@ -379,9 +381,9 @@ class DeliveryAdmin(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryAdminBase)
         """Stop trying. Delivered rows keep their status, and a send in flight still
         records its real outcome (its claim is left as it is)."""
         event_ids = set(queryset.values_list("event_id", flat=True))
-        delivered = queryset.filter(status=Status.DELIVERED).count()  # before the update
-        skipped = queryset.exclude(status=Status.DELIVERED).update(
-            status=Status.SKIPPED,
+        delivered = queryset.filter(status=Delivery.Status.DELIVERED).count()  # before the update
+        skipped = queryset.exclude(status=Delivery.Status.DELIVERED).update(
+            status=Delivery.Status.SKIPPED,
             last_error=f"skipped by {request.user.get_username()} in admin",
             updated_at=timezone.now(),
         )
@@ -437,7 +439,7 @@ class DeliveryAdmin(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryAdminBase)
                     + urlencode(
                         {
                             "vendor": failure.vendor,
-                            "status": Status.FAILED,
+                            "status": Delivery.Status.FAILED,
                             "last_error": failure.reason,
                             "updated_at__gte": since.isoformat(),
                         }
@@ -467,7 +469,9 @@ class DeliveryAdmin(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryAdminBase)
                 request, "admin/django_eventtrack/retry_failed.html", context, status=400
             )
         vendor, since = form.cleaned_data["vendor"], form.cleaned_data["since"]
-        failed = Delivery.objects.filter(vendor=vendor, status=Status.FAILED, updated_at__gte=since)
+        failed = Delivery.objects.filter(
+            vendor=vendor, status=Delivery.Status.FAILED, updated_at__gte=since
+        )
         if request.method == "POST":
             self.report_retry(request, retry_deliveries(failed))
             return HttpResponseRedirect(reverse("admin:eventtrack_dashboard"))
