@@ -15,12 +15,8 @@ from django_eventtrack.delivery.flow import Window
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery
 from django_eventtrack.sandbox import Sandbox
-from tests.processes.helpers import (
-    configure,
-    peak_in_flight,
-    run_in_child,
-    track_many,
-)
+from tests.delivery.helpers import peak_in_flight, use_vendors
+from tests.processes.helpers import run_in_child, track_many
 
 Status = Delivery.Status
 
@@ -84,7 +80,7 @@ def test_a_vendor_answering_fast_gets_more_requests_in_flight_up_to_the_maximum(
 ) -> None:
     """With ``CONCURRENCY`` 2 a drain used to keep 2 requests in flight, whatever the
     vendor could take: 60 events at 0.2 s each took 6 s."""
-    configure(settings, sandbox, CONCURRENCY=2, MAX_CONCURRENCY=12)
+    use_vendors(settings, sandbox, CONCURRENCY=2, MAX_CONCURRENCY=12)
     sandbox.inject("hackle", delay=0.2, count=60)
     track_many(60, vendors=["hackle"])
     stats = sender.drain()
@@ -97,7 +93,7 @@ def test_a_vendor_answering_fast_gets_more_requests_in_flight_up_to_the_maximum(
 def test_refused_requests_halve_the_requests_in_flight(
     settings: Settings, sandbox: Sandbox
 ) -> None:
-    configure(settings, sandbox, CONCURRENCY=8, MAX_CONCURRENCY=8, RETRY_BACKOFF_BASE=60)
+    use_vendors(settings, sandbox, CONCURRENCY=8, MAX_CONCURRENCY=8, RETRY_BACKOFF_BASE=60)
     track_many(3, vendors=["hackle"])
     sandbox.inject("hackle", status=503, delay=0.2, count=3)  # in flight together
     stats = sender.drain()

@@ -14,12 +14,8 @@ from django_eventtrack.delivery import held_claims, sender
 from django_eventtrack.models import Delivery
 from django_eventtrack.outbox import leases
 from django_eventtrack.sandbox import Sandbox
-from tests.processes.helpers import (
-    configure,
-    run_in_child,
-    track_many,
-    wait_until,
-)
+from tests.delivery.helpers import use_vendors
+from tests.processes.helpers import run_in_child, track_many, wait_until
 
 
 @pytest.mark.django_db(transaction=True)
@@ -30,7 +26,7 @@ def test_surrendering_the_claims_waits_for_a_claim_under_way(
     (waiting for SQLite's lock, writing the deliveries of a backlog): that claim is
     held and given back too, not committed afterwards and left until its lease ends.
     The drain is then stuck, as a daemon thread is when the interpreter exits."""
-    configure(settings, sandbox)
+    use_vendors(settings, sandbox)
     track_many(3, vendors=["hackle"])
     stop, claiming, claim_may_go, frozen, after_claim = (threading.Event() for _ in range(5))
     real_claim_due = leases.claim_due

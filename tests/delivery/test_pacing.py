@@ -16,13 +16,8 @@ from django_eventtrack.delivery.pacing import Bell, Share
 from django_eventtrack.models import Delivery
 from django_eventtrack.outbox import leases
 from django_eventtrack.sandbox import Sandbox
-from tests.processes.helpers import (
-    VENDORS,
-    busy_process,
-    configure,
-    track_many,
-    wait_until,
-)
+from tests.delivery.helpers import use_vendors
+from tests.processes.helpers import VENDORS, busy_process, track_many, wait_until
 
 Status = Delivery.Status
 
@@ -71,7 +66,7 @@ def test_a_stream_of_commits_is_claimed_a_few_at_a_time(
 ) -> None:
     """Each commit rings the running drain, which claims at most every
     ``DATABASE_INTERVAL``: a claim covers the commits of that time, not one each."""
-    configure(settings, sandbox, only=VENDORS)
+    use_vendors(settings, sandbox, only=VENDORS)
     claims = 0
     real_claim = leases.claim_due
 

@@ -14,21 +14,15 @@ from pytest_django import Settings
 from django_eventtrack.delivery import flow, http, sender
 from django_eventtrack.outbox import leases
 from django_eventtrack.sandbox import Sandbox
-from tests.processes.helpers import (
-    VENDORS,
-    configure,
-    peak_in_flight,
-    received,
-    run_in_child,
-    track_many,
-)
+from tests.delivery.helpers import peak_in_flight, use_vendors
+from tests.processes.helpers import VENDORS, received, run_in_child, track_many
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_slow_vendor_does_not_hold_up_a_fast_one_in_the_same_drain(
     settings: Settings, sandbox: Sandbox
 ) -> None:
-    configure(settings, sandbox, only=("hackle", "browsee"), CONCURRENCY=2)
+    use_vendors(settings, sandbox, only=("hackle", "browsee"), CONCURRENCY=2)
     sandbox.inject("hackle", delay=1.0, count=4)
     track_many(40, vendors=["hackle", "browsee"])
     stats = sender.drain()
@@ -44,7 +38,7 @@ def test_one_claim_reads_each_event_once_for_all_its_vendors(
 ) -> None:
     """One claim transaction for every vendor (a claim per vendor before), and each
     event's row read once (a JOIN per vendor before: its JSON decoded once per vendor)."""
-    configure(settings, sandbox, only=VENDORS)
+    use_vendors(settings, sandbox, only=VENDORS)
     track_many(10)
     claims: list[dict[str, int]] = []
     real_claim = leases.claim_due
@@ -69,7 +63,7 @@ def test_each_request_in_flight_keeps_its_connection_alive(
 ) -> None:
     """urllib3 keeps at most its pool's size of connections per vendor and closes any
     other after one request; the pool held 16 whatever the concurrency."""
-    configure(settings, sandbox, CONCURRENCY=24, MIN_CONCURRENCY=24, MAX_CONCURRENCY=24)
+    use_vendors(settings, sandbox, CONCURRENCY=24, MIN_CONCURRENCY=24, MAX_CONCURRENCY=24)
     http.close_sessions()
     sandbox.inject("hackle", delay=0.3, count=48)
     track_many(48, vendors=["hackle"])
@@ -84,7 +78,7 @@ def test_each_request_in_flight_keeps_its_connection_alive(
 def test_a_drain_waiting_on_its_vendors_sleeps(settings: Settings, sandbox: Sandbox) -> None:
     """Requests in flight and more waiting behind a full window: the drain's thread waits
     for an answer instead of looking again and again (it costs the pages their CPU)."""
-    configure(settings, sandbox, CONCURRENCY=2, MIN_CONCURRENCY=2, MAX_CONCURRENCY=2)
+    use_vendors(settings, sandbox, CONCURRENCY=2, MIN_CONCURRENCY=2, MAX_CONCURRENCY=2)
     sandbox.inject("hackle", delay=0.4, count=8)
     track_many(8, vendors=["hackle"])
     started, spent = time.monotonic(), time.thread_time()
@@ -100,7 +94,7 @@ def test_a_vendor_paused_mid_drain_is_sent_to_once_its_pause_is_over(
 ) -> None:
     """A drain kept running by a slow vendor (as the ``thread`` backend's is by a stream
     of commits) looks again at a paused vendor, instead of leaving it paused to the end."""
-    configure(settings, sandbox, only=("hackle", "browsee"), POLL_INTERVAL=0.1)
+    use_vendors(settings, sandbox, only=("hackle", "browsee"), POLL_INTERVAL=0.1)
     sandbox.inject("browsee", delay=1.5)
     track_many(3, vendors=["hackle", "browsee"])
     flow.breaker.pause("hackle", 0.3, "a test")

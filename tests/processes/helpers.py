@@ -11,12 +11,11 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db import connections
 from django.utils.module_loading import import_string
-from pytest_django import Settings
 
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.vendors import BUILT_IN
@@ -198,22 +197,3 @@ def run_in_child(body: Callable[[], dict[str, Any]], timeout: float = 10.0) -> d
         if pid:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-
-
-def configure(
-    settings: Settings, sandbox: Sandbox, only: Sequence[str] = ("hackle",), **options: Any
-) -> None:
-    vendor_settings = sandbox.vendor_settings()
-    settings.EVENTTRACK = {
-        "VENDORS": {name: vendor_settings[name] for name in only},
-        "DELIVERY": "worker",
-        "RETRY_BACKOFF_BASE": 0.01,
-        **options,
-    }
-
-
-def peak_in_flight(sandbox: Sandbox, vendor: str, delay: float) -> int:
-    """The most requests the vendor had in flight at once, when each took ``delay`` seconds:
-    the most that arrived within any ``delay``-long stretch."""
-    arrivals = sorted(request.received_at for request in sandbox.requests(vendor))
-    return max(sum(1 for other in arrivals if at - delay < other <= at) for at in arrivals)
