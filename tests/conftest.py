@@ -13,7 +13,7 @@ from hypothesis import settings as hypothesis_settings
 from pytest_django import Settings
 
 from django_eventtrack import conf
-from django_eventtrack.delivery import http, sender
+from django_eventtrack.delivery import flow, http
 from django_eventtrack.outbox import vendor_profiles
 from django_eventtrack.sandbox import Sandbox
 from tests.settings import TEST_ADAPTERS
@@ -88,6 +88,6 @@ def configure(settings: Settings, sandbox: Sandbox, transactional_db: None) -> A
         settings.EVENTTRACK = {"VENDORS": vendor_settings, "DELIVERY": "sync", **options}
         return sandbox
 
-    sender.breaker.reset()
+    flow.breaker.reset()
     yield apply
-    sender.breaker.reset()
+    flow.breaker.reset()
