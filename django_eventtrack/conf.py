@@ -51,7 +51,7 @@ from django_eventtrack.core.settings import parse_names as parse_names
 from django_eventtrack.core.settings import setting_path as setting_path
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.vendors import BUILT_IN
-from django_eventtrack.vendors.base import BrowserId, VendorAdapter, visitor_ids
+from django_eventtrack.vendors.base import ANONYMOUS_ID, BrowserId, VendorAdapter, visitor_ids
 from django_eventtrack.vendors.base import VendorConfig as VendorConfig
 
 T = TypeVar("T")
@@ -368,6 +368,13 @@ class Config:
     def browser_ids(self) -> tuple[BrowserId, ...]:
         """Every vendor's browser ids, in registry order."""
         return tuple(bid for adapter in self.adapters.values() for bid in adapter.browser_ids)
+
+    @functools.cached_property
+    def browser_keys(self) -> tuple[str, ...]:
+        """The identity keys of the ids a browser brings (our anonymous id first, then
+        the vendors' cookies and SDK ids): kept in the Django session, and never sent
+        as another user's once known to be one user's (:mod:`~django_eventtrack.outbox.owners`)."""
+        return (ANONYMOUS_ID, *(bid.name for bid in self.browser_ids if bid.from_browser))
 
     @functools.cached_property
     def vendor_id_names(self) -> tuple[str, ...]:

@@ -148,6 +148,16 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    identifies = models.CharField(
+        max_length=256,
+        blank=True,
+        default="",
+        # Rows inserted by hand need not name the column.
+        db_default="",
+        editable=False,
+        help_text="For an identify() delivery, the user it identifies: that user's later "
+        "deliveries to the same vendor wait until it is delivered, failed or skipped.",
+    )
 
     class Meta:
         db_table = "eventtrack_delivery"
@@ -165,6 +175,12 @@ class Delivery(models.Model):
                 name="eventtrack_due",
             ),
             models.Index(fields=["status", "updated_at"], name="eventtrack_status_age"),
+            # The pending identify() calls, few at any time: whose events must wait.
+            models.Index(
+                fields=["vendor", "identifies"],
+                condition=Q(status="pending") & ~Q(identifies=""),
+                name="eventtrack_identifying",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -233,17 +249,51 @@ class VendorSession(models.Model):
         return f"{self.vendor}: session {self.session_id} = {self.profile_id or '(another)'}"
 
 
+class BrowserOwner(models.Model):
+    """The user a browser id belongs to: the first one an event named with it.
+
+    A browser id (our anonymous id, a vendor's cookie or SDK id) outlives a sign-out:
+    the next person on that browser brings it too. Kept here, it is never sent as
+    theirs (:mod:`django_eventtrack.outbox.owners`). ``key`` is the identity key
+    (``session``, ``anonymous_id``...).
+    """
+
+    key = models.CharField(max_length=64)
+    value = models.CharField(max_length=256)
+    user_id = models.CharField(max_length=256)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "eventtrack_browser_owner"
+        verbose_name = "browser id owner"
+        constraints = [
+            models.UniqueConstraint(fields=["value", "key"], name="eventtrack_one_browser_owner")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.value} = user {self.user_id}"
+
+
 class VendorPause(models.Model):
     """A vendor nobody sends to until ``paused_until``, whichever process noticed.
 
-    A 429 with ``Retry-After`` or an open circuit breaker pauses the vendor for
-    every worker through this row, not only for the process that saw it; the
-    admin shows it too (:func:`django_eventtrack.outbox.pausing.paused_vendors`).
+    A 429 with ``Retry-After``, an open circuit breaker or refused credentials
+    pause the vendor for every worker through this row, not only for the process
+    that saw it; the admin shows it too
+    (:func:`django_eventtrack.outbox.pausing.paused_vendors`).
     """
 
     vendor = models.CharField(max_length=32, unique=True)
     paused_until = models.DateTimeField()
-    reason = models.CharField(max_length=255, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    credentials = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="When the vendor refused the credentials: their fingerprint (a keyed hash, "
+        "never the credentials). The pause holds for them only, and lasts until a request "
+        "is accepted again; the sender tries again after paused_until.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -40,17 +40,19 @@ hypothesis_settings.load_profile(os.environ.get("EVENTTRACK_TEST_HYPOTHESIS_PROF
 
 @pytest.fixture(autouse=True)
 def _clean_eventtrack_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No test sees EVENTTRACK_* variables it did not set, nor a stale cached config or
-    vendor profiles another test's database held."""
+    """No test sees EVENTTRACK_* variables it did not set, nor a stale cached config,
+    vendor profiles another test's database held or a vendor paused in another test."""
     for name in list(os.environ):
         if name.startswith("EVENTTRACK_") and not name.startswith("EVENTTRACK_TEST_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("EVENTTRACK_ADAPTERS", ",".join(TEST_ADAPTERS))
     conf.reload()
     vendor_profiles.profiles.reset()
+    flow.breaker.reset()  # a pause one test's vendor began is that test's
     yield
     conf.reload()
     vendor_profiles.profiles.reset()
+    flow.breaker.reset()
 
 
 @pytest.fixture(scope="session")

@@ -302,7 +302,7 @@ def test_track_refusals_name_the_field() -> None:
     }
     for field, props in cases.items():
         with pytest.raises(InvalidEvent) as refused:
-            track("product.purchased", props, profile="P1")
+            track("product.purchased", props, profile="P1", session="S1")
         assert refused.value.field == field
     with pytest.raises(InvalidEvent) as refused:
         track("x", timestamp=datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5))))
@@ -320,13 +320,14 @@ def test_vendor_quirks_the_generators_found() -> None:
         "currency": 7,
         "order": 5,
     }
-    event = TrackedEvent.create("order.placed", hellotext, identity=Identity(profile="P1"))
+    visitor = Identity(profile="P1", session="S1")
+    event = TrackedEvent.create("order.placed", hellotext, identity=visitor)
     assert assert_requests_valid(event) == len(VENDORS)
     body = get_config().adapter("hellotext").build_request([event]).body
     assert body["object_parameters"] == {"source": "django", "reference": "5"}
     assert set(body["metadata"]) == set(hellotext) - {"order"}  # not Hellotext fields: kept
     # The noun's empty id would have become object="": now the event is skipped instead.
-    event = TrackedEvent.create("order.placed", {"order": ""}, identity=Identity(profile="P1"))
+    event = TrackedEvent.create("order.placed", {"order": ""}, identity=visitor)
     assert assert_requests_valid(event) == len(VENDORS) - 1
 
     hackle = {"Value": 1, "value": 10**16, "VALUE": "x", "price": 0.1234567, "big": 1e20}

@@ -9,6 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from pytest_django import Settings
 
 from django_eventtrack import identify, track
@@ -160,6 +161,24 @@ def test_an_unseen_session_is_given_up_after_max_attempts(
 
 
 def test_a_session_of_another_profile_is_never_moved_and_is_remembered_as_theirs(
+    vendors: Sandbox, user: Any
+) -> None:
+    # Attached at Hellotext by someone else (Hellotext.js's own identify, another shop
+    # integration): we learn it from Hellotext's answer.
+    directory = vendors.state("hellotext")
+    bobs_profile = directory.add_profile(email="bob@example.com")
+    directory.attach("shared-computer", bobs_profile)
+
+    identify(user, identity=Identity(session="shared-computer"), vendors=["hellotext"])
+    delivery = Delivery.objects.get(event__identity__user_id=str(user.pk), vendor="hellotext")
+    # Ada's profile exists; the session stays Bob's, and we know it is his.
+    assert delivery.status == Delivery.Status.DELIVERED
+    assert "belongs to another Hellotext profile and stays with it" in delivery.last_error
+    assert directory.sessions["shared-computer"] == bobs_profile
+    assert VendorSession.objects.get(session_id="shared-computer").profile_id == bobs_profile
+
+
+def test_a_session_we_know_is_another_users_is_never_sent_as_theirs(
     vendors: Sandbox, user: Any, django_user_model: Any
 ) -> None:
     other = django_user_model.objects.create_user(username="bob", email="bob@example.com")
@@ -168,11 +187,100 @@ def test_a_session_of_another_profile_is_never_moved_and_is_remembered_as_theirs
 
     identify(user, identity=Identity(session="shared-computer"), vendors=["hellotext"])
     delivery = Delivery.objects.get(event__identity__user_id=str(user.pk), vendor="hellotext")
-    # Ada's profile exists; the session stays Bob's, and we know it is his.
+    # Ada gets her own profile; the session is not even offered to it.
     assert delivery.status == Delivery.Status.DELIVERED
-    assert "belongs to another Hellotext profile and stays with it" in delivery.last_error
-    assert vendors.state("hellotext").sessions["shared-computer"] == bobs_profile
-    assert VendorSession.objects.get(session_id="shared-computer").profile_id == bobs_profile
+    assert delivery.adjustments == ["session left out: it belongs to another user of this browser"]
+    assert not [r for r in vendors.requests("hellotext") if r.path.endswith("/shared-computer")][1:]
+    assert vendors.state("hellotext").sessions == {"shared-computer": bobs_profile}
+
+
+# -- a visitor's identify goes before their later events ----------------------------------------
+
+
+def hellotext_calls(sandbox: Sandbox) -> list[tuple[str, Any]]:
+    """What Hellotext accepted, in order: the endpoint and the body."""
+    return [
+        (r.path.removeprefix("/hellotext"), r.body)
+        for r in sandbox.requests("hellotext")
+        if r.accepted
+    ]
+
+
+def test_events_after_identify_reach_hellotext_after_it_with_the_profile(
+    settings: Settings, sandbox: Sandbox, user: Any
+) -> None:
+    """Tracked together, the identify goes first, in the same drain: the events after it
+    name the profile it created (they used to leave first, with the session alone)."""
+    settings.EVENTTRACK = {"VENDORS": sandbox.vendor_settings(), "DELIVERY": "worker"}
+    with transaction.atomic():
+        identify(user, identity=Identity(session="S1"))
+        cart = {"cart": {"items": [{"product": "TEE-1", "quantity": 1}]}}
+        track("cart.added", cart, user_id=user.pk, session="S1")
+        track("order.placed", {"order": "O-1"}, user_id=user.pk, session="S1")
+    drain()
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.DELIVERED}
+    profile = VendorProfile.objects.get(vendor="hellotext").profile_id
+    assert [
+        (path, body.get("action"), body.get("profile")) for path, body in hellotext_calls(sandbox)
+    ] == [
+        ("/v1/profiles", None, None),
+        ("/v1/sessions/S1", None, profile),
+        ("/v1/attribution/events", "cart.added", profile),
+        ("/v1/attribution/events", "order.placed", profile),
+    ]
+    # Every vendor got the identify first.
+    for vendor, path in IDENTIFY_PATHS.items():
+        first = sandbox.requests(vendor)[0]
+        assert first.path.startswith(f"/{vendor}{path}"), vendor
+
+
+def test_a_users_events_wait_for_their_delayed_identify(
+    settings: Settings, sandbox: Sandbox, user: Any
+) -> None:
+    settings.EVENTTRACK = {
+        "VENDORS": sandbox.vendor_settings(),
+        "DELIVERY": "worker",
+        "RETRY_BACKOFF_BASE": 0.01,
+    }
+    sandbox.inject("hellotext", status=503, count=2)  # Hellotext is down at first
+    identify(user, identity=Identity(session="S1"), vendors=["hellotext"])
+    order = track("order.placed", {"order": "O-1"}, user_id=user.pk, session="S1")
+    assert order is not None
+    drain(["hellotext"])
+    waiting = Delivery.objects.get(event_id=order.id, vendor="hellotext")
+    assert (waiting.status, waiting.attempts) == (Delivery.Status.PENDING, 0)  # never sent
+    assert [r.status for r in sandbox.requests("hellotext")] == [503]
+
+    Delivery.objects.update(next_attempt_at=timezone.now())
+    drain(["hellotext"])
+    Delivery.objects.update(next_attempt_at=timezone.now())
+    drain(["hellotext"])
+    waiting.refresh_from_db()
+    assert waiting.status == Delivery.Status.DELIVERED
+    (path, body) = hellotext_calls(sandbox)[-1]
+    assert (path, body["profile"]) == (
+        "/v1/attribution/events",
+        VendorProfile.objects.get().profile_id,
+    )
+
+
+def test_a_users_event_without_any_hellotext_id_gets_the_profile_identify_makes(
+    settings: Settings, sandbox: Sandbox, user: Any
+) -> None:
+    """No session, no profile yet when tracked: routed anyway, it waits for the
+    identify and carries its profile; with no identify at all it is skipped, saying why."""
+    settings.EVENTTRACK = {"VENDORS": sandbox.vendor_settings(), "DELIVERY": "worker"}
+    identify(user, identity=Identity(), vendors=["hellotext"])
+    order = track("order.placed", {"order": "O-1"}, user_id=user.pk, vendors=["hellotext"])
+    stranger = track("order.placed", {"order": "O-2"}, user_id="never-identified")
+    assert order is not None
+    assert stranger is not None
+    drain(["hellotext"])
+    assert Delivery.objects.get(event_id=order.id).status == Delivery.Status.DELIVERED
+    assert hellotext_calls(sandbox)[-1][1]["profile"] == VendorProfile.objects.get().profile_id
+    skipped = Delivery.objects.get(event_id=stranger.id, vendor="hellotext")
+    assert (skipped.status, skipped.attempts) == (Delivery.Status.SKIPPED, 0)
+    assert "Hellotext needs a profile or session" in skipped.last_error
 
 
 def test_a_rolled_back_login_identifies_nobody(vendors: Sandbox, user: Any) -> None:

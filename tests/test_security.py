@@ -23,7 +23,8 @@ from django_eventtrack import track
 from django_eventtrack.conf import get_config, is_loopback_url
 from django_eventtrack.core.redaction import MASK
 from django_eventtrack.delivery import flow, http, worker
-from django_eventtrack.models import Delivery, Event
+from django_eventtrack.models import Delivery, Event, VendorPause
+from django_eventtrack.outbox import pausing
 from django_eventtrack.outbox.routing import render_requests
 from django_eventtrack.sandbox import Sandbox
 from tests.delivery.test_worker import drain_until_settled
@@ -63,6 +64,12 @@ def secret_sandbox(settings: Settings) -> Iterator[Sandbox]:
     http.close_sessions()
 
 
+def echoing(vendor: str) -> dict[str, Any]:
+    """An error body echoing ``vendor``'s credentials, as a hostile vendor might."""
+    echo = " ".join(SECRETS[vendor].values())
+    return {"message": echo, "errors": [{"message": echo}], "error": {"message": echo}}
+
+
 def assert_no_secret(text: str, where: str) -> None:
     for secret in SECRET_VALUES:
         assert secret not in text, f"{secret} leaked into {where}"
@@ -84,14 +91,31 @@ def test_no_secret_anywhere_after_a_full_fault_run(
         secret_sandbox.inject(vendor, drop=True)
         secret_sandbox.inject(vendor, truncate=True, status=500, body=body)
         secret_sandbox.inject(vendor, delay=0.5, drop=True)  # a read timeout
-        secret_sandbox.inject(vendor, status=401, body=body, count=10)  # refused for good
+        secret_sandbox.inject(vendor, status=422, body=body, count=10)  # refused for good
     for n in range(3):
         track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}")
     drain_until_settled(worker.Worker(), timeout=15)
     statuses = set(Delivery.objects.values_list("status", flat=True))
-    assert statuses == {Status.FAILED}  # every vendor ended on its 401s
-    errors = "\n".join(Delivery.objects.values_list("last_error", flat=True))
+    assert statuses == {Status.FAILED}  # every vendor ended on its 422s
+    # Then every vendor refuses the credentials, echoing them: paused, the event kept.
+    secret_sandbox.clear_faults()
+    for vendor in SECRETS:
+        secret_sandbox.inject(vendor, status=401, body=echoing(vendor))
+    track("order.placed", {"n": 9, "order": "O9"}, session="S9")
+    worker.Worker().run_once()
+    assert set(pausing.paused_vendors()) == set(SECRETS)
+    errors = "\n".join(
+        [
+            *Delivery.objects.values_list("last_error", flat=True),
+            *VendorPause.objects.values_list("reason", "credentials").values_list(
+                "reason", flat=True
+            ),
+        ]
+    )
     assert MASK in errors  # the echoed credentials were there, and masked
+    status = io.StringIO()
+    with pytest.raises(SystemExit):
+        call_command("eventtrack_status", "--check", stderr=status)
 
     out = io.StringIO()
     order = ["order.placed", "--profile", "P9", "--property", "order=O9"]
@@ -114,6 +138,8 @@ def test_no_secret_anywhere_after_a_full_fault_run(
 
     pages = [reverse("admin:django_eventtrack_event_changelist")]
     pages.append(reverse("admin:django_eventtrack_delivery_changelist"))
+    pages.append(reverse("admin:django_eventtrack_vendorpause_changelist"))
+    pages.append(reverse("admin:eventtrack_dashboard"))
     for event in Event.objects.all():
         pages.append(reverse("admin:django_eventtrack_event_change", args=[event.pk]))
     for delivery in Delivery.objects.all():
@@ -127,7 +153,8 @@ def test_no_secret_anywhere_after_a_full_fault_run(
     captured = capsys.readouterr()
     for text, where in [
         (caplog.text, "the logs"),
-        (errors, "Delivery.last_error"),
+        (errors, "Delivery.last_error and VendorPause.reason"),
+        (status.getvalue(), "eventtrack_status --check"),
         (out.getvalue(), "--dry-run output"),
         (sync.getvalue() + str(refused.value), "--sync output"),
         (str(raised.value) + repr(raised.value.args), "an exception"),
@@ -182,6 +209,7 @@ def test_no_event_data_can_redirect_a_request(settings: Settings) -> None:
         "page.viewed",
         {"url": hostile, "API_URL": hostile},
         profile="P1",
+        session="S1",
         vendor_extra={vendor: {"url": hostile, "API_URL": hostile} for vendor in VENDORS},
     )
     assert event is not None

@@ -12,11 +12,20 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from pytest_django import Settings
 
+from django_eventtrack.conf import env_name
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
 from tests.processes.helpers import VENDORS
 
-PURCHASE = ["product.purchased", "--profile", "P1", "--property", "product=vxqQJ3Yg"]
+PURCHASE = [
+    "product.purchased",
+    "--profile",
+    "P1",
+    "--user-id",
+    "42",
+    "--property",
+    "product=vxqQJ3Yg",
+]
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,11 +64,13 @@ def test_purchase_reaches_every_vendor_as_documented(vendors: Sandbox) -> None:
     assert hackle is not None
     assert hackle["event"]["key"] == "product.purchased"
     assert hackle["event"]["properties"]["product"] == "vxqQJ3Yg"
-    assert hackle["user"]["identifiers"] == {"anonymousId": "P1"}
+    # A Hellotext profile is a person's id: no other vendor's anonymous id.
+    assert hackle["user"] == {"userId": "42"}
 
     browsee = vendors.requests("browsee")[0].body
     assert browsee is not None
-    assert (browsee["event"], browsee["anonymousId"]) == ("product.purchased", "P1")
+    assert (browsee["event"], browsee["userId"]) == ("product.purchased", "42")
+    assert "anonymousId" not in browsee
     assert browsee["properties"]["product"] == "vxqQJ3Yg"
     assert browsee["timestamp"].endswith("Z")
 
@@ -73,7 +84,7 @@ def test_purchase_reaches_every_vendor_as_documented(vendors: Sandbox) -> None:
 
 
 @pytest.mark.parametrize("vendor", VENDORS)
-def test_auth_failure_is_permanent_and_exits_non_zero(
+def test_refused_credentials_keep_the_event_pending_and_exit_non_zero(
     settings: Settings, sandbox: Sandbox, vendor: str
 ) -> None:
     vendor_settings = sandbox.vendor_settings()
@@ -86,9 +97,13 @@ def test_auth_failure_is_permanent_and_exits_non_zero(
     assert caught.value.returncode == 2
     assert f"1 of {len(VENDORS)} vendors did not accept it" in str(caught.value)
     line = next(line for line in out.getvalue().splitlines() if line.startswith(vendor))
-    assert line.startswith(f"{vendor}: failed (HTTP 4")
+    assert line.startswith(f"{vendor}: not delivered yet, will retry (HTTP 4")
+    assert f'refused the credentials: check EVENTTRACK["VENDORS"]["{vendor}"]' in line
+    assert env_name(vendor, credential) in line
     assert "wrong-credential" not in out.getvalue()
-    assert len(sandbox.requests(vendor)) == 1  # permanent: never retried
+    assert len(sandbox.requests(vendor)) == 1  # the vendor is paused: nothing more is sent
+    delivery = Delivery.objects.get(vendor=vendor)
+    assert (delivery.status, delivery.attempts) == (Delivery.Status.PENDING, 0)
 
 
 def test_vendor_option_limits_targets_and_skip_is_not_success(vendors: Sandbox) -> None:
@@ -122,7 +137,7 @@ def test_without_flags_an_in_process_backend_reports_each_vendor(
     call_command("send_event", *PURCHASE, stdout=out, no_color=True)
     assert out.getvalue().splitlines() == [f"{vendor}: delivered (HTTP 200)" for vendor in VENDORS]
     event = Event.objects.get()
-    assert event.identity == {"profile": "P1"}
+    assert event.identity == {"profile": "P1", "user_id": "42"}
     statuses = dict(event.deliveries.values_list("vendor", "status"))
     assert statuses == dict.fromkeys(VENDORS, "delivered")
     assert len(sandbox.requests()) == len(VENDORS)
@@ -138,7 +153,7 @@ def test_without_flags_an_in_process_backend_exits_non_zero_when_a_vendor_refuse
     with pytest.raises(CommandError) as caught:
         call_command("send_event", *PURCHASE, stdout=out, no_color=True)
     assert caught.value.returncode == 2
-    assert "hackle: failed (HTTP 401)" in out.getvalue()
+    assert "hackle: not delivered yet, will retry (HTTP 401): Hackle refused" in out.getvalue()
 
 
 def test_without_flags_a_queueing_backend_prints_the_event_id_queued(

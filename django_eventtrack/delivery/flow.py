@@ -12,6 +12,7 @@ import math
 import os
 import threading
 import time
+from dataclasses import dataclass
 
 from django_eventtrack.conf import Config
 from django_eventtrack.vendors import Outcome, OutcomeKind
@@ -19,13 +20,31 @@ from django_eventtrack.vendors import Outcome, OutcomeKind
 logger = logging.getLogger("django_eventtrack.sender")
 
 
+#: How long a vendor that refused the credentials is paused before a request tries them
+#: again (a probe). A process given other credentials (a fixed key) does not wait.
+CREDENTIALS_PAUSE = 300.0
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A pause begun in this process, to be written to the database for the others."""
+
+    seconds: float
+    reason: str
+    #: For refused credentials, their fingerprint: the pause holds for them only.
+    credentials: str = ""
+
+
 class CircuitBreaker:
     """Per process and vendor: after N retryable failures in a row, stop sending for a while.
 
     A vendor that is down would otherwise get every due delivery thrown at it each
     round; a pause lets it recover and keeps the sender free for the vendors that
-    work. A delivered or permanently failed answer closes it; a 429 with
-    ``Retry-After`` pauses the vendor as long as it asks. The drain writes each
+    work. A delivered or permanently failed answer closes it, and so does an answer
+    the vendor documents (:attr:`Outcome.expected`). Every request's answer is heard
+    (:meth:`heard`), the extra ones an adapter sends included: a 429 with
+    ``Retry-After`` pauses the vendor as long as it asks, refused credentials for
+    :data:`CREDENTIALS_PAUSE` (for those credentials only). The drain writes each
     pause to the database (:meth:`take_unrecorded`), so every process stops too.
     """
 
@@ -33,20 +52,37 @@ class CircuitBreaker:
         self._lock = threading.Lock()
         self._failures: dict[str, int] = {}
         self._open_until: dict[str, float] = {}
-        #: Pauses not yet written to the database: vendor -> (seconds, reason).
-        self._unrecorded: dict[str, tuple[float, str]] = {}
+        #: The fingerprint of the credentials a vendor's pause is for, if that is its cause.
+        self._refused: dict[str, str] = {}
+        #: Pauses not yet written to the database.
+        self._unrecorded: dict[str, Pause] = {}
 
-    def allows(self, vendor: str) -> bool:
+    def allows(self, vendor: str, credentials: str = "") -> bool:
+        """Whether to send to ``vendor`` now, with the credentials whose fingerprint is
+        ``credentials``: a pause for other (refused) credentials does not hold for them."""
         with self._lock:
-            return time.monotonic() >= self._open_until.get(vendor, 0.0)
+            if time.monotonic() >= self._open_until.get(vendor, 0.0):
+                return True
+            refused = self._refused.get(vendor, "")
+            return bool(refused and credentials and refused != credentials)
 
-    def record(self, vendor: str, outcome: Outcome, *, threshold: int, pause: float) -> None:
-        if outcome.http_status == 429 and outcome.retry_after:
+    def heard(self, vendor: str, outcome: Outcome, *, credentials: str = "") -> None:
+        """One request's answer (made with ``credentials``, a fingerprint): pause the
+        vendor when it asks to wait or refuses the credentials."""
+        if outcome.credentials_refused:
+            self.pause(vendor, CREDENTIALS_PAUSE, outcome.message, credentials=credentials)
+        elif outcome.http_status == 429 and outcome.retry_after:
             self.pause(
                 vendor, outcome.retry_after, f"HTTP 429, Retry-After {outcome.retry_after:g}s"
             )
+
+    def record(self, vendor: str, outcome: Outcome, *, threshold: int, pause: float) -> None:
+        """One delivery attempt's verdict: count it towards opening the circuit. Refused
+        credentials are not the vendor failing (:meth:`heard` paused it already)."""
+        if outcome.credentials_refused:
+            return
         with self._lock:
-            if outcome.kind is not OutcomeKind.RETRY:
+            if outcome.kind is not OutcomeKind.RETRY or outcome.expected:
                 self._failures[vendor] = 0
                 return
             failures = self._failures.get(vendor, 0) + 1
@@ -56,17 +92,19 @@ class CircuitBreaker:
             self._failures[vendor] = 0
         self.pause(vendor, pause, f"circuit breaker: {failures} retryable failures in a row")
 
-    def pause(self, vendor: str, seconds: float, reason: str) -> None:
-        """Send nothing to ``vendor`` for ``seconds`` (unless already paused for longer)."""
+    def pause(self, vendor: str, seconds: float, reason: str, *, credentials: str = "") -> None:
+        """Send nothing to ``vendor`` for ``seconds`` (unless already paused for longer);
+        with ``credentials``, nothing with those credentials."""
         with self._lock:
             until = time.monotonic() + seconds
             if until <= self._open_until.get(vendor, 0.0):
                 return
             self._open_until[vendor] = until
-            self._unrecorded[vendor] = (seconds, reason)
+            self._refused[vendor] = credentials
+            self._unrecorded[vendor] = Pause(seconds, reason, credentials)
         logger.warning("vendor=%s: pausing it for %.0fs (%s)", vendor, seconds, reason)
 
-    def take_unrecorded(self, vendor: str) -> tuple[float, str] | None:
+    def take_unrecorded(self, vendor: str) -> Pause | None:
         """The pause begun since the last call, for the database; None when there is none."""
         with self._lock:
             return self._unrecorded.pop(vendor, None)
@@ -75,6 +113,7 @@ class CircuitBreaker:
         with self._lock:
             self._failures.clear()
             self._open_until.clear()
+            self._refused.clear()
             self._unrecorded.clear()
 
 

@@ -37,8 +37,9 @@ from django_eventtrack.delivery import flow, held_claims, http
 from django_eventtrack.delivery.pacing import Bell, Pace, Share
 from django_eventtrack.delivery.threads import RequestThreads
 from django_eventtrack.models import Delivery
-from django_eventtrack.outbox import leases, outcomes, pausing, vendor_profiles
+from django_eventtrack.outbox import leases, outcomes, owners, pausing, vendor_profiles
 from django_eventtrack.vendors import Outcome, OutcomeKind, VendorAdapter
+from django_eventtrack.vendors.base import Notes, Send, VendorRequest
 
 logger = logging.getLogger("django_eventtrack.sender")
 
@@ -175,6 +176,9 @@ class _Batch:
     deliveries: list[Delivery]
     #: The events as the vendor gets them (remembered profiles added); empty for an identify.
     events: list[TrackedEvent]
+    #: Per event id, what sending them changed before the adapter built the request
+    #: (a browser id of another user's left out or replaced).
+    notes: Notes = field(default_factory=dict)
     #: Whether the vendor's window was full when it was sent (so a fast answer widens it).
     full: bool = False
     sent_at: float = 0.0
@@ -199,6 +203,16 @@ class _Lane:
         #: The last claim found fewer due deliveries than it asked for.
         self.exhausted = False
         self.paused = False
+        #: The fingerprint of the credentials this lane sends (a pause for refused
+        #: credentials holds only for those), and whether the vendor's refusal of some
+        #: credentials is unresolved (the next accepted request ends it).
+        self.credentials = pausing.fingerprint(adapter.config)
+        self.refused = False
+        self.send = _sending(adapter, self.credentials)
+
+    def allowed(self) -> bool:
+        """Whether this process's circuit breaker lets a request go to the vendor now."""
+        return flow.breaker.allows(self.name, self.credentials)
 
     def wanted(self, batch_size: int) -> int:
         """How many deliveries to claim now: enough for two windows' worth of requests
@@ -332,9 +346,10 @@ class _Drain:
         if not wanted:
             return
         self.claimed_at = time.monotonic()
-        paused = pausing.paused_vendors()
+        held, refused = pausing.holding({lane.name: lane.adapter.config for lane in wanted})
         for lane in list(wanted):
-            if lane.name in paused or not flow.breaker.allows(lane.name):
+            lane.refused = lane.name in refused
+            if lane.name in held or not lane.allowed():
                 self._pause(lane)
                 del wanted[lane]
         if not wanted:
@@ -350,7 +365,7 @@ class _Drain:
             )
             if claim.deliveries:
                 self._hold(claim)
-        normalised: dict[uuid.UUID, TrackedEvent] = {}
+        normalised: dict[uuid.UUID, _Read] = {}
         for lane, count in wanted.items():
             mine = [d for d in claim.deliveries if d.vendor == lane.name]
             lane.exhausted = len(mine) < count
@@ -365,16 +380,18 @@ class _Drain:
         lane: _Lane,
         claim: leases.Claim,
         deliveries: list[Delivery],
-        normalised: dict[uuid.UUID, TrackedEvent],
+        normalised: dict[uuid.UUID, _Read],
     ) -> None:
         """Queue ``deliveries`` on ``lane``, a request's worth per batch."""
         sendable = self._expire_old(lane, claim, deliveries)
         tracked = [d for d in sendable if d.event.kind != IDENTIFY]
-        events = _events(lane.adapter, tracked, normalised)
+        events, notes = _events(lane.adapter, tracked, normalised)
+        tracked, events = self._unsendable(lane, claim, tracked, events, notes)
         per_request = lane.adapter.max_batch_size
         for start in range(0, len(tracked), per_request):
             end = start + per_request
-            lane.queue.append(_Batch(claim, tracked[start:end], events[start:end]))
+            mine = {str(event.id): notes[str(event.id)] for event in events[start:end]}
+            lane.queue.append(_Batch(claim, tracked[start:end], events[start:end], mine))
         for delivery in sendable:
             if delivery.event.kind == IDENTIFY:
                 lane.queue.append(_Batch(claim, [delivery], []))
@@ -396,19 +413,50 @@ class _Drain:
                 None,
                 f"not sent: older than MAX_AGE ({max_age:g}s) when its turn came",
             )
-            outcomes.record_outcome(
-                claim, expired, outcome, lane.adapter.config, self.options, attempted=False
-            )
-            self.stats.add(outcome, len(expired), sent=False)
-            self._recorded(claim, len(expired))
+            self._settle_unsent(lane, claim, expired, outcome)
         return [d for d in deliveries if d.created_at >= cutoff]
+
+    def _unsendable(
+        self,
+        lane: _Lane,
+        claim: leases.Claim,
+        deliveries: list[Delivery],
+        events: list[TrackedEvent],
+        notes: Notes,
+    ) -> tuple[list[Delivery], list[TrackedEvent]]:
+        """Skip, unsent, the events the vendor cannot take as they are sent: their ids
+        are not those they were tracked with (another user's browser ids left out; the
+        profile their user was to get never came), so the vendor's check runs again."""
+        kept: tuple[list[Delivery], list[TrackedEvent]] = ([], [])
+        skipped: dict[str, list[Delivery]] = {}
+        for delivery, event in zip(deliveries, events, strict=True):
+            reason = lane.adapter.skip_reason(event)
+            if reason is None:
+                kept[0].append(delivery)
+                kept[1].append(event)
+            else:
+                why = "; ".join([reason, *notes.get(str(event.id), ())])
+                skipped.setdefault(why, []).append(delivery)
+        for reason, rows in skipped.items():
+            self._settle_unsent(lane, claim, rows, Outcome(OutcomeKind.SKIPPED, None, reason))
+        return kept
+
+    def _settle_unsent(
+        self, lane: _Lane, claim: leases.Claim, deliveries: list[Delivery], outcome: Outcome
+    ) -> None:
+        """Record a verdict reached without sending (no attempt counted)."""
+        outcomes.record_outcome(
+            claim, deliveries, outcome, lane.adapter.config, self.options, attempted=False
+        )
+        self.stats.add(outcome, len(deliveries), sent=False)
+        self._recorded(claim, len(deliveries))
 
     # -- sending ----------------------------------------------------------------------------
 
     def _send(self) -> None:
         """Send what each lane has waiting, up to its window."""
         for lane in self.lanes:
-            if lane.queue and not flow.breaker.allows(lane.name):
+            if lane.queue and not lane.allowed():
                 self._pause(lane)
             while lane.sendable:
                 if self.pace.share.delay():
@@ -425,10 +473,9 @@ class _Drain:
         spent = time.thread_time()
         try:
             if batch.identify:
-                return _send_identify(lane.adapter, batch.deliveries[0], self.stop, self.options)
-            return _send_batch(
-                lane.adapter, batch.deliveries, batch.events, self.stop, self.options
-            )
+                return _send_identify(lane, batch.deliveries[0], self.stop, self.options)
+            outcome = _send_batch(lane, batch.deliveries, batch.events, self.stop, self.options)
+            return outcome and outcome.adjusted(batch.notes)
         finally:
             batch.elapsed = time.monotonic() - batch.sent_at
             self.pace.share.charge(time.thread_time() - spent)
@@ -460,6 +507,8 @@ class _Drain:
                 outcome = future.result()
                 _teach(lane.window, batch, outcome)
                 finished.append((lane, batch, outcome))
+                if batch.identify and outcome is not None and outcome.kind is not OutcomeKind.RETRY:
+                    lane.exhausted = False  # its user's later deliveries are claimable now
         if finished:
             self._write(finished)
 
@@ -484,7 +533,10 @@ class _Drain:
             if outcome is not None:
                 self.stats.add(outcome, deliveries, requests=len(batches))
             self._recorded(batches[0].claim, deliveries)
-            _record_pause(lane.name)
+            _record_pause(lane)
+            if lane.refused and outcome is not None and outcome.ok:
+                lane.refused = False
+                pausing.credentials_accepted(lane.name)
 
     def _recorded(self, claim: leases.Claim, deliveries: int) -> None:
         """``deliveries`` of ``claim`` have their outcome; a claim all recorded is done."""
@@ -497,35 +549,44 @@ class _Drain:
 
 
 def _teach(window: flow.Window, batch: _Batch, outcome: Outcome | None) -> None:
-    """Tell the vendor's window how its request went."""
-    if outcome is None or outcome.kind is OutcomeKind.SKIPPED:
+    """Tell the vendor's window how its request went. Refused credentials say nothing
+    about how much the vendor takes; an expected answer is an answer like any other."""
+    if outcome is None or outcome.kind is OutcomeKind.SKIPPED or outcome.credentials_refused:
         return
-    if outcome.kind is OutcomeKind.RETRY:
+    if outcome.kind is OutcomeKind.RETRY and not outcome.expected:
         window.refused(batch.sent_at)
     else:
         window.answered(batch.elapsed, full=batch.full)
 
 
+#: An event as the vendors get it (another user's browser ids replaced), and what that
+#: changed.
+_Read = tuple[TrackedEvent, tuple[str, ...]]
+
+
 def _events(
-    adapter: VendorAdapter, deliveries: list[Delivery], normalised: dict[uuid.UUID, TrackedEvent]
-) -> list[TrackedEvent]:
-    """The deliveries' events as the adapter reads them, with remembered vendor profiles.
-    ``normalised`` keeps each event read once for all the vendors of a claim."""
-    events = []
-    for delivery in deliveries:
-        event = normalised.get(delivery.event_id)
-        if event is None:
-            event = normalised[delivery.event_id] = delivery.event.to_normalised()
-        events.append(event)
-    return (
-        vendor_profiles.with_known_profiles(adapter.name, events)
-        if adapter.remembers_profiles
-        else events
-    )
+    adapter: VendorAdapter, deliveries: list[Delivery], normalised: dict[uuid.UUID, _Read]
+) -> tuple[list[TrackedEvent], Notes]:
+    """The deliveries' events as the adapter gets them: the browser ids that belong to
+    another user than the event's replaced (:mod:`~django_eventtrack.outbox.owners`),
+    with remembered vendor profiles; and per event id what that replaced. ``normalised``
+    keeps each event read once for all the vendors of a claim."""
+    unread = {d.event_id: d.event for d in deliveries if d.event_id not in normalised}
+    if unread:
+        read = [event.to_normalised() for event in unread.values()]
+        for before, after in zip(read, owners.as_their_own(read), strict=True):
+            normalised[before.id] = (after, tuple(owners.replaced(before, after)))
+    events = [normalised[delivery.event_id][0] for delivery in deliveries]
+    notes: Notes = {
+        str(delivery.event_id): list(normalised[delivery.event_id][1]) for delivery in deliveries
+    }
+    if adapter.remembers_profiles:
+        events = vendor_profiles.with_known_profiles(adapter.name, events)
+    return events, notes
 
 
 def _send_batch(
-    adapter: VendorAdapter,
+    lane: _Lane,
     batch: list[Delivery],
     events: list[TrackedEvent],
     stop: threading.Event | None,
@@ -539,15 +600,10 @@ def _send_batch(
     answer taught (whose a session is, a profile the vendor lost) is kept here
     too, so a profile created again never holds up the other vendors' records.
     """
-    outcome = _attempt(
-        adapter,
-        batch,
-        stop,
-        options,
-        lambda: adapter.send_events(events, lambda request: http.send(adapter, request)),
-    )
+    adapter = lane.adapter
+    outcome = _attempt(lane, batch, stop, options, lambda: adapter.send_events(events, lane.send))
     if outcome is not None and outcome.learned:
-        _learn(adapter, outcome)
+        _learn(lane, outcome)
     return outcome
 
 
@@ -566,41 +622,58 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_lock)
 
 
-def _learn(adapter: VendorAdapter, outcome: Outcome) -> None:
+def _learn(lane: _Lane, outcome: Outcome) -> None:
     try:
         with _learning:
-            vendor_profiles.learn(
-                adapter, outcome.learned, lambda request: http.send(adapter, request)
-            )
+            vendor_profiles.learn(lane.adapter, outcome.learned, lane.send)
     except Exception:
         logger.exception(
             "vendor=%s: could not keep what its answer taught; the next answer teaches it again",
-            adapter.name,
+            lane.name,
         )
 
 
 def _send_identify(
-    adapter: VendorAdapter,
+    lane: _Lane,
     delivery: Delivery,
     stop: threading.Event | None,
     options: DeliveryOptions,
 ) -> Outcome | None:
     """Send one ``identify()`` call (in a request thread, which may read and write the
-    vendor profiles it learns; one login per user, so these are rare)."""
-    event = delivery.event.to_normalised()
-    return _attempt(
-        adapter,
+    vendor profiles it learns; one login per user, so these are rare), without the
+    browser ids that belong to another user."""
+    read = delivery.event.to_normalised()
+    (event,) = owners.as_their_own([read])
+    notes = {str(event.id): owners.replaced(read, event)}
+    reason = lane.adapter.identify_skip_reason(event)
+    if reason is not None:
+        return Outcome(OutcomeKind.SKIPPED, None, "; ".join([reason, *notes[str(event.id)]]))
+    outcome = _attempt(
+        lane,
         [delivery],
         stop,
         options,
-        lambda: adapter.send_identify(
-            event, lambda request: http.send(adapter, request), vendor_profiles.profiles
-        ),
+        lambda: lane.adapter.send_identify(event, lane.send, vendor_profiles.profiles),
     )
+    return outcome and outcome.adjusted(notes)
+
+
+def _sending(adapter: VendorAdapter, credentials: str) -> Send:
+    """How a lane sends each request, the extra ones an adapter makes included (a profile
+    created again, a session attached): through the HTTP layer, every answer heard by the
+    circuit breaker, so a 429's ``Retry-After`` or refused credentials (``credentials``:
+    their fingerprint) pause the vendor whichever request met them."""
+
+    def send(request: VendorRequest) -> http.Attempt:
+        attempt = http.send(adapter, request)
+        flow.breaker.heard(adapter.name, attempt.outcome, credentials=credentials)
+        return attempt
+
+    return send
 
 
 def _attempt(
-    adapter: VendorAdapter,
+    lane: _Lane,
     batch: list[Delivery],
     stop: threading.Event | None,
     options: DeliveryOptions,
@@ -608,11 +681,11 @@ def _attempt(
 ) -> Outcome | None:
     """Run ``send`` unless stopping or paused; its outcome, with the breaker told."""
     with held_claims.sending(batch):  # before the stop check: surrender() sees every send
-        if (stop and stop.is_set()) or not flow.breaker.allows(adapter.name):
+        if (stop and stop.is_set()) or not lane.allowed():
             return None
-        outcome = _outcome_of(adapter, batch, send)
+        outcome = _outcome_of(lane.adapter, batch, send)
     flow.breaker.record(
-        adapter.name,
+        lane.name,
         outcome,
         threshold=options.circuit_breaker_threshold,
         pause=options.circuit_breaker_pause,
@@ -636,8 +709,8 @@ def _outcome_of(
         return Outcome(OutcomeKind.RETRY, None, f"internal error: {type(exc).__name__}")
 
 
-def _record_pause(vendor: str) -> None:
+def _record_pause(lane: _Lane) -> None:
     """Write a pause this process began to the database, for the other processes."""
-    pause = flow.breaker.take_unrecorded(vendor)
+    pause = flow.breaker.take_unrecorded(lane.name)
     if pause is not None:
-        pausing.pause_vendor(vendor, *pause)
+        pausing.pause_vendor(lane.name, pause.seconds, pause.reason, credentials=pause.credentials)

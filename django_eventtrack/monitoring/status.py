@@ -337,11 +337,16 @@ class Health:
 def health(
     *, failed_within: timedelta, max_pending_age: timedelta, now: datetime | None = None
 ) -> Health:
-    """Unhealthy when a delivery failed within ``failed_within`` before ``now``, or the
-    oldest pending delivery of a vendor is older than ``max_pending_age``; each
-    problem says which vendor and by how much. Two queries."""
+    """Unhealthy when a vendor refused the credentials (and has not accepted any since),
+    a delivery failed within ``failed_within`` before ``now``, or the oldest pending
+    delivery of a vendor is older than ``max_pending_age``; each problem says which
+    vendor, and what to fix or by how much. Three queries."""
     now = now or timezone.now()
-    problems = []
+    problems = [
+        f"{vendor}: {_refused(vendor, pause)}"
+        for vendor, pause in sorted(paused_vendors().items())
+        if pause.credentials
+    ]
     recent = finished({"check": failed_within}, now)
     for vendor, windows in sorted(recent.items()):
         if failures := windows["check"].failed:
@@ -357,6 +362,15 @@ def health(
                 f"(more than {format_duration(max_pending_age.total_seconds())})"
             )
     return Health(tuple(problems))
+
+
+def _refused(vendor: str, pause: VendorPause) -> str:
+    """What to fix for a vendor that refused the credentials: its settings, from the
+    registry (the pause's reason, for a vendor no longer in it)."""
+    config = get_config()
+    if vendor not in config.adapters:
+        return pause.reason
+    return config.adapter(vendor).credentials_advice()
 
 
 def format_duration(seconds: float) -> str:

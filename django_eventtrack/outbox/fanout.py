@@ -9,6 +9,11 @@ Writing them is idempotent (the unique (event, vendor) constraint) and clears
 ``routes`` in the same transaction, so an event is fanned out once however many
 senders look. Until then it counts as pending for every vendor it names
 (:func:`unrouted`).
+
+Written oldest first, they also record whose browser ids are whose
+(:mod:`~django_eventtrack.outbox.owners`) in the order the events were tracked, and
+mark an ``identify()`` delivery with the user it identifies (``Delivery.identifies``),
+so that user's later deliveries to the vendor wait for it (the claims skip them).
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from datetime import datetime
 from django.db import router, transaction
 from django.db.models import QuerySet
 
+from django_eventtrack.core.event import IDENTIFY
 from django_eventtrack.models import Delivery, Event
+from django_eventtrack.outbox import owners
 
 logger = logging.getLogger("django_eventtrack.outbox")
 
@@ -50,13 +57,16 @@ class Fanout:
 
     event_ids: list[uuid.UUID]
     deliveries: list[Delivery]
+    #: The events' identities, oldest first: whose browser ids they show.
+    identities: list[Mapping[str, object]]
 
     def write(self) -> int:
-        """Write the deliveries and mark their events routed, in the caller's
-        transaction; how many events this call routed."""
+        """Write the deliveries, the browser ids' owners they teach, and mark their
+        events routed, in the caller's transaction; how many events this call routed."""
         if not self.event_ids:
             return 0
         Delivery.objects.bulk_create(self.deliveries, ignore_conflicts=True)
+        owners.learn(self.identities)
         return unrouted(self.event_ids).update(routes=None)
 
 
@@ -68,15 +78,16 @@ def pending(event_ids: Sequence[uuid.UUID] | None = None, *, limit: int = BATCH)
     picked = list(
         unrouted(event_ids)
         .order_by("created_at", "pk")
-        .values_list("pk", "routes", "created_at")[:limit]
+        .values_list("pk", "routes", "created_at", "kind", "identity")[:limit]
     )
     return Fanout(
-        [pk for pk, _, _ in picked],
+        [pk for pk, *_ in picked],
         [
             delivery
-            for pk, routes, created_at in picked
-            for delivery in _deliveries(pk, routes, created_at)
+            for pk, routes, created_at, kind, identity in picked
+            for delivery in _deliveries(pk, routes, created_at, _identified(kind, identity))
         ],
+        [identity for *_, identity in picked if isinstance(identity, Mapping)],
     )
 
 
@@ -89,7 +100,15 @@ def write_now(event_ids: Sequence[uuid.UUID]) -> int:
         return batch.write()
 
 
-def _deliveries(event_id: uuid.UUID, routes: object, created_at: datetime) -> list[Delivery]:
+def _identified(kind: str, identity: object) -> str:
+    """The user an ``identify()`` event identifies (empty for any other event)."""
+    user = identity.get("user_id") if isinstance(identity, Mapping) else None
+    return str(user) if kind == IDENTIFY and user else ""
+
+
+def _deliveries(
+    event_id: uuid.UUID, routes: object, created_at: datetime, identifies: str
+) -> list[Delivery]:
     if not isinstance(routes, Mapping):  # not track()'s: written by hand, or damaged
         logger.error(
             "event=%s: its routes are %r, not a mapping of vendor to skip reason; no "
@@ -106,6 +125,7 @@ def _deliveries(event_id: uuid.UUID, routes: object, created_at: datetime) -> li
             last_error=str(reason or ""),
             created_at=created_at,
             next_attempt_at=created_at,
+            identifies=identifies,
         )
         for vendor, reason in routes.items()
     ]

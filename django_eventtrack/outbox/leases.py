@@ -10,7 +10,8 @@ from functools import partial
 from typing import Any
 
 from django.db import connections, router, transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
 from django_eventtrack.models import Delivery, Event
@@ -64,6 +65,10 @@ def claim_due(
     ``next_attempt_at`` to the end of the lease, so if this sender dies the rows
     come due again. The same transaction first writes the deliveries of events
     tracked since the last claim (:mod:`~django_eventtrack.outbox.fanout`).
+
+    A delivery about a user whose earlier ``identify()`` call to the same vendor is
+    still pending is not claimed (:func:`claimable`): a visitor's identify goes before
+    their later events.
     """
     now = timezone.now()
     claim = Claim(uuid.uuid4(), now + lease, [])
@@ -71,7 +76,11 @@ def claim_due(
     candidates = Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=now)
     if event_ids is not None:
         candidates = candidates.filter(event_id__in=event_ids)
-    if not routed.event_ids and not candidates.filter(vendor__in=list(limits)).exists():
+    vendors = list(limits)
+    if (
+        not routed.event_ids
+        and not claimable(candidates.filter(vendor__in=vendors), vendors).exists()
+    ):
         # Reads: the claim below is a write transaction, which on SQLite queues
         # for the one write lock even when there is nothing to claim.
         return claim
@@ -81,25 +90,22 @@ def claim_due(
         "next_attempt_at": claim.until,
     }
     alias = router.db_for_write(Delivery)
-    picks = [
-        (candidates.filter(vendor=vendor).order_by("next_attempt_at"), limit)
-        for vendor, limit in limits.items()
-    ]
     if connections[alias].features.has_select_for_update_skip_locked:
         with transaction.atomic(using=alias):
             routed.write()
             ids = [
                 pk
-                for pick, limit in picks
-                for pk in pick.select_for_update(skip_locked=True).values_list("pk", flat=True)[
-                    :limit
-                ]
+                for pick, limit in _picks(candidates, limits)
+                # Only the deliveries' rows: never lock the events a claim reads.
+                for pk in pick.select_for_update(skip_locked=True, of=("self",)).values_list(
+                    "pk", flat=True
+                )[:limit]
             ]
             if ids:
                 Delivery.objects.filter(pk__in=ids).update(**reserve)
         mine = Delivery.objects.filter(pk__in=ids)
     else:
-        sender_write(alias, partial(_reserve_each, routed, picks, now, reserve))
+        sender_write(alias, partial(_reserve_each, routed, candidates, limits, now, reserve))
         # claim_token has no index (a full scan with a million delivered rows); the
         # claimed rows are due exactly at claim.until, which the due index finds.
         mine = Delivery.objects.filter(
@@ -113,7 +119,8 @@ def claim_due(
 
 def _reserve_each(
     routed: fanout.Fanout,
-    picks: Sequence[tuple[QuerySet[Delivery], int]],
+    candidates: QuerySet[Delivery],
+    limits: Mapping[str, int],
     now: datetime,
     reserve: Mapping[str, Any],
 ) -> int:
@@ -124,7 +131,39 @@ def _reserve_each(
             status=Delivery.Status.PENDING,
             next_attempt_at__lte=now,
         ).update(**reserve)
-        for pick, limit in picks
+        for pick, limit in _picks(candidates, limits)
+    )
+
+
+def _picks(
+    candidates: QuerySet[Delivery], limits: Mapping[str, int]
+) -> list[tuple[QuerySet[Delivery], int]]:
+    """Per vendor, the claimable candidates in order, and how many to take. Built inside
+    the claim's transaction, after the routed events' deliveries are written: an
+    identify written there holds its user's later events back at once."""
+    claimable_now = claimable(candidates, list(limits))
+    return [
+        (claimable_now.filter(vendor=vendor).order_by("next_attempt_at"), limit)
+        for vendor, limit in limits.items()
+    ]
+
+
+def claimable(candidates: QuerySet[Delivery], vendors: Sequence[str]) -> QuerySet[Delivery]:
+    """``candidates`` but the deliveries waiting for an identify: those about a user whose
+    ``identify()`` call to the same vendor, tracked before them, is still pending. Left as
+    they are (one indexed query) when no identify of ``vendors`` is pending."""
+    identifying = Delivery.objects.filter(
+        vendor__in=vendors, status=Delivery.Status.PENDING
+    ).exclude(identifies="")
+    if not identifying.exists():
+        return candidates
+    earlier = identifying.filter(
+        vendor=OuterRef("vendor"),
+        identifies=OuterRef("about"),
+        created_at__lt=OuterRef("created_at"),
+    )
+    return candidates.alias(about=KeyTextTransform("user_id", "event__identity")).filter(
+        ~Q(identifies="") | ~Exists(earlier)
     )
 
 

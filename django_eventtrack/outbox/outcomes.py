@@ -110,7 +110,8 @@ def _reschedule(
     options: DeliveryOptions,
     now: datetime,
 ) -> None:
-    attempts = delivery.attempts + 1
+    # Refused credentials are no attempt of the event's: its deliveries wait, paused.
+    attempts = delivery.attempts + (0 if outcome.credentials_refused else 1)
     age = (now - delivery.created_at).total_seconds()
     give_up = None
     if attempts >= config.max_attempts:
@@ -132,6 +133,8 @@ def _reschedule(
         _announce(delivery, failed)
         return
     wait = max(backoff(attempts, options), outcome.retry_after or 0.0)
+    if outcome.credentials_refused:
+        wait = 0.0  # due again when the vendor's pause ends
     update(
         claim,
         [delivery],

@@ -33,7 +33,11 @@ class Target:
 
 
 def plan(
-    event: TrackedEvent, vendors: Iterable[str] | None = None, *, require_vendor: bool = True
+    event: TrackedEvent,
+    vendors: Iterable[str] | None = None,
+    *,
+    require_vendor: bool = True,
+    as_sent: bool = False,
 ) -> list[Target]:
     """The vendors ``event`` goes to.
 
@@ -41,7 +45,9 @@ def plan(
     event. Naming vendors explicitly is a request: an unknown or unconfigured
     one raises :class:`ConfigurationError` instead of being silently dropped.
     With ``require_vendor`` (the default) having no vendor configured at all is
-    an error too.
+    an error too. Each vendor judges the event as it is tracked (a user's profile
+    may still come: :meth:`~VendorAdapter.tracked_skip_reason`), or ``as_sent``
+    with the ids it has now.
     """
     config = get_config()
     targets = []
@@ -56,8 +62,10 @@ def plan(
             skip_reason: str | None = OPTED_OUT
         elif event.is_identify:
             skip_reason = adapter.identify_skip_reason(event)
-        else:
+        elif as_sent:
             skip_reason = adapter.skip_reason(event)
+        else:
+            skip_reason = adapter.tracked_skip_reason(event)
         targets.append(Target(name, adapter, skip_reason))
     return targets
 
@@ -113,5 +121,5 @@ def render_requests(
     """The requests a delivery would send for ``event``, built but not sent (``--dry-run``)."""
     return [
         (target, None if target.skip_reason else target.adapter.build_request([event]))
-        for target in plan(event, vendors)
+        for target in plan(event, vendors, as_sent=True)
     ]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from django_eventtrack.core.redaction import redact, truncate
 from django_eventtrack.core.settings import (
+    env_name,
     parse_bool,
     parse_count,
     parse_event_names,
@@ -27,6 +28,7 @@ from django_eventtrack.core.settings import (
     parse_timeout,
     parse_url,
     setting,
+    setting_path,
 )
 
 if TYPE_CHECKING:
@@ -42,11 +44,17 @@ DEFAULT_MAX_ATTEMPTS = 10
 DEFAULT_MAX_AGE = 3 * 24 * 3600.0
 #: The identity key of our own first-party visitor id (not a vendor's).
 ANONYMOUS_ID = "anonymous_id"
+#: What a user's vendor profile is taken to be while it may still be created
+#: (:meth:`VendorAdapter.tracked_skip_reason`); never sent.
+PROFILE_TO_COME = "profile-to-come"
 
 #: Statuses that mean "not now, try again later" for every vendor. 408 and 425
 #: are the HTTP spellings of "too early / too slow", 429 is rate limiting and
 #: every 5xx is the vendor's own trouble (docs/vendors/, "What we retry").
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
+#: Statuses that mean "not these credentials": a missing, wrong or revoked key (401) or
+#: an account that may not use the API (403). About the vendor, not the event.
+CREDENTIALS_STATUSES = frozenset({401, 403})
 MAX_RETRY_AFTER_SECONDS = 3600.0
 
 
@@ -62,9 +70,17 @@ class BrowserId:
     the vendor's SDK, which ``eventtrack.js`` copies into the ids cookie under
     ``script_key``. ``script_ready`` is a JavaScript statement that calls
     ``collect`` once the SDK has the id, ``ready_event`` a ``window`` event
-    after which it has. ``visitor`` says whether the id can stand for the
-    visitor when another vendor's own id is unknown: a browser ``"session"``
-    (preferred to our anonymous id) or a ``"profile"`` (a person: used last).
+    after which it has. ``visitor="session"`` says the id can stand for the
+    visitor when another vendor's own id is unknown (preferred to our anonymous
+    id); a person's id (a vendor profile) never does.
+
+    An id the browser brings outlives a sign-out, so one browser can carry it for
+    two people. Once it is known to belong to one user, another user's events never
+    carry it (:mod:`django_eventtrack.outbox.owners`): ``shared`` says what they
+    carry instead. ``"drop"`` (the default), for an id the vendor hands out (its
+    SDK's, which it ties to whoever it first saw): nothing. ``"derive"``, for an id
+    the vendor lets the client choose (any token grouping a visitor's events): one
+    derived from it and the user, so each person of a shared browser has their own.
     """
 
     name: str
@@ -75,7 +91,8 @@ class BrowserId:
     script: str | None = None
     script_ready: str | None = None
     ready_event: str | None = None
-    visitor: Literal["session", "profile"] | None = None
+    visitor: Literal["session"] | None = None
+    shared: Literal["drop", "derive"] = "drop"
 
     @property
     def from_browser(self) -> bool:
@@ -117,7 +134,7 @@ class VendorConfig:
     #: The settings only this vendor has (its adapter's ``own_settings``), resolved.
     options: Mapping[str, Any] = field(default_factory=dict)
     #: The identity keys that may stand for the visitor, best first (every vendor's
-    #: ``session`` ids, our anonymous id, then the ``profile`` ids): see :class:`BrowserId`.
+    #: ``session`` ids, then our anonymous id): see :class:`BrowserId`.
     visitor_ids: tuple[str, ...] = (ANONYMOUS_ID,)
 
     @property
@@ -133,10 +150,10 @@ class VendorConfig:
 
 
 def visitor_ids(browser_ids: Sequence[BrowserId]) -> tuple[str, ...]:
-    """The identity keys that may stand for the visitor, best first (see :class:`BrowserId`)."""
+    """The identity keys that may stand for the visitor, best first (see :class:`BrowserId`):
+    browser ids only, never a person's profile id."""
     sessions = [browser_id.name for browser_id in browser_ids if browser_id.visitor == "session"]
-    profiles = [browser_id.name for browser_id in browser_ids if browser_id.visitor == "profile"]
-    return (*sessions, ANONYMOUS_ID, *profiles)
+    return (*sessions, ANONYMOUS_ID)
 
 
 class OutcomeKind(StrEnum):
@@ -187,15 +204,29 @@ class Outcome:
     retry_after: float | None = None
     learned: tuple[Learned, ...] = ()
     adjustments: Adjustments = ()
+    #: An answer the vendor documents for this case (a Hellotext session that has not
+    #: reached Hellotext yet): the vendor is well, so its circuit breaker and window do
+    #: not count it against it, whatever becomes of the delivery.
+    expected: bool = False
+    #: The vendor refused the credentials (:meth:`VendorAdapter.refuses_credentials`):
+    #: a retry, never counted as an attempt; the sender pauses the vendor for every
+    #: process until a request with these credentials is accepted again.
+    credentials_refused: bool = False
 
     @property
     def ok(self) -> bool:
         return self.kind is OutcomeKind.DELIVERED
 
     def adjusted(self, notes: Mapping[str, Sequence[str]]) -> Outcome:
-        """This outcome carrying ``notes`` (what the request changed to fit the vendor)."""
-        extra = tuple((event_id, tuple(lines)) for event_id, lines in notes.items() if lines)
-        return replace(self, adjustments=self.adjustments + extra) if extra else self
+        """This outcome carrying ``notes`` (what the request changed to fit the vendor),
+        after the lines it has already for the same events."""
+        if not any(notes.values()):
+            return self
+        merged = {event_id: lines for event_id, lines in self.adjustments}
+        for event_id, lines in notes.items():
+            if lines:
+                merged[event_id] = (*merged.get(event_id, ()), *lines)
+        return replace(self, adjustments=tuple(merged.items()))
 
     def learning(self, *facts: Learned) -> Outcome:
         """This outcome carrying ``facts`` for the sender to keep (:func:`api.learn`)."""
@@ -357,20 +388,14 @@ class VendorAdapter:
         self.config = config
 
     # -- deciding ---------------------------------------------------------
-    def visitor_id(self, identity: Identity, *, profiles: bool = True) -> str | None:
+    def visitor_id(self, identity: Identity) -> str | None:
         """One browser-level id to join vendors on when this vendor's own is unknown:
-        the first set of the registry's visitor ids (without ``profiles``: browser
-        sessions and our anonymous id only, never a person's profile id)."""
+        the first set of the registry's visitor ids (a browser session, else our
+        anonymous id; never a person's profile id, which is no anonymous id)."""
         for key in self.config.visitor_ids:
-            if not profiles and key not in self._session_keys():
-                continue
             if value := identity.get(key):
                 return value
         return None
-
-    def _session_keys(self) -> tuple[str, ...]:
-        keys = self.config.visitor_ids
-        return keys[: keys.index(ANONYMOUS_ID) + 1]
 
     def vendor_event_name(self, event: TrackedEvent) -> str:
         """Our event name in this vendor's vocabulary (``EVENT_NAMES`` map)."""
@@ -386,6 +411,18 @@ class VendorAdapter:
     def skip_reason(self, event: TrackedEvent) -> str | None:
         """Why this vendor cannot take the event at all (e.g. no identity), or None."""
         return self.name_refusal(event.name)
+
+    def tracked_skip_reason(self, event: TrackedEvent) -> str | None:
+        """:meth:`skip_reason` when the event is tracked. For a vendor that keeps
+        profiles, an event naming a user is judged as if it had the user's profile: one
+        may not exist yet, but the user's pending ``identify()`` creates it and the
+        sender adds it (the event waits for the identify). The sender asks
+        :meth:`skip_reason` again with the ids the event is sent with."""
+        key = self.profile_key
+        identity = event.identity
+        if self.remembers_profiles and key and identity.user_id and not identity.get(key):
+            event = replace(event, identity=identity.replace(**{key: PROFILE_TO_COME}))
+        return self.skip_reason(event)
 
     def name_refusal(self, name: str) -> str | None:
         """Why this vendor refuses every event called ``name`` (our name, before
@@ -485,7 +522,8 @@ class VendorAdapter:
     # -- reading the answer -----------------------------------------------
     def classify(self, response: VendorResponse) -> Outcome:
         """Delivered on any 2xx the vendor does not contradict; retry on 408, 425,
-        429 and 5xx (honouring ``Retry-After``); failed for good on anything else.
+        429 and 5xx (honouring ``Retry-After``), and on refused credentials (see
+        :attr:`Outcome.credentials_refused`); failed for good on anything else.
         """
         status = response.status
         payload = response.json()
@@ -496,6 +534,13 @@ class VendorAdapter:
             return Outcome(OutcomeKind.FAILED, status, self._safe(failure))
         message = self._safe(self.error_message(payload) or _body_text(response))
         message = f"HTTP {status}: {message}" if message else f"HTTP {status}"
+        if self.refuses_credentials(response):
+            return Outcome(
+                OutcomeKind.RETRY,
+                status,
+                truncate(f"{self.credentials_advice()} ({message})"),
+                credentials_refused=True,
+            )
         if status in RETRYABLE_STATUSES or status >= 500:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             return Outcome(OutcomeKind.RETRY, status, message, retry_after)
@@ -504,6 +549,23 @@ class VendorAdapter:
     def failure_in_success(self, payload: Any) -> str | None:
         """A refusal hidden in a 2xx body (Browsee's ``status: failure``), or None."""
         return None
+
+    def refuses_credentials(self, response: VendorResponse) -> bool:
+        """Whether the answer says the credentials are wrong (a 401 or 403 by default):
+        then no event is at fault, and every request would get the same answer."""
+        return response.status in CREDENTIALS_STATUSES
+
+    def credentials_advice(self) -> str:
+        """What to fix when the vendor refuses the credentials: the settings that hold
+        them, and their environment variables (never their values)."""
+        keys = self.credential_settings
+        paths = " and ".join(setting_path("VENDORS", self.name, key) for key in keys)
+        variables = " and ".join(env_name(self.name, key) for key in keys)
+        plural = "s" if len(keys) > 1 else ""
+        return (
+            f"{self.display_name} refused the credentials: check {paths} (or the environment "
+            f"variable{plural} {variables}); its deliveries wait until they are accepted"
+        )
 
     def error_message(self, payload: Any) -> str | None:
         """The vendor's own words from an error body, or None to use the raw text."""

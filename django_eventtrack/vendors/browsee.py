@@ -22,7 +22,14 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from django_eventtrack.core.event import Identity, TrackedEvent
-from django_eventtrack.vendors.base import BrowserId, JSONObject, Notes, VendorAdapter, iso_utc
+from django_eventtrack.vendors.base import (
+    BrowserId,
+    JSONObject,
+    Notes,
+    VendorAdapter,
+    VendorResponse,
+    iso_utc,
+)
 
 #: The identity key of Browsee's own anonymous id.
 ANONYMOUS_ID = "browsee_anonymous_id"
@@ -47,6 +54,9 @@ class BrowseeAdapter(VendorAdapter):
             script_key=ANONYMOUS_ID,
             script="window._browsee.user.getId()",
             ready_event="br_session_init",
+            # Any token groups a visitor's events: each person of a shared browser gets
+            # their own, never joined to the other's recorded session.
+            shared="derive",
         ),
     )
     sandbox: ClassVar[str | None] = "django_eventtrack.sandbox.browsee.BROWSEE"
@@ -87,6 +97,15 @@ class BrowseeAdapter(VendorAdapter):
 
     def error_message(self, payload: Any) -> str | None:
         return _message(payload)
+
+    def refuses_credentials(self, response: VendorResponse) -> bool:
+        """A 401 or 403, or a 400 failure about the ``apiKey`` **(our reading)**: Browsee
+        does not document how it answers a wrong key, which travels in the body, so a
+        400 failure whose message names the key is taken for one."""
+        if super().refuses_credentials(response):
+            return True
+        message = _message(response.json()) or ""
+        return response.status == 400 and "apikey" in message.lower()
 
     def _visitor(self, identity: Identity) -> JSONObject:
         visitor: JSONObject = {}

@@ -24,7 +24,10 @@ English text:
   (by the sender, :meth:`create_profile`), then the event is retried;
 * ``not_found`` on the ``session`` (a server event on a visitor's first page
   can beat Hellotext.js to Hellotext): retried for :data:`UNSEEN_SESSION_WAIT`
-  after the event, then sent with the profile alone, or failed without one.
+  after the event, then sent with the profile alone, or failed without one. It is
+  the answer Hellotext documents for that case, not Hellotext failing
+  (:attr:`Outcome.expected`): the circuit breaker and the window do not count it.
+  A 404 naming no parameter is not read so (it can be an unknown action: failed).
 
 ``identify()`` follows Hellotext's backend flow in up to two requests:
 ``POST /v1/profiles`` creates the user's profile (once: the id is kept per
@@ -167,7 +170,7 @@ class HellotextAdapter(VendorAdapter):
     profile_key: ClassVar[str | None] = PROFILE
     session_key: ClassVar[str | None] = SESSION
     browser_ids: ClassVar[tuple[BrowserId, ...]] = (
-        BrowserId(PROFILE, "Hellotext profile id", visitor="profile"),
+        BrowserId(PROFILE, "Hellotext profile id"),
         BrowserId(
             SESSION,
             f"Hellotext session id (the {SESSION_COOKIE} cookie)",
@@ -341,9 +344,9 @@ class HellotextAdapter(VendorAdapter):
                 line = "profile not sent: Hellotext no longer has it"
                 return self._again(event, send, line, leave_out="profile").learning(gone)
             return outcome.learning(gone)
-        # Without a parameter the 404 is read as its documented common cause for an
-        # event that has a session (the action was checked before sending).
-        if session and error.parameter in ("session", None):
+        # Only a 404 naming the session is an unseen one: without a parameter it can be
+        # an action Hellotext does not know, which it says never to retry unchanged.
+        if session and error.parameter == "session":
             return self._unseen_session(event, send, outcome)
         return outcome
 
@@ -357,6 +360,7 @@ class HellotextAdapter(VendorAdapter):
                 f"browser); retrying for {_minutes(UNSEEN_SESSION_WAIT)} after the event",
                 retry_after=UNSEEN_SESSION_RETRY,
                 adjustments=outcome.adjustments,
+                expected=True,
             )
         if event.identity.get(PROFILE):
             line = (
@@ -444,6 +448,7 @@ class HellotextAdapter(VendorAdapter):
                     "Hellotext has not seen this session yet (it reaches Hellotext from the "
                     "browser); retrying later",
                     retry_after=UNSEEN_SESSION_RETRY,
+                    expected=True,
                 )
             return Outcome(
                 OutcomeKind.FAILED,

@@ -102,6 +102,8 @@ class PrimeDataAdapter(VendorAdapter):
             cookie="XSessionId",
             script_key=SESSION_ID,
             script="window.cxs.sessionId",
+            # A client-chosen session: each person of a shared browser gets their own.
+            shared="derive",
         ),
     )
     sandbox: ClassVar[str | None] = "django_eventtrack.sandbox.primedata.PRIMEDATA"
@@ -237,7 +239,7 @@ class PrimeDataAdapter(VendorAdapter):
         """The visitor's browser session: PrimeData's own id, else the browser-level visitor
         id the vendors share, never a profile id (:meth:`~VendorAdapter.visitor_id`)."""
         own = event.identity.get(SESSION_ID)
-        return own or self.visitor_id(event.identity, profiles=False)
+        return own or self.visitor_id(event.identity)
 
     def _session(self, event: TrackedEvent) -> str | None:
         """The event's PrimeData session: the browser's, else the user's server session.

@@ -31,7 +31,7 @@ from django_eventtrack.conf import Config, IdentitySettings, get_config
 from django_eventtrack.core.event import Identity
 from django_eventtrack.core.settings import setting_path
 from django_eventtrack.errors import InvalidEvent
-from django_eventtrack.vendors.base import ANONYMOUS_ID, BrowserId
+from django_eventtrack.vendors.base import BrowserId
 
 logger = logging.getLogger("django_eventtrack.identity")
 
@@ -50,7 +50,7 @@ _current: ContextVar[Identity | None] = ContextVar("eventtrack_identity", defaul
 def remembered_keys(config: Config) -> tuple[str, ...]:
     """What the session keeps: our anonymous id and the ids the browser brings (the
     registry's), never the user id."""
-    return (ANONYMOUS_ID, *(bid.name for bid in config.browser_ids if bid.from_browser))
+    return config.browser_keys
 
 
 def get_settings() -> IdentitySettings:

@@ -145,17 +145,19 @@ def test_retry_after_is_honoured(worker_mode: Callable[..., Sandbox]) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_wrong_credential_fails_after_exactly_one_attempt(
+def test_a_wrong_credential_pauses_the_vendor_after_one_request_and_fails_nothing(
     worker_mode: Callable[..., Sandbox],
 ) -> None:
     sandbox = worker_mode(vendors={"hackle": {"API_KEY": "wrong-key"}})
     track_many(1, vendors=["hackle"])
     runner = worker.Worker(["hackle"])
 
-    assert runner.run_once().failed == 1
-    assert runner.run_once().sent == 0
+    first = runner.run_once()
+    assert (first.retried, first.failed) == (1, 0)
+    second = runner.run_once()
+    assert (second.sent, second.paused_vendors) == (0, {"hackle"})
     delivery = Delivery.objects.get()
-    assert (delivery.status, delivery.attempts, delivery.last_status) == (Status.FAILED, 1, 401)
+    assert (delivery.status, delivery.attempts, delivery.last_status) == (Status.PENDING, 0, 401)
     assert "wrong-key" not in delivery.last_error
     assert len(sandbox.requests("hackle")) == 1
 

@@ -41,7 +41,9 @@ def test_scrub_delivered_empties_properties_once_all_deliveries_are_final(
 ) -> None:
     settings.EVENTTRACK = settings.EVENTTRACK | {"SCRUB_DELIVERED": True, "DELIVERY": "worker"}
     vendors.inject("hackle", status=503)  # hackle's first attempt: still pending after it
-    event = track("product.purchased", personal(), profile="P1", vendor_extra={"hackle": {}})
+    event = track(
+        "product.purchased", personal(), profile="P1", session="S1", vendor_extra={"hackle": {}}
+    )
     assert event is not None
     flow.breaker.reset()
     worker.Worker().run_once()
@@ -52,7 +54,8 @@ def test_scrub_delivered_empties_properties_once_all_deliveries_are_final(
     stored.refresh_from_db()
     assert stored.properties == {}
     assert stored.vendor_extra == {}
-    assert stored.identity == {"profile": "P1"}  # pseudonymous ids stay for the admin
+    # pseudonymous ids stay for the admin
+    assert stored.identity == {"profile": "P1", "session": "S1"}
     assert vendors.events("hackle")[0]["event"]["properties"]["email"] == "ada@example.com"
 
 
@@ -64,7 +67,7 @@ def test_redact_keys_from_the_environment_masks_nested_keys_after_failure(
     settings.EVENTTRACK = settings.EVENTTRACK | {"DELIVERY": "sync"}
     assert get_config().redact_keys == {"email", "phone"}
     vendors.inject("browsee", status=400, body={"status": "failure", "message": "no"})
-    event = track("product.purchased", personal(), profile="P1")
+    event = track("product.purchased", personal(), profile="P1", session="S1")
     assert event is not None
     assert Delivery.objects.get(vendor="browsee").status == Status.FAILED
     assert Event.objects.get(pk=event.id).properties == {

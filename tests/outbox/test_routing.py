@@ -17,7 +17,7 @@ Status = Delivery.Status
 
 @pytest.mark.django_db
 def test_a_vendor_that_cannot_take_the_event_gets_a_skipped_row(worker_mode: Sandbox) -> None:
-    event = track("user.signed_up", user_id=7)
+    event = track("order.placed", {"order": "O-1"}, anonymous_id="a" * 32)
     assert event is not None
     assert fanout.write_now([event.id]) == 1
     hellotext = Delivery.objects.get(event_id=event.id, vendor="hellotext")

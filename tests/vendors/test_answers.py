@@ -5,10 +5,13 @@ refused is not delivered (items 7 and 8 of issue 14; each vendor's own items are
 
 from __future__ import annotations
 
+import io
+import logging
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from django_eventtrack import track
@@ -76,6 +79,104 @@ def test_an_open_circuit_breaker_is_recorded_for_every_process(configure: Any) -
     pause = pausing.paused_vendors()["browsee"]
     assert pause.reason == "circuit breaker: 2 retryable failures in a row"
     assert len(sandbox.requests("browsee")) == 2
+
+
+# -- issue 24, item 3: refused credentials are the vendor's, not the events' ----------------------
+
+
+def check() -> tuple[int, str]:
+    """``eventtrack_status --check``: its exit status and what it printed."""
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command("eventtrack_status", "--check", stdout=out, stderr=err)
+    except SystemExit as exit:
+        return int(str(exit.code)), out.getvalue() + err.getvalue()
+    return 0, out.getvalue() + err.getvalue()
+
+
+def test_a_hackle_401_pauses_it_keeps_its_deliveries_and_names_the_setting(
+    configure: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    sandbox = configure({"hackle": {"API_KEY": "a-rotated-key"}}, DELIVERY="worker")
+    events = [
+        track("order.placed", {"n": n}, session=f"S{n}", vendors=["hackle"]) for n in range(3)
+    ]
+
+    with caplog.at_level(logging.WARNING, logger="django_eventtrack"):
+        drain(["hackle"])
+        flow.breaker.reset()  # another process, with the same key: it sends nothing
+        assert drain(["hackle"]).paused_vendors == {"hackle"}
+    refused = [r for r in sandbox.requests("hackle") if r.status == 401]
+    assert 1 <= len(refused) == len(sandbox.requests("hackle"))
+    rows = [delivery("hackle", event) for event in events]
+    assert {(d.status, d.attempts, d.claim_token) for d in rows} == {(Status.PENDING, 0, None)}
+    pause = pausing.paused_vendors()["hackle"]
+    assert pause.credentials
+    assert "a-rotated-key" not in pause.credentials
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1  # once, however many requests were refused
+    assert 'EVENTTRACK["VENDORS"]["hackle"]["API_KEY"]' in errors[0].getMessage()
+    assert all("a-rotated-key" not in r.getMessage() for r in caplog.records)
+
+    status, printed = check()
+    assert status == 1
+    assert (
+        'UNHEALTHY: hackle: Hackle refused the credentials: check EVENTTRACK["VENDORS"]'
+        '["hackle"]["API_KEY"] (or the environment variable EVENTTRACK_HACKLE_API_KEY)'
+    ) in printed
+
+    # The key is fixed (new settings, as a restarted process has): sent at once.
+    configure(DELIVERY="worker")
+    assert drain(["hackle"]).delivered == 3
+    assert {delivery("hackle", event).status for event in events} == {Status.DELIVERED}
+    assert pausing.paused_vendors() == {}
+    assert check()[0] == 0
+
+
+def test_after_the_pause_a_probe_resumes_a_vendor_that_accepts_the_credentials_again(
+    configure: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    sandbox = configure(DELIVERY="worker", CONCURRENCY=1)
+    sandbox.inject(
+        "primedata", status=401, count=2, body={"error": {"message": "client: unauthorized"}}
+    )
+    event = track("order.placed", {"order": "A"}, session="S1", vendors=["primedata"])
+    drain(["primedata"])
+    assert pausing.paused_vendors()["primedata"].credentials
+
+    # The pause runs out; the key is still refused: paused again, with no second ERROR.
+    VendorPause.objects.update(paused_until=timezone.now())
+    flow.breaker.reset()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="django_eventtrack"):
+        drain(["primedata"])
+    assert [r.levelno for r in caplog.records if "paused for every process" in r.getMessage()] == [
+        logging.WARNING
+    ]
+    assert delivery("primedata", event).status == Status.PENDING
+    assert pausing.paused_vendors()["primedata"].paused_until > timezone.now()
+
+    # PrimeData takes the key again (re-enabled on its side): the next probe delivers.
+    VendorPause.objects.update(paused_until=timezone.now())
+    flow.breaker.reset()
+    drain(["primedata"])
+    assert delivery("primedata", event).status == Status.DELIVERED
+    assert pausing.paused_vendors() == {}
+    assert [r.status for r in sandbox.requests("primedata")] == [401, 401, 200]
+
+
+def test_a_process_with_other_credentials_is_not_held_by_a_refused_keys_pause(
+    configure: Any,
+) -> None:
+    sandbox = configure({"browsee": {"API_KEY": "old-key"}}, DELIVERY="worker")
+    event = track("order.placed", {"order": "A"}, session="S1", vendors=["browsee"])
+    drain(["browsee"])
+    assert pausing.paused_vendors()["browsee"].credentials
+    # Same process, new settings (a deploy): its breaker's pause was for the old key.
+    configure(DELIVERY="worker")
+    assert drain(["browsee"]).delivered == 1
+    assert delivery("browsee", event).status == Status.DELIVERED
+    assert [r.status for r in sandbox.requests("browsee")] == [400, 200]
 
 
 # -- 8. A 2xx that says it refused ----------------------------------------------------------------

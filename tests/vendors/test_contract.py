@@ -220,7 +220,9 @@ def test_single_event_vendors_refuse_batches(make_adapter, make_event, vendor):
         ("browsee", Identity(device_id="d", primedata_session_id="p"), "user id or an anonymous"),
         ("browsee", Identity(user_id="42"), None),
         ("browsee", Identity(browsee_anonymous_id="b"), None),
-        ("browsee", Identity(profile="p"), None),
+        # A vendor's profile id is a person's, never another vendor's anonymous id.
+        ("browsee", Identity(profile="p"), "user id or an anonymous"),
+        ("hackle", Identity(profile="p"), "at least one identifier"),
         ("primedata", Identity(), None),
     ],
 )
@@ -232,22 +234,32 @@ def test_skip_reason(make_adapter, make_event, vendor, identity, reason):
         assert reason in skip_reason
 
 
+def test_when_tracked_a_users_profile_may_still_come(make_adapter, make_event):
+    """Tracked, an event naming a user is routed to a vendor that keeps profiles: the
+    user's identify() makes one, which the sender adds; sent, it is judged as it is."""
+    adapter = make_adapter("hellotext")
+    event = make_event(identity=Identity(user_id="42", anonymous_id="a"))
+    assert adapter.tracked_skip_reason(event) is None
+    assert "profile or session" in str(adapter.skip_reason(event))
+    anonymous = make_event(identity=Identity(anonymous_id="a"))
+    assert "profile or session" in str(adapter.tracked_skip_reason(anonymous))
+
+
 @pytest.mark.parametrize(
-    ("identity", "visitor", "session"),
+    ("identity", "visitor"),
     [
-        (Identity(user_id="7", session="S1", profile="P1"), "S1", "S1"),
-        (Identity(anonymous_id="A", profile="P1"), "A", "A"),
-        (Identity(profile="P1"), "P1", None),
-        (Identity(), None, None),
+        (Identity(user_id="7", session="S1", profile="P1"), "S1"),
+        (Identity(anonymous_id="A", profile="P1"), "A"),
+        (Identity(profile="P1"), None),
+        (Identity(), None),
     ],
 )
-def test_the_visitor_id_is_a_browser_session_first_and_a_profile_last(
-    make_adapter, identity, visitor, session
+def test_the_visitor_id_is_a_browser_session_first_and_never_a_profile(
+    make_adapter, identity, visitor
 ):
-    """The registry's session ids, then our anonymous id, then its profile ids."""
-    adapter = make_adapter("hackle")
-    assert adapter.visitor_id(identity) == visitor
-    assert adapter.visitor_id(identity, profiles=False) == session
+    """The registry's session ids, then our anonymous id; a vendor's profile id is a
+    person's, never another vendor's anonymous id."""
+    assert make_adapter("hackle").visitor_id(identity) == visitor
 
 
 # -- reading the answer --------------------------------------------------------
@@ -301,18 +313,11 @@ PRIMEDATA_422 = {
         ),
         (
             "browsee",
-            answer(400, {"status": "failure", "message": "apiKey is invalid"}),
+            answer(400, {"status": "failure", "message": "event is required"}),
             OutcomeKind.FAILED,
-            "HTTP 400: apiKey is invalid",
+            "HTTP 400: event is required",
         ),
         ("hackle", answer(400, b"Bad Request"), OutcomeKind.FAILED, "HTTP 400: Bad Request"),
-        ("hackle", answer(401), OutcomeKind.FAILED, "HTTP 401"),
-        (
-            "hellotext",
-            answer(403, b"<html>nope</html>"),
-            OutcomeKind.FAILED,
-            "HTTP 403: <html>nope</html>",
-        ),
         (
             "hellotext",
             answer(404, {"error": "not_found"}),
@@ -338,12 +343,6 @@ PRIMEDATA_422 = {
             OutcomeKind.FAILED,
             "HTTP 422: Schema is invalid; "
             "source.itemId: String length must be greater than or equal to 1",
-        ),
-        (
-            "primedata",
-            answer(401, {"error": {"message": "client: unauthorized"}}),
-            OutcomeKind.FAILED,
-            "HTTP 401: client: unauthorized",
         ),
         ("primedata", answer(429), OutcomeKind.RETRY, "HTTP 429"),
         ("hackle", answer(500, b"oops"), OutcomeKind.RETRY, "HTTP 500: oops"),
@@ -383,13 +382,57 @@ def test_429_is_retried_after_the_vendors_delay(make_adapter, vendor, headers, r
     assert outcome.retry_after == retry_after
 
 
+@pytest.mark.parametrize(
+    ("vendor", "response", "settings", "words"),
+    [
+        ("hackle", answer(401), ['["hackle"]["API_KEY"]', "EVENTTRACK_HACKLE_API_KEY"], "HTTP 401"),
+        (
+            "hellotext",
+            answer(403, b"<html>nope</html>"),
+            ['["hellotext"]["API_TOKEN"]', "EVENTTRACK_HELLOTEXT_API_TOKEN"],
+            "HTTP 403: <html>nope</html>",
+        ),
+        (
+            "primedata",
+            answer(401, {"error": {"message": "client: unauthorized"}}),
+            [
+                '["primedata"]["CLIENT_ID"]',
+                '["primedata"]["ACCESS_TOKEN"]',
+                "EVENTTRACK_PRIMEDATA_CLIENT_ID and EVENTTRACK_PRIMEDATA_ACCESS_TOKEN",
+            ],
+            "HTTP 401: client: unauthorized",
+        ),
+        (
+            # Browsee documents no answer to a wrong key; its failure names the key.
+            "browsee",
+            answer(400, {"status": "failure", "message": "apiKey is invalid"}),
+            ['["browsee"]["API_KEY"]', "EVENTTRACK_BROWSEE_API_KEY"],
+            "HTTP 400: apiKey is invalid",
+        ),
+    ],
+)
+def test_refused_credentials_are_the_vendors_not_the_events(
+    make_adapter, vendor, response, settings, words
+):
+    """A 401/403 is about the key: retried (the sender pauses the vendor), and the message
+    names the settings and variables that hold it, then the vendor's own words."""
+    outcome = make_adapter(vendor).classify(response)
+    assert (outcome.kind, outcome.http_status) == (OutcomeKind.RETRY, response.status)
+    assert outcome.credentials_refused
+    assert not outcome.expected
+    assert outcome.message.startswith(f"{make_adapter(vendor).display_name} refused the creden")
+    for where in settings:
+        assert where in outcome.message
+    assert outcome.message.endswith(f"({words})")
+
+
 @pytest.mark.parametrize("vendor", VENDORS)
 def test_secrets_in_an_error_body_are_masked(make_adapter, vendor):
     secrets = CREDENTIALS[vendor].values()
     body = {"message": "bad key " + " and ".join(secrets), "error": "token " + ", ".join(secrets)}
     outcome = make_adapter(vendor).classify(answer(401, body))
 
-    assert outcome.kind is OutcomeKind.FAILED
+    assert outcome.credentials_refused
     assert MASK in outcome.message
     for secret in secrets:
         assert secret not in outcome.message

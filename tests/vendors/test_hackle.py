@@ -24,10 +24,8 @@ from tests.vendors.helpers import VISITOR, WHEN, Status, body_for, delivery, mak
     ("identity", "user"),
     [
         (Identity(user_id="42"), {"userId": "42"}),
-        (
-            Identity(device_id="d", profile="p"),
-            {"deviceId": "d", "identifiers": {"anonymousId": "p"}},
-        ),
+        # A Hellotext profile is a person's id, not an anonymous one.
+        (Identity(device_id="d", profile="p"), {"deviceId": "d"}),
         (Identity(anonymous_id="a", profile="p"), {"identifiers": {"anonymousId": "a"}}),
         (Identity(profile="p", session="s"), {"identifiers": {"anonymousId": "s"}}),
         (Identity(session="s"), {"identifiers": {"anonymousId": "s"}}),

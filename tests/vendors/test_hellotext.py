@@ -16,10 +16,12 @@ from django.utils import timezone
 from django_eventtrack import identify, track
 from django_eventtrack.conf import get_config
 from django_eventtrack.core.event import IDENTIFY, Identity, TrackedEvent
+from django_eventtrack.delivery import flow
 from django_eventtrack.delivery.http import Attempt
 from django_eventtrack.delivery.sender import drain
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery, VendorProfile, VendorSession
+from django_eventtrack.outbox import pausing
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.vendors import OutcomeKind, VendorRequest, VendorResponse
 from django_eventtrack.vendors.hellotext import UNSEEN_SESSION_RETRY, UNSEEN_SESSION_WAIT
@@ -682,6 +684,73 @@ def test_past_the_wait_an_unseen_session_is_left_out_or_the_event_fails(configur
     assert (failed.status, failed.last_status) == (Status.FAILED, 404)
     assert "never saw this session" in failed.last_error
     assert [r.status for r in events_to(sandbox)] == [404, 200, 404]
+
+
+# -- issue 24, item 6: expected 404s are not Hellotext failing ----------------------------------
+
+
+def test_six_first_page_visitors_never_pause_hellotext_nor_narrow_its_window(
+    configure: Any,
+) -> None:
+    """A session Hellotext.js has not reported yet is a documented 404: it must not open
+    the circuit breaker (five in a row did) nor halve the window."""
+    sandbox = configure(DELIVERY="worker")
+    directory = sandbox.state("hellotext")
+    firsts = []
+    for n in range(6):
+        directory.forget_session(f"first-page-{n}")
+        firsts.append(
+            track(
+                "order.placed", {"order": ORDER}, session=f"first-page-{n}", vendors=["hellotext"]
+            )
+        )
+    window = flow.window("hellotext", get_config())
+    before = window.size
+
+    assert drain(["hellotext"]).retried == 6
+    assert {
+        (delivery("hellotext", e).status, delivery("hellotext", e).last_status) for e in firsts
+    } == {(Status.PENDING, 404)}
+    assert pausing.paused_vendors() == {}
+    assert window.size >= before
+
+    # The next visitor's event goes out in the next round.
+    visitor = track("order.placed", {"order": ORDER}, session="seen", vendors=["hellotext"])
+    stats = drain(["hellotext"])
+    assert stats.paused_vendors == set()
+    assert delivery("hellotext", visitor).status == Status.DELIVERED
+
+
+def test_a_404_naming_no_parameter_is_no_unseen_session_and_fails_for_good(
+    configure: Any,
+) -> None:
+    """An unknown action is a 404 too, which Hellotext says never to retry unchanged."""
+    sandbox = configure()
+    unknown = {"errors": [{"type": "not_found", "message": "Action not found"}]}
+    sandbox.inject("hellotext", status=404, body=unknown)
+    event = track("order.placed", {"order": ORDER}, session="S1", vendors=["hellotext"])
+    failed = delivery("hellotext", event)
+    assert (failed.status, failed.last_status, failed.attempts) == (Status.FAILED, 404, 1)
+    assert "Action not found" in failed.last_error
+    assert len(events_to(sandbox)) == 1
+
+
+def test_a_429_creating_a_lost_profile_again_pauses_hellotext(configure: Any, user: Any) -> None:
+    sandbox = configure(DELIVERY="worker")
+    VendorProfile.objects.create(vendor="hellotext", user_id=str(user.pk), profile_id="gone")
+    event = track("order.placed", {"order": ORDER}, user_id=user.pk, vendors=["hellotext"])
+    sandbox.inject("hellotext", delay=0.001)  # the event: Hellotext says the profile is gone
+    sandbox.inject("hellotext", status=429, retry_after=120)  # creating it again
+    before = timezone.now()
+
+    drain(["hellotext"])
+    assert [r.status for r in sandbox.requests("hellotext")] == [404, 429]
+    pause = pausing.paused_vendors()["hellotext"]
+    assert pause.reason == "HTTP 429, Retry-After 120s"
+    assert pause.paused_until > before + timedelta(seconds=119)
+    assert delivery("hellotext", event).status == Status.PENDING
+    flow.breaker.reset()  # another process: it knows nothing but the database
+    assert drain(["hellotext"]).paused_vendors == {"hellotext"}
 
 
 # -- 8. A 2xx that says it refused ----------------------------------------------------------------
