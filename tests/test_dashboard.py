@@ -16,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from django_eventtrack.conf import get_config
 from django_eventtrack.models import Delivery, Event, VendorPause
 from django_eventtrack.monitoring import dashboard
 from tests.processes.helpers import VENDORS
@@ -148,6 +149,28 @@ def test_a_vendor_paused_for_every_process_says_until_when_and_why(admin_client:
     paused = dict(zip(names, states, strict=True))
     assert paused["Hackle"] == f"until {until:%H:%M:%S} UTC HTTP 429, Retry-After 120s"
     assert paused["Browsee"] == paused["PrimeData"] == paused["Hellotext"] == "no"
+
+
+@pytest.mark.django_db
+def test_a_vendor_that_refused_the_credentials_says_which_setting_until_they_pass(
+    admin_client: Client,
+) -> None:
+    reason = get_config().adapter("hackle").credentials_advice() + " (HTTP 401)"
+    next_try = timezone.now() - timedelta(seconds=5)  # its pause is over: a probe is due
+    VendorPause.objects.create(
+        vendor="hackle", paused_until=next_try, reason=reason, credentials="f1ngerpr1nt"
+    )
+    content = html.unescape(admin_client.get(DASHBOARD).content.decode())
+    (state,) = [
+        " ".join(re.sub(r"<[^>]+>", " ", cell).split())
+        for cell in re.findall(r'<td[^>]*class="paused bad">(.*?)</td>', content, re.DOTALL)
+    ]
+    assert state == (
+        f"until its credentials are accepted (next try {next_try:%H:%M:%S} UTC) "
+        'Hackle refused the credentials: check EVENTTRACK["VENDORS"]["hackle"]["API_KEY"] '
+        "(or the environment variable EVENTTRACK_HACKLE_API_KEY); its deliveries wait until "
+        "they are accepted (HTTP 401)"
+    )
 
 
 @pytest.mark.django_db

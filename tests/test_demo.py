@@ -31,7 +31,16 @@ def test_demo_attributes_every_event_to_the_landing_session(tmp_path: Path) -> N
     assert len(identified) == 6
     profile = re.search(r"identify \(session\) +session=[^,]+\*, profile=(\w+)", output)
     assert profile is not None
-    # ...and the order shipped the next day carries the customer's Hellotext profile.
-    (hellotext_shipped,) = [line for line in shipped if "profile=" in line]
-    assert f"profile={profile.group(1)}," in hellotext_shipped
+    # ...and every Hellotext event after signing in carries the customer's profile, the
+    # order shipped the next day included: each waited for the identify to be delivered.
+    hellotext = output.split("\nhellotext (", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    signed_in = [line.split()[1] for line in hellotext].index("identify")
+    after = [line for line in hellotext[signed_in:] if line.split()[1] != "identify"]
+    assert sorted(line.split()[1] for line in after if "product.viewed" not in line) == [
+        "cart.added",
+        "order.placed",
+        "order.shipped",
+    ]
+    assert all(f"profile={profile.group(1)}," in line for line in after if "cart" in line)
+    assert all(f"profile={profile.group(1)}," in line for line in after if "order." in line)
     assert "'pending': 0, 'delivered': 20, 'failed': 0" in output

@@ -218,8 +218,8 @@ class HellotextAdapter(VendorAdapter):
     def skip_reason(self, event: TrackedEvent) -> str | None:
         if not (event.identity.get(PROFILE) or event.identity.get(SESSION)):
             return (
-                "Hellotext needs a profile or session id (pass profile= or session=, "
-                "or use the middleware)"
+                "Hellotext needs a profile or session id (identify() the user, whose events "
+                "then carry their profile; pass profile= or session=; or use the middleware)"
             )
         refusal = self.name_refusal(event.name)
         if refusal is not None:

@@ -2,12 +2,14 @@
 
 Debian's Chromium (``apt-get install chromium``; ``.ci/run`` installs it) driven by
 Playwright, against the example project's own ``runserver`` (default ``thread``
-delivery, a SQLite file) and the vendor sandbox, both on 127.0.0.1. Two shoppers use
-one browser: the first lands from a Hellotext short link, buys and signs out; the
+delivery, a SQLite file) and the vendor sandbox, both on 127.0.0.1. Two shoppers use one
+browser, which keeps Hellotext.js's ``hello_session`` cookie across the sign-out as the
+real one does: the first lands from a Hellotext short link, buys and signs out; the
 second signs up and buys. Each vendor must have received each shopper's events under
-that shopper's ids only; a browser sending Global Privacy Control must reach no
-vendor; a superuser's dashboard must show every vendor's chart and the numbers the
-outbox holds; and no page may log a console error or answer an error status.
+that shopper's ids only, and every Hellotext event after a sign-in that shopper's
+profile; a browser sending Global Privacy Control must reach no vendor; a superuser's
+dashboard must show every vendor's chart and the numbers the outbox holds; and no page
+may log a console error or answer an error status.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from django_eventtrack.outbox import owners
 from django_eventtrack.sandbox import Sandbox
 from tests.example_project import MANAGE, environment, manage
 from tests.integration.conftest import unavailable
@@ -177,6 +180,50 @@ def event_name(vendor: str, payload: dict[str, Any]) -> str | None:
     return None if name == "identify" else name
 
 
+def stored_ids(shop: Shop, username: str) -> set[str]:
+    """The browser ids the user's events were tracked with."""
+    rows = shop.query(
+        "SELECT e.identity FROM eventtrack_event e JOIN auth_user u "
+        "ON json_extract(e.identity, '$.user_id') = CAST(u.id AS TEXT) WHERE u.username = ?",
+        username,
+    )
+    return {
+        str(value)
+        for (identity,) in rows
+        for key, value in json.loads(identity).items()
+        if key in ("anonymous_id", "session")
+    }
+
+
+def ids_sent_for(shop: Shop, username: str) -> set[str]:
+    """The ids the vendors may get for the user: the browser ids of theirs (or, for one
+    another user owns, the id derived for them), and their Hellotext profile."""
+    ((user_id,),) = shop.query(
+        "SELECT CAST(id AS TEXT) FROM auth_user WHERE username = ?", username
+    )
+    owned = {
+        (key, value): owner
+        for key, value, owner in shop.query(
+            "SELECT key, value, user_id FROM eventtrack_browser_owner"
+        )
+    }
+    tracked_with = stored_ids(shop, username)
+    ids = {profile_of(shop, username)} | (tracked_with - {value for _, value in owned})
+    for (key, value), owner in owned.items():
+        if value in tracked_with:
+            ids.add(value if owner == user_id else owners.per_person(key, value, user_id))
+    return ids
+
+
+def profile_of(shop: Shop, username: str) -> str:
+    ((profile,),) = shop.query(
+        "SELECT profile_id FROM eventtrack_vendor_profile p JOIN auth_user u "
+        "ON p.user_id = CAST(u.id AS TEXT) WHERE u.username = ? AND p.vendor = 'hellotext'",
+        username,
+    )
+    return str(profile)
+
+
 def strings(value: Any) -> set[str]:
     """Every string anywhere in a JSON value."""
     if isinstance(value, str):
@@ -195,8 +242,10 @@ def test_two_shoppers_one_browser_and_the_dashboard(
     context = browser.new_context(base_url=shop.url, viewport=LAPTOP)
     page = problems.watch(context.new_page())
 
-    # The first shopper lands from a Hellotext short link, signs in, buys, signs out.
+    # The first shopper lands from a Hellotext short link, signs in, buys, signs out. The
+    # browser keeps Hellotext.js's cookie for years, across the sign-out.
     short_link_session = str(uuid.uuid4())
+    context.add_cookies([{"name": "hello_session", "value": short_link_session, "url": shop.url}])
     page.goto(f"/?hello_session={short_link_session}&utm_source=hellotext&utm_medium=sms")
     page.get_by_role("link", name="Organic cotton tee").click()
     page.get_by_role("button", name="Add to cart").click()
@@ -219,17 +268,7 @@ def test_two_shoppers_one_browser_and_the_dashboard(
     form.get_by_label("Password confirmation").fill(NEWCOMER_PASSWORD)
     form.get_by_role("button", name="Create my account").click()
     page.get_by_text(f"Signed in as {NEWCOMER}").wait_for()
-    # Her Hellotext profile exists once the sign-in's identify() is delivered; her
-    # events name it (she came from no short link, so has no Hellotext session).
-    wait_until(
-        lambda: shop.query(
-            "SELECT 1 FROM eventtrack_vendor_profile p JOIN auth_user u ON p.user_id = u.id "
-            "WHERE u.username = ?",
-            NEWCOMER,
-        ),
-        timeout=20,
-        what="the newcomer's Hellotext profile",
-    )
+    # At once: her events wait for her identify, then name the profile it creates.
     buy(page, "Stoneware mug")
     context.close()
 
@@ -257,30 +296,12 @@ def test_two_shoppers_one_browser_and_the_dashboard(
     ) == [("skipped", len(BOUGHT) * len(VENDORS))]
     assert shop.query("SELECT COUNT(*) FROM eventtrack_delivery WHERE status = 'failed'") == [(0,)]
 
-    # Each vendor received each shopper's events under that shopper's ids only.
-    ids = {
-        username: {
-            str(value)
-            for row in shop.query(
-                "SELECT e.identity FROM eventtrack_event e JOIN auth_user u "
-                "ON json_extract(e.identity, '$.user_id') = CAST(u.id AS TEXT) "
-                "WHERE u.username = ?",
-                username,
-            )
-            for key, value in json.loads(row[0]).items()
-            if key in ("anonymous_id", "session", "profile")
-        }
-        | {
-            profile
-            for (profile,) in shop.query(
-                "SELECT profile_id FROM eventtrack_vendor_profile p JOIN auth_user u "
-                "ON p.user_id = CAST(u.id AS TEXT) WHERE u.username = ?",
-                username,
-            )
-        }
-        for username in (SHOPPER, NEWCOMER)
-    }
+    # Each vendor received each shopper's events under that shopper's ids only: the
+    # browser's ids are the first shopper's; the newcomer's events carry ids of her own.
+    ids = {username: ids_sent_for(shop, username) for username in (SHOPPER, NEWCOMER)}
     assert short_link_session in ids[SHOPPER]
+    assert short_link_session in stored_ids(shop, NEWCOMER)  # the cookie she brought...
+    assert short_link_session not in ids[NEWCOMER]  # ...no vendor got as hers
     assert not ids[SHOPPER] & ids[NEWCOMER]
     for vendor in VENDORS:
         bought: dict[str, list[str]] = {SHOPPER: [], NEWCOMER: []}
@@ -295,6 +316,23 @@ def test_two_shoppers_one_browser_and_the_dashboard(
             SHOPPER: sorted(BOUGHT),
             NEWCOMER: sorted(BOUGHT),
         }, vendor
+    # Every Hellotext event after a sign-in names that shopper's own profile: his order
+    # (he added to the cart before signing in), all of hers.
+    profiles = {user: profile_of(shop, user) for user in (SHOPPER, NEWCOMER)}
+    named = [
+        (payload["action"], payload.get("profile"))
+        for payload in sandbox.events("hellotext")
+        if payload.get("action") in BOUGHT
+    ]
+    assert sorted(named, key=str) == sorted(
+        [
+            ("product.viewed", None),
+            ("cart.added", None),
+            ("order.placed", profiles[SHOPPER]),
+            *((name, profiles[NEWCOMER]) for name in BOUGHT),
+        ],
+        key=str,
+    )
 
     # The superuser's dashboard: every vendor's chart and the numbers the outbox holds.
     admin = browser.new_context(base_url=shop.url, viewport=LAPTOP)
