@@ -23,15 +23,18 @@ from urllib.parse import urlsplit
 
 import environ
 from django.conf import settings
+from django.core import mail
 from django.core.signals import setting_changed
 from django.dispatch import Signal, receiver
 from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
 from django_eventtrack.core.names import env_name as env_name
+from django_eventtrack.core.names import parse_name_map as parse_name_map
 from django_eventtrack.core.names import parse_names as parse_names
 from django_eventtrack.core.names import setting_path as setting_path
-from django_eventtrack.errors import ConfigurationError
+from django_eventtrack.errors import ConfigurationError, PlanError
+from django_eventtrack.plan import CompiledPlan, TrackingPlan, compile_plan, load_plan
 from django_eventtrack.vendors import BUILT_IN
 from django_eventtrack.vendors.base import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -54,6 +57,8 @@ MAX_COOKIE_AGE = 400 * 24 * 3600
 DEFAULT_TASKS_QUEUE = "default"
 #: User attributes sent as traits by ``identify(user)`` and the login hook.
 DEFAULT_IDENTIFY_TRAITS = ("email", "first_name", "last_name")
+#: ``PLAN_MODE``: what ``track()`` does with an event that breaks the plan.
+PLAN_MODES = ("raise", "quarantine", "warn")
 
 #: Keys a vendor's dict may hold besides its credentials.
 VENDOR_OPTIONS = frozenset(
@@ -123,6 +128,7 @@ TOP_LEVEL_KEYS = frozenset(
     | {"BLOCK_HTTP"}
     | {"CELERY_QUEUE", "TASKS_QUEUE"}
     | {"METRICS_TOKEN"}
+    | {"PLAN", "PLAN_MODE"}
     | {option.name.upper() for option in fields(DeliveryOptions)}
 )
 
@@ -189,6 +195,18 @@ class Config:
     #: ``METRICS_TOKEN``: the bearer token a Prometheus scrape presents to ``metrics_view``
     #: (empty: staff only).
     metrics_token: str = field(default="", repr=False)
+    #: ``PLAN``: the tracking plan, compiled (None: no plan, every event is accepted).
+    plan: CompiledPlan | None = None
+    #: ``PLAN_MODE`` as set (None: :meth:`plan_mode` picks by ``DEBUG`` and tests).
+    plan_mode_setting: str | None = None
+
+    def plan_mode(self) -> str:
+        """``PLAN_MODE``, else ``raise`` under ``DEBUG`` and in tests (Django's test
+        environment is set up: ``django.core.mail.outbox`` exists), else ``quarantine``.
+        Read when an event breaks the plan, so a test's ``DEBUG`` counts."""
+        if self.plan_mode_setting is not None:
+            return self.plan_mode_setting
+        return "raise" if settings.DEBUG or hasattr(mail, "outbox") else "quarantine"
 
     @property
     def active_vendors(self) -> dict[str, VendorConfig]:
@@ -278,8 +296,9 @@ def _build_config() -> Config:
             f"the vendors are {sorted(adapters)} (add others to {setting_path('ADAPTERS')})"
         )
     visitors = visitor_ids([bid for adapter in adapters.values() for bid in adapter.browser_ids])
+    plan = _plan(raw, adapters)
     vendors = {
-        name: _vendor_config(name, vendors_raw.get(name) or {}, adapter, visitors)
+        name: _vendor_config(name, vendors_raw.get(name) or {}, adapter, visitors, plan)
         for name, adapter in adapters.items()
     }
     return Config(
@@ -312,7 +331,42 @@ def _build_config() -> Config:
         metrics_token=lookup(
             raw, "METRICS_TOKEN", path=(), parse=_parse_bearer_token, default="", literal=True
         ),
+        plan=compile_plan(plan) if plan is not None else None,
+        plan_mode_setting=lookup(raw, "PLAN_MODE", path=(), parse=_parse_plan_mode, default=None),
     )
+
+
+def _plan(
+    raw: Mapping[str, Any], adapters: Mapping[str, type[VendorAdapter]]
+) -> TrackingPlan | None:
+    """``PLAN``, loaded, its vendor mappings checked against the keys each adapter declares."""
+    value = lookup(raw, "PLAN", path=(), parse=lambda value, where: value, default=None)
+    if value is None or value == "":
+        return None
+    return load_plan(value, {name: adapter.plan_keys for name, adapter in adapters.items()})
+
+
+def tracking_plan(value: Any = None) -> TrackingPlan:
+    """The plan ``value`` names (a path, a dotted path or an object; default: ``PLAN``),
+    loaded against the registry and compiled, so it is checked as ``track()`` would;
+    :class:`PlanError` when it is broken, :class:`ConfigurationError` when none is set."""
+    config = get_config()
+    if value is None:
+        if config.plan is None:
+            raise ConfigurationError(
+                "no tracking plan is configured: set EVENTTRACK['PLAN'] (or EVENTTRACK_PLAN) "
+                "to the plan file, see docs/plan.md"
+            )
+        return config.plan.plan
+    keys = {name: adapter.plan_keys for name, adapter in config.adapters.items()}
+    return compile_plan(load_plan(value, keys)).plan
+
+
+def _parse_plan_mode(value: Any, where: str) -> str:
+    mode = str(value).strip().lower()
+    if mode not in PLAN_MODES:
+        raise ConfigurationError(f"{where} must be one of {', '.join(PLAN_MODES)}, got {value!r}")
+    return mode
 
 
 def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -350,7 +404,11 @@ def _delivery_options(raw: Mapping[str, Any]) -> DeliveryOptions:
 
 
 def _vendor_config(
-    name: str, raw: Mapping[str, Any], adapter: type[VendorAdapter], visitors: tuple[str, ...]
+    name: str,
+    raw: Mapping[str, Any],
+    adapter: type[VendorAdapter],
+    visitors: tuple[str, ...],
+    plan: TrackingPlan | None = None,
 ) -> VendorConfig:
     path = ("VENDORS", name)
     if not isinstance(raw, Mapping):
@@ -375,6 +433,7 @@ def _vendor_config(
             f"{missing} is not; set {setting_path(*path, missing)} or environment variable "
             f"{env_name(name, missing)} (or remove the others to turn {adapter.display_name} off)"
         )
+    planned = Planned(name, adapter, raw, plan)
     enabled = lookup(raw, "ENABLED", path=path, parse=_parse_bool, default=True)
     connect_timeout = lookup(
         raw, "CONNECT_TIMEOUT", path=path, parse=_parse_timeout, default=DEFAULT_CONNECT_TIMEOUT
@@ -386,9 +445,7 @@ def _vendor_config(
             raw, "API_URL", path=path, parse=_parse_url, default=adapter.default_api_url
         ),
         events=lookup(raw, "EVENTS", path=path, parse=parse_names, default=None),
-        event_names=lookup(
-            raw, "EVENT_NAMES", path=path, parse=_parse_event_names, default=dict[str, str]()
-        ),
+        event_names=planned.lookup("EVENT_NAMES", parse_name_map, dict[str, str]()),
         connect_timeout=connect_timeout,
         read_timeout=lookup(
             raw, "TIMEOUT", path=path, parse=_parse_timeout, default=DEFAULT_READ_TIMEOUT
@@ -402,11 +459,61 @@ def _vendor_config(
         identify=lookup(raw, "IDENTIFY", path=path, parse=_parse_bool, default=True),
         active=bool(present) and enabled,
         options={
-            key: lookup(raw, key, path=path, parse=parse, default=default)
+            key: planned.lookup(key, parse, default)
             for key, (parse, default) in own_settings.items()
         },
         visitor_ids=visitors,
     )
+
+
+class Planned:
+    """A vendor's settings with what the tracking plan declares for it: the plan fills
+    what the settings leave out, and a contradiction between the two is an error naming
+    both places (the adapter says which settings its plan keys derive:
+    ``settings_from_plan``)."""
+
+    def __init__(
+        self,
+        vendor: str,
+        adapter: type[VendorAdapter],
+        raw: Mapping[str, Any],
+        plan: TrackingPlan | None,
+    ) -> None:
+        self.vendor, self.raw, self.plan = vendor, raw, plan
+        self.derived = adapter.settings_from_plan(plan.mappings(vendor)) if plan else {}
+
+    def lookup(self, key: str, parse: Callable[[Any, str], T], default: T) -> T:
+        path = ("VENDORS", self.vendor)
+        value = lookup(self.raw, key, path=path, parse=parse, default=default)
+        if key not in self.derived or self.plan is None:
+            return value
+        where = f'tracking plan {self.plan.source} ("vendors"."{self.vendor}")'
+        planned = parse(self.derived[key], where)
+        given = self.raw.get(key) is not None or env_name(self.vendor, key) in os.environ
+        return self._agreed(key, value, planned, where) if given else planned
+
+    def _agreed(self, key: str, given: Any, planned: Any, where: str) -> Any:
+        setting = f"{setting_path('VENDORS', self.vendor, key)} (or {env_name(self.vendor, key)})"
+        if isinstance(given, Mapping):
+            clash = sorted(k for k in planned if k in given and given[k] != planned[k])
+            if clash:
+                first = clash[0]
+                raise PlanError(
+                    f"{setting} maps {first!r} to {given[first]!r} but the {where} says "
+                    f"{planned[first]!r}; keep one of the two"
+                )
+            return {**planned, **given}
+        if isinstance(given, frozenset):
+            missing = sorted(set(planned) - given)
+            if missing:
+                raise PlanError(
+                    f"the {where} names {', '.join(map(repr, missing))} in {key}, which {setting} "
+                    "does not list; add it there, or remove the setting and let the plan say"
+                )
+            return given
+        if given != planned:
+            raise PlanError(f"{setting} is {given!r} but the {where} says {planned!r}")
+        return given
 
 
 # -- EVENTTRACK["IDENTITY"] ------------------------------------------------------------------
@@ -668,30 +775,6 @@ def _parse_keys(value: Any, where: str) -> frozenset[str]:
             '(or "email,phone" in the environment)'
         )
     return frozenset(key.strip() for key in keys if key.strip())
-
-
-def _parse_event_names(value: Any, where: str) -> dict[str, str]:
-    if isinstance(value, str):
-        value = _parse_pairs(value, where)
-    if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
-    ):
-        raise ConfigurationError(
-            f"{where} must map our event names to the vendor's, like "
-            '{"product.purchased": "purchase"} (or "product.purchased=purchase,..." in the '
-            "environment)"
-        )
-    return dict(value)
-
-
-def _parse_pairs(value: str, where: str) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in value.split(","))):
-        ours, sep, theirs = item.partition("=")
-        if not sep:
-            raise ConfigurationError(f"{where}: {item!r} is not NAME=VENDOR_NAME")
-        pairs[ours.strip()] = theirs.strip()
-    return pairs
 
 
 def _parse_adapter_names(value: Any, where: str) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ vendor module never needs the resolver itself.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django_eventtrack.errors import ConfigurationError
@@ -33,3 +34,29 @@ def parse_names(value: Any, where: str) -> frozenset[str]:
             f"{where} must be a list of event names (or a comma-separated string)"
         )
     return frozenset(name.strip() for name in names if name.strip())
+
+
+def parse_name_map(value: Any, where: str) -> dict[str, str]:
+    """A map of our event names to another name (``EVENT_NAMES``, Hellotext's ``OBJECTS``),
+    or ``"a.b=x,c.d=y"`` as environment variables give it."""
+    if isinstance(value, str):
+        value = _pairs(value, where)
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
+    ):
+        raise ConfigurationError(
+            f"{where} must map our event names to the vendor's, like "
+            '{"product.purchased": "purchase"} (or "product.purchased=purchase,..." in the '
+            "environment)"
+        )
+    return dict(value)
+
+
+def _pairs(value: str, where: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        ours, sep, theirs = item.partition("=")
+        if not sep:
+            raise ConfigurationError(f"{where}: {item!r} is not NAME=VENDOR_NAME")
+        pairs[ours.strip()] = theirs.strip()
+    return pairs
