@@ -24,6 +24,7 @@ from django.db import DatabaseError, router, transaction
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from django_eventtrack import signals
 from django_eventtrack.conf import get_config
 from django_eventtrack.core.event import IDENTIFY, Identity, TrackedEvent
 from django_eventtrack.delivery import backends
@@ -125,6 +126,7 @@ def store(
             raise
         logger.error("%s not stored: %s", call, exc)
         return None
+    signals.event_tracked.send(TrackedEvent, event=event, violations=tuple(violations))
     return event
 
 
