@@ -107,6 +107,16 @@ TYPE_TESTS: dict[str, Callable[[Any], bool]] = {
 }
 
 
+#: Types whose test is one ``isinstance`` (and, for numbers, not a bool).
+INSTANCE_TYPES: dict[str, tuple[type | tuple[type, ...], bool]] = {
+    "string": (str, False),
+    "number": ((int, float), True),
+    "boolean": (bool, False),
+    "array": (list, False),
+    "object": (dict, False),
+}
+
+
 def json_type(value: Any) -> str:
     """The JSON type of a normalised value."""
     if value is None:
@@ -393,18 +403,18 @@ def _type(schema: Mapping[str, Any], at: Location, show: bool) -> Check | None:
     declared = schema.get("type")
     if declared is None:
         return None
-    names = declared if isinstance(declared, list) else [declared]
-    for name in names:
-        if name not in JSON_TYPES:
-            close = difflib.get_close_matches(str(name), JSON_TYPES, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise at.error(
-                f"{name!r} is not a JSON Schema type{hint}; the types are {', '.join(JSON_TYPES)}"
-            )
-    if not names or len(set(names)) != len(names):
-        raise at.error('"type" must be a type name or a non-empty array of distinct ones')
+    names = _type_names(declared, at)
     tests = tuple(TYPE_TESTS[name] for name in names)
     expected = " or ".join(("an " if n[0] in "aeiou" else "a ") + n for n in names)
+    if len(names) == 1 and names[0] in INSTANCE_TYPES:
+        # The common case, without a call per test: isinstance, bool kept out of numbers.
+        kind, boolean = INSTANCE_TYPES[names[0]]
+
+        def check_instance(value: Any, where: Where, out: list[Violation]) -> None:
+            if not isinstance(value, kind) or (boolean and isinstance(value, bool)):
+                _violation(out, where, f"must be {expected}, got {described(value, show)}")
+
+        return check_instance
     if len(tests) == 1:
         (test,) = tests
 
@@ -419,6 +429,20 @@ def _type(schema: Mapping[str, Any], at: Location, show: bool) -> Check | None:
             _violation(out, where, f"must be {expected}, got {described(value, show)}")
 
     return check_any
+
+
+def _type_names(declared: Any, at: Location) -> list[str]:
+    names = declared if isinstance(declared, list) else [declared]
+    for name in names:
+        if name not in JSON_TYPES:
+            close = difflib.get_close_matches(str(name), JSON_TYPES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise at.error(
+                f"{name!r} is not a JSON Schema type{hint}; the types are {', '.join(JSON_TYPES)}"
+            )
+    if not names or len(set(names)) != len(names):
+        raise at.error('"type" must be a type name or a non-empty array of distinct ones')
+    return names
 
 
 def _enum(schema: Mapping[str, Any], at: Location, show: bool) -> Check | None:
@@ -467,37 +491,30 @@ def _number(schema: Mapping[str, Any], keyword: str, at: Location) -> float | No
 def _number_bounds(schema: Mapping[str, Any], at: Location, show: bool) -> Check | None:
     """``minimum``, ``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum``, ``multipleOf``:
     each applies to numbers only (another type is ``type``'s business)."""
-    bounds: list[tuple[Callable[[float], bool], str]] = []
-    for keyword, test, words in (
-        ("minimum", lambda v, b: v >= b, "at least"),
-        ("maximum", lambda v, b: v <= b, "at most"),
-        ("exclusiveMinimum", lambda v, b: v > b, "more than"),
-        ("exclusiveMaximum", lambda v, b: v < b, "less than"),
-    ):
-        bound = _number(schema, keyword, at)
-        if bound is not None:
-            bounds.append((_bound(test, bound), f"{words} {bound!r}"))
+    low, high = _number(schema, "minimum", at), _number(schema, "maximum", at)
+    above, below = _number(schema, "exclusiveMinimum", at), _number(schema, "exclusiveMaximum", at)
     divisor = _number(schema, "multipleOf", at)
-    if divisor is not None:
-        if divisor <= 0:
-            raise at.error(f'"multipleOf" must be more than 0, got {divisor!r}')
-        bounds.append((lambda v: _multiple(v, divisor), f"a multiple of {divisor!r}"))
-    if not bounds:
+    if divisor is not None and divisor <= 0:
+        raise at.error(f'"multipleOf" must be more than 0, got {divisor!r}')
+    if low is None and high is None and above is None and below is None and divisor is None:
         return None
-    checks = tuple(bounds)
 
     def check(value: Any, where: Where, out: list[Violation]) -> None:
-        if not _is_number(value):
+        if not isinstance(value, int | float) or isinstance(value, bool):
             return
-        for test, words in checks:
-            if not test(value):
-                _violation(out, where, f"must be {words}, got {described(value, show)}")
+        if low is not None and value < low:
+            _violation(out, where, f"must be at least {low!r}, got {described(value, show)}")
+        if high is not None and value > high:
+            _violation(out, where, f"must be at most {high!r}, got {described(value, show)}")
+        if above is not None and value <= above:
+            _violation(out, where, f"must be more than {above!r}, got {described(value, show)}")
+        if below is not None and value >= below:
+            _violation(out, where, f"must be less than {below!r}, got {described(value, show)}")
+        if divisor is not None and not _multiple(value, divisor):
+            shown = described(value, show)
+            _violation(out, where, f"must be a multiple of {divisor!r}, got {shown}")
 
     return check
-
-
-def _bound(test: Callable[[float, float], bool], bound: float) -> Callable[[float], bool]:
-    return lambda value: test(value, bound)
 
 
 def _multiple(value: float, divisor: float) -> bool:
@@ -678,6 +695,8 @@ def _members(
 ) -> Check:
     """``properties``, then ``patternProperties``, then ``additionalProperties`` for a
     member neither matched; ``propertyNames`` for every member's name."""
+    if not patterns and names is None:
+        return _declared_members(properties, extra)
 
     def check(value: Any, where: Where, out: list[Violation]) -> None:
         for name, item in value.items():
@@ -690,6 +709,19 @@ def _members(
                 extra(item, at, out)
             if names is not None:
                 names(name, at, out)
+
+    return check
+
+
+def _declared_members(properties: Mapping[str, Check], extra: Check | None) -> Check:
+    """:func:`_members` without patterns or name rules: one lookup per member."""
+    declared = dict(properties)
+
+    def check(value: Any, where: Where, out: list[Violation]) -> None:
+        for name, item in value.items():
+            sub = declared.get(name, extra)
+            if sub is not None:
+                sub(item, (where, name), out)
 
     return check
 
