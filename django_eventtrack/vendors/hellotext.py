@@ -46,7 +46,7 @@ from urllib.parse import quote
 from django.utils import timezone
 
 from django_eventtrack.core.event import Identity, JSONValue, TrackedEvent
-from django_eventtrack.core.names import parse_name_map, parse_names, setting_path
+from django_eventtrack.core.settings import parse_event_names, parse_names, setting_path
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.vendors.base import (
     BrowserId,
@@ -177,11 +177,11 @@ class HellotextAdapter(VendorAdapter):
             visitor="session",
         ),
     )
-    sandbox: ClassVar[str | None] = "django_eventtrack.sandbox.vendors.HELLOTEXT"
+    sandbox: ClassVar[str | None] = "django_eventtrack.sandbox.hellotext.HELLOTEXT"
     own_settings: ClassVar[Mapping[str, OwnSetting]] = {
         "ACTIONS": (parse_actions, frozenset()),
         "OBJECT_SOURCE": (parse_source, DEFAULT_OBJECT_SOURCE),
-        "OBJECTS": (parse_name_map, {}),
+        "OBJECTS": (parse_event_names, {}),
     }
     plan_keys: ClassVar[Mapping[str, str]] = {
         "action": "the Hellotext action (EVENT_NAMES; a custom one is added to ACTIONS)",

@@ -46,7 +46,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from django_eventtrack.core.event import JSONValue, TrackedEvent
-from django_eventtrack.core.names import parse_names, setting_path
+from django_eventtrack.core.settings import parse_names, setting_path
 from django_eventtrack.vendors.base import (
     BrowserId,
     DeclaredEvent,
@@ -108,7 +108,7 @@ class PrimeDataAdapter(VendorAdapter):
             script="window.cxs.sessionId",
         ),
     )
-    sandbox: ClassVar[str | None] = "django_eventtrack.sandbox.vendors.PRIMEDATA"
+    sandbox: ClassVar[str | None] = "django_eventtrack.sandbox.primedata.PRIMEDATA"
 
     @property
     def scope(self) -> str:
