@@ -327,7 +327,8 @@ class Config:
     """The whole resolved ``EVENTTRACK`` configuration.
 
     ``adapters`` and ``vendors`` are the registry (``ADAPTERS``, ``VENDORS``), resolved
-    first by :func:`get_config` since every vendor setting depends on it; every other
+    first by :func:`get_config` since every vendor setting depends on it, and ``plan``
+    (``PLAN``) between the two, since it may fill vendor settings; every other
     field made with :func:`~django_eventtrack.core.settings.setting` is a top-level key,
     read by the one resolver. Adding a setting is adding such a field.
     """
