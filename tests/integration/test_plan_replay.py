@@ -49,8 +49,8 @@ def test_racing_replays_deliver_each_quarantined_event_once(
 ) -> None:
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(json.dumps(plan({"type": "number"})))
-    env = {"EVENTTRACK_PLAN": str(plan_file), "EVENTTRACK_PLAN_MODE": "quarantine"}
-    on_postgres.run("-c", TRACK_BAD, EVENTTRACK_DELIVERY="worker", **env)
+    on_postgres.env |= {"EVENTTRACK_PLAN": str(plan_file), "EVENTTRACK_PLAN_MODE": "quarantine"}
+    on_postgres.run("-c", TRACK_BAD, EVENTTRACK_DELIVERY="worker")
     held = postgres.query("SELECT COUNT(*) FROM eventtrack_event WHERE quarantine IS NOT NULL")
     assert held == [(EVENTS,)]
 
@@ -63,7 +63,6 @@ def test_racing_replays_deliver_each_quarantined_event_once(
             "eventtrack_plan",
             "--replay",
             EVENTTRACK_DELIVERY="worker",
-            **env,
         )
         for index in range(REPLAYS)
     ]
