@@ -103,20 +103,20 @@ def store(
     call: str, build: Callable[[], TrackedEvent], vendors: Iterable[str] | None
 ) -> TrackedEvent | None:
     """Build an event and submit it, with the settings' error policy: an
-    :class:`InvalidEvent` from ``build`` is raised unless ``RAISE_ON_INVALID`` is
+    :class:`InvalidEvent` (from ``build``, or from the checks against the settings
+    before the write: size, ``vendor_extra``) is raised unless ``RAISE_ON_INVALID`` is
     false, a :class:`StorageError` unless ``RAISE_ON_STORAGE_ERROR`` is false; when
     false, it is logged (naming ``call``) and ``None`` returned. Shared by ``track()``
     and ``identify()``."""
     config = get_config()
     try:
         event = build()
+        submit(event, vendors)
     except InvalidEvent as exc:
         if config.raise_on_invalid:
             raise
         logger.error("%s refused: %s (field %s)", call, exc, exc.field)
         return None
-    try:
-        submit(event, vendors)
     except StorageError as exc:
         if config.raise_on_storage_error:
             raise

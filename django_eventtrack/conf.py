@@ -52,6 +52,15 @@ MAX_COOKIE_AGE = 400 * 24 * 3600
 #: Django's Tasks framework's default queue (``DEFAULT_TASK_QUEUE_NAME``), which every
 #: Tasks backend accepts unless its ``QUEUES`` says otherwise.
 DEFAULT_TASKS_QUEUE = "default"
+#: The largest event ``track()`` stores, in bytes of its properties and ``vendor_extra``
+#: as JSON: twice the 32 KB per event Segment and RudderStack take, and more than a vendor
+#: keeps (Hackle keeps strings of up to 1,024 characters; PrimeData's schema properties
+#: are scalars and arrays), so an event is never cut short by it, but a document, an image
+#: or a runaway list is refused where it is tracked, not in every sender's memory.
+DEFAULT_MAX_EVENT_BYTES = 64 * 1024
+#: The most bytes of events in one batched request: 16 events of the largest size, or
+#: PrimeData's 500 of up to 2 KB each (Segment takes 500 KB a batch, RudderStack 4 MB).
+DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
 #: User attributes sent as traits by ``identify(user)`` and the login hook.
 DEFAULT_IDENTIFY_TRAITS = ("email", "first_name", "last_name")
 
@@ -105,6 +114,9 @@ class DeliveryOptions:
     sender_share: float = 0.05
     #: ``eventtrack_purge`` removes delivered, failed and skipped rows older than this (days).
     retention_days: float = 30.0
+    #: A batched request (PrimeData's) carries events whose sizes add up to at most this
+    #: many bytes (as ``MAX_EVENT_BYTES`` counts them); a larger event goes alone.
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
 
     @property
     def concurrency_range(self) -> tuple[int, int]:
@@ -122,7 +134,7 @@ TOP_LEVEL_KEYS = frozenset(
     | {"IDENTIFY_ON_LOGIN", "IDENTIFY_TRAITS", "IDENTIFY_STAFF"}
     | {"BLOCK_HTTP"}
     | {"CELERY_QUEUE", "TASKS_QUEUE"}
-    | {"METRICS_TOKEN"}
+    | {"METRICS_TOKEN", "MAX_EVENT_BYTES"}
     | {option.name.upper() for option in fields(DeliveryOptions)}
 )
 
@@ -159,6 +171,8 @@ class Config:
     delivery: str
     raise_on_invalid: bool
     options: DeliveryOptions = field(default_factory=DeliveryOptions)
+    #: ``MAX_EVENT_BYTES``: ``track()`` refuses an event larger than this (``TrackedEvent.size``).
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     #: ``EVENTTRACK["IDENTITY"]``: cookies, user id and consent (:mod:`.identity` uses them).
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     #: ``EVENTTRACK["MODEL_EVENTS"]``, a list of dicts; :mod:`django_eventtrack.hooks` parses
@@ -288,6 +302,9 @@ def _build_config() -> Config:
         delivery=lookup(raw, "DELIVERY", path=(), parse=_parse_delivery, default=DEFAULT_DELIVERY),
         raise_on_invalid=lookup(raw, "RAISE_ON_INVALID", path=(), parse=_parse_bool, default=True),
         options=_delivery_options(raw),
+        max_event_bytes=lookup(
+            raw, "MAX_EVENT_BYTES", path=(), parse=_parse_count, default=DEFAULT_MAX_EVENT_BYTES
+        ),
         identity=parse_identity(_section(raw, "IDENTITY")),
         model_events=_model_events(raw),
         celery_queue=lookup(raw, "CELERY_QUEUE", path=(), parse=_parse_queue, default=""),

@@ -8,6 +8,8 @@ caller's code with the offending field named, never later in a worker.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import re
 import uuid
@@ -254,6 +256,16 @@ class TrackedEvent:
             vendor_extra=_vendor_extra(vendor_extra),
             kind=kind,
         )
+
+    @functools.cached_property
+    def size(self) -> int:
+        """Bytes of its properties and ``vendor_extra`` as compact UTF-8 JSON: what
+        ``MAX_EVENT_BYTES`` limits and batched requests are cut by (its name and ids
+        have limits of their own)."""
+        text = json.dumps(
+            (self.properties, self.vendor_extra), ensure_ascii=False, separators=(",", ":")
+        )
+        return len(text) if text.isascii() else len(text.encode())
 
     @property
     def is_identify(self) -> bool:
