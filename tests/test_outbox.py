@@ -160,6 +160,20 @@ def test_events_filter_and_explicit_vendors(settings: Settings, sandbox: Sandbox
 
 
 @pytest.mark.django_db
+def test_one_vendor_named_as_a_string_is_that_vendor(settings: Settings, sandbox: Sandbox) -> None:
+    settings.EVENTTRACK = {"VENDORS": sandbox.vendor_settings(), "DELIVERY": "worker"}
+    only = track("product.purchased", profile="P1", vendors="hackle")
+    assert only is not None
+    fanout.route([only.id])
+    assert list(Delivery.objects.values_list("vendor", flat=True)) == ["hackle"]
+    with pytest.raises(ConfigurationError) as caught:
+        track("product.purchased", profile="P1", vendors="hackel")
+    assert str(caught.value).startswith(
+        "unknown vendor hackel; the vendors are acme, browsee, hackle, hellotext, primedata"
+    )
+
+
+@pytest.mark.django_db
 def test_track_with_no_vendor_configured_stores_the_event(settings: Settings) -> None:
     settings.EVENTTRACK = {"DELIVERY": "worker"}
     event = track("product.purchased", profile="P1")

@@ -34,6 +34,8 @@ MAX_FUTURE = timedelta(days=1)
 #: Integers outside a signed 64-bit range lose precision or are refused by JSON
 #: readers (JavaScript, Java, databases); send such numbers as strings.
 MAX_INTEGER = 2**63 - 1
+#: Digits of :data:`MAX_INTEGER`: a ``Decimal`` with more before its point is beyond it.
+INTEGER_DIGITS = len(str(MAX_INTEGER))
 #: NUL (PostgreSQL's jsonb refuses it) and lone surrogates (not encodable as UTF-8).
 UNSENDABLE_CHARACTERS = re.compile(r"[\x00\ud800-\udfff]")
 
@@ -404,27 +406,37 @@ def _string(value: str, path: str) -> str:
 
 def _number(value: float | Decimal, path: str) -> int | float:
     if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise InvalidEvent(f"{path} is {value}, which JSON cannot carry", field=path)
-        # adjusted() first: to_integral_value() overflows on exponents like 1e999999999.
-        small = value.adjusted() < 19
-        exponent = int(value.as_tuple().exponent)
-        if small and exponent >= 0 and value == value.to_integral_value():
-            return _integer(int(value), path)
-        value = float(value)  # 1e999 becomes inf, refused below
+        return _decimal(value, path)
     if not math.isfinite(value):
         raise InvalidEvent(f"{path} is {value}, which JSON cannot carry", field=path)
     return value
 
 
+def _decimal(value: Decimal, path: str) -> int | float:
+    """A whole ``Decimal`` (no decimal places) as an integer, any other as a float; one
+    whose integer part is beyond 64 bits is refused, as such an ``int`` is (a float would
+    carry it inexactly)."""
+    if not value.is_finite():
+        raise InvalidEvent(f"{path} is {value}, which JSON cannot carry", field=path)
+    # adjusted() first: int() of an exponent like 1e999999999 would build a huge integer.
+    if value.adjusted() >= INTEGER_DIGITS:
+        raise _beyond_64_bits(path)
+    whole = _integer(int(value), path)
+    return whole if int(value.as_tuple().exponent) >= 0 else float(value)
+
+
 def _integer(value: int, path: str) -> int:
     if not -MAX_INTEGER - 1 <= value <= MAX_INTEGER:
-        raise InvalidEvent(
-            f"{path} is an integer beyond 64 bits, which JSON readers cannot carry exactly; "
-            "send it as a string",
-            field=path,
-        )
+        raise _beyond_64_bits(path)
     return value
+
+
+def _beyond_64_bits(path: str) -> InvalidEvent:
+    return InvalidEvent(
+        f"{path} is a number whose integer part is beyond 64 bits, which JSON readers cannot "
+        "carry exactly; send it as a string",
+        field=path,
+    )
 
 
 def _check_text(text: str, what: str, path: str) -> None:
