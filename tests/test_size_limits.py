@@ -84,6 +84,22 @@ def test_the_limit_counts_properties_and_vendor_extra_in_utf8_bytes(
     assert Event.objects.count() == 1
 
 
+@pytest.mark.parametrize(
+    "worst",
+    [
+        {"\x01" * 100: "\x1f" * 10_000},  # six bytes a character, escaped
+        {"n": [-2.2250738585072014e-308] * 900},  # the longest numbers
+        {"😀": "😀" * 10_000, "l": [[[[]]]] * 200},  # four bytes a character; empty lists
+    ],
+)
+def test_the_bound_that_spares_small_events_the_measuring_holds_for_the_worst_json(
+    worst: dict[str, Any],
+) -> None:
+    event = TrackedEvent.create("a.b", worst, vendor_extra={"hackle": worst})
+    assert event.size_bound is not None
+    assert event.size <= event.size_bound < 2 * event.size
+
+
 @pytest.mark.django_db
 def test_the_limit_is_a_setting_and_an_environment_variable(
     settings: Settings, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch

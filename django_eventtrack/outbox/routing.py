@@ -67,7 +67,7 @@ def check_event(event: TrackedEvent, config: Config) -> None:
     """Refuse, with :class:`InvalidEvent`, what no vendor could take: an event larger than
     ``MAX_EVENT_BYTES``, a ``vendor_extra`` for a vendor that does not exist, or one its
     vendor can never read (:meth:`~django_eventtrack.vendors.base.VendorAdapter.extra_problem`)."""
-    if event.size > config.max_event_bytes:
+    if event.larger_than(config.max_event_bytes):
         raise InvalidEvent(
             f"event {event.name!r} is {event.size:,} bytes (its properties and vendor_extra as "
             f"JSON); the limit is {config.max_event_bytes:,} bytes, set by "
