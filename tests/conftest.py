@@ -1,9 +1,11 @@
-"""Shared fixtures: a clean configuration per test and a real vendor sandbox on loopback."""
+"""Shared fixtures: a clean configuration per test, a real vendor sandbox on loopback and the
+library configured on it."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck
@@ -11,7 +13,7 @@ from hypothesis import settings as hypothesis_settings
 from pytest_django import Settings
 
 from django_eventtrack import conf
-from django_eventtrack.delivery import http
+from django_eventtrack.delivery import http, sender
 from django_eventtrack.outbox import vendor_profiles
 from django_eventtrack.sandbox import Sandbox
 from tests.settings import TEST_ADAPTERS
@@ -71,3 +73,21 @@ def vendors(settings: Settings, sandbox: Sandbox) -> Sandbox:
     """Every vendor of the registry configured in settings and pointed at the sandbox."""
     settings.EVENTTRACK = {"VENDORS": sandbox.vendor_settings(), "DELIVERY": "sync"}
     return sandbox
+
+
+@pytest.fixture
+def configure(settings: Settings, sandbox: Sandbox, transactional_db: None) -> Any:
+    """Like ``vendors``, with ``vendor_options`` per vendor and top-level ``options``: call
+    it to configure; a transactional database (the sender commits) and a closed circuit
+    breaker."""
+
+    def apply(vendor_options: dict[str, dict[str, Any]] | None = None, **options: Any) -> Sandbox:
+        vendor_settings: dict[str, dict[str, Any]] = sandbox.vendor_settings()
+        for vendor, extra in (vendor_options or {}).items():
+            vendor_settings[vendor].update(extra)
+        settings.EVENTTRACK = {"VENDORS": vendor_settings, "DELIVERY": "sync", **options}
+        return sandbox
+
+    sender.breaker.reset()
+    yield apply
+    sender.breaker.reset()

@@ -11,11 +11,15 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
+from django.utils.module_loading import import_string
+
 from django_eventtrack.conf import get_config
+from django_eventtrack.vendors import BUILT_IN
 
 PACKAGE = Path(__file__).resolve().parent.parent / "django_eventtrack"
-#: Where a vendor is described: its adapter, and its sandbox validator and state.
-VENDOR_PLACES = ("vendors/", "sandbox/vendors.py", "sandbox/state.py", "migrations/")
+#: Where a vendor is described: its adapter, and its sandbox module (validators and state)
+#: beside its adapter's name; the sandbox's shared modules name none.
+VENDOR_PLACES = ("vendors/", *(f"sandbox/{name}.py" for name in BUILT_IN), "migrations/")
 
 
 def code_words(tree: ast.AST) -> Iterator[tuple[int, str]]:
@@ -56,6 +60,17 @@ def test_no_module_outside_the_vendors_names_a_vendor_in_code() -> None:
         for line, word in code_words(ast.parse(path.read_text(encoding="utf-8"))):
             found += [f"{where}:{line}: {word!r}" for v in vendors if v in word.lower()]
     assert found == []
+
+
+def test_each_built_in_vendor_is_its_adapter_and_its_sandbox_module_of_the_same_name() -> None:
+    """``vendors/<name>.py`` and ``sandbox/<name>.py``: the adapter names its sandbox spec, which
+    the server finds through the registry (no list of vendors in a shared module)."""
+    for name, path in BUILT_IN.items():
+        adapter = import_string(path)
+        assert path.startswith(f"django_eventtrack.vendors.{name}."), path
+        assert adapter.name == name
+        assert (adapter.sandbox or "").startswith(f"django_eventtrack.sandbox.{name}."), name
+        assert import_string(adapter.sandbox).name == name
 
 
 def test_the_check_sees_a_vendor_named_in_code_but_not_in_a_docstring() -> None:

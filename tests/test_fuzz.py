@@ -29,7 +29,7 @@ from django_eventtrack.errors import InvalidEvent
 from django_eventtrack.models import Event
 from django_eventtrack.outbox.routing import render_requests
 from django_eventtrack.sandbox import registry_specs
-from django_eventtrack.sandbox.vendors import parse_incoming
+from django_eventtrack.sandbox.spec import parse_incoming
 from django_eventtrack.vendors import VendorRequest
 from django_eventtrack.vendors.hackle import (
     DECIMAL_PLACES,

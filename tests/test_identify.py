@@ -13,14 +13,12 @@ from pytest_django import Settings
 
 from django_eventtrack import identify, track
 from django_eventtrack.conf import get_config
-from django_eventtrack.core.event import IDENTIFY, Identity, TrackedEvent
-from django_eventtrack.delivery.http import Attempt
+from django_eventtrack.core.event import IDENTIFY, Identity
 from django_eventtrack.delivery.sender import drain
 from django_eventtrack.errors import InvalidEvent, StorageError
 from django_eventtrack.models import Delivery, Event, VendorProfile, VendorSession
 from django_eventtrack.sandbox import Sandbox, registry_specs
-from django_eventtrack.sandbox.vendors import PRIMEDATA, Incoming
-from django_eventtrack.vendors import OutcomeKind, VendorRequest, VendorResponse
+from django_eventtrack.sandbox.spec import Incoming
 from django_eventtrack.vendors.primedata import server_session
 from tests.processes.helpers import VENDORS
 from tests.test_admin import _admin_settings  # noqa: F401  (a fixture)
@@ -273,103 +271,31 @@ def test_a_failing_identify_never_breaks_the_login(
     assert client.session["_auth_user_id"] == str(user.pk)
 
 
+@pytest.mark.parametrize(("identify_staff", "identified"), [(None, False), (True, True)])
+def test_staff_signing_in_are_not_identified_unless_asked(
+    configure: Any,
+    settings: Settings,
+    user: Any,
+    client: Client,
+    identify_staff: bool | None,
+    identified: bool,
+) -> None:
+    options = {} if identify_staff is None else {"IDENTIFY_STAFF": identify_staff}
+    configure(IDENTIFY_ON_LOGIN=True, **options)
+    settings.MIDDLEWARE = LOGIN_MIDDLEWARE
+    user.is_staff = True
+    user.save()
+    assert client.get("/identity/login/?username=ada&hello_session=S1").status_code == 200
+    assert Event.objects.filter(kind=IDENTIFY).exists() is identified
+    assert (VendorSession.objects.filter(session_id="S1").exists()) is identified
+
+
 def test_identify_settings_are_validated(settings: Settings) -> None:
     from django_eventtrack.errors import ConfigurationError
 
     settings.EVENTTRACK = {"IDENTIFY_TRAITS": ["email", "not a name"]}
     with pytest.raises(ConfigurationError, match="IDENTIFY_TRAITS"):
         get_config()
-
-
-# -- Hellotext's flow without a network (the adapter is pure) ---------------------------------
-
-
-class DictProfiles:
-    def __init__(self, **known: str) -> None:
-        self.known = dict(known)
-        self.sessions: dict[str, str] = {}
-
-    def get(self, vendor: str, user_id: str) -> str | None:
-        return self.known.get(user_id)
-
-    def remember(self, vendor: str, user_id: str, profile_id: str) -> str:
-        return self.known.setdefault(user_id, profile_id)
-
-    def forget(self, vendor: str, profile_id: str) -> None:
-        self.known = {user: kept for user, kept in self.known.items() if kept != profile_id}
-
-    def remember_session(self, vendor: str, session: str, profile_id: str) -> None:
-        self.sessions[session] = profile_id
-
-
-def answer(status: int, body: bytes) -> Any:
-    """A fake ``send`` that answers every request with ``status`` and ``body``."""
-    sent: list[VendorRequest] = []
-
-    def send(request: VendorRequest) -> Attempt:
-        sent.append(request)
-        response = VendorResponse(status, {}, body)
-        return Attempt(
-            get_config().adapters["hellotext"](config()).classify(response), response, 0.0
-        )
-
-    send.sent = sent  # type: ignore[attr-defined]
-    return send
-
-
-def config() -> Any:
-    from django.test import override_settings
-
-    with override_settings(EVENTTRACK={"VENDORS": {"hellotext": {"API_TOKEN": "t"}}}):
-        return get_config().vendors["hellotext"]
-
-
-def hellotext_identify(session: str | None = "S1") -> TrackedEvent:
-    return TrackedEvent.create(
-        "identify",
-        {"email": "a@b.c"},
-        identity=Identity(user_id="7", session=session),
-        kind=IDENTIFY,
-    )
-
-
-def test_hellotext_attaches_to_the_remembered_profile_without_creating_one() -> None:
-    adapter = get_config().adapters["hellotext"](config())
-    send = answer(200, b'{"id":"S1","type":"session","profile":"P7"}')
-    profiles = DictProfiles(**{"7": "P7"})
-    outcome = adapter.send_identify(hellotext_identify(), send, profiles)
-    assert outcome.kind is OutcomeKind.DELIVERED
-    assert profiles.sessions == {"S1": "P7"}
-    (request,) = send.sent
-    assert (request.method, request.url, request.body) == (
-        "PATCH",
-        "https://api.hellotext.com/v1/sessions/S1",
-        {"profile": "P7"},
-    )
-
-
-def test_hellotext_profile_creation_problems_are_reported() -> None:
-    adapter = get_config().adapters["hellotext"](config())
-    no_id = adapter.send_identify(hellotext_identify(), answer(201, b"{}"), DictProfiles())
-    assert no_id.kind is OutcomeKind.FAILED
-    assert "no id" in no_id.message
-    refused = adapter.send_identify(
-        hellotext_identify(), answer(422, b'{"errors":[{"message":"bad email"}]}'), DictProfiles()
-    )
-    assert refused.kind is OutcomeKind.FAILED
-    assert "bad email" in refused.message
-    down = adapter.send_identify(hellotext_identify(), answer(503, b""), DictProfiles())
-    assert down.kind is OutcomeKind.RETRY
-
-
-def test_hellotext_without_a_session_only_creates_the_profile() -> None:
-    adapter = get_config().adapters["hellotext"](config())
-    profiles = DictProfiles()
-    send = answer(201, b'{"id":"P9","type":"profile"}')
-    outcome = adapter.send_identify(hellotext_identify(session=None), send, profiles)
-    assert outcome.kind is OutcomeKind.DELIVERED
-    assert profiles.known == {"7": "P9"}
-    assert [request.method for request in send.sent] == ["POST"]
 
 
 # -- the sandbox speaks the identify endpoints as documented ----------------------------------
@@ -402,25 +328,6 @@ def test_the_sandbox_refuses_malformed_identify_calls(
     rejection = endpoint.validate(Incoming(headers, body, None), credentials)
     assert rejection is not None
     assert problem in str(rejection[1])
-
-
-def test_the_sandbox_refuses_a_primedata_identify_without_an_analytics_user(
-    vendors: Sandbox,
-) -> None:
-    event = TrackedEvent.create(
-        "identify", {}, identity=Identity(user_id="7", session="S1"), kind=IDENTIFY
-    )
-    adapter = get_config().adapter("primedata")
-    request = adapter.build_request([event])
-    request.body["events"][0]["target"]["itemType"] = "user"
-    (endpoint,) = [e for e in PRIMEDATA.endpoints if e.path == "/powehi/context"]
-    headers = {k.lower(): v for k, v in request.headers.items()}
-    rejection = endpoint.validate(
-        Incoming(headers, request.body, None), vendors.credentials["primedata"]
-    )
-    assert rejection is not None
-    assert rejection[0] == 422
-    assert "analyticsUser" in str(rejection[1])
 
 
 @pytest.mark.usefixtures("_admin_settings")

@@ -19,7 +19,7 @@ from types import FrameType
 from typing import Any
 
 from django_eventtrack.sandbox.server import Sandbox, registry_specs
-from django_eventtrack.sandbox.vendors import VendorSpec
+from django_eventtrack.sandbox.spec import VendorSpec
 
 
 def build_parser(specs: Sequence[VendorSpec]) -> argparse.ArgumentParser:

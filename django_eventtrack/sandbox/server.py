@@ -1,6 +1,6 @@
 """The loopback HTTP server: routing, recording, fault injection and the control API.
 
-It names no vendor: it serves the :class:`~django_eventtrack.sandbox.vendors.VendorSpec`
+It names no vendor: it serves the :class:`~django_eventtrack.sandbox.spec.VendorSpec`
 of each vendor in the registry (each adapter's ``sandbox``). It needs no Django
 settings (without them it serves the built-in vendors), so it runs in the test
 process, in a separate process for Celery workers and the demo, or from the
@@ -31,8 +31,13 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from django_eventtrack.conf import get_config
-from django_eventtrack.sandbox.state import JSONObject
-from django_eventtrack.sandbox.vendors import Endpoint, Incoming, VendorSpec, parse_incoming
+from django_eventtrack.sandbox.spec import (
+    Endpoint,
+    Incoming,
+    JSONObject,
+    VendorSpec,
+    parse_incoming,
+)
 from django_eventtrack.vendors import BUILT_IN
 
 logger = logging.getLogger("django_eventtrack.sandbox")

@@ -322,7 +322,7 @@ class VendorAdapter:
     #: The ids this vendor gives visitors in the browser (:class:`BrowserId`).
     browser_ids: ClassVar[tuple[BrowserId, ...]] = ()
     #: Dotted path to this vendor's sandbox description (a
-    #: :class:`django_eventtrack.sandbox.vendors.VendorSpec`), or None.
+    #: :class:`django_eventtrack.sandbox.spec.VendorSpec`), or None.
     sandbox: ClassVar[str | None] = None
     #: The documented path of the vendor's identify call, appended to ``API_URL``.
     identify_path: ClassVar[str]

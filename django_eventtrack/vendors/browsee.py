@@ -49,7 +49,7 @@ class BrowseeAdapter(VendorAdapter):
             ready_event="br_session_init",
         ),
     )
-    sandbox: ClassVar[str | None] = "django_eventtrack.sandbox.vendors.BROWSEE"
+    sandbox: ClassVar[str | None] = "django_eventtrack.sandbox.browsee.BROWSEE"
 
     def skip_reason(self, event: TrackedEvent) -> str | None:
         if self._visitor(event.identity):

@@ -80,7 +80,7 @@ class HackleAdapter(VendorAdapter):
             script_ready=f"{_CLIENT}.onReady(collect)",
         ),
     )
-    sandbox: ClassVar[str | None] = "django_eventtrack.sandbox.vendors.HACKLE"
+    sandbox: ClassVar[str | None] = "django_eventtrack.sandbox.hackle.HACKLE"
 
     def headers(self) -> dict[str, str]:
         return {"X-HACKLE-API-KEY": self.config.credential("API_KEY")}

@@ -176,7 +176,7 @@ class HellotextAdapter(VendorAdapter):
             visitor="session",
         ),
     )
-    sandbox: ClassVar[str | None] = "django_eventtrack.sandbox.vendors.HELLOTEXT"
+    sandbox: ClassVar[str | None] = "django_eventtrack.sandbox.hellotext.HELLOTEXT"
     own_settings: ClassVar[Mapping[str, OwnSetting]] = {
         "ACTIONS": (parse_actions, frozenset()),
         "OBJECT_SOURCE": (parse_source, DEFAULT_OBJECT_SOURCE),

@@ -110,7 +110,7 @@ class PrimeDataAdapter(VendorAdapter):
             script="window.cxs.sessionId",
         ),
     )
-    sandbox: ClassVar[str | None] = "django_eventtrack.sandbox.vendors.PRIMEDATA"
+    sandbox: ClassVar[str | None] = "django_eventtrack.sandbox.primedata.PRIMEDATA"
 
     @property
     def scope(self) -> str:

@@ -17,7 +17,10 @@ from typing import Any
 
 import requests
 
-from django_eventtrack.sandbox.vendors import BROWSEE, HACKLE, HELLOTEXT, PRIMEDATA
+from django_eventtrack.sandbox.browsee import BROWSEE
+from django_eventtrack.sandbox.hackle import HACKLE
+from django_eventtrack.sandbox.hellotext import HELLOTEXT
+from django_eventtrack.sandbox.primedata import PRIMEDATA
 
 Request = tuple[str, dict[str, str], dict[str, Any]]
 

@@ -5,8 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django_eventtrack.sandbox.state import Answer, JSONObject
-from django_eventtrack.sandbox.vendors import Credentials, Endpoint, Incoming, VendorSpec
+from django_eventtrack.sandbox.spec import (
+    Answer,
+    Credentials,
+    Endpoint,
+    Incoming,
+    JSONObject,
+    VendorSpec,
+)
 
 MAX_EVENTS = 50
 

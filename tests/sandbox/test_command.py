@@ -1,6 +1,7 @@
-"""``python -m django_eventtrack.sandbox``: the ``export`` lines it prints work in a real
-shell, and ``--env-file`` writes a ``.env`` that django-environ reads, keeping the
-file's other lines."""
+"""``python -m django_eventtrack.sandbox``: it serves until SIGTERM with the options given,
+refuses options a vendor would not have, the ``export`` lines it prints work in a real
+shell, and ``--env-file`` writes a ``.env`` that django-environ reads, keeping the file's
+other lines."""
 
 from __future__ import annotations
 
@@ -9,15 +10,65 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
-from django_eventtrack.sandbox.vendors import BROWSEE, HACKLE, HELLOTEXT, PRIMEDATA
+from django_eventtrack.sandbox.browsee import BROWSEE
+from django_eventtrack.sandbox.hackle import HACKLE
+from django_eventtrack.sandbox.hellotext import HELLOTEXT
+from django_eventtrack.sandbox.primedata import PRIMEDATA
 from tests.processes.helpers import free_port, wait_until
+from tests.sandbox.helpers import AUTH_HEADERS, HACKLE_KEY, PATHS, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+
+def test_command_line_serves_until_sigterm():
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "django_eventtrack.sandbox", "--port", str(port)]
+    command += ["--legacy", "hellotext", "--hellotext-action", "appointment.booked"]
+    process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        health = None
+        deadline = time.monotonic() + 1.5
+        while health is None and time.monotonic() < deadline:
+            try:
+                health = requests.get(f"http://127.0.0.1:{port}/_sandbox/health", timeout=0.5)
+            except requests.exceptions.ConnectionError:
+                time.sleep(0.02)
+        assert health is not None, "the sandbox did not start listening"
+        assert health.json() == {"ok": True}
+        booked = requests.post(
+            f"http://127.0.0.1:{port}/hellotext{PATHS['hellotext']}",
+            json={"action": "appointment.booked", "session": "S"},
+            headers=AUTH_HEADERS["hellotext"],
+            timeout=2,
+        )
+        assert booked.status_code == 201  # the declared custom action, in the legacy answer
+
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=1.5)
+    finally:
+        process.kill()
+        process.wait(2)
+
+    assert process.returncode == 0, stderr
+    assert f"http://127.0.0.1:{port}/hackle" in stdout
+    assert f"EVENTTRACK_HACKLE_API_KEY={HACKLE_KEY}" in stdout
+    assert f"EVENTTRACK_PRIMEDATA_API_URL=http://127.0.0.1:{port}/primedata" in stdout
+    assert "legacy" in stdout
+
+
+def test_command_line_refuses_a_custom_action_hellotext_would_not_have(capfd):
+    from django_eventtrack.sandbox.__main__ import main
+
+    assert main(["--port", "0", "--hellotext-action", "order.placed"]) == 2
+    assert "one of Hellotext's own actions" in capfd.readouterr().err
 
 
 @pytest.fixture

@@ -1,30 +1,36 @@
-"""What the sandbox's vendors remember between requests, as the real ones do.
+"""Hellotext as the sandbox serves it (``docs/vendors/hellotext.md``): the events,
+profiles and sessions endpoints, and what Hellotext remembers between requests.
 
-Hellotext keeps profiles, browser sessions and whose they are, objects
-(products, orders, carts...) found or created from ``object_parameters``, and
-the custom actions a business created; it refuses an event that names any of
-them wrongly. PrimeData keeps the event schemas registered for the data
-source, and processes only events of a registered type.
-
-Each class guards its state with its own lock, so request threads can share
-it. The rules are the ones written in ``docs/vendors/hellotext.md`` and
-``docs/vendors/primedata.md``; this module is their executable form and knows
-nothing of the library.
+Hellotext keeps profiles, browser sessions and whose they are, objects (products,
+orders, carts...) found or created from ``object_parameters``, and the custom actions a
+business created; it refuses an event that names any of them wrongly
+(:class:`HellotextDirectory`, guarded by its own lock so request threads can share it).
+The validators are strict on purpose: whatever Hellotext documents as refused is refused
+here, so the library's mistakes show up locally as Hellotext's own 4xx answer.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-JSONObject = dict[str, Any]
-#: An HTTP status and the JSON object sent with it.
-Answer = tuple[int, JSONObject]
+from django_eventtrack.sandbox.spec import (
+    Answer,
+    Credentials,
+    Endpoint,
+    Incoming,
+    JSONObject,
+    StateOption,
+    VendorSpec,
+    is_aware_iso8601,
+    is_nonempty_string,
+    is_number,
+    single_event,
+)
 
 #: Hellotext's built-in actions and the type of object each takes (None: no object).
 HELLOTEXT_ACTIONS: dict[str, str | None] = {
@@ -63,6 +69,9 @@ def hellotext_error(status: int, kind: str, message: str, parameter: str | None)
 
 def _not_found(what: str, parameter: str) -> Answer:
     return hellotext_error(404, "not_found", f"{what} not found", parameter)
+
+
+# -- what Hellotext remembers between requests -------------------------------------------------
 
 
 class HellotextDirectory:
@@ -280,8 +289,7 @@ def _profile(profile_id: str, body: JSONObject) -> JSONObject:
 def _money_problem(value: object) -> bool:
     if not isinstance(value, dict) or set(value) - {"amount", "currency"}:
         return True
-    amount = value.get("amount")
-    if not isinstance(amount, int | float) or isinstance(amount, bool) or not math.isfinite(amount):
+    if not is_number(value.get("amount")):
         return True
     return "currency" in value and not (isinstance(value["currency"], str) and value["currency"])
 
@@ -308,29 +316,227 @@ def _object_problem(parameters: JSONObject) -> Answer | None:
     return None
 
 
-class PrimeDataSchemas:
-    """The event schemas (aliases) registered for the data source.
+# -- the requests Hellotext accepts -------------------------------------------------------------
 
-    ``None`` (the default) stands for a data source where every event type sent
-    has been registered; after :meth:`register` only the registered ones (and
-    PrimeData's built-in ``identify`` and ``SaveEntity``) are processed, and an
-    event of any other type is dropped from ``processedEvents``, not refused.
-    """
+HELLOTEXT_KEYS = frozenset(
+    {
+        "action",
+        "profile",
+        "session",
+        "object",
+        "object_parameters",
+        "object_type",
+        "amount",
+        "currency",
+        "tracked_at",
+        "metadata",
+        "url",
+    }
+)
+#: Keys of the old docs that the current page forbids, with their replacement.
+HELLOTEXT_LEGACY_KEYS = {
+    "profile_id": "profile",
+    "session_id": "session",
+    "product": "object",
+    "product_id": "object",
+}
+_HELLOTEXT_UNAUTHORIZED: Answer = (
+    401,
+    {"errors": [{"type": "unauthorized", "message": "Invalid or missing token"}]},
+)
 
-    BUILT_IN = frozenset({"identify", "SaveEntity"})
+#: (error type, message, parameter) of a Hellotext 422.
+_HellotextProblem = tuple[str, str, str]
 
-    def __init__(self, aliases: Iterable[str] | None = None) -> None:
-        self._initial = None if aliases is None else frozenset(aliases)
-        self.registered: frozenset[str] | None = self._initial
 
-    def register(self, *aliases: str) -> None:
-        self.registered = (self.registered or frozenset()) | frozenset(aliases)
+def _hellotext_error_body(message: str) -> JSONObject:
+    return {"errors": [{"type": "invalid", "message": message}]}
 
-    def processes(self, event_type: object) -> bool:
-        if self.registered is None:
-            return True
-        return event_type in self.BUILT_IN or event_type in self.registered
 
-    def clear(self) -> None:
-        """Back to the aliases the sandbox was started with."""
-        self.registered = self._initial
+def _hellotext_authorized(incoming: Incoming, credentials: Credentials) -> bool:
+    return incoming.headers.get("authorization") == f"Bearer {credentials['API_TOKEN']}"
+
+
+def _hellotext_problem(body: JSONObject) -> _HellotextProblem | None:
+    """The first thing Hellotext refuses in an event body, checked in Hellotext's order."""
+    return (
+        _hellotext_key_problem(body)
+        or _hellotext_field_problem(body)
+        or _hellotext_combination_problem(body)
+    )
+
+
+def _hellotext_key_problem(body: JSONObject) -> _HellotextProblem | None:
+    """A key of the old docs, or one the current page does not list."""
+    for key, replacement in HELLOTEXT_LEGACY_KEYS.items():
+        if key in body:
+            return "invalid", f"{key} is no longer supported; send {replacement}", key
+    for key in body:
+        if key not in HELLOTEXT_KEYS:
+            return "invalid", f"{key} is not a known parameter", key
+    return None
+
+
+def _hellotext_field_problem(body: JSONObject) -> _HellotextProblem | None:
+    """A field of the wrong type, each on its own."""
+    action = body.get("action")
+    if action is None or action == "":
+        return "parameter_missing", "action is missing", "action"
+    if not isinstance(action, str):
+        return "invalid", "action must be a string", "action"
+    for key in ("profile", "session", "object", "object_type", "currency", "url"):
+        if key in body and not is_nonempty_string(body[key]):
+            return "invalid", f"{key} must be a non-empty string", key
+    if "profile" not in body and "session" not in body:
+        return "parameter_missing", "profile or session is missing", "profile"
+    for key in ("object_parameters", "metadata"):
+        if key in body and not isinstance(body[key], dict):
+            return "invalid", f"{key} must be an object", key
+    if "amount" in body and not is_number(body["amount"]):
+        return "invalid", "amount must be a number", "amount"
+    return None
+
+
+def _hellotext_combination_problem(body: JSONObject) -> _HellotextProblem | None:
+    """Fields that need another (a currency its amount, page.viewed its url), and the time."""
+    if "currency" in body and "amount" not in body:
+        return "parameter_missing", "amount is required when currency is sent", "amount"
+    tracked_at = body.get("tracked_at")
+    is_epoch_seconds = isinstance(tracked_at, int) and not isinstance(tracked_at, bool)
+    if "tracked_at" in body and not (is_epoch_seconds or is_aware_iso8601(tracked_at)):
+        message = "tracked_at must be an ISO-8601 time with an offset or Z, or epoch seconds"
+        return "invalid", message, "tracked_at"
+    if body.get("action") == "page.viewed" and "url" not in body:
+        return "parameter_missing", "url is required for page.viewed", "url"
+    return None
+
+
+def _hellotext_unreadable(incoming: Incoming, credentials: Credentials) -> Answer | None:
+    """The answer to a request without the private token or without a JSON object."""
+    if not _hellotext_authorized(incoming, credentials):
+        return _HELLOTEXT_UNAUTHORIZED
+    if incoming.body is None:
+        return 400, _hellotext_error_body(str(incoming.body_problem))
+    return None
+
+
+def _hellotext_invalid(message: str, parameter: str | None = None, kind: str = "invalid") -> Answer:
+    return hellotext_error(422, kind, message, parameter)
+
+
+def validate_hellotext_event(incoming: Incoming, credentials: Credentials) -> Answer | None:
+    """``POST /v1/attribution/events``: bearer token, then the current body contract."""
+    unreadable = _hellotext_unreadable(incoming, credentials)
+    if unreadable is not None or incoming.body is None:
+        return unreadable
+    problem = _hellotext_problem(incoming.body)
+    if problem is None:
+        return None
+    error_type, message, parameter = problem
+    return _hellotext_invalid(message, parameter, error_type)
+
+
+def validate_hellotext_profiles(incoming: Incoming, credentials: Credentials) -> Answer | None:
+    """``GET /v1/profiles``: the documented way to check a token."""
+    return None if _hellotext_authorized(incoming, credentials) else _HELLOTEXT_UNAUTHORIZED
+
+
+#: Fields ``POST /v1/profiles`` takes and the JSON types they hold.
+HELLOTEXT_PROFILE_FIELDS: dict[str, tuple[type, ...]] = {
+    "first_name": (str,),
+    "last_name": (str,),
+    "email": (str, dict),
+    "phone": (str, dict),
+    "reference": (str,),
+    "lists": (list,),
+    "session": (str,),
+    "property_by_id": (dict,),
+}
+
+
+def validate_hellotext_profile_create(
+    incoming: Incoming, credentials: Credentials
+) -> Answer | None:
+    """``POST /v1/profiles``: private token; known fields of the right JSON types."""
+    unreadable = _hellotext_unreadable(incoming, credentials)
+    if unreadable is not None or incoming.body is None:
+        return unreadable
+    for key, value in incoming.body.items():
+        types = HELLOTEXT_PROFILE_FIELDS.get(key)
+        if types is None:
+            return _hellotext_invalid(f"unknown profile field {key!r}", key)
+        if not isinstance(value, types):
+            return _hellotext_invalid(f"{key} has the wrong type", key)
+    if not any(incoming.body.get(key) for key in ("email", "phone", "reference")):
+        return _hellotext_invalid("a profile needs an email, phone or reference")
+    return None
+
+
+def validate_hellotext_session_attach(
+    incoming: Incoming, credentials: Credentials
+) -> Answer | None:
+    """``PATCH /v1/sessions/{id}``: private token and ``{"profile": "<id>"}``."""
+    unreadable = _hellotext_unreadable(incoming, credentials)
+    if unreadable is not None or incoming.body is None:
+        return unreadable
+    if not is_nonempty_string(incoming.body.get("profile")):
+        return _hellotext_invalid("profile is required and must be a profile id", "profile")
+    return None
+
+
+def _hellotext_attach(incoming: Incoming) -> Answer:
+    session = incoming.path.rsplit("/", 1)[-1]
+    directory: HellotextDirectory = incoming.state
+    return directory.attach(session, str((incoming.body or {})["profile"]))
+
+
+def _hellotext_track(incoming: Incoming) -> Answer:
+    """A well-formed event still needs an action, profile, session and object Hellotext knows."""
+    directory: HellotextDirectory = incoming.state
+    return directory.track(incoming.body or {})
+
+
+# -- the spec (the adapter's ``sandbox`` names it) ---------------------------------------------
+
+HELLOTEXT = VendorSpec(
+    name="hellotext",
+    endpoints=(
+        Endpoint(
+            "POST",
+            "/v1/attribution/events",
+            validate_hellotext_event,
+            success=_hellotext_track,
+            legacy_success=lambda incoming: (201, {"state": "ok"}),
+        ),
+        Endpoint(
+            "GET",
+            "/v1/profiles",
+            validate_hellotext_profiles,
+            success=lambda incoming: (200, {"data": []}),
+        ),
+        Endpoint(
+            "POST",
+            "/v1/profiles",
+            validate_hellotext_profile_create,
+            success=lambda incoming: incoming.state.create_profile(incoming.body or {}),
+        ),
+        Endpoint(
+            "PATCH",
+            "/v1/sessions/{session}",
+            validate_hellotext_session_attach,
+            success=_hellotext_attach,
+        ),
+    ),
+    error_body=_hellotext_error_body,
+    events=single_event,
+    credentials={"API_TOKEN": "sandbox-hellotext-token"},
+    state=HellotextDirectory,
+    options=(
+        StateOption(
+            "action",
+            "actions",
+            "ACTION",
+            "a custom action the Hellotext business has created (lowercase noun.verb)",
+        ),
+    ),
+)
