@@ -16,14 +16,13 @@ from django.db import transaction
 from pytest_django import Settings
 
 from django_eventtrack import track
-from django_eventtrack.conf import VendorConfig, get_config
 from django_eventtrack.core.event import Identity, TrackedEvent
 from django_eventtrack.delivery import sender, worker
 from django_eventtrack.errors import InvalidEvent
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
-from django_eventtrack.vendors import VendorAdapter
 from django_eventtrack.vendors.base import request_batches
+from tests.vendors.helpers import AdapterFactory
 
 EVENTS = 21
 MARKED = 7
@@ -133,16 +132,6 @@ def test_a_stored_extra_no_longer_accepted_keeps_its_old_reading_alone(
 # -- the rule, on the batching adapters --------------------------------------------------------
 
 
-def adapter(vendor: str) -> VendorAdapter:
-    cls = get_config().adapters[vendor]
-    credentials = {key: f"{key.lower()}-1" for key in cls.credential_settings}
-    options = {key: default for key, (_, default) in cls.own_settings.items()}
-    config = VendorConfig(
-        name=vendor, credentials=credentials, api_url=cls.default_api_url, options=options
-    )
-    return cls(config)
-
-
 def visitor_event(n: int, vendor: str, extra: dict[str, Any] | None = None) -> TrackedEvent:
     return TrackedEvent.create(
         "order.placed",
@@ -156,8 +145,10 @@ BATCHING = ["primedata", "acme"]
 
 
 @pytest.mark.parametrize("vendor", BATCHING)
-def test_an_entry_extra_merges_into_its_own_entry(vendor: str) -> None:
-    batching = adapter(vendor)
+def test_an_entry_extra_merges_into_its_own_entry(
+    make_adapter: AdapterFactory, vendor: str
+) -> None:
+    batching = make_adapter(vendor)
     key = batching.entries_key
     assert key is not None
     plain = [visitor_event(n, vendor) for n in range(3)]
@@ -181,8 +172,10 @@ def test_an_entry_extra_merges_into_its_own_entry(vendor: str) -> None:
 
 
 @pytest.mark.parametrize("vendor", BATCHING)
-def test_a_request_level_extra_goes_in_a_request_of_its_own(vendor: str) -> None:
-    batching = adapter(vendor)
+def test_a_request_level_extra_goes_in_a_request_of_its_own(
+    make_adapter: AdapterFactory, vendor: str
+) -> None:
+    batching = make_adapter(vendor)
     events = [visitor_event(n, vendor) for n in range(5)]
     events[2] = visitor_event(2, vendor, {"sessionId": "S-other"})
 
@@ -194,8 +187,10 @@ def test_a_request_level_extra_goes_in_a_request_of_its_own(vendor: str) -> None
         batching.build_request(events[1:3])
 
 
-def test_primedata_shares_a_session_at_the_top_level_only_when_every_entry_has_it() -> None:
-    primedata = adapter("primedata")
+def test_primedata_shares_a_session_at_the_top_level_only_when_every_entry_has_it(
+    make_adapter: AdapterFactory,
+) -> None:
+    primedata = make_adapter("primedata")
     same = Identity(primedata_session_id="S1")
     events = [
         TrackedEvent.create("a.b", identity=same),
@@ -212,8 +207,10 @@ def test_primedata_shares_a_session_at_the_top_level_only_when_every_entry_has_i
     assert shared["sessionId"] == "S1"
 
 
-def test_a_single_event_vendor_lays_the_extra_over_its_whole_body() -> None:
-    hackle = adapter("hackle")
+def test_a_single_event_vendor_lays_the_extra_over_its_whole_body(
+    make_adapter: AdapterFactory,
+) -> None:
+    hackle = make_adapter("hackle")
     extra = {"event": {"value": 42}, "user": {"properties": {"tier": "gold"}}}
     sent = visitor_event(1, "hackle", extra)
 
