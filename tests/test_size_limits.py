@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from pytest_django import Settings
 from django_eventtrack import conf, identify, track
 from django_eventtrack.conf import DEFAULT_MAX_EVENT_BYTES, get_config
 from django_eventtrack.core.event import Identity, TrackedEvent
-from django_eventtrack.delivery import sender, worker
+from django_eventtrack.delivery import worker
 from django_eventtrack.errors import InvalidEvent
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
@@ -28,11 +27,7 @@ from django_eventtrack.vendors.base import request_batches
 CHUNK = "x" * 60_000
 
 
-@pytest.fixture(autouse=True)
-def _closed_breaker() -> Iterator[None]:
-    sender.breaker.reset()
-    yield
-    sender.breaker.reset()
+pytestmark = pytest.mark.usefixtures("closed_breaker")
 
 
 @pytest.fixture

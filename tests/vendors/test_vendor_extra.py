@@ -8,7 +8,6 @@ batching adapters (PrimeData, and the test suite's fifth vendor, Acme), then wha
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from pytest_django import Settings
 
 from django_eventtrack import track
 from django_eventtrack.core.event import Identity, TrackedEvent
-from django_eventtrack.delivery import sender, worker
+from django_eventtrack.delivery import worker
 from django_eventtrack.errors import InvalidEvent
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
@@ -29,11 +28,7 @@ MARKED = 7
 WHEN_TEXT = "2026-01-02T03:04:05Z"
 
 
-@pytest.fixture(autouse=True)
-def _closed_breaker() -> Iterator[None]:
-    sender.breaker.reset()
-    yield
-    sender.breaker.reset()
+pytestmark = pytest.mark.usefixtures("closed_breaker")
 
 
 @pytest.fixture
