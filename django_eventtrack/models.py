@@ -175,7 +175,12 @@ class Delivery(models.Model):
 
     @property
     def is_final(self) -> bool:
-        return self.status != self.Status.PENDING
+        return self.status in FINAL_STATUSES
+
+
+#: Statuses that never change again by themselves (nothing retries them): what the
+#: monitoring counts as finished and what retention removes.
+FINAL_STATUSES = (Delivery.Status.DELIVERED, Delivery.Status.FAILED, Delivery.Status.SKIPPED)
 
 
 class VendorProfile(models.Model):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from django_eventtrack.conf import Config, get_config
 from django_eventtrack.core.event import TrackedEvent
-from django_eventtrack.core.names import env_name, setting_path
+from django_eventtrack.core.settings import env_name, setting_path
 from django_eventtrack.errors import ConfigurationError, InvalidEvent
 from django_eventtrack.vendors import VendorAdapter
 from django_eventtrack.vendors.base import VendorRequest

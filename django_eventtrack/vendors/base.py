@@ -18,6 +18,16 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeGuard
 
 from django_eventtrack.core.redaction import redact, truncate
+from django_eventtrack.core.settings import (
+    parse_bool,
+    parse_count,
+    parse_event_names,
+    parse_names,
+    parse_seconds,
+    parse_timeout,
+    parse_url,
+    setting,
+)
 
 if TYPE_CHECKING:
     from django_eventtrack.core.event import Identity, TrackedEvent
@@ -75,20 +85,34 @@ class BrowserId:
 
 @dataclass(frozen=True)
 class VendorConfig:
-    """One vendor's resolved settings. ``active`` is False when credentials are absent."""
+    """One vendor's resolved settings. ``active`` is False when credentials are absent.
+
+    The fields made with :func:`~django_eventtrack.core.settings.setting` are the options
+    every vendor has (``EVENTTRACK["VENDORS"][vendor][KEY]``, or ``EVENTTRACK_<VENDOR>_KEY``);
+    declaring one here is all it takes to add one. An adapter's ``default_<field>`` class
+    attribute, when it has one, is its vendor's default for that option.
+    """
 
     name: str
     credentials: Mapping[str, str]
-    api_url: str
-    events: frozenset[str] | None = None
-    event_names: Mapping[str, str] = field(default_factory=dict)
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    read_timeout: float = DEFAULT_READ_TIMEOUT
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    #: Seconds after which an undelivered event is given up (``failed``).
-    max_age: float = DEFAULT_MAX_AGE
-    #: Whether ``identify()`` calls go to this vendor (``IDENTIFY``, default true).
-    identify: bool = True
+    #: ``API_URL``: scheme and host (a path prefix allowed); the adapter's ``default_api_url``.
+    api_url: str = setting(parse_url, "")
+    #: ``EVENTS``: only these event names go to the vendor (None: every event).
+    events: frozenset[str] | None = setting(parse_names, None)
+    #: ``EVENT_NAMES``: our event name -> the vendor's.
+    event_names: Mapping[str, str] = setting(parse_event_names, {})
+    #: ``CONNECT_TIMEOUT`` and ``TIMEOUT`` (to read the answer) of one request, in seconds.
+    connect_timeout: float = setting(parse_timeout, DEFAULT_CONNECT_TIMEOUT)
+    read_timeout: float = setting(parse_timeout, DEFAULT_READ_TIMEOUT, key="TIMEOUT")
+    #: ``MAX_ATTEMPTS``: a delivery fails after this many.
+    max_attempts: int = setting(parse_count, DEFAULT_MAX_ATTEMPTS)
+    #: ``MAX_AGE``: seconds after which an undelivered event is given up (``failed``); by
+    #: default the adapter's ``default_max_age``.
+    max_age: float = setting(parse_seconds, DEFAULT_MAX_AGE)
+    #: ``IDENTIFY``: whether ``identify()`` calls go to this vendor.
+    identify: bool = setting(parse_bool, True)
+    #: ``ENABLED``: false turns a configured vendor off (``active`` is then false).
+    enabled: bool = setting(parse_bool, True)
     active: bool = True
     #: The settings only this vendor has (its adapter's ``own_settings``), resolved.
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -304,6 +328,8 @@ class VendorAdapter:
     display_name: ClassVar[str]
     #: Setting names of the credentials, all required for the vendor to be active.
     credential_settings: ClassVar[tuple[str, ...]]
+    #: Default ``API_URL``. (Any ``default_<field>`` is the vendor's default for that
+    #: :class:`VendorConfig` option.)
     default_api_url: ClassVar[str]
     #: The documented path appended to ``API_URL``.
     path: ClassVar[str]

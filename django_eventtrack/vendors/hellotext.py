@@ -46,7 +46,7 @@ from urllib.parse import quote
 from django.utils import timezone
 
 from django_eventtrack.core.event import Identity, JSONValue, TrackedEvent
-from django_eventtrack.core.names import parse_names, setting_path
+from django_eventtrack.core.settings import parse_names, setting_path
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.vendors.base import (
     BrowserId,

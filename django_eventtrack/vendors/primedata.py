@@ -51,7 +51,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from django_eventtrack.core.event import JSONValue, TrackedEvent
-from django_eventtrack.core.names import parse_names, setting_path
+from django_eventtrack.core.settings import parse_names, setting_path
 from django_eventtrack.vendors.base import (
     BrowserId,
     JSONObject,
