@@ -155,16 +155,8 @@ def resolve_visitor(
     if given is not None:
         return restore(given)
     if request is not None:
-        return identity_from_request(request)
+        return from_request(request)
     return current_identity() or Identity()
-
-
-def identity_from_request(request: HttpRequest | None) -> Identity:
-    """The visitor's identity as the middleware captured it, else what the request
-    carries (the logged-in user, the vendors' cookies)."""
-    if request is None:
-        return Identity()
-    return from_request(request)
 
 
 def asynchronous(function: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:

@@ -345,7 +345,7 @@ class Config:
     max_event_bytes: int = setting(parse_count, DEFAULT_MAX_EVENT_BYTES)
     #: ``EVENTTRACK["IDENTITY"]``: cookies, user id and consent (:mod:`.identity` uses them).
     identity: IdentitySettings = setting(_parse_identity, IdentitySettings(), env=False)
-    #: ``EVENTTRACK["MODEL_EVENTS"]``, a list of dicts; :mod:`django_eventtrack.hooks` parses
+    #: ``EVENTTRACK["MODEL_EVENTS"]``, a list of dicts; :mod:`django_eventtrack.model_hooks` parses
     #: each entry with this module's conventions (parsers taking where to fix the value, a
     #: ConfigurationError naming it), keeping a bad entry out instead of failing here.
     model_events: tuple[Mapping[str, Any], ...] = setting(_parse_model_events, (), env=False)
