@@ -46,8 +46,6 @@ from django_eventtrack.monitoring import coverage, dashboard
 from django_eventtrack.outbox import manual, quarantine
 from django_eventtrack.plan import render
 
-Status = Delivery.Status
-
 if TYPE_CHECKING:  # django-stubs makes these generic; Django itself does not
     EventAdminBase = admin.ModelAdmin[Event]
     DeliveryAdminBase = admin.ModelAdmin[Delivery]
@@ -139,10 +137,14 @@ class HasDeliveryInStatusFilter(HasDeliveryFilter):
     field = "status"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return list(Status.choices)
+        return list(Delivery.Status.choices)
 
     def routed_to_have(self, value: str) -> Q:
-        return Q(routes__isnull=False) if value == Status.PENDING else super().routed_to_have(value)
+        return (
+            Q(routes__isnull=False)
+            if value == Delivery.Status.PENDING
+            else super().routed_to_have(value)
+        )
 
 
 #: Characters of a failure or skip reason shown in a list column (all of it on the page).
@@ -175,7 +177,7 @@ class DeliveryColumnsMixin:
         code = delivery.last_status
         if code is None:
             return EMPTY
-        if 200 <= code < 300 and delivery.status != Status.DELIVERED:
+        if 200 <= code < 300 and delivery.status != Delivery.Status.DELIVERED:
             return f"{code}, but {delivery.status}"
         return str(code)
 

@@ -106,7 +106,8 @@ def store(
     call: str, build: Callable[[], TrackedEvent], vendors: Iterable[str] | None
 ) -> TrackedEvent | None:
     """Build an event and submit it, with the settings' error policy: an
-    :class:`InvalidEvent` from ``build`` is raised unless ``RAISE_ON_INVALID`` is
+    :class:`InvalidEvent` (from ``build``, the tracking plan, or the checks against the
+    settings before the write: size, ``vendor_extra``) is raised unless ``RAISE_ON_INVALID`` is
     false, a :class:`StorageError` unless ``RAISE_ON_STORAGE_ERROR`` is false; when
     false, it is logged (naming ``call``) and ``None`` returned. Shared by ``track()``
     and ``identify()``."""
@@ -114,13 +115,12 @@ def store(
     try:
         event = build()
         violations = plan_violations(event)
+        submit(event, vendors, violations)
     except InvalidEvent as exc:
         if config.raise_on_invalid:
             raise
         logger.error("%s refused: %s (field %s)", call, exc, exc.field)
         return None
-    try:
-        submit(event, vendors, violations)
     except StorageError as exc:
         if config.raise_on_storage_error:
             raise
@@ -218,16 +218,8 @@ def resolve_visitor(
     if given is not None:
         return restore(given)
     if request is not None:
-        return identity_from_request(request)
+        return from_request(request)
     return current_identity() or Identity()
-
-
-def identity_from_request(request: HttpRequest | None) -> Identity:
-    """The visitor's identity as the middleware captured it, else what the request
-    carries (the logged-in user, the vendors' cookies)."""
-    if request is None:
-        return Identity()
-    return from_request(request)
 
 
 def asynchronous(function: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:

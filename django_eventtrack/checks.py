@@ -32,11 +32,11 @@ from django_eventtrack.conf import (
 )
 from django_eventtrack.delivery import backends
 from django_eventtrack.errors import ConfigurationError, PlanError
-from django_eventtrack.hooks import declarations
 from django_eventtrack.middleware import EventTrackMiddleware
+from django_eventtrack.model_hooks import declarations
 from django_eventtrack.models import Delivery
 from django_eventtrack.plan import PlannedEvent, TrackingPlan, render
-from django_eventtrack.plan.compiler import FORMATS
+from django_eventtrack.plan.values import FORMATS
 from django_eventtrack.vendors.base import DeclaredEvent
 
 TAG = "eventtrack"

@@ -65,6 +65,15 @@ MAX_COOKIE_AGE = 400 * 24 * 3600
 #: Django's Tasks framework's default queue (``DEFAULT_TASK_QUEUE_NAME``), which every
 #: Tasks backend accepts unless its ``QUEUES`` says otherwise.
 DEFAULT_TASKS_QUEUE = "default"
+#: The largest event ``track()`` stores, in bytes of its properties and ``vendor_extra``
+#: as JSON: twice the 32 KB per event Segment and RudderStack take, and more than a vendor
+#: keeps (Hackle keeps strings of up to 1,024 characters; PrimeData's schema properties
+#: are scalars and arrays), so an event is never cut short by it, but a document, an image
+#: or a runaway list is refused where it is tracked, not in every sender's memory.
+DEFAULT_MAX_EVENT_BYTES = 64 * 1024
+#: The most bytes of events in one batched request: 16 events of the largest size, or
+#: PrimeData's 500 of up to 2 KB each (Segment takes 500 KB a batch, RudderStack 4 MB).
+DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
 #: User attributes sent as traits by ``identify(user)`` and the login hook.
 DEFAULT_IDENTIFY_TRAITS = ("email", "first_name", "last_name")
 #: ``PLAN_MODE``: what ``track()`` does with an event that breaks the plan.
@@ -257,6 +266,9 @@ class DeliveryOptions:
     sender_share: float = setting(parse_seconds, 0.05)
     #: ``eventtrack_purge`` removes delivered, failed and skipped rows older than this (days).
     retention_days: float = setting(parse_seconds, 30.0)
+    #: A batched request (PrimeData's) carries events whose sizes add up to at most this
+    #: many bytes (as ``MAX_EVENT_BYTES`` counts them); a larger event goes alone.
+    max_request_bytes: int = setting(parse_count, DEFAULT_MAX_REQUEST_BYTES)
 
     def __post_init__(self) -> None:
         if self.min_concurrency > self.max_concurrency:
@@ -342,9 +354,11 @@ class Config:
     #: ``RAISE_ON_INVALID``: ``track()`` raises ``InvalidEvent``; false logs and returns None.
     raise_on_invalid: bool = setting(parse_bool, True)
     options: DeliveryOptions = group(DeliveryOptions)
+    #: ``MAX_EVENT_BYTES``: ``track()`` refuses an event larger than this (``TrackedEvent.size``).
+    max_event_bytes: int = setting(parse_count, DEFAULT_MAX_EVENT_BYTES)
     #: ``EVENTTRACK["IDENTITY"]``: cookies, user id and consent (:mod:`.identity` uses them).
     identity: IdentitySettings = setting(_parse_identity, IdentitySettings(), env=False)
-    #: ``EVENTTRACK["MODEL_EVENTS"]``, a list of dicts; :mod:`django_eventtrack.hooks` parses
+    #: ``EVENTTRACK["MODEL_EVENTS"]``, a list of dicts; :mod:`django_eventtrack.model_hooks` parses
     #: each entry with this module's conventions (parsers taking where to fix the value, a
     #: ConfigurationError naming it), keeping a bad entry out instead of failing here.
     model_events: tuple[Mapping[str, Any], ...] = setting(_parse_model_events, (), env=False)

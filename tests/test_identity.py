@@ -209,7 +209,7 @@ def test_an_opted_out_identity_is_stored_with_every_delivery_skipped(worker_mode
     assert event is not None
     assert event.identity.opted_out
     assert Event.objects.get(pk=event.id).to_normalised().identity == event.identity
-    assert fanout.route([event.id]) == 1
+    assert fanout.write_now([event.id]) == 1
     deliveries = Delivery.objects.filter(event_id=event.id)
     assert deliveries.count() == len(VENDORS)
     assert set(deliveries.values_list("status", "last_error")) == {

@@ -22,13 +22,13 @@ from pytest_django import Settings
 from django_eventtrack import track
 from django_eventtrack.conf import get_config, is_loopback_url
 from django_eventtrack.core.redaction import MASK
-from django_eventtrack.delivery import http, sender, worker
+from django_eventtrack.delivery import flow, http, worker
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.outbox.routing import render_requests
 from django_eventtrack.sandbox import Sandbox
+from tests.delivery.test_worker import drain_until_settled
 from tests.processes.helpers import VENDORS
 from tests.test_admin import _admin_settings  # noqa: F401  (templates for the admin pages)
-from tests.test_worker import drain_until_settled
 
 Status = Delivery.Status
 #: Distinctive credentials: any occurrence of one of these anywhere is a leak.
@@ -76,7 +76,7 @@ def test_no_secret_anywhere_after_a_full_fault_run(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.DEBUG)  # every logger, urllib3 and requests included
-    sender.breaker.reset()
+    flow.breaker.reset()
     for vendor, credentials in SECRETS.items():
         echo = " ".join(credentials.values())  # a hostile vendor echoing our credentials
         body = {"message": echo, "errors": [{"message": echo}], "error": {"message": echo}}

@@ -28,8 +28,6 @@ from django.utils.safestring import SafeString
 from django_eventtrack.models import Delivery
 from django_eventtrack.monitoring import status
 
-Status = Delivery.Status
-
 
 @dataclass(frozen=True)
 class Period:
@@ -85,18 +83,25 @@ def timeline(window: Period, now: datetime | None = None) -> Timeline:
     first = _floor(since, window.step)
     bars = (_floor(now, window.step) - first) // window.step + 1
     rows = (
-        Delivery.objects.filter(status__in=(Status.DELIVERED, Status.FAILED), updated_at__gte=since)
+        Delivery.objects.filter(
+            status__in=(Delivery.Status.DELIVERED, Delivery.Status.FAILED), updated_at__gte=since
+        )
         .order_by()
         .annotate(at=window.trunc("updated_at", tzinfo=UTC if settings.USE_TZ else None))
         .values("vendor", "status", "at")
         .annotate(count=Count("pk"))
     )
-    series: dict[str, dict[str, list[int]]] = {Status.DELIVERED: {}, Status.FAILED: {}}
+    series: dict[str, dict[str, list[int]]] = {
+        Delivery.Status.DELIVERED: {},
+        Delivery.Status.FAILED: {},
+    }
     for row in rows:
         index = min((row["at"] - first) // window.step, bars - 1)
         series[row["status"]].setdefault(row["vendor"], [0] * bars)[index] += row["count"]
     starts = [first + index * window.step for index in range(bars)]
-    return Timeline(window, starts, series[Status.DELIVERED], series[Status.FAILED])
+    return Timeline(
+        window, starts, series[Delivery.Status.DELIVERED], series[Delivery.Status.FAILED]
+    )
 
 
 def context(
@@ -148,7 +153,7 @@ def context(
                 _link(
                     deliveries_url,
                     vendor=failure.vendor,
-                    status=Status.FAILED,
+                    status=Delivery.Status.FAILED,
                     last_error=failure.reason,
                     updated_at__gte=since.isoformat(),
                 ),
@@ -186,7 +191,7 @@ def failure_reasons(
     since: datetime, vendor: str | None = None, limit: int = 20
 ) -> list[FailureReason]:
     """The most frequent reasons among deliveries that failed since ``since`` (one query)."""
-    failed = Delivery.objects.filter(status=Status.FAILED, updated_at__gte=since)
+    failed = Delivery.objects.filter(status=Delivery.Status.FAILED, updated_at__gte=since)
     if vendor is not None:
         failed = failed.filter(vendor=vendor)
     rows = (

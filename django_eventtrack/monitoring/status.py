@@ -43,8 +43,6 @@ from django_eventtrack.models import FINAL_STATUSES, Delivery, VendorPause
 from django_eventtrack.outbox import fanout
 from django_eventtrack.outbox.pausing import paused_vendors
 
-Status = Delivery.Status
-
 #: Upper bounds, in seconds, of the tracked-to-delivered time histogram (the last bucket,
 #: +Inf, is implied). The dashboard's percentiles and the Prometheus histogram share them.
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600)
@@ -107,18 +105,20 @@ def summary(now: datetime | None = None) -> Summary:
     # The events not yet routed first: a sender routing one between the two queries
     # makes it count twice for a moment, never not at all.
     unrouted = _unrouted(list(get_config().adapters), now)
-    pending = Q(status=Status.PENDING)
+    pending = Q(status=Delivery.Status.PENDING)
     rows = (
-        Delivery.objects.filter(~Q(status=Status.DELIVERED) | Q(delivered_at__gte=hour_ago))
+        Delivery.objects.filter(
+            ~Q(status=Delivery.Status.DELIVERED) | Q(delivered_at__gte=hour_ago)
+        )
         .order_by()
         .values("vendor")
         .annotate(
             pending=Count("pk", filter=pending),
             due=Count("pk", filter=pending & Q(next_attempt_at__lte=now)),
-            failed=Count("pk", filter=Q(status=Status.FAILED)),
-            skipped=Count("pk", filter=Q(status=Status.SKIPPED)),
+            failed=Count("pk", filter=Q(status=Delivery.Status.FAILED)),
+            skipped=Count("pk", filter=Q(status=Delivery.Status.SKIPPED)),
             delivered_last_hour=Count(
-                "pk", filter=Q(status=Status.DELIVERED, delivered_at__gte=hour_ago)
+                "pk", filter=Q(status=Delivery.Status.DELIVERED, delivered_at__gte=hour_ago)
             ),
             oldest_pending=Min("created_at", filter=pending),
         )
@@ -270,17 +270,17 @@ class _Tally:
     def add(self, row: Mapping[str, Any]) -> None:
         status, count = row["status"], row["count"]
         self.statuses[status] = self.statuses.get(status, 0) + count
-        if row["retried"] and status != Status.SKIPPED:
+        if row["retried"] and status != Delivery.Status.SKIPPED:
             self.retried += count
-        if status == Status.DELIVERED:
+        if status == Delivery.Status.DELIVERED:
             self.buckets[row["bucket"]] += count
             self.latency_sum += row["latency_sum"] or timedelta(0)
 
     def finished(self) -> Finished:
         return Finished(
-            delivered=self.statuses.get(Status.DELIVERED, 0),
-            failed=self.statuses.get(Status.FAILED, 0),
-            skipped=self.statuses.get(Status.SKIPPED, 0),
+            delivered=self.statuses.get(Delivery.Status.DELIVERED, 0),
+            failed=self.statuses.get(Delivery.Status.FAILED, 0),
+            skipped=self.statuses.get(Delivery.Status.SKIPPED, 0),
             retried=self.retried,
             latency_counts=tuple(accumulate(self.buckets[:-1])),
             latency_sum=self.latency_sum.total_seconds(),

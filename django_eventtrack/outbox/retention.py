@@ -20,8 +20,6 @@ from django_eventtrack.core.redaction import MASK
 from django_eventtrack.models import FINAL_STATUSES, Delivery, Event
 from django_eventtrack.outbox.group_commit import sender_write
 
-Status = Delivery.Status
-
 #: Rows per DELETE statement of :func:`purge`.
 PURGE_CHUNK_SIZE = 5000
 
@@ -40,7 +38,7 @@ def scrub_finished(event_ids: Iterable[uuid.UUID]) -> int:
         return 0
     # Routed (its deliveries written: none is pending) and every delivery final.
     finished = Event.objects.filter(pk__in=ids, routes__isnull=True).exclude(
-        deliveries__status=Status.PENDING
+        deliveries__status=Delivery.Status.PENDING
     )
     changed = [
         event

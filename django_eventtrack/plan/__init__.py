@@ -9,9 +9,10 @@ quarantine, replay) lives with the outbox and the operator's view.
 
 from __future__ import annotations
 
-from django_eventtrack.plan.compiler import CompiledPlan, Violation, compile_plan
+from django_eventtrack.plan.compiler import CompiledPlan, compile_plan
 from django_eventtrack.plan.declared import PlannedEvent, TrackingPlan
 from django_eventtrack.plan.loading import load_plan, parse_plan
+from django_eventtrack.plan.values import Violation
 
 __all__ = [
     "CompiledPlan",

@@ -11,7 +11,7 @@ JSON Schema 2020-12 metaschema for those keywords, so an invalid schema
 (``{"type": "strng"}``) is an error naming the plan, the event and the property;
 a keyword outside that part of JSON Schema is refused the same way rather than
 silently ignored. ``manage.py check`` also runs the full metaschema when
-``jsonschema`` is installed (:mod:`.metaschema`).
+``jsonschema`` is installed (the checks of ``django_eventtrack.checks``).
 
 A check appends a :class:`Violation` per problem to a list and returns nothing;
 where a value sits (``properties.order.items[2].price``) is only spelt out when
@@ -21,23 +21,34 @@ a violation is recorded.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import math
 import re
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time
 from typing import Any
 
 from django_eventtrack.errors import PlanError
+from django_eventtrack.plan.containers import COMBINATORS, array_check, negated, object_check
 from django_eventtrack.plan.declared import DEFS_PREFIX, PlannedEvent, TrackingPlan
+from django_eventtrack.plan.values import (
+    FORMAT_TESTS,
+    INSTANCE_TYPES,
+    JSON_TYPES,
+    TYPE_TESTS,
+    Check,
+    Violation,
+    Where,
+    canonical,
+    combined,
+    described,
+    is_integer,
+    is_number,
+    no_check,
+    refuse_all,
+    undeclared,
+    violation,
+)
 
-#: Where a value sits: ``None`` for the event's properties object, else (parent, key).
-Where = tuple[Any, str | int] | None
-Check = Callable[[Any, Where, list["Violation"]], None]
-
-JSON_TYPES = ("array", "boolean", "integer", "null", "number", "object", "string")
 #: Keywords that only describe (JSON Schema annotations, and ``pii``, which the
 #: privacy settings read); ``x-`` prefixed keys are extensions, ignored too.
 ANNOTATIONS = frozenset(
@@ -50,154 +61,6 @@ UNSUPPORTED = frozenset(
     | {"$dynamicRef", "$dynamicAnchor", "$anchor", "$recursiveRef", "$recursiveAnchor"}
     | {"$defs", "definitions", "dependencies", "contentSchema", "$vocabulary"}
 )
-#: The formats checked; another format is an annotation (JSON Schema's default).
-FORMATS = ("date-time", "date", "time", "email", "uri", "uuid", "ipv4", "ipv6")
-MAX_SHOWN = 40
-
-
-@dataclass(frozen=True)
-class Violation:
-    """One way an event breaks the plan: ``field`` is where (``name``,
-    ``properties.amount``), ``message`` what was expected."""
-
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field} {self.message}"
-
-    def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "message": self.message}
-
-
-def spelt(where: Where) -> str:
-    """``properties.order.items[2]`` for ``where``."""
-    parts: list[str] = []
-    while where is not None:
-        where, key = where
-        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
-    return "properties" + "".join(reversed(parts))
-
-
-def _violation(out: list[Violation], where: Where, message: str) -> None:
-    out.append(Violation(spelt(where), message))
-
-
-# -- reading values -----------------------------------------------------------------------
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_integer(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-
-
-TYPE_TESTS: dict[str, Callable[[Any], bool]] = {
-    "string": lambda value: isinstance(value, str),
-    "number": _is_number,
-    "integer": _is_integer,
-    "boolean": lambda value: isinstance(value, bool),
-    "null": lambda value: value is None,
-    "array": lambda value: isinstance(value, list),
-    "object": lambda value: isinstance(value, dict),
-}
-
-
-#: Types whose test is one ``isinstance`` (and, for numbers, not a bool).
-INSTANCE_TYPES: dict[str, tuple[type | tuple[type, ...], bool]] = {
-    "string": (str, False),
-    "number": ((int, float), True),
-    "boolean": (bool, False),
-    "array": (list, False),
-    "object": (dict, False),
-}
-
-
-def json_type(value: Any) -> str:
-    """The JSON type of a normalised value."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if _is_number(value):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
-def described(value: Any, show: bool) -> str:
-    """``a string ('five')``; the type alone for a ``pii`` value."""
-    kind = json_type(value)
-    article = "an" if kind[0] in "aeiou" else "a"
-    if not show or kind in ("array", "object", "null"):
-        return "null" if kind == "null" else f"{article} {kind}"
-    text = repr(value) if kind == "string" else _json_text(value)
-    if len(text) > MAX_SHOWN:
-        text = text[: MAX_SHOWN - 3] + "..."
-    return f"{article} {kind} ({text})"
-
-
-def _json_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value)
-
-
-def canonical(value: Any) -> Any:
-    """A hashable stand-in with JSON's equality: ``1 == 1.0``, ``true != 1``, objects
-    equal whatever their keys' order."""
-    if isinstance(value, bool):
-        return ("boolean", value)
-    if isinstance(value, list):
-        return ("array", tuple(canonical(item) for item in value))
-    if isinstance(value, dict):
-        return ("object", frozenset((key, canonical(item)) for key, item in value.items()))
-    return value
-
-
-# -- formats ------------------------------------------------------------------------------
-
-_DATE_TIME = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)", re.ASCII)
-_TIME = re.compile(r"\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)", re.ASCII)
-_DATE = re.compile(r"\d{4}-\d\d-\d\d", re.ASCII)
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
-_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s]*")
-
-
-def _parses(parse: Callable[[str], Any], text: str) -> bool:
-    try:
-        parse(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _date_time(text: str) -> bool:
-    return bool(_DATE_TIME.fullmatch(text)) and _parses(
-        datetime.fromisoformat, text.upper().replace("Z", "+00:00").replace(" ", "T")
-    )
-
-
-FORMAT_TESTS: dict[str, Callable[[str], bool]] = {
-    "date-time": _date_time,
-    "date": lambda text: bool(_DATE.fullmatch(text)) and _parses(date.fromisoformat, text),
-    "time": lambda text: (
-        bool(_TIME.fullmatch(text))
-        and _parses(time.fromisoformat, text.upper().replace("Z", "+00:00"))
-    ),
-    "email": lambda text: bool(_EMAIL.fullmatch(text)),
-    "uri": lambda text: bool(_URI.fullmatch(text)),
-    "uuid": lambda text: len(text) == 36 and _parses(uuid.UUID, text),
-    "ipv4": lambda text: _parses(ipaddress.IPv4Address, text),
-    "ipv6": lambda text: _parses(ipaddress.IPv6Address, text),
-}
-
-
 # -- compiling ----------------------------------------------------------------------------
 
 
@@ -231,9 +94,9 @@ class Compiler:
         """The check of ``schema``; ``show`` is false inside a ``pii`` schema (values
         are then left out of the messages)."""
         if schema is True:
-            return _nothing
+            return no_check
         if schema is False:
-            return _refuse_all
+            return refuse_all
         if not isinstance(schema, Mapping):
             raise at.error(f"a schema must be an object or a boolean, got {schema!r}")
         self._check_keywords(schema, at)
@@ -256,7 +119,7 @@ class Compiler:
             )
             if (check := build(schema, at, show)) is not None
         ]
-        return _all(checks)
+        return combined(checks)
 
     def _check_keywords(self, schema: Mapping[str, Any], at: Location) -> None:
         for keyword in schema:
@@ -308,7 +171,7 @@ class Compiler:
             None
             if additional is None or additional is True
             else (
-                _undeclared
+                undeclared
                 if additional is False
                 else self.compile(additional, at.at("*"), show=show)
             )
@@ -318,7 +181,7 @@ class Compiler:
             if "propertyNames" in schema
             else None
         )
-        return _object_check(
+        return object_check(
             compiled,
             patterns,
             extra,
@@ -343,7 +206,7 @@ class Compiler:
             if "contains" in schema
             else None
         )
-        return _array_check(
+        return array_check(
             head,
             items,
             sizes=(_count(schema, "minItems", at), _count(schema, "maxItems", at)),
@@ -366,34 +229,8 @@ class Compiler:
             compiled = [self.compile(sub, at, show=show) for sub in subs]
             checks.append(COMBINATORS[keyword](compiled))
         if "not" in schema:
-            checks.append(_not(self.compile(schema["not"], at, show=show)))
-        return _all(checks) if checks else None
-
-
-def _nothing(value: Any, where: Where, out: list[Violation]) -> None:
-    return None
-
-
-def _refuse_all(value: Any, where: Where, out: list[Violation]) -> None:
-    _violation(out, where, "is not allowed by the plan (its schema is false)")
-
-
-def _undeclared(value: Any, where: Where, out: list[Violation]) -> None:
-    _violation(out, where, "is not declared in the plan (additionalProperties is false)")
-
-
-def _all(checks: Sequence[Check]) -> Check:
-    if not checks:
-        return _nothing
-    if len(checks) == 1:
-        return checks[0]
-    ordered = tuple(checks)
-
-    def check(value: Any, where: Where, out: list[Violation]) -> None:
-        for each in ordered:
-            each(value, where, out)
-
-    return check
+            checks.append(negated(self.compile(schema["not"], at, show=show)))
+        return combined(checks) if checks else None
 
 
 # -- keyword by keyword -------------------------------------------------------------------
@@ -412,7 +249,7 @@ def _type(schema: Mapping[str, Any], at: Location, show: bool) -> Check | None:
 
         def check_instance(value: Any, where: Where, out: list[Violation]) -> None:
             if not isinstance(value, kind) or (boolean and isinstance(value, bool)):
-                _violation(out, where, f"must be {expected}, got {described(value, show)}")
+                violation(out, where, f"must be {expected}, got {described(value, show)}")
 
         return check_instance
     if len(tests) == 1:
@@ -420,13 +257,13 @@ def _type(schema: Mapping[str, Any], at: Location, show: bool) -> Check | None:
 
         def check(value: Any, where: Where, out: list[Violation]) -> None:
             if not test(value):
-                _violation(out, where, f"must be {expected}, got {described(value, show)}")
+                violation(out, where, f"must be {expected}, got {described(value, show)}")
 
         return check
 
     def check_any(value: Any, where: Where, out: list[Violation]) -> None:
         if not any(test(value) for test in tests):
-            _violation(out, where, f"must be {expected}, got {described(value, show)}")
+            violation(out, where, f"must be {expected}, got {described(value, show)}")
 
     return check_any
 
@@ -456,7 +293,7 @@ def _enum(schema: Mapping[str, Any], at: Location, show: bool) -> Check | None:
 
     def check(value: Any, where: Where, out: list[Violation]) -> None:
         if canonical(value) not in allowed:
-            _violation(out, where, f"must be one of {shown}, got {described(value, show)}")
+            violation(out, where, f"must be one of {shown}, got {described(value, show)}")
 
     return check
 
@@ -474,7 +311,7 @@ def _const(schema: Mapping[str, Any], at: Location, show: bool) -> Check | None:
 
     def check(value: Any, where: Where, out: list[Violation]) -> None:
         if canonical(value) != expected:
-            _violation(out, where, f"must be {shown}, got {described(value, show)}")
+            violation(out, where, f"must be {shown}, got {described(value, show)}")
 
     return check
 
@@ -483,7 +320,7 @@ def _number(schema: Mapping[str, Any], keyword: str, at: Location) -> float | No
     value = schema.get(keyword)
     if value is None:
         return None
-    if not _is_number(value) or not math.isfinite(value):
+    if not is_number(value) or not math.isfinite(value):
         raise at.error(f'"{keyword}" must be a number, got {value!r}')
     return value  # type: ignore[no-any-return]  # int or float, checked above
 
@@ -503,16 +340,16 @@ def _number_bounds(schema: Mapping[str, Any], at: Location, show: bool) -> Check
         if not isinstance(value, int | float) or isinstance(value, bool):
             return
         if low is not None and value < low:
-            _violation(out, where, f"must be at least {low!r}, got {described(value, show)}")
+            violation(out, where, f"must be at least {low!r}, got {described(value, show)}")
         if high is not None and value > high:
-            _violation(out, where, f"must be at most {high!r}, got {described(value, show)}")
+            violation(out, where, f"must be at most {high!r}, got {described(value, show)}")
         if above is not None and value <= above:
-            _violation(out, where, f"must be more than {above!r}, got {described(value, show)}")
+            violation(out, where, f"must be more than {above!r}, got {described(value, show)}")
         if below is not None and value >= below:
-            _violation(out, where, f"must be less than {below!r}, got {described(value, show)}")
+            violation(out, where, f"must be less than {below!r}, got {described(value, show)}")
         if divisor is not None and not _multiple(value, divisor):
             shown = described(value, show)
-            _violation(out, where, f"must be a multiple of {divisor!r}, got {shown}")
+            violation(out, where, f"must be a multiple of {divisor!r}, got {shown}")
 
     return check
 
@@ -534,7 +371,7 @@ def _count(
     value = schema.get(keyword)
     if value is None:
         return default
-    if not _is_integer(value) or value < 0:
+    if not is_integer(value) or value < 0:
         raise at.error(f'"{keyword}" must be a whole number, 0 or more, got {value!r}')
     return int(value)
 
@@ -565,12 +402,12 @@ def _string_bounds(schema: Mapping[str, Any], at: Location, show: bool) -> Check
         if not isinstance(value, str):
             return
         if shortest is not None and len(value) < shortest:
-            _violation(out, where, f"must be at least {shortest} characters long")
+            violation(out, where, f"must be at least {shortest} characters long")
         if longest is not None and len(value) > longest:
-            _violation(out, where, f"must be at most {longest} characters long")
+            violation(out, where, f"must be at most {longest} characters long")
         if pattern is not None and not pattern.search(value):
             shown = described(value, show)
-            _violation(out, where, f"must match the pattern {pattern.pattern!r}, got {shown}")
+            violation(out, where, f"must match the pattern {pattern.pattern!r}, got {shown}")
 
     return check
 
@@ -587,7 +424,7 @@ def _format(schema: Mapping[str, Any], at: Location, show: bool) -> Check | None
 
     def check(value: Any, where: Where, out: list[Violation]) -> None:
         if isinstance(value, str) and not test(value):
-            _violation(out, where, f"must be a valid {name}, got {described(value, show)}")
+            violation(out, where, f"must be a valid {name}, got {described(value, show)}")
 
     return check
 
@@ -636,217 +473,6 @@ def _dependent(schema: Mapping[str, Any], at: Location) -> tuple[tuple[str, tupl
         (name, _names({"dependentRequired": needed}, "dependentRequired", at))
         for name, needed in value.items()
     )
-
-
-def _object_check(
-    properties: Mapping[str, Check],
-    patterns: Sequence[tuple[re.Pattern[str], Check]],
-    extra: Check | None,
-    names: Check | None,
-    *,
-    required: tuple[str, ...],
-    dependent: tuple[tuple[str, tuple[str, ...]], ...],
-    sizes: tuple[int | None, int | None],
-) -> Check:
-    """The object keywords, each a check of its own, run on dicts only."""
-    parts = [
-        _required(required) if required else None,
-        _dependent_required(dependent) if dependent else None,
-        _members(properties, patterns, extra, names)
-        if properties or patterns or extra or names
-        else None,
-        _sized(sizes, "properties") if sizes != (None, None) else None,
-    ]
-    inner = _all([part for part in parts if part is not None])
-
-    def check(value: Any, where: Where, out: list[Violation]) -> None:
-        if isinstance(value, dict):
-            inner(value, where, out)
-
-    return check
-
-
-def _required(required: tuple[str, ...]) -> Check:
-    def check(value: Any, where: Where, out: list[Violation]) -> None:
-        for name in required:
-            if name not in value:
-                _violation(out, (where, name), "is required")
-
-    return check
-
-
-def _dependent_required(dependent: tuple[tuple[str, tuple[str, ...]], ...]) -> Check:
-    def check(value: Any, where: Where, out: list[Violation]) -> None:
-        for name, needed in dependent:
-            if name not in value:
-                continue
-            for other in needed:
-                if other not in value:
-                    _violation(out, (where, other), f"is required when {name!r} is given")
-
-    return check
-
-
-def _members(
-    properties: Mapping[str, Check],
-    patterns: Sequence[tuple[re.Pattern[str], Check]],
-    extra: Check | None,
-    names: Check | None,
-) -> Check:
-    """``properties``, then ``patternProperties``, then ``additionalProperties`` for a
-    member neither matched; ``propertyNames`` for every member's name."""
-    if not patterns and names is None:
-        return _declared_members(properties, extra)
-
-    def check(value: Any, where: Where, out: list[Violation]) -> None:
-        for name, item in value.items():
-            at = (where, name)
-            sub = properties.get(name)
-            if sub is not None:
-                sub(item, at, out)
-            matched = _patterns(patterns, name, item, at, out) or sub is not None
-            if not matched and extra is not None:
-                extra(item, at, out)
-            if names is not None:
-                names(name, at, out)
-
-    return check
-
-
-def _declared_members(properties: Mapping[str, Check], extra: Check | None) -> Check:
-    """:func:`_members` without patterns or name rules: one lookup per member."""
-    declared = dict(properties)
-
-    def check(value: Any, where: Where, out: list[Violation]) -> None:
-        for name, item in value.items():
-            sub = declared.get(name, extra)
-            if sub is not None:
-                sub(item, (where, name), out)
-
-    return check
-
-
-def _patterns(
-    patterns: Sequence[tuple[re.Pattern[str], Check]],
-    name: str,
-    item: Any,
-    at: Where,
-    out: list[Violation],
-) -> bool:
-    matched = False
-    for pattern, sub in patterns:
-        if pattern.search(name):
-            matched = True
-            sub(item, at, out)
-    return matched
-
-
-def _sized(sizes: tuple[int | None, int | None], what: str) -> Check:
-    fewest, most = sizes
-
-    def check(value: Any, where: Where, out: list[Violation]) -> None:
-        if fewest is not None and len(value) < fewest:
-            _violation(out, where, f"must have at least {fewest} {what}")
-        if most is not None and len(value) > most:
-            _violation(out, where, f"must have at most {most} {what}")
-
-    return check
-
-
-def _array_check(
-    head: Sequence[Check],
-    items: Check | None,
-    *,
-    sizes: tuple[int | None, int | None],
-    unique: bool,
-    contains: Check | None,
-    contained: tuple[int | None, int | None],
-) -> Check:
-    sized = _sized(sizes, "items")
-    least, greatest = contained
-
-    def check(value: Any, where: Where, out: list[Violation]) -> None:
-        if not isinstance(value, list):
-            return
-        for index, item in enumerate(value):
-            sub = head[index] if index < len(head) else items
-            if sub is not None:
-                sub(item, (where, index), out)
-        sized(value, where, out)
-        if unique and len({canonical(item) for item in value}) != len(value):
-            _violation(out, where, "must not hold the same item twice")
-        if contains is not None:
-            _contains(value, where, out, contains, least, greatest)
-
-    return check
-
-
-def _contains(
-    value: list[Any],
-    where: Where,
-    out: list[Violation],
-    contains: Check,
-    least: int | None,
-    greatest: int | None,
-) -> None:
-    matching = sum(not _failures(contains, item) for item in value)
-    if least is not None and matching < least:
-        _violation(out, where, f"must hold at least {least} matching item(s), holds {matching}")
-    if greatest is not None and matching > greatest:
-        _violation(out, where, f"must hold at most {greatest} matching item(s), holds {matching}")
-
-
-def _failures(check: Check, value: Any) -> list[Violation]:
-    found: list[Violation] = []
-    check(value, None, found)
-    return found
-
-
-def _all_of(checks: Sequence[Check]) -> Check:
-    return _all(checks)
-
-
-def _any_of(checks: Sequence[Check]) -> Check:
-    def check(value: Any, where: Where, out: list[Violation]) -> None:
-        first: list[Violation] = []
-        for each in checks:
-            found: list[Violation] = []
-            each(value, where, found)
-            if not found:
-                return
-            first = first or found
-        reasons = "; ".join(violation.message for violation in first[:3])
-        _violation(out, where, f"must match one of the plan's anyOf choices (the first: {reasons})")
-
-    return check
-
-
-def _one_of(checks: Sequence[Check]) -> Check:
-    def check(value: Any, where: Where, out: list[Violation]) -> None:
-        matching = sum(not _failures(each, value) for each in checks)
-        if matching != 1:
-            _violation(
-                out,
-                where,
-                f"must match exactly one of the plan's oneOf choices, matches {matching}",
-            )
-
-    return check
-
-
-def _not(sub: Check) -> Check:
-    def check(value: Any, where: Where, out: list[Violation]) -> None:
-        if not _failures(sub, value):
-            _violation(out, where, 'must not match the plan\'s "not" schema')
-
-    return check
-
-
-COMBINATORS: dict[str, Callable[[Sequence[Check]], Check]] = {
-    "allOf": _all_of,
-    "anyOf": _any_of,
-    "oneOf": _one_of,
-}
 
 
 # -- the compiled plan --------------------------------------------------------------------

@@ -13,8 +13,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django_eventtrack.plan.compiler import canonical
 from django_eventtrack.plan.declared import PlannedEvent, TrackingPlan
+from django_eventtrack.plan.values import canonical
 
 #: Bounds that break when raised (lower bounds) or lowered (upper bounds).
 LOWER_BOUNDS = ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties")

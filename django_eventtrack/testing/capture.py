@@ -418,7 +418,7 @@ class CapturedEvents(Sequence[CapturedEvent]):
         from django_eventtrack.models import Delivery, Event
         from django_eventtrack.outbox import fanout
 
-        fanout.route(event_ids)
+        fanout.write_now(event_ids)
         self._add(Event.objects.filter(pk__in=event_ids))
         Delivery.objects.filter(event_id__in=event_ids, status=Delivery.Status.PENDING).update(
             status=Delivery.Status.SKIPPED,

@@ -22,6 +22,11 @@ visitor's browser session (the visitor id the other vendors share, but never a
 vendor's profile id), else for a known user a server session derived from the
 user id (:func:`server_session`), which ``identify()`` binds to the user too.
 
+An event's ``vendor_extra["primedata"]`` is read as laid over the body it would have
+alone: ``{"events": [{...}]}`` merges into its own entry, so it can share a request
+with other visitors' events; any other key (``sessionId``, ``sendAt``) is the whole
+request's, so that event goes in a request of its own (:meth:`VendorAdapter.build_request`).
+
 A success answer says how many events PrimeData processed (``processedEvents``).
 Fewer than sent is read like this: none processed fails every event of the
 request (PrimeData keeps no part of it); some processed delivers the request
@@ -93,6 +98,7 @@ class PrimeDataAdapter(VendorAdapter):
     default_api_url: ClassVar[str] = "https://dev.primedata.ai"
     path: ClassVar[str] = "/powehi/smile"
     max_batch_size: ClassVar[int] = 500  # PrimeData's documented cap
+    entries_key: ClassVar[str | None] = "events"
     identify_path: ClassVar[str] = "/powehi/context"
     own_settings: ClassVar[Mapping[str, OwnSetting]] = {"EVENT_TYPES": (parse_names, None)}
     plan_keys: ClassVar[Mapping[str, str]] = {
@@ -162,14 +168,14 @@ class PrimeDataAdapter(VendorAdapter):
             f"{setting_path('VENDORS', self.name, 'EVENT_NAMES')}"
         )
 
-    def body(self, events: Sequence[TrackedEvent], notes: Notes) -> JSONObject:
-        body: JSONObject = {"events": [self._event(event, notes) for event in events]}
-        sessions = {self._session(event) for event in events}
+    def envelope(self, body: JSONObject) -> JSONObject:
+        """The request's ``sessionId`` too, when every event has the same one."""
+        sessions = {entry.get("sessionId") for entry in body["events"]}
         if len(sessions) == 1 and (session := sessions.pop()):
-            body = {"sessionId": session} | body
+            return {"sessionId": session} | body
         return body
 
-    def _event(self, event: TrackedEvent, notes: Notes) -> JSONObject:
+    def entry(self, event: TrackedEvent, notes: Notes) -> JSONObject:
         properties = dict(event.properties)
         source = _fit_entity(event, "source", _pop_entity(properties, "source") or {}, notes)
         target = _fit_entity(

@@ -33,6 +33,6 @@ def test_routes_that_are_not_a_mapping_are_logged_not_sent(
     worker_mode: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     event = Event.objects.create(name="a.b", timestamp=timezone.now(), routes=["hackle"])
-    assert fanout.route([event.pk]) == 1
+    assert fanout.write_now([event.pk]) == 1
     assert not Delivery.objects.exists()
     assert f"event={event.pk}: its routes are 'list', not a mapping" in caplog.text

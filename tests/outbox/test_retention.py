@@ -19,12 +19,12 @@ from pytest_django import Settings
 from django_eventtrack import track
 from django_eventtrack.conf import get_config
 from django_eventtrack.core.redaction import MASK
-from django_eventtrack.delivery import sender, worker
+from django_eventtrack.delivery import flow, worker
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.outbox import fanout, retention
 from django_eventtrack.sandbox import Sandbox
+from tests.delivery.test_worker import drain_until_settled
 from tests.test_status import NOW, delivery, stored_event
-from tests.test_worker import drain_until_settled
 
 Status = Delivery.Status
 
@@ -43,7 +43,7 @@ def test_scrub_delivered_empties_properties_once_all_deliveries_are_final(
     vendors.inject("hackle", status=503)  # hackle's first attempt: still pending after it
     event = track("product.purchased", personal(), profile="P1", vendor_extra={"hackle": {}})
     assert event is not None
-    sender.breaker.reset()
+    flow.breaker.reset()
     worker.Worker().run_once()
     stored = Event.objects.get(pk=event.id)
     if Delivery.objects.filter(status=Status.PENDING).exists():
@@ -83,7 +83,7 @@ def test_an_event_no_vendor_sends_is_scrubbed_when_stored(settings: Settings) ->
     event = track("product.purchased", personal())  # no profile: Hellotext skips it
     assert event is not None
     assert Event.objects.get(pk=event.id).properties == {}  # at once, before any sender
-    assert fanout.route([event.id]) == 1
+    assert fanout.write_now([event.id]) == 1
     assert Delivery.objects.get().status == Status.SKIPPED
 
 

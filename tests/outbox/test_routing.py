@@ -19,7 +19,7 @@ Status = Delivery.Status
 def test_a_vendor_that_cannot_take_the_event_gets_a_skipped_row(worker_mode: Sandbox) -> None:
     event = track("user.signed_up", user_id=7)
     assert event is not None
-    assert fanout.route([event.id]) == 1
+    assert fanout.write_now([event.id]) == 1
     hellotext = Delivery.objects.get(event_id=event.id, vendor="hellotext")
     assert hellotext.status == Status.SKIPPED
     assert "Hellotext needs a profile or session" in hellotext.last_error
@@ -36,7 +36,7 @@ def test_events_filter_and_explicit_vendors(settings: Settings, sandbox: Sandbox
     assert event is not None
     only = track("product.purchased", profile="P1", vendors=["browsee"])
     assert only is not None
-    assert fanout.route([event.id, only.id]) == 2
+    assert fanout.write_now([event.id, only.id]) == 2
     assert "hackle" not in set(
         Delivery.objects.filter(event_id=event.id).values_list("vendor", flat=True)
     )
@@ -45,3 +45,16 @@ def test_events_filter_and_explicit_vendors(settings: Settings, sandbox: Sandbox
     ]
     with pytest.raises(ConfigurationError, match="unknown vendor segment"):
         track("product.purchased", profile="P1", vendors=["segment"])
+
+
+@pytest.mark.django_db
+def test_one_vendor_named_as_a_string_is_that_vendor(worker_mode: Sandbox) -> None:
+    only = track("product.purchased", profile="P1", vendors="hackle")
+    assert only is not None
+    fanout.write_now([only.id])
+    assert list(Delivery.objects.values_list("vendor", flat=True)) == ["hackle"]
+    with pytest.raises(ConfigurationError) as caught:
+        track("product.purchased", profile="P1", vendors="hackel")
+    assert str(caught.value).startswith(
+        "unknown vendor hackel; the vendors are acme, browsee, hackle, hellotext, primedata"
+    )

@@ -30,6 +30,6 @@ def test_a_user_id_alone_looks_up_a_remembered_profile_once_per_process(
             event = track("order.shipped", {"order": "O1"}, user_id=7)
         assert event is not None
         assert event.identity.profile == profile
-        fanout.route([event.id])
+        fanout.write_now([event.id])
         statuses.append(Delivery.objects.get(event_id=event.id, vendor="hellotext").status)
     assert statuses == [Status.SKIPPED, Status.PENDING, Status.PENDING]

@@ -11,8 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from django_eventtrack.errors import PlanError
-from django_eventtrack.plan import compile_plan, parse_plan
-from django_eventtrack.plan.compiler import Violation
+from django_eventtrack.plan import Violation, compile_plan, parse_plan
 
 #: Property schemas covering every keyword the checks implement.
 SCHEMAS: list[dict[str, Any]] = [
