@@ -4,7 +4,6 @@ race over the same quarantined events, and each event reaches each vendor once."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +29,6 @@ for n in range({EVENTS}):
 def plan(amount: dict[str, Any]) -> dict[str, Any]:
     properties = {"n": {"type": "integer"}, "order": {"type": "string"}, "amount": amount}
     return {"events": {"order.placed": {"properties": properties, "required": ["order"]}}}
-
-
-@pytest.fixture
-def on_postgres(
-    postgres: PostgresDatabase, sandbox: Sandbox, tmp_path: Path
-) -> Iterator[Processes]:
-    group = Processes(postgres, sandbox, tmp_path)
-    try:
-        yield group
-    finally:
-        group.kill_all()
 
 
 @pytest.mark.integration
