@@ -44,3 +44,8 @@ def test_demo_attributes_every_event_to_the_landing_session(tmp_path: Path) -> N
     assert all(f"profile={profile.group(1)}," in line for line in after if "cart" in line)
     assert all(f"profile={profile.group(1)}," in line for line in after if "order." in line)
     assert "'pending': 0, 'delivered': 20, 'failed': 0" in output
+    # Every event followed the shop's tracking plan (under DEBUG a violation would raise).
+    assert (
+        "Tracking plan tracking_plan.json: 4 events declared; 0 tracked this run broke it."
+        in output
+    )

@@ -39,7 +39,7 @@ from django_eventtrack.delivery.threads import RequestThreads
 from django_eventtrack.models import Delivery
 from django_eventtrack.outbox import leases, outcomes, owners, pausing, vendor_profiles
 from django_eventtrack.vendors import Outcome, OutcomeKind, VendorAdapter
-from django_eventtrack.vendors.base import Notes, Send, VendorRequest
+from django_eventtrack.vendors.base import Notes, Send, VendorRequest, request_batches
 
 logger = logging.getLogger("django_eventtrack.sender")
 
@@ -387,11 +387,9 @@ class _Drain:
         tracked = [d for d in sendable if d.event.kind != IDENTIFY]
         events, notes = _events(lane.adapter, tracked, normalised)
         tracked, events = self._unsendable(lane, claim, tracked, events, notes)
-        per_request = lane.adapter.max_batch_size
-        for start in range(0, len(tracked), per_request):
-            end = start + per_request
-            mine = {str(event.id): notes[str(event.id)] for event in events[start:end]}
-            lane.queue.append(_Batch(claim, tracked[start:end], events[start:end], mine))
+        for cut in request_batches(lane.adapter, events, self.options.max_request_bytes):
+            mine = {str(event.id): notes[str(event.id)] for event in events[cut]}
+            lane.queue.append(_Batch(claim, tracked[cut], events[cut], mine))
         for delivery in sendable:
             if delivery.event.kind == IDENTIFY:
                 lane.queue.append(_Batch(claim, [delivery], []))
