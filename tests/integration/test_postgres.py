@@ -4,6 +4,7 @@ no miss, checked against what the vendor sandbox recorded."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -51,6 +52,32 @@ print(rows_unlike_the_orms(first.id), rows_unlike_the_orms(second.id))
 """
 
 
+#: Run with DELIVERY="worker": two people sign in one after the other on one browser and
+#: shop; one drain sends everything. Prints, per person, the PrimeData sessions their events
+#: went under and the profiles their Hellotext events named, then the SQL of a claim made
+#: while an identify was pending.
+SHARED_BROWSER = """
+import datetime, json, django
+django.setup()
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django_eventtrack import identify, track
+from django_eventtrack.core.event import Identity
+from django_eventtrack.delivery.sender import drain
+from django_eventtrack.outbox import leases
+browser = Identity(session="shared-hello-session", anonymous_id="a" * 32)
+for user in ("ADA1", "BOB2"):
+    identify(user_id=user, traits={"email": f"{user}@example.com"}, identity=browser)
+    track("order.placed", {"order": f"O-{user}"}, identity=browser, user_id=user)
+with CaptureQueriesContext(connection) as queries:
+    leases.claim_due_deliveries("hackle", 10, datetime.timedelta(seconds=60))
+long_ago = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+leases.Delivery.objects.update(claim_token=None, next_attempt_at=long_ago)
+drain()
+print("CLAIMS", json.dumps([query["sql"] for query in queries]))
+"""
+
+
 def worker_delivered(output: str) -> int:
     """What a worker's "worker stopped" line says it delivered."""
     line = next(line for line in output.splitlines() if "worker stopped" in line)
@@ -62,7 +89,10 @@ def test_claims_on_postgresql_skip_locked_rows(on_postgres: Processes) -> None:
     output = on_postgres.run("-c", CLAIM_SQL, EVENTTRACK_DELIVERY="worker")
     vendor, *queries = output.splitlines()
     assert vendor == "postgresql"
-    assert any(query.endswith("FOR UPDATE SKIP LOCKED") for query in queries), queries
+    # FOR UPDATE OF the deliveries alone: a claim waiting for an identify reads the events.
+    assert any(
+        query.endswith('FOR UPDATE OF "eventtrack_delivery" SKIP LOCKED') for query in queries
+    ), queries
 
 
 @pytest.mark.integration
@@ -112,3 +142,27 @@ def test_four_workers_deliver_5000_deliveries_exactly_once(
         f"postgres: {EVENTS} events x {len(VENDORS)} vendors = {DELIVERIES} deliveries by 4 "
         f"workers {shares}, 0 duplicates, 0 missing, {elapsed:.1f}s from first commit"
     )
+
+
+@pytest.mark.integration
+def test_on_postgresql_a_users_identify_goes_first_and_a_shared_browser_is_not_shared(
+    on_postgres: Processes, postgres: PostgresDatabase, sandbox: Sandbox
+) -> None:
+    output = on_postgres.run("-c", SHARED_BROWSER, EVENTTRACK_DELIVERY="worker")
+    (line,) = [line for line in output.splitlines() if line.startswith("CLAIMS ")]
+    claims = json.loads(line.removeprefix("CLAIMS "))
+    # The claim skipped the events waiting for their identify, locking the deliveries only.
+    (claim,) = [sql for sql in claims if "SKIP LOCKED" in sql]
+    assert claim.endswith('FOR UPDATE OF "eventtrack_delivery" SKIP LOCKED')
+    assert "NOT EXISTS" in claim
+    assert statuses(postgres) == {"delivered": 4 * len(VENDORS)}
+    sessions: dict[str, set[str]] = {"ADA1": set(), "BOB2": set()}
+    for request in sandbox.requests("primedata"):
+        for event in request.body["events"]:
+            user = next(u for u in sessions if u in json.dumps(event))
+            sessions[user].add(event["sessionId"])
+    assert "shared-hello-session" in sessions["ADA1"]
+    assert not sessions["ADA1"] & sessions["BOB2"]
+    placed = [r.body for r in sandbox.requests("hellotext") if r.path.endswith("/events")]
+    assert len({body["profile"] for body in placed}) == 2  # each order names its own profile
+    assert [body.get("session") for body in placed if "O-BOB2" in json.dumps(body)] == [None]
