@@ -24,11 +24,12 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 
 from django_eventtrack.conf import get_config
-from django_eventtrack.core.event import IDENTIFY, Identity, TrackedEvent
+from django_eventtrack.core.event import IDENTIFY, Identity, TrackedEvent, purposes
 from django_eventtrack.delivery import backends
 from django_eventtrack.errors import InvalidEvent, StorageError
 from django_eventtrack.models import Event
 from django_eventtrack.outbox import inserts, vendor_profiles
+from django_eventtrack.outbox.subjects import every_purpose
 from django_eventtrack.web.identity import current as current_identity
 from django_eventtrack.web.identity import from_request, restore
 
@@ -49,6 +50,7 @@ def track(
     timestamp: datetime | None = None,
     vendors: Iterable[str] | None = None,
     vendor_extra: Mapping[str, Mapping[str, Any]] | None = None,
+    consent: bool | Iterable[str] | None = None,
     **vendor_ids: str | None,
 ) -> TrackedEvent | None:
     """Track ``name`` with ``properties`` for the given (or the request's) visitor.
@@ -62,6 +64,16 @@ def track(
     else the current request's (set by the middleware). ``identity`` replaces the
     request's identity instead of mixing with it: a staff member shipping an
     order must not lend the customer's event their own browser ids.
+
+    ``consent`` is what the visitor granted: ``True`` (every purpose), ``False``
+    (none: the visitor opted out) or the purposes granted (``["analytics"]``); a
+    vendor gets the event only if every purpose it serves (its ``PURPOSES``) is
+    granted. Without it the visitor's consent is the identity's (read from the
+    request by the middleware, or kept in a snapshot). Purposes the person
+    withdrew (:func:`~django_eventtrack.withdraw_consent`) are taken out either way,
+    and nothing is stored for a person who asked to be forgotten
+    (:func:`~django_eventtrack.forget`: returns None). The consent used is stored
+    with the event.
 
     Returns the stored :class:`~django_eventtrack.core.event.TrackedEvent` (its ``id`` names
     the outbox row). Raises :class:`~django_eventtrack.errors.InvalidEvent` for a
@@ -79,6 +91,7 @@ def track(
     def build() -> TrackedEvent:
         given = {"user_id": user_id, "anonymous_id": anonymous_id, **vendor_ids}
         visitor = Identity.from_ids(given).merged(resolve_visitor(identity, request))
+        visitor = with_consent(visitor, consent)
         # A user known to a vendor that keeps profiles, without its ids, gets the profile.
         visitor = vendor_profiles.with_remembered_profile(visitor)
         return TrackedEvent.create(
@@ -86,6 +99,23 @@ def track(
         )
 
     return store(f"track({name!r})", build, vendors)
+
+
+def with_consent(visitor: Identity, consent: bool | Iterable[str] | None) -> Identity:
+    """``visitor`` with the ``consent=`` given to ``track()`` or ``identify()``, if any;
+    a purpose no vendor serves is refused, as an unknown keyword would be."""
+    if consent is None:
+        return visitor
+    granted = purposes(consent, "consent")
+    known = every_purpose(get_config())
+    unknown = sorted((granted or frozenset()) - known)
+    if unknown:
+        raise InvalidEvent(
+            f"consent names {unknown[0]!r}, which no vendor serves; the vendors' purposes are "
+            f"{', '.join(sorted(known))} (each vendor's PURPOSES)",
+            field="consent",
+        )
+    return visitor.deciding(granted)
 
 
 def check_vendor_ids(call: str, vendor_ids: Mapping[str, Any]) -> None:
@@ -110,8 +140,7 @@ def store(
     and ``identify()``."""
     config = get_config()
     try:
-        event = build()
-        submit(event, vendors)
+        stored = submit(build(), vendors)
     except InvalidEvent as exc:
         if config.raise_on_invalid:
             raise
@@ -122,11 +151,13 @@ def store(
             raise
         logger.error("%s not stored: %s", call, exc)
         return None
-    return event
+    return stored
 
 
-def submit(event: TrackedEvent, vendors: Iterable[str] | None = None) -> None:
-    """Store an already built event and hand it to the backend once committed.
+def submit(event: TrackedEvent, vendors: Iterable[str] | None = None) -> TrackedEvent | None:
+    """Store an already built event and hand it to the backend once committed; the
+    event as stored (its consent as decided), or None when its subject asked to be
+    forgotten (nothing stored).
 
     A database error becomes :class:`StorageError` naming the event. When
     ``track()`` is to log rather than raise it, the write gets a savepoint of
@@ -135,16 +166,19 @@ def submit(event: TrackedEvent, vendors: Iterable[str] | None = None) -> None:
     alias = router.db_for_write(Event)
     try:
         if get_config().raise_on_storage_error:
-            inserts.record(event, vendors)
+            recorded = inserts.record(event, vendors)
         else:
             with transaction.atomic(using=alias):
-                inserts.record(event, vendors)
+                recorded = inserts.record(event, vendors)
     except DatabaseError as exc:
         raise StorageError(
             f"event {event.name!r} ({event.id}) could not be stored in the outbox, so it was "
             f"not tracked: {type(exc).__name__}: {exc}"
         ) from exc
+    if recorded is None:
+        return None
     transaction.on_commit(lambda: backends.notify([event.id]), using=alias)
+    return recorded.event
 
 
 def resolve_visitor(
@@ -194,6 +228,7 @@ def identify(
     identity: Identity | Mapping[str, Any] | None = None,
     timestamp: datetime | None = None,
     vendors: Iterable[str] | None = None,
+    consent: bool | Iterable[str] | None = None,
 ) -> TrackedEvent | None:
     """Tell every vendor that the current visitor is ``user``, with ``traits``.
 
@@ -202,6 +237,7 @@ def identify(
     attributes (email, first and last name). The visitor's browser ids come
     from ``identity``, else ``request``, else the current request, exactly as
     for :func:`~django_eventtrack.track`; the user id given here always wins.
+    ``consent`` too is :func:`~django_eventtrack.track`'s.
 
     Returns the stored event. Errors follow ``track()``'s policy: a missing
     user id or traits that are not JSON raise :class:`InvalidEvent`, a database
@@ -215,7 +251,7 @@ def identify(
         given = traits
         if given is None:
             given = user_traits(user, get_config().identify_traits) if user is not None else {}
-        visitor = resolve_visitor(identity, request).replace(user_id=who)
+        visitor = with_consent(resolve_visitor(identity, request).replace(user_id=who), consent)
         return TrackedEvent.create(
             IDENTIFY_EVENT_NAME, given, identity=visitor, timestamp=timestamp, kind=IDENTIFY
         )

@@ -23,6 +23,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
+from django_eventtrack.core.event import PURPOSE_PATTERN
 from django_eventtrack.errors import ConfigurationError
 
 #: A parser: ``(raw value, where to fix it) -> value``.
@@ -146,6 +147,20 @@ def parse_names(value: Any, where: str) -> frozenset[str]:
     """A set of event names (or any names): :func:`parse_list`'s rule."""
     expected = "a list of event names (or a comma-separated string)"
     return frozenset(parse_list(value, where, expected))
+
+
+def parse_purposes(value: Any, where: str) -> tuple[str, ...]:
+    """Consent purposes (``analytics``, ``marketing``): :func:`parse_list`'s rule, each a
+    lowercase name (:data:`~django_eventtrack.core.event.PURPOSE_PATTERN`)."""
+    expected = 'a list of purposes like ["analytics"] (or a comma-separated string)'
+    found = parse_list(value, where, expected)
+    for purpose in found:
+        if not PURPOSE_PATTERN.fullmatch(purpose):
+            raise ConfigurationError(
+                f"{where}: {purpose!r} is not a purpose name (lowercase letters, digits and _, "
+                "up to 32 characters, like 'analytics')"
+            )
+    return tuple(dict.fromkeys(found))
 
 
 def parse_event_names(value: Any, where: str) -> dict[str, str]:

@@ -180,10 +180,34 @@ class _Batch:
     full: bool = False
     sent_at: float = 0.0
     elapsed: float = 0.0
+    #: Deliveries taken out by :meth:`recheck`: not sent, to be given back.
+    dropped: list[Delivery] = field(default_factory=list)
 
     @property
     def identify(self) -> bool:
         return not self.events
+
+    def recheck(self) -> bool:
+        """Just before the request: keep only the deliveries that may still be sent
+        (:func:`.leases.sendable`); whether any may. When none may, the batch is left
+        whole, to be given back."""
+        try:
+            sendable = leases.sendable(self.claim, self.deliveries)
+        except Exception:
+            logger.exception(
+                "could not check %d claimed deliveries before sending; given back",
+                len(self.deliveries),
+            )
+            return False
+        if len(sendable) == len(self.deliveries):
+            return True
+        if not sendable:
+            return False
+        kept = [i for i, delivery in enumerate(self.deliveries) if delivery.pk in sendable]
+        self.dropped = [d for d in self.deliveries if d.pk not in sendable]
+        self.events = [self.events[i] for i in kept] if self.events else []
+        self.deliveries = [self.deliveries[i] for i in kept]
+        return True
 
 
 class _Lane:
@@ -423,6 +447,8 @@ class _Drain:
         batch.sent_at = time.monotonic()
         spent = time.thread_time()
         try:
+            if not batch.recheck():
+                return None
             if batch.identify:
                 return _send_identify(lane.adapter, batch.deliveries[0], self.stop, self.options)
             return _send_batch(
@@ -459,6 +485,8 @@ class _Drain:
                 outcome = future.result()
                 _teach(lane.window, batch, outcome)
                 finished.append((lane, batch, outcome))
+                if batch.dropped:
+                    finished.append((lane, _Batch(batch.claim, batch.dropped, []), None))
         if finished:
             self._write(finished)
 

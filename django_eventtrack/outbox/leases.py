@@ -111,6 +111,24 @@ def claim_due(
     return claim
 
 
+def sendable(claim: Claim, deliveries: Sequence[Delivery]) -> set[int]:
+    """The primary keys of ``deliveries`` still pending under ``claim``: what may be
+    sent now.
+
+    A sender's last look before a request (one indexed query): a delivery skipped
+    since the claim (an erasure, a consent withdrawn, the admin's "mark skipped")
+    or taken over by another sender after the lease ended is not sent. A request
+    that has passed it is under way, and records its real outcome.
+    """
+    return set(
+        Delivery.objects.filter(
+            pk__in=[delivery.pk for delivery in deliveries],
+            claim_token=claim.token,
+            status=Delivery.Status.PENDING,
+        ).values_list("pk", flat=True)
+    )
+
+
 def _reserve_each(
     routed: fanout.Fanout,
     picks: Sequence[tuple[QuerySet[Delivery], int]],

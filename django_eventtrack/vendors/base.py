@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeGuard
 
 from django_eventtrack.core.redaction import redact, truncate
 from django_eventtrack.core.settings import (
+    parse_purposes,
     parse_bool,
     parse_count,
     parse_event_names,
@@ -111,6 +112,9 @@ class VendorConfig:
     max_age: float = setting(parse_seconds, DEFAULT_MAX_AGE)
     #: ``IDENTIFY``: whether ``identify()`` calls go to this vendor.
     identify: bool = setting(parse_bool, True)
+    #: ``PURPOSES``: what the vendor's events serve (the adapter's ``default_purposes``); an
+    #: event goes to it only when the visitor granted every one of them.
+    purposes: tuple[str, ...] = setting(parse_purposes, ())
     #: ``ENABLED``: false turns a configured vendor off (``active`` is then false).
     enabled: bool = setting(parse_bool, True)
     active: bool = True
@@ -345,6 +349,8 @@ class VendorAdapter:
     own_settings: ClassVar[Mapping[str, OwnSetting]] = {}
     #: Default ``MAX_AGE``: seconds after which an undelivered event is given up.
     default_max_age: ClassVar[float] = DEFAULT_MAX_AGE
+    #: Default ``PURPOSES``: the consent purposes this vendor's events serve.
+    default_purposes: ClassVar[tuple[str, ...]] = ("analytics",)
     #: The ids this vendor gives visitors in the browser (:class:`BrowserId`).
     browser_ids: ClassVar[tuple[BrowserId, ...]] = ()
     #: Dotted path to this vendor's sandbox description (a

@@ -161,6 +161,8 @@ class HellotextAdapter(VendorAdapter):
     display_name: ClassVar[str] = "Hellotext"
     credential_settings: ClassVar[tuple[str, ...]] = ("API_TOKEN",)
     default_api_url: ClassVar[str] = "https://api.hellotext.com"
+    #: Default ``PURPOSES``: what this vendor's events serve (see the privacy docs).
+    default_purposes: ClassVar[tuple[str, ...]] = ("marketing",)
     path: ClassVar[str] = "/v1/attribution/events"
     identify_path: ClassVar[str] = "/v1/profiles"
     remembers_profiles: ClassVar[bool] = True
