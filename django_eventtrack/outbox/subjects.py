@@ -12,7 +12,7 @@ sent after it commits (the sender checks each delivery just before its request).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from functools import reduce
 from operator import or_
@@ -24,6 +24,9 @@ from django_eventtrack.conf import Config
 from django_eventtrack.core import subject_keys
 from django_eventtrack.models import Delivery, PrivacySubject
 from django_eventtrack.outbox import fanout
+
+#: A person's ids: (identity key, id) pairs, several per key allowed.
+Ids = Sequence[tuple[str, str]]
 
 #: Why a delivery was not sent: its subject asked to be forgotten.
 ERASED = "erased"
@@ -57,19 +60,19 @@ def state(digests: Collection[str]) -> State:
 
 
 def mark(
-    ids: Mapping[str, str],
+    ids: Ids,
     *,
     forgotten: bool | None = None,
     withdraw: Iterable[str] = (),
     grant: Iterable[str] = (),
 ) -> None:
-    """Keep, under each of ``ids`` (key -> id), that its person is forgotten (or no
+    """Keep, under each of ``ids`` ((key, id) pairs), that its person is forgotten (or no
     longer: ``forgotten=False``) and which purposes they withdrew or granted again.
     A row left with nothing to say is deleted, so ``track()``'s check stays empty
     for everybody who asked nothing."""
     now = timezone.now()
     withdrawn, granted = set(withdraw), set(grant)
-    for key, value in ids.items():
+    for key, value in ids:
         digest = subject_keys.digest(key, value)
         row = PrivacySubject.objects.filter(digest=digest).first()
         row = row or PrivacySubject(digest=digest, id_key=key)
@@ -83,13 +86,13 @@ def mark(
         row.save()
 
 
-def events_of(ids: Mapping[str, str], *, through: str = "") -> Q:
+def events_of(ids: Ids, *, through: str = "") -> Q:
     """The events any of ``ids`` appears in (their identity snapshots); ``through``
     prefixes the lookups (``"event__"`` for deliveries)."""
-    return reduce(or_, (Q(**{f"{through}identity__{key}": value}) for key, value in ids.items()))
+    return reduce(or_, (Q(**{f"{through}identity__{key}": value}) for key, value in ids))
 
 
-def settle_pending(ids: Mapping[str, str], vendors: Collection[str] | None, reason: str) -> int:
+def settle_pending(ids: Ids, vendors: Collection[str] | None, reason: str) -> int:
     """Skip, with ``reason``, whatever of the events any of ``ids`` appears in is still
     to be sent to ``vendors`` (None: every vendor), in the caller's transaction; how
     many deliveries.
@@ -141,3 +144,9 @@ def vendors_serving(purposes: Collection[str], config: Config) -> list[str]:
 def every_purpose(config: Config) -> frozenset[str]:
     """Every purpose some vendor serves: what "all purposes" grants."""
     return frozenset(purpose for vendor in config.vendors.values() for purpose in vendor.purposes)
+
+
+def forgotten(ids: Ids) -> int:
+    """How many of ``ids`` are marked forgotten."""
+    digests = [subject_keys.digest(key, value) for key, value in ids]
+    return PrivacySubject.objects.filter(digest__in=digests, forgotten_at__isnull=False).count()

@@ -366,8 +366,23 @@ class VendorAdapter:
     profile_key: ClassVar[str | None] = None
     session_key: ClassVar[str | None] = None
 
+    #: What staff must do at the vendor to erase a person (an erasure task's first line),
+    #: for a vendor that documents no deletion API; empty: the generic request.
+    erasure_instructions: ClassVar[str] = ""
+
     def __init__(self, config: VendorConfig) -> None:
         self.config = config
+
+    def erasure_task(self, ids: Sequence[tuple[str, str]]) -> str:
+        """An erasure task's instructions: what to delete at the vendor, and the ids it
+        knows the person by (of ``ids``, those this library sends it)."""
+        keys = {"user_id", ANONYMOUS_ID, *(browser_id.name for browser_id in self.browser_ids)}
+        known = ", ".join(f"{key} {value}" for key, value in ids if key in keys)
+        what = self.erasure_instructions or (
+            f"{self.display_name} documents no deletion API: ask {self.display_name} (its "
+            "dashboard or its support) to delete everything it holds about this person"
+        )
+        return f"{what}. Their ids at {self.display_name}: {known or 'none known'}."
 
     # -- deciding ---------------------------------------------------------
     def visitor_id(self, identity: Identity, *, profiles: bool = True) -> str | None:

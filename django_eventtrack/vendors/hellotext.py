@@ -165,6 +165,11 @@ class HellotextAdapter(VendorAdapter):
     default_purposes: ClassVar[tuple[str, ...]] = ("marketing",)
     path: ClassVar[str] = "/v1/attribution/events"
     identify_path: ClassVar[str] = "/v1/profiles"
+    erasure_instructions: ClassVar[str] = (
+        "Delete the profile in Hellotext's dashboard (Hellotext documents no deletion API, "
+        "and deleting a profile there is not the whole erasure: ask Hellotext to erase the "
+        "rest of this person's data)"
+    )
     remembers_profiles: ClassVar[bool] = True
     profile_key: ClassVar[str | None] = PROFILE
     session_key: ClassVar[str | None] = SESSION
