@@ -78,7 +78,9 @@ else:
 
         return _unforget(*args, **kwargs)
 
-    unforget.__doc__ = "Track a forgotten person again; see :func:`django_eventtrack.privacy.unforget`."
+    unforget.__doc__ = (
+        "Track a forgotten person again; see :func:`django_eventtrack.privacy.unforget`."
+    )
 
 __all__ = [
     "__version__",

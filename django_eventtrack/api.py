@@ -29,7 +29,6 @@ from django_eventtrack.delivery import backends
 from django_eventtrack.errors import InvalidEvent, StorageError
 from django_eventtrack.models import Event
 from django_eventtrack.outbox import inserts, vendor_profiles
-from django_eventtrack.outbox.subjects import every_purpose
 from django_eventtrack.web.identity import current as current_identity
 from django_eventtrack.web.identity import from_request, restore
 
@@ -107,7 +106,7 @@ def with_consent(visitor: Identity, consent: bool | Iterable[str] | None) -> Ide
     if consent is None:
         return visitor
     granted = purposes(consent, "consent")
-    known = every_purpose(get_config())
+    known = get_config().purposes
     unknown = sorted((granted or frozenset()) - known)
     if unknown:
         raise InvalidEvent(

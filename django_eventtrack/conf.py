@@ -42,6 +42,7 @@ from django_eventtrack.core.settings import (
     parse_bool,
     parse_count,
     parse_list,
+    parse_purposes,
     parse_seconds,
     parse_secret,
     setting,
@@ -80,7 +81,11 @@ ATTRIBUTE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 QUEUE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 UserIdGetter = Callable[[Any], Any]
-ConsentCheck = Callable[[HttpRequest], bool]
+#: ``CONSENT``: a function(request) returning True (every purpose), False (none) or the
+#: purposes granted.
+ConsentCheck = Callable[[HttpRequest], Any]
+#: The cookie the IAB's TCF v2 consent management platforms write.
+TCF_COOKIE = "euconsent-v2"
 
 
 # -- parsers of this module's settings: (raw value, where to fix it) -> value --------------------
@@ -211,10 +216,45 @@ def _parse_user_id(value: Any, where: str) -> UserIdGetter | None:
 def _parse_consent(value: Any, where: str) -> ConsentCheck:
     if not callable(value) and not isinstance(value, str):
         raise ConfigurationError(
-            f"{where} must be None or a dotted path to a function(request) "
-            f"returning True when the visitor may be tracked, got {value!r}"
+            f"{where} must be None or a dotted path to a function(request) returning True "
+            f"(track), False (do not) or the purposes granted, got {value!r}"
         )
     return parse_callable(value, where)
+
+
+def _parse_optional_purposes(value: Any, where: str) -> tuple[str, ...] | None:
+    """None (every purpose) or a list of purposes."""
+    return None if value is None else parse_purposes(value, where)
+
+
+def _parse_optional_cookie(value: Any, where: str) -> str | None:
+    return None if value is None else _parse_cookie_name(value, where)
+
+
+def _parse_tcf_purposes(value: Any, where: str) -> Mapping[str, tuple[int, ...]] | None:
+    """None, or {our purpose: [TCF purpose numbers, 1 to 24]}: ours is granted when the
+    visitor consented to every one of them."""
+    if value is None:
+        return None
+    expected = f'{where} must be a dict like {{"analytics": [8, 9], "marketing": [2, 3, 4]}}'
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigurationError(expected)
+    mapping = {}
+    for purpose, numbers in value.items():
+        ours = parse_purposes([purpose] if isinstance(purpose, str) else purpose, where)
+        if (
+            not isinstance(numbers, list | tuple)
+            or not numbers
+            or not all(
+                isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 24 for n in numbers
+            )
+        ):
+            raise ConfigurationError(
+                f"{expected}; {purpose!r} maps to {numbers!r}, not a list of TCF purpose "
+                "numbers from 1 to 24"
+            )
+        mapping[ours[0]] = tuple(numbers)
+    return mapping
 
 
 # -- the declarations ------------------------------------------------------------------------
@@ -286,6 +326,16 @@ class IdentitySettings:
     user_id: UserIdGetter | None = setting(_parse_user_id, None, env=False)
     consent: ConsentCheck | None = setting(_parse_consent, None, env=False)
     respect_gpc: bool = setting(parse_bool, False, env=False)
+    #: The purposes a Global Privacy Control signal denies (None: every purpose).
+    gpc_purposes: tuple[str, ...] | None = setting(_parse_optional_purposes, None, env=False)
+    #: The cookie the site's own consent banner writes: the purposes granted, comma-separated.
+    consent_cookie: str | None = setting(_parse_optional_cookie, None, env=False)
+    #: Our purposes by the TCF v2 purposes each needs; None: the TCF cookie is not read.
+    tcf_purposes: Mapping[str, tuple[int, ...]] | None = setting(
+        _parse_tcf_purposes, None, env=False
+    )
+    #: The cookie holding the TCF v2 consent string.
+    tcf_cookie: str = setting(_parse_cookie_name, TCF_COOKIE, env=False)
 
     def __post_init__(self) -> None:
         if self.anonymous_cookie == self.ids_cookie:
@@ -382,6 +432,12 @@ class Config:
     def browser_ids(self) -> tuple[BrowserId, ...]:
         """Every vendor's browser ids, in registry order."""
         return tuple(bid for adapter in self.adapters.values() for bid in adapter.browser_ids)
+
+    @functools.cached_property
+    def purposes(self) -> frozenset[str]:
+        """Every purpose some vendor serves (each one's ``PURPOSES``): what granting "every
+        purpose" grants."""
+        return frozenset(purpose for vendor in self.vendors.values() for purpose in vendor.purposes)
 
     @functools.cached_property
     def vendor_id_names(self) -> tuple[str, ...]:

@@ -296,7 +296,9 @@ class ErasureRequest(models.Model):
     id_keys = models.CharField(
         max_length=255, help_text="Which ids were given (the ids themselves are not kept)."
     )
-    source = models.CharField(max_length=64, blank=True, help_text="Who asked: the call, or a note.")
+    source = models.CharField(
+        max_length=64, blank=True, help_text="Who asked: the call, or a note."
+    )
     events_scrubbed = models.PositiveIntegerField(default=0)
     deliveries_skipped = models.PositiveIntegerField(default=0)
     profiles_deleted = models.PositiveIntegerField(default=0)

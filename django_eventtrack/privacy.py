@@ -21,7 +21,6 @@ from django_eventtrack.core.event import Identity, purposes
 from django_eventtrack.errors import InvalidEvent
 from django_eventtrack.models import ErasureRequest, PrivacySubject
 from django_eventtrack.outbox import consent, erasure
-from django_eventtrack.outbox.subjects import every_purpose
 from django_eventtrack.web.identity import from_request
 
 
@@ -122,14 +121,14 @@ def person(
     return ids
 
 
-def _purposes(call: str, given: Iterable[str]) -> frozenset[str]:
-    if given is True or given is False or given is None:
+def _purposes(call: str, given: object) -> frozenset[str]:
+    if isinstance(given, bool) or given is None:
         raise InvalidEvent(
             f'{call}() takes a list of purposes like ["marketing"], got {given!r}',
             field="purposes",
         )
     named = purposes(given, "purposes") or frozenset()
-    known = every_purpose(get_config())
+    known = get_config().purposes
     unknown = sorted(named - known)
     problem = f"names {unknown[0]!r}, which no vendor serves" if unknown else ""
     if not named:

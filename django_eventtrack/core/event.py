@@ -252,9 +252,7 @@ def _rebuilt(
     return Identity.from_ids(ids, opted_out=opted_out).with_consent(consent)
 
 
-def both_grant(
-    one: frozenset[str] | None, other: frozenset[str] | None
-) -> frozenset[str] | None:
+def both_grant(one: frozenset[str] | None, other: frozenset[str] | None) -> frozenset[str] | None:
     """The purposes two consents both grant (None: no restriction)."""
     if one is None:
         return other
@@ -272,8 +270,7 @@ def purposes(value: object, field: str = CONSENT) -> frozenset[str] | None:
         return frozenset()
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise InvalidEvent(
-            f"{field} must be True, False or a list of purposes like "
-            f'["analytics"], got {value!r}',
+            f'{field} must be True, False or a list of purposes like ["analytics"], got {value!r}',
             field=field,
         )
     granted = frozenset(value)

@@ -6,62 +6,131 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('django_eventtrack', '0005_event_routes'),
+        ("django_eventtrack", "0005_event_routes"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ErasureRequest',
+            name="ErasureRequest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('id_keys', models.CharField(help_text='Which ids were given (the ids themselves are not kept).', max_length=255)),
-                ('source', models.CharField(blank=True, help_text='Who asked: the call, or a note.', max_length=64)),
-                ('events_scrubbed', models.PositiveIntegerField(default=0)),
-                ('deliveries_skipped', models.PositiveIntegerField(default=0)),
-                ('profiles_deleted', models.PositiveIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                (
+                    "id_keys",
+                    models.CharField(
+                        help_text="Which ids were given (the ids themselves are not kept).",
+                        max_length=255,
+                    ),
+                ),
+                (
+                    "source",
+                    models.CharField(
+                        blank=True, help_text="Who asked: the call, or a note.", max_length=64
+                    ),
+                ),
+                ("events_scrubbed", models.PositiveIntegerField(default=0)),
+                ("deliveries_skipped", models.PositiveIntegerField(default=0)),
+                ("profiles_deleted", models.PositiveIntegerField(default=0)),
             ],
             options={
-                'verbose_name': 'erasure request',
-                'db_table': 'eventtrack_erasure_request',
-                'ordering': ['-created_at'],
+                "verbose_name": "erasure request",
+                "db_table": "eventtrack_erasure_request",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='PrivacySubject',
+            name="PrivacySubject",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('digest', models.CharField(editable=False, max_length=64, unique=True)),
-                ('id_key', models.CharField(editable=False, help_text='Which id it is (user_id, anonymous_id...).', max_length=64)),
-                ('forgotten_at', models.DateTimeField(blank=True, help_text='Erased: nothing is tracked for this id since.', null=True)),
-                ('withdrawn', models.JSONField(blank=True, default=list, help_text='Purposes whose consent was withdrawn.')),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("digest", models.CharField(editable=False, max_length=64, unique=True)),
+                (
+                    "id_key",
+                    models.CharField(
+                        editable=False,
+                        help_text="Which id it is (user_id, anonymous_id...).",
+                        max_length=64,
+                    ),
+                ),
+                (
+                    "forgotten_at",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="Erased: nothing is tracked for this id since.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "withdrawn",
+                    models.JSONField(
+                        blank=True, default=list, help_text="Purposes whose consent was withdrawn."
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name': 'privacy subject',
-                'db_table': 'eventtrack_privacy_subject',
+                "verbose_name": "privacy subject",
+                "db_table": "eventtrack_privacy_subject",
             },
         ),
         migrations.CreateModel(
-            name='ErasureTask',
+            name="ErasureTask",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('vendor', models.CharField(max_length=32)),
-                ('status', models.CharField(choices=[('todo', 'Todo'), ('done', 'Done')], default='todo', max_length=8)),
-                ('instructions', models.TextField(blank=True, help_text="What to delete where, with the vendor's ids for the person; emptied once done.")),
-                ('due_at', models.DateTimeField()),
-                ('done_at', models.DateTimeField(blank=True, null=True)),
-                ('done_by', models.CharField(blank=True, max_length=150)),
-                ('request', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tasks', to='django_eventtrack.erasurerequest')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("vendor", models.CharField(max_length=32)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("todo", "Todo"), ("done", "Done")], default="todo", max_length=8
+                    ),
+                ),
+                (
+                    "instructions",
+                    models.TextField(
+                        blank=True,
+                        help_text="What to delete where, with the vendor's ids for the person; emptied once done.",
+                    ),
+                ),
+                ("due_at", models.DateTimeField()),
+                ("done_at", models.DateTimeField(blank=True, null=True)),
+                ("done_by", models.CharField(blank=True, max_length=150)),
+                (
+                    "request",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="tasks",
+                        to="django_eventtrack.erasurerequest",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'erasure task',
-                'db_table': 'eventtrack_erasure_task',
-                'ordering': ['due_at', 'pk'],
-                'indexes': [models.Index(fields=['status', 'due_at'], name='eventtrack_task_due')],
-                'constraints': [models.UniqueConstraint(fields=('request', 'vendor'), name='eventtrack_one_task')],
+                "verbose_name": "erasure task",
+                "db_table": "eventtrack_erasure_task",
+                "ordering": ["due_at", "pk"],
+                "indexes": [models.Index(fields=["status", "due_at"], name="eventtrack_task_due")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("request", "vendor"), name="eventtrack_one_task"
+                    )
+                ],
             },
         ),
     ]

@@ -24,9 +24,7 @@ from django_eventtrack.outbox.routing import Target, plan
 logger = logging.getLogger("django_eventtrack.outbox")
 
 
-def record(
-    event: normalised.TrackedEvent, vendors: Iterable[str] | None = None
-) -> Recorded | None:
+def record(event: normalised.TrackedEvent, vendors: Iterable[str] | None = None) -> Recorded | None:
     """Store ``event`` with its routes, in the caller's transaction: one row, one
     statement (atomic by itself, so no transaction of its own in autocommit).
 
@@ -69,7 +67,7 @@ def _without(event: normalised.TrackedEvent, withdrawn: frozenset[str]) -> norma
     identity = event.identity
     granted = identity.consent
     if granted is None:
-        granted = subjects.every_purpose(get_config())
+        granted = get_config().purposes
     return dataclasses.replace(event, identity=identity.with_consent(granted - withdrawn))
 
 
@@ -140,9 +138,9 @@ def _statement(alias: str, digests: int) -> tuple[str, tuple[Field[Any, Any], ..
     table = quote(Event._meta.db_table)  # names from the model, quoted; values are parameters
     insert = f"INSERT INTO {table} ({columns})"
     if not digests:
-        return f"{insert} VALUES ({placeholders})", fields  # noqa: S608
+        return f"{insert} VALUES ({placeholders})", fields
     subjects_table = quote(PrivacySubject._meta.db_table)
-    digest = quote(PrivacySubject._meta.get_field("digest").column)
+    digest = quote(str(PrivacySubject._meta.get_field("digest").column))
     given = ", ".join("%s" for _ in range(digests))
     check = f"SELECT 1 FROM {subjects_table} WHERE {digest} IN ({given})"  # noqa: S608
-    return f"{insert} SELECT {placeholders} WHERE NOT EXISTS ({check})", fields  # noqa: S608
+    return f"{insert} SELECT {placeholders} WHERE NOT EXISTS ({check})", fields

@@ -134,16 +134,7 @@ def _fan_out_skipped(
 
 def vendors_serving(purposes: Collection[str], config: Config) -> list[str]:
     """The vendors any of whose purposes is among ``purposes``."""
-    return [
-        name
-        for name, vendor in config.vendors.items()
-        if set(vendor.purposes) & set(purposes)
-    ]
-
-
-def every_purpose(config: Config) -> frozenset[str]:
-    """Every purpose some vendor serves: what "all purposes" grants."""
-    return frozenset(purpose for vendor in config.vendors.values() for purpose in vendor.purposes)
+    return [name for name, vendor in config.vendors.items() if set(vendor.purposes) & set(purposes)]
 
 
 def forgotten(ids: Ids) -> int:

@@ -272,11 +272,15 @@ def delete_person(ids: Ids) -> int:
         users = [value for key, value in ids if key == "user_id"]
         profile_ids = [value for key, value in ids if key == profile_key]
         sessions = [value for key, value in ids if key == session_key]
-        deleted += VendorProfile.objects.filter(vendor=adapter.name).filter(
-            Q(user_id__in=users) | Q(profile_id__in=profile_ids)
-        ).delete()[0]
-        deleted += VendorSession.objects.filter(vendor=adapter.name).filter(
-            Q(profile_id__in=profile_ids) | Q(session_id__in=sessions)
-        ).delete()[0]
+        deleted += (
+            VendorProfile.objects.filter(vendor=adapter.name)
+            .filter(Q(user_id__in=users) | Q(profile_id__in=profile_ids))
+            .delete()[0]
+        )
+        deleted += (
+            VendorSession.objects.filter(vendor=adapter.name)
+            .filter(Q(profile_id__in=profile_ids) | Q(session_id__in=sessions))
+            .delete()[0]
+        )
     profiles.reset()
     return deleted

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeGuard
 
 from django_eventtrack.core.redaction import redact, truncate
 from django_eventtrack.core.settings import (
-    parse_purposes,
     parse_bool,
     parse_count,
     parse_event_names,
     parse_names,
+    parse_purposes,
     parse_seconds,
     parse_timeout,
     parse_url,
