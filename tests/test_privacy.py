@@ -154,7 +154,7 @@ def test_forget_skips_what_a_sender_already_claimed(shop: Sandbox) -> None:
 
     django_eventtrack.forget(user_id="U-k")
 
-    assert leases.sendable(claim, claim.deliveries) == set()
+    assert leases.sendable([(claim, claim.deliveries)]) == set()
 
 
 def test_forget_deletes_remembered_profiles_and_sessions(shop: Sandbox) -> None:

@@ -111,22 +111,18 @@ def claim_due(
     return claim
 
 
-def sendable(claim: Claim, deliveries: Sequence[Delivery]) -> set[int]:
-    """The primary keys of ``deliveries`` still pending under ``claim``: what may be
-    sent now.
+def sendable(claimed: Sequence[tuple[Claim, Sequence[Delivery]]]) -> set[int]:
+    """The primary keys of the ``claimed`` deliveries still pending under their claim:
+    what may be sent now (one indexed query for them all).
 
-    A sender's last look before a request (one indexed query): a delivery skipped
-    since the claim (an erasure, a consent withdrawn, the admin's "mark skipped")
-    or taken over by another sender after the lease ended is not sent. A request
-    that has passed it is under way, and records its real outcome.
+    A sender's last look before its requests: a delivery skipped since the claim (an
+    erasure, a consent withdrawn, the admin's "mark skipped") or taken over by another
+    sender after the lease ended is not sent. A request that has passed it is under
+    way, and records its real outcome.
     """
-    return set(
-        Delivery.objects.filter(
-            pk__in=[delivery.pk for delivery in deliveries],
-            claim_token=claim.token,
-            status=Delivery.Status.PENDING,
-        ).values_list("pk", flat=True)
-    )
+    tokens = {delivery.pk: claim.token for claim, deliveries in claimed for delivery in deliveries}
+    rows = Delivery.objects.filter(pk__in=list(tokens), status=Delivery.Status.PENDING)
+    return {pk for pk, token in rows.values_list("pk", "claim_token") if tokens[pk] == token}
 
 
 def _reserve_each(
