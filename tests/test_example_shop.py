@@ -1,5 +1,5 @@
 """The example shop behaves like a shop: sign-up, sign-out (the next shopper is someone
-else), Global Privacy Control and the "Do not track me" button honoured, a favicon.
+else), Global Privacy Control, the consent banner and "Forget me" honoured, a favicon.
 
 It runs the example project's own settings in a subprocess, as ``manage.py`` would,
 with Django's test client (the real browser journey is tests/integration/test_browser.py).
