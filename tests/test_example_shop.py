@@ -33,7 +33,8 @@ report["after_sign_out"] = "Sign in" in browser.get("/").content.decode()
 form = {"username": "grace", "email": "grace@example.com"}
 form |= {"password1": "a-long-pass-phrase-1", "password2": "a-long-pass-phrase-1"}
 report["sign_up"] = browser.post("/sign-up/", form).status_code
-report["signed_up_as"] = 'Signed in as <a href="/account/">grace</a>' in browser.get("/").content.decode()
+signed_in = 'Signed in as <a href="/account/">grace</a>'
+report["signed_up_as"] = signed_in in browser.get("/").content.decode()
 browser.post("/cart/add/MUG-1/")
 second = browser.cookies["eventtrack_aid"].value
 report["new_visitor"] = bool(second) and second != first

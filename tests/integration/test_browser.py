@@ -359,8 +359,9 @@ def test_the_consent_banner_and_forget_me(browser: Browser, shop: Shop, sandbox:
     wait_until(lambda: shop.query(settled) == [(0,)], timeout=30, what="every delivery sent")
 
     rows = shop.query(
-        "SELECT d.vendor, d.status, d.last_error FROM eventtrack_delivery d JOIN eventtrack_event e "
-        "ON d.event_id = e.id WHERE json_extract(e.identity, '$.user_id') = ? AND e.name = ?",
+        "SELECT d.vendor, d.status, d.last_error FROM eventtrack_delivery d "
+        "JOIN eventtrack_event e ON d.event_id = e.id "
+        "WHERE json_extract(e.identity, '$.user_id') = ? AND e.name = ?",
         str(lin),
         "order.placed",
     )
@@ -384,7 +385,8 @@ def test_the_consent_banner_and_forget_me(browser: Browser, shop: Shop, sandbox:
     ) == [(0,)]
     assert (
         shop.query(
-            "SELECT COUNT(*) FROM eventtrack_event WHERE scrubbed_at IS NOT NULL AND identity = '{}'"
+            "SELECT COUNT(*) FROM eventtrack_event "
+            "WHERE scrubbed_at IS NOT NULL AND identity = '{}'"
         )[0][0]
         >= 2
     )
