@@ -28,6 +28,7 @@ from django.http import HttpRequest, JsonResponse
 from django_eventtrack.conf import IdentitySettings, get_config
 from django_eventtrack.core import tcf
 from django_eventtrack.core.event import PURPOSE_PATTERN, both_grant, purposes
+from django_eventtrack.core.settings import parse_list
 from django_eventtrack.errors import InvalidEvent
 
 logger = logging.getLogger("django_eventtrack.identity")
@@ -67,11 +68,8 @@ def from_cookie(request: HttpRequest, name: str) -> frozenset[str]:
     """The purposes the site's banner cookie ``name`` grants: comma-separated names (names
     that are not purposes are ignored); absent, none yet."""
     value = unquote(request.COOKIES.get(name, ""))
-    return frozenset(
-        item
-        for item in (part.strip() for part in value.split(","))
-        if PURPOSE_PATTERN.fullmatch(item)
-    )
+    items = parse_list(value, f"the {name} cookie", "purposes, comma-separated")
+    return frozenset(item for item in items if PURPOSE_PATTERN.fullmatch(item))
 
 
 def from_tcf(
