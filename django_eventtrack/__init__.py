@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django_eventtrack.core.version import __version__
+from django_eventtrack.errors import PlanViolation
 
 if TYPE_CHECKING:
     from django_eventtrack.api import aidentify, atrack, identify, track
@@ -83,6 +84,7 @@ else:
     )
 
 __all__ = [
+    "PlanViolation",
     "__version__",
     "aidentify",
     "atrack",

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 import environ
 from django.conf import settings
+from django.core import mail
 from django.core.signals import setting_changed
 from django.dispatch import Signal, receiver
 from django.http import HttpRequest
@@ -42,15 +43,18 @@ from django_eventtrack.core.settings import (
     parse_bool,
     parse_count,
     parse_list,
-    parse_purposes,
+    parse_optional_purposes,
     parse_seconds,
     parse_secret,
+    parse_tcf_purposes,
     setting,
 )
 from django_eventtrack.core.settings import env_name as env_name
+from django_eventtrack.core.settings import parse_event_names as parse_event_names
 from django_eventtrack.core.settings import parse_names as parse_names
 from django_eventtrack.core.settings import setting_path as setting_path
-from django_eventtrack.errors import ConfigurationError
+from django_eventtrack.errors import ConfigurationError, PlanError
+from django_eventtrack.plan import CompiledPlan, TrackingPlan, compile_plan, load_plan
 from django_eventtrack.vendors import BUILT_IN
 from django_eventtrack.vendors.base import BrowserId, VendorAdapter, visitor_ids
 from django_eventtrack.vendors.base import VendorConfig as VendorConfig
@@ -74,6 +78,8 @@ DEFAULT_MAX_EVENT_BYTES = 64 * 1024
 DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
 #: User attributes sent as traits by ``identify(user)`` and the login hook.
 DEFAULT_IDENTIFY_TRAITS = ("email", "first_name", "last_name")
+#: ``PLAN_MODE``: what ``track()`` does with an event that breaks the plan.
+PLAN_MODES = ("raise", "quarantine", "warn")
 
 COOKIE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 COOKIE_DOMAIN_PATTERN = re.compile(r"\.?[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*")
@@ -167,6 +173,13 @@ def _parse_queue(value: Any, where: str) -> str:
     return name
 
 
+def _parse_plan_mode(value: Any, where: str) -> str:
+    mode = str(value).strip().lower()
+    if mode not in PLAN_MODES:
+        raise ConfigurationError(f"{where} must be one of {', '.join(PLAN_MODES)}, got {value!r}")
+    return mode
+
+
 def _parse_cookie_name(value: Any, where: str) -> str:
     if not isinstance(value, str) or not COOKIE_NAME_PATTERN.fullmatch(value):
         raise ConfigurationError(
@@ -222,39 +235,8 @@ def _parse_consent(value: Any, where: str) -> ConsentCheck:
     return parse_callable(value, where)
 
 
-def _parse_optional_purposes(value: Any, where: str) -> tuple[str, ...] | None:
-    """None (every purpose) or a list of purposes."""
-    return None if value is None else parse_purposes(value, where)
-
-
 def _parse_optional_cookie(value: Any, where: str) -> str | None:
     return None if value is None else _parse_cookie_name(value, where)
-
-
-def _parse_tcf_purposes(value: Any, where: str) -> Mapping[str, tuple[int, ...]] | None:
-    """None, or {our purpose: [TCF purpose numbers, 1 to 24]}: ours is granted when the
-    visitor consented to every one of them."""
-    if value is None:
-        return None
-    expected = f'{where} must be a dict like {{"analytics": [8, 9], "marketing": [2, 3, 4]}}'
-    if not isinstance(value, Mapping) or not value:
-        raise ConfigurationError(expected)
-    mapping = {}
-    for purpose, numbers in value.items():
-        ours = parse_purposes([purpose] if isinstance(purpose, str) else purpose, where)
-        if (
-            not isinstance(numbers, list | tuple)
-            or not numbers
-            or not all(
-                isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 24 for n in numbers
-            )
-        ):
-            raise ConfigurationError(
-                f"{expected}; {purpose!r} maps to {numbers!r}, not a list of TCF purpose "
-                "numbers from 1 to 24"
-            )
-        mapping[ours[0]] = tuple(numbers)
-    return mapping
 
 
 # -- the declarations ------------------------------------------------------------------------
@@ -327,12 +309,12 @@ class IdentitySettings:
     consent: ConsentCheck | None = setting(_parse_consent, None, env=False)
     respect_gpc: bool = setting(parse_bool, False, env=False)
     #: The purposes a Global Privacy Control signal denies (None: every purpose).
-    gpc_purposes: tuple[str, ...] | None = setting(_parse_optional_purposes, None, env=False)
+    gpc_purposes: tuple[str, ...] | None = setting(parse_optional_purposes, None, env=False)
     #: The cookie the site's own consent banner writes: the purposes granted, comma-separated.
     consent_cookie: str | None = setting(_parse_optional_cookie, None, env=False)
     #: Our purposes by the TCF v2 purposes each needs; None: the TCF cookie is not read.
     tcf_purposes: Mapping[str, tuple[int, ...]] | None = setting(
-        _parse_tcf_purposes, None, env=False
+        parse_tcf_purposes, None, env=False
     )
     #: The cookie holding the TCF v2 consent string.
     tcf_cookie: str = setting(_parse_cookie_name, TCF_COOKIE, env=False)
@@ -377,7 +359,8 @@ class Config:
     """The whole resolved ``EVENTTRACK`` configuration.
 
     ``adapters`` and ``vendors`` are the registry (``ADAPTERS``, ``VENDORS``), resolved
-    first by :func:`get_config` since every vendor setting depends on it; every other
+    first by :func:`get_config` since every vendor setting depends on it, and ``plan``
+    (``PLAN``) between the two, since it may fill vendor settings; every other
     field made with :func:`~django_eventtrack.core.settings.setting` is a top-level key,
     read by the one resolver. Adding a setting is adding such a field.
     """
@@ -423,6 +406,19 @@ class Config:
     #: ``METRICS_TOKEN``: the bearer token a Prometheus scrape presents to ``metrics_view``
     #: (empty: staff only); read literally, never shown.
     metrics_token: str = setting(_parse_bearer_token, "", literal=True, secret=True)
+    #: ``PLAN_MODE`` as set (None: :meth:`plan_mode` picks by ``DEBUG`` and tests).
+    plan_mode_setting: str | None = setting(_parse_plan_mode, None, key="PLAN_MODE")
+    #: ``PLAN``: the tracking plan, compiled (None: no plan, every event is accepted).
+    #: Read by hand before the vendors, whose settings it may fill (:func:`_plan`).
+    plan: CompiledPlan | None = None
+
+    def plan_mode(self) -> str:
+        """``PLAN_MODE``, else ``raise`` under ``DEBUG`` and in tests (Django's test
+        environment is set up: ``django.core.mail.outbox`` exists), else ``quarantine``.
+        Read when an event breaks the plan, so a test's ``DEBUG`` counts."""
+        if self.plan_mode_setting is not None:
+            return self.plan_mode_setting
+        return "raise" if settings.DEBUG or hasattr(mail, "outbox") else "quarantine"
 
     @property
     def active_vendors(self) -> dict[str, VendorConfig]:
@@ -451,8 +447,10 @@ class Config:
 
 #: The registry's keys: resolved by hand, first (:func:`_build_config`).
 REGISTRY_KEYS = ("ADAPTERS", "VENDORS")
+#: The tracking plan's key: resolved by hand after the registry, before the vendors' settings.
+PLAN_KEY = "PLAN"
 #: Top-level keys of ``EVENTTRACK``.
-TOP_LEVEL_KEYS = frozenset(REGISTRY_KEYS) | {each.key for each in declared(Config)}
+TOP_LEVEL_KEYS = frozenset(REGISTRY_KEYS) | {PLAN_KEY} | {each.key for each in declared(Config)}
 #: ``EVENTTRACK`` keys that only the settings can hold (dicts and lists), never a variable.
 SETTINGS_ONLY_KEYS = frozenset({"VENDORS"}) | {
     each.key for each in declared(Config) if not each.setting.env
@@ -551,11 +549,46 @@ def _build_config() -> Config:
         )
     names = lookup(raw, "ADAPTERS", path=(), parse=_parse_adapter_names, default=tuple(BUILT_IN))
     adapters = _load_adapters(names)
-    return resolve(Config, raw, adapters=adapters, vendors=_vendors(raw, adapters))
+    plan = _plan(raw, adapters)
+    return resolve(
+        Config,
+        raw,
+        adapters=adapters,
+        vendors=_vendors(raw, adapters, plan),
+        plan=compile_plan(plan) if plan is not None else None,
+    )
+
+
+def _plan(
+    raw: Mapping[str, Any], adapters: Mapping[str, type[VendorAdapter]]
+) -> TrackingPlan | None:
+    """``PLAN``, loaded, its vendor mappings checked against the keys each adapter declares."""
+    value = lookup(raw, PLAN_KEY, path=(), parse=lambda value, where: value, default=None)
+    if value is None or value == "":
+        return None
+    return load_plan(value, {name: adapter.plan_keys for name, adapter in adapters.items()})
+
+
+def tracking_plan(value: Any = None) -> TrackingPlan:
+    """The plan ``value`` names (a path, a dotted path or an object; default: ``PLAN``),
+    loaded against the registry and compiled, so it is checked as ``track()`` would;
+    :class:`PlanError` when it is broken, :class:`ConfigurationError` when none is set."""
+    config = get_config()
+    if value is None:
+        if config.plan is None:
+            raise ConfigurationError(
+                "no tracking plan is configured: set EVENTTRACK['PLAN'] (or EVENTTRACK_PLAN) "
+                "to the plan file, see docs/plan.md"
+            )
+        return config.plan.plan
+    keys = {name: adapter.plan_keys for name, adapter in config.adapters.items()}
+    return compile_plan(load_plan(value, keys)).plan
 
 
 def _vendors(
-    raw: Mapping[str, Any], adapters: Mapping[str, type[VendorAdapter]]
+    raw: Mapping[str, Any],
+    adapters: Mapping[str, type[VendorAdapter]],
+    plan: TrackingPlan | None = None,
 ) -> dict[str, VendorConfig]:
     vendors_raw = raw.get("VENDORS") or {}
     if not isinstance(vendors_raw, Mapping):
@@ -568,13 +601,17 @@ def _vendors(
         )
     visitors = visitor_ids([bid for adapter in adapters.values() for bid in adapter.browser_ids])
     return {
-        name: _vendor_config(name, vendors_raw.get(name) or {}, adapter, visitors)
+        name: _vendor_config(name, vendors_raw.get(name) or {}, adapter, visitors, plan)
         for name, adapter in adapters.items()
     }
 
 
 def _vendor_config(
-    name: str, raw: Mapping[str, Any], adapter: type[VendorAdapter], visitors: tuple[str, ...]
+    name: str,
+    raw: Mapping[str, Any],
+    adapter: type[VendorAdapter],
+    visitors: tuple[str, ...],
+    plan: TrackingPlan | None = None,
 ) -> VendorConfig:
     path = ("VENDORS", name)
     if not isinstance(raw, Mapping):
@@ -599,6 +636,7 @@ def _vendor_config(
             f"{missing} is not; set {setting_path(*path, missing)} or environment variable "
             f"{env_name(name, missing)} (or remove the others to turn {adapter.display_name} off)"
         )
+    planned = Planned(name, adapter, raw, plan)
     config = resolve(
         VendorConfig,
         raw,
@@ -611,12 +649,67 @@ def _vendor_config(
         name=name,
         credentials=credentials,
         options={
-            key: lookup(raw, key, path=path, parse=parse, default=default)
+            key: planned.merged(
+                key, parse, lookup(raw, key, path=path, parse=parse, default=default)
+            )
             for key, (parse, default) in own_settings.items()
         },
         visitor_ids=visitors,
     )
-    return replace(config, active=bool(present) and config.enabled)
+    return replace(
+        config,
+        active=bool(present) and config.enabled,
+        event_names=planned.merged("EVENT_NAMES", parse_event_names, config.event_names),
+    )
+
+
+class Planned:
+    """A vendor's settings with what the tracking plan declares for it: the plan fills
+    what the settings leave out, and a contradiction between the two is an error naming
+    both places (the adapter says which settings its plan keys derive:
+    ``settings_from_plan``)."""
+
+    def __init__(
+        self,
+        vendor: str,
+        adapter: type[VendorAdapter],
+        raw: Mapping[str, Any],
+        plan: TrackingPlan | None,
+    ) -> None:
+        self.vendor, self.raw, self.plan = vendor, raw, plan
+        self.derived = adapter.settings_from_plan(plan.mappings(vendor)) if plan else {}
+
+    def merged(self, key: str, parse: Callable[[Any, str], T], value: T) -> T:
+        """``value``, the setting as resolved, with what the plan says about it."""
+        if key not in self.derived or self.plan is None:
+            return value
+        where = f'tracking plan {self.plan.source} ("vendors"."{self.vendor}")'
+        planned = parse(self.derived[key], where)
+        given = self.raw.get(key) is not None or env_name(self.vendor, key) in os.environ
+        return self._agreed(key, value, planned, where) if given else planned
+
+    def _agreed(self, key: str, given: Any, planned: Any, where: str) -> Any:
+        setting = f"{setting_path('VENDORS', self.vendor, key)} (or {env_name(self.vendor, key)})"
+        if isinstance(given, Mapping):
+            clash = sorted(k for k in planned if k in given and given[k] != planned[k])
+            if clash:
+                first = clash[0]
+                raise PlanError(
+                    f"{setting} maps {first!r} to {given[first]!r} but the {where} says "
+                    f"{planned[first]!r}; keep one of the two"
+                )
+            return {**planned, **given}
+        if isinstance(given, frozenset):
+            missing = sorted(set(planned) - given)
+            if missing:
+                raise PlanError(
+                    f"the {where} names {', '.join(map(repr, missing))} in {key}, which {setting} "
+                    "does not list; add it there, or remove the setting and let the plan say"
+                )
+            return given
+        if given != planned:
+            raise PlanError(f"{setting} is {given!r} but the {where} says {planned!r}")
+        return given
 
 
 def _load_adapters(names: tuple[str, ...]) -> dict[str, type[VendorAdapter]]:

@@ -163,6 +163,37 @@ def parse_purposes(value: Any, where: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
+def parse_optional_purposes(value: Any, where: str) -> tuple[str, ...] | None:
+    """None (every purpose) or a list of purposes (:func:`parse_purposes`)."""
+    return None if value is None else parse_purposes(value, where)
+
+
+def parse_tcf_purposes(value: Any, where: str) -> Mapping[str, tuple[int, ...]] | None:
+    """None, or {our purpose: [TCF purpose numbers, 1 to 24]}: ours is granted when the
+    visitor consented to every one of them."""
+    if value is None:
+        return None
+    expected = f'{where} must be a dict like {{"analytics": [8, 9], "marketing": [2, 3, 4]}}'
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigurationError(expected)
+    mapping = {}
+    for purpose, numbers in value.items():
+        ours = parse_purposes([purpose] if isinstance(purpose, str) else purpose, where)
+        if (
+            not isinstance(numbers, list | tuple)
+            or not numbers
+            or not all(
+                isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 24 for n in numbers
+            )
+        ):
+            raise ConfigurationError(
+                f"{expected}; {purpose!r} maps to {numbers!r}, not a list of TCF purpose "
+                "numbers from 1 to 24"
+            )
+        mapping[ours[0]] = tuple(numbers)
+    return mapping
+
+
 def parse_event_names(value: Any, where: str) -> dict[str, str]:
     """Our event names to a vendor's: a dict, or ``"a.b=A_B,c.d=C_D"`` as an environment
     variable gives it."""

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from django_eventtrack import api
+from django_eventtrack.conf import get_config
 from django_eventtrack.core.event import MAX_DEPTH, TrackedEvent
 from django_eventtrack.core.redaction import truncate
 from django_eventtrack.delivery import backends, http, sender
@@ -86,6 +87,17 @@ def parse_timestamp(text: str | None) -> datetime | None:
             field="timestamp",
         )
     return moment
+
+
+def check_plan(event: TrackedEvent) -> None:
+    """Refuse an event that breaks the tracking plan, whatever ``PLAN_MODE`` says: from the
+    shell it is a typo to fix now, not an event to quarantine (:class:`PlanViolation`)."""
+    compiled = get_config().plan
+    if compiled is None:
+        return
+    found = compiled.violations(event.name, event.properties, identify=event.is_identify)
+    if found:
+        raise api.violation_error(event.name, found, compiled.plan.source)
 
 
 def send_and_wait(event: TrackedEvent, vendors: Iterable[str] | None = None) -> list[Delivery]:

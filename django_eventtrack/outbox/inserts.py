@@ -20,13 +20,25 @@ from django_eventtrack.models import Event, PrivacySubject
 from django_eventtrack.outbox import fanout, subjects
 from django_eventtrack.outbox.retention import scrub
 from django_eventtrack.outbox.routing import Target, plan
+from django_eventtrack.plan import Violation
 
 logger = logging.getLogger("django_eventtrack.outbox")
 
 
-def record(event: normalised.TrackedEvent, vendors: Iterable[str] | None = None) -> Recorded | None:
+def record(
+    event: normalised.TrackedEvent,
+    vendors: Iterable[str] | None = None,
+    *,
+    violations: Sequence[Violation] = (),
+    quarantined: bool = False,
+) -> Recorded | None:
     """Store ``event`` with its routes, in the caller's transaction: one row, one
     statement (atomic by itself, so no transaction of its own in autocommit).
+
+    ``violations`` (how it breaks the tracking plan) are stored with it. A
+    ``quarantined`` event is stored without routes: no vendor gets it until a
+    replay finds it valid (:mod:`~django_eventtrack.outbox.quarantine`), which
+    routes it to the ``vendors`` asked for here; it has no targets.
 
     The routes name each targeted vendor, and why not for a vendor that cannot
     take the event (no identity it needs, filtered out by ``EVENTS`` when named
@@ -43,15 +55,15 @@ def record(event: normalised.TrackedEvent, vendors: Iterable[str] | None = None)
     stored with it. Returns the event as stored and its targets.
     """
     digests = subject_keys.digests(event.identity.ids.items())
-    targets = _store(event, vendors, digests)
+    targets = _store(event, vendors, digests, violations, quarantined)
     if targets is not None:
         return Recorded(event, targets)
     asked = subjects.state(digests)
     if asked.forgotten:
         logger.info("event=%s name=%s: not stored: its subject was forgotten", event.id, event.name)
         return None
-    event = _without(event, asked.withdrawn)
-    return Recorded(event, _store(event, vendors, ()) or [])
+    event = without(event, asked.withdrawn)
+    return Recorded(event, _store(event, vendors, (), violations, quarantined) or [])
 
 
 @dataclass(frozen=True)
@@ -62,8 +74,10 @@ class Recorded:
     targets: list[Target]
 
 
-def _without(event: normalised.TrackedEvent, withdrawn: frozenset[str]) -> normalised.TrackedEvent:
-    """``event`` with consent for ``withdrawn`` taken back."""
+def without(event: normalised.TrackedEvent, withdrawn: frozenset[str]) -> normalised.TrackedEvent:
+    """``event`` with consent for the ``withdrawn`` purposes taken back."""
+    if not withdrawn:
+        return event
     identity = event.identity
     granted = identity.consent
     if granted is None:
@@ -72,26 +86,47 @@ def _without(event: normalised.TrackedEvent, withdrawn: frozenset[str]) -> norma
 
 
 def _store(
-    event: normalised.TrackedEvent, vendors: Iterable[str] | None, digests: Sequence[str]
+    event: normalised.TrackedEvent,
+    vendors: Iterable[str] | None,
+    digests: Sequence[str],
+    violations: Sequence[Violation],
+    quarantined: bool,
 ) -> list[Target] | None:
     """Write ``event``'s row unless one of ``digests`` has a privacy state (then None)."""
     targets = plan(event, vendors, require_vendor=False)
+    stored = Event.values_of(event) | {"created_at": timezone.now()}
+    if violations:
+        stored["violations"] = [violation.as_dict() for violation in violations]
+    if quarantined:
+        stored["quarantine"] = quarantine_of(vendors)
+        return [] if _insert_row(stored, digests) else None
     if not targets:
         logger.warning("event=%s name=%s: no vendor takes it; stored only", event.id, event.name)
-    stored = Event.values_of(event) | {
-        "created_at": timezone.now(),
-        "routes": fanout.routes_of([(target.vendor, target.skip_reason) for target in targets]),
-    }
+    stored["routes"] = routes(targets)
     if all(target.skip_reason for target in targets):  # nothing will be sent: final already
         instance = Event(**stored)
         scrub(instance, get_config())
         stored = _event_values(instance)
+    return targets if _insert_row(stored, digests) else None
+
+
+def routes(targets: Sequence[Target]) -> dict[str, str | None] | None:
+    """What an event row stores as its routes for ``targets``."""
+    return fanout.routes_of([(target.vendor, target.skip_reason) for target in targets])
+
+
+def quarantine_of(vendors: Iterable[str] | None) -> dict[str, list[str] | None]:
+    """What a quarantined event row keeps to be routed later: the vendors asked for."""
+    return {"vendors": None if vendors is None else sorted(set(vendors))}
+
+
+def _insert_row(stored: Mapping[str, Any], digests: Sequence[str] = ()) -> bool:
+    """Insert the row; False when one of ``digests`` has a privacy state (none written)."""
     connection = connections[router.db_for_write(Event)]
     sql, params = _insert(stored, connection, digests)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        written = cursor.rowcount
-    return targets if written else None
+        return bool(cursor.rowcount)
 
 
 # track() is on the caller's request path, so its INSERT is written by hand: the ORM's

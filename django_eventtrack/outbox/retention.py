@@ -120,7 +120,8 @@ def purge(
     )
     events = (
         Event.objects.using(alias)
-        .filter(created_at__lt=cutoff, routes__isnull=True)  # routed: its deliveries exist
+        # Routed (its deliveries exist), and not held back by the tracking plan.
+        .filter(created_at__lt=cutoff, routes__isnull=True, quarantine__isnull=True)
         .filter(~Exists(survivors))
     )
     if dry_run:
@@ -159,6 +160,12 @@ def _delete_in_chunks(queryset: QuerySet[Any], chunk_size: int) -> int:
 
 def erase(events: QuerySet[Event]) -> int:
     """Remove everything personal from ``events`` (an erasure): their properties,
-    identity and ``vendor_extra``; the rows stay, so counts by name and day still
-    add up. How many."""
-    return events.update(properties={}, identity={}, vendor_extra={}, scrubbed_at=timezone.now())
+    identity and ``vendor_extra``, and their quarantine (nothing left to replay); the
+    rows stay, so counts by name and day still add up. How many."""
+    return events.update(
+        properties={},
+        identity={},
+        vendor_extra={},
+        quarantine=None,
+        scrubbed_at=timezone.now(),
+    )

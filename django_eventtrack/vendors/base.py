@@ -143,6 +143,23 @@ def visitor_ids(browser_ids: Sequence[BrowserId]) -> tuple[str, ...]:
     return (*sessions, ANONYMOUS_ID, *profiles)
 
 
+@dataclass(frozen=True)
+class DeclaredEvent:
+    """An event as a tracking plan declares it, for an adapter to judge
+    (:meth:`VendorAdapter.plan_notes`): each property's JSON Schema (references
+    resolved) and which properties are required."""
+
+    name: str
+    properties: Mapping[str, Mapping[str, Any]]
+    required: frozenset[str] = frozenset()
+    closed: bool = False
+
+    def declared_type(self, name: str) -> tuple[str, ...]:
+        """The JSON types property ``name`` may have (empty: any)."""
+        declared = self.properties.get(name, {}).get("type", ())
+        return (declared,) if isinstance(declared, str) else tuple(declared)
+
+
 class OutcomeKind(StrEnum):
     """How one delivery attempt ended."""
 
@@ -365,6 +382,28 @@ class VendorAdapter:
     #: the browser session it attaches to a profile.
     profile_key: ClassVar[str | None] = None
     session_key: ClassVar[str | None] = None
+    #: Keys of this vendor's mapping in a tracking plan (an event's ``"vendors"``), with
+    #: what each means; :meth:`settings_from_plan` turns them into settings.
+    plan_keys: ClassVar[Mapping[str, str]] = {
+        "name": "the event's name at the vendor (EVENT_NAMES)"
+    }
+
+    @classmethod
+    def settings_from_plan(cls, mappings: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+        """The settings a tracking plan declares for this vendor, from each planned event's
+        mapping (by our event name), as raw setting values: the settings layer uses them
+        where the settings say nothing and refuses a contradiction where they do."""
+        names = {event: mapping["name"] for event, mapping in mappings.items() if "name" in mapping}
+        return {"EVENT_NAMES": names} if names else {}
+
+    def plan_notes(self, event: DeclaredEvent) -> list[str]:
+        """What this vendor will do with events declared like ``event`` that is not what
+        the plan says (a property dropped, converted or cut; the event skipped), one
+        sentence each: ``manage.py check`` warns with them."""
+        refusal = self.name_refusal(event.name)
+        return (
+            [f"{self.display_name} skips every {event.name!r} event: {refusal}"] if refusal else []
+        )
 
     #: What staff must do at the vendor to erase a person (an erasure task's first line),
     #: for a vendor that documents no deletion API; empty: the generic request.

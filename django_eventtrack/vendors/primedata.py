@@ -54,6 +54,7 @@ from django_eventtrack.core.event import JSONValue, TrackedEvent
 from django_eventtrack.core.settings import parse_names, setting_path
 from django_eventtrack.vendors.base import (
     BrowserId,
+    DeclaredEvent,
     JSONObject,
     Notes,
     Outcome,
@@ -102,6 +103,9 @@ class PrimeDataAdapter(VendorAdapter):
     entries_key: ClassVar[str | None] = "events"
     identify_path: ClassVar[str] = "/powehi/context"
     own_settings: ClassVar[Mapping[str, OwnSetting]] = {"EVENT_TYPES": (parse_names, None)}
+    plan_keys: ClassVar[Mapping[str, str]] = {
+        "event_type": "the registered schema alias (EVENT_NAMES; the plan's types are EVENT_TYPES)"
+    }
     browser_ids: ClassVar[tuple[BrowserId, ...]] = (
         BrowserId(
             SESSION_ID,
@@ -124,6 +128,33 @@ class PrimeDataAdapter(VendorAdapter):
             "X-Client-ID": self.scope,
             "X-Client-Access-Token": self.config.credential("ACCESS_TOKEN"),
         }
+
+    @classmethod
+    def settings_from_plan(cls, mappings: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+        """``event_type`` is the event's schema alias (``EVENT_NAMES``); once the plan names
+        one, the plan's aliases are the registered ones (``EVENT_TYPES``)."""
+        types = {event: m["event_type"] for event, m in mappings.items() if "event_type" in m}
+        if not types:
+            return {}
+        return {"EVENT_NAMES": types, "EVENT_TYPES": sorted(set(types.values()))}
+
+    def plan_notes(self, event: DeclaredEvent) -> list[str]:
+        """A schema property holds a boolean, number, string or array: objects are sent as
+        JSON strings, nulls dropped."""
+        notes = super().plan_notes(event)
+        objects = [name for name in event.properties if "object" in event.declared_type(name)]
+        nulls = [name for name in event.properties if "null" in event.declared_type(name)]
+        if objects:
+            notes.append(
+                f"PrimeData gets {event.name!r}'s object properties as JSON strings "
+                f"(a schema property cannot hold an object): {named(objects)}"
+            )
+        if nulls:
+            notes.append(
+                f"PrimeData does not get {event.name!r}'s properties when they are null "
+                f"(dropped): {named(nulls)}"
+            )
+        return notes
 
     def name_refusal(self, name: str) -> str | None:
         """With ``EVENT_TYPES`` declared, a type PrimeData has no schema for is refused."""
