@@ -41,9 +41,18 @@ from django_eventtrack.core.event import CORE_KEYS
 from django_eventtrack.core.redaction import truncate
 from django_eventtrack.delivery import backends
 from django_eventtrack.errors import ConfigurationError
-from django_eventtrack.models import Delivery, Event, VendorPause, VendorProfile, VendorSession
+from django_eventtrack.models import (
+    Delivery,
+    ErasureRequest,
+    ErasureTask,
+    Event,
+    PrivacySubject,
+    VendorPause,
+    VendorProfile,
+    VendorSession,
+)
 from django_eventtrack.monitoring import coverage, dashboard
-from django_eventtrack.outbox import manual, quarantine
+from django_eventtrack.outbox import erasure, manual, quarantine
 from django_eventtrack.plan import render
 
 if TYPE_CHECKING:  # django-stubs makes these generic; Django itself does not
@@ -52,11 +61,16 @@ if TYPE_CHECKING:  # django-stubs makes these generic; Django itself does not
     VendorProfileAdminBase = admin.ModelAdmin[VendorProfile]
     VendorSessionAdminBase = admin.ModelAdmin[VendorSession]
     VendorPauseAdminBase = admin.ModelAdmin[VendorPause]
+    PrivacySubjectAdminBase = admin.ModelAdmin[PrivacySubject]
+    ErasureRequestAdminBase = admin.ModelAdmin[ErasureRequest]
+    ErasureTaskAdminBase = admin.ModelAdmin[ErasureTask]
     DeliveryInlineBase = admin.TabularInline[Delivery, Event]
+    ErasureTaskInlineBase = admin.TabularInline[ErasureTask, ErasureRequest]
 else:
     EventAdminBase = DeliveryAdminBase = VendorProfileAdminBase = admin.ModelAdmin
     VendorSessionAdminBase = VendorPauseAdminBase = admin.ModelAdmin
-    DeliveryInlineBase = admin.TabularInline
+    PrivacySubjectAdminBase = ErasureRequestAdminBase = ErasureTaskAdminBase = admin.ModelAdmin
+    DeliveryInlineBase = ErasureTaskInlineBase = admin.TabularInline
 
 
 def _event_search_fields(path: str = "") -> tuple[str, ...]:
@@ -251,6 +265,7 @@ class EventAdmin(ReadOnlyAdminMixin, EventAdminBase):
         "id",
         "timestamp",
         "created_at",
+        "consent",
         "deliveries_column",
         "plan_column",
     )
@@ -269,12 +284,14 @@ class EventAdmin(ReadOnlyAdminMixin, EventAdminBase):
         "kind",
         "timestamp",
         "created_at",
+        "consent",
         "properties",
         "identity",
         "vendor_extra",
         "routes",
         "violations",
         "quarantine",
+        "scrubbed_at",
     )
     readonly_fields = fields
     inlines = (DeliveryInline,)
@@ -370,6 +387,12 @@ class EventAdmin(ReadOnlyAdminMixin, EventAdminBase):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Event]:
         return super().get_queryset(request).prefetch_related("deliveries")
+
+    @admin.display(description="consent")
+    def consent(self, event: Event) -> str:
+        """The purposes the visitor had granted when it was tracked (the routes' and the
+        deliveries' skip reasons say which vendor that left out)."""
+        return consent_label(event.identity)
 
     @admin.display(description="deliveries")
     def deliveries_column(self, event: Event) -> str:
@@ -479,7 +502,12 @@ class DeliveryAdmin(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryAdminBase)
                 f" {retried.scrubbed} not retried: their event's properties were scrubbed after "
                 "it was sent (SCRUB_DELIVERED / REDACT_KEYS), so resending would send less."
             )
-        complete = retried.due and not (retried.busy or retried.scrubbed)
+        if retried.private:
+            message += (
+                f" {retried.private} not retried: skipped for the person's privacy (no consent "
+                "for the vendor's purpose, consent withdrawn, or erased)."
+            )
+        complete = retried.due and not (retried.busy or retried.scrubbed or retried.private)
         self.message_user(request, message, messages.SUCCESS if complete else messages.WARNING)
 
     @admin.action(description="Mark skipped", permissions=["manage"])
@@ -584,3 +612,91 @@ class VendorPauseAdmin(ReadOnlyAdminMixin, VendorPauseAdminBase):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Django's own check (the user's delete permission), past the read-only mixin.
         return super(ReadOnlyAdminMixin, self).has_delete_permission(request, obj)
+
+
+def consent_label(identity: Any) -> str:
+    """An event's stored consent, in words."""
+    if not isinstance(identity, dict) or not identity:
+        return "-"
+    if identity.get("opted_out"):
+        return "none (opted out)"
+    granted = identity.get("consent")
+    if granted is None:
+        return "every purpose"
+    return ", ".join(granted) or "none"
+
+
+@admin.register(PrivacySubject)
+class PrivacySubjectAdmin(ReadOnlyAdminMixin, PrivacySubjectAdminBase):
+    """Who asked what, under one of their ids, hashed: the ids themselves are not kept."""
+
+    list_display = ("id_key", "digest", "forgotten_at", "withdrawn", "updated_at")
+    list_filter = ("id_key",)
+    fields = list_display
+    readonly_fields = fields
+    show_full_result_count = False
+
+
+class ErasureTaskInline(ReadOnlyAdminMixin, ErasureTaskInlineBase):
+    model = ErasureTask
+    fields = ("vendor", "status", "due_at", "instructions", "done_at", "done_by")
+    readonly_fields = fields
+    extra = 0
+    show_change_link = True
+
+
+@admin.register(ErasureRequest)
+class ErasureRequestAdmin(ReadOnlyAdminMixin, ErasureRequestAdminBase):
+    """Each ``forget()``: what it did here, and its tasks at the vendors."""
+
+    list_display = (
+        "created_at",
+        "id_keys",
+        "source",
+        "events_scrubbed",
+        "deliveries_skipped",
+        "profiles_deleted",
+        "tasks_column",
+    )
+    fields = list_display[:-1]
+    readonly_fields = fields
+    inlines = (ErasureTaskInline,)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ErasureRequest]:
+        return super().get_queryset(request).prefetch_related("tasks")
+
+    @admin.display(description="vendor tasks")
+    def tasks_column(self, request: ErasureRequest) -> str:
+        return ", ".join(f"{task.vendor}: {task.status}" for task in request.tasks.all()) or "-"
+
+
+@admin.register(ErasureTask)
+class ErasureTaskAdmin(ReadOnlyAdminMixin, ErasureTaskAdminBase):
+    """What staff must delete at each vendor, due a month after the request; "Mark done"
+    once done (it empties the instructions: the vendor's ids are no longer needed)."""
+
+    list_display = ("vendor", "status", "due", "instructions", "request", "done_at", "done_by")
+    list_filter = ("status", "vendor", "due_at")
+    fields = ("request", "vendor", "status", "due_at", "instructions", "done_at", "done_by")
+    readonly_fields = fields
+    actions = ("mark_done",)
+
+    def has_manage_permission(self, request: HttpRequest) -> bool:
+        codename = get_permission_codename("change", self.opts)
+        return request.user.has_perm(f"{self.opts.app_label}.{codename}")
+
+    @admin.display(description="due", ordering="due_at")
+    def due(self, task: ErasureTask) -> SafeString | str:
+        when = display_for_value(task.due_at, "-")
+        if task.status == ErasureTask.Status.TODO and task.due_at < timezone.now():
+            return format_html('<strong class="errornote">{} (overdue)</strong>', when)
+        return str(when)
+
+    @admin.action(description="Mark done", permissions=["manage"])
+    def mark_done(self, request: HttpRequest, queryset: QuerySet[ErasureTask]) -> None:
+        done = erasure.mark_done(list(queryset), request.user.get_username())
+        message = f"{done.done} {model_ngettext(self.opts, done.done)} marked done."
+        if done.already:
+            message += f" {done.already} already done, left alone."
+        level = messages.SUCCESS if done.done and not done.already else messages.WARNING
+        self.message_user(request, message, level)

@@ -26,7 +26,7 @@ from django.http import HttpRequest
 
 from django_eventtrack import signals
 from django_eventtrack.conf import get_config
-from django_eventtrack.core.event import IDENTIFY, Identity, TrackedEvent
+from django_eventtrack.core.event import IDENTIFY, Identity, TrackedEvent, purposes
 from django_eventtrack.delivery import backends
 from django_eventtrack.errors import InvalidEvent, PlanViolation, StorageError
 from django_eventtrack.models import Event
@@ -52,6 +52,7 @@ def track(
     timestamp: datetime | None = None,
     vendors: Iterable[str] | None = None,
     vendor_extra: Mapping[str, Mapping[str, Any]] | None = None,
+    consent: bool | Iterable[str] | None = None,
     **vendor_ids: str | None,
 ) -> TrackedEvent | None:
     """Track ``name`` with ``properties`` for the given (or the request's) visitor.
@@ -65,6 +66,16 @@ def track(
     else the current request's (set by the middleware). ``identity`` replaces the
     request's identity instead of mixing with it: a staff member shipping an
     order must not lend the customer's event their own browser ids.
+
+    ``consent`` is what the visitor granted: ``True`` (every purpose), ``False``
+    (none: the visitor opted out) or the purposes granted (``["analytics"]``); a
+    vendor gets the event only if every purpose it serves (its ``PURPOSES``) is
+    granted. Without it the visitor's consent is the identity's (read from the
+    request by the middleware, or kept in a snapshot). Purposes the person
+    withdrew (:func:`~django_eventtrack.withdraw_consent`) are taken out either way,
+    and nothing is stored for a person who asked to be forgotten
+    (:func:`~django_eventtrack.forget`: returns None). The consent used is stored
+    with the event.
 
     Returns the stored :class:`~django_eventtrack.core.event.TrackedEvent` (its ``id`` names
     the outbox row). Raises :class:`~django_eventtrack.errors.InvalidEvent` for a
@@ -82,6 +93,7 @@ def track(
     def build() -> TrackedEvent:
         given = {"user_id": user_id, "anonymous_id": anonymous_id, **vendor_ids}
         visitor = Identity.from_ids(given).merged(resolve_visitor(identity, request))
+        visitor = with_consent(visitor, consent)
         # A user known to a vendor that keeps profiles, without its ids, gets the profile.
         visitor = vendor_profiles.with_remembered_profile(visitor)
         return TrackedEvent.create(
@@ -89,6 +101,23 @@ def track(
         )
 
     return store(f"track({name!r})", build, vendors)
+
+
+def with_consent(visitor: Identity, consent: bool | Iterable[str] | None) -> Identity:
+    """``visitor`` with the ``consent=`` given to ``track()`` or ``identify()``, if any;
+    a purpose no vendor serves is refused, as an unknown keyword would be."""
+    if consent is None:
+        return visitor
+    granted = purposes(consent, "consent")
+    known = get_config().purposes
+    unknown = sorted((granted or frozenset()) - known)
+    if unknown:
+        raise InvalidEvent(
+            f"consent names {unknown[0]!r}, which no vendor serves; the vendors' purposes are "
+            f"{', '.join(sorted(known))} (each vendor's PURPOSES)",
+            field="consent",
+        )
+    return visitor.deciding(granted)
 
 
 def check_vendor_ids(call: str, vendor_ids: Mapping[str, Any]) -> None:
@@ -115,7 +144,7 @@ def store(
     try:
         event = build()
         violations = plan_violations(event)
-        submit(event, vendors, violations)
+        stored = submit(event, vendors, violations)
     except InvalidEvent as exc:
         if config.raise_on_invalid:
             raise
@@ -126,8 +155,10 @@ def store(
             raise
         logger.error("%s not stored: %s", call, exc)
         return None
-    signals.event_tracked.send(TrackedEvent, event=event, violations=tuple(violations))
-    return event
+    if stored is None:  # its subject asked to be forgotten: nothing stored
+        return None
+    signals.event_tracked.send(TrackedEvent, event=stored, violations=tuple(violations))
+    return stored
 
 
 def plan_violations(event: TrackedEvent) -> list[Violation]:
@@ -167,8 +198,10 @@ def submit(
     event: TrackedEvent,
     vendors: Iterable[str] | None = None,
     violations: Sequence[Violation] = (),
-) -> None:
-    """Store an already built event and hand it to the backend once committed.
+) -> TrackedEvent | None:
+    """Store an already built event and hand it to the backend once committed; the
+    event as stored (its consent as decided), or None when its subject asked to be
+    forgotten (nothing stored).
 
     ``violations`` of the tracking plan are stored with it; with ``PLAN_MODE``
     ``quarantine`` such an event is held back from every vendor. A database error
@@ -183,17 +216,20 @@ def submit(
     )
     try:
         if get_config().raise_on_storage_error:
-            write()
+            recorded = write()
         else:
             with transaction.atomic(using=alias):
-                write()
+                recorded = write()
     except DatabaseError as exc:
         raise StorageError(
             f"event {event.name!r} ({event.id}) could not be stored in the outbox, so it was "
             f"not tracked: {type(exc).__name__}: {exc}"
         ) from exc
+    if recorded is None:
+        return None
     if not held:
         transaction.on_commit(lambda: backends.notify([event.id]), using=alias)
+    return recorded.event
 
 
 def replay_quarantined(
@@ -257,6 +293,7 @@ def identify(
     identity: Identity | Mapping[str, Any] | None = None,
     timestamp: datetime | None = None,
     vendors: Iterable[str] | None = None,
+    consent: bool | Iterable[str] | None = None,
 ) -> TrackedEvent | None:
     """Tell every vendor that the current visitor is ``user``, with ``traits``.
 
@@ -265,6 +302,7 @@ def identify(
     attributes (email, first and last name). The visitor's browser ids come
     from ``identity``, else ``request``, else the current request, exactly as
     for :func:`~django_eventtrack.track`; the user id given here always wins.
+    ``consent`` too is :func:`~django_eventtrack.track`'s.
 
     Returns the stored event. Errors follow ``track()``'s policy: a missing
     user id or traits that are not JSON raise :class:`InvalidEvent`, a database
@@ -278,7 +316,7 @@ def identify(
         given = traits
         if given is None:
             given = user_traits(user, get_config().identify_traits) if user is not None else {}
-        visitor = resolve_visitor(identity, request).replace(user_id=who)
+        visitor = with_consent(resolve_visitor(identity, request).replace(user_id=who), consent)
         return TrackedEvent.create(
             IDENTIFY_EVENT_NAME, given, identity=visitor, timestamp=timestamp, kind=IDENTIFY
         )

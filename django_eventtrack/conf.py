@@ -43,8 +43,10 @@ from django_eventtrack.core.settings import (
     parse_bool,
     parse_count,
     parse_list,
+    parse_optional_purposes,
     parse_seconds,
     parse_secret,
+    parse_tcf_purposes,
     setting,
 )
 from django_eventtrack.core.settings import env_name as env_name
@@ -85,7 +87,11 @@ ATTRIBUTE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 QUEUE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 UserIdGetter = Callable[[Any], Any]
-ConsentCheck = Callable[[HttpRequest], bool]
+#: ``CONSENT``: a function(request) returning True (every purpose), False (none) or the
+#: purposes granted.
+ConsentCheck = Callable[[HttpRequest], Any]
+#: The cookie the IAB's TCF v2 consent management platforms write.
+TCF_COOKIE = "euconsent-v2"
 
 
 # -- parsers of this module's settings: (raw value, where to fix it) -> value --------------------
@@ -223,10 +229,14 @@ def _parse_user_id(value: Any, where: str) -> UserIdGetter | None:
 def _parse_consent(value: Any, where: str) -> ConsentCheck:
     if not callable(value) and not isinstance(value, str):
         raise ConfigurationError(
-            f"{where} must be None or a dotted path to a function(request) "
-            f"returning True when the visitor may be tracked, got {value!r}"
+            f"{where} must be None or a dotted path to a function(request) returning True "
+            f"(track), False (do not) or the purposes granted, got {value!r}"
         )
     return parse_callable(value, where)
+
+
+def _parse_optional_cookie(value: Any, where: str) -> str | None:
+    return None if value is None else _parse_cookie_name(value, where)
 
 
 # -- the declarations ------------------------------------------------------------------------
@@ -298,6 +308,16 @@ class IdentitySettings:
     user_id: UserIdGetter | None = setting(_parse_user_id, None, env=False)
     consent: ConsentCheck | None = setting(_parse_consent, None, env=False)
     respect_gpc: bool = setting(parse_bool, False, env=False)
+    #: The purposes a Global Privacy Control signal denies (None: every purpose).
+    gpc_purposes: tuple[str, ...] | None = setting(parse_optional_purposes, None, env=False)
+    #: The cookie the site's own consent banner writes: the purposes granted, comma-separated.
+    consent_cookie: str | None = setting(_parse_optional_cookie, None, env=False)
+    #: Our purposes by the TCF v2 purposes each needs; None: the TCF cookie is not read.
+    tcf_purposes: Mapping[str, tuple[int, ...]] | None = setting(
+        parse_tcf_purposes, None, env=False
+    )
+    #: The cookie holding the TCF v2 consent string.
+    tcf_cookie: str = setting(_parse_cookie_name, TCF_COOKIE, env=False)
 
     def __post_init__(self) -> None:
         if self.anonymous_cookie == self.ids_cookie:
@@ -415,6 +435,12 @@ class Config:
         the vendors' cookies and SDK ids): kept in the Django session, and never sent
         as another user's once known to be one user's (:mod:`~django_eventtrack.outbox.owners`)."""
         return (ANONYMOUS_ID, *(bid.name for bid in self.browser_ids if bid.from_browser))
+
+    @functools.cached_property
+    def purposes(self) -> frozenset[str]:
+        """Every purpose some vendor serves (each one's ``PURPOSES``): what granting "every
+        purpose" grants."""
+        return frozenset(purpose for vendor in self.vendors.values() for purpose in vendor.purposes)
 
     @functools.cached_property
     def vendor_id_names(self) -> tuple[str, ...]:

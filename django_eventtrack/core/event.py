@@ -62,7 +62,11 @@ JSON_BYTES_PER_VALUE = 32
 #: adapters declare (``BrowserId.name``).
 CORE_KEYS = ("user_id", "anonymous_id")
 OPTED_OUT = "opted_out"
+#: The key of an identity's consent (the purposes granted) in its JSON form.
+CONSENT = "consent"
 ID_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+#: A purpose's name: what a vendor's events serve and a visitor grants (``analytics``).
+PURPOSE_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 class Identity:
@@ -74,12 +78,16 @@ class Identity:
     passed explicitly. Which names exist is the vendor registry's business:
     this class checks only each value. ``opted_out`` marks a visitor who refused
     tracking: the event is still stored, but every vendor delivery is skipped.
+    ``consent`` is the purposes the visitor granted (None: no restriction), so a
+    vendor serving another purpose is skipped; it travels with the identity (a
+    snapshot kept on an order carries the consent given when it was placed).
     Immutable and hashable; :meth:`replace` makes a changed copy.
     """
 
-    __slots__ = ("_ids", "opted_out")
+    __slots__ = ("_ids", "consent", "opted_out")
     _ids: dict[str, str]
     opted_out: bool
+    consent: frozenset[str] | None
 
     def __init__(
         self,
@@ -87,12 +95,14 @@ class Identity:
         anonymous_id: str | None = None,
         *,
         opted_out: bool = False,
+        consent: Iterable[str] | None = None,
         **vendor_ids: str | int | None,
     ) -> None:
         given = {"user_id": user_id, "anonymous_id": anonymous_id, **vendor_ids}
         checked = {name: _identifier(name, value) for name, value in given.items()}
         object.__setattr__(self, "_ids", {k: v for k, v in checked.items() if v is not None})
         object.__setattr__(self, "opted_out", opted_out)
+        object.__setattr__(self, "consent", purposes(consent, CONSENT))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Identity is immutable; use replace()")
@@ -116,6 +126,11 @@ class Identity:
         return self._ids.get(key)
 
     @property
+    def ids(self) -> dict[str, str]:
+        """Every id that is set, by key (core keys and vendors' id names alike)."""
+        return dict(self._ids)
+
+    @property
     def vendor_ids(self) -> dict[str, str]:
         """The vendors' ids that are set, by name."""
         return {name: value for name, value in self._ids.items() if name not in CORE_KEYS}
@@ -124,13 +139,13 @@ class Identity:
     def from_dict(cls, data: Mapping[str, Any], known: Iterable[str]) -> Identity:
         """The inverse of :meth:`as_dict`, for an identity kept as JSON (a model
         field, a task argument). Values are validated as usual; a key that is not
-        a core key, ``opted_out`` or one of the ``known`` vendor id names is refused,
-        so a typo does not silently drop an id."""
+        a core key, ``opted_out``, ``consent`` or one of the ``known`` vendor id names is
+        refused, so a typo does not silently drop an id."""
         if not isinstance(data, Mapping):
             raise InvalidEvent(
                 f"identity must be a mapping, got {type(data).__name__}", field="identity"
             )
-        allowed = [*CORE_KEYS, *known, OPTED_OUT]
+        allowed = [*CORE_KEYS, *known, OPTED_OUT, CONSENT]
         unknown = set(data) - set(allowed)
         if unknown:
             raise InvalidEvent(
@@ -143,8 +158,9 @@ class Identity:
             raise InvalidEvent(
                 "identity.opted_out must be true or false", field="identity.opted_out"
             )
-        ids = {name: value for name, value in data.items() if name != OPTED_OUT}
-        return cls.from_ids(ids, opted_out=opted_out)
+        ids = {name: value for name, value in data.items() if name not in (OPTED_OUT, CONSENT)}
+        identity = cls.from_ids(ids, opted_out=opted_out)
+        return identity.with_consent(purposes(data.get(CONSENT), f"identity.{CONSENT}"))
 
     @classmethod
     def from_ids(cls, ids: Mapping[str, str | int | None], *, opted_out: bool = False) -> Identity:
@@ -153,50 +169,119 @@ class Identity:
         return cls._of({k: v for k, v in checked.items() if v is not None}, opted_out)
 
     @classmethod
-    def _of(cls, ids: dict[str, str], opted_out: bool) -> Identity:
+    def _of(
+        cls, ids: dict[str, str], opted_out: bool, consent: frozenset[str] | None = None
+    ) -> Identity:
         """An identity of ids checked already (``track()`` builds two per call)."""
         identity = object.__new__(cls)
         object.__setattr__(identity, "_ids", ids)
         object.__setattr__(identity, "opted_out", opted_out)
+        object.__setattr__(identity, "consent", consent)
         return identity
 
     def merged(self, other: Identity) -> Identity:
         """This identity with the blanks filled from ``other``; set values win.
-        Opted out if either is: consent belongs to the visitor, not to one id."""
-        if not other._ids and other.opted_out <= self.opted_out:
+        Opted out if either is, and granted only what both grant: consent belongs to
+        the visitor, not to one id."""
+        if not other._ids and other.opted_out <= self.opted_out and other.consent is None:
             return self
-        return Identity._of({**other._ids, **self._ids}, self.opted_out or other.opted_out)
+        return Identity._of(
+            {**other._ids, **self._ids},
+            self.opted_out or other.opted_out,
+            both_grant(self.consent, other.consent),
+        )
 
     def replace(self, **changes: str | int | None) -> Identity:
         """A copy with ``changes`` applied (None removes an id)."""
-        return Identity.from_ids({**self._ids, **changes}, opted_out=self.opted_out)
+        changed = Identity.from_ids({**self._ids, **changes}, opted_out=self.opted_out)
+        return changed.with_consent(self.consent)
 
-    def as_dict(self) -> dict[str, str | bool]:
-        """The set ids (and ``opted_out`` when true), as stored with every event."""
-        values: dict[str, str | bool] = dict(self._ids)
+    def with_consent(self, consent: frozenset[str] | None) -> Identity:
+        """A copy granting ``consent`` (purposes checked already; None: no restriction)."""
+        if consent == self.consent:
+            return self
+        return Identity._of(self._ids, self.opted_out, consent)
+
+    def deciding(self, consent: frozenset[str] | None) -> Identity:
+        """A copy whose consent is ``consent`` alone (an explicit ``consent=``), whatever
+        the visitor's was: granting nothing is opting out, granting something is not."""
+        return Identity._of(self._ids, consent == frozenset(), consent)
+
+    def refused(self, wanted: Iterable[str]) -> list[str]:
+        """Those of the purposes ``wanted`` this visitor has not granted, in order."""
+        if self.opted_out:
+            return list(wanted)
+        if self.consent is None:
+            return []
+        return [purpose for purpose in wanted if purpose not in self.consent]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The set ids (``opted_out`` when true, the ``consent`` when restricted), as
+        stored with every event."""
+        values: dict[str, Any] = dict(self._ids)
         if self.opted_out:
             values[OPTED_OUT] = True
+        if self.consent is not None:
+            values[CONSENT] = sorted(self.consent)
         return values
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled and copied through :meth:`from_ids` (the instance itself is immutable)."""
-        return (_rebuilt, (dict(self._ids), self.opted_out))
+        return (_rebuilt, (dict(self._ids), self.opted_out, self.consent))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Identity):
             return NotImplemented
-        return self._ids == other._ids and self.opted_out == other.opted_out
+        return (
+            self._ids == other._ids
+            and self.opted_out == other.opted_out
+            and self.consent == other.consent
+        )
 
     def __hash__(self) -> int:
-        return hash((frozenset(self._ids.items()), self.opted_out))
+        return hash((frozenset(self._ids.items()), self.opted_out, self.consent))
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self.as_dict().items())
         return f"Identity({shown})"
 
 
-def _rebuilt(ids: dict[str, str], opted_out: bool) -> Identity:
-    return Identity.from_ids(ids, opted_out=opted_out)
+def _rebuilt(
+    ids: dict[str, str], opted_out: bool, consent: frozenset[str] | None = None
+) -> Identity:
+    return Identity.from_ids(ids, opted_out=opted_out).with_consent(consent)
+
+
+def both_grant(one: frozenset[str] | None, other: frozenset[str] | None) -> frozenset[str] | None:
+    """The purposes two consents both grant (None: no restriction)."""
+    if one is None:
+        return other
+    return one if other is None else one & other
+
+
+def purposes(value: object, field: str = CONSENT) -> frozenset[str] | None:
+    """Consent as given (``consent=`` of ``track()``, a ``CONSENT`` callable's answer, a
+    stored identity's): ``True`` or None grant every purpose (None), ``False`` none, an
+    iterable of purpose names those. Anything else raises :class:`InvalidEvent` naming
+    ``field``."""
+    if value is None or value is True:
+        return None
+    if value is False:
+        return frozenset()
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise InvalidEvent(
+            f'{field} must be True, False or a list of purposes like ["analytics"], got {value!r}',
+            field=field,
+        )
+    granted = frozenset(value)
+    for item in granted:
+        if not isinstance(item, str) or not PURPOSE_PATTERN.fullmatch(item):
+            raise InvalidEvent(
+                f"{field}: {item!r} is not a purpose name (lowercase letters, digits and _, "
+                "up to 32 characters, like 'analytics')",
+                field=field,
+            )
+    return granted
 
 
 def _identifier(name: str, value: object) -> str | None:

@@ -183,10 +183,25 @@ class _Batch:
     full: bool = False
     sent_at: float = 0.0
     elapsed: float = 0.0
+    #: Deliveries taken out by :meth:`recheck`: not sent, to be given back.
+    dropped: list[Delivery] = field(default_factory=list)
 
     @property
     def identify(self) -> bool:
         return not self.events
+
+    def keep(self, sendable: set[int]) -> bool:
+        """Keep only the deliveries that may still be sent (:func:`.leases.sendable`);
+        whether any may. When none may, the batch is left whole, to be given back."""
+        kept = [i for i, delivery in enumerate(self.deliveries) if delivery.pk in sendable]
+        if len(kept) == len(self.deliveries):
+            return True
+        if not kept:
+            return False
+        self.dropped = [d for d in self.deliveries if d.pk not in sendable]
+        self.events = [self.events[i] for i in kept] if self.events else []
+        self.deliveries = [self.deliveries[i] for i in kept]
+        return True
 
 
 class _Lane:
@@ -452,18 +467,43 @@ class _Drain:
     # -- sending ----------------------------------------------------------------------------
 
     def _send(self) -> None:
-        """Send what each lane has waiting, up to its window."""
+        """Send what each lane has waiting, up to its window, once each delivery is checked
+        again (:meth:`_sendable`)."""
+        going: list[tuple[_Lane, _Batch]] = []
         for lane in self.lanes:
             if lane.queue and not lane.allowed():
                 self._pause(lane)
-            while lane.sendable:
-                if self.pace.share.delay():
-                    return
-                batch = lane.queue.popleft()
-                batch.full = lane.in_flight() + 1 >= lane.window.size
-                future = lane.pool.submit(functools.partial(self._request, lane, batch))
-                lane.flying[future] = batch
-                future.add_done_callback(lambda _: self.pace.bell.ring())
+            free = lane.window.size - lane.in_flight()
+            while lane.queue and free > 0 and not self.pace.share.delay():
+                going.append((lane, lane.queue.popleft()))
+                free -= 1
+        if not going:
+            return
+        sendable = self._sendable([batch for _, batch in going])
+        for lane, batch in going:
+            if not batch.keep(sendable):  # recorded as unsent with the next answers
+                unsent: Future[Outcome | None] = Future()
+                unsent.set_result(None)
+                lane.flying[unsent] = batch
+                self.pace.bell.ring()
+                continue
+            batch.full = lane.in_flight() + 1 >= lane.window.size
+            future = lane.pool.submit(functools.partial(self._request, lane, batch))
+            lane.flying[future] = batch
+            future.add_done_callback(lambda _: self.pace.bell.ring())
+
+    def _sendable(self, batches: list[_Batch]) -> set[int]:
+        """The last look before the requests (:func:`.leases.sendable`), from the drain's
+        own thread and connection (the one that claimed): what was skipped or taken over
+        since the claim is given back unsent. A failed look sends nothing this time."""
+        try:
+            return leases.sendable([(batch.claim, batch.deliveries) for batch in batches])
+        except Exception:
+            logger.exception(
+                "could not check %d claimed requests before sending; given back",
+                len(batches),
+            )
+            return set()
 
     def _request(self, lane: _Lane, batch: _Batch) -> Outcome | None:
         """Send one batch (in one of the lane's request threads)."""
@@ -505,6 +545,8 @@ class _Drain:
                 outcome = future.result()
                 _teach(lane.window, batch, outcome)
                 finished.append((lane, batch, outcome))
+                if batch.dropped:
+                    finished.append((lane, _Batch(batch.claim, batch.dropped, []), None))
                 if batch.identify and outcome is not None and outcome.kind is not OutcomeKind.RETRY:
                     lane.exhausted = False  # its user's later deliveries are claimable now
         if finished:

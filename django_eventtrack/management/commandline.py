@@ -106,8 +106,11 @@ def send_and_wait(event: TrackedEvent, vendors: Iterable[str] | None = None) -> 
     A retryable failure stays ``pending`` in the outbox: the worker or the
     background sender retries it later, as for any other event.
     """
-    deliveries = inserts.record(event, vendors)
-    sender.drain(vendors=sorted({d.vendor for d in deliveries}), event_ids=[event.id])
+    recorded = inserts.record(event, vendors)
+    if recorded is None:  # its subject asked to be forgotten: nothing stored
+        return []
+    targets = recorded.targets
+    sender.drain(vendors=sorted({target.vendor for target in targets}), event_ids=[event.id])
     return list(Delivery.objects.filter(event_id=event.id).order_by("pk"))
 
 

@@ -96,6 +96,13 @@ def replaced(before: TrackedEvent, after: TrackedEvent) -> list[str]:
     return lines
 
 
+def forget(ids: Iterable[tuple[str, str]]) -> int:
+    """Delete whose browser ids the users among ``ids`` ((identity key, id) pairs) were:
+    an erasure's part here; how many rows."""
+    users = [value for key, value in ids if key == "user_id"]
+    return BrowserOwner.objects.filter(user_id__in=users).delete()[0] if users else 0
+
+
 def per_person(key: str, value: str, user_id: str) -> str:
     """The id that stands for browser id ``value`` (under ``key``) for ``user_id``: the
     same for the same three, a UUID with no way back to any of them."""

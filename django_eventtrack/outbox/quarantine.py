@@ -19,9 +19,10 @@ from django.db import router, transaction
 from django.db.models import QuerySet
 
 from django_eventtrack.conf import get_config
+from django_eventtrack.core import subject_keys
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Event
-from django_eventtrack.outbox import inserts
+from django_eventtrack.outbox import inserts, subjects
 from django_eventtrack.outbox.routing import plan
 from django_eventtrack.plan import CompiledPlan
 
@@ -68,7 +69,12 @@ def release(event_ids: Sequence[uuid.UUID | str] | None = None) -> Released:
 
 
 def _release_one(row: Event, compiled: CompiledPlan, result: Released) -> None:
+    """Route ``row`` if it now follows the plan, as ``track()`` would now: without the
+    purposes its person has withdrawn since (an erased person's events are no longer
+    quarantined: :func:`~django_eventtrack.outbox.retention.erase`)."""
     event = row.to_normalised()
+    asked = subjects.state(subject_keys.digests(event.identity.ids.items()))
+    event = inserts.without(event, asked.withdrawn)
     found = compiled.violations(event.name, event.properties, identify=event.is_identify)
     still = Event.objects.filter(pk=row.pk, quarantine__isnull=False)
     if not found:

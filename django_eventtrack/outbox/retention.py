@@ -156,3 +156,16 @@ def _delete_in_chunks(queryset: QuerySet[Any], chunk_size: int) -> int:
         # Django loads the events it deletes, to cascade; their primary key is all it needs.
         _, per_model = queryset.filter(pk__in=ids).only("pk").delete()
         deleted += per_model.get(queryset.model._meta.label, 0)
+
+
+def erase(events: QuerySet[Event]) -> int:
+    """Remove everything personal from ``events`` (an erasure): their properties,
+    identity and ``vendor_extra``, and their quarantine (nothing left to replay); the
+    rows stay, so counts by name and day still add up. How many."""
+    return events.update(
+        properties={},
+        identity={},
+        vendor_extra={},
+        quarantine=None,
+        scrubbed_at=timezone.now(),
+    )

@@ -23,6 +23,11 @@ from django_eventtrack.vendors.base import VendorRequest
 OPTED_OUT = "visitor opted out of tracking"
 
 
+def no_consent(purposes: Iterable[str]) -> str:
+    """Why a vendor skips an event whose visitor did not grant ``purposes`` (its own)."""
+    return f"no consent for {', '.join(purposes)}"
+
+
 @dataclass(frozen=True)
 class Target:
     """One vendor's share of an event: an adapter to send with, or why not."""
@@ -61,6 +66,8 @@ def plan(
             continue
         if event.identity.opted_out:
             skip_reason: str | None = OPTED_OUT
+        elif refused := event.identity.refused(adapter.config.purposes):
+            skip_reason = no_consent(refused)
         elif event.is_identify:
             skip_reason = adapter.identify_skip_reason(event)
         elif as_sent:

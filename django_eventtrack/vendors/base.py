@@ -24,6 +24,7 @@ from django_eventtrack.core.settings import (
     parse_count,
     parse_event_names,
     parse_names,
+    parse_purposes,
     parse_seconds,
     parse_timeout,
     parse_url,
@@ -128,6 +129,9 @@ class VendorConfig:
     max_age: float = setting(parse_seconds, DEFAULT_MAX_AGE)
     #: ``IDENTIFY``: whether ``identify()`` calls go to this vendor.
     identify: bool = setting(parse_bool, True)
+    #: ``PURPOSES``: what the vendor's events serve (the adapter's ``default_purposes``); an
+    #: event goes to it only when the visitor granted every one of them.
+    purposes: tuple[str, ...] = setting(parse_purposes, ())
     #: ``ENABLED``: false turns a configured vendor off (``active`` is then false).
     enabled: bool = setting(parse_bool, True)
     active: bool = True
@@ -393,6 +397,8 @@ class VendorAdapter:
     own_settings: ClassVar[Mapping[str, OwnSetting]] = {}
     #: Default ``MAX_AGE``: seconds after which an undelivered event is given up.
     default_max_age: ClassVar[float] = DEFAULT_MAX_AGE
+    #: Default ``PURPOSES``: the consent purposes this vendor's events serve.
+    default_purposes: ClassVar[tuple[str, ...]] = ("analytics",)
     #: The ids this vendor gives visitors in the browser (:class:`BrowserId`).
     browser_ids: ClassVar[tuple[BrowserId, ...]] = ()
     #: Dotted path to this vendor's sandbox description (a
@@ -430,8 +436,23 @@ class VendorAdapter:
             [f"{self.display_name} skips every {event.name!r} event: {refusal}"] if refusal else []
         )
 
+    #: What staff must do at the vendor to erase a person (an erasure task's first line),
+    #: for a vendor that documents no deletion API; empty: the generic request.
+    erasure_instructions: ClassVar[str] = ""
+
     def __init__(self, config: VendorConfig) -> None:
         self.config = config
+
+    def erasure_task(self, ids: Sequence[tuple[str, str]]) -> str:
+        """An erasure task's instructions: what to delete at the vendor, and the ids it
+        knows the person by (of ``ids``, those this library sends it)."""
+        keys = {"user_id", ANONYMOUS_ID, *(browser_id.name for browser_id in self.browser_ids)}
+        known = ", ".join(f"{key} {value}" for key, value in ids if key in keys)
+        what = self.erasure_instructions or (
+            f"{self.display_name} documents no deletion API: ask {self.display_name} (its "
+            "dashboard or its support) to delete everything it holds about this person"
+        )
+        return f"{what}. Their ids at {self.display_name}: {known or 'none known'}."
 
     # -- deciding ---------------------------------------------------------
     def visitor_id(self, identity: Identity) -> str | None:

@@ -80,6 +80,8 @@ class HackleAdapter(VendorAdapter):
     display_name: ClassVar[str] = "Hackle"
     credential_settings: ClassVar[tuple[str, ...]] = ("API_KEY",)
     default_api_url: ClassVar[str] = "https://api.hackle.io"
+    #: Default ``PURPOSES``: what this vendor's events serve (see the privacy docs).
+    default_purposes: ClassVar[tuple[str, ...]] = ("analytics",)
     path: ClassVar[str] = "/v1/track"
     identify_path: ClassVar[str] = "/v1/properties"
     browser_ids: ClassVar[tuple[BrowserId, ...]] = (

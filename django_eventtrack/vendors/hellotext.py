@@ -165,8 +165,15 @@ class HellotextAdapter(VendorAdapter):
     display_name: ClassVar[str] = "Hellotext"
     credential_settings: ClassVar[tuple[str, ...]] = ("API_TOKEN",)
     default_api_url: ClassVar[str] = "https://api.hellotext.com"
+    #: Default ``PURPOSES``: what this vendor's events serve (see the privacy docs).
+    default_purposes: ClassVar[tuple[str, ...]] = ("marketing",)
     path: ClassVar[str] = "/v1/attribution/events"
     identify_path: ClassVar[str] = "/v1/profiles"
+    erasure_instructions: ClassVar[str] = (
+        "Delete the profile in Hellotext's dashboard (Hellotext documents no deletion API, "
+        "and deleting a profile there is not the whole erasure: ask Hellotext to erase the "
+        "rest of this person's data)"
+    )
     remembers_profiles: ClassVar[bool] = True
     profile_key: ClassVar[str | None] = PROFILE
     session_key: ClassVar[str | None] = SESSION

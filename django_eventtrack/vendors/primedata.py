@@ -96,6 +96,8 @@ class PrimeDataAdapter(VendorAdapter):
     display_name: ClassVar[str] = "PrimeData"
     credential_settings: ClassVar[tuple[str, ...]] = ("CLIENT_ID", "ACCESS_TOKEN")
     default_api_url: ClassVar[str] = "https://dev.primedata.ai"
+    #: Default ``PURPOSES``: what this vendor's events serve (see the privacy docs).
+    default_purposes: ClassVar[tuple[str, ...]] = ("marketing",)
     path: ClassVar[str] = "/powehi/smile"
     max_batch_size: ClassVar[int] = 500  # PrimeData's documented cap
     entries_key: ClassVar[str | None] = "events"

@@ -75,9 +75,10 @@ EVENTTRACK: dict[str, object] = {
     # A visitor who signs in is identified to every vendor (traits: email and names);
     # later events about them carry their Hellotext profile.
     "IDENTIFY_ON_LOGIN": True,
-    # Privacy by default: a browser sending Global Privacy Control (or Do Not Track), or a
-    # visitor who pressed "Do not track me" (shop.privacy), is not tracked at all.
-    "IDENTITY": {"CONSENT": "shop.privacy.may_track", "RESPECT_GPC": True},
+    # Consent per purpose: the footer's banner (shop.privacy) grants analytics, marketing,
+    # both or neither; a browser sending Global Privacy Control (or Do Not Track) is not
+    # tracked at all.
+    "IDENTITY": {"CONSENT": "shop.privacy.consent", "RESPECT_GPC": True},
     "MODEL_EVENTS": [
         {
             "model": "shop.Order",

@@ -55,8 +55,11 @@ USER_ID_VARIANT = "track(), user id only: remembered-profile lookup (4 vendors)"
 ORM_VARIANT = "plain ORM insert (1 row)"
 SEGMENT_VARIANT = "segment analytics.track()"
 PLAN_VARIANT = "track(), user id + session, with a 50-event tracking plan (4 vendors)"
+UNCHECKED_VARIANT = "track(), user id + session, its privacy check left out (4 vendors)"
 #: The variants measured both ways; segment's (no database) only inside a transaction.
-MAIN_VARIANTS = (SESSION_VARIANT, USER_ID_VARIANT, ORM_VARIANT, PLAN_VARIANT)
+MAIN_VARIANTS = (SESSION_VARIANT, USER_ID_VARIANT, ORM_VARIANT, PLAN_VARIANT, UNCHECKED_VARIANT)
+#: Other people's privacy state while timing: 1,000 forgotten ids.
+FORGOTTEN_OTHERS = 1000
 
 
 class _Sink(http.server.BaseHTTPRequestHandler):
@@ -147,7 +150,28 @@ def variants(segment_host: str) -> dict[str, Callable[[int], object]]:
         ORM_VARIANT: orm_insert,
         SEGMENT_VARIANT: segment,
         PLAN_VARIANT: with_session,  # the same call, run with the plan in force
+        UNCHECKED_VARIANT: with_session,  # the same call, without the privacy check
     }
+
+
+def privacy_check_left_out() -> AbstractContextManager[object]:
+    """``track()`` as before its privacy check: no ids to check, so the plain INSERT."""
+    from unittest import mock
+
+    from django_eventtrack.core import subject_keys
+
+    return mock.patch.object(subject_keys, "digests", return_value=[])
+
+
+def forget_others() -> None:
+    """Other people forgotten, so ``track()``'s check probes a table that is not empty."""
+    from django_eventtrack.core import subject_keys
+    from django_eventtrack.models import PrivacySubject
+
+    PrivacySubject.objects.bulk_create(
+        PrivacySubject(digest=subject_keys.digest("user_id", f"gone-{n}"), id_key="user_id")
+        for n in range(FORGOTTEN_OTHERS)
+    )
 
 
 def write_plan(directory: str) -> str:
@@ -208,7 +232,7 @@ def measure(
 def compare(samples: dict[str, list[float]]) -> dict[str, Any]:
     """Each variant's distribution, and the ratios the targets are about (p50)."""
     results = {name: distribution(values) for name, values in samples.items()}
-    session, user_id, orm, planned = (results[name] for name in MAIN_VARIANTS)
+    session, user_id, orm, planned, unchecked = (results[name] for name in MAIN_VARIANTS)
     return {
         "calls_per_variant": len(samples[ORM_VARIANT]),
         "variants": results,
@@ -216,6 +240,7 @@ def compare(samples: dict[str, list[float]]) -> dict[str, Any]:
         "ratio_vs_orm_insert_p99": ratio(session["p99"], orm["p99"]),
         "ratio_user_id_only_vs_session_p50": ratio(user_id["p50"], session["p50"]),
         "ratio_plan_vs_no_plan_p50": ratio(planned["p50"], session["p50"]),
+        "ratio_privacy_check_vs_none_p50": ratio(session["p50"], unchecked["p50"]),
     }
 
 
@@ -224,13 +249,17 @@ def main() -> None:
     configure_vendors()
     setup_django()
     remember_profile()
+    forget_others()
     in_transaction = (4, 25) if args.quick else (60, 50)
     committing = (2, 10) if args.quick else (20, 25)
     with segment_sink() as host, tempfile.TemporaryDirectory() as scratch:
         calls = variants(host)
         main_calls = {name: calls[name] for name in MAIN_VARIANTS}
         path = write_plan(scratch)
-        contexts = {PLAN_VARIANT: lambda: plan_in_force(path)}
+        contexts = {
+            PLAN_VARIANT: lambda: plan_in_force(path),
+            UNCHECKED_VARIANT: privacy_check_left_out,
+        }
         # Warm up: imports, prepared statements, caches.
         measure(calls, 2, 20, atomic=True, contexts=contexts)
         samples = profiled(
