@@ -263,6 +263,14 @@ def _throughput(result: Mapping[str, Any]) -> list[Row]:
             ">= 60%",
             _met(result["fraction_of_ceiling"] >= 0.6),
         ),
+        Row(
+            "worker, signed-in visitors (identify first, two per browser) vs anonymous, events/s",
+            _n(result["worker_signed_in"]["events_per_second"]),
+            _n(ours["events_per_second"]),
+            f"{result['ratio_signed_in_vs_anonymous']:.2f}x",
+            "",
+            "",
+        ),
     ]
 
 

@@ -8,6 +8,10 @@ code), all measured in this run against the same sandbox process.
 The outbox is filled first (``DELIVERY="worker"``), then a separate process
 runs the worker's ``run_once()`` and times itself; every delivery must reach
 the sandbox exactly as many times as there are events.
+
+Then the same for signed-in visitors: each user's ``identify()`` before their four
+events, two users to each browser session (the second's browser ids are replaced before
+sending, and their events wait for their identify), against the anonymous drain.
 """
 
 from __future__ import annotations
@@ -34,16 +38,27 @@ from tests.benchmarks.loadgen import ceiling
 CONNECTIONS = 32
 
 
-def seed(count: int, vendors: Sequence[str] = VENDORS) -> None:
-    """Track ``count`` events for ``vendors``, 500 to a transaction (``tests.processes.seed``)."""
+def seed(count: int, vendors: Sequence[str] = VENDORS, *, signed_in: bool = False) -> None:
+    """Track ``count`` events for ``vendors``, 500 to a transaction (``tests.processes.seed``);
+    ``signed_in``: four per user, after the user's ``identify()``, two users per session."""
     from django.db import transaction
 
-    from django_eventtrack import track
+    from django_eventtrack import identify, track
 
     for start in range(0, count, 500):
         with transaction.atomic():
             for n in range(start, min(start + 500, count)):
-                track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}", vendors=vendors)
+                if not signed_in:
+                    track(
+                        "order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}", vendors=vendors
+                    )
+                    continue
+                user, session = f"U{n // 4}", f"S{n // 8}"
+                if n % 4 == 0:
+                    traits = {"email": f"{user}@example.com"}
+                    identify(user_id=user, traits=traits, identity={"session": session})
+                properties = {"n": n, "order": f"O{n}"}
+                track("order.placed", properties, session=session, user_id=user, vendors=vendors)
 
 
 def worker_drain(
@@ -52,6 +67,8 @@ def worker_drain(
     result_path: Path,
     vendors: Sequence[str] = VENDORS,
     worker_args: Sequence[str] = (),
+    *,
+    signed_in: bool = False,
 ) -> dict[str, Any]:
     """Fill the outbox with ``events`` for ``vendors``, drain it once in a worker process
     configured with only those vendors, and check each reached ``server`` exactly once.
@@ -61,7 +78,7 @@ def worker_drain(
     """
     from django_eventtrack.models import Delivery
 
-    seed(events, vendors)
+    seed(events, vendors, signed_in=signed_in)
     environ = base_environ(os.environ["BENCH_DATABASE_URL"], **server.env(vendors))
     result = run_child("tests.benchmarks.worker_run", worker_args, environ, result_path)
     counts = server.accepted_counts()
@@ -74,8 +91,9 @@ def worker_drain(
         "requests_per_second": result["requests"] / result["seconds"],
         "accepted_by_server": counts,
         "not_delivered": pending,
+        # Signed in, the identify calls are requests (and PrimeData events) too.
         "all_delivered_once": pending == 0
-        and all(counts.get(vendor) == events for vendor in vendors),
+        and (signed_in or all(counts.get(vendor) == events for vendor in vendors)),
     }
     return result
 
@@ -95,6 +113,9 @@ def main() -> None:
         worker_args = ["--profile", str(args.profile)] if args.profile else []
         worker_result = args.result.with_name(args.result.stem + "-worker.json")
         ours = worker_drain(sandbox, events, worker_result, worker_args=worker_args)
+        sandbox.reset()
+        signed_result = args.result.with_name(args.result.stem + "-signed-in.json")
+        signed = worker_drain(sandbox, events, signed_result, signed_in=True)
     write_result(
         args.result,
         {
@@ -105,6 +126,10 @@ def main() -> None:
             "sandbox_ceiling": sandbox_ceiling,
             "ratio_vs_requests_post": ratio(ours["events_per_second"], plain["events_per_second"]),
             "ratio_vs_session": ratio(ours["events_per_second"], session["events_per_second"]),
+            "worker_signed_in": signed,
+            "ratio_signed_in_vs_anonymous": ratio(
+                signed["events_per_second"], ours["events_per_second"]
+            ),
             "fraction_of_ceiling": ratio(
                 ours["requests_per_second"], sandbox_ceiling["requests_per_second"]
             ),
