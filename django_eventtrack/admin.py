@@ -41,7 +41,14 @@ from django_eventtrack.conf import get_config
 from django_eventtrack.core.event import CORE_KEYS
 from django_eventtrack.core.redaction import truncate
 from django_eventtrack.delivery import backends
-from django_eventtrack.models import Delivery, Event, VendorPause, VendorProfile, VendorSession
+from django_eventtrack.models import (
+    Delivery,
+    Event,
+    VendorDroppedName,
+    VendorPause,
+    VendorProfile,
+    VendorSession,
+)
 from django_eventtrack.monitoring import dashboard, status
 from django_eventtrack.outbox import retention
 
@@ -53,10 +60,11 @@ if TYPE_CHECKING:  # django-stubs makes these generic; Django itself does not
     VendorProfileAdminBase = admin.ModelAdmin[VendorProfile]
     VendorSessionAdminBase = admin.ModelAdmin[VendorSession]
     VendorPauseAdminBase = admin.ModelAdmin[VendorPause]
+    VendorDroppedNameAdminBase = admin.ModelAdmin[VendorDroppedName]
     DeliveryInlineBase = admin.TabularInline[Delivery, Event]
 else:
     EventAdminBase = DeliveryAdminBase = VendorProfileAdminBase = admin.ModelAdmin
-    VendorSessionAdminBase = VendorPauseAdminBase = admin.ModelAdmin
+    VendorSessionAdminBase = VendorPauseAdminBase = VendorDroppedNameAdminBase = admin.ModelAdmin
     DeliveryInlineBase = admin.TabularInline
 
 
@@ -81,6 +89,19 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class DeletableAdminMixin(ReadOnlyAdminMixin):
+    """Read-only but for deleting, with the user's ``delete`` permission: for rows that
+    hold something back (a pause, a dropped name), which deleting ends."""
+
+    #: The model's options (set by ``ModelAdmin``).
+    opts: Any
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Django's own check (ModelAdmin.has_delete_permission), past the read-only mixin.
+        codename = get_permission_codename("delete", self.opts)
+        return bool(request.user.has_perm(f"{self.opts.app_label}.{codename}"))
 
 
 class VendorFilter(admin.SimpleListFilter):
@@ -513,7 +534,7 @@ class VendorSessionAdmin(ReadOnlyAdminMixin, VendorSessionAdminBase):
 
 
 @admin.register(VendorPause)
-class VendorPauseAdmin(ReadOnlyAdminMixin, VendorPauseAdminBase):
+class VendorPauseAdmin(DeletableAdminMixin, VendorPauseAdminBase):
     """Vendors nobody sends to until a time (a 429's ``Retry-After``, an open circuit).
 
     Read-only but for deleting: a deleted pause ends it, and every process sends to the
@@ -524,6 +545,17 @@ class VendorPauseAdmin(ReadOnlyAdminMixin, VendorPauseAdminBase):
     fields = list_display
     readonly_fields = fields
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Django's own check (the user's delete permission), past the read-only mixin.
-        return super(ReadOnlyAdminMixin, self).has_delete_permission(request, obj)
+
+@admin.register(VendorDroppedName)
+class VendorDroppedNameAdmin(DeletableAdminMixin, VendorDroppedNameAdminBase):
+    """Event names a vendor was seen to drop (PrimeData: a type without a schema), whose
+    later events are skipped with the reason for a day.
+
+    Read-only but for deleting: delete one once the vendor takes the name (its schema
+    registered), and every process sends events of that name again at its next claim.
+    """
+
+    list_display = ("name", "vendor", "reason", "learned_at")
+    list_filter = ("vendor",)
+    fields = list_display
+    readonly_fields = fields

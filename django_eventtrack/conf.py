@@ -29,6 +29,7 @@ from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
 from django_eventtrack.core.names import env_name as env_name
+from django_eventtrack.core.names import parse_bool as _parse_bool
 from django_eventtrack.core.names import parse_names as parse_names
 from django_eventtrack.core.names import setting_path as setting_path
 from django_eventtrack.errors import ConfigurationError
@@ -633,17 +634,6 @@ def _parse_seconds(value: Any, where: str) -> float:
     if not seconds > 0 or seconds == float("inf"):
         raise ConfigurationError(f"{where} must be a positive number, got {value!r}")
     return seconds
-
-
-def _parse_bool(value: Any, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in {"1", "true", "yes", "on"}:
-        return True
-    if text in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigurationError(f"{where} must be true or false, got {value!r}")
 
 
 def _parse_traits(value: Any, where: str) -> tuple[str, ...]:

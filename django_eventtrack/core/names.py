@@ -33,3 +33,16 @@ def parse_names(value: Any, where: str) -> frozenset[str]:
             f"{where} must be a list of event names (or a comma-separated string)"
         )
     return frozenset(name.strip() for name in names if name.strip())
+
+
+def parse_bool(value: Any, where: str) -> bool:
+    """True or False (``1``/``true``/``yes``/``on`` and their opposites, as environment
+    variables give them)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"{where} must be true or false, got {value!r}")

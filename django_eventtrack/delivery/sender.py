@@ -23,6 +23,7 @@ exactly when the ``thread`` backend sends what a script or command committed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
@@ -33,7 +34,7 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -47,8 +48,9 @@ from django_eventtrack.conf import Config, DeliveryOptions, get_config
 from django_eventtrack.core.event import IDENTIFY, TrackedEvent
 from django_eventtrack.delivery import http
 from django_eventtrack.models import Delivery
-from django_eventtrack.outbox import leases, outcomes, pausing, vendor_profiles
+from django_eventtrack.outbox import dropped_names, leases, outcomes, pausing, vendor_profiles
 from django_eventtrack.vendors import Outcome, OutcomeKind, VendorAdapter
+from django_eventtrack.vendors.base import request_batches
 
 logger = logging.getLogger("django_eventtrack.sender")
 
@@ -684,10 +686,11 @@ class _Drain:
             if claim.deliveries:
                 self._hold(claim)
         normalised: dict[uuid.UUID, TrackedEvent] = {}
+        dropped = dropped_names.known([lane.name for lane in wanted]) if claim.deliveries else {}
         for lane, count in wanted.items():
             mine = [d for d in claim.deliveries if d.vendor == lane.name]
             lane.exhausted = len(mine) < count
-            self._enqueue(lane, claim, mine, normalised)
+            self._enqueue(lane, claim, mine, normalised, dropped.get(lane.name, {}))
 
     def _hold(self, claim: leases.Claim) -> None:
         self.claims[claim.token] = (claim, len(claim.deliveries))
@@ -700,15 +703,17 @@ class _Drain:
         claim: leases.Claim,
         deliveries: list[Delivery],
         normalised: dict[uuid.UUID, TrackedEvent],
+        dropped: Mapping[str, str],
     ) -> None:
-        """Queue ``deliveries`` on ``lane``, a request's worth per batch."""
+        """Queue ``deliveries`` on ``lane``, a request's worth per batch (events of
+        different :meth:`~VendorAdapter.batch_key` never in one request)."""
         sendable = self._expire_old(lane, claim, deliveries)
         tracked = [d for d in sendable if d.event.kind != IDENTIFY]
         events = _events(lane.adapter, tracked, normalised)
-        per_request = lane.adapter.max_batch_size
-        for start in range(0, len(tracked), per_request):
-            end = start + per_request
-            lane.queue.append(_Batch(claim, tracked[start:end], events[start:end]))
+        tracked, events = self._unwanted(lane, claim, tracked, events, dropped)
+        for indexes in request_batches(lane.adapter, events):
+            batch = [tracked[index] for index in indexes]
+            lane.queue.append(_Batch(claim, batch, [events[index] for index in indexes]))
         for delivery in sendable:
             if delivery.event.kind == IDENTIFY:
                 lane.queue.append(_Batch(claim, [delivery], []))
@@ -718,8 +723,7 @@ class _Drain:
     ) -> list[Delivery]:
         """Fail, unsent, the deliveries older than the vendor's ``MAX_AGE``.
 
-        An outage longer than ``MAX_AGE`` must not end in a replay of stale events
-        (Browsee forbids historical dumps; docs/vendors/browsee.md).
+        An outage longer than ``MAX_AGE`` must not end in a replay of stale events.
         """
         max_age = lane.adapter.config.max_age
         cutoff = timezone.now() - timedelta(seconds=max_age)
@@ -730,12 +734,43 @@ class _Drain:
                 None,
                 f"not sent: older than MAX_AGE ({max_age:g}s) when its turn came",
             )
-            outcomes.record_outcome(
-                claim, expired, outcome, lane.adapter.config, self.options, attempted=False
-            )
-            self.stats.add(outcome, len(expired), sent=False)
-            self._recorded(claim, len(expired))
+            self._settle_unsent(lane, claim, expired, outcome)
         return [d for d in deliveries if d.created_at >= cutoff]
+
+    def _unwanted(
+        self,
+        lane: _Lane,
+        claim: leases.Claim,
+        deliveries: list[Delivery],
+        events: list[TrackedEvent],
+        dropped: Mapping[str, str],
+    ) -> tuple[list[Delivery], list[TrackedEvent]]:
+        """Skip, unsent, what the vendor does not want now: an event that happened too
+        long ago (its ``MAX_LATENESS``), or of a name it was seen to drop."""
+        now = timezone.now()
+        kept: tuple[list[Delivery], list[TrackedEvent]] = ([], [])
+        skipped: dict[str, list[Delivery]] = {}
+        for delivery, event in zip(deliveries, events, strict=True):
+            reason = lane.adapter.lateness_refusal(event.timestamp, now) or lane.adapter.known_drop(
+                event, dropped
+            )
+            if reason is None:
+                kept[0].append(delivery)
+                kept[1].append(event)
+            else:
+                skipped.setdefault(reason, []).append(delivery)
+        for reason, rows in skipped.items():
+            self._settle_unsent(lane, claim, rows, Outcome(OutcomeKind.SKIPPED, None, reason))
+        return kept
+
+    def _settle_unsent(
+        self, lane: _Lane, claim: leases.Claim, deliveries: list[Delivery], outcome: Outcome
+    ) -> None:
+        outcomes.record_outcome(
+            claim, deliveries, outcome, lane.adapter.config, self.options, attempted=False
+        )
+        self.stats.add(outcome, len(deliveries), sent=False)
+        self._recorded(claim, len(deliveries))
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -802,7 +837,8 @@ class _Drain:
         those of one claim with the same outcome together, all in one transaction."""
         groups: dict[tuple[_Lane, uuid.UUID, Outcome | None], list[_Batch]] = {}
         for lane, batch, outcome in finished:
-            groups.setdefault((lane, batch.claim.token, outcome), []).append(batch)
+            for part, verdict in _singled_out(batch, outcome):
+                groups.setdefault((lane, batch.claim.token, verdict), []).append(part)
         results = [
             outcomes.Result(
                 batches[0].claim,
@@ -829,6 +865,20 @@ class _Drain:
         del self.claims[claim.token]
         with _held_lock:
             _held.pop(claim.token, None)
+
+
+def _singled_out(batch: _Batch, outcome: Outcome | None) -> list[tuple[_Batch, Outcome | None]]:
+    """``batch`` with its outcome, or split by verdict when the vendor judged some of its
+    events apart (:attr:`Outcome.singled_out`: refused one event of a batch, took the rest)."""
+    if outcome is None or not outcome.singled_out:
+        return [(batch, outcome)]
+    parts: dict[Outcome, list[Delivery]] = {}
+    for delivery in batch.deliveries:
+        parts.setdefault(outcome.for_event(str(delivery.event_id)), []).append(delivery)
+    return [
+        (dataclasses.replace(batch, deliveries=deliveries), verdict)
+        for verdict, deliveries in parts.items()
+    ]
 
 
 def _teach(window: Window, batch: _Batch, outcome: Outcome | None) -> None:
@@ -1083,6 +1133,7 @@ def _learn(adapter: VendorAdapter, outcome: Outcome) -> None:
             vendor_profiles.learn(
                 adapter, outcome.learned, lambda request: http.send(adapter, request)
             )
+            dropped_names.learn(adapter.name, outcome.learned)
     except Exception:
         logger.exception(
             "vendor=%s: could not keep what its answer taught; the next answer teaches it again",

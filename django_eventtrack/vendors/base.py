@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import email.utils
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
+from django.utils import timezone
+
+from django_eventtrack.core.names import env_name, setting_path
 from django_eventtrack.core.redaction import redact, truncate
+from django_eventtrack.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from django_eventtrack.core.event import Identity, TrackedEvent
@@ -141,8 +145,19 @@ class ProfileGone:
     user_id: str | None
 
 
-#: What an answer taught about the vendor's own ids, for the sender to keep.
-Learned = SessionOwner | ProfileGone
+@dataclass(frozen=True)
+class NameDropped:
+    """Learnt from an answer: the vendor drops every event it gets as ``name`` (its own
+    name, after ``EVENT_NAMES``); ``reason`` says why and how to fix it. The sender
+    keeps it for every process and skips later events of that name with the reason
+    (:meth:`VendorAdapter.known_drop`)."""
+
+    name: str
+    reason: str
+
+
+#: What an answer taught about the vendor, for the sender to keep.
+Learned = SessionOwner | ProfileGone | NameDropped
 #: Per event id, what was changed to fit the vendor (one short line each).
 Adjustments = tuple[tuple[str, tuple[str, ...]], ...]
 #: Filled by an adapter while it builds a request: event id -> adjustment lines.
@@ -153,8 +168,8 @@ Notes = dict[str, list[str]]
 class Outcome:
     """The verdict on one attempt, with a message that is safe to log and store.
 
-    ``learned`` and ``adjustments`` are empty on the common path, so equal
-    verdicts still compare equal (the sender records them together).
+    ``learned``, ``adjustments`` and ``singled_out`` are empty on the common path, so
+    equal verdicts still compare equal (the sender records them together).
     """
 
     kind: OutcomeKind
@@ -163,6 +178,9 @@ class Outcome:
     retry_after: float | None = None
     learned: tuple[Learned, ...] = ()
     adjustments: Adjustments = ()
+    #: Events of the request whose verdict is their own (event id, outcome): a batch
+    #: whose vendor refused one event and took the others; the rest share this one.
+    singled_out: tuple[tuple[str, Outcome], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -176,6 +194,17 @@ class Outcome:
     def learning(self, *facts: Learned) -> Outcome:
         """This outcome carrying ``facts`` for the sender to keep (:func:`api.learn`)."""
         return replace(self, learned=self.learned + facts)
+
+    def singling_out(self, event_id: str, outcome: Outcome) -> Outcome:
+        """This outcome, but ``outcome`` for the event ``event_id`` of the request."""
+        return replace(self, singled_out=(*self.singled_out, (event_id, outcome)))
+
+    def for_event(self, event_id: str) -> Outcome:
+        """The verdict on the event ``event_id`` of the request (:attr:`singled_out`)."""
+        for singled, outcome in self.singled_out:
+            if singled == event_id:
+                return outcome
+        return replace(self, singled_out=()) if self.singled_out else self
 
 
 def note(notes: Notes, event: TrackedEvent, line: str) -> None:
@@ -290,6 +319,32 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
+def parse_lateness(value: Any, where: str) -> float | None:
+    """``MAX_LATENESS``: seconds (a number, or a numeric string from the environment), or
+    ``False`` (``off`` in the environment) for no limit."""
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "false")):
+        return None
+    try:
+        seconds = -1.0 if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise ConfigurationError(
+            f"{where} must be a positive number of seconds, or False for no limit; got {value!r}"
+        )
+    return seconds
+
+
+def spelled_duration(seconds: float) -> str:
+    """``35 days``, ``2 hours``, ``4 minutes``, ``12 seconds``: the largest whole unit."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    count = int(seconds)
+    return f"{count} second{'s' if count != 1 else ''}"
+
+
 class VendorAdapter:
     """Base of the vendor modules; subclasses hold only what differs.
 
@@ -312,6 +367,9 @@ class VendorAdapter:
     own_settings: ClassVar[Mapping[str, OwnSetting]] = {}
     #: Default ``MAX_AGE``: seconds after which an undelivered event is given up.
     default_max_age: ClassVar[float] = DEFAULT_MAX_AGE
+    #: Why an event sent long after it happened is not wanted, for a vendor with a
+    #: ``MAX_LATENESS`` own setting (:meth:`lateness_refusal`).
+    lateness_why: ClassVar[str] = ""
     #: The ids this vendor gives visitors in the browser (:class:`BrowserId`).
     browser_ids: ClassVar[tuple[BrowserId, ...]] = ()
     #: Dotted path to this vendor's sandbox description (a
@@ -364,6 +422,35 @@ class VendorAdapter:
     def name_refusal(self, name: str) -> str | None:
         """Why this vendor refuses every event called ``name`` (our name, before
         ``EVENT_NAMES``), or None. The system checks ask it about ``MODEL_EVENTS``."""
+        return None
+
+    def lateness_refusal(self, happened: datetime, now: datetime | None = None) -> str | None:
+        """Why an event that happened at ``happened`` is too late to send now, or None.
+
+        Only for a vendor with a ``MAX_LATENESS`` own setting (one that records when an
+        event arrives, or forbids historical data): routing asks it when the event is
+        tracked, the sender again when its turn comes.
+        """
+        limit: float | None = self.config.options.get("MAX_LATENESS")
+        if limit is None:
+            return None
+        late = ((now or timezone.now()) - happened).total_seconds()
+        if late <= limit:
+            return None
+        return (
+            f"not sent: it happened {spelled_duration(late)} ago, later than "
+            f"{self.display_name}'s MAX_LATENESS ({spelled_duration(limit)}); "
+            f"{self.lateness_why}"
+        )
+
+    def known_drop(self, event: TrackedEvent, dropped: Mapping[str, str]) -> str | None:
+        """Why ``event`` is not sent, when the vendor is known to drop events of its name
+        (``dropped``: the vendor's event names it dropped before, with the reason)."""
+        return dropped.get(self.vendor_event_name(event))
+
+    def batch_key(self, event: TrackedEvent) -> Hashable:
+        """Events with different keys never share a request (a vendor whose answer
+        counts what it took per request groups them by what it may refuse)."""
         return None
 
     # -- building ---------------------------------------------------------
@@ -468,6 +555,8 @@ class VendorAdapter:
             if failure is None:
                 return Outcome(OutcomeKind.DELIVERED, status)
             return Outcome(OutcomeKind.FAILED, status, self._safe(failure))
+        if 300 <= status < 400:
+            return Outcome(OutcomeKind.FAILED, status, self._redirected(response))
         message = self._safe(self.error_message(payload) or _body_text(response))
         message = f"HTTP {status}: {message}" if message else f"HTTP {status}"
         if status in RETRYABLE_STATUSES or status >= 500:
@@ -479,12 +568,40 @@ class VendorAdapter:
         """A refusal hidden in a 2xx body (Browsee's ``status: failure``), or None."""
         return None
 
+    def _redirected(self, response: VendorResponse) -> str:
+        """A redirect is a configuration mistake (no vendor API redirects; an
+        ``http://`` ``API_URL`` answered by a redirect to ``https://`` is the usual one):
+        the message names the setting to fix and where the vendor pointed."""
+        location = response.headers.get("location", "")
+        where = f" to {self._safe(location)}" if location else ""
+        return (
+            f"HTTP {response.status}: {self.display_name} redirected the request{where}; "
+            f"check {setting_path('VENDORS', self.name, 'API_URL')} (or "
+            f"{env_name(self.name, 'API_URL')}), now {self._safe(self.config.api_url)}: "
+            "requests are not followed to another address"
+        )
+
     def error_message(self, payload: Any) -> str | None:
         """The vendor's own words from an error body, or None to use the raw text."""
         return None
 
     def _safe(self, text: str) -> str:
         return truncate(redact(text, self.config.secrets))
+
+
+def request_batches(adapter: VendorAdapter, events: Sequence[TrackedEvent]) -> list[list[int]]:
+    """``events`` (by index, in order) split into requests: at most the adapter's
+    ``max_batch_size`` each, and only events of one :meth:`~VendorAdapter.batch_key`
+    together."""
+    groups: dict[Hashable, list[int]] = {}
+    for index, event in enumerate(events):
+        groups.setdefault(adapter.batch_key(event), []).append(index)
+    size = adapter.max_batch_size
+    return [
+        indexes[start : start + size]
+        for indexes in groups.values()
+        for start in range(0, len(indexes), size)
+    ]
 
 
 def _body_text(response: VendorResponse) -> str:

@@ -46,7 +46,8 @@ from tests.sandbox.helpers import (
         ("primedata", 200, {"processedEvents": 1, "profileId": None}),
     ],
 )
-def test_valid_request_gets_documented_success(send, vendor, status, answer):
+def test_valid_request_gets_documented_success(sandbox, send, vendor, status, answer):
+    sandbox.state("primedata").register("purchase")  # its body's type
     response = send(vendor, VALID_BODIES[vendor])
 
     assert (response.status_code, response.json()) == (status, answer)
@@ -76,11 +77,12 @@ def test_valid_request_gets_documented_success(send, vendor, status, answer):
         ("hellotext", {"action": "page.viewed", "session": "S", "url": "https://x.test/"}),
         ("hackle", hackle_event(user={"deviceId": "d"})),
         ("hackle", hackle_event(user={"identifiers": {"sessionId": "s"}, "properties": {"a": 1}})),
-        ("hackle", hackle_event(event={"key": "k", "properties": {"tags": ["a", 1, True]}})),
+        ("hackle", hackle_event(event={"key": "k", "properties": {"tags": ["a", 1, 2.5]}})),
         ("browsee", browsee_event(userId=MISSING, anonymousId="anon")),
         ("browsee", browsee_event(timestamp="2021-12-02T00:30:08.276Z", properties={"p": 1})),
         ("primedata", primedata_batch(primedata_event(sessionId="s", sendAt=NOW))),
-        ("primedata", {"events": [primedata_event()]}),
+        ("primedata", {"events": [primedata_event(sessionId="s")]}),
+        ("primedata", {"events": [primedata_event(eventType="SaveEntity")]}),
     ],
 )
 def test_documented_variants_are_accepted(send, vendor, body):

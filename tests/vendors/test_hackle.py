@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from django_eventtrack import track
 from django_eventtrack.core.event import Identity, TrackedEvent
@@ -67,7 +68,8 @@ def test_hackle_drops_keys_longer_than_128(make_adapter):
         pytest.param("x" * 2000, "x" * 1024, id="long-string-truncated"),
         pytest.param({"items": 2, "name": "ü"}, '{"items":2,"name":"ü"}', id="dict-json"),
         pytest.param([{"sku": "a"}], '[{"sku":"a"}]', id="list-of-dicts-json"),
-        pytest.param(["a", 1, 2.5, True], ["a", 1, 2.5, True], id="list-of-scalars-kept"),
+        pytest.param(["a", 1, 2.5], ["a", 1, 2.5], id="list-of-strings-and-numbers-kept"),
+        pytest.param(["a", True], '["a",true]', id="list-holding-a-boolean-json"),
         pytest.param(["x" * 2000], ["x" * 1024], id="list-strings-truncated"),
         pytest.param({"long": "x" * 2000}, None, id="long-json-dropped-not-cut"),
         pytest.param(False, False, id="boolean-kept"),
@@ -115,7 +117,8 @@ def test_hackle_notes_every_change_without_values(make_adapter, make_event):
         "ratio": 0.1234567,
         "big": 10**16,
     }
-    request = make_adapter("hackle").build_request([make_event(properties=properties)])
+    event = make_event(properties=properties, timestamp=timezone.now())
+    request = make_adapter("hackle").build_request([event])
     (notes,) = request.notes.values()
     assert notes == (
         "properties: dropped null values: gone",
@@ -127,7 +130,9 @@ def test_hackle_notes_every_change_without_values(make_adapter, make_event):
     )
     assert "red" not in " ".join(notes)
     assert "x" * 10 not in " ".join(notes)
-    plain = make_adapter("hackle").build_request([make_event(properties={"a": 1})])
+    plain = make_adapter("hackle").build_request(
+        [make_event(properties={"a": 1}, timestamp=timezone.now())]
+    )
     assert plain.notes == {}
 
 
@@ -172,6 +177,11 @@ LONG_KEY = "k" * 129
         (hackle_event(event={"key": "k", "properties": {"n": 10**15}}), "15 integer digits"),
         (hackle_event(event={"key": "k", "properties": {"n": 0.1234567}}), "6 decimal places"),
         (hackle_event(event={"key": "k", "value": 10**16}), "event.value"),
+        (
+            hackle_event(event={"key": "k", "properties": {"p": ["a", True]}}),
+            "event.properties.p is an array holding a boolean",
+        ),
+        (hackle_event(user={"userId": "u", "properties": {"b": [False]}}), "user.properties.b"),
     ],
 )
 def test_hackle_rejects_with_400(send, body, field):
@@ -206,6 +216,7 @@ def test_hackles_fitting_is_recorded_logged_once_and_shown(
     ]
     logged = [r for r in caplog.records if "changed to fit the vendor" in r.getMessage()]
     assert len(logged) == 1
+    assert logged[0].levelno == logging.WARNING  # the vendor gets other data than tracked
     assert "x" * 100 not in logged[0].getMessage()  # the lines name keys, never values
     page = admin_client.get(f"/admin/django_eventtrack/delivery/{fitted.pk}/change/")
     assert "72 keys, kept 64" in page.content.decode()
