@@ -625,7 +625,8 @@ def _iso_money(
     fitted = copy.deepcopy(parameters)
     for where, money in _money(fitted):
         if "currency" in money:
-            code = _iso_currency(event, money["currency"], f"{where}.currency", notes)
+            field = f"object_parameters.{where}.currency"
+            code = _iso_currency(event, money["currency"], field, notes)
             if code is None:
                 del money["currency"]
             else:
