@@ -210,16 +210,20 @@ def test_vendor_specific_settings_come_from_settings_or_the_environment(
     }
     monkeypatch.setenv("EVENTTRACK_PRIMEDATA_EVENT_TYPES", "order.placed, cart.added")
     monkeypatch.setenv("EVENTTRACK_HELLOTEXT_OBJECT_SOURCE", "my-shop")
+    monkeypatch.setenv("EVENTTRACK_HELLOTEXT_PRODUCTS_SYNCED", "yes")
+    monkeypatch.setenv("EVENTTRACK_HACKLE_MAX_LATENESS", "off")
     conf.reload()
     vendors = conf.get_config().vendors
     assert vendors["hellotext"].options == {
         "ACTIONS": frozenset({"appointment.booked"}),
         "OBJECT_SOURCE": "my-shop",
+        "PRODUCTS_SYNCED": True,
     }
     assert vendors["primedata"].options == {
         "EVENT_TYPES": frozenset({"order.placed", "cart.added"})
     }
-    assert vendors["hackle"].options == {}
+    assert vendors["hackle"].options == {"MAX_LATENESS": None}
+    assert vendors["browsee"].options == {"MAX_LATENESS": 6 * 3600.0}
 
 
 def test_a_vendor_specific_setting_belongs_to_its_vendor_only(settings: Settings) -> None:

@@ -42,11 +42,12 @@ def test_track_stores_one_row_in_one_query_and_a_sender_writes_a_delivery_per_ve
 ) -> None:
     get_config()  # settings resolution is cached; only the outbox writes are counted
     with transaction.atomic(), django_assert_num_queries(1):
-        event = track("product.purchased", {"product": "vxqQJ3Yg"}, profile="P1", user_id=7)
+        purchase = {"product": "vxqQJ3Yg", "name": "Tee"}
+        event = track("product.purchased", purchase, profile="P1", user_id=7)
     assert event is not None
     stored = Event.objects.get(pk=event.id)
     assert stored.identity == {"user_id": "7", "profile": "P1"}
-    assert stored.properties == {"product": "vxqQJ3Yg"}
+    assert stored.properties == purchase
     assert stored.routes == dict.fromkeys(VENDORS)
     assert not stored.deliveries.exists()
     claim = leases.claim_due(dict.fromkeys(VENDORS, 10), timedelta(minutes=1))
@@ -342,9 +343,9 @@ def test_deliveries_older_than_max_age_are_failed_unsent(
 ) -> None:
     from django_eventtrack.delivery import sender
 
-    vendor_settings = sandbox.vendor_settings()
-    settings.EVENTTRACK = {"VENDORS": {"browsee": vendor_settings["browsee"]}, "DELIVERY": "worker"}
-    assert get_config().vendors["browsee"].max_age == 6 * 3600  # Browsee's default
+    browsee = sandbox.vendor_settings()["browsee"] | {"MAX_AGE": 6 * 3600}
+    settings.EVENTTRACK = {"VENDORS": {"browsee": browsee}, "DELIVERY": "worker"}
+    assert get_config().vendors["browsee"].max_age == 6 * 3600
     stale = track("a.b", user_id=1)
     fresh = track("a.b", user_id=2)
     assert stale is not None

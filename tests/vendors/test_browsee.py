@@ -127,6 +127,7 @@ def test_an_event_that_happened_hours_ago_is_not_dumped_on_browsee(configure: An
 def test_an_event_that_became_too_late_while_waiting_is_skipped(configure: Any) -> None:
     sandbox = configure({"browsee": {"MAX_LATENESS": 60}}, DELIVERY="worker")
     event = track("order.placed", {"order": "A"}, user_id="7", vendors=["browsee"])
+    assert event is not None
     # Stored a moment ago about five minutes ago: routed then, too late by its turn.
     Event.objects.filter(pk=event.id).update(timestamp=timezone.now() - timedelta(minutes=5))
     drain(["browsee"])

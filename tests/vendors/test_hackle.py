@@ -5,6 +5,7 @@ logged once and shown in the admin (item 9 of issue 14)."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -13,10 +14,13 @@ from django.test import Client
 from django.utils import timezone
 
 from django_eventtrack import track
-from django_eventtrack.core.event import Identity, TrackedEvent
+from django_eventtrack.core.event import IDENTIFY, Identity, TrackedEvent
 from django_eventtrack.delivery.sender import drain
+from django_eventtrack.errors import ConfigurationError
+from django_eventtrack.models import Event
 from django_eventtrack.vendors import VendorAdapter
-from tests.sandbox.helpers import hackle_event
+from django_eventtrack.vendors.base import parse_lateness
+from tests.sandbox.helpers import HACKLE_KEY, hackle_event
 from tests.test_admin import _admin_settings  # noqa: F401  (a fixture)
 from tests.vendors.helpers import VISITOR, WHEN, Status, body_for, delivery, make_due
 
@@ -220,3 +224,101 @@ def test_hackles_fitting_is_recorded_logged_once_and_shown(
     assert "x" * 100 not in logged[0].getMessage()  # the lines name keys, never values
     page = admin_client.get(f"/admin/django_eventtrack/delivery/{fitted.pk}/change/")
     assert "72 keys, kept 64" in page.content.decode()
+
+
+# -- Hackle records the time an event arrives --------------------------------------------------
+
+
+def test_a_35_day_old_event_is_not_delivered_to_hackle_without_a_word(configure: Any) -> None:
+    sandbox = configure()
+    then = timezone.now() - timedelta(days=35)
+    event = track("order.placed", {"order": "A"}, user_id="7", timestamp=then)
+    skipped = delivery("hackle", event)
+    assert skipped.status == Status.SKIPPED
+    assert "it happened 35 days ago, later than Hackle's MAX_LATENESS (1 hour)" in (
+        skipped.last_error
+    )
+    assert "would record it at its arrival" in skipped.last_error
+    assert sandbox.requests("hackle") == []
+
+
+def test_an_event_sent_late_says_so_on_its_delivery(configure: Any) -> None:
+    sandbox = configure()
+    then = timezone.now() - timedelta(minutes=10)
+    event = track("order.placed", {"order": "A"}, user_id="7", timestamp=then, vendors=["hackle"])
+    sent = delivery("hackle", event)
+    assert sent.status == Status.DELIVERED
+    assert sent.adjustments == [
+        "time: sent 10 minutes after it happened; Hackle records the time it arrives"
+    ]
+    assert len(sandbox.requests("hackle")) == 1
+    prompt = track("order.placed", {"order": "B"}, user_id="7", vendors=["hackle"])
+    assert delivery("hackle", prompt).adjustments == []
+
+
+def test_an_event_retried_past_hackles_lateness_is_skipped_not_sent(configure: Any) -> None:
+    sandbox = configure({"hackle": {"MAX_LATENESS": 60}}, DELIVERY="worker")
+    sandbox.inject("hackle", status=503)
+    event = track("order.placed", {"order": "A"}, user_id="7", vendors=["hackle"])
+    assert event is not None
+    drain(["hackle"])
+    waiting = delivery("hackle", event)
+    assert (waiting.status, waiting.attempts) == (Status.PENDING, 1)
+    Event.objects.filter(pk=event.id).update(timestamp=timezone.now() - timedelta(minutes=2))
+    make_due(waiting)
+    drain(["hackle"])
+    skipped = delivery("hackle", event)
+    assert (skipped.status, skipped.attempts) == (Status.SKIPPED, 1)
+    assert "it happened 2 minutes ago" in skipped.last_error
+    assert len(sandbox.requests("hackle")) == 1  # only the refused first attempt
+
+
+def test_hackles_lateness_can_be_turned_off(configure: Any) -> None:
+    sandbox = configure({"hackle": {"MAX_LATENESS": False}})
+    then = timezone.now() - timedelta(days=35)
+    event = track("order.placed", {"order": "A"}, user_id="7", timestamp=then, vendors=["hackle"])
+    sent = delivery("hackle", event)
+    assert sent.status == Status.DELIVERED
+    assert sent.adjustments == [
+        "time: sent 35 days after it happened; Hackle records the time it arrives"
+    ]
+    assert len(sandbox.requests("hackle")) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [(60, 60.0), ("90", 90.0), (False, None), ("off", None)],
+)
+def test_max_lateness_values(value, parsed):
+    assert parse_lateness(value, "MAX_LATENESS") == parsed
+
+
+@pytest.mark.parametrize("value", [0, -5, "soon", True, float("inf")])
+def test_max_lateness_refuses_what_is_no_duration(value):
+    with pytest.raises(ConfigurationError, match="MAX_LATENESS must be a positive number"):
+        parse_lateness(value, "MAX_LATENESS")
+
+
+# -- identify() and empty operations ------------------------------------------------------------
+
+
+def test_a_hackle_identify_with_nothing_to_set_is_skipped(make_adapter):
+    adapter = make_adapter("hackle")
+    empty = TrackedEvent.create("identify", {}, identity=Identity(user_id="7"), kind=IDENTIFY)
+    nulls = TrackedEvent.create(
+        "identify", {"plan": None}, identity=Identity(user_id="7"), kind=IDENTIFY
+    )
+    kept = TrackedEvent.create(
+        "identify", {"plan": "pro"}, identity=Identity(user_id="7"), kind=IDENTIFY
+    )
+    assert "an empty $set is refused" in adapter.identify_skip_reason(empty)
+    assert "an empty $set is refused" in adapter.identify_skip_reason(nulls)
+    assert adapter.identify_skip_reason(kept) is None
+
+
+def test_the_sandbox_refuses_an_empty_hackle_operation(sandbox, client):
+    url = sandbox.api_url("hackle") + "/v1/properties"
+    body = {"userId": "7", "operations": {"$set": {}}}
+    response = client.post(url, json=body, headers={"X-HACKLE-API-KEY": HACKLE_KEY}, timeout=2)
+    assert response.status_code == 400
+    assert "operations.$set is empty" in response.json()["message"]

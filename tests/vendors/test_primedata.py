@@ -144,8 +144,8 @@ def test_primedatas_session_is_a_browser_session_or_the_users_never_a_profile(
 # --- the sandbox: PrimeData's rules and registered schemas ------------------------------------
 
 
-def test_primedata_accepts_500_events(sandbox, send):
-    sandbox.state("primedata").register("purchase")
+def test_primedata_accepts_500_events(primedata_schemas, send):
+    primedata_schemas.register("purchase")
     response = send("primedata", primedata_batch(*[primedata_event()] * 500))
 
     assert response.json() == {"processedEvents": 500, "profileId": None}
@@ -259,8 +259,10 @@ TOO_SHORT = "String length must be greater than or equal to 1"
         ),
     ],
 )
-def test_primedata_rejects_invalid_schema_with_422(sandbox, send, body, field, description):
-    sandbox.state("primedata").register("purchase", types={"total": "number"})
+def test_primedata_rejects_invalid_schema_with_422(
+    primedata_schemas, send, body, field, description
+):
+    primedata_schemas.register("purchase", types={"total": "number"})
     response = send("primedata", body)
 
     assert response.status_code == 422
@@ -292,10 +294,10 @@ def test_primedata_scope_must_be_the_client_id(send, event, field):
     assert error["details"][0]["field"] == field
 
 
-def test_primedata_leaves_unregistered_event_types_out_of_processed_events(sandbox, send):
+def test_primedata_leaves_unregistered_event_types_out_of_processed_events(primedata_schemas, send):
     batch = primedata_batch(primedata_event(), primedata_event(eventType="unknown"))
     assert send("primedata", batch).json()["processedEvents"] == 0  # nothing registered yet
-    sandbox.state("primedata").register("purchase")
+    primedata_schemas.register("purchase")
     assert send("primedata", batch).json() == {"processedEvents": 1, "profileId": None}
     identify = primedata_event(
         eventType="identify",
@@ -307,12 +309,12 @@ def test_primedata_leaves_unregistered_event_types_out_of_processed_events(sandb
         },
     )
     assert send("primedata", primedata_batch(identify)).json()["processedEvents"] == 1
-    sandbox.state("primedata").seed(["*"])  # every type registered, without rules
+    primedata_schemas.seed(["*"])  # every type registered, without rules
     assert send("primedata", batch).json()["processedEvents"] == 2
 
 
-def test_primedata_leaves_events_without_a_required_property_out(sandbox, send):
-    sandbox.state("primedata").register("purchase", required=["total", "currency"])
+def test_primedata_leaves_events_without_a_required_property_out(primedata_schemas, send):
+    primedata_schemas.register("purchase", required=["total", "currency"])
     batch = primedata_batch(
         primedata_event(properties={"total": 10, "currency": "USD"}),
         primedata_event(properties={"total": 10}),
@@ -378,7 +380,9 @@ def test_the_sandbox_refuses_a_primedata_identify_without_an_analytics_user(
 REGISTRATION = 'EVENTTRACK["VENDORS"]["primedata"]["EVENT_TYPES"]'
 
 
-def test_a_primedata_batch_of_one_it_did_not_process_is_not_delivered(configure: Any) -> None:
+def test_a_primedata_batch_of_one_it_did_not_process_is_not_delivered(
+    configure: Any, primedata_schemas: PrimeDataSchemas
+) -> None:
     sandbox = configure()
     sandbox.state("primedata").register("order.placed")  # not "product.viewed"
     event = track("product.viewed", {"product": "TEE-1"}, session="S1", vendors=["primedata"])
@@ -392,6 +396,7 @@ def test_a_primedata_batch_of_one_it_did_not_process_is_not_delivered(configure:
 
 def test_a_batch_with_an_unregistered_type_delivers_the_registered_events_and_fails_the_other(
     configure: Any,
+    primedata_schemas: PrimeDataSchemas,
 ) -> None:
     """Two schemas registered, a third type not: one type per request, so the shortfall
     points at the type; its events fail with how to register it, the others are delivered,
@@ -422,7 +427,9 @@ def test_a_batch_with_an_unregistered_type_delivers_the_registered_events_and_fa
     assert len(sandbox.requests("primedata")) == 3  # the later one never went out
 
 
-def test_a_dropped_type_declared_in_event_types_is_sent_again(configure: Any) -> None:
+def test_a_dropped_type_declared_in_event_types_is_sent_again(
+    configure: Any, primedata_schemas: PrimeDataSchemas
+) -> None:
     sandbox = configure(DELIVERY="worker")
     first = track("wishlist.added", {"order": "A"}, session="S1", vendors=["primedata"])
     drain(["primedata"])
@@ -434,7 +441,9 @@ def test_a_dropped_type_declared_in_event_types_is_sent_again(configure: Any) ->
     assert delivery("primedata", again).status == Status.DELIVERED
 
 
-def test_a_dropped_type_is_asked_about_again_a_day_later(configure: Any) -> None:
+def test_a_dropped_type_is_asked_about_again_a_day_later(
+    configure: Any, primedata_schemas: PrimeDataSchemas
+) -> None:
     sandbox = configure(DELIVERY="worker")
     track("wishlist.added", {"order": "A"}, session="S1", vendors=["primedata"])
     drain(["primedata"])
@@ -445,7 +454,9 @@ def test_a_dropped_type_is_asked_about_again_a_day_later(configure: Any) -> None
     assert delivery("primedata", again).status == Status.DELIVERED
 
 
-def test_a_batch_with_one_event_primedata_refuses_delivers_the_others(configure: Any) -> None:
+def test_a_batch_with_one_event_primedata_refuses_delivers_the_others(
+    configure: Any, primedata_schemas: PrimeDataSchemas
+) -> None:
     """A 422 means PrimeData processed nothing of the request: the event it names fails
     with PrimeData's words, the others are sent again at once, without it."""
     sandbox = configure(DELIVERY="worker")
@@ -472,7 +483,7 @@ def test_a_batch_with_one_event_primedata_refuses_delivers_the_others(configure:
 
 
 def test_a_partly_processed_primedata_batch_is_flagged_and_never_resent(
-    configure: Any, caplog: pytest.LogCaptureFixture
+    configure: Any, primedata_schemas: PrimeDataSchemas, caplog: pytest.LogCaptureFixture
 ) -> None:
     sandbox = configure(DELIVERY="worker")
     sandbox.state("primedata").register("order.placed", required=["total"])
@@ -498,7 +509,9 @@ def test_a_partly_processed_primedata_batch_is_flagged_and_never_resent(
     assert len(sandbox.requests("primedata")) == 1  # nothing sent twice
 
 
-def test_unregistered_primedata_event_types_are_skipped_before_sending(configure: Any) -> None:
+def test_unregistered_primedata_event_types_are_skipped_before_sending(
+    configure: Any, primedata_schemas: PrimeDataSchemas
+) -> None:
     sandbox = configure({"primedata": {"EVENT_TYPES": "order.placed, cart.added"}})
     sandbox.state("primedata").register("order.placed", "cart.added")
     kept = track("order.placed", {"order": "A"}, session="S1", vendors=["primedata"])
