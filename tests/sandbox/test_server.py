@@ -520,6 +520,14 @@ def test_control_legacy(sandbox, client, send):
         ("POST", "faults", [1], 400),
         ("POST", "legacy", {"enabled": True}, 400),
         ("POST", "legacy", {"vendor": "nope"}, 400),
+        ("POST", "seed", {"unseen_sessions": ["S"]}, 400),
+        ("POST", "seed", {"vendor": "nope", "unseen_sessions": ["S"]}, 400),
+        ("POST", "seed", {"vendor": "hackle", "actions": ["a.b"]}, 400),
+        ("POST", "seed", {"vendor": "hellotext", "sessions": ["S"]}, 400),
+        ("POST", "seed", {"vendor": "hellotext", "unseen_sessions": "S"}, 400),
+        ("POST", "seed", {"vendor": "hellotext", "actions": ["order.placed"]}, 400),
+        ("POST", "seed", {"vendor": "primedata", "aliases": ['{"required": []}']}, 400),
+        ("GET", "seed", None, 405),
         ("GET", "faults", None, 405),
         ("POST", "health", None, 405),
         ("GET", "nothing", None, 404),
@@ -531,6 +539,15 @@ def test_control_refuses_bad_calls(sandbox, client, method, action, payload, sta
     assert response.status_code == status
     assert "error" in response.json()
     assert sandbox.requests() == []
+
+
+def test_control_seed_registers_primedata_schemas(sandbox, client, send):
+    schema = '{"alias": "purchase", "required": ["total"]}'
+    sandbox.state("primedata").any_type = False
+    seeded = control(client, sandbox, "POST", "seed", {"vendor": "primedata", "aliases": [schema]})
+    assert seeded.json() == {"ok": True}
+    batch = primedata_batch(primedata_event(), primedata_event(properties={"other": 1}))
+    assert send("primedata", batch).json()["processedEvents"] == 1
 
 
 # --- Python API -------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ schemas, its scope, its registered event types), and the library against it
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -15,13 +16,15 @@ from django.utils import timezone
 from django_eventtrack import identify, track
 from django_eventtrack.conf import get_config
 from django_eventtrack.core.event import IDENTIFY, Identity, TrackedEvent
+from django_eventtrack.delivery.http import Attempt
 from django_eventtrack.delivery.sender import drain
 from django_eventtrack.models import VendorDroppedName, VendorProfile
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.sandbox.primedata import PRIMEDATA, PrimeDataSchemas
 from django_eventtrack.sandbox.spec import Incoming
+from django_eventtrack.vendors import OutcomeKind, VendorRequest, VendorResponse
 from django_eventtrack.vendors.base import request_batches
-from django_eventtrack.vendors.primedata import server_session
+from django_eventtrack.vendors.primedata import MAX_REFUSED, server_session
 from tests.sandbox.helpers import CLIENT_ID, MISSING, primedata_batch, primedata_event
 from tests.vendors.helpers import (
     ORDER,
@@ -581,3 +584,31 @@ def test_a_server_event_for_a_user_gets_the_users_primedata_session(
     (identified,) = [r.body for r in sandbox.requests("primedata") if "context" in r.path]
     sessions = {e["sessionId"] for e in identified["events"]}
     assert sessions == {"S1", server_session(str(user.pk))}
+
+
+def test_primedata_refusals_are_capped_per_attempt_and_the_rest_retried(make_adapter, make_event):
+    """Each refusal costs a request: past MAX_REFUSED in one attempt, the rest wait for the
+    next one instead of holding the request thread (and its lease) for hundreds of them."""
+    adapter = make_adapter("primedata")
+    events = [make_event("order.placed", {"n": n}) for n in range(MAX_REFUSED + 5)]
+    sent: list[int] = []
+
+    def refuse_the_first(request: VendorRequest) -> Attempt:
+        sent.append(len(request.body["events"]))
+        details = [{"field": "events[0].properties.n", "description": "must be a string"}]
+        body = {"error": {"details": details, "message": "Schema is invalid"}}
+        response = VendorResponse(422, {}, json.dumps(body).encode())
+        return Attempt(adapter.classify(response), response, 0.0)
+
+    outcome = adapter.send_events(events, refuse_the_first)
+    assert sent == [len(events) - n for n in range(MAX_REFUSED + 1)]
+    assert (outcome.kind, outcome.retry_after) == (OutcomeKind.RETRY, 0.0)
+    refused = {event_id for event_id, _ in outcome.singled_out}
+    assert refused == {str(event.id) for event in events[:MAX_REFUSED]}
+    assert {verdict.kind for _, verdict in outcome.singled_out} == {OutcomeKind.FAILED}
+    assert outcome.for_event(str(events[-1].id)).kind is OutcomeKind.RETRY
+    first = outcome.for_event(str(events[0].id))
+    assert first.message == (
+        "HTTP 422: Schema is invalid; properties.n: must be a string (PrimeData refused this "
+        "event; the others of its request were sent again without it)"
+    )
