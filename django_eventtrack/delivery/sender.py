@@ -512,6 +512,8 @@ class _Batch:
     full: bool = False
     sent_at: float = 0.0
     elapsed: float = 0.0
+    #: Requests it counts for: 0 for a part split off a sent batch (:func:`_singled_out`).
+    requests: int = 1
 
     @property
     def identify(self) -> bool:
@@ -852,7 +854,7 @@ class _Drain:
         for (lane, _, outcome), batches in groups.items():
             deliveries = sum(len(batch.deliveries) for batch in batches)
             if outcome is not None:
-                self.stats.add(outcome, deliveries, requests=len(batches))
+                self.stats.add(outcome, deliveries, requests=sum(b.requests for b in batches))
             self._recorded(batches[0].claim, deliveries)
             _record_pause(lane.name)
 
@@ -876,8 +878,8 @@ def _singled_out(batch: _Batch, outcome: Outcome | None) -> list[tuple[_Batch, O
     for delivery in batch.deliveries:
         parts.setdefault(outcome.for_event(str(delivery.event_id)), []).append(delivery)
     return [
-        (dataclasses.replace(batch, deliveries=deliveries), verdict)
-        for verdict, deliveries in parts.items()
+        (dataclasses.replace(batch, deliveries=deliveries, requests=int(index == 0)), verdict)
+        for index, (verdict, deliveries) in enumerate(parts.items())
     ]
 
 

@@ -468,7 +468,8 @@ def test_a_batch_with_one_event_primedata_refuses_delivers_the_others(
         track("order.placed", {"order": ref, "total": total}, session="S1", vendors=["primedata"])
         for ref, total in (("A", 10), ("B", "lots"), ("C", 30))
     ]
-    drain(["primedata"])
+    stats = drain(["primedata"])
+    assert (stats.delivered, stats.failed) == (2, 1)
     refused, resent = sandbox.requests("primedata")
     assert (refused.status, refused.event_count) == (422, 3)
     assert (resent.status, resent.event_count) == (200, 2)
