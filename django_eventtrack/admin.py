@@ -5,8 +5,9 @@ Nothing here can add or edit an event, and no page shows vendor settings; a
 delivery's ``last_error`` is shown as stored, which is already redacted. The
 lists stay cheap on a large outbox: filters list their choices without a
 query, the full result count is not computed, and related rows are fetched
-with the page. The dashboard's numbers are aggregated by the database
-(:mod:`django_eventtrack.monitoring.dashboard`).
+with the page. The views here check permissions and render: the dashboard's page
+comes from :mod:`django_eventtrack.monitoring.dashboard` (read-only), and the
+actions' writes are :mod:`django_eventtrack.outbox.manual`'s.
 
 Search matches an event id exactly, an event name by substring, and an
 identity value (user id, anonymous id, Hellotext profile or session, Hackle
@@ -18,10 +19,7 @@ PostgreSQL included, and never matches a key name by accident.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
@@ -29,7 +27,7 @@ from django.contrib.admin.utils import display_for_value, model_ngettext
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -37,10 +35,12 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from django_eventtrack import api
 from django_eventtrack.conf import get_config
 from django_eventtrack.core.event import CORE_KEYS
 from django_eventtrack.core.redaction import truncate
 from django_eventtrack.delivery import backends
+from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import (
     Delivery,
     Event,
@@ -49,10 +49,9 @@ from django_eventtrack.models import (
     VendorProfile,
     VendorSession,
 )
-from django_eventtrack.monitoring import dashboard, status
-from django_eventtrack.outbox import retention
-
-Status = Delivery.Status
+from django_eventtrack.monitoring import coverage, dashboard
+from django_eventtrack.outbox import manual, quarantine
+from django_eventtrack.plan import render
 
 if TYPE_CHECKING:  # django-stubs makes these generic; Django itself does not
     EventAdminBase = admin.ModelAdmin[Event]
@@ -159,10 +158,14 @@ class HasDeliveryInStatusFilter(HasDeliveryFilter):
     field = "status"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return list(Status.choices)
+        return list(Delivery.Status.choices)
 
     def routed_to_have(self, value: str) -> Q:
-        return Q(routes__isnull=False) if value == Status.PENDING else super().routed_to_have(value)
+        return (
+            Q(routes__isnull=False)
+            if value == Delivery.Status.PENDING
+            else super().routed_to_have(value)
+        )
 
 
 #: Characters of a failure or skip reason shown in a list column (all of it on the page).
@@ -195,7 +198,7 @@ class DeliveryColumnsMixin:
         code = delivery.last_status
         if code is None:
             return EMPTY
-        if 200 <= code < 300 and delivery.status != Status.DELIVERED:
+        if 200 <= code < 300 and delivery.status != Delivery.Status.DELIVERED:
             return f"{code}, but {delivery.status}"
         return str(code)
 
@@ -228,10 +231,57 @@ class DeliveryInline(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryInlineBas
     show_change_link = True
 
 
+class PlanFilter(admin.SimpleListFilter):
+    """Events by what the tracking plan said: quarantined, sent though they broke it, or
+    followed it (the first served by the partial index on quarantined events)."""
+
+    title = "tracking plan"
+    parameter_name = "plan"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("quarantined", "quarantined"),
+            ("flagged", "sent, breaking it"),
+            ("followed", "followed it"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value == "quarantined":
+            return queryset.filter(quarantine__isnull=False)
+        if value == "flagged":
+            return queryset.filter(quarantine__isnull=True, violations__isnull=False)
+        if value == "followed":
+            return queryset.filter(violations__isnull=True)
+        return queryset
+
+
+def _violations_text(event: Event) -> str:
+    return "; ".join(
+        f"{item.get('field')} {item.get('message')}"
+        for item in event.violations or ()
+        if isinstance(item, dict)
+    )
+
+
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdminMixin, EventAdminBase):
-    list_display = ("name", "kind", "id", "timestamp", "created_at", "deliveries_column")
-    list_filter = (HasDeliveryToFilter, HasDeliveryInStatusFilter, "kind", "created_at")
+    list_display = (
+        "name",
+        "kind",
+        "id",
+        "timestamp",
+        "created_at",
+        "deliveries_column",
+        "plan_column",
+    )
+    list_filter = (
+        HasDeliveryToFilter,
+        HasDeliveryInStatusFilter,
+        PlanFilter,
+        "kind",
+        "created_at",
+    )
     #: The real list comes from the registry (:meth:`get_search_fields`).
     search_fields = ("=id",)
     fields = (
@@ -244,13 +294,100 @@ class EventAdmin(ReadOnlyAdminMixin, EventAdminBase):
         "identity",
         "vendor_extra",
         "routes",
+        "violations",
+        "quarantine",
     )
     readonly_fields = fields
     inlines = (DeliveryInline,)
     show_full_result_count = False
+    actions = ("replay_quarantined",)
+
+    class Media:
+        css = {"all": ["django_eventtrack/admin.css"]}
+
+    def get_urls(self) -> list[URLPattern]:
+        """The plan page, before the model's own URLs (whose last one takes any path)."""
+        view = self.admin_site.admin_view
+        return [
+            path("plan/", view(self.plan_view), name="eventtrack_plan"),
+            *super().get_urls(),
+        ]
+
+    def has_manage_permission(self, request: HttpRequest) -> bool:
+        """Replaying needs the change permission, although no form edits an event."""
+        codename = get_permission_codename("change", self.opts)
+        return request.user.has_perm(f"{self.opts.app_label}.{codename}")
 
     def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
         return _event_search_fields()
+
+    @admin.display(description="tracking plan")
+    def plan_column(self, event: Event) -> SafeString | str:
+        """Quarantined, or sent though it broke the plan, with the violations in the tooltip."""
+        if not event.violations:
+            return EMPTY
+        label = "quarantined" if event.quarantine is not None else "broke the plan"
+        return format_html('<span title="{}">{}</span>', _violations_text(event), label)
+
+    @admin.action(description="Replay against the tracking plan", permissions=["manage"])
+    def replay_quarantined(self, request: HttpRequest, queryset: QuerySet[Event]) -> None:
+        """Validate the selected quarantined events again; route those that now pass (once,
+        even with another replay running)."""
+        ids = list(queryset.filter(quarantine__isnull=False).values_list("pk", flat=True))
+        try:
+            released = api.replay_quarantined(ids)
+        except ConfigurationError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        message = (
+            f"{len(released.routed)} released and routed to their vendors; "
+            f"{released.still_invalid} still break the plan."
+        )
+        skipped = queryset.count() - len(ids)
+        if skipped:
+            message += f" {skipped} not quarantined, left alone."
+        complete = not released.still_invalid and not skipped
+        self.message_user(request, message, messages.SUCCESS if complete else messages.WARNING)
+
+    def plan_view(self, request: HttpRequest) -> HttpResponse:
+        """Each declared event with its description, properties, volume over the last 7
+        days, violations and last time seen; the quarantined events with their violations.
+        Needs the view permission."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        compiled = get_config().plan
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Tracking plan",
+            "opts": self.opts,
+            "plan": compiled.plan if compiled else None,
+        }
+        if compiled is not None:
+            plan = compiled.plan
+            seen = coverage.coverage(plan, PLAN_PAGE_DAYS)
+            by_name = {row.name: row for row in seen.events}
+            context |= {
+                "days": PLAN_PAGE_DAYS,
+                "events": [
+                    {
+                        "event": event,
+                        "rows": list(render.rows(event, plan)),
+                        "seen": by_name[event.name],
+                    }
+                    for event in plan
+                ],
+                "undeclared": [row for row in seen.events if not row.declared],
+                "quarantined": [
+                    (event, _violations_text(event))
+                    for event in quarantine.quarantined().only(
+                        "id", "name", "created_at", "violations", "quarantine"
+                    )[:QUARANTINE_SHOWN]
+                ],
+                "quarantined_total": quarantine.quarantined().count(),
+                "quarantined_url": reverse("admin:django_eventtrack_event_changelist")
+                + "?plan=quarantined",
+            }
+        return TemplateResponse(request, "admin/django_eventtrack/plan.html", context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Event]:
         return super().get_queryset(request).prefetch_related("deliveries")
@@ -261,42 +398,9 @@ class EventAdmin(ReadOnlyAdminMixin, EventAdminBase):
         return ", ".join(f"{vendor}: {status}" for vendor, status in statuses) or "-"
 
 
-@dataclass(frozen=True)
-class Retried:
-    """What :func:`retry_deliveries` did."""
-
-    due: int
-    #: Left alone: a sender holds them right now.
-    busy: int
-    #: Left alone: their event's properties were scrubbed after sending.
-    scrubbed: int
-
-
-def retry_deliveries(deliveries: QuerySet[Delivery]) -> Retried:
-    """Make ``deliveries`` pending and due now, whatever their status; attempts are kept.
-
-    A delivery a sender holds at this moment is left to finish, so it is never
-    sent twice at once, and one whose event was scrubbed is not resent (it would
-    send less). Everything is counted before the update: ``deliveries`` may be
-    filtered on what the update changes (a list filtered to failed ones).
-    """
-    now = timezone.now()
-    scrubbed = Q(event__scrubbed_at__isnull=False)
-    left_alone = deliveries.aggregate(
-        busy=Count("pk", filter=Q(claimed_until__gt=now) & ~scrubbed),
-        scrubbed=Count("pk", filter=scrubbed),
-    )
-    idle = deliveries.exclude(claimed_until__gt=now).exclude(scrubbed)
-    event_ids = list(set(idle.values_list("event_id", flat=True)))
-    due = idle.update(
-        status=Status.PENDING,
-        next_attempt_at=now,
-        claim_token=None,
-        claimed_until=None,
-        updated_at=now,
-    )
-    transaction.on_commit(lambda: backends.notify(event_ids))
-    return Retried(due=due, busy=left_alone["busy"], scrubbed=left_alone["scrubbed"])
+#: The plan page's window, in days, and how many quarantined events it lists.
+PLAN_PAGE_DAYS = 7
+QUARANTINE_SHOWN = 50
 
 
 class RetryFailedForm(forms.Form):
@@ -380,10 +484,14 @@ class DeliveryAdmin(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryAdminBase)
 
     @admin.action(description="Retry now", permissions=["manage"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
-        """Due again now, whatever the status; attempts are kept (see :func:`retry_deliveries`)."""
-        self.report_retry(request, retry_deliveries(queryset))
+        """Due again now, whatever the status; attempts are kept."""
+        self.retry(request, queryset)
 
-    def report_retry(self, request: HttpRequest, retried: Retried) -> None:
+    def retry(self, request: HttpRequest, deliveries: QuerySet[Delivery]) -> None:
+        """Make ``deliveries`` due now (:func:`django_eventtrack.outbox.manual.retry_deliveries`),
+        wake the delivery backend for them once that commits, and say what was done."""
+        retried = manual.retry_deliveries(deliveries)
+        transaction.on_commit(lambda: backends.notify(list(retried.event_ids)))
         message = f"{retried.due} {model_ngettext(self.opts, retried.due)} due now."
         if retried.busy:
             message += f" {retried.busy} being sent right now, left alone."
@@ -397,20 +505,14 @@ class DeliveryAdmin(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryAdminBase)
 
     @admin.action(description="Mark skipped", permissions=["manage"])
     def mark_skipped(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
-        """Stop trying. Delivered rows keep their status, and a send in flight still
-        records its real outcome (its claim is left as it is)."""
-        event_ids = set(queryset.values_list("event_id", flat=True))
-        delivered = queryset.filter(status=Status.DELIVERED).count()  # before the update
-        skipped = queryset.exclude(status=Status.DELIVERED).update(
-            status=Status.SKIPPED,
-            last_error=f"skipped by {request.user.get_username()} in admin",
-            updated_at=timezone.now(),
-        )
-        retention.scrub_finished(event_ids)  # skipped by hand is final too
-        message = f"{skipped} {model_ngettext(self.opts, skipped)} skipped."
-        if delivered:
-            message += f" {delivered} already delivered, left alone."
-        complete = skipped and not delivered
+        """Stop trying; delivered rows and sends in flight are left alone (see
+        :func:`~django_eventtrack.outbox.manual.mark_skipped`)."""
+        reason = f"skipped by {request.user.get_username()} in admin"
+        done = manual.mark_skipped(queryset, reason)
+        message = f"{done.skipped} {model_ngettext(self.opts, done.skipped)} skipped."
+        if done.delivered:
+            message += f" {done.delivered} already delivered, left alone."
+        complete = done.skipped and not done.delivered
         self.message_user(request, message, messages.SUCCESS if complete else messages.WARNING)
 
     # -- the dashboard --------------------------------------------------------------------
@@ -420,53 +522,17 @@ class DeliveryAdmin(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryAdminBase)
         over the chosen window and the failures by reason. Needs the view permission."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        now = timezone.now()
-        window_name = request.GET.get("window", dashboard.DEFAULT_WINDOW)
-        if window_name not in dashboard.WINDOWS:
-            window_name = dashboard.DEFAULT_WINDOW
-        window = dashboard.WINDOWS[window_name]
-        since = now - window.length
-        vendors = status.overview({name: w.length for name, w in dashboard.WINDOWS.items()}, now)
-        timeline = dashboard.timeline(window, now)
-        changelist = reverse("admin:django_eventtrack_delivery_changelist")
+        page = dashboard.context(
+            request.GET.get("window"),
+            deliveries_url=reverse("admin:django_eventtrack_delivery_changelist"),
+            retry_url=reverse("admin:eventtrack_retry_failed"),
+        )
         context = {
             **self.admin_site.each_context(request),
             "title": "Delivery dashboard",
             "opts": self.opts,
-            "windows": dashboard.WINDOWS,
-            "window_name": window_name,
-            "window": window,
-            "since": since,
-            "vendors": [
-                {
-                    "overview": row,
-                    "oldest_pending": _age(row.backlog.oldest_pending_seconds),
-                    "windows": [
-                        {"label": dashboard.WINDOWS[name].label, **dashboard.window_cells(stats)}
-                        for name, stats in row.finished.items()
-                    ],
-                    "chart": dashboard.chart(timeline, row.vendor),
-                    "charted": [sum(counts) for counts in timeline.counts(row.vendor)],
-                    "retry_url": _retry_url(row.vendor, since),
-                }
-                for row in vendors
-            ],
-            "reasons": [
-                (
-                    failure,
-                    f"{changelist}?"
-                    + urlencode(
-                        {
-                            "vendor": failure.vendor,
-                            "status": Status.FAILED,
-                            "last_error": failure.reason,
-                            "updated_at__gte": since.isoformat(),
-                        }
-                    ),
-                )
-                for failure in dashboard.failure_reasons(since)
-            ],
-            "retry_form": RetryFailedForm(initial={"since": timezone.localtime(since)}),
+            **page,
+            "retry_form": RetryFailedForm(initial={"since": timezone.localtime(page["since"])}),
             "can_retry": self.has_manage_permission(request),
         }
         return TemplateResponse(request, "admin/django_eventtrack/dashboard.html", context)
@@ -488,9 +554,9 @@ class DeliveryAdmin(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryAdminBase)
                 request, "admin/django_eventtrack/retry_failed.html", context, status=400
             )
         vendor, since = form.cleaned_data["vendor"], form.cleaned_data["since"]
-        failed = Delivery.objects.filter(vendor=vendor, status=Status.FAILED, updated_at__gte=since)
+        failed = manual.failed_since(vendor, since)
         if request.method == "POST":
-            self.report_retry(request, retry_deliveries(failed))
+            self.retry(request, failed)
             return HttpResponseRedirect(reverse("admin:eventtrack_dashboard"))
         context |= {
             "vendor": vendor,
@@ -499,15 +565,6 @@ class DeliveryAdmin(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryAdminBase)
             "reasons": dashboard.failure_reasons(since, vendor=vendor, limit=10),
         }
         return TemplateResponse(request, "admin/django_eventtrack/retry_failed.html", context)
-
-
-def _age(seconds: float | None) -> str:
-    return "-" if seconds is None else status.format_duration(seconds)
-
-
-def _retry_url(vendor: str, since: datetime) -> str:
-    query = urlencode({"vendor": vendor, "since": timezone.localtime(since).isoformat()})
-    return f"{reverse('admin:eventtrack_retry_failed')}?{query}"
 
 
 @admin.register(VendorProfile)

@@ -6,6 +6,12 @@ django-environ), then the default. Anything missing or malformed raises
 :class:`~django_eventtrack.errors.ConfigurationError` naming both the setting
 and the environment variable, so the fix is obvious whichever one you use.
 
+Each setting is declared once, as a field of the dataclass holding its value
+(:func:`~django_eventtrack.core.settings.setting`): :class:`Config` for the top level,
+:class:`DeliveryOptions` (whose keys sit at the top level too), :class:`IdentitySettings`
+for ``IDENTITY`` and :class:`~django_eventtrack.vendors.base.VendorConfig` for each vendor.
+The known keys, the lookups and the environment variables are derived from those fields.
+
 The resolved configuration is cached and rebuilt when a test changes
 settings (Django's ``setting_changed`` signal) or when :func:`reload` is called.
 """
@@ -17,95 +23,259 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import environ
 from django.conf import settings
+from django.core import mail
 from django.core.signals import setting_changed
 from django.dispatch import Signal, receiver
 from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
-from django_eventtrack.core.names import env_name as env_name
-from django_eventtrack.core.names import parse_bool as _parse_bool
-from django_eventtrack.core.names import parse_names as parse_names
-from django_eventtrack.core.names import setting_path as setting_path
-from django_eventtrack.errors import ConfigurationError
-from django_eventtrack.vendors import BUILT_IN
-from django_eventtrack.vendors.base import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_READ_TIMEOUT,
-    BrowserId,
-    VendorAdapter,
-    visitor_ids,
+from django_eventtrack.core.settings import (
+    Declared,
+    declared,
+    group,
+    groups_of,
+    parse_bool,
+    parse_count,
+    parse_list,
+    parse_seconds,
+    parse_secret,
+    setting,
 )
+from django_eventtrack.core.settings import env_name as env_name
+from django_eventtrack.core.settings import parse_event_names as parse_event_names
+from django_eventtrack.core.settings import parse_names as parse_names
+from django_eventtrack.core.settings import setting_path as setting_path
+from django_eventtrack.errors import ConfigurationError, PlanError
+from django_eventtrack.plan import CompiledPlan, TrackingPlan, compile_plan, load_plan
+from django_eventtrack.vendors import BUILT_IN
+from django_eventtrack.vendors.base import BrowserId, VendorAdapter, visitor_ids
 from django_eventtrack.vendors.base import VendorConfig as VendorConfig
 
 T = TypeVar("T")
 
-DEFAULT_DELIVERY = "thread"
 #: Browsers keep a cookie at most 400 days (RFC 6265bis; Chrome and others cap Max-Age there),
 #: so a longer lifetime would only promise what no browser keeps.
 MAX_COOKIE_AGE = 400 * 24 * 3600
 #: Django's Tasks framework's default queue (``DEFAULT_TASK_QUEUE_NAME``), which every
 #: Tasks backend accepts unless its ``QUEUES`` says otherwise.
 DEFAULT_TASKS_QUEUE = "default"
+#: The largest event ``track()`` stores, in bytes of its properties and ``vendor_extra``
+#: as JSON: twice the 32 KB per event Segment and RudderStack take, and more than a vendor
+#: keeps (Hackle keeps strings of up to 1,024 characters; PrimeData's schema properties
+#: are scalars and arrays), so an event is never cut short by it, but a document, an image
+#: or a runaway list is refused where it is tracked, not in every sender's memory.
+DEFAULT_MAX_EVENT_BYTES = 64 * 1024
+#: The most bytes of events in one batched request: 16 events of the largest size, or
+#: PrimeData's 500 of up to 2 KB each (Segment takes 500 KB a batch, RudderStack 4 MB).
+DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
 #: User attributes sent as traits by ``identify(user)`` and the login hook.
 DEFAULT_IDENTIFY_TRAITS = ("email", "first_name", "last_name")
+#: ``PLAN_MODE``: what ``track()`` does with an event that breaks the plan.
+PLAN_MODES = ("raise", "quarantine", "warn")
 
-#: Keys a vendor's dict may hold besides its credentials.
-VENDOR_OPTIONS = frozenset(
-    {
-        "API_URL",
-        "EVENTS",
-        "EVENT_NAMES",
-        "TIMEOUT",
-        "CONNECT_TIMEOUT",
-        "MAX_ATTEMPTS",
-        "MAX_AGE",
-        "ENABLED",
-        "IDENTIFY",
-    }
-)
+COOKIE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+COOKIE_DOMAIN_PATTERN = re.compile(r"\.?[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*")
+ATTRIBUTE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+QUEUE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+
+UserIdGetter = Callable[[Any], Any]
+ConsentCheck = Callable[[HttpRequest], bool]
+
+
+# -- parsers of this module's settings: (raw value, where to fix it) -> value --------------------
+
+
+def parse_callable(value: Any, where: str) -> Callable[..., Any]:
+    """A callable, or the dotted path of one (imported now): ``IDENTITY``'s ``USER_ID`` and
+    ``CONSENT``, a ``MODEL_EVENTS`` hook's ``properties`` and ``identity``."""
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(
+            f"{where}: must be a callable or a dotted path to one; got {value!r}"
+        )
+    try:
+        found = import_string(value)
+    except Exception as exc:
+        raise ConfigurationError(f"{where}: cannot import {value!r}: {exc}") from None
+    if not callable(found):
+        raise ConfigurationError(f"{where}: {value!r} is a {type(found).__name__}, not a callable")
+    return found  # type: ignore[no-any-return]
+
+
+def _parse_bearer_token(value: Any, where: str) -> str:
+    """A secret a client presents as ``Authorization: Bearer <token>``: one word."""
+    token = parse_secret(value, where)
+    if any(character.isspace() for character in token):
+        raise ConfigurationError(
+            f"{where} contains whitespace; a bearer token is one word (letters, digits, "
+            "punctuation)"
+        )
+    return token
+
+
+def _parse_traits(value: Any, where: str) -> tuple[str, ...]:
+    expected = (
+        'a list of user attribute names like ["email", "first_name"] '
+        '(or "email,first_name" in the environment)'
+    )
+    names = parse_list(value, where, expected, ordered=True)
+    if not all(name.isidentifier() for name in names):
+        raise ConfigurationError(f"{where} must be {expected}")
+    return names
+
+
+def _parse_keys(value: Any, where: str) -> frozenset[str]:
+    expected = (
+        'a list of property keys like ["email", "phone"] (or "email,phone" in the environment)'
+    )
+    return frozenset(parse_list(value, where, expected))
+
+
+def _parse_adapter_names(value: Any, where: str) -> tuple[str, ...]:
+    """``ADAPTERS``: built-in vendors by name, others by the dotted path of their
+    :class:`~django_eventtrack.vendors.base.VendorAdapter` subclass."""
+    expected = (
+        f"a list of vendor names ({', '.join(BUILT_IN)}) or dotted paths to VendorAdapter "
+        "subclasses"
+    )
+    return parse_list(value, where, expected, ordered=True)
+
+
+def _parse_delivery(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(
+            f"{where} must name a delivery backend (sync, thread, worker, celery, tasks, "
+            "capture) or a dotted path to one"
+        )
+    return value.strip()
+
+
+def _parse_queue(value: Any, where: str) -> str:
+    name = value.strip() if isinstance(value, str) else ""
+    if not QUEUE_PATTERN.fullmatch(name):
+        raise ConfigurationError(
+            f"{where} must be a queue name of letters, digits and _ . : - "
+            f"(at most 100), got {value!r}"
+        )
+    return name
+
+
+def _parse_plan_mode(value: Any, where: str) -> str:
+    mode = str(value).strip().lower()
+    if mode not in PLAN_MODES:
+        raise ConfigurationError(f"{where} must be one of {', '.join(PLAN_MODES)}, got {value!r}")
+    return mode
+
+
+def _parse_cookie_name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not COOKIE_NAME_PATTERN.fullmatch(value):
+        raise ConfigurationError(
+            f"{where} must be a cookie name of letters, digits, _ . and -, got {value!r}"
+        )
+    return value
+
+
+def _parse_max_age(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(
+            f"{where} must be a positive whole number of seconds, got {value!r}"
+        )
+    if value > MAX_COOKIE_AGE:
+        raise ConfigurationError(
+            f"{where} must be at most {MAX_COOKIE_AGE} seconds "
+            f"(400 days: browsers keep no cookie longer), got {value!r}"
+        )
+    return value
+
+
+def _parse_cookie_domain(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not COOKIE_DOMAIN_PATTERN.fullmatch(value):
+        raise ConfigurationError(
+            f"{where} must be None or a domain like '.example.com', got {value!r}"
+        )
+    return value
+
+
+def _parse_user_id(value: Any, where: str) -> UserIdGetter | None:
+    """``'pk'`` (None: ``user.pk``), another attribute's name, or a function(user)."""
+    if value == "pk":
+        return None
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, str) and ATTRIBUTE_PATTERN.fullmatch(value):
+        attribute = value
+        return lambda user: getattr(user, attribute, None)
+    if isinstance(value, str) and "." in value:
+        return parse_callable(value, where)
+    raise ConfigurationError(
+        f"{where} must be 'pk', another attribute of the user (e.g. 'uuid') or "
+        f"a dotted path to a function(user) returning the id, got {value!r}"
+    )
+
+
+def _parse_consent(value: Any, where: str) -> ConsentCheck:
+    if not callable(value) and not isinstance(value, str):
+        raise ConfigurationError(
+            f"{where} must be None or a dotted path to a function(request) "
+            f"returning True when the visitor may be tracked, got {value!r}"
+        )
+    return parse_callable(value, where)
+
+
+# -- the declarations ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class DeliveryOptions:
-    """How the outbox is drained; the same for every backend."""
+    """How the outbox is drained; the same for every backend. Its keys are top-level ones."""
 
     #: Seconds a claimed delivery stays reserved for its sender; after that a
     #: crashed sender's rows are due again.
-    lease_seconds: float = 60.0
+    lease_seconds: float = setting(parse_seconds, 60.0)
     #: Deliveries claimed per vendor per round (PrimeData sends them 500 to a request).
-    batch_size: int = 100
+    batch_size: int = setting(parse_count, 100)
     #: Requests in flight per vendor when a sender starts (PrimeData batches count
     #: as one); it then adapts to the vendor's answers, between...
-    concurrency: int = 4
+    concurrency: int = setting(parse_count, 4)
     #: ...this many, to which refusals (429, 5xx, timeouts) halve it...
-    min_concurrency: int = 1
+    min_concurrency: int = setting(parse_count, 1)
     #: ...and this many, to which fast answers raise it.
-    max_concurrency: int = 32
+    max_concurrency: int = setting(parse_count, 32)
     #: Exponential backoff: first retry after up to this many seconds, doubling...
-    retry_backoff_base: float = 2.0
+    retry_backoff_base: float = setting(parse_seconds, 2.0)
     #: ...up to this cap; the actual wait is drawn uniformly below it (full jitter).
-    retry_backoff_max: float = 1800.0
+    retry_backoff_max: float = setting(parse_seconds, 1800.0)
     #: Consecutive retryable failures after which a vendor is paused...
-    circuit_breaker_threshold: int = 5
+    circuit_breaker_threshold: int = setting(parse_count, 5)
     #: ...for this many seconds.
-    circuit_breaker_pause: float = 30.0
+    circuit_breaker_pause: float = setting(parse_seconds, 30.0)
     #: How long the ``thread`` backend may hold up interpreter exit, in seconds.
-    shutdown_timeout: float = 5.0
+    shutdown_timeout: float = setting(parse_seconds, 5.0)
     #: How often an idle worker looks for due deliveries, in seconds.
-    poll_interval: float = 1.0
+    poll_interval: float = setting(parse_seconds, 1.0)
     #: The most of a process's time the ``thread`` backend's sender takes while the
     #: process serves requests (one in progress, or ended within ``Share.LINGER``; 1 or
     #: more: no limit); the rest of the time it sends at full speed.
-    sender_share: float = 0.05
+    sender_share: float = setting(parse_seconds, 0.05)
     #: ``eventtrack_purge`` removes delivered, failed and skipped rows older than this (days).
-    retention_days: float = 30.0
+    retention_days: float = setting(parse_seconds, 30.0)
+    #: A batched request (PrimeData's) carries events whose sizes add up to at most this
+    #: many bytes (as ``MAX_EVENT_BYTES`` counts them); a larger event goes alone.
+    max_request_bytes: int = setting(parse_count, DEFAULT_MAX_REQUEST_BYTES)
+
+    def __post_init__(self) -> None:
+        if self.min_concurrency > self.max_concurrency:
+            raise ConfigurationError(
+                f"{setting_path('MIN_CONCURRENCY')} ({self.min_concurrency}) must not exceed "
+                f"{setting_path('MAX_CONCURRENCY')} ({self.max_concurrency})"
+            )
 
     @property
     def concurrency_range(self) -> tuple[int, int]:
@@ -116,80 +286,119 @@ class DeliveryOptions:
         )
 
 
-#: Top-level keys of ``EVENTTRACK``.
-TOP_LEVEL_KEYS = frozenset(
-    {"ADAPTERS", "VENDORS", "DELIVERY", "RAISE_ON_INVALID", "IDENTITY", "MODEL_EVENTS"}
-    | {"RAISE_ON_STORAGE_ERROR", "SCRUB_DELIVERED", "REDACT_KEYS"}
-    | {"IDENTIFY_ON_LOGIN", "IDENTIFY_TRAITS", "IDENTIFY_STAFF"}
-    | {"BLOCK_HTTP"}
-    | {"CELERY_QUEUE", "TASKS_QUEUE"}
-    | {"METRICS_TOKEN"}
-    | {option.name.upper() for option in fields(DeliveryOptions)}
-)
-
-_env = environ.Env()
-
-COOKIE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-COOKIE_DOMAIN_PATTERN = re.compile(r"\.?[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*")
-ATTRIBUTE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-UserIdGetter = Callable[[Any], Any]
-ConsentCheck = Callable[[HttpRequest], bool]
-
-
 @dataclass(frozen=True)
 class IdentitySettings:
-    """``EVENTTRACK["IDENTITY"]``, validated."""
+    """``EVENTTRACK["IDENTITY"]``, validated: settings only, no environment variables."""
 
-    anonymous_cookie: str = "eventtrack_aid"
-    ids_cookie: str = "eventtrack_ids"
-    cookie_max_age: int = MAX_COOKIE_AGE
-    cookie_domain: str | None = None
-    user_id: UserIdGetter | None = None
-    consent: ConsentCheck | None = None
-    respect_gpc: bool = False
+    anonymous_cookie: str = setting(_parse_cookie_name, "eventtrack_aid", env=False)
+    ids_cookie: str = setting(_parse_cookie_name, "eventtrack_ids", env=False)
+    cookie_max_age: int = setting(_parse_max_age, MAX_COOKIE_AGE, env=False)
+    cookie_domain: str | None = setting(_parse_cookie_domain, None, env=False)
+    #: None means ``user.pk``.
+    user_id: UserIdGetter | None = setting(_parse_user_id, None, env=False)
+    consent: ConsentCheck | None = setting(_parse_consent, None, env=False)
+    respect_gpc: bool = setting(parse_bool, False, env=False)
+
+    def __post_init__(self) -> None:
+        if self.anonymous_cookie == self.ids_cookie:
+            raise ConfigurationError(
+                f"{setting_path('IDENTITY', 'ANONYMOUS_COOKIE')} and "
+                f"{setting_path('IDENTITY', 'IDS_COOKIE')} must name different cookies"
+            )
+
+
+def parse_identity(raw: Mapping[str, Any]) -> IdentitySettings:
+    """Validate ``EVENTTRACK["IDENTITY"]``; a bad value raises ConfigurationError naming it."""
+    unknown = set(raw) - set(IDENTITY_KEYS)
+    if unknown:
+        raise ConfigurationError(
+            f"{setting_path('IDENTITY')} has unknown keys {sorted(unknown)}; "
+            f"expected some of {list(IDENTITY_KEYS)}"
+        )
+    return resolve(IdentitySettings, raw, path=("IDENTITY",))
+
+
+def _parse_identity(value: Any, where: str) -> IdentitySettings:
+    if not isinstance(value or {}, Mapping):
+        raise ConfigurationError(f"{where} must be a dict")
+    return parse_identity(value or {})
+
+
+def _parse_model_events(value: Any, where: str) -> tuple[Mapping[str, Any], ...]:
+    value = value or ()
+    if not isinstance(value, list | tuple) or not all(isinstance(v, Mapping) for v in value):
+        raise ConfigurationError(
+            f"{where} must be a list of dicts like "
+            '{"model": "shop.Order", "on": "create", "event": "order.placed"}'
+        )
+    return tuple(value)
 
 
 @dataclass(frozen=True)
 class Config:
-    """The whole resolved ``EVENTTRACK`` configuration."""
+    """The whole resolved ``EVENTTRACK`` configuration.
+
+    ``adapters`` and ``vendors`` are the registry (``ADAPTERS``, ``VENDORS``), resolved
+    first by :func:`get_config` since every vendor setting depends on it, and ``plan``
+    (``PLAN``) between the two, since it may fill vendor settings; every other
+    field made with :func:`~django_eventtrack.core.settings.setting` is a top-level key,
+    read by the one resolver. Adding a setting is adding such a field.
+    """
 
     #: ``ADAPTERS``: the vendor registry, name -> adapter class, in settings order.
     adapters: Mapping[str, type[VendorAdapter]]
+    #: ``VENDORS``: each vendor's credentials and options, resolved.
     vendors: Mapping[str, VendorConfig]
-    delivery: str
-    raise_on_invalid: bool
-    options: DeliveryOptions = field(default_factory=DeliveryOptions)
+    #: ``DELIVERY``: the delivery backend, an alias or a dotted path.
+    delivery: str = setting(_parse_delivery, "thread")
+    #: ``RAISE_ON_INVALID``: ``track()`` raises ``InvalidEvent``; false logs and returns None.
+    raise_on_invalid: bool = setting(parse_bool, True)
+    options: DeliveryOptions = group(DeliveryOptions)
+    #: ``MAX_EVENT_BYTES``: ``track()`` refuses an event larger than this (``TrackedEvent.size``).
+    max_event_bytes: int = setting(parse_count, DEFAULT_MAX_EVENT_BYTES)
     #: ``EVENTTRACK["IDENTITY"]``: cookies, user id and consent (:mod:`.identity` uses them).
-    identity: IdentitySettings = field(default_factory=IdentitySettings)
-    #: ``EVENTTRACK["MODEL_EVENTS"]``, a list of dicts; :mod:`django_eventtrack.hooks` parses
+    identity: IdentitySettings = setting(_parse_identity, IdentitySettings(), env=False)
+    #: ``EVENTTRACK["MODEL_EVENTS"]``, a list of dicts; :mod:`django_eventtrack.model_hooks` parses
     #: each entry with this module's conventions (parsers taking where to fix the value, a
     #: ConfigurationError naming it), keeping a bad entry out instead of failing here.
-    model_events: tuple[Mapping[str, Any], ...] = ()
+    model_events: tuple[Mapping[str, Any], ...] = setting(_parse_model_events, (), env=False)
     #: ``CELERY_QUEUE``: the queue the ``celery`` backend sends its tasks to; empty lets
     #: Celery route them (``task_routes``, else ``task_default_queue``).
-    celery_queue: str = ""
+    celery_queue: str = setting(_parse_queue, "")
     #: ``TASKS_QUEUE``: the Tasks framework queue the ``tasks`` backend enqueues on.
-    tasks_queue: str = DEFAULT_TASKS_QUEUE
+    tasks_queue: str = setting(_parse_queue, DEFAULT_TASKS_QUEUE)
     #: ``IDENTIFY_ON_LOGIN``: call ``identify()`` from ``user_logged_in`` (off by default).
-    identify_on_login: bool = False
+    identify_on_login: bool = setting(parse_bool, False)
     #: ``IDENTIFY_TRAITS``: the user attributes that become traits.
-    identify_traits: tuple[str, ...] = DEFAULT_IDENTIFY_TRAITS
+    identify_traits: tuple[str, ...] = setting(_parse_traits, DEFAULT_IDENTIFY_TRAITS)
     #: ``IDENTIFY_STAFF``: let ``IDENTIFY_ON_LOGIN`` identify staff and superusers too
     #: (off by default: an admin signing in is not a customer).
-    identify_staff: bool = False
+    identify_staff: bool = setting(parse_bool, False)
     #: ``RAISE_ON_STORAGE_ERROR``: ``track()`` raises ``StorageError`` when the database
     #: refuses the write (full, read-only); false logs it and returns None.
-    raise_on_storage_error: bool = True
+    raise_on_storage_error: bool = setting(parse_bool, True)
     #: ``SCRUB_DELIVERED``: empty an event's properties once every delivery is final.
-    scrub_delivered: bool = False
+    scrub_delivered: bool = setting(parse_bool, False)
     #: ``REDACT_KEYS``: property keys (at any depth) masked once every delivery is final.
-    redact_keys: frozenset[str] = frozenset()
+    redact_keys: frozenset[str] = setting(_parse_keys, frozenset())
     #: ``BLOCK_HTTP``: send nothing at all; every attempt is ``skipped`` (test settings).
-    block_http: bool = False
+    block_http: bool = setting(parse_bool, False)
     #: ``METRICS_TOKEN``: the bearer token a Prometheus scrape presents to ``metrics_view``
-    #: (empty: staff only).
-    metrics_token: str = field(default="", repr=False)
+    #: (empty: staff only); read literally, never shown.
+    metrics_token: str = setting(_parse_bearer_token, "", literal=True, secret=True)
+    #: ``PLAN_MODE`` as set (None: :meth:`plan_mode` picks by ``DEBUG`` and tests).
+    plan_mode_setting: str | None = setting(_parse_plan_mode, None, key="PLAN_MODE")
+    #: ``PLAN``: the tracking plan, compiled (None: no plan, every event is accepted).
+    #: Read by hand before the vendors, whose settings it may fill (:func:`_plan`).
+    plan: CompiledPlan | None = None
+
+    def plan_mode(self) -> str:
+        """``PLAN_MODE``, else ``raise`` under ``DEBUG`` and in tests (Django's test
+        environment is set up: ``django.core.mail.outbox`` exists), else ``quarantine``.
+        Read when an event breaks the plan, so a test's ``DEBUG`` counts."""
+        if self.plan_mode_setting is not None:
+            return self.plan_mode_setting
+        return "raise" if settings.DEBUG or hasattr(mail, "outbox") else "quarantine"
 
     @property
     def active_vendors(self) -> dict[str, VendorConfig]:
@@ -208,6 +417,24 @@ class Config:
     def adapter(self, name: str) -> VendorAdapter:
         """Vendor ``name``'s adapter with its settings."""
         return self.adapters[name](self.vendors[name])
+
+
+#: The registry's keys: resolved by hand, first (:func:`_build_config`).
+REGISTRY_KEYS = ("ADAPTERS", "VENDORS")
+#: The tracking plan's key: resolved by hand after the registry, before the vendors' settings.
+PLAN_KEY = "PLAN"
+#: Top-level keys of ``EVENTTRACK``.
+TOP_LEVEL_KEYS = frozenset(REGISTRY_KEYS) | {PLAN_KEY} | {each.key for each in declared(Config)}
+#: ``EVENTTRACK`` keys that only the settings can hold (dicts and lists), never a variable.
+SETTINGS_ONLY_KEYS = frozenset({"VENDORS"}) | {
+    each.key for each in declared(Config) if not each.setting.env
+}
+#: Keys a vendor's dict may hold besides its credentials and its adapter's own settings.
+VENDOR_OPTIONS = frozenset(each.key for each in declared(VendorConfig))
+#: Keys of ``EVENTTRACK["IDENTITY"]``, in the reference's order.
+IDENTITY_KEYS = tuple(each.key for each in declared(IdentitySettings))
+
+_env = environ.Env()
 
 
 def lookup(
@@ -235,8 +462,35 @@ def lookup(
     return default
 
 
-#: ``EVENTTRACK`` keys that only the settings can hold (dicts and lists), never a variable.
-SETTINGS_ONLY_KEYS = frozenset({"VENDORS", "IDENTITY", "MODEL_EVENTS"})
+def resolve(
+    cls: type[T],
+    section: Mapping[str, Any],
+    *,
+    path: tuple[str, ...] = (),
+    defaults: Mapping[str, Any] | None = None,
+    **given: Any,
+) -> T:
+    """``cls`` built from the settings it declares: each read from ``section`` (which sits
+    at ``path``), else its environment variable (unless settings only), else its default
+    (``defaults`` by field name first); a group's from the same section. ``given``: the
+    fields that are not settings."""
+    values = dict(given)
+    for name, kind in groups_of(cls).items():
+        values[name] = resolve(kind, section, path=path)
+    for each in declared(cls, groups=False):
+        default = (defaults or {}).get(each.name, each.default)
+        values[each.name] = _read(each, section, path, default)
+    return cls(**values)
+
+
+def _read(each: Declared, section: Mapping[str, Any], path: tuple[str, ...], default: Any) -> Any:
+    found = each.setting
+    if found.env:
+        return lookup(
+            section, each.key, path=path, parse=found.parse, default=default, literal=found.literal
+        )
+    value = section.get(each.key)
+    return default if value is None else found.parse(value, setting_path(*path, each.key))
 
 
 def environment_variables(config: Config) -> frozenset[str]:
@@ -269,6 +523,47 @@ def _build_config() -> Config:
         )
     names = lookup(raw, "ADAPTERS", path=(), parse=_parse_adapter_names, default=tuple(BUILT_IN))
     adapters = _load_adapters(names)
+    plan = _plan(raw, adapters)
+    return resolve(
+        Config,
+        raw,
+        adapters=adapters,
+        vendors=_vendors(raw, adapters, plan),
+        plan=compile_plan(plan) if plan is not None else None,
+    )
+
+
+def _plan(
+    raw: Mapping[str, Any], adapters: Mapping[str, type[VendorAdapter]]
+) -> TrackingPlan | None:
+    """``PLAN``, loaded, its vendor mappings checked against the keys each adapter declares."""
+    value = lookup(raw, PLAN_KEY, path=(), parse=lambda value, where: value, default=None)
+    if value is None or value == "":
+        return None
+    return load_plan(value, {name: adapter.plan_keys for name, adapter in adapters.items()})
+
+
+def tracking_plan(value: Any = None) -> TrackingPlan:
+    """The plan ``value`` names (a path, a dotted path or an object; default: ``PLAN``),
+    loaded against the registry and compiled, so it is checked as ``track()`` would;
+    :class:`PlanError` when it is broken, :class:`ConfigurationError` when none is set."""
+    config = get_config()
+    if value is None:
+        if config.plan is None:
+            raise ConfigurationError(
+                "no tracking plan is configured: set EVENTTRACK['PLAN'] (or EVENTTRACK_PLAN) "
+                "to the plan file, see docs/plan.md"
+            )
+        return config.plan.plan
+    keys = {name: adapter.plan_keys for name, adapter in config.adapters.items()}
+    return compile_plan(load_plan(value, keys)).plan
+
+
+def _vendors(
+    raw: Mapping[str, Any],
+    adapters: Mapping[str, type[VendorAdapter]],
+    plan: TrackingPlan | None = None,
+) -> dict[str, VendorConfig]:
     vendors_raw = raw.get("VENDORS") or {}
     if not isinstance(vendors_raw, Mapping):
         raise ConfigurationError('EVENTTRACK["VENDORS"] must be a dict of vendor name to settings')
@@ -279,79 +574,18 @@ def _build_config() -> Config:
             f"the vendors are {sorted(adapters)} (add others to {setting_path('ADAPTERS')})"
         )
     visitors = visitor_ids([bid for adapter in adapters.values() for bid in adapter.browser_ids])
-    vendors = {
-        name: _vendor_config(name, vendors_raw.get(name) or {}, adapter, visitors)
+    return {
+        name: _vendor_config(name, vendors_raw.get(name) or {}, adapter, visitors, plan)
         for name, adapter in adapters.items()
     }
-    return Config(
-        adapters=adapters,
-        vendors=vendors,
-        delivery=lookup(raw, "DELIVERY", path=(), parse=_parse_delivery, default=DEFAULT_DELIVERY),
-        raise_on_invalid=lookup(raw, "RAISE_ON_INVALID", path=(), parse=_parse_bool, default=True),
-        options=_delivery_options(raw),
-        identity=parse_identity(_section(raw, "IDENTITY")),
-        model_events=_model_events(raw),
-        celery_queue=lookup(raw, "CELERY_QUEUE", path=(), parse=_parse_queue, default=""),
-        tasks_queue=lookup(
-            raw, "TASKS_QUEUE", path=(), parse=_parse_queue, default=DEFAULT_TASKS_QUEUE
-        ),
-        identify_on_login=lookup(
-            raw, "IDENTIFY_ON_LOGIN", path=(), parse=_parse_bool, default=False
-        ),
-        identify_traits=lookup(
-            raw, "IDENTIFY_TRAITS", path=(), parse=_parse_traits, default=DEFAULT_IDENTIFY_TRAITS
-        ),
-        identify_staff=lookup(raw, "IDENTIFY_STAFF", path=(), parse=_parse_bool, default=False),
-        raise_on_storage_error=lookup(
-            raw, "RAISE_ON_STORAGE_ERROR", path=(), parse=_parse_bool, default=True
-        ),
-        scrub_delivered=lookup(raw, "SCRUB_DELIVERED", path=(), parse=_parse_bool, default=False),
-        redact_keys=lookup(
-            raw, "REDACT_KEYS", path=(), parse=_parse_keys, default=frozenset[str]()
-        ),
-        block_http=lookup(raw, "BLOCK_HTTP", path=(), parse=_parse_bool, default=False),
-        metrics_token=lookup(
-            raw, "METRICS_TOKEN", path=(), parse=_parse_bearer_token, default="", literal=True
-        ),
-    )
-
-
-def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = raw.get(key) or {}
-    if not isinstance(value, Mapping):
-        raise ConfigurationError(f"{setting_path(key)} must be a dict")
-    return value
-
-
-def _model_events(raw: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
-    value = raw.get("MODEL_EVENTS") or ()
-    if not isinstance(value, list | tuple) or not all(isinstance(v, Mapping) for v in value):
-        raise ConfigurationError(
-            f"{setting_path('MODEL_EVENTS')} must be a list of dicts like "
-            '{"model": "shop.Order", "on": "create", "event": "order.placed"}'
-        )
-    return tuple(value)
-
-
-def _delivery_options(raw: Mapping[str, Any]) -> DeliveryOptions:
-    defaults = DeliveryOptions()
-    values = {}
-    for option in fields(DeliveryOptions):
-        default = getattr(defaults, option.name)
-        parse = _parse_count if isinstance(default, int) else _parse_seconds
-        values[option.name] = lookup(
-            raw, option.name.upper(), path=(), parse=parse, default=default
-        )
-    if values["min_concurrency"] > values["max_concurrency"]:
-        raise ConfigurationError(
-            f"{setting_path('MIN_CONCURRENCY')} ({values['min_concurrency']}) must not exceed "
-            f"{setting_path('MAX_CONCURRENCY')} ({values['max_concurrency']})"
-        )
-    return DeliveryOptions(**values)
 
 
 def _vendor_config(
-    name: str, raw: Mapping[str, Any], adapter: type[VendorAdapter], visitors: tuple[str, ...]
+    name: str,
+    raw: Mapping[str, Any],
+    adapter: type[VendorAdapter],
+    visitors: tuple[str, ...],
+    plan: TrackingPlan | None = None,
 ) -> VendorConfig:
     path = ("VENDORS", name)
     if not isinstance(raw, Mapping):
@@ -365,7 +599,7 @@ def _vendor_config(
             f"{list(credential_keys)} and options {sorted(VENDOR_OPTIONS | set(own_settings))}"
         )
     credentials = {
-        key: lookup(raw, key, path=path, parse=_parse_secret, default="", literal=True)
+        key: lookup(raw, key, path=path, parse=parse_secret, default="", literal=True)
         for key in credential_keys
     }
     present = [key for key, value in credentials.items() if value]
@@ -376,324 +610,80 @@ def _vendor_config(
             f"{missing} is not; set {setting_path(*path, missing)} or environment variable "
             f"{env_name(name, missing)} (or remove the others to turn {adapter.display_name} off)"
         )
-    enabled = lookup(raw, "ENABLED", path=path, parse=_parse_bool, default=True)
-    connect_timeout = lookup(
-        raw, "CONNECT_TIMEOUT", path=path, parse=_parse_timeout, default=DEFAULT_CONNECT_TIMEOUT
-    )
-    return VendorConfig(
+    planned = Planned(name, adapter, raw, plan)
+    config = resolve(
+        VendorConfig,
+        raw,
+        path=path,
+        defaults={  # the adapter's default_api_url, default_max_age...
+            each.name: getattr(adapter, f"default_{each.name}")
+            for each in declared(VendorConfig)
+            if hasattr(adapter, f"default_{each.name}")
+        },
         name=name,
         credentials=credentials,
-        api_url=lookup(
-            raw, "API_URL", path=path, parse=_parse_url, default=adapter.default_api_url
-        ),
-        events=lookup(raw, "EVENTS", path=path, parse=parse_names, default=None),
-        event_names=lookup(
-            raw, "EVENT_NAMES", path=path, parse=_parse_event_names, default=dict[str, str]()
-        ),
-        connect_timeout=connect_timeout,
-        read_timeout=lookup(
-            raw, "TIMEOUT", path=path, parse=_parse_timeout, default=DEFAULT_READ_TIMEOUT
-        ),
-        max_attempts=lookup(
-            raw, "MAX_ATTEMPTS", path=path, parse=_parse_count, default=DEFAULT_MAX_ATTEMPTS
-        ),
-        max_age=lookup(
-            raw, "MAX_AGE", path=path, parse=_parse_seconds, default=adapter.default_max_age
-        ),
-        identify=lookup(raw, "IDENTIFY", path=path, parse=_parse_bool, default=True),
-        active=bool(present) and enabled,
         options={
-            key: lookup(raw, key, path=path, parse=parse, default=default)
+            key: planned.merged(
+                key, parse, lookup(raw, key, path=path, parse=parse, default=default)
+            )
             for key, (parse, default) in own_settings.items()
         },
         visitor_ids=visitors,
     )
-
-
-# -- EVENTTRACK["IDENTITY"] ------------------------------------------------------------------
-
-
-IDENTITY_KEYS = (
-    "ANONYMOUS_COOKIE",
-    "IDS_COOKIE",
-    "COOKIE_MAX_AGE",
-    "COOKIE_DOMAIN",
-    "USER_ID",
-    "CONSENT",
-    "RESPECT_GPC",
-)
-
-
-def parse_identity(raw: Mapping[str, Any]) -> IdentitySettings:
-    """Validate ``EVENTTRACK["IDENTITY"]``; a bad value raises ConfigurationError naming it."""
-    unknown = set(raw) - set(IDENTITY_KEYS)
-    if unknown:
-        raise ConfigurationError(
-            f"{setting_path('IDENTITY')} has unknown keys {sorted(unknown)}; "
-            f"expected some of {list(IDENTITY_KEYS)}"
-        )
-    defaults = IdentitySettings()
-    parsed = IdentitySettings(
-        anonymous_cookie=_cookie_name(raw, "ANONYMOUS_COOKIE", defaults.anonymous_cookie),
-        ids_cookie=_cookie_name(raw, "IDS_COOKIE", defaults.ids_cookie),
-        cookie_max_age=_max_age(raw, defaults.cookie_max_age),
-        cookie_domain=_cookie_domain(raw),
-        user_id=_user_id(raw),
-        consent=_consent(raw),
-        respect_gpc=_respect_gpc(raw),
-    )
-    if parsed.anonymous_cookie == parsed.ids_cookie:
-        raise ConfigurationError(
-            f"{setting_path('IDENTITY', 'ANONYMOUS_COOKIE')} and "
-            f"{setting_path('IDENTITY', 'IDS_COOKIE')} must name different cookies"
-        )
-    return parsed
-
-
-def _identity_key(key: str) -> str:
-    return setting_path("IDENTITY", key)
-
-
-def _cookie_name(raw: Mapping[str, Any], key: str, default: str) -> str:
-    value = raw.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, str) or not COOKIE_NAME_PATTERN.fullmatch(value):
-        raise ConfigurationError(
-            f"{_identity_key(key)} must be a cookie name of letters, digits, _ . and -, "
-            f"got {value!r}"
-        )
-    return value
-
-
-def _max_age(raw: Mapping[str, Any], default: int) -> int:
-    value = raw.get("COOKIE_MAX_AGE")
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(
-            f"{_identity_key('COOKIE_MAX_AGE')} must be a positive whole number of seconds, "
-            f"got {value!r}"
-        )
-    if value > MAX_COOKIE_AGE:
-        raise ConfigurationError(
-            f"{_identity_key('COOKIE_MAX_AGE')} must be at most {MAX_COOKIE_AGE} seconds "
-            f"(400 days: browsers keep no cookie longer), got {value!r}"
-        )
-    return value
-
-
-def _cookie_domain(raw: Mapping[str, Any]) -> str | None:
-    value = raw.get("COOKIE_DOMAIN")
-    if value is None:
-        return None
-    if not isinstance(value, str) or not COOKIE_DOMAIN_PATTERN.fullmatch(value):
-        raise ConfigurationError(
-            f"{_identity_key('COOKIE_DOMAIN')} must be None or a domain like '.example.com', "
-            f"got {value!r}"
-        )
-    return value
-
-
-def _user_id(raw: Mapping[str, Any]) -> UserIdGetter | None:
-    """None means ``user.pk``; a bare name an attribute; a dotted path a callable(user)."""
-    value = raw.get("USER_ID")
-    if value is None or value == "pk":
-        return None
-    if callable(value):
-        return value  # type: ignore[no-any-return]
-    if isinstance(value, str) and ATTRIBUTE_PATTERN.fullmatch(value):
-        attribute = value
-        return lambda user: getattr(user, attribute, None)
-    if isinstance(value, str) and "." in value:
-        return _import_callable("USER_ID", value)
-    raise ConfigurationError(
-        f"{_identity_key('USER_ID')} must be 'pk', another attribute of the user (e.g. 'uuid') or "
-        f"a dotted path to a function(user) returning the id, got {value!r}"
+    return replace(
+        config,
+        active=bool(present) and config.enabled,
+        event_names=planned.merged("EVENT_NAMES", parse_event_names, config.event_names),
     )
 
 
-def _consent(raw: Mapping[str, Any]) -> ConsentCheck | None:
-    value = raw.get("CONSENT")
-    if value is None:
-        return None
-    if callable(value):
-        return value  # type: ignore[no-any-return]
-    if isinstance(value, str):
-        return _import_callable("CONSENT", value)
-    raise ConfigurationError(
-        f"{_identity_key('CONSENT')} must be None or a dotted path to a function(request) "
-        f"returning True when the visitor may be tracked, got {value!r}"
-    )
+class Planned:
+    """A vendor's settings with what the tracking plan declares for it: the plan fills
+    what the settings leave out, and a contradiction between the two is an error naming
+    both places (the adapter says which settings its plan keys derive:
+    ``settings_from_plan``)."""
 
+    def __init__(
+        self,
+        vendor: str,
+        adapter: type[VendorAdapter],
+        raw: Mapping[str, Any],
+        plan: TrackingPlan | None,
+    ) -> None:
+        self.vendor, self.raw, self.plan = vendor, raw, plan
+        self.derived = adapter.settings_from_plan(plan.mappings(vendor)) if plan else {}
 
-def _respect_gpc(raw: Mapping[str, Any]) -> bool:
-    value = raw.get("RESPECT_GPC", False)
-    if not isinstance(value, bool):
-        raise ConfigurationError(
-            f"{_identity_key('RESPECT_GPC')} must be True or False, got {value!r}"
-        )
-    return value
+    def merged(self, key: str, parse: Callable[[Any, str], T], value: T) -> T:
+        """``value``, the setting as resolved, with what the plan says about it."""
+        if key not in self.derived or self.plan is None:
+            return value
+        where = f'tracking plan {self.plan.source} ("vendors"."{self.vendor}")'
+        planned = parse(self.derived[key], where)
+        given = self.raw.get(key) is not None or env_name(self.vendor, key) in os.environ
+        return self._agreed(key, value, planned, where) if given else planned
 
-
-def _import_callable(key: str, path: str) -> Callable[..., Any]:
-    return parse_callable(path, _identity_key(key))
-
-
-def parse_callable(value: Any, where: str) -> Callable[..., Any]:
-    """A callable, or the dotted path of one (imported now): ``IDENTITY``'s ``USER_ID`` and
-    ``CONSENT``, a ``MODEL_EVENTS`` hook's ``properties`` and ``identity``."""
-    if callable(value):
-        return value  # type: ignore[no-any-return]
-    if not isinstance(value, str) or not value:
-        raise ConfigurationError(
-            f"{where}: must be a callable or a dotted path to one; got {value!r}"
-        )
-    try:
-        found = import_string(value)
-    except Exception as exc:
-        raise ConfigurationError(f"{where}: cannot import {value!r}: {exc}") from None
-    if not callable(found):
-        raise ConfigurationError(f"{where}: {value!r} is a {type(found).__name__}, not a callable")
-    return found  # type: ignore[no-any-return]
-
-
-# -- parsers: (raw value, where to fix it) -> value ---------------------------
-
-
-def _parse_secret(value: Any, where: str) -> str:
-    """A credential as given, surrounding whitespace aside: ``$``, ``\\``, quotes and
-    inner spaces are the secret's own. Control characters (a pasted line break) would
-    end an HTTP header early, so they are refused."""
-    if not isinstance(value, str):
-        raise ConfigurationError(f"{where} must be a string, got {type(value).__name__}")
-    secret: str = value.strip()
-    if not secret.isprintable():
-        raise ConfigurationError(
-            f"{where} contains a control character (a line break or tab?); remove it"
-        )
-    return secret
-
-
-def _parse_bearer_token(value: Any, where: str) -> str:
-    """A secret a client presents as ``Authorization: Bearer <token>``: one word."""
-    token = _parse_secret(value, where)
-    if any(character.isspace() for character in token):
-        raise ConfigurationError(
-            f"{where} contains whitespace; a bearer token is one word (letters, digits, "
-            "punctuation)"
-        )
-    return token
-
-
-def _parse_url(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigurationError(f"{where} must be a URL string, got {type(value).__name__}")
-    parts = urlsplit(value.strip())
-    if "@" in parts.netloc:
-        # Never echoed: the part before "@" would be a password.
-        raise ConfigurationError(
-            f"{where} must not contain credentials (user:password@); put them in the "
-            "vendor's credential settings"
-        )
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"{where} must be an http(s) URL with a host, like https://api.example.com; "
-            f"got {value!r}"
-        )
-    if parts.query or parts.fragment:
-        raise ConfigurationError(f"{where} must not have a query string or fragment")
-    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
-
-
-def _parse_timeout(value: Any, where: str) -> float:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{where} must be a number of seconds, got {value!r}") from None
-    if not 0 < seconds <= 300:
-        raise ConfigurationError(f"{where} must be between 0 and 300 seconds, got {value!r}")
-    return seconds
-
-
-def _parse_count(value: Any, where: str) -> int:
-    try:
-        count = int(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{where} must be a whole number, got {value!r}") from None
-    if count < 1 or isinstance(value, bool):
-        raise ConfigurationError(f"{where} must be at least 1, got {value!r}")
-    return count
-
-
-def _parse_seconds(value: Any, where: str) -> float:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{where} must be a number, got {value!r}") from None
-    if not seconds > 0 or seconds == float("inf"):
-        raise ConfigurationError(f"{where} must be a positive number, got {value!r}")
-    return seconds
-
-
-def _parse_traits(value: Any, where: str) -> tuple[str, ...]:
-    names = value.split(",") if isinstance(value, str) else value
-    if not isinstance(names, list | tuple) or not all(
-        isinstance(name, str) and name.strip().isidentifier() for name in names
-    ):
-        raise ConfigurationError(
-            f"{where} must be a list of user attribute names like "
-            '["email", "first_name"] (or "email,first_name" in the environment)'
-        )
-    return tuple(name.strip() for name in names)
-
-
-def _parse_keys(value: Any, where: str) -> frozenset[str]:
-    keys = value.split(",") if isinstance(value, str) else value
-    if not isinstance(keys, list | tuple | set | frozenset) or not all(
-        isinstance(key, str) for key in keys
-    ):
-        raise ConfigurationError(
-            f'{where} must be a list of property keys like ["email", "phone"] '
-            '(or "email,phone" in the environment)'
-        )
-    return frozenset(key.strip() for key in keys if key.strip())
-
-
-def _parse_event_names(value: Any, where: str) -> dict[str, str]:
-    if isinstance(value, str):
-        value = _parse_pairs(value, where)
-    if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
-    ):
-        raise ConfigurationError(
-            f"{where} must map our event names to the vendor's, like "
-            '{"product.purchased": "purchase"} (or "product.purchased=purchase,..." in the '
-            "environment)"
-        )
-    return dict(value)
-
-
-def _parse_pairs(value: str, where: str) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in value.split(","))):
-        ours, sep, theirs = item.partition("=")
-        if not sep:
-            raise ConfigurationError(f"{where}: {item!r} is not NAME=VENDOR_NAME")
-        pairs[ours.strip()] = theirs.strip()
-    return pairs
-
-
-def _parse_adapter_names(value: Any, where: str) -> tuple[str, ...]:
-    """``ADAPTERS``: built-in vendors by name, others by the dotted path of their
-    :class:`~django_eventtrack.vendors.base.VendorAdapter` subclass."""
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list | tuple) or not all(isinstance(item, str) for item in items):
-        raise ConfigurationError(
-            f"{where} must be a list of vendor names ({', '.join(BUILT_IN)}) or dotted paths "
-            "to VendorAdapter subclasses"
-        )
-    return tuple(filter(None, (item.strip() for item in items)))
+    def _agreed(self, key: str, given: Any, planned: Any, where: str) -> Any:
+        setting = f"{setting_path('VENDORS', self.vendor, key)} (or {env_name(self.vendor, key)})"
+        if isinstance(given, Mapping):
+            clash = sorted(k for k in planned if k in given and given[k] != planned[k])
+            if clash:
+                first = clash[0]
+                raise PlanError(
+                    f"{setting} maps {first!r} to {given[first]!r} but the {where} says "
+                    f"{planned[first]!r}; keep one of the two"
+                )
+            return {**planned, **given}
+        if isinstance(given, frozenset):
+            missing = sorted(set(planned) - given)
+            if missing:
+                raise PlanError(
+                    f"the {where} names {', '.join(map(repr, missing))} in {key}, which {setting} "
+                    "does not list; add it there, or remove the setting and let the plan say"
+                )
+            return given
+        if given != planned:
+            raise PlanError(f"{setting} is {given!r} but the {where} says {planned!r}")
+        return given
 
 
 def _load_adapters(names: tuple[str, ...]) -> dict[str, type[VendorAdapter]]:
@@ -737,25 +727,6 @@ def _check_browser_ids(adapters: Mapping[str, type[VendorAdapter]], where: str) 
             if "</" in (browser_id.script or "") + (browser_id.script_ready or ""):
                 raise ConfigurationError(f"{where}: {name}'s browser script contains '</'")
             seen[browser_id.name] = name
-
-
-def _parse_delivery(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(
-            f"{where} must name a delivery backend (sync, thread, worker, celery, tasks, "
-            "capture) or a dotted path to one"
-        )
-    return value.strip()
-
-
-def _parse_queue(value: Any, where: str) -> str:
-    name = value.strip() if isinstance(value, str) else ""
-    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", name):
-        raise ConfigurationError(
-            f"{where} must be a queue name of letters, digits and _ . : - "
-            f"(at most 100), got {value!r}"
-        )
-    return name
 
 
 def is_loopback_url(url: str) -> bool:

@@ -4,16 +4,14 @@ This module is named ``tasks`` on purpose: the standard Celery-with-Django setup
 calls ``app.autodiscover_tasks()``, which imports every installed app's
 ``tasks`` module, so a worker started with ``celery -A proj worker`` knows these
 tasks with no configuration of ours. (Django's Tasks framework finds a task by
-its dotted path instead, so its task lives in
-:mod:`django_eventtrack.delivery.tasks_backend`.)
+its dotted path instead, so its two tasks, with the same names and arguments,
+live in :mod:`django_eventtrack.delivery.tasks_backend`.)
 
 ``DELIVERY = "celery"`` sends a :func:`drain_outbox` task after each commit,
-carrying the ids of its events (those committed while the previous task was
-being sent share the next). The outbox stays the source of
-truth: a message that never reaches the broker (broker down) or is lost with a
-killed worker costs no event, because :func:`sweep_outbox`, run by Celery beat
-(or ``manage.py eventtrack_worker --once`` from cron), sends whatever is still
-due, retries included.
+carrying the ids of its events. The outbox stays the source of truth: a message
+that never reaches the broker or is lost with a killed worker costs no event,
+because :func:`sweep_outbox`, run by Celery beat (or ``manage.py
+eventtrack_worker --once`` from cron), sends whatever is still due.
 """
 
 from __future__ import annotations
@@ -29,22 +27,21 @@ except ImportError as exc:
     ) from None
 
 from django_eventtrack.conf import get_config
-from django_eventtrack.delivery import sender
+from django_eventtrack.delivery import worker
 from django_eventtrack.delivery.backends import HandOffBackend
-from django_eventtrack.delivery.worker import stats_line
 
 
 @shared_task(  # type: ignore[untyped-decorator]  # Celery ships no type hints
     name="django_eventtrack.drain_outbox", acks_late=True, ignore_result=True
 )
 def drain_outbox(event_ids: list[str]) -> str:
-    """Send the due deliveries of ``event_ids`` (one committed transaction's events).
+    """Send the due deliveries of ``event_ids`` (the events of one commit, or of several).
 
     Acknowledged only once it returns (``acks_late``), so a broker redelivers it
     if the worker dies first; sending twice is prevented by the outbox's claims,
     not by the broker. Returns the summary line Celery logs.
     """
-    return stats_line(sender.drain(event_ids=[uuid.UUID(event_id) for event_id in event_ids]))
+    return worker.drain_events(event_ids)
 
 
 @shared_task(  # type: ignore[untyped-decorator]  # Celery ships no type hints
@@ -56,7 +53,7 @@ def sweep_outbox() -> str:
     Schedule it with Celery beat (every minute or so). Several sweeps and drains
     may overlap safely: each delivery is claimed by one of them.
     """
-    return stats_line(sender.drain())
+    return worker.sweep()
 
 
 class CeleryBackend(HandOffBackend):

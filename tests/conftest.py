@@ -13,7 +13,7 @@ from hypothesis import settings as hypothesis_settings
 from pytest_django import Settings
 
 from django_eventtrack import conf
-from django_eventtrack.delivery import http, sender
+from django_eventtrack.delivery import flow, http
 from django_eventtrack.outbox import vendor_profiles
 from django_eventtrack.sandbox import Sandbox
 from tests.settings import TEST_ADAPTERS
@@ -78,6 +78,14 @@ def vendors(settings: Settings, sandbox: Sandbox) -> Sandbox:
 
 
 @pytest.fixture
+def closed_breaker() -> Iterator[None]:
+    """The senders' circuit breaker closed before and after the test (it is per process)."""
+    flow.breaker.reset()
+    yield
+    flow.breaker.reset()
+
+
+@pytest.fixture
 def configure(settings: Settings, sandbox: Sandbox, transactional_db: None) -> Any:
     """Like ``vendors``, with ``vendor_options`` per vendor and top-level ``options``: call
     it to configure; a transactional database (the sender commits) and a closed circuit
@@ -90,6 +98,6 @@ def configure(settings: Settings, sandbox: Sandbox, transactional_db: None) -> A
         settings.EVENTTRACK = {"VENDORS": vendor_settings, "DELIVERY": "sync", **options}
         return sandbox
 
-    sender.breaker.reset()
+    flow.breaker.reset()
     yield apply
-    sender.breaker.reset()
+    flow.breaker.reset()

@@ -153,3 +153,17 @@ def test_no_two_modules_share_a_name_or_define_the_same_public_class() -> None:
         and not all(w.startswith(("vendors/", "sandbox/")) for w in where)
     }
     assert shared == {}, shared
+
+
+#: A module longer than this holds more than one idea (ARCHITECTURE.md, "one idea per room").
+MAX_MODULE_LINES = 800
+
+
+def test_no_module_is_longer_than_one_idea_needs() -> None:
+    long = {
+        str(path.relative_to(PACKAGE)): lines
+        for path in PACKAGE.rglob("*.py")
+        if "migrations" not in path.parts
+        and (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, f"split these by concern: {long}"

@@ -27,12 +27,12 @@ from pytest_django import Settings
 
 from django_eventtrack import track
 from django_eventtrack.conf import get_config
-from django_eventtrack.delivery import sender, worker
+from django_eventtrack.delivery import flow, worker
 from django_eventtrack.errors import StorageError
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
+from tests.delivery.test_worker import drain_until_settled
 from tests.processes.helpers import VENDORS, received, wait_until
-from tests.test_worker import drain_until_settled
 
 Status = Delivery.Status
 READ_TIMEOUT = 0.3
@@ -72,9 +72,9 @@ def injected(kind: FaultKind) -> int:
 
 @pytest.fixture(autouse=True)
 def _closed_breaker() -> Iterator[None]:
-    sender.breaker.reset()
+    flow.breaker.reset()
     yield
-    sender.breaker.reset()
+    flow.breaker.reset()
 
 
 def closed_port() -> int:

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from django_eventtrack.sandbox import Sandbox
+from tests.delivery.test_worker import Processes, migrated_database, processes  # noqa: F401
 from tests.processes.helpers import VENDORS, wait_until
-from tests.test_worker import Processes, migrated_database, processes  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 TOTAL = 300

@@ -75,7 +75,7 @@ def test_user_id_and_consent_accept_dotted_paths_and_callables() -> None:
         ({"USER_ID": "tests.test_identity.NOT_CALLABLE"}, r"not a callable"),
         ({"CONSENT": True}, r'\["CONSENT"\] must be None or a dotted path'),
         ({"CONSENT": "nowhere.at.all"}, r'\["CONSENT"\]: cannot import'),
-        ({"RESPECT_GPC": "yes"}, r'\["RESPECT_GPC"\] must be True or False'),
+        ({"RESPECT_GPC": "sometimes"}, r'\["RESPECT_GPC"\] must be true or false'),
     ],
 )
 def test_bad_settings_name_the_key(raw: dict[str, Any], message: str) -> None:
@@ -84,6 +84,14 @@ def test_bad_settings_name_the_key(raw: dict[str, Any], message: str) -> None:
 
 
 NOT_CALLABLE = 42
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"), [(True, True), ("yes", True), ("Off", False), (0, False)]
+)
+def test_respect_gpc_reads_a_boolean_like_every_other_setting(value: object, parsed: bool) -> None:
+    """One boolean rule for every setting: the top level's, a vendor's and the identity's."""
+    assert conf.parse_identity({"RESPECT_GPC": value}).respect_gpc is parsed
 
 
 def test_the_middleware_refuses_to_start_misconfigured(settings: Settings) -> None:
@@ -201,7 +209,7 @@ def test_an_opted_out_identity_is_stored_with_every_delivery_skipped(worker_mode
     assert event is not None
     assert event.identity.opted_out
     assert Event.objects.get(pk=event.id).to_normalised().identity == event.identity
-    assert fanout.route([event.id]) == 1
+    assert fanout.write_now([event.id]) == 1
     deliveries = Delivery.objects.filter(event_id=event.id)
     assert deliveries.count() == len(VENDORS)
     assert set(deliveries.values_list("status", "last_error")) == {

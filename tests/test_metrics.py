@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pytest_django import Settings
 
 from django_eventtrack import conf
-from django_eventtrack.delivery import sender
+from django_eventtrack.delivery import flow
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery, Event, VendorPause
 from django_eventtrack.vendors import Outcome, OutcomeKind
@@ -37,9 +37,9 @@ def token(settings: Settings) -> str:
 
 @pytest.fixture
 def closed_breakers() -> Iterator[None]:
-    sender.breaker.reset()
+    flow.breaker.reset()
     yield
-    sender.breaker.reset()
+    flow.breaker.reset()
 
 
 def scrape(client: Client, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -71,7 +71,7 @@ def test_metrics_report_outcomes_backlog_latency_and_circuit_per_vendor(
         next_attempt_at=timezone.now() + timedelta(minutes=5),
     )
     retry = Outcome(OutcomeKind.RETRY, 503, "HTTP 503")
-    sender.breaker.record("browsee", retry, threshold=1, pause=60)
+    flow.breaker.record("browsee", retry, threshold=1, pause=60)
     VendorPause.objects.create(
         vendor="primedata",
         paused_until=timezone.now() + timedelta(seconds=120),

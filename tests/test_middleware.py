@@ -414,7 +414,7 @@ def consent_required(settings: Settings, vendors: Sandbox) -> Sandbox:
 
 def _statuses(response: Any) -> dict[str, tuple[str, str]]:
     event_id = json.loads(response.content)["event"]
-    fanout.route([event_id])  # when no sender has written them yet
+    fanout.write_now([event_id])  # when no sender has written them yet
     return {
         delivery.vendor: (delivery.status, delivery.last_error)
         for delivery in Delivery.objects.filter(event_id=event_id)

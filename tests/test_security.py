@@ -1,7 +1,7 @@
 """Security: secrets never leak (logs at every level, errors, ``--dry-run``, the admin,
 stored errors) after a full fault run; vendor URLs come only from settings and need
-https off loopback; the identity cookie cannot impersonate a user; and personal data
-leaves the outbox once every delivery is final (``SCRUB_DELIVERED`` / ``REDACT_KEYS``).
+https off loopback; and the identity cookie cannot impersonate a user. (Personal data
+leaving the outbox once every delivery is final is ``tests/outbox/test_retention.py``.)
 """
 
 from __future__ import annotations
@@ -22,14 +22,13 @@ from pytest_django import Settings
 from django_eventtrack import track
 from django_eventtrack.conf import get_config, is_loopback_url
 from django_eventtrack.core.redaction import MASK
-from django_eventtrack.delivery import http, sender, worker
+from django_eventtrack.delivery import flow, http, worker
 from django_eventtrack.models import Delivery, Event
-from django_eventtrack.outbox import fanout, retention
 from django_eventtrack.outbox.routing import render_requests
 from django_eventtrack.sandbox import Sandbox
+from tests.delivery.test_worker import drain_until_settled
 from tests.processes.helpers import VENDORS
 from tests.test_admin import _admin_settings  # noqa: F401  (templates for the admin pages)
-from tests.test_worker import drain_until_settled
 
 Status = Delivery.Status
 #: Distinctive credentials: any occurrence of one of these anywhere is a leak.
@@ -77,7 +76,7 @@ def test_no_secret_anywhere_after_a_full_fault_run(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.DEBUG)  # every logger, urllib3 and requests included
-    sender.breaker.reset()
+    flow.breaker.reset()
     for vendor, credentials in SECRETS.items():
         echo = " ".join(credentials.values())  # a hostile vendor echoing our credentials
         body = {"message": echo, "errors": [{"message": echo}], "error": {"message": echo}}
@@ -220,82 +219,3 @@ def test_another_visitors_cookies_never_change_the_logged_in_user(
     client.logout()
     anonymous = client.get(f"/identity/whoami/?user_id={bob.pk}").json()["current"]
     assert "user_id" not in anonymous
-
-
-# -- personal data: scrubbed once every delivery is final ------------------------------------
-
-
-def personal(n: int = 0) -> dict[str, Any]:
-    return {"n": n, "email": "ada@example.com", "cart": [{"sku": "S1", "email": "x@y.z"}]}
-
-
-@pytest.mark.django_db(transaction=True)
-def test_scrub_delivered_empties_properties_once_all_deliveries_are_final(
-    vendors: Sandbox, settings: Settings
-) -> None:
-    settings.EVENTTRACK = settings.EVENTTRACK | {"SCRUB_DELIVERED": True, "DELIVERY": "worker"}
-    vendors.inject("hackle", status=503)  # hackle's first attempt: still pending after it
-    event = track("product.purchased", personal(), profile="P1", vendor_extra={"hackle": {}})
-    assert event is not None
-    sender.breaker.reset()
-    worker.Worker().run_once()
-    stored = Event.objects.get(pk=event.id)
-    if Delivery.objects.filter(status=Status.PENDING).exists():
-        assert stored.properties == personal()  # not all final yet: kept for the retry
-    drain_until_settled(worker.Worker())
-    stored.refresh_from_db()
-    assert stored.properties == {}
-    assert stored.vendor_extra == {}
-    assert stored.identity == {"profile": "P1"}  # pseudonymous ids stay for the admin
-    assert vendors.events("hackle")[0]["event"]["properties"]["email"] == "ada@example.com"
-
-
-@pytest.mark.django_db(transaction=True)
-def test_redact_keys_from_the_environment_masks_nested_keys_after_failure(
-    vendors: Sandbox, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("EVENTTRACK_REDACT_KEYS", "email, phone")
-    settings.EVENTTRACK = settings.EVENTTRACK | {"DELIVERY": "sync"}
-    assert get_config().redact_keys == {"email", "phone"}
-    vendors.inject("browsee", status=400, body={"status": "failure", "message": "no"})
-    event = track("product.purchased", personal(), profile="P1")
-    assert event is not None
-    assert Delivery.objects.get(vendor="browsee").status == Status.FAILED
-    assert Event.objects.get(pk=event.id).properties == {
-        "n": 0,
-        "email": MASK,
-        "cart": [{"sku": "S1", "email": MASK}],
-    }
-
-
-@pytest.mark.django_db
-def test_an_event_no_vendor_sends_is_scrubbed_when_stored(settings: Settings) -> None:
-    settings.EVENTTRACK = {
-        "VENDORS": {"hellotext": {"API_TOKEN": "t", "API_URL": "http://127.0.0.1:9"}},
-        "SCRUB_DELIVERED": "true",
-    }
-    event = track("product.purchased", personal())  # no profile: Hellotext skips it
-    assert event is not None
-    assert Event.objects.get(pk=event.id).properties == {}  # at once, before any sender
-    assert fanout.route([event.id]) == 1
-    assert Delivery.objects.get().status == Status.SKIPPED
-
-
-@pytest.mark.django_db
-def test_an_event_whose_deliveries_are_not_written_yet_is_not_scrubbed(
-    vendors: Sandbox, settings: Settings
-) -> None:
-    settings.EVENTTRACK = settings.EVENTTRACK | {"SCRUB_DELIVERED": True, "DELIVERY": "worker"}
-    event = track("product.purchased", personal(), profile="P1")
-    assert event is not None
-    assert retention.scrub_finished([event.id]) == 0  # no delivery is pending: none exists yet
-    assert Event.objects.get(pk=event.id).properties == personal()
-
-
-@pytest.mark.django_db
-def test_without_the_settings_nothing_is_scrubbed(vendors: Sandbox) -> None:
-    assert not get_config().scrub_delivered
-    assert not get_config().redact_keys
-    event = track("product.purchased", personal(), profile="P1")
-    assert event is not None
-    assert Event.objects.get(pk=event.id).properties == personal()

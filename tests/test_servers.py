@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from django_eventtrack.sandbox import Sandbox
+from tests.delivery.test_worker import clean_environ
 from tests.processes.helpers import VENDORS, accepts_connections, free_port, wait_until
-from tests.test_worker import clean_environ
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = "tests.processes.web_settings"

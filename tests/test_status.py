@@ -1,21 +1,17 @@
-"""``eventtrack_status`` (with ``--check``) and ``eventtrack_purge``, through the library and
-the commands."""
+"""``eventtrack_status`` (with ``--check``), through the library and the command."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import uuid
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from pytest_django import DjangoAssertNumQueries, Settings
+from pytest_django import DjangoAssertNumQueries
 
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.monitoring import status
@@ -184,131 +180,6 @@ def test_status_command_prints_a_table(monkeypatch: pytest.MonkeyPatch) -> None:
     assert rows["hackle"] == ["2", "1", "1", "1", "1", "7200"]
     assert rows["hellotext"] == ["0", "0", "0", "0", "0", "-"]
     assert rows["total"] == ["3", "2", "2", "1", "3", "7200"]
-
-
-# -- purge ------------------------------------------------------------------------------------
-
-OLD = timedelta(days=40)
-RECENT = timedelta(days=1)
-
-
-@pytest.fixture
-def aged_outbox() -> dict[str, Event]:
-    """Events named by what purging 30 days must do with them."""
-    finished = stored_event(OLD)
-    for vendor, state in [
-        ("hackle", Status.DELIVERED),
-        ("browsee", Status.FAILED),
-        ("hellotext", Status.SKIPPED),
-    ]:
-        delivery(finished, vendor, state, age=OLD)
-    still_pending = stored_event(OLD)
-    delivery(still_pending, "hackle", Status.DELIVERED, age=OLD)
-    delivery(still_pending, "browsee", Status.PENDING, age=OLD)
-    recent = stored_event(RECENT)
-    delivery(recent, "hackle", Status.DELIVERED, age=RECENT)
-    old_but_touched = stored_event(OLD)
-    delivery(old_but_touched, "hackle", Status.FAILED, age=RECENT)
-    return {
-        "finished": finished,
-        "still_pending": still_pending,
-        "recent": recent,
-        "old_but_touched": old_but_touched,
-        "never_delivered": stored_event(OLD),  # stored while no vendor was configured
-        # No sender has written its deliveries yet (a worker delivery, no worker running).
-        "unrouted": stored_event(OLD, routes={"hackle": None}),
-    }
-
-
-def remaining() -> tuple[set[uuid.UUID], set[tuple[uuid.UUID, str, str]]]:
-    return (
-        set(Event.objects.values_list("id", flat=True).order_by()),
-        set(Delivery.objects.values_list("event_id", "vendor", "status")),
-    )
-
-
-@pytest.mark.django_db
-def test_purge_deletes_old_finished_rows_and_keeps_pending_ones(
-    aged_outbox: dict[str, Event],
-) -> None:
-    result = status.purge(timedelta(days=30), now=NOW)
-    assert result.deliveries == {"delivered": 2, "failed": 1, "skipped": 1}
-    assert result.events == 2
-    assert result.cutoff == NOW - timedelta(days=30)
-    events, deliveries = remaining()
-    assert events == {
-        aged_outbox[name].id for name in ("still_pending", "recent", "old_but_touched", "unrouted")
-    }
-    assert deliveries == {
-        (aged_outbox["still_pending"].id, "browsee", "pending"),
-        (aged_outbox["recent"].id, "hackle", "delivered"),
-        (aged_outbox["old_but_touched"].id, "hackle", "failed"),
-    }
-
-
-@pytest.mark.django_db
-@pytest.mark.usefixtures("aged_outbox")
-def test_purge_dry_run_counts_the_same_and_deletes_nothing() -> None:
-    before = remaining()
-    dry = status.purge(timedelta(days=30), dry_run=True, now=NOW)
-    assert remaining() == before
-    done = status.purge(timedelta(days=30), now=NOW)
-    assert (dry.dry_run, done.dry_run) == (True, False)
-    assert (dry.deliveries, dry.events) == (done.deliveries, done.events)
-
-
-@pytest.mark.django_db
-def test_purge_deletes_in_chunks() -> None:
-    for _ in range(5):
-        delivery(stored_event(OLD), "hackle", Status.DELIVERED, age=OLD)
-    with CaptureQueriesContext(connection) as queries:
-        result = status.purge(timedelta(days=30), now=NOW, chunk_size=2)
-    assert (result.deliveries_total, result.events) == (5, 5)
-    chunk_deletes = [
-        query["sql"]
-        for query in queries
-        if query["sql"].startswith(
-            'DELETE FROM "eventtrack_delivery" WHERE ("eventtrack_delivery"."status"'
-        )
-    ]
-    assert len(chunk_deletes) == 3  # 2 + 2 + 1
-    assert not Event.objects.exists()
-
-
-@pytest.mark.django_db
-@pytest.mark.usefixtures("aged_outbox")
-def test_purge_command_dry_run_and_retention_setting(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(timezone, "now", lambda: NOW)
-    out = StringIO()
-    call_command("eventtrack_purge", "--days", "30", "--dry-run", stdout=out)
-    assert out.getvalue().strip() == (
-        "Would delete 4 deliveries (2 delivered, 1 failed, 1 skipped) and 2 events older than "
-        "2026-10-24T12:00:00+00:00 (30 days)."
-    )
-    assert Delivery.objects.count() == 7
-
-    settings.EVENTTRACK = {"RETENTION_DAYS": 0.5}  # everything finished goes but "pending"
-    out = StringIO()
-    call_command("eventtrack_purge", stdout=out)
-    assert out.getvalue().startswith(
-        "Deleted 6 deliveries (3 delivered, 2 failed, 1 skipped) and 4 events"
-    )
-    assert list(Delivery.objects.values_list("status", flat=True)) == ["pending"]
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize("days", ["0", "-1", "nan", "inf"])
-def test_purge_command_refuses_a_bad_retention(days: str) -> None:
-    with pytest.raises(CommandError, match="--days must be more than 0"):
-        call_command("eventtrack_purge", "--days", days)
-
-
-def test_purge_command_reports_a_broken_configuration(settings: Settings) -> None:
-    settings.EVENTTRACK = {"RETENTION_DAYS": "a month"}
-    with pytest.raises(CommandError, match="RETENTION_DAYS"):
-        call_command("eventtrack_purge")
 
 
 # -- what finished recently, and the health check ----------------------------------------------

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from django.conf import settings
 from django.core.signals import request_finished, request_started
 from django.db import DatabaseError, close_old_connections
 from django.db.models import Min, Q
@@ -39,7 +40,9 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from django_eventtrack.conf import get_config
-from django_eventtrack.delivery import sender
+from django_eventtrack.core.redaction import redact, truncate
+from django_eventtrack.delivery import held_claims, sender
+from django_eventtrack.delivery.pacing import Bell, Share
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery
 from django_eventtrack.outbox import fanout
@@ -115,25 +118,14 @@ class ProcessBound:
 class ThreadBackend(ProcessBound):
     """An in-process background sender, woken on commit (the default).
 
-    One long-lived thread drains every active vendor (:func:`sender.drain`), each
-    vendor with request threads of its own, so a slow or failing vendor never
-    holds up the others: a commit wakes the running drain, which claims the new
-    event for every vendor at once, whatever is still in flight. One thread and
-    one claim per round for all vendors (rather than a thread and a claim per
-    vendor) keeps what the sender takes from the process's requests small: the
-    interpreter lock, and on SQLite the one write lock.
-
-    The thread starts with the first commit, or earlier with :meth:`start`
-    (the first request a process serves); either way its first round sends
-    everything due, not only this process's events: rows a stopped process
-    left pending and retries coming due.
-
-    Fork-safe: the thread belongs to the process that started it; a forked
-    child (gunicorn, uWSGI, Celery prefork, multiprocessing) starts its own on
-    first use and never inherits the parent's. At interpreter exit
-    (:meth:`close`) it finishes sending what this process committed, for at
-    most ``SHUTDOWN_TIMEOUT`` seconds, then stops; what is left stays pending,
-    claims given back, and one log line says how to send it.
+    One long-lived thread runs the sender loop for every active vendor
+    (:func:`sender.serve`), each vendor with request threads of its own, so a slow
+    vendor never holds up the others; one thread and one claim per round for all
+    vendors keeps what it takes from the process's requests small. It starts with
+    the first commit or the first request served (:meth:`start`) and its first
+    round sends everything due. A forked child starts its own; at exit
+    (:meth:`close`) it sends what this process committed, within
+    ``SHUTDOWN_TIMEOUT``. docs/delivery.md says what a user sees.
     """
 
     sends_in_process = True
@@ -152,9 +144,9 @@ class ThreadBackend(ProcessBound):
     def _reset(self) -> None:
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._bell = sender.Bell()
+        self._bell = Bell()
         #: What the sender may take while the process serves requests (``SENDER_SHARE``).
-        self._share = sender.Share(lambda: get_config().options.sender_share)
+        self._share = Share(lambda: get_config().options.sender_share)
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         #: Events committed in this process that may still have deliveries pending.
@@ -242,7 +234,7 @@ class ThreadBackend(ProcessBound):
             if self._thread is not None:
                 self._thread.join(max(deadline - time.monotonic(), 0.0))
             if self.running:  # requests still in flight: their rows need not wait for the lease
-                _end_leases(self._stop)
+                _surrender_claims(self._stop)
         _report_unsent(committed, seconds)
 
     def _wait_for(self, event_ids: set[uuid.UUID], deadline: float) -> None:
@@ -273,13 +265,11 @@ class HandOffBackend(ProcessBound):
     """Base of the backends that hand events to a task queue (``celery``, ``tasks``).
 
     The hand-off runs in a thread of its own, so a broker that is down or slow
-    never holds up the commit: Celery retries a publish to a broker that is
-    down for about 0.7 s, which every request paid when it ran on commit. Events
-    committed meanwhile go out together, up to :data:`IDS_PER_TASK` to a task.
-    A failed hand-off is logged; its rows stay pending for the sweep. Fork-safe:
-    a forked child starts its own thread. At exit, :meth:`close` waits for what
-    is queued, at most ``SHUTDOWN_TIMEOUT`` seconds.
-
+    never holds up the commit (Celery retries a publish to a broker that is down
+    for about 0.7 s). Events committed meanwhile go out together, up to
+    :data:`IDS_PER_TASK` to a task; a failed hand-off is logged and its rows stay
+    pending for the sweep. A forked child starts its own thread; at exit
+    :meth:`close` waits for what is queued, within ``SHUTDOWN_TIMEOUT``.
     Subclasses implement :meth:`hand_off`.
     """
 
@@ -383,15 +373,26 @@ def _pending_deliveries(
     return found
 
 
-def _end_leases(stop: threading.Event) -> None:
+def _surrender_claims(stop: threading.Event) -> None:
     try:
-        sender.end_leases(stop)
+        held_claims.surrender(stop)
     except DatabaseError as exc:
         logger.warning(
             "could not end the leases of the requests in flight (%s); their deliveries "
             "come due when the lease ends",
-            type(exc).__name__,
+            _database_error(exc),
         )
+
+
+def _database_error(exc: DatabaseError) -> str:
+    """``exc`` for a log line: its class and the database's words on one line, with every
+    credential the settings hold masked (the vendors', the metrics token, the databases'
+    passwords)."""
+    config = get_config()
+    secrets = [secret for vendor in config.vendors.values() for secret in vendor.secrets]
+    secrets += [config.metrics_token]
+    secrets += [str(database.get("PASSWORD") or "") for database in settings.DATABASES.values()]
+    return truncate(redact(" ".join(f"{type(exc).__name__}: {exc}".split()), secrets))
 
 
 def _report_unsent(event_ids: set[uuid.UUID], seconds: float) -> None:
@@ -404,7 +405,7 @@ def _report_unsent(event_ids: set[uuid.UUID], seconds: float) -> None:
         logger.warning(
             "could not check which events of this process were sent (%s); run "
             "`manage.py eventtrack_worker --once` to send any left pending",
-            type(exc).__name__,
+            _database_error(exc),
         )
         return
     if not pending:

@@ -1,4 +1,4 @@
-"""Delivery through Django's Tasks framework: the ``tasks`` backend and its task.
+"""Delivery through Django's Tasks framework: the ``tasks`` backend and its two tasks.
 
 ``django.tasks`` on Django 6.0+, the ``django_tasks`` backport (``pip install
 'django-eventtrack[tasks]'``) on Django 5.2: the import below is the only place
@@ -6,14 +6,13 @@ that knows the difference. Any configured Tasks backend runs the sending: the
 database backend of ``django-tasks-db`` and its ``db_worker``, RQ, or the
 immediate backend in tests.
 
-The task is declared on the Tasks framework's default queue and enqueued on
-``TASKS_QUEUE`` (default ``"default"``), which the Tasks backend must list in
-its ``QUEUES`` when that is set; no setting is read when this module is
-imported. Check ``eventtrack.E002`` asks :meth:`TasksBackend.check_settings`,
-so a queue the backend refuses is reported at start-up. The Tasks framework has no scheduler,
-so the sweep that sends retries and anything whose task was lost is
-``manage.py eventtrack_worker --once`` from cron (or ``drain_outbox`` enqueued
-with no ids by whatever scheduler the project has).
+The tasks are Celery's (:mod:`django_eventtrack.tasks`), with the same names and
+arguments: :data:`drain_outbox` for the events of a commit, :data:`sweep_outbox`
+for everything due. They are declared on the default queue and enqueued on
+``TASKS_QUEUE``, which check ``eventtrack.E002`` validates at start-up
+(:meth:`TasksBackend.check_settings`). The Tasks framework has no scheduler: the
+sweep is ``manage.py eventtrack_worker --once`` from cron, or :data:`sweep_outbox`
+enqueued by the project's own scheduler.
 """
 
 from __future__ import annotations
@@ -34,21 +33,24 @@ except ImportError:
         ) from None
 
 from django_eventtrack.conf import get_config
-from django_eventtrack.delivery import sender
+from django_eventtrack.delivery import worker
 from django_eventtrack.delivery.backends import HandOffBackend
-from django_eventtrack.delivery.worker import stats_line
 
 
 @task()
-def drain_outbox(event_ids: list[str] | None = None) -> str:
-    """Send the due deliveries of ``event_ids``, or everything due when ``None`` (a sweep).
+def drain_outbox(event_ids: list[str]) -> str:
+    """Send the due deliveries of ``event_ids`` (the events of one commit, or of several).
 
     Claims make it safe to run any number of these at once, and a task run
     twice sends nothing twice. Returns the summary line, the task's result.
     """
-    if event_ids is None:
-        return stats_line(sender.drain())
-    return stats_line(sender.drain(event_ids=[uuid.UUID(event_id) for event_id in event_ids]))
+    return worker.drain_events(event_ids)
+
+
+@task()
+def sweep_outbox() -> str:
+    """Send everything due: retries, and events whose ``drain_outbox`` never ran."""
+    return worker.sweep()
 
 
 class TasksBackend(HandOffBackend):

@@ -22,13 +22,15 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from types import FrameType
 
 from django.db import close_old_connections
 
 from django_eventtrack.conf import get_config
 from django_eventtrack.delivery import sender
+from django_eventtrack.delivery.pacing import Bell
 from django_eventtrack.delivery.sender import DrainStats
 from django_eventtrack.outbox.routing import target_vendors
 
@@ -49,7 +51,7 @@ class Worker:
     def __init__(self, vendors: Iterable[str] | None = None) -> None:
         self.vendors = target_vendors(vendors)
         self.stopping = threading.Event()
-        self._bell = sender.Bell()
+        self._bell = Bell()
         self.totals = DrainStats()
 
     def run_once(self) -> DrainStats:
@@ -102,6 +104,17 @@ class Worker:
         self.totals.merge(stats)
         if stats.sent or stats.paused_vendors:
             logger.info("round: %s", stats_line(stats))
+
+
+def drain_events(event_ids: Sequence[str]) -> str:
+    """What a ``drain_outbox`` task runs, on Celery and the Tasks framework alike: send
+    the due deliveries of ``event_ids`` (as a task carries them, strings); its summary line."""
+    return stats_line(sender.drain(event_ids=[uuid.UUID(event_id) for event_id in event_ids]))
+
+
+def sweep() -> str:
+    """What a ``sweep_outbox`` task runs: send everything due; its summary line."""
+    return stats_line(sender.drain())
 
 
 def stats_line(stats: DrainStats) -> str:

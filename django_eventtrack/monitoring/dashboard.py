@@ -1,4 +1,5 @@
-"""The numbers and the chart of the admin's delivery dashboard.
+"""The numbers and the chart of the admin's delivery dashboard: :func:`context` is the
+page's data, which the admin view renders.
 
 Every figure is aggregated by the database, in a fixed number of queries
 whatever the outbox holds: the backlog and what became final in the last hour,
@@ -13,6 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db.models import Count, Max
@@ -24,8 +27,6 @@ from django.utils.safestring import SafeString
 
 from django_eventtrack.models import Delivery
 from django_eventtrack.monitoring import status
-
-Status = Delivery.Status
 
 
 @dataclass(frozen=True)
@@ -82,18 +83,92 @@ def timeline(window: Period, now: datetime | None = None) -> Timeline:
     first = _floor(since, window.step)
     bars = (_floor(now, window.step) - first) // window.step + 1
     rows = (
-        Delivery.objects.filter(status__in=(Status.DELIVERED, Status.FAILED), updated_at__gte=since)
+        Delivery.objects.filter(
+            status__in=(Delivery.Status.DELIVERED, Delivery.Status.FAILED), updated_at__gte=since
+        )
         .order_by()
         .annotate(at=window.trunc("updated_at", tzinfo=UTC if settings.USE_TZ else None))
         .values("vendor", "status", "at")
         .annotate(count=Count("pk"))
     )
-    series: dict[str, dict[str, list[int]]] = {Status.DELIVERED: {}, Status.FAILED: {}}
+    series: dict[str, dict[str, list[int]]] = {
+        Delivery.Status.DELIVERED: {},
+        Delivery.Status.FAILED: {},
+    }
     for row in rows:
         index = min((row["at"] - first) // window.step, bars - 1)
         series[row["status"]].setdefault(row["vendor"], [0] * bars)[index] += row["count"]
     starts = [first + index * window.step for index in range(bars)]
-    return Timeline(window, starts, series[Status.DELIVERED], series[Status.FAILED])
+    return Timeline(
+        window, starts, series[Delivery.Status.DELIVERED], series[Delivery.Status.FAILED]
+    )
+
+
+def context(
+    window_name: str | None,
+    *,
+    deliveries_url: str,
+    retry_url: str,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The dashboard's template variables for the window called ``window_name`` (the day's
+    when it names none of :data:`WINDOWS`), in six queries.
+
+    ``vendors``: per vendor its :class:`~.status.VendorOverview`, its numbers per window,
+    its chart, and a link to ``retry_url`` (the retry form) for its failures in the window;
+    ``reasons``: each :class:`FailureReason` with a link to ``deliveries_url`` (the
+    deliveries list) filtered to exactly those deliveries.
+    """
+    now = now or timezone.now()
+    if window_name not in WINDOWS:
+        window_name = DEFAULT_WINDOW
+    window = WINDOWS[window_name]
+    since = now - window.length
+    overviews = status.overview({name: w.length for name, w in WINDOWS.items()}, now)
+    bars = timeline(window, now)
+    return {
+        "windows": WINDOWS,
+        "window_name": window_name,
+        "window": window,
+        "since": since,
+        "vendors": [
+            {
+                "overview": row,
+                "oldest_pending": _age(row.backlog.oldest_pending_seconds),
+                "windows": [
+                    {"label": WINDOWS[name].label, **window_cells(stats)}
+                    for name, stats in row.finished.items()
+                ],
+                "chart": chart(bars, row.vendor),
+                "charted": [sum(counts) for counts in bars.counts(row.vendor)],
+                "retry_url": _link(
+                    retry_url, vendor=row.vendor, since=timezone.localtime(since).isoformat()
+                ),
+            }
+            for row in overviews
+        ],
+        "reasons": [
+            (
+                failure,
+                _link(
+                    deliveries_url,
+                    vendor=failure.vendor,
+                    status=Delivery.Status.FAILED,
+                    last_error=failure.reason,
+                    updated_at__gte=since.isoformat(),
+                ),
+            )
+            for failure in failure_reasons(since)
+        ],
+    }
+
+
+def _age(seconds: float | None) -> str:
+    return "-" if seconds is None else status.format_duration(seconds)
+
+
+def _link(url: str, **query: str) -> str:
+    return f"{url}?{urlencode(query)}"
 
 
 def _floor(moment: datetime, step: timedelta) -> datetime:
@@ -116,7 +191,7 @@ def failure_reasons(
     since: datetime, vendor: str | None = None, limit: int = 20
 ) -> list[FailureReason]:
     """The most frequent reasons among deliveries that failed since ``since`` (one query)."""
-    failed = Delivery.objects.filter(status=Status.FAILED, updated_at__gte=since)
+    failed = Delivery.objects.filter(status=Delivery.Status.FAILED, updated_at__gte=since)
     if vendor is not None:
         failed = failed.filter(vendor=vendor)
     rows = (

@@ -36,7 +36,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from django_eventtrack.conf import get_config
-from django_eventtrack.delivery import sender
+from django_eventtrack.delivery import flow
 from django_eventtrack.monitoring import status
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class OutboxCollector:
             labels=["vendor"],
         )
         for row in vendors:
-            is_paused = row.paused is not None or not sender.breaker.allows(row.vendor)
+            is_paused = row.paused is not None or not flow.breaker.allows(row.vendor)
             paused.add_metric([row.vendor], 1.0 if is_paused else 0.0)
         yield paused
 

@@ -1,12 +1,12 @@
-"""What the outbox holds, how it has been doing, and retention: the library behind
-``eventtrack_status`` (and its ``--check``), ``eventtrack_purge``, the admin dashboard
-and the Prometheus metrics (the commands and views only parse, print and render).
+"""What the outbox holds and how it has been doing: the library behind
+``eventtrack_status`` (and its ``--check``), the admin dashboard and the Prometheus
+metrics (the commands and views only parse, print and render). It only reads:
+retention, which deletes, is :mod:`django_eventtrack.outbox.retention`.
 
 Everything works in a few set-based queries, so it stays quick on an outbox of
 millions of rows: the status is one grouped query and one on the events not
-yet routed (a partial index), what finished recently is one more (served by the
-status and update time index), and purging deletes in chunks so no single
-DELETE holds locks for long.
+yet routed (a partial index), and what finished recently is one more (served by
+the status and update time index).
 
 Times: a delivery's ``created_at`` is when ``track()`` stored its event, inside the
 caller's transaction (the commit itself is not recorded; it normally follows
@@ -24,18 +24,14 @@ from datetime import datetime, timedelta
 from itertools import accumulate
 from typing import Any
 
-from django.db import router
 from django.db.models import (
     Case,
     Count,
     DurationField,
-    Exists,
     ExpressionWrapper,
     F,
     Min,
-    OuterRef,
     Q,
-    QuerySet,
     Sum,
     Value,
     When,
@@ -43,16 +39,10 @@ from django.db.models import (
 from django.utils import timezone
 
 from django_eventtrack.conf import get_config
-from django_eventtrack.models import Delivery, Event, VendorPause
+from django_eventtrack.models import FINAL_STATUSES, Delivery, VendorPause
 from django_eventtrack.outbox import fanout
 from django_eventtrack.outbox.pausing import paused_vendors
 
-Status = Delivery.Status
-
-#: Statuses that never change again by themselves: what retention removes.
-FINAL_STATUSES = (Status.DELIVERED, Status.FAILED, Status.SKIPPED)
-#: Rows per DELETE statement.
-PURGE_CHUNK_SIZE = 5000
 #: Upper bounds, in seconds, of the tracked-to-delivered time histogram (the last bucket,
 #: +Inf, is implied). The dashboard's percentiles and the Prometheus histogram share them.
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600)
@@ -115,18 +105,20 @@ def summary(now: datetime | None = None) -> Summary:
     # The events not yet routed first: a sender routing one between the two queries
     # makes it count twice for a moment, never not at all.
     unrouted = _unrouted(list(get_config().adapters), now)
-    pending = Q(status=Status.PENDING)
+    pending = Q(status=Delivery.Status.PENDING)
     rows = (
-        Delivery.objects.filter(~Q(status=Status.DELIVERED) | Q(delivered_at__gte=hour_ago))
+        Delivery.objects.filter(
+            ~Q(status=Delivery.Status.DELIVERED) | Q(delivered_at__gte=hour_ago)
+        )
         .order_by()
         .values("vendor")
         .annotate(
             pending=Count("pk", filter=pending),
             due=Count("pk", filter=pending & Q(next_attempt_at__lte=now)),
-            failed=Count("pk", filter=Q(status=Status.FAILED)),
-            skipped=Count("pk", filter=Q(status=Status.SKIPPED)),
+            failed=Count("pk", filter=Q(status=Delivery.Status.FAILED)),
+            skipped=Count("pk", filter=Q(status=Delivery.Status.SKIPPED)),
             delivered_last_hour=Count(
-                "pk", filter=Q(status=Status.DELIVERED, delivered_at__gte=hour_ago)
+                "pk", filter=Q(status=Delivery.Status.DELIVERED, delivered_at__gte=hour_ago)
             ),
             oldest_pending=Min("created_at", filter=pending),
         )
@@ -278,17 +270,17 @@ class _Tally:
     def add(self, row: Mapping[str, Any]) -> None:
         status, count = row["status"], row["count"]
         self.statuses[status] = self.statuses.get(status, 0) + count
-        if row["retried"] and status != Status.SKIPPED:
+        if row["retried"] and status != Delivery.Status.SKIPPED:
             self.retried += count
-        if status == Status.DELIVERED:
+        if status == Delivery.Status.DELIVERED:
             self.buckets[row["bucket"]] += count
             self.latency_sum += row["latency_sum"] or timedelta(0)
 
     def finished(self) -> Finished:
         return Finished(
-            delivered=self.statuses.get(Status.DELIVERED, 0),
-            failed=self.statuses.get(Status.FAILED, 0),
-            skipped=self.statuses.get(Status.SKIPPED, 0),
+            delivered=self.statuses.get(Delivery.Status.DELIVERED, 0),
+            failed=self.statuses.get(Delivery.Status.FAILED, 0),
+            skipped=self.statuses.get(Delivery.Status.SKIPPED, 0),
             retried=self.retried,
             latency_counts=tuple(accumulate(self.buckets[:-1])),
             latency_sum=self.latency_sum.total_seconds(),
@@ -379,82 +371,3 @@ def format_duration(seconds: float) -> str:
                 text += f" {second}{units[index + 1][0]}"
             return text
     raise AssertionError("unreachable: the last unit is one second")
-
-
-@dataclass(frozen=True)
-class PurgeResult:
-    """What :func:`purge` deleted (or, with ``dry_run``, would delete)."""
-
-    cutoff: datetime
-    dry_run: bool
-    #: Deliveries per status (delivered, failed, skipped).
-    deliveries: Mapping[str, int] = field(default_factory=dict)
-    events: int = 0
-
-    @property
-    def deliveries_total(self) -> int:
-        return sum(self.deliveries.values())
-
-
-def purge(
-    older_than: timedelta,
-    dry_run: bool = False,
-    *,
-    now: datetime | None = None,
-    chunk_size: int = PURGE_CHUNK_SIZE,
-) -> PurgeResult:
-    """Delete finished deliveries last touched before ``now - older_than``, then the
-    events left without any delivery that are older than that too.
-
-    A pending delivery is never deleted, and neither is its event. Deletes run
-    ``chunk_size`` rows at a time, each chunk in its own short transaction, so
-    purging a huge outbox never locks it for long and can be interrupted
-    safely (running it again carries on).
-    """
-    cutoff = (now or timezone.now()) - older_than
-    alias = router.db_for_write(Delivery)
-    deliveries = {
-        status.value: Delivery.objects.using(alias).filter(status=status, updated_at__lt=cutoff)
-        for status in FINAL_STATUSES
-    }
-    # An event goes once nothing but purgeable deliveries refers to it.
-    survivors = Delivery.objects.filter(event=OuterRef("pk")).exclude(
-        status__in=FINAL_STATUSES, updated_at__lt=cutoff
-    )
-    events = (
-        Event.objects.using(alias)
-        .filter(created_at__lt=cutoff, routes__isnull=True)  # routed: its deliveries exist
-        .filter(~Exists(survivors))
-    )
-    if dry_run:
-        return PurgeResult(
-            cutoff=cutoff,
-            dry_run=True,
-            deliveries={status: queryset.count() for status, queryset in deliveries.items()},
-            events=events.count(),
-        )
-    return PurgeResult(
-        cutoff=cutoff,
-        dry_run=False,
-        deliveries={
-            status: _delete_in_chunks(queryset, chunk_size)
-            for status, queryset in deliveries.items()
-        },
-        events=_delete_in_chunks(events, chunk_size),
-    )
-
-
-def _delete_in_chunks(queryset: QuerySet[Any], chunk_size: int) -> int:
-    """Delete what ``queryset`` matches, ``chunk_size`` primary keys per statement.
-
-    The conditions are applied again in each DELETE, so a row that changed in
-    between (a delivery retried from the admin) is left alone.
-    """
-    deleted = 0
-    while True:
-        ids = list(queryset.order_by().values_list("pk", flat=True)[:chunk_size])
-        if not ids:
-            return deleted
-        # Django loads the events it deletes, to cascade; their primary key is all it needs.
-        _, per_model = queryset.filter(pk__in=ids).only("pk").delete()
-        deleted += per_model.get(queryset.model._meta.label, 0)

@@ -1,17 +1,14 @@
 """Writing an event's deliveries, one per vendor, from the routes ``track()`` stored.
 
-``track()`` is on the caller's request path, so it writes one row: the event,
-with ``routes``, the vendors it goes to (and, for a vendor that skips it, why).
-A delivery row per vendor cost it more than the event itself: four more rows,
-three more indexes to update each, and on SQLite a transaction of its own
-(``python -m tests.benchmarks``, request path and web server). A sender writes
-them instead, for every event routed since it last looked, in the transaction
-of its next claim: one write for many events, off the request path.
+``track()`` writes one row on the caller's request path, the event with its
+``routes`` (the vendors it goes to, and why not for one that skips it); a sender
+writes the deliveries, for every event routed since it last looked, in the
+transaction of its next claim: one write for many events, off the request path.
 
-Writing them is idempotent (the unique (event, vendor) constraint; a second
-sender's copy is ignored), and ``routes`` is cleared in the same transaction,
-so an event is fanned out once however many senders look. Until then the event
-counts as pending for every vendor it names (:func:`unrouted`).
+Writing them is idempotent (the unique (event, vendor) constraint) and clears
+``routes`` in the same transaction, so an event is fanned out once however many
+senders look. Until then it counts as pending for every vendor it names
+(:func:`unrouted`).
 """
 
 from __future__ import annotations
@@ -27,7 +24,6 @@ from django.db.models import QuerySet
 
 from django_eventtrack.models import Delivery, Event
 
-Status = Delivery.Status
 logger = logging.getLogger("django_eventtrack.outbox")
 
 #: The most events one claim fans out; the rest wait for the next round.
@@ -84,9 +80,10 @@ def pending(event_ids: Sequence[uuid.UUID] | None = None, *, limit: int = BATCH)
     )
 
 
-def route(event_ids: Sequence[uuid.UUID]) -> int:
-    """Write the deliveries of those of ``event_ids`` still unrouted, now, in one
-    transaction (the ``capture`` test backend, which sends nothing); how many."""
+def write_now(event_ids: Sequence[uuid.UUID]) -> int:
+    """Write the deliveries of those of ``event_ids`` still unrouted now, in a transaction
+    of their own rather than a sender's next claim (the ``capture`` test backend, which
+    sends nothing); how many events were routed."""
     batch = pending(event_ids, limit=len(event_ids))
     with transaction.atomic(using=router.db_for_write(Delivery)):
         return batch.write()
@@ -105,7 +102,7 @@ def _deliveries(event_id: uuid.UUID, routes: object, created_at: datetime) -> li
         Delivery(
             event_id=event_id,
             vendor=vendor,
-            status=Status.SKIPPED if reason else Status.PENDING,
+            status=Delivery.Status.SKIPPED if reason else Delivery.Status.PENDING,
             last_error=str(reason or ""),
             created_at=created_at,
             next_attempt_at=created_at,

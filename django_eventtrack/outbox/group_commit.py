@@ -23,13 +23,10 @@ class _Write:
 class _GroupCommit:
     """This process's sender writes to SQLite, several to a transaction.
 
-    SQLite has one write lock and every commit waits for the disk (1 to 15 ms
-    on the benchmark machine), while four vendors each claim and record once
-    per event: their write transactions queued behind each other, and in
-    SQLite's busy handler, which sleeps 1, 2, 5 ... 100 ms before looking again
-    however soon the lock is free (``python -m tests.benchmarks --only
-    latency``). Here a thread queues its write, and whichever thread holds the
-    turn commits everything queued in one transaction (one disk flush), each
+    SQLite has one write lock, every commit waits for the disk, and a writer
+    waiting for the lock sleeps in SQLite's busy handler (up to 100 ms) however
+    soon the lock is free. So a thread queues its write, and whichever thread holds
+    the turn commits everything queued in one transaction (one disk flush), each
     write in a savepoint of its own so that a failing write fails alone.
     ``track()`` never comes here: it writes in the caller's transaction.
     """

@@ -17,13 +17,11 @@ from django_eventtrack.models import Delivery, Event
 from django_eventtrack.outbox import fanout
 from django_eventtrack.outbox.group_commit import sender_write
 
-Status = Delivery.Status
-
 
 def due(vendor: str, *, now: datetime | None = None) -> QuerySet[Delivery]:
     """Pending deliveries for ``vendor`` whose time has come (served by a partial index)."""
     return Delivery.objects.filter(
-        vendor=vendor, status=Status.PENDING, next_attempt_at__lte=now or timezone.now()
+        vendor=vendor, status=Delivery.Status.PENDING, next_attempt_at__lte=now or timezone.now()
     )
 
 
@@ -70,7 +68,7 @@ def claim_due(
     now = timezone.now()
     claim = Claim(uuid.uuid4(), now + lease, [])
     routed = fanout.pending(event_ids)
-    candidates = Delivery.objects.filter(status=Status.PENDING, next_attempt_at__lte=now)
+    candidates = Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=now)
     if event_ids is not None:
         candidates = candidates.filter(event_id__in=event_ids)
     if not routed.event_ids and not candidates.filter(vendor__in=list(limits)).exists():
@@ -105,7 +103,7 @@ def claim_due(
         # claim_token has no index (a full scan with a million delivered rows); the
         # claimed rows are due exactly at claim.until, which the due index finds.
         mine = Delivery.objects.filter(
-            vendor__in=list(limits), status=Status.PENDING, next_attempt_at=claim.until
+            vendor__in=list(limits), status=Delivery.Status.PENDING, next_attempt_at=claim.until
         )
     # Oldest first, so a batch goes out in the order the events were tracked.
     claim.deliveries.extend(mine.filter(claim_token=claim.token).order_by("created_at", "pk"))
@@ -122,7 +120,9 @@ def _reserve_each(
     routed.write()
     return sum(
         Delivery.objects.filter(
-            pk__in=pick.values("pk")[:limit], status=Status.PENDING, next_attempt_at__lte=now
+            pk__in=pick.values("pk")[:limit],
+            status=Delivery.Status.PENDING,
+            next_attempt_at__lte=now,
         ).update(**reserve)
         for pick, limit in picks
     )
@@ -136,9 +136,9 @@ def _attach_events(deliveries: Sequence[Delivery]) -> None:
         delivery.event = events[delivery.event_id]
 
 
-def end_lease(claim: Claim, deliveries: Sequence[Delivery]) -> int:
-    """Make ``deliveries`` of ``claim``, if still unrecorded, due now, keeping its token;
-    how many.
+def expire(claim: Claim, deliveries: Sequence[Delivery]) -> int:
+    """End the lease of ``deliveries`` of ``claim`` now, if still unrecorded: due again
+    for any sender, their claim's token kept; how many.
 
     For requests still in flight when their process exits: the rows need not
     wait for the lease to end, and a request that finishes still records its
@@ -148,7 +148,7 @@ def end_lease(claim: Claim, deliveries: Sequence[Delivery]) -> int:
     rows = Delivery.objects.filter(
         pk__in=[delivery.pk for delivery in deliveries],
         claim_token=claim.token,
-        status=Status.PENDING,
+        status=Delivery.Status.PENDING,
     )
     return sender_write(
         router.db_for_write(Delivery), partial(rows.update, next_attempt_at=now, claimed_until=now)

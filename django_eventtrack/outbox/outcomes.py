@@ -25,7 +25,6 @@ from django_eventtrack.outbox.retention import scrub_finished
 from django_eventtrack.vendors import Outcome, OutcomeKind
 
 logger = logging.getLogger("django_eventtrack.outbox")
-Status = Delivery.Status
 
 
 @dataclass(frozen=True)
@@ -82,11 +81,11 @@ def record_outcome(
     if outcome.kind is OutcomeKind.RETRY:
         for delivery in deliveries:
             _reschedule(claim, delivery, outcome, config, options, now)
-        scrub_finished(d.event_id for d in deliveries if d.status == Status.FAILED)
+        scrub_finished(d.event_id for d in deliveries if d.status == Delivery.Status.FAILED)
         return
-    status = Status.DELIVERED if outcome.ok else Status.FAILED
+    status = Delivery.Status.DELIVERED if outcome.ok else Delivery.Status.FAILED
     if outcome.kind is OutcomeKind.SKIPPED:
-        status = Status.SKIPPED
+        status = Delivery.Status.SKIPPED
     counted = int(attempted and outcome.kind is not OutcomeKind.SKIPPED)
     update(
         claim,
@@ -124,12 +123,12 @@ def _reschedule(
         update(
             claim,
             [delivery],
-            status=Status.FAILED,
+            status=Delivery.Status.FAILED,
             attempts=attempts,
             last_status=outcome.http_status,
             last_error=message,
         )
-        _refresh(delivery, Status.FAILED, failed, now)
+        _refresh(delivery, Delivery.Status.FAILED, failed, now)
         _announce(delivery, failed)
         return
     wait = max(backoff(attempts, options), outcome.retry_after or 0.0)

@@ -153,9 +153,10 @@ def with_known_profiles(vendor: str, events: Sequence[TrackedEvent]) -> list[Tra
 
 
 def learn(adapter: VendorAdapter, learned: Iterable[Learned], send: Send) -> None:
-    """Keep what a vendor's answers taught (in the sender's drain thread, which may
-    write): whose a session is, and which profiles the vendor lost. A lost profile
-    of a known user is created again, once however many events found it lost."""
+    """Keep what a vendor's answers taught: whose a session is, and which profiles the
+    vendor lost. Runs in the request thread that got the answer (which may write), one
+    at a time, so a lost profile of a known user is created again once however many
+    events found it lost."""
     for fact in learned:
         if isinstance(fact, SessionOwner):
             profiles.remember_session(adapter.name, fact.session, fact.profile)

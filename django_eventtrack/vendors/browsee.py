@@ -24,7 +24,7 @@ list of one, and what is not a label is left out (noted).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from django_eventtrack.core.event import Identity, JSONValue, TrackedEvent
@@ -32,11 +32,9 @@ from django_eventtrack.vendors.base import (
     BrowserId,
     JSONObject,
     Notes,
-    OwnSetting,
     VendorAdapter,
     iso_utc,
     note,
-    parse_lateness,
 )
 
 #: The identity key of Browsee's own anonymous id.
@@ -56,9 +54,7 @@ class BrowseeAdapter(VendorAdapter):
     default_api_url: ClassVar[str] = "https://api.browsee.io"
     path: ClassVar[str] = "/api/v1/track"
     identify_path: ClassVar[str] = "/api/v1/identify"
-    own_settings: ClassVar[Mapping[str, OwnSetting]] = {
-        "MAX_LATENESS": (parse_lateness, DEFAULT_MAX_LATENESS)
-    }
+    default_max_lateness: ClassVar[float | None] = DEFAULT_MAX_LATENESS
     lateness_why: ClassVar[str] = (
         "Browsee's API must not be used to dump historical data (docs/vendors/browsee.md)"
     )

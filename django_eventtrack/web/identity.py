@@ -29,7 +29,7 @@ from django.http import HttpRequest
 
 from django_eventtrack.conf import Config, IdentitySettings, get_config
 from django_eventtrack.core.event import Identity
-from django_eventtrack.core.names import setting_path
+from django_eventtrack.core.settings import setting_path
 from django_eventtrack.errors import InvalidEvent
 from django_eventtrack.vendors.base import ANONYMOUS_ID, BrowserId
 

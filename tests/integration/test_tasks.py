@@ -16,7 +16,7 @@ from django.db import transaction
 from pytest_django import Settings
 
 from django_eventtrack import track
-from django_eventtrack.delivery import backends, sender
+from django_eventtrack.delivery import backends, flow, sender
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.monitoring import status
@@ -59,7 +59,7 @@ def immediate(settings: Settings, sandbox: Sandbox, monkeypatch: pytest.MonkeyPa
     """DELIVERY="tasks" on the default Tasks backend, which runs a task as it is enqueued."""
     pytest.importorskip("django_eventtrack.delivery.tasks_backend", reason="needs django.tasks")
     monkeypatch.setattr(backends, "_backends", {})
-    sender.breaker.reset()
+    flow.breaker.reset()
     settings.EVENTTRACK = {"VENDORS": sandbox.vendor_settings(), "DELIVERY": "tasks"}
     return sandbox
 
@@ -101,6 +101,24 @@ def test_a_queue_the_tasks_backend_refuses_leaves_events_pending(
     assert "Queue 'eventtrack' is not valid for backend" in caplog.text
     assert_only_pending()
     assert immediate.requests() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_task_sends_everything_due(immediate: Sandbox, settings: Settings) -> None:
+    """``sweep_outbox`` is the sweep for a project whose own scheduler enqueues it, as
+    on Celery: everything due, whoever tracked it."""
+    from django_eventtrack.delivery import tasks_backend
+
+    settings.EVENTTRACK = {**settings.EVENTTRACK, "DELIVERY": "worker"}  # nothing handed off
+    for n in range(2):
+        track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}")
+    assert immediate.requests() == []
+
+    result = tasks_backend.sweep_outbox.enqueue()
+
+    assert result.return_value.startswith(f"delivered {2 * len(VENDORS)}, retried 0, failed 0")
+    for vendor in VENDORS:
+        assert received(immediate, vendor) == {0: 1, 1: 1}, vendor
 
 
 def assert_only_pending() -> None:

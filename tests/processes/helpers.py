@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import signal
 import socket
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from django.db import connections
 from django.utils.module_loading import import_string
 
 from django_eventtrack.sandbox import Sandbox
@@ -96,7 +101,7 @@ def rows_unlike_the_orms(event_id: Any) -> dict[str, tuple[Any, Any]]:
     twin_event = Event.objects.create(**{name: getattr(fast_event, name) for name in copied})
     twin_event.refresh_from_db()
     differences |= _unlike("event", fast_event, twin_event, {"id", "created_at"})
-    if fanout.route([event_id]) != (1 if fast_event.routes else 0):
+    if fanout.write_now([event_id]) != (1 if fast_event.routes else 0):
         differences["event.routes"] = (fast_event.routes, "not routed once")
     Event.objects.filter(pk=twin_event.pk).update(routes=None)  # its deliveries come next
     for fast in Delivery.objects.filter(event_id=event_id):
@@ -139,7 +144,7 @@ def routed_after_the_first_query(event_ids: list[Any]) -> Iterator[list[int]]:
         result = execute(sql, params, many, context)
         if not routed:
             routed.append(0)  # before routing: its own queries come through here too
-            routed[0] = fanout.route(event_ids)
+            routed[0] = fanout.write_now(event_ids)
         return result
 
     with connection.execute_wrapper(route):
@@ -162,3 +167,33 @@ def busy_process() -> Iterator[None]:
     finally:
         done.set()
         thread.join()
+
+
+def run_in_child(body: Callable[[], dict[str, Any]], timeout: float = 10.0) -> dict[str, Any]:
+    """Fork, run ``body`` in the child and return what it reported (a JSON-able dict)."""
+    connections.close_all()  # never share a database connection across fork
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running pytest's teardown
+        code = 1
+        try:
+            os.close(read_end)
+            try:
+                report = body()
+                code = 0
+            except BaseException:
+                report = {"error": traceback.format_exc()}
+            os.write(write_end, json.dumps(report).encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    try:
+        wait_until(lambda: os.waitpid(pid, os.WNOHANG)[0] == pid, timeout=timeout, what="the child")
+        pid = 0
+        with os.fdopen(read_end, "rb") as reader:
+            result: dict[str, Any] = json.loads(reader.read() or b"{}")
+        return result
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)

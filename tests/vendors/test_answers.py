@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from django_eventtrack import track
-from django_eventtrack.delivery import sender
+from django_eventtrack.delivery import flow
 from django_eventtrack.delivery.sender import drain
 from django_eventtrack.models import VendorPause
 from django_eventtrack.outbox import fanout, pausing
@@ -42,7 +42,7 @@ def test_retry_after_pauses_the_vendor_for_every_process(configure: Any) -> None
     assert before + timedelta(seconds=119) < pause.paused_until < before + timedelta(seconds=122)
     assert "429" in pause.reason
 
-    sender.breaker.reset()  # another process: it knows nothing but the database
+    flow.breaker.reset()  # another process: it knows nothing but the database
     assert drain(["hackle"]).paused_vendors == {"hackle"}
     assert len(sandbox.requests("hackle")) == 1
     assert delivery("hackle", events[1]).attempts == 0
@@ -55,7 +55,7 @@ def test_a_pause_recorded_by_another_process_stops_claiming(configure: Any) -> N
     )
     event = track("order.placed", {"order": "A"}, session="S1", vendors=["browsee", "hackle"])
     assert event is not None
-    fanout.route([event.id])
+    fanout.write_now([event.id])
     before = delivery("browsee", event).next_attempt_at
     stats = drain()
     assert stats.paused_vendors == {"browsee"}

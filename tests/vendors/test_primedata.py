@@ -563,8 +563,10 @@ def test_an_empty_primedata_item_id_is_noted(make_adapter, make_event):
 def test_primedata_requests_carry_one_event_type_each(make_adapter, make_event):
     adapter = make_adapter("primedata")
     events = [make_event(name) for name in ("a.b", "c.d", "a.b", "c.d", "a.b")]
-    assert request_batches(adapter, events) == [[0, 2, 4], [1, 3]]
-    assert request_batches(make_adapter("hackle"), events) == [[0], [1], [2], [3], [4]]
+    assert request_batches(adapter, events, max_bytes=10**6) == [[0, 2, 4], [1, 3]]
+    assert request_batches(adapter, events, max_bytes=1) == [[0], [2], [4], [1], [3]]
+    hackle = make_adapter("hackle")
+    assert request_batches(hackle, events, max_bytes=10**6) == [[0], [1], [2], [3], [4]]
 
 
 # -- 6. PrimeData's session is never another vendor's profile id ----------------------------------

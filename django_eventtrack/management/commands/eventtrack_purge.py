@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_eventtrack.conf import get_config
 from django_eventtrack.errors import ConfigurationError
-from django_eventtrack.monitoring import status
+from django_eventtrack.outbox import retention
 
 MAX_DAYS = 36_500
 
@@ -38,7 +38,7 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from None
         if not 0 < days <= MAX_DAYS:
             raise CommandError(f"--days must be more than 0 and at most {MAX_DAYS}, got {days:g}")
-        result = status.purge(timedelta(days=days), dry_run=options["dry_run"])
+        result = retention.purge(timedelta(days=days), dry_run=options["dry_run"])
         verb = "Would delete" if result.dry_run else "Deleted"
         by_status = ", ".join(f"{count} {name}" for name, count in result.deliveries.items())
         self.stdout.write(

@@ -3,24 +3,23 @@ backend's bounded shutdown, and a forked child that sends with a thread of its o
 
 from __future__ import annotations
 
-import json
+import inspect
+import logging
 import os
-import signal
 import threading
 import time
-import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.core import signals as django_signals
-from django.db import connections, transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 from pytest_django import Settings
 
 from django_eventtrack import track
-from django_eventtrack.delivery import backends, http, sender
+from django_eventtrack.delivery import backends, flow, held_claims, http, sender
 from django_eventtrack.delivery.sender import DrainStats
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
@@ -29,6 +28,7 @@ from tests.processes.helpers import (
     busy_process,
     received,
     routed_after_the_first_query,
+    run_in_child,
     wait_until,
 )
 
@@ -51,11 +51,11 @@ def _own_backends(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for leftover in backends._backends.values():
         leftover.close(timeout=5)
     monkeypatch.setattr(backends, "_backends", {})
-    sender.breaker.reset()
+    flow.breaker.reset()
     yield
     for backend in backends._backends.values():
         backend.close(timeout=5)
-    sender.breaker.reset()
+    flow.breaker.reset()
 
 
 def use(settings: Settings, sandbox: Sandbox, delivery: str, **options: Any) -> None:
@@ -160,6 +160,35 @@ def test_thread_backend_close_is_bounded_by_shutdown_timeout(
     assert len(sandbox.requests("hackle")) == 1
 
 
+def test_leases_that_cannot_be_ended_are_logged_with_the_databases_words_and_no_secret(
+    settings: Settings,
+    sandbox: Sandbox,
+    request_started: threading.Event,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    use(settings, sandbox, "thread", SHUTDOWN_TIMEOUT=0.3, CONCURRENCY=1)
+    sandbox.inject("hackle", delay=1.5)
+    key = sandbox.vendor_settings()["hackle"]["API_KEY"]
+
+    def deadlocked(stop: threading.Event) -> int:
+        raise OperationalError(f"deadlock detected\nDETAIL: waiting on key={key}")
+
+    track("order.placed", {"n": 1, "order": "O1"}, session="S1", vendors=["hackle"])
+    assert request_started.wait(5), "the sender thread never started a request"
+    backend = backends.get_backend()
+
+    with monkeypatch.context() as patch, caplog.at_level(logging.WARNING, "django_eventtrack"):
+        patch.setattr(held_claims, "surrender", deadlocked)
+        backend.close()
+
+    assert (
+        "could not end the leases of the requests in flight (OperationalError: deadlock "
+        "detected DETAIL: waiting on key=********)" in caplog.text
+    )
+    assert key not in caplog.text
+
+
 class QuietParent:
     """Makes this process's sender threads go idle, alive but away from the database.
 
@@ -197,36 +226,6 @@ class QuietParent:
         assert backend._thread is not None
         name = backend._thread.name
         wait_until(lambda: name in self.parked, what="the parent's sender thread to go idle")
-
-
-def run_in_child(body: Callable[[], dict[str, Any]], timeout: float = 10.0) -> dict[str, Any]:
-    """Fork, run ``body`` in the child and return what it reported (a JSON-able dict)."""
-    connections.close_all()  # never share a database connection across fork
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report, then leave without running pytest's teardown
-        code = 1
-        try:
-            os.close(read_end)
-            try:
-                report = body()
-                code = 0
-            except BaseException:
-                report = {"error": traceback.format_exc()}
-            os.write(write_end, json.dumps(report).encode())
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    try:
-        wait_until(lambda: os.waitpid(pid, os.WNOHANG)[0] == pid, timeout=timeout, what="the child")
-        pid = 0
-        with os.fdopen(read_end, "rb") as reader:
-            result: dict[str, Any] = json.loads(reader.read() or b"{}")
-        return result
-    finally:
-        if pid:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
 
 
 # Forking a process whose sender thread is running is exactly what this test is about
@@ -397,3 +396,15 @@ def test_a_stopping_process_never_misses_an_event_routed_while_it_looks(
         pending = backends._pending_deliveries([event.id])
     assert routed == [1]
     assert pending.count(event.id) >= len(VENDORS)
+
+
+def test_celery_and_the_tasks_framework_run_the_same_two_tasks() -> None:
+    """``drain_outbox`` (the events of a commit) and ``sweep_outbox`` (everything due)
+    take the same arguments whichever engine runs them."""
+    celery_tasks = pytest.importorskip("django_eventtrack.tasks", reason="needs Celery")
+    framework = pytest.importorskip(
+        "django_eventtrack.delivery.tasks_backend", reason="needs django.tasks"
+    )
+    for name in ("drain_outbox", "sweep_outbox"):
+        celery_run = inspect.signature(getattr(celery_tasks, name).run)
+        assert celery_run == inspect.signature(getattr(framework, name).func), name

@@ -28,22 +28,22 @@ from django.utils import timezone
 from pytest_django import Settings
 
 from django_eventtrack.conf import get_config
-from django_eventtrack.delivery import sender, worker
+from django_eventtrack.delivery import flow, sender, worker
 from django_eventtrack.delivery.sender import DrainStats
 from django_eventtrack.models import Delivery, VendorPause
 from django_eventtrack.outbox import fanout, leases, outcomes, pausing
 from django_eventtrack.sandbox import Sandbox
 from tests.processes.helpers import VENDORS, received, track_many, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 Status = Delivery.Status
 
 
 @pytest.fixture(autouse=True)
 def _closed_breaker() -> Iterator[None]:
-    sender.breaker.reset()
+    flow.breaker.reset()
     yield
-    sender.breaker.reset()
+    flow.breaker.reset()
 
 
 # --- one process: the worker's rounds against the sandbox ------------------------------------
@@ -139,7 +139,7 @@ def test_retry_after_is_honoured(worker_mode: Callable[..., Sandbox]) -> None:
     # Two seconds later...
     Delivery.objects.update(next_attempt_at=timezone.now())
     VendorPause.objects.update(paused_until=timezone.now())
-    sender.breaker.reset()
+    flow.breaker.reset()
     assert runner.run_once().delivered == 1
     assert len(sandbox.requests("hackle")) == 2
 
@@ -178,7 +178,7 @@ def test_max_attempts_exhausted_fails_the_delivery(worker_mode: Callable[..., Sa
 def test_max_age_exceeded_fails_the_delivery(worker_mode: Callable[..., Sandbox]) -> None:
     sandbox = worker_mode(vendors={"hackle": {"MAX_AGE": 3600}})
     sandbox.inject("hackle", status=503, delay=0.3)
-    fanout.route([event.id for event in track_many(2, vendors=["hackle"])])
+    fanout.write_now([event.id for event in track_many(2, vendors=["hackle"])])
     stale, on_the_edge = Delivery.objects.order_by("created_at")
     now = timezone.now()
     Delivery.objects.filter(pk=stale.pk).update(created_at=now - timedelta(hours=2))

@@ -10,8 +10,8 @@ import pytest
 from django.db import transaction
 from pytest_django import DjangoAssertNumQueries, Settings
 
-from django_eventtrack import hooks
-from django_eventtrack.hooks import model_event, register
+from django_eventtrack import model_hooks
+from django_eventtrack.model_hooks import model_event, register
 from django_eventtrack.models import Event
 from django_eventtrack.sandbox import Sandbox
 from tests.testapp.models import Order
@@ -32,10 +32,10 @@ def tracked(name: str | None = None) -> list[Event]:
 @pytest.fixture
 def code_hooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Hooks registered in code during the test are forgotten after it."""
-    monkeypatch.setattr(hooks, "_declared", [])
+    monkeypatch.setattr(model_hooks, "_declared", [])
     yield
     monkeypatch.undo()
-    hooks.reconnect()
+    model_hooks.reconnect()
 
 
 @pytest.mark.django_db
@@ -233,8 +233,8 @@ def test_hooks_declared_in_code(settings: Settings) -> None:
 @pytest.mark.django_db
 def test_reconnecting_never_fires_twice(settings: Settings) -> None:
     hooked(settings, {"model": "testapp.Order", "on": "create", "event": "order.placed"})
-    hooks.reconnect()
-    hooks.connect_configured()
+    model_hooks.reconnect()
+    model_hooks.connect_configured()
     Order.objects.create(reference="A1")
     assert len(tracked()) == 1
 
@@ -366,7 +366,7 @@ def test_a_bad_declaration_is_a_check_error_and_is_skipped(
     settings: Settings, declaration: dict[str, Any], message: str
 ) -> None:
     hooked(settings, VALID, declaration)
-    errors = hooks.check_model_events()
+    errors = model_hooks.check_model_events()
     assert len(errors) == 1, errors
     assert errors[0].id == "eventtrack.E101"
     assert errors[0].msg.startswith('EVENTTRACK["MODEL_EVENTS"][1]')
@@ -384,10 +384,10 @@ def test_a_bad_declaration_in_code_is_reported_where_it_was_made(settings: Setti
         return {}
 
     register("testapp.Order", "created", "order.placed")
-    messages = [error.msg for error in hooks.check_model_events()]
+    messages = [error.msg for error in model_hooks.check_model_events()]
     assert messages == [
-        "@model_event on tests.test_hooks.test_a_bad_declaration_in_code_is_reported_where_it_"
-        "was_made.<locals>.shipped, argument when: testapp.Order has no field 'colour'",
+        "@model_event on tests.test_model_hooks.test_a_bad_declaration_in_code_is_reported_"
+        "where_it_was_made.<locals>.shipped, argument when: testapp.Order has no field 'colour'",
         "register('testapp.Order', on='created', event='order.placed'), argument on: must be one "
         "of create, update, save, delete; got 'created'",
     ]
@@ -397,4 +397,12 @@ def test_a_broken_eventtrack_setting_is_left_to_the_configuration_check(
     settings: Settings,
 ) -> None:
     settings.EVENTTRACK = {"MODEL_EVENTS": "testapp.Order"}
-    assert hooks.check_model_events() == []
+    assert model_hooks.check_model_events() == []
+
+
+def test_the_first_import_path_still_serves_register_and_model_event() -> None:
+    """Projects declare hooks with ``from django_eventtrack.hooks import ...`` (the
+    documented path before the module was named for what it holds)."""
+    from django_eventtrack import hooks
+
+    assert (hooks.register, hooks.model_event) == (register, model_event)

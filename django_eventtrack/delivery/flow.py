@@ -1,0 +1,177 @@
+"""Per-vendor flow control: how many requests this process may have in flight to a
+vendor (:class:`Window`), and when it sends that vendor none (:class:`CircuitBreaker`).
+
+Both live as long as the process, so what a vendor's answers taught outlives one
+drain; the sender asks them before each request and tells them each answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+
+from django_eventtrack.conf import Config
+from django_eventtrack.vendors import Outcome, OutcomeKind
+
+logger = logging.getLogger("django_eventtrack.sender")
+
+
+class CircuitBreaker:
+    """Per process and vendor: after N retryable failures in a row, stop sending for a while.
+
+    A vendor that is down would otherwise get every due delivery thrown at it each
+    round; a pause lets it recover and keeps the sender free for the vendors that
+    work. A delivered or permanently failed answer closes it; a 429 with
+    ``Retry-After`` pauses the vendor as long as it asks. The drain writes each
+    pause to the database (:meth:`take_unrecorded`), so every process stops too.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failures: dict[str, int] = {}
+        self._open_until: dict[str, float] = {}
+        #: Pauses not yet written to the database: vendor -> (seconds, reason).
+        self._unrecorded: dict[str, tuple[float, str]] = {}
+
+    def allows(self, vendor: str) -> bool:
+        with self._lock:
+            return time.monotonic() >= self._open_until.get(vendor, 0.0)
+
+    def record(self, vendor: str, outcome: Outcome, *, threshold: int, pause: float) -> None:
+        if outcome.http_status == 429 and outcome.retry_after:
+            self.pause(
+                vendor, outcome.retry_after, f"HTTP 429, Retry-After {outcome.retry_after:g}s"
+            )
+        with self._lock:
+            if outcome.kind is not OutcomeKind.RETRY:
+                self._failures[vendor] = 0
+                return
+            failures = self._failures.get(vendor, 0) + 1
+            self._failures[vendor] = failures
+            if failures < threshold:
+                return
+            self._failures[vendor] = 0
+        self.pause(vendor, pause, f"circuit breaker: {failures} retryable failures in a row")
+
+    def pause(self, vendor: str, seconds: float, reason: str) -> None:
+        """Send nothing to ``vendor`` for ``seconds`` (unless already paused for longer)."""
+        with self._lock:
+            until = time.monotonic() + seconds
+            if until <= self._open_until.get(vendor, 0.0):
+                return
+            self._open_until[vendor] = until
+            self._unrecorded[vendor] = (seconds, reason)
+        logger.warning("vendor=%s: pausing it for %.0fs (%s)", vendor, seconds, reason)
+
+    def take_unrecorded(self, vendor: str) -> tuple[float, str] | None:
+        """The pause begun since the last call, for the database; None when there is none."""
+        with self._lock:
+            return self._unrecorded.pop(vendor, None)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._failures.clear()
+            self._open_until.clear()
+            self._unrecorded.clear()
+
+
+breaker = CircuitBreaker()
+
+
+class Window:
+    """How many requests this process may have in flight to one vendor at once.
+
+    Additive increase, multiplicative decrease, as TCP does for packets: a fast
+    answer to a request sent while the window was full widens it (doubling each
+    round trip until the vendor first refuses, then one request per round trip); a
+    retryable outcome halves it, once per round trip. So a vendor gets as many
+    requests in flight as it takes without slowing down, with no setting to tune,
+    between ``low`` and ``high`` (``MIN_CONCURRENCY``, ``MAX_CONCURRENCY``).
+    """
+
+    #: How much slower than twice the fastest answer an answer may be and still be fast.
+    MARGIN = 0.005
+
+    def __init__(self, start: int, low: int, high: int) -> None:
+        self.low, self.high = low, high
+        self._limit = min(max(start, low), high)
+        self._doubling = True
+        #: Fast answers to a full window since the window last widened, once doubling ended.
+        self._fast_answers = 0
+        self._fastest: float | None = None
+        self._cut_at = -math.inf
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        """Requests allowed in flight now."""
+        return self._limit
+
+    def answered(self, elapsed: float, *, full: bool) -> None:
+        """The vendor answered (delivered or failed) after ``elapsed`` seconds a request
+        sent when the window was ``full``."""
+        with self._lock:
+            if not self._fast(elapsed) or not full:
+                return
+            self._fast_answers += 1
+            if self._doubling or self._fast_answers >= self._limit:  # a round trip's worth
+                self._limit = min(self._limit + 1, self.high)
+                self._fast_answers = 0
+
+    def refused(self, sent_at: float) -> None:
+        """A retryable outcome for a request sent at ``sent_at`` (``time.monotonic()``)."""
+        with self._lock:
+            self._doubling = False
+            if sent_at < self._cut_at:
+                return  # in flight when the window was last cut: that cut was for it too
+            self._limit = max(self._limit // 2, self.low)
+            self._fast_answers = 0
+            self._cut_at = time.monotonic()
+
+    def _fast(self, elapsed: float) -> bool:
+        fastest = self._fastest
+        if fastest is None or elapsed <= fastest:
+            self._fastest = elapsed
+            return True
+        # The floor creeps towards what the vendor answers now, so one whose fastest
+        # answers became slower for good is not held to its old best forever.
+        self._fastest = fastest + (elapsed - fastest) / 256
+        return elapsed <= 2 * fastest + self.MARGIN
+
+
+_windows: dict[str, Window] = {}
+#: The settings ``_windows`` were made for.
+_windows_config: Config | None = None
+_windows_lock = threading.Lock()
+
+
+def window(vendor: str, config: Config) -> Window:
+    """This process's :class:`Window` for ``vendor``: kept from one drain to the next,
+    so what a vendor's answers taught outlives a round; made afresh when the
+    settings change."""
+    global _windows_config
+    with _windows_lock:
+        if _windows_config is not config:
+            _windows.clear()
+            _windows_config = config
+        found = _windows.get(vendor)
+        if found is None:
+            low, high = config.options.concurrency_range
+            found = _windows[vendor] = Window(config.options.concurrency, low, high)
+        return found
+
+
+def _new_locks() -> None:
+    """A forked child keeps what its parent's windows learnt, but must not wait on a
+    lock a parent's thread held at the fork."""
+    global _windows_lock
+    _windows_lock = threading.Lock()
+    for found in _windows.values():
+        found._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_locks)

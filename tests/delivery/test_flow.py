@@ -1,0 +1,124 @@
+"""Per-vendor flow control: the window of requests in flight, on its own and in a drain."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import pytest
+from pytest_django import Settings
+
+from django_eventtrack.conf import get_config
+from django_eventtrack.delivery import flow, sender
+from django_eventtrack.delivery.flow import Window
+from django_eventtrack.errors import ConfigurationError
+from django_eventtrack.models import Delivery
+from django_eventtrack.sandbox import Sandbox
+from tests.delivery.helpers import peak_in_flight, use_vendors
+from tests.processes.helpers import run_in_child, track_many
+
+Status = Delivery.Status
+
+
+# --- the window on its own ---------------------------------------------------------------------
+
+
+def test_the_window_doubles_each_round_trip_until_refused_then_grows_by_one() -> None:
+    window = Window(2, 1, 100)
+    for size in (2, 4, 8):
+        assert window.size == size
+        for _ in range(size):  # one round trip: every request in flight answers, fast
+            window.answered(0.1, full=True)
+    assert window.size == 16
+    window.refused(sent_at=-math.inf)
+    assert window.size == 8
+    for _ in range(8):
+        window.answered(0.1, full=True)
+    assert window.size == 9  # one more per round trip
+
+
+def test_the_window_grows_only_on_fast_answers_to_a_full_window() -> None:
+    window = Window(4, 1, 100)
+    window.answered(0.1, full=True)
+    assert window.size == 5
+    window.answered(0.1, full=False)  # a window not used up proves nothing
+    window.answered(0.5, full=True)  # the vendor slows down: our requests queue there
+    assert window.size == 5
+    window.answered(0.2, full=True)  # twice the fastest answer is still fast
+    assert window.size == 6
+
+
+def test_refusals_halve_the_window_once_per_round_trip_within_its_bounds() -> None:
+    window = Window(16, 3, 16)
+    window.answered(0.1, full=True)
+    assert window.size == 16  # the upper bound
+    sent = time.monotonic()
+    for _ in range(5):  # five requests in flight together, all refused
+        window.refused(sent)
+    assert window.size == 8
+    window.refused(time.monotonic())  # sent after the cut: cut again
+    assert window.size == 4
+    window.refused(time.monotonic())
+    assert window.size == 3  # the lower bound
+
+
+def test_concurrency_must_lie_between_its_bounds(settings: Settings) -> None:
+    settings.EVENTTRACK = {"MIN_CONCURRENCY": 8, "MAX_CONCURRENCY": 4}
+    with pytest.raises(ConfigurationError, match=r"MIN_CONCURRENCY.*\(8\).*MAX_CONCURRENCY.*\(4\)"):
+        get_config()
+    settings.EVENTTRACK = {"CONCURRENCY": 40, "MAX_CONCURRENCY": 32, "MIN_CONCURRENCY": 2}
+    assert get_config().options.concurrency_range == (2, 40)  # CONCURRENCY widens them
+
+
+# --- in a drain, against the sandbox -----------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_vendor_answering_fast_gets_more_requests_in_flight_up_to_the_maximum(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    """With ``CONCURRENCY`` 2 a drain used to keep 2 requests in flight, whatever the
+    vendor could take: 60 events at 0.2 s each took 6 s."""
+    use_vendors(settings, sandbox, CONCURRENCY=2, MAX_CONCURRENCY=12)
+    sandbox.inject("hackle", delay=0.2, count=60)
+    track_many(60, vendors=["hackle"])
+    stats = sender.drain()
+    assert (stats.delivered, stats.requests) == (60, 60)
+    assert peak_in_flight(sandbox, "hackle", 0.2) == 12
+    assert flow.window("hackle", get_config()).size == 12
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refused_requests_halve_the_requests_in_flight(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    use_vendors(settings, sandbox, CONCURRENCY=8, MAX_CONCURRENCY=8, RETRY_BACKOFF_BASE=60)
+    track_many(3, vendors=["hackle"])
+    sandbox.inject("hackle", status=503, delay=0.2, count=3)  # in flight together
+    stats = sender.drain()
+    assert stats.retried == 3
+    assert flow.window("hackle", get_config()).size == 4  # halved once, not thrice
+    assert Delivery.objects.filter(status=Status.PENDING, attempts=1).count() == 3
+
+
+# --- in a forked child -------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_keeps_what_the_windows_learnt_and_never_waits_on_a_parents_lock() -> None:
+    """A process forked (gunicorn, Celery prefork) while a thread of its parent was in
+    the middle of a window must not wait on that thread, which the child does not have."""
+    config = get_config()
+    learnt = flow.window("hackle", config)
+    learnt.refused(time.monotonic())
+    halved = learnt.size
+
+    def child() -> dict[str, Any]:
+        window = flow.window("hackle", config)
+        window.refused(time.monotonic())
+        return {"kept": window is learnt, "size": window.size}
+
+    with flow._windows_lock, learnt._lock:  # held at the fork
+        report = run_in_child(child, timeout=5)
+    assert report == {"kept": True, "size": max(halved // 2, learnt.low)}
