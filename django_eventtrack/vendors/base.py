@@ -26,13 +26,13 @@ from django_eventtrack.core.settings import (
     parse_count,
     parse_event_names,
     parse_names,
+    parse_optional_seconds,
     parse_seconds,
     parse_timeout,
     parse_url,
     setting,
     setting_path,
 )
-from django_eventtrack.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from django_eventtrack.core.event import Identity, TrackedEvent
@@ -88,22 +88,6 @@ class BrowserId:
         return bool(self.cookie or self.query or self.script)
 
 
-def parse_lateness(value: Any, where: str) -> float | None:
-    """``MAX_LATENESS``: seconds (a number, or a numeric string from the environment), or
-    ``False`` (``off`` in the environment) for no limit."""
-    if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "false")):
-        return None
-    try:
-        seconds = -1.0 if isinstance(value, bool) else float(value)
-    except (TypeError, ValueError):
-        seconds = -1.0
-    if not 0 < seconds < float("inf"):
-        raise ConfigurationError(
-            f"{where} must be a positive number of seconds, or False for no limit; got {value!r}"
-        )
-    return seconds
-
-
 @dataclass(frozen=True)
 class VendorConfig:
     """One vendor's resolved settings. ``active`` is False when credentials are absent.
@@ -133,7 +117,7 @@ class VendorConfig:
     #: ``MAX_LATENESS``: seconds after the event's own time past which it is not sent
     #: (``skipped``), for a vendor that records when an event arrives or forbids historical
     #: data; None: no limit. By default the adapter's ``default_max_lateness``.
-    max_lateness: float | None = setting(parse_lateness, None)
+    max_lateness: float | None = setting(parse_optional_seconds, None)
     #: ``IDENTIFY``: whether ``identify()`` calls go to this vendor.
     identify: bool = setting(parse_bool, True)
     #: ``ENABLED``: false turns a configured vendor off (``active`` is then false).

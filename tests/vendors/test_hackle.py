@@ -15,11 +15,11 @@ from django.utils import timezone
 
 from django_eventtrack import track
 from django_eventtrack.core.event import IDENTIFY, Identity, TrackedEvent
+from django_eventtrack.core.settings import parse_optional_seconds
 from django_eventtrack.delivery.sender import drain
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Event
 from django_eventtrack.vendors import VendorAdapter
-from django_eventtrack.vendors.base import parse_lateness
 from tests.sandbox.helpers import HACKLE_KEY, hackle_event
 from tests.test_admin import _admin_settings  # noqa: F401  (a fixture)
 from tests.vendors.helpers import VISITOR, WHEN, Status, body_for, delivery, make_due
@@ -290,13 +290,13 @@ def test_hackles_lateness_can_be_turned_off(configure: Any) -> None:
     [(60, 60.0), ("90", 90.0), (False, None), ("off", None)],
 )
 def test_max_lateness_values(value, parsed):
-    assert parse_lateness(value, "MAX_LATENESS") == parsed
+    assert parse_optional_seconds(value, "MAX_LATENESS") == parsed
 
 
 @pytest.mark.parametrize("value", [0, -5, "soon", True, float("inf")])
 def test_max_lateness_refuses_what_is_no_duration(value):
     with pytest.raises(ConfigurationError, match="MAX_LATENESS must be a positive number"):
-        parse_lateness(value, "MAX_LATENESS")
+        parse_optional_seconds(value, "MAX_LATENESS")
 
 
 # -- identify() and empty operations ------------------------------------------------------------
