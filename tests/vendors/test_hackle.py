@@ -242,14 +242,23 @@ def test_a_35_day_old_event_is_not_delivered_to_hackle_without_a_word(configure:
     assert sandbox.requests("hackle") == []
 
 
-def test_an_event_sent_late_says_so_on_its_delivery(configure: Any) -> None:
-    sandbox = configure()
-    then = timezone.now() - timedelta(minutes=10)
+@pytest.mark.parametrize(
+    ("options", "ago", "spelled"),
+    [
+        pytest.param({}, timedelta(minutes=10), "10 minutes", id="within-the-default"),
+        pytest.param({"MAX_LATENESS": False}, timedelta(days=35), "35 days", id="turned-off"),
+    ],
+)
+def test_an_event_sent_late_says_so_on_its_delivery(
+    configure: Any, options: dict[str, Any], ago: timedelta, spelled: str
+) -> None:
+    sandbox = configure({"hackle": options})
+    then = timezone.now() - ago
     event = track("order.placed", {"order": "A"}, user_id="7", timestamp=then, vendors=["hackle"])
     sent = delivery("hackle", event)
     assert sent.status == Status.DELIVERED
     assert sent.adjustments == [
-        "time: sent 10 minutes after it happened; Hackle records the time it arrives"
+        f"time: sent {spelled} after it happened; Hackle records the time it arrives"
     ]
     assert len(sandbox.requests("hackle")) == 1
     prompt = track("order.placed", {"order": "B"}, user_id="7", vendors=["hackle"])
@@ -271,18 +280,6 @@ def test_an_event_retried_past_hackles_lateness_is_skipped_not_sent(configure: A
     assert (skipped.status, skipped.attempts) == (Status.SKIPPED, 1)
     assert "it happened 2 minutes ago" in skipped.last_error
     assert len(sandbox.requests("hackle")) == 1  # only the refused first attempt
-
-
-def test_hackles_lateness_can_be_turned_off(configure: Any) -> None:
-    sandbox = configure({"hackle": {"MAX_LATENESS": False}})
-    then = timezone.now() - timedelta(days=35)
-    event = track("order.placed", {"order": "A"}, user_id="7", timestamp=then, vendors=["hackle"])
-    sent = delivery("hackle", event)
-    assert sent.status == Status.DELIVERED
-    assert sent.adjustments == [
-        "time: sent 35 days after it happened; Hackle records the time it arrives"
-    ]
-    assert len(sandbox.requests("hackle")) == 1
 
 
 @pytest.mark.parametrize(
