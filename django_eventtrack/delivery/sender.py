@@ -14,6 +14,7 @@ the others.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -22,7 +23,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -37,9 +38,9 @@ from django_eventtrack.delivery import flow, held_claims, http
 from django_eventtrack.delivery.pacing import Bell, Pace, Share
 from django_eventtrack.delivery.threads import RequestThreads
 from django_eventtrack.models import Delivery
-from django_eventtrack.outbox import leases, outcomes, pausing, vendor_profiles
+from django_eventtrack.outbox import dropped_names, leases, outcomes, pausing, vendor_profiles
 from django_eventtrack.vendors import Outcome, OutcomeKind, VendorAdapter
-from django_eventtrack.vendors.base import request_batches
+from django_eventtrack.vendors.batching import request_batches
 
 logger = logging.getLogger("django_eventtrack.sender")
 
@@ -182,6 +183,8 @@ class _Batch:
     elapsed: float = 0.0
     #: Deliveries taken out by :meth:`recheck`: not sent, to be given back.
     dropped: list[Delivery] = field(default_factory=list)
+    #: Requests it counts for: 0 for a part split off a sent batch (:func:`_singled_out`).
+    requests: int = 1
 
     @property
     def identify(self) -> bool:
@@ -367,10 +370,11 @@ class _Drain:
             if claim.deliveries:
                 self._hold(claim)
         normalised: dict[uuid.UUID, TrackedEvent] = {}
+        dropped = dropped_names.known([lane.name for lane in wanted]) if claim.deliveries else {}
         for lane, count in wanted.items():
             mine = [d for d in claim.deliveries if d.vendor == lane.name]
             lane.exhausted = len(mine) < count
-            self._enqueue(lane, claim, mine, normalised)
+            self._enqueue(lane, claim, mine, normalised, dropped.get(lane.name, {}))
 
     def _hold(self, claim: leases.Claim) -> None:
         self.claims[claim.token] = (claim, len(claim.deliveries))
@@ -382,13 +386,17 @@ class _Drain:
         claim: leases.Claim,
         deliveries: list[Delivery],
         normalised: dict[uuid.UUID, TrackedEvent],
+        dropped: Mapping[str, str],
     ) -> None:
-        """Queue ``deliveries`` on ``lane``, a request's worth per batch."""
+        """Queue ``deliveries`` on ``lane``, a request's worth per batch (events of
+        different :meth:`~VendorAdapter.batch_key` never in one request)."""
         sendable = self._expire_old(lane, claim, deliveries)
         tracked = [d for d in sendable if d.event.kind != IDENTIFY]
         events = _events(lane.adapter, tracked, normalised)
+        tracked, events = self._unwanted(lane, claim, tracked, events, dropped)
         for cut in request_batches(lane.adapter, events, self.options.max_request_bytes):
-            lane.queue.append(_Batch(claim, tracked[cut], events[cut]))
+            batch = [tracked[index] for index in cut]
+            lane.queue.append(_Batch(claim, batch, [events[index] for index in cut]))
         for delivery in sendable:
             if delivery.event.kind == IDENTIFY:
                 lane.queue.append(_Batch(claim, [delivery], []))
@@ -398,8 +406,7 @@ class _Drain:
     ) -> list[Delivery]:
         """Fail, unsent, the deliveries older than the vendor's ``MAX_AGE``.
 
-        An outage longer than ``MAX_AGE`` must not end in a replay of stale events
-        (a vendor may forbid historical dumps: its adapter sets the default).
+        An outage longer than ``MAX_AGE`` must not end in a replay of stale events.
         """
         max_age = lane.adapter.config.max_age
         cutoff = timezone.now() - timedelta(seconds=max_age)
@@ -410,12 +417,43 @@ class _Drain:
                 None,
                 f"not sent: older than MAX_AGE ({max_age:g}s) when its turn came",
             )
-            outcomes.record_outcome(
-                claim, expired, outcome, lane.adapter.config, self.options, attempted=False
-            )
-            self.stats.add(outcome, len(expired), sent=False)
-            self._recorded(claim, len(expired))
+            self._settle_unsent(lane, claim, expired, outcome)
         return [d for d in deliveries if d.created_at >= cutoff]
+
+    def _unwanted(
+        self,
+        lane: _Lane,
+        claim: leases.Claim,
+        deliveries: list[Delivery],
+        events: list[TrackedEvent],
+        dropped: Mapping[str, str],
+    ) -> tuple[list[Delivery], list[TrackedEvent]]:
+        """Skip, unsent, what the vendor does not want now: an event that happened too
+        long ago (its ``MAX_LATENESS``), or of a name it was seen to drop."""
+        now = timezone.now()
+        kept: tuple[list[Delivery], list[TrackedEvent]] = ([], [])
+        skipped: dict[str, list[Delivery]] = {}
+        for delivery, event in zip(deliveries, events, strict=True):
+            reason = lane.adapter.lateness_refusal(event.timestamp, now) or lane.adapter.known_drop(
+                event, dropped
+            )
+            if reason is None:
+                kept[0].append(delivery)
+                kept[1].append(event)
+            else:
+                skipped.setdefault(reason, []).append(delivery)
+        for reason, rows in skipped.items():
+            self._settle_unsent(lane, claim, rows, Outcome(OutcomeKind.SKIPPED, None, reason))
+        return kept
+
+    def _settle_unsent(
+        self, lane: _Lane, claim: leases.Claim, deliveries: list[Delivery], outcome: Outcome
+    ) -> None:
+        outcomes.record_outcome(
+            claim, deliveries, outcome, lane.adapter.config, self.options, attempted=False
+        )
+        self.stats.add(outcome, len(deliveries), sent=False)
+        self._recorded(claim, len(deliveries))
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -509,7 +547,8 @@ class _Drain:
         those of one claim with the same outcome together, all in one transaction."""
         groups: dict[tuple[_Lane, uuid.UUID, Outcome | None], list[_Batch]] = {}
         for lane, batch, outcome in finished:
-            groups.setdefault((lane, batch.claim.token, outcome), []).append(batch)
+            for part, verdict in _singled_out(batch, outcome):
+                groups.setdefault((lane, batch.claim.token, verdict), []).append(part)
         results = [
             outcomes.Result(
                 batches[0].claim,
@@ -523,7 +562,7 @@ class _Drain:
         for (lane, _, outcome), batches in groups.items():
             deliveries = sum(len(batch.deliveries) for batch in batches)
             if outcome is not None:
-                self.stats.add(outcome, deliveries, requests=len(batches))
+                self.stats.add(outcome, deliveries, requests=sum(b.requests for b in batches))
             self._recorded(batches[0].claim, deliveries)
             _record_pause(lane.name)
 
@@ -535,6 +574,20 @@ class _Drain:
             return
         del self.claims[claim.token]
         held_claims.drop([claim.token])
+
+
+def _singled_out(batch: _Batch, outcome: Outcome | None) -> list[tuple[_Batch, Outcome | None]]:
+    """``batch`` with its outcome, or split by verdict when the vendor judged some of its
+    events apart (:attr:`Outcome.singled_out`: refused one event of a batch, took the rest)."""
+    if outcome is None or not outcome.singled_out:
+        return [(batch, outcome)]
+    parts: dict[Outcome, list[Delivery]] = {}
+    for delivery in batch.deliveries:
+        parts.setdefault(outcome.for_event(str(delivery.event_id)), []).append(delivery)
+    return [
+        (dataclasses.replace(batch, deliveries=deliveries, requests=int(index == 0)), verdict)
+        for index, (verdict, deliveries) in enumerate(parts.items())
+    ]
 
 
 def _teach(window: flow.Window, batch: _Batch, outcome: Outcome | None) -> None:
@@ -613,6 +666,7 @@ def _learn(adapter: VendorAdapter, outcome: Outcome) -> None:
             vendor_profiles.learn(
                 adapter, outcome.learned, lambda request: http.send(adapter, request)
             )
+            dropped_names.learn(adapter.name, outcome.learned)
     except Exception:
         logger.exception(
             "vendor=%s: could not keep what its answer taught; the next answer teaches it again",
