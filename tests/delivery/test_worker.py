@@ -117,9 +117,10 @@ def test_a_vendor_down_for_a_while_ends_with_everything_delivered_once(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_retry_after_is_honoured(worker_mode: Callable[..., Sandbox]) -> None:
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_is_honoured(worker_mode: Callable[..., Sandbox], status: int) -> None:
     sandbox = worker_mode()
-    sandbox.inject("hackle", status=429, retry_after=2)
+    sandbox.inject("hackle", status=status, retry_after=2)
     track_many(1, vendors=["hackle"])
     runner = worker.Worker(["hackle"])
 
@@ -127,7 +128,11 @@ def test_retry_after_is_honoured(worker_mode: Callable[..., Sandbox]) -> None:
     assert runner.run_once().retried == 1
     after = timezone.now()
     delivery = Delivery.objects.get()
-    assert (delivery.status, delivery.attempts, delivery.last_status) == (Status.PENDING, 1, 429)
+    assert (delivery.status, delivery.attempts, delivery.last_status) == (
+        Status.PENDING,
+        1,
+        status,
+    )
     assert before + timedelta(seconds=2) <= delivery.next_attempt_at
     assert delivery.next_attempt_at <= after + timedelta(seconds=2.1)
     pause = pausing.paused_vendors()["hackle"]  # the whole vendor waits, in every process
