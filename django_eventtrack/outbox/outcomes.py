@@ -196,6 +196,8 @@ def _announce(delivery: Delivery, outcome: Outcome) -> None:
     if held is not None:
         held.append((delivery, outcome))
         return
+    if outcome.kind is OutcomeKind.FAILED:
+        _log_final_failure(delivery, outcome)
     signal = signals.delivery_succeeded if outcome.ok else signals.delivery_failed
     if outcome.kind is OutcomeKind.SKIPPED or not signal.has_listeners(Delivery):
         return
@@ -208,6 +210,20 @@ def _announce(delivery: Delivery, outcome: Outcome) -> None:
                 receiver,
                 result,
             )
+
+
+def _log_final_failure(delivery: Delivery, outcome: Outcome) -> None:
+    """WARNING, once per delivery, when it is written: nothing retries it any more, so
+    someone must look. The reason is the stored one (credentials already redacted)."""
+    name = delivery.event.name if Delivery.event.is_cached(delivery) else None
+    logger.warning(
+        "event=%s name=%s vendor=%s status=%s: failed for good: %s",
+        delivery.event_id,
+        name or "?",
+        delivery.vendor,
+        outcome.http_status,
+        outcome.message or "(no reason given)",
+    )
 
 
 def record_adjustments(
