@@ -19,6 +19,7 @@ from django.utils import timezone
 from django_eventtrack import signals
 from django_eventtrack.conf import DeliveryOptions, VendorConfig
 from django_eventtrack.models import Delivery
+from django_eventtrack.outbox import incidents
 from django_eventtrack.outbox.group_commit import sender_write, write_together
 from django_eventtrack.outbox.leases import Claim, release, update
 from django_eventtrack.outbox.retention import scrub_finished
@@ -59,6 +60,14 @@ def _write_results(results: Sequence[Result], options: DeliveryOptions) -> int:
             continue
         record_adjustments(result.claim, result.deliveries, dict(result.outcome.adjustments))
         record_outcome(result.claim, result.deliveries, result.outcome, result.vendor, options)
+    incidents.record(
+        (
+            incidents.Answer(result.vendor.name, result.outcome, len(result.deliveries))
+            for result in results
+            if result.outcome is not None
+        ),
+        timezone.now(),
+    )
     return len(results)
 
 
