@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from django_eventtrack.sandbox import Sandbox
+from django_eventtrack.vendors import BUILT_IN
 from tests.example_project import environment, manage
 
 JOURNEY = """
@@ -81,3 +83,21 @@ def test_the_example_shop_signs_up_signs_out_and_honours_privacy(tmp_path: Path)
     assert report["opted_out"] == ["visitor opted out of tracking"]
     assert report["opted_out_events"] == 2  # stored for the audit trail, sent nowhere
     assert report["cookies_for_opted_out"] == ["", ""]
+
+
+def test_the_example_project_with_every_vendor_configured_passes_its_checks(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """What people copy raises no warning of ours: its SQLite options are the ones the
+    installation page gives."""
+    built_in = {  # the test suite's sandbox also serves its fifth vendor
+        name: value
+        for name, value in sandbox.env().items()
+        if name.split("_")[1].lower() in BUILT_IN or name == "EVENTTRACK_DELIVERY"
+    }
+    assert len({name.split("_")[1] for name in built_in} - {"DELIVERY"}) == len(BUILT_IN)
+    env = environment(tmp_path / "shop.sqlite3", **built_in)
+    result = manage("check", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "System check identified no issues (0 silenced)."
+    assert result.stderr == ""
