@@ -368,7 +368,7 @@ def _probe(hook: Hook, config: conf.Config) -> TrackedEvent | None:
     what a callable returns is known only once an instance is saved)."""
     if hook.properties is not default_properties:
         return None
-    known = {name: "probe" for name in config.vendor_id_names}
+    known: dict[str, Any] = {name: "probe" for name in config.vendor_id_names}
     return TrackedEvent.create(
         hook.event,
         {"model": hook.model._meta.label, "id": "1"},

@@ -58,6 +58,13 @@ report["opted_out_events"] = Event.objects.filter(identity__opted_out=True).coun
 report["cookies_for_opted_out"] = [  # a deleted cookie stays in the jar, empty
     getattr(jar.get("eventtrack_aid"), "value", "") for jar in (gpc.cookies, declined.cookies)
 ]
+
+wrong = Client().post("/sign-in/", {"username": "ada", "password": "not-hers"})
+report["wrong_password"] = [wrong.status_code, wrong.content.decode()]
+report["gpc_footer"] = gpc.get("/").content.decode().split("<footer>")[1]
+report["declined_footer"] = declined.get("/").content.decode().split("<footer>")[1]
+scrape = Client().get("/eventtrack/metrics")
+report["metrics"] = [scrape.status_code, scrape.content.decode(), "eventtrack_aid" in scrape.cookies]
 print(json.dumps(report))
 """
 
@@ -83,6 +90,22 @@ def test_the_example_shop_signs_up_signs_out_and_honours_privacy(tmp_path: Path)
     assert report["opted_out"] == ["visitor opted out of tracking"]
     assert report["opted_out_events"] == 2  # stored for the audit trail, sent nowhere
     assert report["cookies_for_opted_out"] == ["", ""]
+    # A wrong password gets the shop's page, with the form and what went wrong.
+    status, page = report["wrong_password"]
+    assert status == 200 and "<h1>Sign in</h1>" in page and "<!doctype html>" in page
+    assert "Wrong username or password." in page and 'name="password"' in page
+    # A GPC browser is told why no button turns tracking on; a visitor who said no has one.
+    assert "it sends Global Privacy Control" in report["gpc_footer"]
+    assert "turn that off in your browser" in report["gpc_footer"]
+    assert "Allow tracking" not in report["gpc_footer"]
+    assert "you said no" in report["declined_footer"]
+    assert 'value="allow">Allow tracking</button>' in report["declined_footer"]
+    # The metrics view the monitoring docs describe is routed (not public; no visitor id).
+    assert report["metrics"] == [
+        403,
+        "Forbidden: send Authorization: Bearer <METRICS_TOKEN>.",
+        False,
+    ]
 
 
 def test_the_example_project_with_every_vendor_configured_passes_its_checks(

@@ -16,3 +16,14 @@ DECLINED = "declined"
 
 def may_track(request: HttpRequest) -> bool:
     return request.COOKIES.get(CONSENT_COOKIE) != DECLINED
+
+
+def browser_says_no(request: HttpRequest) -> bool:
+    """The browser itself refuses tracking (Global Privacy Control or Do Not Track): no
+    button on our page can override it, only the browser's own setting."""
+    return "1" in (request.headers.get("Sec-GPC"), request.headers.get("DNT"))
+
+
+def context(request: HttpRequest) -> dict[str, bool]:
+    """For the footer: why this visitor is not tracked (a context processor)."""
+    return {"browser_says_no": browser_says_no(request)}
