@@ -338,12 +338,11 @@ def test_an_incident_says_why_since_when_and_what_to_do(admin_client: Client) ->
     text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", section[0])).split())
     assert text.index("PrimeData: HTTP 503 ongoing, retrying") < text.index("Hackle: HTTP 401")
     assert f"First seen {ongoing.first_seen:%Y-%m-%d %H:%M:%S} UTC (12m" in text
-    assert (
-        "Failed attempts 16" in text
-        and "The vendor's answer HTTP 503: upstream maintenance" in text
-    )
+    assert "Failed attempts 16" in text
+    assert "The vendor's answer HTTP 503: upstream maintenance" in text
     assert "PrimeData is failing on its side" in text
-    assert "resolved" in text and "Browsee" not in text
+    assert "resolved" in text
+    assert "Browsee" not in text
     # The vendor's row says why it is retrying, in the vendor's words, and since when.
     why = rows(content, "primedata")[0][3]
     assert (
@@ -360,7 +359,8 @@ def test_an_incident_says_why_since_when_and_what_to_do(admin_client: Client) ->
         (
             "primedata",
             [
-                'EVENTTRACK["VENDORS"]["primedata"]["CLIENT_ID"] (or EVENTTRACK_PRIMEDATA_CLIENT_ID)',
+                'EVENTTRACK["VENDORS"]["primedata"]["CLIENT_ID"] '
+                "(or EVENTTRACK_PRIMEDATA_CLIENT_ID)",
                 'EVENTTRACK["VENDORS"]["primedata"]["ACCESS_TOKEN"] (or '
                 "EVENTTRACK_PRIMEDATA_ACCESS_TOKEN)",
             ],

@@ -10,7 +10,6 @@ import pytest
 
 from tests.example_project import environment, manage
 
-
 ROOT = Path(__file__).resolve().parent.parent
 #: The pages that show the demo's report, in a code block that starts with its first vendor.
 SHOWN_IN = (ROOT / "README.md", ROOT / "docs" / "quickstart.md")

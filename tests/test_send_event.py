@@ -283,4 +283,5 @@ def test_a_broken_setting_is_a_check_error_not_a_traceback(tmp_path: Path) -> No
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "(eventtrack.E001)" in result.stderr
-    assert "EVENTTRACK_BATCH_SIZE" in result.stderr and "'lots'" in result.stderr
+    assert "EVENTTRACK_BATCH_SIZE" in result.stderr
+    assert "'lots'" in result.stderr

@@ -586,7 +586,8 @@ def test_each_final_failure_is_logged_once_at_warning(
         if r.levelname == "WARNING" and "failed for good" in r.getMessage()
     ]
     by_vendor = {record.getMessage().split("vendor=")[1].split()[0]: record for record in warnings}
-    assert sorted(by_vendor) == ["browsee", "hackle"] and len(warnings) == 2
+    assert sorted(by_vendor) == ["browsee", "hackle"]
+    assert len(warnings) == 2
     for vendor, record in by_vendor.items():
         message = record.getMessage()
         assert f"event={event.id} name=order.placed" in message, message

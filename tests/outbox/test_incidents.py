@@ -69,14 +69,16 @@ def test_retries_for_one_reason_are_one_incident_until_the_vendor_accepts_again(
     (incident,) = Incident.objects.all()
     assert incident.count == 3
     assert incident.first_seen == first_seen <= incident.last_seen
-    assert incident.resolved_at is not None and incident.resolved_at >= incident.last_seen
+    assert incident.resolved_at is not None
+    assert incident.resolved_at >= incident.last_seen
 
     # The next outage is a new incident, with its own first failure.
     hackle.inject("hackle", status=503)
     track_many(1, vendors=["hackle"])
     round_now(runner)
     ongoing = Incident.objects.get(resolved_at__isnull=True)
-    assert ongoing.first_seen > incident.last_seen and ongoing.count == 1
+    assert ongoing.first_seen > incident.last_seen
+    assert ongoing.count == 1
 
 
 def test_a_refusal_and_a_dropped_connection_are_incidents_of_their_own(
@@ -116,7 +118,7 @@ def test_deliveries_cost_no_query_for_incidents_while_none_is_open() -> None:
     [
         (Outcome(OutcomeKind.RETRY, 429, "HTTP 429"), "HTTP 429"),
         (Outcome(OutcomeKind.RETRY, None, "read timeout: timed out after 10s"), "read timeout"),
-        (Outcome(OutcomeKind.RETRY, None, None), "error"),
+        (Outcome(OutcomeKind.RETRY, None, ""), "error"),
     ],
 )
 def test_the_reason_is_the_status_or_the_transports_words(outcome: Outcome, reason: str) -> None:

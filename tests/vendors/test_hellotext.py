@@ -623,7 +623,7 @@ def test_the_system_check_warns_of_a_hook_whose_default_properties_hellotext_ski
         'EVENTTRACK["MODEL_EVENTS"][0]: Hellotext will skip every one of these events: '
         "Hellotext's order.shipped needs its order: give the event the property 'order'"
     )
-    assert '"properties"' in warning.hint
+    assert '"properties"' in (warning.hint or "")
 
     configure(MODEL_EVENTS=[{**hook, "event": "order.shipped", **WITH_ORDER}])
     assert not [m for m in run_checks(tags=["eventtrack"]) if m.id == "eventtrack.W101"]
