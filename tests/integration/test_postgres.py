@@ -4,6 +4,7 @@ no miss, checked against what the vendor sandbox recorded."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from django_eventtrack.sandbox import Sandbox
-from tests.integration.conftest import PostgresDatabase, Processes, statuses
+from tests.integration.conftest import (
+    PostgresDatabase,
+    Processes,
+    need_packages,
+    running_postgres,
+    statuses,
+)
 from tests.processes.helpers import VENDORS, received, wait_until
 
 EVENTS = 1250
@@ -125,3 +132,19 @@ def test_four_workers_deliver_5000_deliveries_exactly_once(
         f"postgres: {EVENTS} events x {len(VENDORS)} vendors = {DELIVERIES} deliveries by 4 "
         f"workers {shares}, 0 duplicates, 0 missing, {elapsed:.1f}s from first commit"
     )
+
+
+@pytest.mark.integration
+def test_without_a_dsn_the_suite_starts_a_server_of_its_own() -> None:
+    """What plain ``tox`` meets on a machine with PostgreSQL installed and nothing running:
+    the binaries on PATH are enough (as root, the server runs as nobody)."""
+    need_packages("psycopg")
+    import psycopg
+
+    with running_postgres() as server:
+        assert "EVENTTRACK_TEST_POSTGRES" not in server.dsn
+        with psycopg.connect(server.dsn) as connection:
+            (version,) = connection.execute("SHOW server_version_num").fetchone() or (0,)
+        assert int(version) >= 150000
+        if os.getuid() == 0:  # PostgreSQL refuses root: its files are nobody's
+            assert (server.directory / "data").owner() == "nobody"
