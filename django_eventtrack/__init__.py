@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django_eventtrack.core.version import __version__
+from django_eventtrack.errors import PlanViolation
 
 if TYPE_CHECKING:
     from django_eventtrack.api import aidentify, atrack, identify, track
@@ -45,4 +46,4 @@ else:
         "Identify a visitor from async code; see :func:`django_eventtrack.api.identify`."
     )
 
-__all__ = ["__version__", "aidentify", "atrack", "identify", "track"]
+__all__ = ["PlanViolation", "__version__", "aidentify", "atrack", "identify", "track"]

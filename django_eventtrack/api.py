@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
@@ -23,12 +24,14 @@ from django.db import DatabaseError, router, transaction
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from django_eventtrack import signals
 from django_eventtrack.conf import get_config
 from django_eventtrack.core.event import IDENTIFY, Identity, TrackedEvent
 from django_eventtrack.delivery import backends
-from django_eventtrack.errors import InvalidEvent, StorageError
+from django_eventtrack.errors import InvalidEvent, PlanViolation, StorageError
 from django_eventtrack.models import Event
-from django_eventtrack.outbox import inserts, vendor_profiles
+from django_eventtrack.outbox import inserts, quarantine, vendor_profiles
+from django_eventtrack.plan import Violation
 from django_eventtrack.web.identity import current as current_identity
 from django_eventtrack.web.identity import from_request, restore
 
@@ -103,48 +106,108 @@ def store(
     call: str, build: Callable[[], TrackedEvent], vendors: Iterable[str] | None
 ) -> TrackedEvent | None:
     """Build an event and submit it, with the settings' error policy: an
-    :class:`InvalidEvent` from ``build`` is raised unless ``RAISE_ON_INVALID`` is
+    :class:`InvalidEvent` (from ``build``, the tracking plan, or the checks against the
+    settings before the write: size, ``vendor_extra``) is raised unless ``RAISE_ON_INVALID`` is
     false, a :class:`StorageError` unless ``RAISE_ON_STORAGE_ERROR`` is false; when
     false, it is logged (naming ``call``) and ``None`` returned. Shared by ``track()``
     and ``identify()``."""
     config = get_config()
     try:
         event = build()
+        violations = plan_violations(event)
+        submit(event, vendors, violations)
     except InvalidEvent as exc:
         if config.raise_on_invalid:
             raise
         logger.error("%s refused: %s (field %s)", call, exc, exc.field)
         return None
-    try:
-        submit(event, vendors)
     except StorageError as exc:
         if config.raise_on_storage_error:
             raise
         logger.error("%s not stored: %s", call, exc)
         return None
+    signals.event_tracked.send(TrackedEvent, event=event, violations=tuple(violations))
     return event
 
 
-def submit(event: TrackedEvent, vendors: Iterable[str] | None = None) -> None:
+def plan_violations(event: TrackedEvent) -> list[Violation]:
+    """How ``event`` breaks the tracking plan (empty without a plan, or when it follows
+    it); with ``PLAN_MODE`` ``raise`` a violation raises :class:`PlanViolation` instead,
+    otherwise it is logged and the event is stored with it (quarantined or sent)."""
+    config = get_config()
+    if config.plan is None:
+        return []
+    found = config.plan.violations(event.name, event.properties, identify=event.is_identify)
+    if not found:
+        return found
+    mode = config.plan_mode()
+    if mode == "raise":
+        raise violation_error(event.name, found, config.plan.plan.source)
+    logger.warning(
+        "event=%s name=%s breaks the tracking plan (%s): %s",
+        event.id,
+        event.name,
+        "quarantined, sent to no vendor" if mode == "quarantine" else "sent and flagged",
+        "; ".join(map(str, found)),
+    )
+    return found
+
+
+def violation_error(name: str, found: Sequence[Violation], source: str) -> PlanViolation:
+    """The :class:`PlanViolation` for event ``name`` breaking the plan read from ``source``."""
+    return PlanViolation(
+        f"{name!r} breaks the tracking plan {source}: {'; '.join(map(str, found))}",
+        event=name,
+        violations=tuple(map(str, found)),
+        field=found[0].field,
+    )
+
+
+def submit(
+    event: TrackedEvent,
+    vendors: Iterable[str] | None = None,
+    violations: Sequence[Violation] = (),
+) -> None:
     """Store an already built event and hand it to the backend once committed.
 
-    A database error becomes :class:`StorageError` naming the event. When
-    ``track()`` is to log rather than raise it, the write gets a savepoint of
-    its own, so a caller's transaction outlives the failed write.
+    ``violations`` of the tracking plan are stored with it; with ``PLAN_MODE``
+    ``quarantine`` such an event is held back from every vendor. A database error
+    becomes :class:`StorageError` naming the event. When ``track()`` is to log
+    rather than raise it, the write gets a savepoint of its own, so a caller's
+    transaction outlives the failed write.
     """
     alias = router.db_for_write(Event)
+    held = bool(violations) and get_config().plan_mode() == "quarantine"
+    write = functools.partial(
+        inserts.record, event, vendors, violations=violations, quarantined=held
+    )
     try:
         if get_config().raise_on_storage_error:
-            inserts.record(event, vendors)
+            write()
         else:
             with transaction.atomic(using=alias):
-                inserts.record(event, vendors)
+                write()
     except DatabaseError as exc:
         raise StorageError(
             f"event {event.name!r} ({event.id}) could not be stored in the outbox, so it was "
             f"not tracked: {type(exc).__name__}: {exc}"
         ) from exc
-    transaction.on_commit(lambda: backends.notify([event.id]), using=alias)
+    if not held:
+        transaction.on_commit(lambda: backends.notify([event.id]), using=alias)
+
+
+def replay_quarantined(
+    event_ids: Sequence[uuid.UUID | str] | None = None,
+) -> quarantine.Released:
+    """Validate the quarantined events (all, or ``event_ids``) against the tracking plan
+    as it is now, and route each one that passes to its vendors, once, even when two
+    replays race (``manage.py eventtrack_plan --replay``, the admin's action). Raises
+    :class:`~django_eventtrack.errors.ConfigurationError` when no plan is configured."""
+    released = quarantine.release(event_ids)
+    if released.routed:
+        routed = list(released.routed)
+        transaction.on_commit(lambda: backends.notify(routed), using=router.db_for_write(Event))
+    return released
 
 
 def resolve_visitor(

@@ -50,6 +50,21 @@ class Event(models.Model):
         help_text="The vendors it goes to (with why not, for a vendor that skips it) until "
         "a sender has written its deliveries; then empty (NULL).",
     )
+    violations = models.JSONField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="How it broke the tracking plan when tracked (or when last replayed), one "
+        "{field, message} each; empty (NULL) when it followed the plan.",
+    )
+    quarantine = models.JSONField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Set while the event is held back for breaking the tracking plan "
+        "(PLAN_MODE quarantine): the vendors track() was asked for ({vendors: null} for "
+        "all). A replay that finds it valid routes it and empties this (NULL).",
+    )
 
     class Meta:
         db_table = "eventtrack_event"
@@ -62,6 +77,12 @@ class Event(models.Model):
                 fields=["created_at"],
                 condition=Q(routes__isnull=False),
                 name="eventtrack_unrouted",
+            ),
+            # Only quarantined events: listing and replaying them reads nothing else.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(quarantine__isnull=False),
+                name="eventtrack_quarantined",
             ),
         ]
 

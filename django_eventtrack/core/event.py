@@ -8,6 +8,8 @@ caller's code with the offending field named, never later in a worker.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import re
 import uuid
@@ -32,6 +34,8 @@ MAX_FUTURE = timedelta(days=1)
 #: Integers outside a signed 64-bit range lose precision or are refused by JSON
 #: readers (JavaScript, Java, databases); send such numbers as strings.
 MAX_INTEGER = 2**63 - 1
+#: Digits of :data:`MAX_INTEGER`: a ``Decimal`` with more before its point is beyond it.
+INTEGER_DIGITS = len(str(MAX_INTEGER))
 #: NUL (PostgreSQL's jsonb refuses it) and lone surrogates (not encodable as UTF-8).
 UNSENDABLE_CHARACTERS = re.compile(r"[\x00\ud800-\udfff]")
 
@@ -45,6 +49,12 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*")
 IDENTIFIER_PATTERN = re.compile(r"[\x21-\x7e]+")
 
 JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
+#: Compact JSON as vendors receive it, built once (``json.dumps`` builds one per call).
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+#: At most this many bytes of JSON per character of a string or key (``\u001f`` is six)...
+JSON_BYTES_PER_CHARACTER = 6
+#: ...and per value besides its characters: the longest number (24), quotes, a colon, a comma.
+JSON_BYTES_PER_VALUE = 32
 
 
 #: The keys every identity has, whatever the vendors: the logged-in user and our
@@ -227,6 +237,9 @@ class TrackedEvent:
     vendor_extra: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: :data:`TRACK` or :data:`IDENTIFY` (then ``properties`` are the user's traits).
     kind: str = TRACK
+    #: At least :attr:`size`, counted while validating (None: unknown), so that checking a
+    #: small event against a limit costs no JSON encoding (:meth:`larger_than`).
+    size_bound: int | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def create(
@@ -245,15 +258,32 @@ class TrackedEvent:
             raise InvalidEvent(
                 f"kind must be one of {', '.join(KINDS)}, got {kind!r}", field="kind"
             )
+        counter = [0, 0]
+        normalised = normalise_properties(properties, counter)
+        extra, extra_bound = _vendor_extra(vendor_extra)
         return cls(
             name=validate_name(name),
-            properties=normalise_properties(properties),
+            properties=normalised,
             timestamp=validate_timestamp(timestamp),
             identity=identity or Identity(),
             id=_event_id(event_id),
-            vendor_extra=_vendor_extra(vendor_extra),
+            vendor_extra=extra,
             kind=kind,
+            size_bound=_bytes_at_most(counter) + extra_bound,
         )
+
+    @functools.cached_property
+    def size(self) -> int:
+        """Bytes of its properties and ``vendor_extra`` as compact UTF-8 JSON: what
+        ``MAX_EVENT_BYTES`` limits and batched requests are cut by (its name and ids
+        have limits of their own)."""
+        text = _COMPACT_JSON.encode((self.properties, self.vendor_extra))
+        return len(text) if text.isascii() else len(text.encode())
+
+    def larger_than(self, limit: int) -> bool:
+        """Whether :attr:`size` exceeds ``limit``; measured only when :attr:`size_bound`
+        says it may."""
+        return (self.size_bound is None or self.size_bound > limit) and self.size > limit
 
     @property
     def is_identify(self) -> bool:
@@ -307,18 +337,25 @@ def validate_timestamp(timestamp: object) -> datetime:
     return moment
 
 
-def normalise_properties(properties: Mapping[str, Any] | None) -> dict[str, JSONValue]:
+def normalise_properties(
+    properties: Mapping[str, Any] | None, counter: list[int] | None = None
+) -> dict[str, JSONValue]:
     """Properties as plain JSON: ``Decimal`` becomes a number, aware ``datetime``
     an ISO string, ``date`` and ``UUID`` strings, tuples lists. Anything else is
-    refused with the path of the offending key."""
+    refused with the path of the offending key. ``counter`` (``[0, 0]``) ends with how
+    many values and how many characters of strings and keys they hold."""
     if properties is None:
         return {}
     if not isinstance(properties, Mapping):
         raise InvalidEvent(
             f"properties must be a mapping, got {type(properties).__name__}", field="properties"
         )
-    counter = [0]
-    return _normalise_mapping(properties, "properties", 1, counter)
+    return _normalise_mapping(properties, "properties", 1, counter or [0, 0])
+
+
+def _bytes_at_most(counter: list[int]) -> int:
+    """An upper bound of the JSON bytes of what ``counter`` counted (and its braces)."""
+    return JSON_BYTES_PER_CHARACTER * counter[1] + JSON_BYTES_PER_VALUE * (counter[0] + 1)
 
 
 def _normalise_mapping(
@@ -337,6 +374,7 @@ def _normalise_mapping(
         if not key or len(key) > MAX_KEY_LENGTH:
             raise InvalidEvent(f"{child} key must be 1 to {MAX_KEY_LENGTH} characters", field=child)
         _check_text(key, f"{child} key", child)
+        counter[1] += len(key)
         result[key] = _normalise_value(item, child, depth, counter)
     return result
 
@@ -354,7 +392,10 @@ def _normalise_value(value: Any, path: str, depth: int, counter: list[int]) -> J
             _normalise_value(item, f"{path}[{index}]", depth + 1, counter)
             for index, item in enumerate(value)
         ]
-    return _normalise_scalar(value, path)
+    scalar = _normalise_scalar(value, path)
+    if isinstance(scalar, str):
+        counter[1] += len(scalar)
+    return scalar
 
 
 def _normalise_scalar(value: Any, path: str) -> JSONValue:
@@ -392,27 +433,37 @@ def _string(value: str, path: str) -> str:
 
 def _number(value: float | Decimal, path: str) -> int | float:
     if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise InvalidEvent(f"{path} is {value}, which JSON cannot carry", field=path)
-        # adjusted() first: to_integral_value() overflows on exponents like 1e999999999.
-        small = value.adjusted() < 19
-        exponent = int(value.as_tuple().exponent)
-        if small and exponent >= 0 and value == value.to_integral_value():
-            return _integer(int(value), path)
-        value = float(value)  # 1e999 becomes inf, refused below
+        return _decimal(value, path)
     if not math.isfinite(value):
         raise InvalidEvent(f"{path} is {value}, which JSON cannot carry", field=path)
     return value
 
 
+def _decimal(value: Decimal, path: str) -> int | float:
+    """A whole ``Decimal`` (no decimal places) as an integer, any other as a float; one
+    whose integer part is beyond 64 bits is refused, as such an ``int`` is (a float would
+    carry it inexactly)."""
+    if not value.is_finite():
+        raise InvalidEvent(f"{path} is {value}, which JSON cannot carry", field=path)
+    # adjusted() first: int() of an exponent like 1e999999999 would build a huge integer.
+    if value.adjusted() >= INTEGER_DIGITS:
+        raise _beyond_64_bits(path)
+    whole = _integer(int(value), path)
+    return whole if int(value.as_tuple().exponent) >= 0 else float(value)
+
+
 def _integer(value: int, path: str) -> int:
     if not -MAX_INTEGER - 1 <= value <= MAX_INTEGER:
-        raise InvalidEvent(
-            f"{path} is an integer beyond 64 bits, which JSON readers cannot carry exactly; "
-            "send it as a string",
-            field=path,
-        )
+        raise _beyond_64_bits(path)
     return value
+
+
+def _beyond_64_bits(path: str) -> InvalidEvent:
+    return InvalidEvent(
+        f"{path} is a number whose integer part is beyond 64 bits, which JSON readers cannot "
+        "carry exactly; send it as a string",
+        field=path,
+    )
 
 
 def _check_text(text: str, what: str, path: str) -> None:
@@ -448,15 +499,19 @@ def _event_id(event_id: uuid.UUID | str | None) -> uuid.UUID:
 
 def _vendor_extra(
     vendor_extra: Mapping[str, Mapping[str, Any]] | None,
-) -> dict[str, dict[str, JSONValue]]:
+) -> tuple[dict[str, dict[str, JSONValue]], int]:
+    """The extras normalised (each vendor's within the properties' limits), and an upper
+    bound of their JSON bytes."""
     if not vendor_extra:
-        return {}
+        return {}, JSON_BYTES_PER_VALUE
     result: dict[str, dict[str, JSONValue]] = {}
+    bound = JSON_BYTES_PER_VALUE
     for vendor, extra in vendor_extra.items():
         if not isinstance(extra, Mapping):
             raise InvalidEvent(
                 f"vendor_extra[{vendor!r}] must be a mapping", field=f"vendor_extra.{vendor}"
             )
-        counter = [0]
+        counter = [0, len(str(vendor))]  # its name too
         result[vendor] = _normalise_mapping(extra, f"vendor_extra.{vendor}", 1, counter)
-    return result
+        bound += _bytes_at_most(counter)
+    return result, bound

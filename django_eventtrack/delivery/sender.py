@@ -39,6 +39,7 @@ from django_eventtrack.delivery.threads import RequestThreads
 from django_eventtrack.models import Delivery
 from django_eventtrack.outbox import leases, outcomes, pausing, vendor_profiles
 from django_eventtrack.vendors import Outcome, OutcomeKind, VendorAdapter
+from django_eventtrack.vendors.base import request_batches
 
 logger = logging.getLogger("django_eventtrack.sender")
 
@@ -371,10 +372,8 @@ class _Drain:
         sendable = self._expire_old(lane, claim, deliveries)
         tracked = [d for d in sendable if d.event.kind != IDENTIFY]
         events = _events(lane.adapter, tracked, normalised)
-        per_request = lane.adapter.max_batch_size
-        for start in range(0, len(tracked), per_request):
-            end = start + per_request
-            lane.queue.append(_Batch(claim, tracked[start:end], events[start:end]))
+        for cut in request_batches(lane.adapter, events, self.options.max_request_bytes):
+            lane.queue.append(_Batch(claim, tracked[cut], events[cut]))
         for delivery in sendable:
             if delivery.event.kind == IDENTIFY:
                 lane.queue.append(_Batch(claim, [delivery], []))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.db import connections, router
@@ -17,13 +17,25 @@ from django_eventtrack.models import Event
 from django_eventtrack.outbox import fanout
 from django_eventtrack.outbox.retention import scrub
 from django_eventtrack.outbox.routing import Target, plan
+from django_eventtrack.plan import Violation
 
 logger = logging.getLogger("django_eventtrack.outbox")
 
 
-def record(event: normalised.TrackedEvent, vendors: Iterable[str] | None = None) -> list[Target]:
+def record(
+    event: normalised.TrackedEvent,
+    vendors: Iterable[str] | None = None,
+    *,
+    violations: Sequence[Violation] = (),
+    quarantined: bool = False,
+) -> list[Target]:
     """Store ``event`` with its routes, in the caller's transaction: one row, one
     statement (atomic by itself, so no transaction of its own in autocommit).
+
+    ``violations`` (how it breaks the tracking plan) are stored with it. A
+    ``quarantined`` event is stored without routes: no vendor gets it until a
+    replay finds it valid (:mod:`~django_eventtrack.outbox.quarantine`), which
+    routes it to the ``vendors`` asked for here; it returns no targets.
 
     The routes name each targeted vendor, and why not for a vendor that cannot
     take the event (no identity it needs, filtered out by ``EVENTS`` when named
@@ -33,21 +45,39 @@ def record(event: normalised.TrackedEvent, vendors: Iterable[str] | None = None)
     targets.
     """
     targets = plan(event, vendors, require_vendor=False)
+    stored = Event.values_of(event) | {"created_at": timezone.now()}
+    if violations:
+        stored["violations"] = [violation.as_dict() for violation in violations]
+    if quarantined:
+        stored["quarantine"] = quarantine_of(vendors)
+        _insert_row(stored)
+        return []
     if not targets:
         logger.warning("event=%s name=%s: no vendor takes it; stored only", event.id, event.name)
-    stored = Event.values_of(event) | {
-        "created_at": timezone.now(),
-        "routes": fanout.routes_of([(target.vendor, target.skip_reason) for target in targets]),
-    }
+    stored["routes"] = routes(targets)
     if all(target.skip_reason for target in targets):  # nothing will be sent: final already
         instance = Event(**stored)
         scrub(instance, get_config())
         stored = _event_values(instance)
+    _insert_row(stored)
+    return targets
+
+
+def routes(targets: Sequence[Target]) -> dict[str, str | None] | None:
+    """What an event row stores as its routes for ``targets``."""
+    return fanout.routes_of([(target.vendor, target.skip_reason) for target in targets])
+
+
+def quarantine_of(vendors: Iterable[str] | None) -> dict[str, list[str] | None]:
+    """What a quarantined event row keeps to be routed later: the vendors asked for."""
+    return {"vendors": None if vendors is None else sorted(set(vendors))}
+
+
+def _insert_row(stored: Mapping[str, Any]) -> None:
     connection = connections[router.db_for_write(Event)]
     sql, params = _insert(stored, connection)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-    return targets
 
 
 # track() is on the caller's request path, so its INSERT is written by hand: the ORM's

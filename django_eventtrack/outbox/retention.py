@@ -120,7 +120,8 @@ def purge(
     )
     events = (
         Event.objects.using(alias)
-        .filter(created_at__lt=cutoff, routes__isnull=True)  # routed: its deliveries exist
+        # Routed (its deliveries exist), and not held back by the tracking plan.
+        .filter(created_at__lt=cutoff, routes__isnull=True, quarantine__isnull=True)
         .filter(~Exists(survivors))
     )
     if dry_run:

@@ -72,8 +72,18 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 
+# The shop's products, carts and orders are objects (Hellotext finds or creates them from
+# their object_parameters); Hackle and PrimeData take objects as JSON strings, which the shop
+# accepts. Check eventtrack.W010 says so per event and vendor (docs/plan.md); read once, it
+# is accepted here, the way Django accepts a warning.
+SILENCED_SYSTEM_CHECKS = ["eventtrack.W010"]
+
 # Vendor credentials and URLs come from EVENTTRACK_* environment variables (or .env).
 EVENTTRACK: dict[str, object] = {
+    # The events the shop tracks and their properties (docs/plan.md): under DEBUG an event
+    # that breaks it raises PlanViolation; in production it waits in quarantine instead.
+    # shop/events.py is generated from it (manage.py eventtrack_plan --python shop/events.py).
+    "PLAN": env.str("EVENTTRACK_PLAN", default=str(BASE_DIR / "shop" / "tracking_plan.json")),
     # A visitor who signs in is identified to every vendor (traits: email and names);
     # later events about them carry their Hellotext profile.
     "IDENTIFY_ON_LOGIN": True,

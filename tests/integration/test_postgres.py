@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -58,17 +56,6 @@ with transaction.atomic(), CaptureQueriesContext(connection) as inside:
 print(len(alone), len(inside))
 print(rows_unlike_the_orms(first.id), rows_unlike_the_orms(second.id))
 """
-
-
-@pytest.fixture
-def on_postgres(
-    postgres: PostgresDatabase, sandbox: Sandbox, tmp_path: Path
-) -> Iterator[Processes]:
-    group = Processes(postgres, sandbox, tmp_path)
-    try:
-        yield group
-    finally:
-        group.kill_all()
 
 
 def worker_delivered(output: str) -> int:

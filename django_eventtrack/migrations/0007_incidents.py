@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("django_eventtrack", "0005_event_routes"),
+        ("django_eventtrack", "0006_plan_violations_and_quarantine"),
     ]
 
     operations = [
