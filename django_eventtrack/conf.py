@@ -35,6 +35,7 @@ from django.dispatch import Signal, receiver
 from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
+from django_eventtrack.core.browser_ids import ANONYMOUS_ID, BrowserId, visitor_ids
 from django_eventtrack.core.settings import (
     Declared,
     declared,
@@ -56,7 +57,7 @@ from django_eventtrack.core.settings import setting_path as setting_path
 from django_eventtrack.errors import ConfigurationError, PlanError
 from django_eventtrack.plan import CompiledPlan, TrackingPlan, compile_plan, load_plan
 from django_eventtrack.vendors import BUILT_IN
-from django_eventtrack.vendors.base import ANONYMOUS_ID, BrowserId, VendorAdapter, visitor_ids
+from django_eventtrack.vendors.base import VendorAdapter
 from django_eventtrack.vendors.base import VendorConfig as VendorConfig
 
 T = TypeVar("T")

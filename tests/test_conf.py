@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from typing import Any
 
@@ -11,9 +12,9 @@ from pytest_django import Settings
 
 from django_eventtrack import conf
 from django_eventtrack.conf import get_config
+from django_eventtrack.core.browser_ids import BrowserId
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.vendors import BUILT_IN, VendorAdapter
-from django_eventtrack.vendors.base import BrowserId
 from tests.processes.helpers import VENDORS
 
 
@@ -210,17 +211,34 @@ def test_vendor_specific_settings_come_from_settings_or_the_environment(
     }
     monkeypatch.setenv("EVENTTRACK_PRIMEDATA_EVENT_TYPES", "order.placed, cart.added")
     monkeypatch.setenv("EVENTTRACK_HELLOTEXT_OBJECT_SOURCE", "my-shop")
+    monkeypatch.setenv("EVENTTRACK_HELLOTEXT_PRODUCTS_SYNCED", "yes")
     conf.reload()
     vendors = conf.get_config().vendors
     assert vendors["hellotext"].options == {
         "ACTIONS": frozenset({"appointment.booked"}),
         "OBJECT_SOURCE": "my-shop",
         "OBJECTS": {},
+        "PRODUCTS_SYNCED": True,
     }
     assert vendors["primedata"].options == {
         "EVENT_TYPES": frozenset({"order.placed", "cart.added"})
     }
     assert vendors["hackle"].options == {}
+
+
+def test_max_lateness_defaults_per_vendor_and_turns_off(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.EVENTTRACK = {"VENDORS": {"browsee": {"API_KEY": "k", "MAX_LATENESS": 60}}}
+    monkeypatch.setenv("EVENTTRACK_HACKLE_MAX_LATENESS", "off")
+    conf.reload()
+    vendors = conf.get_config().vendors
+    assert vendors["hackle"].max_lateness is None  # its default, an hour, turned off
+    assert vendors["browsee"].max_lateness == 60.0
+    assert vendors["hellotext"].max_lateness is None
+    monkeypatch.delenv("EVENTTRACK_HACKLE_MAX_LATENESS")
+    conf.reload()
+    assert conf.get_config().vendors["hackle"].max_lateness == 3600.0
 
 
 def test_a_vendor_specific_setting_belongs_to_its_vendor_only(settings: Settings) -> None:
@@ -347,7 +365,8 @@ def test_identity_and_model_events_read_dotted_paths_with_the_same_parser() -> N
 def test_the_tasks_module_reads_no_setting_when_imported(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("django_tasks", reason="needs the Tasks framework")
+    if not any(importlib.util.find_spec(name) for name in ("django.tasks", "django_tasks")):
+        pytest.skip("needs the Tasks framework: Django 6.0+, or the django-tasks backport")
     monkeypatch.delitem(sys.modules, "django_eventtrack.delivery.tasks_backend", raising=False)
     settings.EVENTTRACK = {"TASKS_QUEUE": "not a queue"}  # would fail the resolver
     module = importlib.import_module("django_eventtrack.delivery.tasks_backend")

@@ -333,7 +333,7 @@ def test_vendor_quirks_the_generators_found() -> None:
         "currency": 7,
         "order": 5,
     }
-    visitor = Identity(profile="P1", session="S1")
+    visitor = Identity(profile="P1", anonymous_id="A1")  # A1: PrimeData's session
     event = TrackedEvent.create("order.placed", hellotext, identity=visitor)
     assert assert_requests_valid(event) == len(VENDORS)
     body = get_config().adapter("hellotext").build_request([event]).body
@@ -353,7 +353,7 @@ def test_vendor_quirks_the_generators_found() -> None:
     assert "page.viewed needs a url" in str(get_config().adapter("hellotext").skip_reason(event))
     event = TrackedEvent.create(
         "product.viewed",
-        {"source": {"properties": 5}, "product": "SKU-1"},
+        {"source": {"properties": 5}, "product": "SKU-1", "name": "Socks"},
         identity=Identity(session="S"),
     )
     assert assert_requests_valid(event) == len(VENDORS)

@@ -19,6 +19,10 @@ from django_eventtrack.vendors import Outcome, OutcomeKind
 
 logger = logging.getLogger("django_eventtrack.sender")
 
+#: Answers whose ``Retry-After`` says when the whole vendor may be asked again: rate
+#: limited (429) and unavailable (503), the two RFC 9110 gives the header to.
+PAUSING_STATUSES = frozenset({429, 503})
+
 
 #: How long a vendor that refused the credentials is paused before a request tries them
 #: again (a probe). A process given other credentials (a fixed key) does not wait.
@@ -42,7 +46,7 @@ class CircuitBreaker:
     round; a pause lets it recover and keeps the sender free for the vendors that
     work. A delivered or permanently failed answer closes it, and so does an answer
     the vendor documents (:attr:`Outcome.expected`). Every request's answer is heard
-    (:meth:`heard`), the extra ones an adapter sends included: a 429 with
+    (:meth:`heard`), the extra ones an adapter sends included: a 429 or 503 with
     ``Retry-After`` pauses the vendor as long as it asks, refused credentials for
     :data:`CREDENTIALS_PAUSE` (for those credentials only). The drain writes each
     pause to the database (:meth:`take_unrecorded`), so every process stops too.
@@ -71,9 +75,11 @@ class CircuitBreaker:
         vendor when it asks to wait or refuses the credentials."""
         if outcome.credentials_refused:
             self.pause(vendor, CREDENTIALS_PAUSE, outcome.message, credentials=credentials)
-        elif outcome.http_status == 429 and outcome.retry_after:
+        elif outcome.http_status in PAUSING_STATUSES and outcome.retry_after:
             self.pause(
-                vendor, outcome.retry_after, f"HTTP 429, Retry-After {outcome.retry_after:g}s"
+                vendor,
+                outcome.retry_after,
+                f"HTTP {outcome.http_status}, Retry-After {outcome.retry_after:g}s",
             )
 
     def record(self, vendor: str, outcome: Outcome, *, threshold: int, pause: float) -> None:

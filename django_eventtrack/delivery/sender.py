@@ -14,6 +14,7 @@ the others.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -22,7 +23,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -37,9 +38,17 @@ from django_eventtrack.delivery import flow, held_claims, http
 from django_eventtrack.delivery.pacing import Bell, Pace, Share
 from django_eventtrack.delivery.threads import RequestThreads
 from django_eventtrack.models import Delivery
-from django_eventtrack.outbox import leases, outcomes, owners, pausing, vendor_profiles
+from django_eventtrack.outbox import (
+    dropped_names,
+    leases,
+    outcomes,
+    owners,
+    pausing,
+    vendor_profiles,
+)
 from django_eventtrack.vendors import Outcome, OutcomeKind, VendorAdapter
-from django_eventtrack.vendors.base import Notes, Send, VendorRequest, request_batches
+from django_eventtrack.vendors.base import Notes, Send, VendorRequest
+from django_eventtrack.vendors.batching import request_batches
 
 logger = logging.getLogger("django_eventtrack.sender")
 
@@ -185,6 +194,8 @@ class _Batch:
     elapsed: float = 0.0
     #: Deliveries taken out by :meth:`recheck`: not sent, to be given back.
     dropped: list[Delivery] = field(default_factory=list)
+    #: Requests it counts for: 0 for a part split off a sent batch (:func:`_singled_out`).
+    requests: int = 1
 
     @property
     def identify(self) -> bool:
@@ -381,10 +392,11 @@ class _Drain:
             if claim.deliveries:
                 self._hold(claim)
         normalised: dict[uuid.UUID, _Read] = {}
+        dropped = dropped_names.known([lane.name for lane in wanted]) if claim.deliveries else {}
         for lane, count in wanted.items():
             mine = [d for d in claim.deliveries if d.vendor == lane.name]
             lane.exhausted = len(mine) < count
-            self._enqueue(lane, claim, mine, normalised)
+            self._enqueue(lane, claim, mine, normalised, dropped.get(lane.name, {}))
 
     def _hold(self, claim: leases.Claim) -> None:
         self.claims[claim.token] = (claim, len(claim.deliveries))
@@ -396,15 +408,18 @@ class _Drain:
         claim: leases.Claim,
         deliveries: list[Delivery],
         normalised: dict[uuid.UUID, _Read],
+        dropped: Mapping[str, str],
     ) -> None:
-        """Queue ``deliveries`` on ``lane``, a request's worth per batch."""
+        """Queue ``deliveries`` on ``lane``, a request's worth per batch (events of
+        different :meth:`~VendorAdapter.batch_key` never in one request)."""
         sendable = self._expire_old(lane, claim, deliveries)
         tracked = [d for d in sendable if d.event.kind != IDENTIFY]
         events, notes = _events(lane.adapter, tracked, normalised)
-        tracked, events = self._unsendable(lane, claim, tracked, events, notes)
+        tracked, events = self._unwanted(lane, claim, tracked, events, (dropped, notes))
         for cut in request_batches(lane.adapter, events, self.options.max_request_bytes):
-            mine = {str(event.id): notes[str(event.id)] for event in events[cut]}
-            lane.queue.append(_Batch(claim, tracked[cut], events[cut], mine))
+            batch = [tracked[index] for index in cut]
+            mine = {str(events[index].id): notes[str(events[index].id)] for index in cut}
+            lane.queue.append(_Batch(claim, batch, [events[index] for index in cut], mine))
         for delivery in sendable:
             if delivery.event.kind == IDENTIFY:
                 lane.queue.append(_Batch(claim, [delivery], []))
@@ -414,8 +429,7 @@ class _Drain:
     ) -> list[Delivery]:
         """Fail, unsent, the deliveries older than the vendor's ``MAX_AGE``.
 
-        An outage longer than ``MAX_AGE`` must not end in a replay of stale events
-        (a vendor may forbid historical dumps: its adapter sets the default).
+        An outage longer than ``MAX_AGE`` must not end in a replay of stale events.
         """
         max_age = lane.adapter.config.max_age
         cutoff = timezone.now() - timedelta(seconds=max_age)
@@ -429,27 +443,34 @@ class _Drain:
             self._settle_unsent(lane, claim, expired, outcome)
         return [d for d in deliveries if d.created_at >= cutoff]
 
-    def _unsendable(
+    def _unwanted(
         self,
         lane: _Lane,
         claim: leases.Claim,
         deliveries: list[Delivery],
         events: list[TrackedEvent],
-        notes: Notes,
+        known: tuple[Mapping[str, str], Notes],
     ) -> tuple[list[Delivery], list[TrackedEvent]]:
-        """Skip, unsent, the events the vendor cannot take as they are sent: their ids
-        are not those they were tracked with (another user's browser ids left out; the
-        profile their user was to get never came), so the vendor's check runs again."""
+        """Skip, unsent, what the vendor does not want now: an event that happened too
+        long ago (its ``MAX_LATENESS``), of a name it was seen to drop (``known``: those
+        names, and what sending changed of each event), or that it cannot take with the
+        ids it is sent with (another user's browser ids left out; the profile its user was
+        to get never came), so the vendor's check runs again."""
+        dropped, notes = known
+        now = timezone.now()
         kept: tuple[list[Delivery], list[TrackedEvent]] = ([], [])
         skipped: dict[str, list[Delivery]] = {}
         for delivery, event in zip(deliveries, events, strict=True):
-            reason = lane.adapter.skip_reason(event)
+            reason = lane.adapter.lateness_refusal(event.timestamp, now) or lane.adapter.known_drop(
+                event, dropped
+            )
+            if reason is None and (reason := lane.adapter.skip_reason(event)):
+                reason = "; ".join([reason, *notes.get(str(event.id), ())])
             if reason is None:
                 kept[0].append(delivery)
                 kept[1].append(event)
             else:
-                why = "; ".join([reason, *notes.get(str(event.id), ())])
-                skipped.setdefault(why, []).append(delivery)
+                skipped.setdefault(reason, []).append(delivery)
         for reason, rows in skipped.items():
             self._settle_unsent(lane, claim, rows, Outcome(OutcomeKind.SKIPPED, None, reason))
         return kept
@@ -557,7 +578,8 @@ class _Drain:
         those of one claim with the same outcome together, all in one transaction."""
         groups: dict[tuple[_Lane, uuid.UUID, Outcome | None], list[_Batch]] = {}
         for lane, batch, outcome in finished:
-            groups.setdefault((lane, batch.claim.token, outcome), []).append(batch)
+            for part, verdict in _singled_out(batch, outcome):
+                groups.setdefault((lane, batch.claim.token, verdict), []).append(part)
         results = [
             outcomes.Result(
                 batches[0].claim,
@@ -571,7 +593,7 @@ class _Drain:
         for (lane, _, outcome), batches in groups.items():
             deliveries = sum(len(batch.deliveries) for batch in batches)
             if outcome is not None:
-                self.stats.add(outcome, deliveries, requests=len(batches))
+                self.stats.add(outcome, deliveries, requests=sum(b.requests for b in batches))
             self._recorded(batches[0].claim, deliveries)
             _record_pause(lane)
             if lane.refused and outcome is not None and outcome.ok:
@@ -586,6 +608,20 @@ class _Drain:
             return
         del self.claims[claim.token]
         held_claims.drop([claim.token])
+
+
+def _singled_out(batch: _Batch, outcome: Outcome | None) -> list[tuple[_Batch, Outcome | None]]:
+    """``batch`` with its outcome, or split by verdict when the vendor judged some of its
+    events apart (:attr:`Outcome.singled_out`: refused one event of a batch, took the rest)."""
+    if outcome is None or not outcome.singled_out:
+        return [(batch, outcome)]
+    parts: dict[Outcome, list[Delivery]] = {}
+    for delivery in batch.deliveries:
+        parts.setdefault(outcome.for_event(str(delivery.event_id)), []).append(delivery)
+    return [
+        (dataclasses.replace(batch, deliveries=deliveries, requests=int(index == 0)), verdict)
+        for index, (verdict, deliveries) in enumerate(parts.items())
+    ]
 
 
 def _teach(window: flow.Window, batch: _Batch, outcome: Outcome | None) -> None:
@@ -666,6 +702,7 @@ def _learn(lane: _Lane, outcome: Outcome) -> None:
     try:
         with _learning:
             vendor_profiles.learn(lane.adapter, outcome.learned, lane.send)
+            dropped_names.learn(lane.name, outcome.learned)
     except Exception:
         logger.exception(
             "vendor=%s: could not keep what its answer taught; the next answer teaches it again",

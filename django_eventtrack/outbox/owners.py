@@ -27,9 +27,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from django.db.models import Q
 
 from django_eventtrack.conf import Config, get_config
+from django_eventtrack.core.browser_ids import ANONYMOUS_ID
 from django_eventtrack.core.event import TrackedEvent
 from django_eventtrack.models import BrowserOwner
-from django_eventtrack.vendors.base import ANONYMOUS_ID
 
 logger = logging.getLogger("django_eventtrack.identify")
 

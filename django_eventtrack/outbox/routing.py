@@ -70,10 +70,9 @@ def plan(
             skip_reason = no_consent(refused)
         elif event.is_identify:
             skip_reason = adapter.identify_skip_reason(event)
-        elif as_sent:
-            skip_reason = adapter.skip_reason(event)
         else:
-            skip_reason = adapter.tracked_skip_reason(event)
+            judged = adapter.skip_reason(event) if as_sent else adapter.tracked_skip_reason(event)
+            skip_reason = judged or adapter.lateness_refusal(event.timestamp)
         targets.append(Target(name, adapter, skip_reason))
     return targets
 

@@ -26,7 +26,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from django_eventtrack.conf import get_config
-from django_eventtrack.vendors.base import BrowserId
+from django_eventtrack.core.browser_ids import BrowserId
 from django_eventtrack.web import identity
 
 register = template.Library()

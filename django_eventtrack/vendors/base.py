@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import email.utils
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeGuard
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeGuard
 
+from django.utils import timezone
+
+from django_eventtrack.core.browser_ids import ANONYMOUS_ID, BrowserId
 from django_eventtrack.core.redaction import redact, truncate
 from django_eventtrack.core.settings import (
     env_name,
@@ -24,6 +27,7 @@ from django_eventtrack.core.settings import (
     parse_count,
     parse_event_names,
     parse_names,
+    parse_optional_seconds,
     parse_purposes,
     parse_seconds,
     parse_timeout,
@@ -43,8 +47,6 @@ DEFAULT_CONNECT_TIMEOUT = 3.05
 DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_MAX_ATTEMPTS = 10
 DEFAULT_MAX_AGE = 3 * 24 * 3600.0
-#: The identity key of our own first-party visitor id (not a vendor's).
-ANONYMOUS_ID = "anonymous_id"
 #: What a user's vendor profile is taken to be while it may still be created
 #: (:meth:`VendorAdapter.tracked_skip_reason`); never sent.
 PROFILE_TO_COME = "profile-to-come"
@@ -57,48 +59,6 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429})
 #: an account that may not use the API (403). About the vendor, not the event.
 CREDENTIALS_STATUSES = frozenset({401, 403})
 MAX_RETRY_AFTER_SECONDS = 3600.0
-
-
-@dataclass(frozen=True)
-class BrowserId:
-    """An id a vendor gives the visitor in the browser, declared by its adapter.
-
-    ``name`` is the key everywhere the id travels: the :class:`Identity` key,
-    ``track()``'s keyword, ``send_event``'s option (``--device-id`` for
-    ``device_id``) and the snapshot key. How the server learns it: a ``query``
-    parameter (wins) or a first-party ``cookie`` the vendor's SDK sets, read by
-    the middleware; or ``script``, a JavaScript expression that reads it from
-    the vendor's SDK, which ``eventtrack.js`` copies into the ids cookie under
-    ``script_key``. ``script_ready`` is a JavaScript statement that calls
-    ``collect`` once the SDK has the id, ``ready_event`` a ``window`` event
-    after which it has. ``visitor="session"`` says the id can stand for the
-    visitor when another vendor's own id is unknown (preferred to our anonymous
-    id); a person's id (a vendor profile) never does.
-
-    An id the browser brings outlives a sign-out, so one browser can carry it for
-    two people. Once it is known to belong to one user, another user's events never
-    carry it (:mod:`django_eventtrack.outbox.owners`): ``shared`` says what they
-    carry instead. ``"drop"`` (the default), for an id the vendor hands out (its
-    SDK's, which it ties to whoever it first saw): nothing. ``"derive"``, for an id
-    the vendor lets the client choose (any token grouping a visitor's events): one
-    derived from it and the user, so each person of a shared browser has their own.
-    """
-
-    name: str
-    description: str
-    cookie: str | None = None
-    query: str | None = None
-    script_key: str | None = None
-    script: str | None = None
-    script_ready: str | None = None
-    ready_event: str | None = None
-    visitor: Literal["session"] | None = None
-    shared: Literal["drop", "derive"] = "drop"
-
-    @property
-    def from_browser(self) -> bool:
-        """Whether the browser brings it (then the Django session keeps it)."""
-        return bool(self.cookie or self.query or self.script)
 
 
 @dataclass(frozen=True)
@@ -127,6 +87,10 @@ class VendorConfig:
     #: ``MAX_AGE``: seconds after which an undelivered event is given up (``failed``); by
     #: default the adapter's ``default_max_age``.
     max_age: float = setting(parse_seconds, DEFAULT_MAX_AGE)
+    #: ``MAX_LATENESS``: seconds after the event's own time past which it is not sent
+    #: (``skipped``), for a vendor that records when an event arrives or forbids historical
+    #: data; None: no limit. By default the adapter's ``default_max_lateness``.
+    max_lateness: float | None = setting(parse_optional_seconds, None)
     #: ``IDENTIFY``: whether ``identify()`` calls go to this vendor.
     identify: bool = setting(parse_bool, True)
     #: ``PURPOSES``: what the vendor's events serve (the adapter's ``default_purposes``); an
@@ -151,13 +115,6 @@ class VendorConfig:
 
     def __repr__(self) -> str:
         return f"VendorConfig(name={self.name!r}, api_url={self.api_url!r}, active={self.active})"
-
-
-def visitor_ids(browser_ids: Sequence[BrowserId]) -> tuple[str, ...]:
-    """The identity keys that may stand for the visitor, best first (see :class:`BrowserId`):
-    browser ids only, never a person's profile id."""
-    sessions = [browser_id.name for browser_id in browser_ids if browser_id.visitor == "session"]
-    return (*sessions, ANONYMOUS_ID)
 
 
 @dataclass(frozen=True)
@@ -203,8 +160,19 @@ class ProfileGone:
     user_id: str | None
 
 
-#: What an answer taught about the vendor's own ids, for the sender to keep.
-Learned = SessionOwner | ProfileGone
+@dataclass(frozen=True)
+class NameDropped:
+    """Learnt from an answer: the vendor drops every event it gets as ``name`` (its own
+    name, after ``EVENT_NAMES``); ``reason`` says why and how to fix it. The sender
+    keeps it for every process and skips later events of that name with the reason
+    (:meth:`VendorAdapter.known_drop`)."""
+
+    name: str
+    reason: str
+
+
+#: What an answer taught about the vendor, for the sender to keep.
+Learned = SessionOwner | ProfileGone | NameDropped
 #: Per event id, what was changed to fit the vendor (one short line each).
 Adjustments = tuple[tuple[str, tuple[str, ...]], ...]
 #: Filled by an adapter while it builds a request: event id -> adjustment lines.
@@ -215,8 +183,8 @@ Notes = dict[str, list[str]]
 class Outcome:
     """The verdict on one attempt, with a message that is safe to log and store.
 
-    ``learned`` and ``adjustments`` are empty on the common path, so equal
-    verdicts still compare equal (the sender records them together).
+    ``learned``, ``adjustments`` and ``singled_out`` are empty on the common path, so
+    equal verdicts still compare equal (the sender records them together).
     """
 
     kind: OutcomeKind
@@ -225,6 +193,9 @@ class Outcome:
     retry_after: float | None = None
     learned: tuple[Learned, ...] = ()
     adjustments: Adjustments = ()
+    #: Events of the request whose verdict is their own (event id, outcome): a batch
+    #: whose vendor refused one event and took the others; the rest share this one.
+    singled_out: tuple[tuple[str, Outcome], ...] = ()
     #: An answer the vendor documents for this case (a Hellotext session that has not
     #: reached Hellotext yet): the vendor is well, so its circuit breaker and window do
     #: not count it against it, whatever becomes of the delivery.
@@ -253,10 +224,29 @@ class Outcome:
         """This outcome carrying ``facts`` for the sender to keep (:func:`api.learn`)."""
         return replace(self, learned=self.learned + facts)
 
+    def singling_out(self, event_id: str, outcome: Outcome) -> Outcome:
+        """This outcome, but ``outcome`` for the event ``event_id`` of the request."""
+        return replace(self, singled_out=(*self.singled_out, (event_id, outcome)))
 
-def note(notes: Notes, event: TrackedEvent, line: str) -> None:
-    """Record that building ``event``'s request changed something (``line`` says what)."""
-    notes.setdefault(str(event.id), []).append(line)
+    def for_event(self, event_id: str) -> Outcome:
+        """The verdict on the event ``event_id`` of the request (:attr:`singled_out`)."""
+        for singled, outcome in self.singled_out:
+            if singled == event_id:
+                return outcome
+        return replace(self, singled_out=()) if self.singled_out else self
+
+
+class Reshaped(str):
+    """A note line for a change that keeps every value, in a form the vendor takes (an
+    object as a JSON string): an operator is told at INFO, a loss at WARNING."""
+
+    __slots__ = ()
+
+
+def note(notes: Notes, event: TrackedEvent, line: str, *, lossless: bool = False) -> None:
+    """Record that building ``event``'s request changed something (``line`` says what;
+    ``lossless``: every value is still there, in another form)."""
+    notes.setdefault(str(event.id), []).append(Reshaped(line) if lossless else line)
 
 
 def named(keys: Sequence[str], limit: int = 5) -> str:
@@ -366,6 +356,16 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
+def spelled_duration(seconds: float) -> str:
+    """``35 days``, ``2 hours``, ``4 minutes``, ``12 seconds``: the largest whole unit."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    count = int(seconds)
+    return f"{count} second{'s' if count != 1 else ''}"
+
+
 class VendorAdapter:
     """Base of the vendor modules; subclasses hold only what differs.
 
@@ -399,6 +399,10 @@ class VendorAdapter:
     default_max_age: ClassVar[float] = DEFAULT_MAX_AGE
     #: Default ``PURPOSES``: the consent purposes this vendor's events serve.
     default_purposes: ClassVar[tuple[str, ...]] = ("analytics",)
+    #: Default ``MAX_LATENESS`` (None: no limit), and why an event sent long after it
+    #: happened is not wanted (:meth:`lateness_refusal`).
+    default_max_lateness: ClassVar[float | None] = None
+    lateness_why: ClassVar[str] = ""
     #: The ids this vendor gives visitors in the browser (:class:`BrowserId`).
     browser_ids: ClassVar[tuple[BrowserId, ...]] = ()
     #: Dotted path to this vendor's sandbox description (a
@@ -494,6 +498,35 @@ class VendorAdapter:
     def name_refusal(self, name: str) -> str | None:
         """Why this vendor refuses every event called ``name`` (our name, before
         ``EVENT_NAMES``), or None. The system checks ask it about ``MODEL_EVENTS``."""
+        return None
+
+    def lateness_refusal(self, happened: datetime, now: datetime | None = None) -> str | None:
+        """Why an event that happened at ``happened`` is too late to send now, or None.
+
+        Only with a ``MAX_LATENESS`` (a vendor that records when an event arrives, or
+        forbids historical data): routing asks it when the event is tracked, the sender
+        again when its turn comes.
+        """
+        limit = self.config.max_lateness
+        if limit is None:
+            return None
+        late = ((now or timezone.now()) - happened).total_seconds()
+        if late <= limit:
+            return None
+        return (
+            f"not sent: it happened {spelled_duration(late)} ago, later than "
+            f"{self.display_name}'s MAX_LATENESS ({spelled_duration(limit)}); "
+            f"{self.lateness_why}"
+        )
+
+    def known_drop(self, event: TrackedEvent, dropped: Mapping[str, str]) -> str | None:
+        """Why ``event`` is not sent, when the vendor is known to drop events of its name
+        (``dropped``: the vendor's event names it dropped before, with the reason)."""
+        return dropped.get(self.vendor_event_name(event))
+
+    def batch_key(self, event: TrackedEvent) -> Hashable:
+        """Events with different keys never share a request (a vendor whose answer
+        counts what it took per request groups them by what it may refuse)."""
         return None
 
     # -- building ---------------------------------------------------------
@@ -667,6 +700,8 @@ class VendorAdapter:
             if failure is None:
                 return Outcome(OutcomeKind.DELIVERED, status)
             return Outcome(OutcomeKind.FAILED, status, self._safe(failure))
+        if 300 <= status < 400:
+            return Outcome(OutcomeKind.FAILED, status, self._redirected(response))
         message = self._safe(self.error_message(payload) or _body_text(response))
         message = f"HTTP {status}: {message}" if message else f"HTTP {status}"
         if self.refuses_credentials(response):
@@ -693,13 +728,26 @@ class VendorAdapter:
     def credentials_advice(self) -> str:
         """What to fix when the vendor refuses the credentials: the settings that hold
         them, and their environment variables (never their values)."""
-        keys = self.credential_settings
-        paths = " and ".join(setting_path("VENDORS", self.name, key) for key in keys)
-        variables = " and ".join(env_name(self.name, key) for key in keys)
-        plural = "s" if len(keys) > 1 else ""
+        places = " and ".join(
+            f"{setting_path('VENDORS', self.name, key)} (or {env_name(self.name, key)})"
+            for key in self.credential_settings
+        )
         return (
-            f"{self.display_name} refused the credentials: check {paths} (or the environment "
-            f"variable{plural} {variables}); its deliveries wait until they are accepted"
+            f"{self.display_name} refused the credentials: check {places}; its deliveries "
+            "wait until they are accepted"
+        )
+
+    def _redirected(self, response: VendorResponse) -> str:
+        """A redirect is a configuration mistake (no vendor API redirects; an
+        ``http://`` ``API_URL`` answered by a redirect to ``https://`` is the usual one):
+        the message names the setting to fix and where the vendor pointed."""
+        location = response.headers.get("location", "")
+        where = f" to {self._safe(location)}" if location else ""
+        return (
+            f"HTTP {response.status}: {self.display_name} redirected the request{where}; "
+            f"check {setting_path('VENDORS', self.name, 'API_URL')} (or "
+            f"{env_name(self.name, 'API_URL')}), now {self._safe(self.config.api_url)}: "
+            "requests are not followed to another address"
         )
 
     def error_message(self, payload: Any) -> str | None:
@@ -716,31 +764,6 @@ def _body_text(response: VendorResponse) -> str:
 
 def _one_object(entries: Any) -> TypeGuard[list[JSONObject]]:
     return isinstance(entries, list) and len(entries) == 1 and isinstance(entries[0], dict)
-
-
-def request_batches(
-    adapter: VendorAdapter, events: Sequence[TrackedEvent], max_bytes: int
-) -> list[slice]:
-    """``events`` cut, in order, into one request's worth each: at most the adapter's
-    ``max_batch_size`` events, whose sizes (:attr:`TrackedEvent.size`) add up to at most
-    ``max_bytes`` (a larger event goes alone), and alone an event whose extra is laid
-    over the whole request (:meth:`VendorAdapter.build_request`)."""
-    if adapter.max_batch_size == 1:
-        return [slice(index, index + 1) for index in range(len(events))]
-    cuts: list[slice] = []
-    start = size = 0
-    for index, event in enumerate(events):
-        if adapter.request_extra(event):
-            cuts += [slice(start, index)] if index > start else []
-            cuts.append(slice(index, index + 1))
-            start, size = index + 1, 0
-            continue
-        full = index - start >= adapter.max_batch_size or size + event.size > max_bytes
-        if full and index > start:
-            cuts.append(slice(start, index))
-            start, size = index, 0
-        size += event.size
-    return cuts + ([slice(start, len(events))] if start < len(events) else [])
 
 
 def deep_merge(base: JSONObject, extra: Mapping[str, Any]) -> JSONObject:

@@ -28,10 +28,10 @@ from urllib.parse import unquote
 from django.http import HttpRequest
 
 from django_eventtrack.conf import Config, IdentitySettings, get_config
+from django_eventtrack.core.browser_ids import BrowserId
 from django_eventtrack.core.event import Identity
 from django_eventtrack.core.settings import setting_path
 from django_eventtrack.errors import InvalidEvent
-from django_eventtrack.vendors.base import BrowserId
 from django_eventtrack.web import consent
 
 logger = logging.getLogger("django_eventtrack.identity")

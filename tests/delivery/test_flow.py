@@ -15,6 +15,7 @@ from django_eventtrack.delivery.flow import Window
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery
 from django_eventtrack.sandbox import Sandbox
+from django_eventtrack.vendors import Outcome, OutcomeKind
 from tests.delivery.helpers import peak_in_flight, use_vendors
 from tests.processes.helpers import run_in_child, track_many
 
@@ -122,3 +123,16 @@ def test_a_forked_child_keeps_what_the_windows_learnt_and_never_waits_on_a_paren
     with flow._windows_lock, learnt._lock:  # held at the fork
         report = run_in_child(child, timeout=5)
     assert report == {"kept": True, "size": max(halved // 2, learnt.low)}
+
+
+def test_a_503_with_retry_after_pauses_the_vendor_as_long_as_it_asks() -> None:
+    """Longer than the breaker's own pause: the vendor said when it will be back."""
+    breaker = flow.CircuitBreaker()
+    unavailable = Outcome(OutcomeKind.RETRY, 503, "HTTP 503", retry_after=60)
+    for _ in range(3):  # as the sender does: each request's answer heard, then counted
+        breaker.heard("hackle", unavailable)
+        breaker.record("hackle", unavailable, threshold=3, pause=30)
+    pause = breaker.take_unrecorded("hackle")
+    assert pause is not None
+    assert (pause.seconds, pause.reason) == (60, "HTTP 503, Retry-After 60s")
+    assert not breaker.allows("hackle")

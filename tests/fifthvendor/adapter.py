@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from django_eventtrack.core.browser_ids import BrowserId
 from django_eventtrack.core.event import Identity, TrackedEvent
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.vendors.base import (
-    BrowserId,
     JSONObject,
     Notes,
     OwnSetting,

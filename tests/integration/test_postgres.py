@@ -5,12 +5,19 @@ no miss, checked against what the vendor sandbox recorded."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
 
 from django_eventtrack.sandbox import Sandbox
-from tests.integration.conftest import PostgresDatabase, Processes, statuses
+from tests.integration.conftest import (
+    PostgresDatabase,
+    Processes,
+    need_packages,
+    running_postgres,
+    statuses,
+)
 from tests.processes.helpers import VENDORS, received, wait_until
 
 EVENTS = 1250
@@ -208,3 +215,62 @@ def test_forget_and_withdraw_on_postgresql(on_postgres: Processes, sandbox: Sand
     assert report["withdrew"]["hellotext"] == ["skipped", "consent withdrawn for marketing"]
     assert report["withdrew"]["primedata"] == ["skipped", "consent withdrawn for marketing"]
     assert not [r for r in sandbox.requests() if "U-f" in r.raw]
+
+
+#: Run with DELIVERY="worker": track one wishlist.added for PrimeData, drain, print each of
+#: this process's deliveries' status and its reason.
+DROPPED_TYPE = """
+import sys, django
+django.setup()
+from django_eventtrack import track
+from django_eventtrack.delivery.sender import drain
+from django_eventtrack.models import Delivery
+event = track("wishlist.added", {"n": int(sys.argv[1])}, session="S0", vendors=["primedata"])
+drain(["primedata"])
+delivery = Delivery.objects.get(event_id=event.id)
+print("delivery", delivery.status, delivery.last_error, sep="|")
+"""
+
+
+def delivered(output: str) -> tuple[str, str]:
+    """The status and reason :data:`DROPPED_TYPE` printed."""
+    line = next(line for line in output.splitlines() if line.startswith("delivery|"))
+    _, status, reason = line.split("|", 2)
+    return status, reason
+
+
+@pytest.mark.integration
+def test_a_type_primedata_drops_is_skipped_by_every_process_on_postgresql(
+    on_postgres: Processes, sandbox: Sandbox
+) -> None:
+    """One process learns PrimeData has no schema for a type; another, later, skips that
+    type's events with the same reason instead of sending them to be dropped."""
+    sandbox.state("primedata").any_type = False
+    sandbox.state("primedata").register("order.placed")
+    status, reason = delivered(
+        on_postgres.run("-c", DROPPED_TYPE, "1", EVENTTRACK_DELIVERY="worker")
+    )
+    assert status == "failed"
+    assert "no schema registered for 'wishlist.added'" in reason
+    status, reason = delivered(
+        on_postgres.run("-c", DROPPED_TYPE, "2", EVENTTRACK_DELIVERY="worker")
+    )
+    assert status == "skipped"
+    assert reason.startswith("not sent: PrimeData dropped the 'wishlist.added' events")
+    assert len(sandbox.requests("primedata")) == 1
+
+
+@pytest.mark.integration
+def test_without_a_dsn_the_suite_starts_a_server_of_its_own() -> None:
+    """What plain ``tox`` meets on a machine with PostgreSQL installed and nothing running:
+    the binaries on PATH are enough (as root, the server runs as nobody)."""
+    need_packages("psycopg")
+    import psycopg
+
+    with running_postgres() as server:
+        assert "EVENTTRACK_TEST_POSTGRES" not in server.dsn
+        with psycopg.connect(server.dsn) as connection:
+            (version,) = connection.execute("SHOW server_version_num").fetchone() or (0,)
+        assert int(version) >= 150000
+        if os.getuid() == 0:  # PostgreSQL refuses root: its files are nobody's
+            assert (server.directory / "data").owner() == "nobody"

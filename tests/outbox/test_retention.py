@@ -95,7 +95,7 @@ def test_an_event_whose_deliveries_are_not_written_yet_is_not_scrubbed(
     vendors: Sandbox, settings: Settings
 ) -> None:
     settings.EVENTTRACK = settings.EVENTTRACK | {"SCRUB_DELIVERED": True, "DELIVERY": "worker"}
-    event = track("product.purchased", personal(), profile="P1")
+    event = track("product.purchased", personal(), profile="P1", session="S1")
     assert event is not None
     assert retention.scrub_finished([event.id]) == 0  # no delivery is pending: none exists yet
     assert Event.objects.get(pk=event.id).properties == personal()

@@ -22,6 +22,7 @@ from tests.vendors.helpers import (
     PRIMEDATA_CLIENT_ID,
     PRIMEDATA_NOWHERE,
     PRIMEDATA_TOKEN,
+    PURCHASE_PROPERTIES,
     WHEN_TEXT,
     body_for,
 )
@@ -223,11 +224,17 @@ def test_single_event_vendors_refuse_batches(make_adapter, make_event, vendor):
         # A vendor's profile id is a person's, never another vendor's anonymous id.
         ("browsee", Identity(profile="p"), "user id or an anonymous"),
         ("hackle", Identity(profile="p"), "at least one identifier"),
-        ("primedata", Identity(), None),
+        ("primedata", Identity(), "session"),
+        ("primedata", Identity(profile="p"), "session"),
+        ("primedata", Identity(user_id="42"), None),
+        ("primedata", Identity(anonymous_id="a"), None),
+        ("primedata", Identity(primedata_session_id="p"), None),
     ],
 )
 def test_skip_reason(make_adapter, make_event, vendor, identity, reason):
-    skip_reason = make_adapter(vendor).skip_reason(make_event(identity=identity))
+    named_product = {**PURCHASE_PROPERTIES, "name": "Organic cotton tee"}
+    event = make_event(identity=identity, properties=named_product)
+    skip_reason = make_adapter(vendor).skip_reason(event)
     if reason is None:
         assert skip_reason is None
     else:
@@ -238,10 +245,11 @@ def test_when_tracked_a_users_profile_may_still_come(make_adapter, make_event):
     """Tracked, an event naming a user is routed to a vendor that keeps profiles: the
     user's identify() makes one, which the sender adds; sent, it is judged as it is."""
     adapter = make_adapter("hellotext")
-    event = make_event(identity=Identity(user_id="42", anonymous_id="a"))
+    order = {"order": {"reference": "O-1"}}
+    event = make_event("order.placed", order, identity=Identity(user_id="42", anonymous_id="a"))
     assert adapter.tracked_skip_reason(event) is None
     assert "profile or session" in str(adapter.skip_reason(event))
-    anonymous = make_event(identity=Identity(anonymous_id="a"))
+    anonymous = make_event("order.placed", order, identity=Identity(anonymous_id="a"))
     assert "profile or session" in str(adapter.tracked_skip_reason(anonymous))
 
 
@@ -396,9 +404,8 @@ def test_429_is_retried_after_the_vendors_delay(make_adapter, vendor, headers, r
             "primedata",
             answer(401, {"error": {"message": "client: unauthorized"}}),
             [
-                '["primedata"]["CLIENT_ID"]',
-                '["primedata"]["ACCESS_TOKEN"]',
-                "EVENTTRACK_PRIMEDATA_CLIENT_ID and EVENTTRACK_PRIMEDATA_ACCESS_TOKEN",
+                '["primedata"]["CLIENT_ID"] (or EVENTTRACK_PRIMEDATA_CLIENT_ID) and ',
+                '["primedata"]["ACCESS_TOKEN"] (or EVENTTRACK_PRIMEDATA_ACCESS_TOKEN)',
             ],
             "HTTP 401: client: unauthorized",
         ),

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("django_eventtrack", "0007_privacy_subjects_and_erasure"),
+        ("django_eventtrack", "0009_incidents"),
     ]
 
     operations = [
