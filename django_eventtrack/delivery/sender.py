@@ -577,17 +577,24 @@ class _Drain:
         """Write what became of ``finished`` requests (``None``: not sent, given back),
         those of one claim with the same outcome together, all in one transaction."""
         groups: dict[tuple[_Lane, uuid.UUID, Outcome | None], list[_Batch]] = {}
+        # Per group, each event's adjustments: verdicts differing only in those are one
+        # group (one UPDATE), however many events had something changed.
+        adjusted: dict[tuple[_Lane, uuid.UUID, Outcome | None], dict[str, tuple[str, ...]]] = {}
         for lane, batch, outcome in finished:
             for part, verdict in _singled_out(batch, outcome):
-                groups.setdefault((lane, batch.claim.token, verdict), []).append(part)
+                plain = verdict and dataclasses.replace(verdict, adjustments=())
+                groups.setdefault((lane, batch.claim.token, plain), []).append(part)
+                if verdict is not None and verdict.adjustments:
+                    notes = adjusted.setdefault((lane, batch.claim.token, plain), {})
+                    notes.update(verdict.adjustments)
         results = [
             outcomes.Result(
                 batches[0].claim,
                 [delivery for batch in batches for delivery in batch.deliveries],
-                outcome,
+                verdict and verdict.adjusted(adjusted.get((lane, token, verdict), {})),
                 lane.adapter.config,
             )
-            for (lane, _, outcome), batches in groups.items()
+            for (lane, token, verdict), batches in groups.items()
         ]
         outcomes.record_results(results, self.options)
         for (lane, _, outcome), batches in groups.items():

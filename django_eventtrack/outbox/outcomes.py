@@ -247,12 +247,17 @@ def record_adjustments(
     less than was tracked, at INFO when every value is there in another form
     (:class:`~django_eventtrack.vendors.base.Reshaped`); once per delivery, since a
     retry that changes the same things writes and logs nothing."""
+    changed: dict[tuple[str, ...], list[Delivery]] = {}
     for delivery in deliveries:
         lines = list(adjustments.get(str(delivery.event_id), ()))
-        if lines == delivery.adjustments:
-            continue
-        rows = Delivery.objects.filter(pk=delivery.pk, claim_token=claim.token)
-        sender_write(router.db_for_write(Delivery), partial(rows.update, adjustments=lines))
+        if lines != delivery.adjustments:
+            changed.setdefault(tuple(lines), []).append(delivery)
+    for lines_changed, rows_changed in changed.items():  # one UPDATE per set of lines
+        rows = Delivery.objects.filter(pk__in=[d.pk for d in rows_changed], claim_token=claim.token)
+        update = partial(rows.update, adjustments=list(lines_changed))
+        sender_write(router.db_for_write(Delivery), update)
+    for delivery in (delivery for group in changed.values() for delivery in group):
+        lines = list(adjustments.get(str(delivery.event_id), ()))
         delivery.adjustments = lines
         if lines:
             lossless = all(isinstance(line, Reshaped) for line in lines)

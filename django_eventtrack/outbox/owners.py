@@ -20,7 +20,6 @@ registry says which ids a browser brings and how each is replaced.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -30,8 +29,6 @@ from django_eventtrack.conf import Config, get_config
 from django_eventtrack.core.browser_ids import ANONYMOUS_ID
 from django_eventtrack.core.event import TrackedEvent
 from django_eventtrack.models import BrowserOwner
-
-logger = logging.getLogger("django_eventtrack.identify")
 
 #: Namespace of the ids derived for one person from a shared browser id (fixed, random).
 PER_PERSON = uuid.UUID("5f0d5c4e-2a8b-4c61-9f3e-6d1b7a9c2e40")
@@ -135,11 +132,6 @@ def _own(config: Config, event: TrackedEvent, owners: Mapping[Pair, str]) -> Tra
         changes[key] = per_person(key, value, user) if _derived(config, key) else None
     if not changes:
         return event
-    logger.info(
-        "event=%s: %s of this browser belong to another user; sent without them",
-        event.id,
-        ", ".join(sorted(changes)),
-    )
     return dataclasses.replace(event, identity=identity.replace(**changes))
 
 

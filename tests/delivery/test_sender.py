@@ -11,7 +11,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from pytest_django import Settings
 
+from django_eventtrack import track
 from django_eventtrack.delivery import flow, http, sender
+from django_eventtrack.models import Delivery
 from django_eventtrack.outbox import leases
 from django_eventtrack.sandbox import Sandbox
 from tests.delivery.helpers import peak_in_flight, use_vendors
@@ -55,6 +57,36 @@ def test_one_claim_reads_each_event_once_for_all_its_vendors(
     # The claim's routing reads only the events' routes; their rows are read once.
     reads = [q["sql"] for q in queries if '"eventtrack_event"."properties"' in q["sql"]]
     assert len(reads) == 1, reads
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outcomes_with_changes_noted_per_event_are_written_together(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    """Forty events each noted (another user's browser id replaced): each round of
+    answers writes their adjustments in one UPDATE and their outcome in one, not one of
+    each per delivery (forty of each, before)."""
+    use_vendors(settings, sandbox, only=("hackle",), CONCURRENCY=1)
+    browser = {"session": "shared", "anonymous_id": "a" * 32}
+    track("order.placed", {"order": "first"}, identity=browser, user_id="first-user")
+    sender.drain()
+    for n in range(40):
+        track("order.placed", {"n": n}, identity=browser, user_id="next-user")
+    with CaptureQueriesContext(connection) as queries:
+        assert sender.drain().delivered == 40
+    updates = [q["sql"] for q in queries if q["sql"].startswith('UPDATE "eventtrack_delivery"')]
+    adjusted = [sql for sql in updates if 'SET "adjustments"' in sql]
+    recorded = [sql for sql in updates if "\"status\" = 'delivered'" in sql]
+    assert 1 <= len(adjusted) == len(recorded) <= 10, updates
+    lines = Delivery.objects.filter(event__identity__user_id="next-user").values_list(
+        "adjustments", flat=True
+    )
+    assert {tuple(each) for each in lines} == {
+        (
+            "anonymous_id replaced by this user's own: the browser's belongs to another",
+            "session left out: it belongs to another user of this browser",
+        )
+    }
 
 
 @pytest.mark.django_db(transaction=True)
