@@ -36,7 +36,7 @@ from django_eventtrack.outbox import owners
 from django_eventtrack.sandbox import Sandbox
 from tests.example_project import MANAGE, environment, manage
 from tests.integration.conftest import unavailable
-from tests.processes.helpers import VENDORS, free_port, wait_until
+from tests.processes.helpers import VENDORS, free_port, strings, wait_until
 from tests.settings import TEST_ADAPTERS
 
 if TYPE_CHECKING:
@@ -228,17 +228,6 @@ def profile_of(shop: Shop, username: str) -> str:
         username,
     )
     return str(profile)
-
-
-def strings(value: Any) -> set[str]:
-    """Every string anywhere in a JSON value."""
-    if isinstance(value, str):
-        return {value}
-    if isinstance(value, dict):
-        return set().union(*(strings(item) for item in value.values()))
-    if isinstance(value, list):
-        return set().union(*(strings(item) for item in value))
-    return set()
 
 
 def test_two_shoppers_one_browser_and_the_dashboard(

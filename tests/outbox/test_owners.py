@@ -26,7 +26,7 @@ from django_eventtrack.delivery.sender import drain
 from django_eventtrack.models import BrowserOwner, Delivery, VendorProfile
 from django_eventtrack.outbox import fanout, owners
 from django_eventtrack.sandbox import Sandbox
-from tests.processes.helpers import VENDORS
+from tests.processes.helpers import VENDORS, strings
 
 Status = Delivery.Status
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -152,17 +152,6 @@ def sent(sandbox: Sandbox, vendor: str) -> list[tuple[str, dict[str, Any]]]:
 
 def profile_of(user_id: str) -> str:
     return VendorProfile.objects.get(vendor="hellotext", user_id=user_id).profile_id
-
-
-def strings(value: Any) -> set[str]:
-    """Every string anywhere in a JSON value."""
-    if isinstance(value, str):
-        return {value}
-    if isinstance(value, dict):
-        return set().union(*(strings(item) for item in value.values()))
-    if isinstance(value, list):
-        return set().union(*(strings(item) for item in value))
-    return set()
 
 
 def test_learn_keeps_the_first_user_of_each_browser_id(configure: Callable[..., Sandbox]) -> None:

@@ -51,6 +51,17 @@ def received(sandbox: Sandbox, vendor: str) -> Counter[Any]:
     return Counter(marker(vendor, payload) for payload in sandbox.events(vendor))
 
 
+def strings(value: Any) -> set[str]:
+    """Every string anywhere in a JSON value."""
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, dict):
+        return set().union(*(strings(item) for item in value.values()))
+    if isinstance(value, list):
+        return set().union(*(strings(item) for item in value))
+    return set()
+
+
 def free_port() -> int:
     """A TCP port nobody listens on at 127.0.0.1, for a server a test starts."""
     with socket.socket() as probe:
