@@ -34,18 +34,11 @@ from django.utils import timezone
 
 from django_eventtrack.conf import Config, DeliveryOptions, get_config
 from django_eventtrack.core.event import IDENTIFY, TrackedEvent
-from django_eventtrack.delivery import flow, held_claims, http
+from django_eventtrack.delivery import as_sent, flow, held_claims, http
 from django_eventtrack.delivery.pacing import Bell, Pace, Share
 from django_eventtrack.delivery.threads import RequestThreads
 from django_eventtrack.models import Delivery
-from django_eventtrack.outbox import (
-    dropped_names,
-    leases,
-    outcomes,
-    owners,
-    pausing,
-    vendor_profiles,
-)
+from django_eventtrack.outbox import dropped_names, leases, outcomes, pausing, vendor_profiles
 from django_eventtrack.vendors import Outcome, OutcomeKind, VendorAdapter
 from django_eventtrack.vendors.base import Notes, Send, VendorRequest
 from django_eventtrack.vendors.batching import request_batches
@@ -391,7 +384,7 @@ class _Drain:
             )
             if claim.deliveries:
                 self._hold(claim)
-        normalised: dict[uuid.UUID, _Read] = {}
+        normalised: dict[uuid.UUID, as_sent.Read] = {}
         dropped = dropped_names.known([lane.name for lane in wanted]) if claim.deliveries else {}
         for lane, count in wanted.items():
             mine = [d for d in claim.deliveries if d.vendor == lane.name]
@@ -407,15 +400,15 @@ class _Drain:
         lane: _Lane,
         claim: leases.Claim,
         deliveries: list[Delivery],
-        normalised: dict[uuid.UUID, _Read],
+        normalised: dict[uuid.UUID, as_sent.Read],
         dropped: Mapping[str, str],
     ) -> None:
         """Queue ``deliveries`` on ``lane``, a request's worth per batch (events of
         different :meth:`~VendorAdapter.batch_key` never in one request)."""
         sendable = self._expire_old(lane, claim, deliveries)
         tracked = [d for d in sendable if d.event.kind != IDENTIFY]
-        events, notes = _events(lane.adapter, tracked, normalised)
-        tracked, events = self._unwanted(lane, claim, tracked, events, (dropped, notes))
+        events, notes = as_sent.events(lane.adapter, tracked, normalised)
+        tracked, events = self._unwanted(lane, claim, tracked, events, dropped, notes)
         for cut in request_batches(lane.adapter, events, self.options.max_request_bytes):
             batch = [tracked[index] for index in cut]
             mine = {str(events[index].id): notes[str(events[index].id)] for index in cut}
@@ -449,23 +442,17 @@ class _Drain:
         claim: leases.Claim,
         deliveries: list[Delivery],
         events: list[TrackedEvent],
-        known: tuple[Mapping[str, str], Notes],
+        dropped: Mapping[str, str],
+        notes: Notes,
     ) -> tuple[list[Delivery], list[TrackedEvent]]:
-        """Skip, unsent, what the vendor does not want now: an event that happened too
-        long ago (its ``MAX_LATENESS``), of a name it was seen to drop (``known``: those
-        names, and what sending changed of each event), or that it cannot take with the
-        ids it is sent with (another user's browser ids left out; the profile its user was
-        to get never came), so the vendor's check runs again."""
-        dropped, notes = known
+        """Skip, unsent, what the vendor does not want now (:func:`.as_sent.why_not`; ``dropped``:
+        the names it was seen to drop, ``notes``: what sending changed of each event)."""
         now = timezone.now()
         kept: tuple[list[Delivery], list[TrackedEvent]] = ([], [])
         skipped: dict[str, list[Delivery]] = {}
         for delivery, event in zip(deliveries, events, strict=True):
-            reason = lane.adapter.lateness_refusal(event.timestamp, now) or lane.adapter.known_drop(
-                event, dropped
-            )
-            if reason is None and (reason := lane.adapter.skip_reason(event)):
-                reason = "; ".join([reason, *notes.get(str(event.id), ())])
+            changed = notes.get(str(event.id), [])
+            reason = as_sent.why_not(lane.adapter, event, dropped, changed, now)
             if reason is None:
                 kept[0].append(delivery)
                 kept[1].append(event)
@@ -642,32 +629,6 @@ def _teach(window: flow.Window, batch: _Batch, outcome: Outcome | None) -> None:
         window.answered(batch.elapsed, full=batch.full)
 
 
-#: An event as the vendors get it (another user's browser ids replaced), and what that
-#: changed.
-_Read = tuple[TrackedEvent, tuple[str, ...]]
-
-
-def _events(
-    adapter: VendorAdapter, deliveries: list[Delivery], normalised: dict[uuid.UUID, _Read]
-) -> tuple[list[TrackedEvent], Notes]:
-    """The deliveries' events as the adapter gets them: the browser ids that belong to
-    another user than the event's replaced (:mod:`~django_eventtrack.outbox.owners`),
-    with remembered vendor profiles; and per event id what that replaced. ``normalised``
-    keeps each event read once for all the vendors of a claim."""
-    unread = {d.event_id: d.event for d in deliveries if d.event_id not in normalised}
-    if unread:
-        read = [event.to_normalised() for event in unread.values()]
-        for before, after in zip(read, owners.as_their_own(read), strict=True):
-            normalised[before.id] = (after, tuple(owners.replaced(before, after)))
-    events = [normalised[delivery.event_id][0] for delivery in deliveries]
-    notes: Notes = {
-        str(delivery.event_id): list(normalised[delivery.event_id][1]) for delivery in deliveries
-    }
-    if adapter.remembers_profiles:
-        events = vendor_profiles.with_known_profiles(adapter.name, events)
-    return events, notes
-
-
 def _send_batch(
     lane: _Lane,
     batch: list[Delivery],
@@ -726,9 +687,7 @@ def _send_identify(
     """Send one ``identify()`` call (in a request thread, which may read and write the
     vendor profiles it learns; one login per user, so these are rare), without the
     browser ids that belong to another user."""
-    read = delivery.event.to_normalised()
-    (event,) = owners.as_their_own([read])
-    notes = {str(event.id): owners.replaced(read, event)}
+    event, notes = as_sent.identify(delivery)
     reason = lane.adapter.identify_skip_reason(event)
     if reason is not None:
         return Outcome(OutcomeKind.SKIPPED, None, "; ".join([reason, *notes[str(event.id)]]))
