@@ -29,6 +29,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -234,6 +235,60 @@ def postgres(postgres_server: str, postgres_template: str) -> Iterator[PostgresD
         yield database
     finally:
         database.drop()
+
+
+class PrivatePostgres:
+    """A PostgreSQL 15 server of our own on 127.0.0.1, run as ``nobody`` when we are root."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *command: str) -> None:
+        prefix = ["runuser", "-u", "nobody", "--"] if os.getuid() == 0 else []
+        subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=120)  # noqa: S603
+
+    def init(self) -> None:
+        data = str(self.directory / "data")
+        self._run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync")
+
+    def start(self) -> None:
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.directory} -c fsync=off"
+        log = str(self.directory / "server.log")
+        self._run(
+            "pg_ctl", "-D", str(self.directory / "data"), "-l", log, "-w", "start", "-o", options
+        )
+
+    def crash(self) -> None:
+        """Stop without a checkpoint, as a crash would: the next start replays the WAL."""
+        self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop")
+
+    def log(self) -> str:
+        """The server's log: its errors (a deadlock detected, for one) with their statements."""
+        return (self.directory / "server.log").read_text(errors="replace")
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    need_packages(*PACKAGES, "psycopg")
+    missing = [name for name in ("initdb", "pg_ctl", "postgres") if shutil.which(name) is None]
+    if missing:
+        unavailable(f"no PostgreSQL binaries ({', '.join(missing)}) to run a private server")
+    # Not pytest's tmp_path: the server runs as nobody, who cannot enter root's 0700 dirs.
+    directory = Path(tempfile.mkdtemp(prefix="eventtrack-pg-"))
+    directory.chmod(0o755)
+    if os.getuid() == 0:
+        shutil.chown(directory, "nobody")
+    server = PrivatePostgres(directory)
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
+            server.crash()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -9,30 +9,22 @@ restarted without disturbing the other suites' server.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import shutil
-import subprocess
-import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from django_eventtrack.sandbox import Sandbox
 from tests.integration.conftest import (
-    PACKAGES,
     PostgresDatabase,
+    PrivatePostgres,
     Processes,
     migrate,
-    need_packages,
     statuses,
-    unavailable,
 )
-from tests.processes.helpers import VENDORS, free_port, marker, wait_until
+from tests.processes.helpers import VENDORS, marker, wait_until
 
 EVENTS = 400
 PER_TRANSACTION = 10
@@ -47,56 +39,6 @@ FAST_LEASES = {
     for vendor in VENDORS
     for key in ("TIMEOUT", "CONNECT_TIMEOUT")
 }
-
-
-class PrivatePostgres:
-    """A PostgreSQL 15 server of our own on 127.0.0.1, run as ``nobody`` when we are root."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, *command: str) -> None:
-        prefix = ["runuser", "-u", "nobody", "--"] if os.getuid() == 0 else []
-        subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=120)  # noqa: S603
-
-    def init(self) -> None:
-        data = str(self.directory / "data")
-        self._run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync")
-
-    def start(self) -> None:
-        options = f"-h 127.0.0.1 -p {self.port} -k {self.directory} -c fsync=off"
-        log = str(self.directory / "server.log")
-        self._run(
-            "pg_ctl", "-D", str(self.directory / "data"), "-l", log, "-w", "start", "-o", options
-        )
-
-    def crash(self) -> None:
-        """Stop without a checkpoint, as a crash would: the next start replays the WAL."""
-        self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop")
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PrivatePostgres]:
-    need_packages(*PACKAGES, "psycopg")
-    missing = [name for name in ("initdb", "pg_ctl", "postgres") if shutil.which(name) is None]
-    if missing:
-        unavailable(f"no PostgreSQL binaries ({', '.join(missing)}) to run a private server")
-    # Not pytest's tmp_path: the server runs as nobody, who cannot enter root's 0700 dirs.
-    directory = Path(tempfile.mkdtemp(prefix="eventtrack-pg-"))
-    directory.chmod(0o755)
-    if os.getuid() == 0:
-        shutil.chown(directory, "nobody")
-    server = PrivatePostgres(directory)
-    try:
-        server.init()
-        server.start()
-        yield server
-    finally:
-        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
-            server.crash()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def receipts(sandbox: Sandbox, vendor: str) -> dict[int, list[float]]:
