@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 import threading
 import time
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
 
-from django.db import close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 
 from django_eventtrack.conf import Config, DeliveryOptions, get_config
@@ -119,6 +118,19 @@ def drain(
     return stats
 
 
+#: Seconds a stopping sender may take, once every request in flight is answered, to
+#: record the answers and give back the rest.
+SETTLE_SECONDS = 1.0
+
+
+def answer_wait(config: Config | None = None) -> float:
+    """The longest a stopping sender may wait for the answers of the requests it sent:
+    the slowest vendor's ``CONNECT_TIMEOUT`` + ``TIMEOUT``, and the time to record them."""
+    vendors = (config or get_config()).active_vendors.values()
+    timeouts = [vendor.connect_timeout + vendor.read_timeout for vendor in vendors]
+    return max(timeouts, default=0.0) + SETTLE_SECONDS
+
+
 #: The longest a sender loop waits between rounds: idle (the ``thread`` backend until the
 #: next retry is due), or after failed rounds.
 MAX_IDLE_WAIT = 60.0
@@ -150,7 +162,7 @@ def serve(
             try:
                 drain(vendors, stop=stop, stats=stats, bell=bell, share=share)
                 failures = 0
-                wait = idle_wait()
+                wait = 0.0 if stop.is_set() else idle_wait()
             except Exception:
                 failures += 1
                 poll = get_config().options.poll_interval
@@ -162,7 +174,8 @@ def serve(
                 close_old_connections()
                 if after_round is not None:
                     after_round(stats)
-            bell.wait(wait, fresh_only=True)
+            if not stop.is_set():  # set and rung after this look: the wait ends at once
+                bell.wait(wait, fresh_only=True)
     finally:
         connections.close_all()
 
@@ -189,10 +202,17 @@ class _Lane:
     """One vendor's part of a drain: claimed deliveries waiting to go out, and the
     requests in flight, at most as many as its window allows."""
 
-    def __init__(self, adapter: VendorAdapter, window: flow.Window, pool: RequestThreads) -> None:
+    def __init__(
+        self,
+        adapter: VendorAdapter,
+        window: flow.Window,
+        batches: flow.Batches,
+        pool: RequestThreads,
+    ) -> None:
         self.adapter = adapter
         self.name = adapter.name
         self.window = window
+        self.batches = batches
         self.pool = pool
         self.queue: deque[_Batch] = deque()
         self.flying: dict[Future[Outcome | None], _Batch] = {}
@@ -202,13 +222,11 @@ class _Lane:
 
     def wanted(self, batch_size: int) -> int:
         """How many deliveries to claim now: enough for two windows' worth of requests
-        (at least ``BATCH_SIZE``), once less than one window's worth is waiting."""
+        (at least ``BATCH_SIZE``, at most :data:`MAX_CLAIM` beyond it), once less than one
+        window's worth is waiting."""
         if self.exhausted or self.paused or len(self.queue) >= self.window.size:
             return 0
-        per_request = self.adapter.max_batch_size
-        if per_request > 1:
-            return max(batch_size, per_request)
-        return max(batch_size, 2 * self.window.size)
+        return max(batch_size, min(2 * self.window.size * self.batches.size, MAX_CLAIM))
 
     @property
     def idle(self) -> bool:
@@ -223,13 +241,21 @@ class _Lane:
     def in_flight(self) -> int:
         return sum(1 for future in self.flying if not future.done())
 
-    def lease(self, deliveries: int, config: Config) -> float:
-        """Seconds that sending ``deliveries`` more may take at worst: behind those waiting,
-        at half the window (it may be cut), each request taking its full timeouts."""
-        vendor = config.vendors[self.name]
-        requests = len(self.queue) + math.ceil(deliveries / self.adapter.max_batch_size)
-        rounds = math.ceil(requests / max(self.window.size // 2, 1))
-        return rounds * (vendor.connect_timeout + vendor.read_timeout) + 5
+
+#: The most deliveries of one vendor a claim takes beyond ``BATCH_SIZE``.
+MAX_CLAIM = 500
+#: The most bytes of events (their properties and ``vendor_extra`` as stored) one claim
+#: reads, whatever their number: what a sender holds in memory stays within a few times
+#: this under a backlog of the largest events (at least one event per claim).
+CLAIM_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class _Holding:
+    """A claim a drain holds, and its deliveries not yet recorded (by primary key)."""
+
+    claim: leases.Claim
+    unrecorded: dict[int, Delivery]
 
 
 class _Drain:
@@ -250,19 +276,24 @@ class _Drain:
         self.event_ids = event_ids
         self.stop = stop
         self.pace = pace
-        #: Held while this drain claims (see :func:`.held_claims.surrender`).
-        self.claiming = held_claims.claim_lock(stop)
-        self.lanes = [
-            _Lane(
-                config.adapters[name](config.vendors[name]),
-                flow.window(name, config),
-                RequestThreads(config.options.concurrency_range[1], f"eventtrack-{name}"),
-            )
-            for name in names
-        ]
-        #: The claims this drain holds, each with how many of its deliveries are unrecorded.
-        self.claims: dict[uuid.UUID, tuple[leases.Claim, int]] = {}
+        #: Held while this drain writes (see :func:`.held_claims.surrender`).
+        self.writing = held_claims.writing(stop)
+        self.lanes = [self._lane(config.adapters[name](config.vendors[name])) for name in names]
+        #: The claims this drain holds.
+        self.claims: dict[uuid.UUID, _Holding] = {}
         self.claimed_at = time.monotonic()
+        self.lease = timedelta(seconds=self.options.lease_seconds)
+        #: When the claims held are next renewed (:meth:`_renew`).
+        self.renew_at = 0.0
+
+    def _lane(self, adapter: VendorAdapter) -> _Lane:
+        name, config = adapter.name, self.config
+        return _Lane(
+            adapter,
+            flow.window(name, config),
+            flow.batches(name, config, adapter.max_batch_size),
+            RequestThreads(config.options.concurrency_range[1], f"eventtrack-{name}"),
+        )
 
     def __enter__(self) -> _Drain:
         return self
@@ -273,13 +304,25 @@ class _Drain:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Wait for the requests in flight; give back what is left unrecorded (after an
-        error: its rows are due again now, not when the lease ends)."""
+        """Wait for the requests in flight, record their answers and give back what was
+        never sent; after an error, each write is tried again a few times, then what is
+        left unrecorded is let go of (:func:`.held_claims.give_back`): due again now, not
+        when the lease ends."""
         for lane in self.lanes:
             lane.pool.close()
-        held_claims.drop(self.claims)
-        for claim, _ in self.claims.values():
-            held_claims.give_back(claim)
+        try:
+            held_claims.retried(self._settle)
+        except DatabaseError:
+            logger.exception("could not record the last answers of this drain")
+        finally:
+            held_claims.drop(self.claims)
+            for holding in self.claims.values():
+                held_claims.give_back(holding.claim)
+
+    def _settle(self) -> None:
+        """Record every request finished, give back every batch waiting."""
+        self._record_finished()
+        self._release_waiting()
 
     def stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
@@ -299,9 +342,9 @@ class _Drain:
                     lane.exhausted = lane.paused = False
 
     def _work(self) -> None:
+        self._renew()
         if self.stopping():
-            self._record_finished()
-            self._release_waiting()
+            self._settle()
             return
         if self.pace.take_turn():
             # Charged by the clock, not the thread's CPU: a database server on the same
@@ -316,13 +359,15 @@ class _Drain:
         """How long to wait for a bell: until the next turn at the database if there is
         work for it, or the share allows more sending; else ``POLL_INTERVAL``."""
         waits = [self.options.poll_interval]
+        if self.claims:
+            waits.append(max(self.renew_at - time.monotonic(), 0.0))
         if self._wanting() or any(f.done() for lane in self.lanes for f in lane.flying):
             waits.append(max(self.pace.turn_in(), self.pace.share.delay()))
         if any(lane.sendable for lane in self.lanes):
             waits.append(self.pace.share.delay())  # held back by the share alone
         return min(waits)
 
-    # -- claiming ---------------------------------------------------------------------------
+    # -- claiming and renewing ----------------------------------------------------------------
 
     def _claim(self) -> None:
         """One claim for every lane that wants more work (one transaction)."""
@@ -339,14 +384,14 @@ class _Drain:
                 del wanted[lane]
         if not wanted:
             return
-        lease = max(lane.lease(count, self.config) for lane, count in wanted.items())
-        with self.claiming:
-            if self.stopping():  # its leases are being ended: claim nothing more
+        with self.writing:
+            if self.stopping():  # its claims are being let go of: claim nothing more
                 return
             claim = leases.claim_due(
                 {lane.name: count for lane, count in wanted.items()},
-                timedelta(seconds=max(self.options.lease_seconds, lease)),
+                self.lease,
                 event_ids=self.event_ids,
+                max_bytes=CLAIM_BYTES,
             )
             if claim.deliveries:
                 self._hold(claim)
@@ -357,8 +402,24 @@ class _Drain:
             self._enqueue(lane, claim, mine, normalised)
 
     def _hold(self, claim: leases.Claim) -> None:
-        self.claims[claim.token] = (claim, len(claim.deliveries))
+        if not self.claims:
+            self.renew_at = time.monotonic() + self._renewal_interval()
+        self.claims[claim.token] = _Holding(claim, {d.pk: d for d in claim.deliveries})
         held_claims.hold(claim, self.stop)
+
+    def _renewal_interval(self) -> float:
+        return self.lease.total_seconds() / 3
+
+    def _renew(self) -> None:
+        """The heartbeat: every third of the lease, one UPDATE extends every claim this
+        drain holds, so its rows stay its own however long their requests take, while a
+        dead sender's come due within ``LEASE_SECONDS``. Never held back by the share."""
+        if not self.claims or time.monotonic() < self.renew_at:
+            return
+        unrecorded = [d for holding in self.claims.values() for d in holding.unrecorded.values()]
+        with self.writing:
+            leases.renew(list(self.claims), unrecorded, self.lease)
+        self.renew_at = time.monotonic() + self._renewal_interval()
 
     def _enqueue(
         self,
@@ -371,7 +432,7 @@ class _Drain:
         sendable = self._expire_old(lane, claim, deliveries)
         tracked = [d for d in sendable if d.event.kind != IDENTIFY]
         events = _events(lane.adapter, tracked, normalised)
-        per_request = lane.adapter.max_batch_size
+        per_request = lane.batches.size
         for start in range(0, len(tracked), per_request):
             end = start + per_request
             lane.queue.append(_Batch(claim, tracked[start:end], events[start:end]))
@@ -396,11 +457,12 @@ class _Drain:
                 None,
                 f"not sent: older than MAX_AGE ({max_age:g}s) when its turn came",
             )
-            outcomes.record_outcome(
-                claim, expired, outcome, lane.adapter.config, self.options, attempted=False
-            )
+            with self.writing:
+                outcomes.record_outcome(
+                    claim, expired, outcome, lane.adapter.config, self.options, attempted=False
+                )
             self.stats.add(outcome, len(expired), sent=False)
-            self._recorded(claim, len(expired))
+            self._recorded(claim, expired)
         return [d for d in deliveries if d.created_at >= cutoff]
 
     # -- sending ----------------------------------------------------------------------------
@@ -444,24 +506,29 @@ class _Drain:
             self._release(lane)
 
     def _release(self, lane: _Lane) -> None:
-        waiting = list(lane.queue)
-        lane.queue.clear()
-        if waiting:
-            self._write([(lane, batch, None) for batch in waiting])
+        if lane.queue:
+            self._write([(lane, batch, None) for batch in lane.queue])
+            lane.queue.clear()
 
     # -- recording --------------------------------------------------------------------------
 
     def _record_finished(self) -> None:
-        """Record every request finished since the last look, in one transaction."""
-        finished = []
-        for lane in self.lanes:
-            for future in [future for future in lane.flying if future.done()]:
-                batch = lane.flying.pop(future)
-                outcome = future.result()
-                _teach(lane.window, batch, outcome)
-                finished.append((lane, batch, outcome))
-        if finished:
-            self._write(finished)
+        """Record every request finished since the last look, in one transaction; each
+        stays in flight until its outcome is written (to be tried again after an error)."""
+        finished = [
+            (lane, future, batch)
+            for lane in self.lanes
+            for future, batch in lane.flying.items()
+            if future.done()
+        ]
+        if not finished:
+            return
+        answers = [(lane, batch, future.result()) for lane, future, batch in finished]
+        self._write(answers)
+        for lane, future, _ in finished:
+            del lane.flying[future]
+        for lane, batch, outcome in answers:
+            _teach(lane, batch, outcome)
 
     def _write(self, finished: list[tuple[_Lane, _Batch, Outcome | None]]) -> None:
         """Write what became of ``finished`` requests (``None``: not sent, given back),
@@ -478,32 +545,37 @@ class _Drain:
             )
             for (lane, _, outcome), batches in groups.items()
         ]
-        outcomes.record_results(results, self.options)
+        with self.writing:
+            outcomes.record_results(results, self.options)
         for (lane, _, outcome), batches in groups.items():
-            deliveries = sum(len(batch.deliveries) for batch in batches)
+            deliveries = [delivery for batch in batches for delivery in batch.deliveries]
             if outcome is not None:
-                self.stats.add(outcome, deliveries, requests=len(batches))
+                self.stats.add(outcome, len(deliveries), requests=len(batches))
             self._recorded(batches[0].claim, deliveries)
             _record_pause(lane.name)
 
-    def _recorded(self, claim: leases.Claim, deliveries: int) -> None:
+    def _recorded(self, claim: leases.Claim, deliveries: Sequence[Delivery]) -> None:
         """``deliveries`` of ``claim`` have their outcome; a claim all recorded is done."""
-        held, unrecorded = self.claims[claim.token]
-        if unrecorded > deliveries:
-            self.claims[claim.token] = (held, unrecorded - deliveries)
-            return
-        del self.claims[claim.token]
-        held_claims.drop([claim.token])
+        holding = self.claims[claim.token]
+        for delivery in deliveries:
+            holding.unrecorded.pop(delivery.pk, None)
+        if not holding.unrecorded:
+            del self.claims[claim.token]
+            held_claims.drop([claim.token])
 
 
-def _teach(window: flow.Window, batch: _Batch, outcome: Outcome | None) -> None:
-    """Tell the vendor's window how its request went."""
+def _teach(lane: _Lane, batch: _Batch, outcome: Outcome | None) -> None:
+    """Tell the vendor's window, and its batches, how its request went."""
     if outcome is None or outcome.kind is OutcomeKind.SKIPPED:
         return
     if outcome.kind is OutcomeKind.RETRY:
-        window.refused(batch.sent_at)
-    else:
-        window.answered(batch.elapsed, full=batch.full)
+        lane.window.refused(batch.sent_at)
+        if outcome.http_status is None:  # no answer: the vendor may have it all the same
+            lane.batches.unanswered(batch.sent_at)
+        return
+    lane.window.answered(batch.elapsed, full=batch.full)
+    if outcome.ok:
+        lane.batches.delivered()
 
 
 def _events(
@@ -607,10 +679,9 @@ def _attempt(
     send: Callable[[], http.Attempt | Outcome],
 ) -> Outcome | None:
     """Run ``send`` unless stopping or paused; its outcome, with the breaker told."""
-    with held_claims.sending(batch):  # before the stop check: surrender() sees every send
-        if (stop and stop.is_set()) or not flow.breaker.allows(adapter.name):
-            return None
-        outcome = _outcome_of(adapter, batch, send)
+    if not flow.breaker.allows(adapter.name) or not held_claims.start_sending(batch, stop):
+        return None
+    outcome = _outcome_of(adapter, batch, send)
     flow.breaker.record(
         adapter.name,
         outcome,

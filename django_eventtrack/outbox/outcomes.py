@@ -20,7 +20,7 @@ from django_eventtrack import signals
 from django_eventtrack.conf import DeliveryOptions, VendorConfig
 from django_eventtrack.models import Delivery
 from django_eventtrack.outbox.group_commit import sender_write, write_together
-from django_eventtrack.outbox.leases import Claim, release, update
+from django_eventtrack.outbox.leases import Claim, lock_in_key_order, release, update
 from django_eventtrack.outbox.retention import scrub_finished
 from django_eventtrack.vendors import Outcome, OutcomeKind
 
@@ -45,14 +45,17 @@ def record_results(results: Sequence[Result], options: DeliveryOptions) -> None:
     One commit for every request that finished meanwhile, instead of one per vendor
     and outcome: the senders' writes are what competes with ``track()`` for the
     database (on SQLite for its one write lock), so they are as few as the answers
-    allow. The listeners hear of outcomes only once they are committed, and never
-    while the transaction holds the database.
+    allow. The rows are locked by primary key first, as every writer of a claim's
+    rows locks them (:mod:`.leases`). The listeners hear of outcomes only once they
+    are committed, and never while the transaction holds the database.
     """
     with _announcing_after():
         write_together(router.db_for_write(Delivery), partial(_write_results, results, options))
 
 
 def _write_results(results: Sequence[Result], options: DeliveryOptions) -> int:
+    # Several statements: their rows' locks first, all of them, in the one order.
+    lock_in_key_order([delivery for result in results for delivery in result.deliveries])
     for result in results:
         if result.outcome is None:
             release(result.claim, result.deliveries)

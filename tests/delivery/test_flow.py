@@ -108,17 +108,22 @@ def test_refused_requests_halve_the_requests_in_flight(
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_keeps_what_the_windows_learnt_and_never_waits_on_a_parents_lock() -> None:
     """A process forked (gunicorn, Celery prefork) while a thread of its parent was in
-    the middle of a window must not wait on that thread, which the child does not have."""
+    the middle of a window or a vendor's batches must not wait on that thread, which the
+    child does not have."""
     config = get_config()
     learnt = flow.window("hackle", config)
     learnt.refused(time.monotonic())
     halved = learnt.size
+    batches = flow.batches("primedata", config, 500)
+    batches.unanswered(time.monotonic())
 
     def child() -> dict[str, Any]:
         window = flow.window("hackle", config)
         window.refused(time.monotonic())
-        return {"kept": window is learnt, "size": window.size}
+        sizes = flow.batches("primedata", config, 500)
+        sizes.unanswered(time.monotonic())
+        return {"kept": window is learnt and sizes is batches, "sizes": [window.size, sizes.size]}
 
-    with flow._windows_lock, learnt._lock:  # held at the fork
+    with flow._learnt_lock, learnt._lock, batches._lock:  # held at the fork
         report = run_in_child(child, timeout=5)
-    assert report == {"kept": True, "size": max(halved // 2, learnt.low)}
+    assert report == {"kept": True, "sizes": [max(halved // 2, learnt.low), 12]}

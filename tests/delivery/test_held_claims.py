@@ -69,7 +69,8 @@ def test_a_forked_child_holds_none_of_its_parents_claims_nor_waits_on_their_lock
     claim = leases.Claim(uuid.uuid4(), timezone.now(), [Delivery(pk=1)])
     held_claims.hold(claim, stop)
     try:
-        with held_claims.claim_lock(stop), held_claims.sending(claim.deliveries):
+        assert held_claims.start_sending(claim.deliveries, stop)
+        with held_claims.writing(stop), held_claims._sent_lock:  # held at the fork
             report = run_in_child(lambda: {"in_flight": held_claims.surrender(stop)}, timeout=5)
     finally:
         held_claims.drop([claim.token])
