@@ -197,6 +197,13 @@ class _Batch:
     def identify(self) -> bool:
         return not self.events
 
+    def split(self, size: int) -> tuple[_Batch, _Batch]:
+        """The first ``size`` deliveries, and the rest."""
+        return (
+            _Batch(self.claim, self.deliveries[:size], self.events[:size]),
+            _Batch(self.claim, self.deliveries[size:], self.events[size:]),
+        )
+
 
 class _Lane:
     """One vendor's part of a drain: claimed deliveries waiting to go out, and the
@@ -476,6 +483,9 @@ class _Drain:
                 if self.pace.share.delay():
                     return
                 batch = lane.queue.popleft()
+                if len(batch.deliveries) > lane.batches.size:  # cut since it was queued
+                    batch, rest = batch.split(lane.batches.size)
+                    lane.queue.appendleft(rest)
                 batch.full = lane.in_flight() + 1 >= lane.window.size
                 future = lane.pool.submit(functools.partial(self._request, lane, batch))
                 lane.flying[future] = batch

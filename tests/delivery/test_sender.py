@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -102,6 +104,45 @@ def test_a_vendor_paused_mid_drain_is_sent_to_once_its_pause_is_over(
     stats = sender.drain()
     assert "hackle" in stats.paused_vendors
     assert stats.delivered == 6  # Hackle's three too, in the same drain
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_drain_renews_its_claims_while_its_requests_outlast_the_lease(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    """A request takes 1.2 s and the lease 0.3 s: the drain renews what it holds (the row
+    in flight and the one waiting) every 0.1 s with one UPDATE for both, so another
+    sender looking meanwhile finds nothing to take, and nothing is sent twice."""
+    use_vendors(settings, sandbox, LEASE_SECONDS=0.3, CONCURRENCY=1, MAX_CONCURRENCY=1)
+    sandbox.inject("hackle", delay=1.2, count=2)
+    track_many(2, vendors=["hackle"])
+    renewals: list[str] = []
+    done = threading.Event()
+
+    def drain() -> None:
+        with CaptureQueriesContext(connection) as queries:
+            sender.drain()
+        renewals.extend(
+            q["sql"]
+            for q in queries
+            if q["sql"].startswith('UPDATE "eventtrack_delivery" SET "claimed_until"')
+        )
+        done.set()
+
+    thread = threading.Thread(target=drain)
+    thread.start()
+    taken: list[leases.Claim] = []
+    try:
+        sandbox.wait_for(1, vendor="hackle")
+        while not done.wait(0.05):  # another sender, looking while the requests take long
+            claim = leases.claim_due_deliveries("hackle", 10, timedelta(seconds=60))
+            taken += [claim] if claim.deliveries else []
+    finally:
+        thread.join(10)
+    assert taken == []
+    assert received(sandbox, "hackle") == {0: 1, 1: 1}
+    assert len(renewals) >= 10  # every third of the lease, for 2.4 s
+    assert all(" IN (" in sql for sql in renewals)
 
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
