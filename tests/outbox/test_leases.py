@@ -61,6 +61,8 @@ def test_renewing_extends_the_claim_of_the_rows_still_held(worker_mode: Sandbox)
     recorded, held = claim.deliveries
     leases.update(claim, [recorded], status=Delivery.Status.DELIVERED)
     assert leases.renew([claim.token], claim.deliveries, timedelta(seconds=600)) == 1
-    assert Delivery.objects.get(pk=held.pk).claimed_until > timezone.now() + timedelta(minutes=9)
+    until = Delivery.objects.get(pk=held.pk).claimed_until
+    assert until is not None
+    assert until > timezone.now() + timedelta(minutes=9)
     assert Delivery.objects.get(pk=recorded.pk).claimed_until is None
     assert leases.renew([uuid.uuid4()], [held], timedelta(seconds=600)) == 0  # not its claim
