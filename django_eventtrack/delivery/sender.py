@@ -405,7 +405,7 @@ class _Drain:
         normalised: dict[uuid.UUID, TrackedEvent] = {}
         for lane, count in wanted.items():
             mine = [d for d in claim.deliveries if d.vendor == lane.name]
-            lane.exhausted = len(mine) < count
+            lane.exhausted = len(mine) < count and not claim.cut_short
             self._enqueue(lane, claim, mine, normalised)
 
     def _hold(self, claim: leases.Claim) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -48,6 +48,8 @@ class Claim:
     token: uuid.UUID
     until: datetime
     deliveries: list[Delivery]
+    #: Due deliveries were left out to keep within the claim's ``max_bytes``.
+    cut_short: bool = False
 
 
 def claim_due_deliveries(
@@ -132,7 +134,7 @@ def claim_due(
         (candidates.filter(vendor=vendor).order_by("next_attempt_at"), limit)
         for vendor, limit in limits.items()
     ]
-    ids: list[int] = []
+    picked = _Picked()
     if connections[alias].features.has_select_for_update_skip_locked:
         with transaction.atomic(using=alias):
             routed.write()
@@ -140,16 +142,24 @@ def claim_due(
                 (pick.select_for_update(skip_locked=True, of=("self",)), limit)
                 for pick, limit in picks
             ]
-            ids = _within(locking, max_bytes)
-            if ids:
-                Delivery.objects.filter(pk__in=ids).update(**reserve)
+            picked = _within(locking, max_bytes)
+            if picked.ids:
+                Delivery.objects.filter(pk__in=picked.ids).update(**reserve)
     else:
-        sender_write(alias, partial(_reserve, routed, picks, now, reserve, max_bytes, ids))
+        sender_write(alias, partial(_reserve, routed, picks, now, reserve, max_bytes, picked))
     # Oldest first, so a batch goes out in the order the events were tracked.
-    mine = Delivery.objects.filter(pk__in=ids, claim_token=claim.token)
+    mine = Delivery.objects.filter(pk__in=picked.ids, claim_token=claim.token)
     claim.deliveries.extend(mine.order_by("created_at", "pk"))
     _attach_events(claim.deliveries)
-    return claim
+    return replace(claim, cut_short=picked.cut_short)
+
+
+@dataclass
+class _Picked:
+    """The deliveries a claim picked, and whether ``max_bytes`` left due ones out."""
+
+    ids: list[int] = field(default_factory=list)
+    cut_short: bool = False
 
 
 def _reserve(
@@ -158,30 +168,31 @@ def _reserve(
     now: datetime,
     reserve: Mapping[str, Any],
     max_bytes: int | None,
-    ids: list[int],
+    picked: _Picked,
 ) -> int:
-    """SQLite's claim, in one write transaction: fan out, pick, reserve; ``ids`` gets
+    """SQLite's claim, in one write transaction: fan out, pick, reserve; ``picked`` gets
     the deliveries reserved."""
     routed.write()
-    picked = _within(picks, max_bytes)
-    ids.extend(picked)
+    found = _within(picks, max_bytes)
+    picked.ids, picked.cut_short = found.ids, found.cut_short
     return Delivery.objects.filter(
-        pk__in=picked, status=Delivery.Status.PENDING, next_attempt_at__lte=now
+        pk__in=found.ids, status=Delivery.Status.PENDING, next_attempt_at__lte=now
     ).update(**reserve)
 
 
-def _within(picks: Sequence[tuple[QuerySet[Delivery], int]], max_bytes: int | None) -> list[int]:
+def _within(picks: Sequence[tuple[QuerySet[Delivery], int]], max_bytes: int | None) -> _Picked:
     """The first ``limit`` deliveries of each pick (a vendor's, oldest first), taken from
     each vendor in turn while the events they read add up to at most ``max_bytes`` (at
     least one; an event several of them share counts once)."""
     if max_bytes is None:
-        return [pk for pick, limit in picks for pk in pick.values_list("pk", flat=True)[:limit]]
+        pks = [pk for pick, limit in picks for pk in pick.values_list("pk", flat=True)[:limit]]
+        return _Picked(pks)
     columns = ("pk", "event_id", "event_bytes")
     found = [
         list(pick.annotate(event_bytes=EVENT_BYTES).values_list(*columns)[:limit])
         for pick, limit in picks
     ]
-    ids: list[int] = []
+    picked = _Picked()
     events: set[uuid.UUID] = set()
     total = 0
     for row in itertools.chain.from_iterable(itertools.zip_longest(*found)):
@@ -190,11 +201,12 @@ def _within(picks: Sequence[tuple[QuerySet[Delivery], int]], max_bytes: int | No
         pk, event_id, size = row
         if event_id not in events:
             total += size or 0
-            if ids and total > max_bytes:
+            if picked.ids and total > max_bytes:
+                picked.cut_short = True
                 break
             events.add(event_id)
-        ids.append(pk)
-    return ids
+        picked.ids.append(pk)
+    return picked
 
 
 def _attach_events(deliveries: Sequence[Delivery]) -> None:

@@ -9,10 +9,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from pytest_django import Settings
 
+from django_eventtrack import track
 from django_eventtrack.delivery import flow, http, sender
 from django_eventtrack.outbox import leases
 from django_eventtrack.sandbox import Sandbox
@@ -143,6 +144,34 @@ def test_a_drain_renews_its_claims_while_its_requests_outlast_the_lease(
     assert received(sandbox, "hackle") == {0: 1, 1: 1}
     assert len(renewals) >= 10  # every third of the lease, for 2.4 s
     assert all(" IN (" in sql for sql in renewals)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backlog_larger_than_a_claim_s_bytes_is_sent_in_one_drain_claim_after_claim(
+    settings: Settings, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claims of at most 100 kB of events, ten events of about 40 kB: each claim holds
+    two (the memory a drain holds stays bounded), and a claim cut short by its bytes is
+    not taken for the last one: the same drain sends all ten."""
+    use_vendors(settings, sandbox, only=("hackle", "browsee"))
+    monkeypatch.setattr(sender, "CLAIM_BYTES", 100_000)
+    claimed: list[int] = []
+    real_claim = leases.claim_due
+
+    def claim_due(*args: Any, **kwargs: Any) -> leases.Claim:
+        claim = real_claim(*args, **kwargs)
+        claimed.append(len({delivery.event_id for delivery in claim.deliveries}))
+        return claim
+
+    monkeypatch.setattr(leases, "claim_due", claim_due)
+    text = {f"p{index}": "x" * 1_000 for index in range(40)}
+    with transaction.atomic():
+        for n in range(10):
+            track("order.placed", {"n": n, **text}, session=f"S{n}", vendors=["hackle", "browsee"])
+    stats = sender.drain()
+    assert stats.delivered == 20
+    assert max(claimed) == 2
+    assert received(sandbox, "browsee") == dict.fromkeys(range(10), 1)
 
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
