@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
 
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from django_eventtrack.conf import Config, DeliveryOptions, get_config
@@ -319,12 +319,13 @@ class _Drain:
             lane.pool.close()
         try:
             held_claims.retried(self._settle)
-        except DatabaseError:
+        except Exception:
             logger.exception("could not record the last answers of this drain")
         finally:
-            held_claims.drop(self.claims)
-            for holding in self.claims.values():
-                held_claims.give_back(holding.claim)
+            with self.writing:
+                for holding in self.claims.values():
+                    held_claims.give_back(holding.claim)
+                held_claims.drop(self.claims)
 
     def _settle(self) -> None:
         """Record every request finished, give back every batch waiting."""

@@ -28,7 +28,7 @@ from django.utils import timezone
 from pytest_django import Settings
 
 from django_eventtrack.conf import get_config
-from django_eventtrack.delivery import flow, sender, worker
+from django_eventtrack.delivery import flow, held_claims, sender, worker
 from django_eventtrack.delivery.sender import DrainStats
 from django_eventtrack.models import Delivery, VendorPause
 from django_eventtrack.outbox import fanout, leases, outcomes, pausing
@@ -316,6 +316,31 @@ def test_a_database_fault_mid_drain_keeps_honest_totals_and_gives_the_rest_back(
     assert rest.count() == 5 - sent
     assert not rest.filter(claim_token__isnull=False).exists()
     assert rest.filter(next_attempt_at__lte=timezone.now(), attempts=0).count() == 5 - sent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_that_stays_down_leaves_what_was_sent_due_at_once_with_its_token(
+    worker_mode: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No outcome can be written, however often it is tried: the drain gives up; the rows
+    whose request went out keep their claim's token (an answer may still be recorded) and
+    those never sent lose it, all due at once rather than when the lease ends."""
+    sandbox = worker_mode(CONCURRENCY=1, MAX_CONCURRENCY=1)
+    sandbox.inject("hackle", delay=0.2)
+    track_many(3, vendors=["hackle"])
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(outcomes, "record_results", refused)
+    monkeypatch.setattr(held_claims, "RETRY_WAITS", (0.01, 0.01))
+    with pytest.raises(OperationalError):
+        worker.Worker(["hackle"]).run_once()
+
+    assert len(sandbox.requests("hackle")) == 1
+    rows = Delivery.objects.order_by("created_at")
+    assert [row.claim_token is not None for row in rows] == [True, False, False]
+    assert rows.filter(status=Status.PENDING, next_attempt_at__lte=timezone.now()).count() == 3
 
 
 @pytest.mark.django_db(transaction=True)
