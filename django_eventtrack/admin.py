@@ -35,13 +35,25 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from django_eventtrack import api
 from django_eventtrack.conf import get_config
 from django_eventtrack.core.event import CORE_KEYS
 from django_eventtrack.core.redaction import truncate
 from django_eventtrack.delivery import backends
-from django_eventtrack.models import Delivery, Event, VendorPause, VendorProfile, VendorSession
-from django_eventtrack.monitoring import dashboard
-from django_eventtrack.outbox import manual
+from django_eventtrack.errors import ConfigurationError
+from django_eventtrack.models import (
+    Delivery,
+    ErasureRequest,
+    ErasureTask,
+    Event,
+    PrivacySubject,
+    VendorPause,
+    VendorProfile,
+    VendorSession,
+)
+from django_eventtrack.monitoring import coverage, dashboard
+from django_eventtrack.outbox import erasure, manual, quarantine
+from django_eventtrack.plan import render
 
 if TYPE_CHECKING:  # django-stubs makes these generic; Django itself does not
     EventAdminBase = admin.ModelAdmin[Event]
@@ -49,11 +61,16 @@ if TYPE_CHECKING:  # django-stubs makes these generic; Django itself does not
     VendorProfileAdminBase = admin.ModelAdmin[VendorProfile]
     VendorSessionAdminBase = admin.ModelAdmin[VendorSession]
     VendorPauseAdminBase = admin.ModelAdmin[VendorPause]
+    PrivacySubjectAdminBase = admin.ModelAdmin[PrivacySubject]
+    ErasureRequestAdminBase = admin.ModelAdmin[ErasureRequest]
+    ErasureTaskAdminBase = admin.ModelAdmin[ErasureTask]
     DeliveryInlineBase = admin.TabularInline[Delivery, Event]
+    ErasureTaskInlineBase = admin.TabularInline[ErasureTask, ErasureRequest]
 else:
     EventAdminBase = DeliveryAdminBase = VendorProfileAdminBase = admin.ModelAdmin
     VendorSessionAdminBase = VendorPauseAdminBase = admin.ModelAdmin
-    DeliveryInlineBase = admin.TabularInline
+    PrivacySubjectAdminBase = ErasureRequestAdminBase = ErasureTaskAdminBase = admin.ModelAdmin
+    DeliveryInlineBase = ErasureTaskInlineBase = admin.TabularInline
 
 
 def _event_search_fields(path: str = "") -> tuple[str, ...]:
@@ -207,10 +224,58 @@ class DeliveryInline(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryInlineBas
     show_change_link = True
 
 
+class PlanFilter(admin.SimpleListFilter):
+    """Events by what the tracking plan said: quarantined, sent though they broke it, or
+    followed it (the first served by the partial index on quarantined events)."""
+
+    title = "tracking plan"
+    parameter_name = "plan"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("quarantined", "quarantined"),
+            ("flagged", "sent, breaking it"),
+            ("followed", "followed it"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value == "quarantined":
+            return queryset.filter(quarantine__isnull=False)
+        if value == "flagged":
+            return queryset.filter(quarantine__isnull=True, violations__isnull=False)
+        if value == "followed":
+            return queryset.filter(violations__isnull=True)
+        return queryset
+
+
+def _violations_text(event: Event) -> str:
+    return "; ".join(
+        f"{item.get('field')} {item.get('message')}"
+        for item in event.violations or ()
+        if isinstance(item, dict)
+    )
+
+
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdminMixin, EventAdminBase):
-    list_display = ("name", "kind", "id", "timestamp", "created_at", "deliveries_column")
-    list_filter = (HasDeliveryToFilter, HasDeliveryInStatusFilter, "kind", "created_at")
+    list_display = (
+        "name",
+        "kind",
+        "id",
+        "timestamp",
+        "created_at",
+        "consent",
+        "deliveries_column",
+        "plan_column",
+    )
+    list_filter = (
+        HasDeliveryToFilter,
+        HasDeliveryInStatusFilter,
+        PlanFilter,
+        "kind",
+        "created_at",
+    )
     #: The real list comes from the registry (:meth:`get_search_fields`).
     search_fields = ("=id",)
     fields = (
@@ -219,25 +284,125 @@ class EventAdmin(ReadOnlyAdminMixin, EventAdminBase):
         "kind",
         "timestamp",
         "created_at",
+        "consent",
         "properties",
         "identity",
         "vendor_extra",
         "routes",
+        "violations",
+        "quarantine",
+        "scrubbed_at",
     )
     readonly_fields = fields
     inlines = (DeliveryInline,)
     show_full_result_count = False
+    actions = ("replay_quarantined",)
+
+    class Media:
+        css = {"all": ["django_eventtrack/admin.css"]}
+
+    def get_urls(self) -> list[URLPattern]:
+        """The plan page, before the model's own URLs (whose last one takes any path)."""
+        view = self.admin_site.admin_view
+        return [
+            path("plan/", view(self.plan_view), name="eventtrack_plan"),
+            *super().get_urls(),
+        ]
+
+    def has_manage_permission(self, request: HttpRequest) -> bool:
+        """Replaying needs the change permission, although no form edits an event."""
+        codename = get_permission_codename("change", self.opts)
+        return request.user.has_perm(f"{self.opts.app_label}.{codename}")
 
     def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
         return _event_search_fields()
 
+    @admin.display(description="tracking plan")
+    def plan_column(self, event: Event) -> SafeString | str:
+        """Quarantined, or sent though it broke the plan, with the violations in the tooltip."""
+        if not event.violations:
+            return EMPTY
+        label = "quarantined" if event.quarantine is not None else "broke the plan"
+        return format_html('<span title="{}">{}</span>', _violations_text(event), label)
+
+    @admin.action(description="Replay against the tracking plan", permissions=["manage"])
+    def replay_quarantined(self, request: HttpRequest, queryset: QuerySet[Event]) -> None:
+        """Validate the selected quarantined events again; route those that now pass (once,
+        even with another replay running)."""
+        ids = list(queryset.filter(quarantine__isnull=False).values_list("pk", flat=True))
+        try:
+            released = api.replay_quarantined(ids)
+        except ConfigurationError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        message = (
+            f"{len(released.routed)} released and routed to their vendors; "
+            f"{released.still_invalid} still break the plan."
+        )
+        skipped = queryset.count() - len(ids)
+        if skipped:
+            message += f" {skipped} not quarantined, left alone."
+        complete = not released.still_invalid and not skipped
+        self.message_user(request, message, messages.SUCCESS if complete else messages.WARNING)
+
+    def plan_view(self, request: HttpRequest) -> HttpResponse:
+        """Each declared event with its description, properties, volume over the last 7
+        days, violations and last time seen; the quarantined events with their violations.
+        Needs the view permission."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        compiled = get_config().plan
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Tracking plan",
+            "opts": self.opts,
+            "plan": compiled.plan if compiled else None,
+        }
+        if compiled is not None:
+            plan = compiled.plan
+            seen = coverage.coverage(plan, PLAN_PAGE_DAYS)
+            by_name = {row.name: row for row in seen.events}
+            context |= {
+                "days": PLAN_PAGE_DAYS,
+                "events": [
+                    {
+                        "event": event,
+                        "rows": list(render.rows(event, plan)),
+                        "seen": by_name[event.name],
+                    }
+                    for event in plan
+                ],
+                "undeclared": [row for row in seen.events if not row.declared],
+                "quarantined": [
+                    (event, _violations_text(event))
+                    for event in quarantine.quarantined().only(
+                        "id", "name", "created_at", "violations", "quarantine"
+                    )[:QUARANTINE_SHOWN]
+                ],
+                "quarantined_total": quarantine.quarantined().count(),
+                "quarantined_url": reverse("admin:django_eventtrack_event_changelist")
+                + "?plan=quarantined",
+            }
+        return TemplateResponse(request, "admin/django_eventtrack/plan.html", context)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Event]:
         return super().get_queryset(request).prefetch_related("deliveries")
+
+    @admin.display(description="consent")
+    def consent(self, event: Event) -> str:
+        """The purposes the visitor had granted when it was tracked (the routes' and the
+        deliveries' skip reasons say which vendor that left out)."""
+        return consent_label(event.identity)
 
     @admin.display(description="deliveries")
     def deliveries_column(self, event: Event) -> str:
         statuses = sorted(event.delivery_statuses().items())
         return ", ".join(f"{vendor}: {status}" for vendor, status in statuses) or "-"
+
+
+#: The plan page's window, in days, and how many quarantined events it lists.
+PLAN_PAGE_DAYS = 7
+QUARANTINE_SHOWN = 50
 
 
 class RetryFailedForm(forms.Form):
@@ -337,7 +502,12 @@ class DeliveryAdmin(DeliveryColumnsMixin, ReadOnlyAdminMixin, DeliveryAdminBase)
                 f" {retried.scrubbed} not retried: their event's properties were scrubbed after "
                 "it was sent (SCRUB_DELIVERED / REDACT_KEYS), so resending would send less."
             )
-        complete = retried.due and not (retried.busy or retried.scrubbed)
+        if retried.private:
+            message += (
+                f" {retried.private} not retried: skipped for the person's privacy (no consent "
+                "for the vendor's purpose, consent withdrawn, or erased)."
+            )
+        complete = retried.due and not (retried.busy or retried.scrubbed or retried.private)
         self.message_user(request, message, messages.SUCCESS if complete else messages.WARNING)
 
     @admin.action(description="Mark skipped", permissions=["manage"])
@@ -442,3 +612,91 @@ class VendorPauseAdmin(ReadOnlyAdminMixin, VendorPauseAdminBase):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Django's own check (the user's delete permission), past the read-only mixin.
         return super(ReadOnlyAdminMixin, self).has_delete_permission(request, obj)
+
+
+def consent_label(identity: Any) -> str:
+    """An event's stored consent, in words."""
+    if not isinstance(identity, dict) or not identity:
+        return "-"
+    if identity.get("opted_out"):
+        return "none (opted out)"
+    granted = identity.get("consent")
+    if granted is None:
+        return "every purpose"
+    return ", ".join(granted) or "none"
+
+
+@admin.register(PrivacySubject)
+class PrivacySubjectAdmin(ReadOnlyAdminMixin, PrivacySubjectAdminBase):
+    """Who asked what, under one of their ids, hashed: the ids themselves are not kept."""
+
+    list_display = ("id_key", "digest", "forgotten_at", "withdrawn", "updated_at")
+    list_filter = ("id_key",)
+    fields = list_display
+    readonly_fields = fields
+    show_full_result_count = False
+
+
+class ErasureTaskInline(ReadOnlyAdminMixin, ErasureTaskInlineBase):
+    model = ErasureTask
+    fields = ("vendor", "status", "due_at", "instructions", "done_at", "done_by")
+    readonly_fields = fields
+    extra = 0
+    show_change_link = True
+
+
+@admin.register(ErasureRequest)
+class ErasureRequestAdmin(ReadOnlyAdminMixin, ErasureRequestAdminBase):
+    """Each ``forget()``: what it did here, and its tasks at the vendors."""
+
+    list_display = (
+        "created_at",
+        "id_keys",
+        "source",
+        "events_scrubbed",
+        "deliveries_skipped",
+        "profiles_deleted",
+        "tasks_column",
+    )
+    fields = list_display[:-1]
+    readonly_fields = fields
+    inlines = (ErasureTaskInline,)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ErasureRequest]:
+        return super().get_queryset(request).prefetch_related("tasks")
+
+    @admin.display(description="vendor tasks")
+    def tasks_column(self, request: ErasureRequest) -> str:
+        return ", ".join(f"{task.vendor}: {task.status}" for task in request.tasks.all()) or "-"
+
+
+@admin.register(ErasureTask)
+class ErasureTaskAdmin(ReadOnlyAdminMixin, ErasureTaskAdminBase):
+    """What staff must delete at each vendor, due a month after the request; "Mark done"
+    once done (it empties the instructions: the vendor's ids are no longer needed)."""
+
+    list_display = ("vendor", "status", "due", "instructions", "request", "done_at", "done_by")
+    list_filter = ("status", "vendor", "due_at")
+    fields = ("request", "vendor", "status", "due_at", "instructions", "done_at", "done_by")
+    readonly_fields = fields
+    actions = ("mark_done",)
+
+    def has_manage_permission(self, request: HttpRequest) -> bool:
+        codename = get_permission_codename("change", self.opts)
+        return request.user.has_perm(f"{self.opts.app_label}.{codename}")
+
+    @admin.display(description="due", ordering="due_at")
+    def due(self, task: ErasureTask) -> SafeString | str:
+        when = display_for_value(task.due_at, "-")
+        if task.status == ErasureTask.Status.TODO and task.due_at < timezone.now():
+            return format_html('<strong class="errornote">{} (overdue)</strong>', when)
+        return str(when)
+
+    @admin.action(description="Mark done", permissions=["manage"])
+    def mark_done(self, request: HttpRequest, queryset: QuerySet[ErasureTask]) -> None:
+        done = erasure.mark_done(list(queryset), request.user.get_username())
+        message = f"{done.done} {model_ngettext(self.opts, done.done)} marked done."
+        if done.already:
+            message += f" {done.already} already done, left alone."
+        level = messages.SUCCESS if done.done and not done.already else messages.WARNING
+        self.message_user(request, message, level)

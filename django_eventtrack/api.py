@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
@@ -23,12 +24,14 @@ from django.db import DatabaseError, router, transaction
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from django_eventtrack import signals
 from django_eventtrack.conf import get_config
-from django_eventtrack.core.event import IDENTIFY, Identity, TrackedEvent
+from django_eventtrack.core.event import IDENTIFY, Identity, TrackedEvent, purposes
 from django_eventtrack.delivery import backends
-from django_eventtrack.errors import InvalidEvent, StorageError
+from django_eventtrack.errors import InvalidEvent, PlanViolation, StorageError
 from django_eventtrack.models import Event
-from django_eventtrack.outbox import inserts, vendor_profiles
+from django_eventtrack.outbox import inserts, quarantine, vendor_profiles
+from django_eventtrack.plan import Violation
 from django_eventtrack.web.identity import current as current_identity
 from django_eventtrack.web.identity import from_request, restore
 
@@ -49,6 +52,7 @@ def track(
     timestamp: datetime | None = None,
     vendors: Iterable[str] | None = None,
     vendor_extra: Mapping[str, Mapping[str, Any]] | None = None,
+    consent: bool | Iterable[str] | None = None,
     **vendor_ids: str | None,
 ) -> TrackedEvent | None:
     """Track ``name`` with ``properties`` for the given (or the request's) visitor.
@@ -62,6 +66,16 @@ def track(
     else the current request's (set by the middleware). ``identity`` replaces the
     request's identity instead of mixing with it: a staff member shipping an
     order must not lend the customer's event their own browser ids.
+
+    ``consent`` is what the visitor granted: ``True`` (every purpose), ``False``
+    (none: the visitor opted out) or the purposes granted (``["analytics"]``); a
+    vendor gets the event only if every purpose it serves (its ``PURPOSES``) is
+    granted. Without it the visitor's consent is the identity's (read from the
+    request by the middleware, or kept in a snapshot). Purposes the person
+    withdrew (:func:`~django_eventtrack.withdraw_consent`) are taken out either way,
+    and nothing is stored for a person who asked to be forgotten
+    (:func:`~django_eventtrack.forget`: returns None). The consent used is stored
+    with the event.
 
     Returns the stored :class:`~django_eventtrack.core.event.TrackedEvent` (its ``id`` names
     the outbox row). Raises :class:`~django_eventtrack.errors.InvalidEvent` for a
@@ -79,6 +93,7 @@ def track(
     def build() -> TrackedEvent:
         given = {"user_id": user_id, "anonymous_id": anonymous_id, **vendor_ids}
         visitor = Identity.from_ids(given).merged(resolve_visitor(identity, request))
+        visitor = with_consent(visitor, consent)
         # A user known to a vendor that keeps profiles, without its ids, gets the profile.
         visitor = vendor_profiles.with_remembered_profile(visitor)
         return TrackedEvent.create(
@@ -86,6 +101,23 @@ def track(
         )
 
     return store(f"track({name!r})", build, vendors)
+
+
+def with_consent(visitor: Identity, consent: bool | Iterable[str] | None) -> Identity:
+    """``visitor`` with the ``consent=`` given to ``track()`` or ``identify()``, if any;
+    a purpose no vendor serves is refused, as an unknown keyword would be."""
+    if consent is None:
+        return visitor
+    granted = purposes(consent, "consent")
+    known = get_config().purposes
+    unknown = sorted((granted or frozenset()) - known)
+    if unknown:
+        raise InvalidEvent(
+            f"consent names {unknown[0]!r}, which no vendor serves; the vendors' purposes are "
+            f"{', '.join(sorted(known))} (each vendor's PURPOSES)",
+            field="consent",
+        )
+    return visitor.deciding(granted)
 
 
 def check_vendor_ids(call: str, vendor_ids: Mapping[str, Any]) -> None:
@@ -103,48 +135,115 @@ def store(
     call: str, build: Callable[[], TrackedEvent], vendors: Iterable[str] | None
 ) -> TrackedEvent | None:
     """Build an event and submit it, with the settings' error policy: an
-    :class:`InvalidEvent` from ``build`` is raised unless ``RAISE_ON_INVALID`` is
+    :class:`InvalidEvent` (from ``build``, the tracking plan, or the checks against the
+    settings before the write: size, ``vendor_extra``) is raised unless ``RAISE_ON_INVALID`` is
     false, a :class:`StorageError` unless ``RAISE_ON_STORAGE_ERROR`` is false; when
     false, it is logged (naming ``call``) and ``None`` returned. Shared by ``track()``
     and ``identify()``."""
     config = get_config()
     try:
         event = build()
+        violations = plan_violations(event)
+        stored = submit(event, vendors, violations)
     except InvalidEvent as exc:
         if config.raise_on_invalid:
             raise
         logger.error("%s refused: %s (field %s)", call, exc, exc.field)
         return None
-    try:
-        submit(event, vendors)
     except StorageError as exc:
         if config.raise_on_storage_error:
             raise
         logger.error("%s not stored: %s", call, exc)
         return None
-    return event
+    if stored is None:  # its subject asked to be forgotten: nothing stored
+        return None
+    signals.event_tracked.send(TrackedEvent, event=stored, violations=tuple(violations))
+    return stored
 
 
-def submit(event: TrackedEvent, vendors: Iterable[str] | None = None) -> None:
-    """Store an already built event and hand it to the backend once committed.
+def plan_violations(event: TrackedEvent) -> list[Violation]:
+    """How ``event`` breaks the tracking plan (empty without a plan, or when it follows
+    it); with ``PLAN_MODE`` ``raise`` a violation raises :class:`PlanViolation` instead,
+    otherwise it is logged and the event is stored with it (quarantined or sent)."""
+    config = get_config()
+    if config.plan is None:
+        return []
+    found = config.plan.violations(event.name, event.properties, identify=event.is_identify)
+    if not found:
+        return found
+    mode = config.plan_mode()
+    if mode == "raise":
+        raise violation_error(event.name, found, config.plan.plan.source)
+    logger.warning(
+        "event=%s name=%s breaks the tracking plan (%s): %s",
+        event.id,
+        event.name,
+        "quarantined, sent to no vendor" if mode == "quarantine" else "sent and flagged",
+        "; ".join(map(str, found)),
+    )
+    return found
 
-    A database error becomes :class:`StorageError` naming the event. When
-    ``track()`` is to log rather than raise it, the write gets a savepoint of
-    its own, so a caller's transaction outlives the failed write.
+
+def violation_error(name: str, found: Sequence[Violation], source: str) -> PlanViolation:
+    """The :class:`PlanViolation` for event ``name`` breaking the plan read from ``source``."""
+    return PlanViolation(
+        f"{name!r} breaks the tracking plan {source}: {'; '.join(map(str, found))}",
+        event=name,
+        violations=tuple(map(str, found)),
+        field=found[0].field,
+    )
+
+
+def submit(
+    event: TrackedEvent,
+    vendors: Iterable[str] | None = None,
+    violations: Sequence[Violation] = (),
+) -> TrackedEvent | None:
+    """Store an already built event and hand it to the backend once committed; the
+    event as stored (its consent as decided), or None when its subject asked to be
+    forgotten (nothing stored).
+
+    ``violations`` of the tracking plan are stored with it; with ``PLAN_MODE``
+    ``quarantine`` such an event is held back from every vendor. A database error
+    becomes :class:`StorageError` naming the event. When ``track()`` is to log
+    rather than raise it, the write gets a savepoint of its own, so a caller's
+    transaction outlives the failed write.
     """
     alias = router.db_for_write(Event)
+    held = bool(violations) and get_config().plan_mode() == "quarantine"
+    write = functools.partial(
+        inserts.record, event, vendors, violations=violations, quarantined=held
+    )
     try:
         if get_config().raise_on_storage_error:
-            inserts.record(event, vendors)
+            recorded = write()
         else:
             with transaction.atomic(using=alias):
-                inserts.record(event, vendors)
+                recorded = write()
     except DatabaseError as exc:
         raise StorageError(
             f"event {event.name!r} ({event.id}) could not be stored in the outbox, so it was "
             f"not tracked: {type(exc).__name__}: {exc}"
         ) from exc
-    transaction.on_commit(lambda: backends.notify([event.id]), using=alias)
+    if recorded is None:
+        return None
+    if not held:
+        transaction.on_commit(lambda: backends.notify([event.id]), using=alias)
+    return recorded.event
+
+
+def replay_quarantined(
+    event_ids: Sequence[uuid.UUID | str] | None = None,
+) -> quarantine.Released:
+    """Validate the quarantined events (all, or ``event_ids``) against the tracking plan
+    as it is now, and route each one that passes to its vendors, once, even when two
+    replays race (``manage.py eventtrack_plan --replay``, the admin's action). Raises
+    :class:`~django_eventtrack.errors.ConfigurationError` when no plan is configured."""
+    released = quarantine.release(event_ids)
+    if released.routed:
+        routed = list(released.routed)
+        transaction.on_commit(lambda: backends.notify(routed), using=router.db_for_write(Event))
+    return released
 
 
 def resolve_visitor(
@@ -194,6 +293,7 @@ def identify(
     identity: Identity | Mapping[str, Any] | None = None,
     timestamp: datetime | None = None,
     vendors: Iterable[str] | None = None,
+    consent: bool | Iterable[str] | None = None,
 ) -> TrackedEvent | None:
     """Tell every vendor that the current visitor is ``user``, with ``traits``.
 
@@ -202,6 +302,7 @@ def identify(
     attributes (email, first and last name). The visitor's browser ids come
     from ``identity``, else ``request``, else the current request, exactly as
     for :func:`~django_eventtrack.track`; the user id given here always wins.
+    ``consent`` too is :func:`~django_eventtrack.track`'s.
 
     Returns the stored event. Errors follow ``track()``'s policy: a missing
     user id or traits that are not JSON raise :class:`InvalidEvent`, a database
@@ -215,7 +316,7 @@ def identify(
         given = traits
         if given is None:
             given = user_traits(user, get_config().identify_traits) if user is not None else {}
-        visitor = resolve_visitor(identity, request).replace(user_id=who)
+        visitor = with_consent(resolve_visitor(identity, request).replace(user_id=who), consent)
         return TrackedEvent.create(
             IDENTIFY_EVENT_NAME, given, identity=visitor, timestamp=timestamp, kind=IDENTIFY
         )

@@ -31,12 +31,17 @@ from django_eventtrack.conf import (
     setting_path,
 )
 from django_eventtrack.delivery import backends
-from django_eventtrack.errors import ConfigurationError
+from django_eventtrack.errors import ConfigurationError, PlanError
 from django_eventtrack.middleware import EventTrackMiddleware
+from django_eventtrack.model_hooks import declarations
 from django_eventtrack.models import Delivery
+from django_eventtrack.plan import PlannedEvent, TrackingPlan, render
+from django_eventtrack.plan.values import FORMATS
+from django_eventtrack.vendors.base import DeclaredEvent
 
 TAG = "eventtrack"
 HINT = "See django-eventtrack's settings reference (docs/settings.md)."
+PLAN_HINT = "See the tracking plan's documentation (docs/plan.md)."
 
 
 def check_configuration(
@@ -45,6 +50,8 @@ def check_configuration(
     """E001: ``EVENTTRACK`` or an ``EVENTTRACK_*`` variable is wrong; W001: no vendor is on."""
     try:
         config = get_config()
+    except PlanError as exc:
+        return [Error(str(exc), hint=PLAN_HINT, id="eventtrack.E010")]
     except ConfigurationError as exc:
         return [Error(str(exc), hint=HINT, id="eventtrack.E001")]
     except Exception as exc:  # a shape of settings the resolver did not foresee
@@ -376,6 +383,124 @@ def _sends_in_process(delivery: str) -> bool:
         return False  # E002 reports it
 
 
+def check_plan(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """The tracking plan against JSON Schema and the rest of the settings.
+
+    E010: a schema the JSON Schema 2020-12 metaschema refuses (with ``jsonschema``
+    installed; the plan's own checks have refused anything they cannot compile when
+    the plan was loaded, reported by :func:`check_configuration`). E011: a
+    ``MODEL_EVENTS`` hook tracks an event the plan does not declare. W010: a vendor
+    the event goes to cannot take it as declared, and says what it will do. W011: a
+    ``format`` the plan does not check.
+    """
+    config = _config()
+    if config is None or config.plan is None:
+        return []
+    plan = config.plan.plan
+    return [
+        *_metaschema_errors(plan),
+        *_undeclared_model_events(plan),
+        *_vendor_notes(plan, config),
+        *_unchecked_formats(plan),
+    ]
+
+
+def _metaschema_errors(plan: TrackingPlan) -> list[CheckMessage]:
+    try:
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import best_match
+    except ImportError:  # the plan extra: the compiled checks' own rules still apply
+        return []
+    messages: list[CheckMessage] = []
+    for name, document in render.json_schemas(plan).items():
+        error = best_match(
+            Draft202012Validator(Draft202012Validator.META_SCHEMA).iter_errors(document)
+        )
+        if error is not None:
+            where = "/".join(str(part) for part in error.absolute_path) or "(root)"
+            messages.append(
+                Error(
+                    f"tracking plan {plan.source}: {name} is not valid JSON Schema at {where}: "
+                    f"{error.message}",
+                    hint=PLAN_HINT,
+                    id="eventtrack.E010",
+                )
+            )
+    return messages
+
+
+def _undeclared_model_events(plan: TrackingPlan) -> list[CheckMessage]:
+    return [
+        Error(
+            f"{declaration.origin} tracks {event!r}, which the tracking plan {plan.source} "
+            "does not declare: every one of them would break the plan.",
+            hint="Declare the event in the plan, or fix the hook's event name.",
+            id="eventtrack.E011",
+        )
+        for declaration in declarations()
+        if isinstance(event := declaration.values.get("event"), str) and event not in plan.events
+    ]
+
+
+def declared(event: PlannedEvent, plan: TrackingPlan) -> DeclaredEvent:
+    """``event`` as the adapters judge it: property schemas with references followed."""
+    return DeclaredEvent(
+        name=event.name,
+        properties={
+            name: plan.resolve(schema) if isinstance(schema, dict) else {}
+            for name, schema in event.properties.items()
+        },
+        required=frozenset(event.required),
+        closed=event.closed,
+    )
+
+
+def _vendor_notes(plan: TrackingPlan, config: Config) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    for event in plan:
+        for name, vendor in config.active_vendors.items():
+            if vendor.events is not None and event.name not in vendor.events:
+                continue
+            messages += [
+                Warning(
+                    f"tracking plan {plan.source}: {note}.",
+                    hint="Change the plan to what the vendor takes, or accept what it does; "
+                    "see docs/plan.md.",
+                    id="eventtrack.W010",
+                )
+                for note in config.adapter(name).plan_notes(declared(event, plan))
+            ]
+    return messages
+
+
+def _unchecked_formats(plan: TrackingPlan) -> list[CheckMessage]:
+    schemas = [*(event.schema for event in plan), *plan.defs.values()]
+    found = sorted({value for schema in schemas for value in _formats(schema)} - set(FORMATS))
+    return [
+        Warning(
+            f"tracking plan {plan.source}: format {name!r} is not checked (a JSON Schema "
+            "annotation only): values of any shape pass.",
+            hint=f"The formats checked are {', '.join(FORMATS)}; use a pattern for others.",
+            id="eventtrack.W011",
+        )
+        for name in found
+    ]
+
+
+def _formats(schema: Any) -> list[str]:
+    if isinstance(schema, dict):
+        own = [schema["format"]] if isinstance(schema.get("format"), str) else []
+        return own + [
+            value
+            for key, sub in schema.items()
+            if key not in ("enum", "const")
+            for value in _formats(sub)
+        ]
+    if isinstance(schema, list):
+        return [value for sub in schema for value in _formats(sub)]
+    return []
+
+
 ALL_CHECKS = (
     check_configuration,
     check_delivery_backend,
@@ -386,4 +511,5 @@ ALL_CHECKS = (
     check_middleware_order,
     check_sqlite_options,
     check_sqlite_journal,
+    check_plan,
 )

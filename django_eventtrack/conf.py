@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 import environ
 from django.conf import settings
+from django.core import mail
 from django.core.signals import setting_changed
 from django.dispatch import Signal, receiver
 from django.http import HttpRequest
@@ -42,14 +43,18 @@ from django_eventtrack.core.settings import (
     parse_bool,
     parse_count,
     parse_list,
+    parse_optional_purposes,
     parse_seconds,
     parse_secret,
+    parse_tcf_purposes,
     setting,
 )
 from django_eventtrack.core.settings import env_name as env_name
+from django_eventtrack.core.settings import parse_event_names as parse_event_names
 from django_eventtrack.core.settings import parse_names as parse_names
 from django_eventtrack.core.settings import setting_path as setting_path
-from django_eventtrack.errors import ConfigurationError
+from django_eventtrack.errors import ConfigurationError, PlanError
+from django_eventtrack.plan import CompiledPlan, TrackingPlan, compile_plan, load_plan
 from django_eventtrack.vendors import BUILT_IN
 from django_eventtrack.vendors.base import BrowserId, VendorAdapter, visitor_ids
 from django_eventtrack.vendors.base import VendorConfig as VendorConfig
@@ -62,8 +67,19 @@ MAX_COOKIE_AGE = 400 * 24 * 3600
 #: Django's Tasks framework's default queue (``DEFAULT_TASK_QUEUE_NAME``), which every
 #: Tasks backend accepts unless its ``QUEUES`` says otherwise.
 DEFAULT_TASKS_QUEUE = "default"
+#: The largest event ``track()`` stores, in bytes of its properties and ``vendor_extra``
+#: as JSON: twice the 32 KB per event Segment and RudderStack take, and more than a vendor
+#: keeps (Hackle keeps strings of up to 1,024 characters; PrimeData's schema properties
+#: are scalars and arrays), so an event is never cut short by it, but a document, an image
+#: or a runaway list is refused where it is tracked, not in every sender's memory.
+DEFAULT_MAX_EVENT_BYTES = 64 * 1024
+#: The most bytes of events in one batched request: 16 events of the largest size, or
+#: PrimeData's 500 of up to 2 KB each (Segment takes 500 KB a batch, RudderStack 4 MB).
+DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
 #: User attributes sent as traits by ``identify(user)`` and the login hook.
 DEFAULT_IDENTIFY_TRAITS = ("email", "first_name", "last_name")
+#: ``PLAN_MODE``: what ``track()`` does with an event that breaks the plan.
+PLAN_MODES = ("raise", "quarantine", "warn")
 
 COOKIE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 COOKIE_DOMAIN_PATTERN = re.compile(r"\.?[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*")
@@ -71,7 +87,11 @@ ATTRIBUTE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 QUEUE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 UserIdGetter = Callable[[Any], Any]
-ConsentCheck = Callable[[HttpRequest], bool]
+#: ``CONSENT``: a function(request) returning True (every purpose), False (none) or the
+#: purposes granted.
+ConsentCheck = Callable[[HttpRequest], Any]
+#: The cookie the IAB's TCF v2 consent management platforms write.
+TCF_COOKIE = "euconsent-v2"
 
 
 # -- parsers of this module's settings: (raw value, where to fix it) -> value --------------------
@@ -153,6 +173,13 @@ def _parse_queue(value: Any, where: str) -> str:
     return name
 
 
+def _parse_plan_mode(value: Any, where: str) -> str:
+    mode = str(value).strip().lower()
+    if mode not in PLAN_MODES:
+        raise ConfigurationError(f"{where} must be one of {', '.join(PLAN_MODES)}, got {value!r}")
+    return mode
+
+
 def _parse_cookie_name(value: Any, where: str) -> str:
     if not isinstance(value, str) or not COOKIE_NAME_PATTERN.fullmatch(value):
         raise ConfigurationError(
@@ -202,10 +229,14 @@ def _parse_user_id(value: Any, where: str) -> UserIdGetter | None:
 def _parse_consent(value: Any, where: str) -> ConsentCheck:
     if not callable(value) and not isinstance(value, str):
         raise ConfigurationError(
-            f"{where} must be None or a dotted path to a function(request) "
-            f"returning True when the visitor may be tracked, got {value!r}"
+            f"{where} must be None or a dotted path to a function(request) returning True "
+            f"(track), False (do not) or the purposes granted, got {value!r}"
         )
     return parse_callable(value, where)
+
+
+def _parse_optional_cookie(value: Any, where: str) -> str | None:
+    return None if value is None else _parse_cookie_name(value, where)
 
 
 # -- the declarations ------------------------------------------------------------------------
@@ -246,6 +277,9 @@ class DeliveryOptions:
     sender_share: float = setting(parse_seconds, 0.05)
     #: ``eventtrack_purge`` removes delivered, failed and skipped rows older than this (days).
     retention_days: float = setting(parse_seconds, 30.0)
+    #: A batched request (PrimeData's) carries events whose sizes add up to at most this
+    #: many bytes (as ``MAX_EVENT_BYTES`` counts them); a larger event goes alone.
+    max_request_bytes: int = setting(parse_count, DEFAULT_MAX_REQUEST_BYTES)
 
     def __post_init__(self) -> None:
         if self.min_concurrency > self.max_concurrency:
@@ -275,6 +309,16 @@ class IdentitySettings:
     user_id: UserIdGetter | None = setting(_parse_user_id, None, env=False)
     consent: ConsentCheck | None = setting(_parse_consent, None, env=False)
     respect_gpc: bool = setting(parse_bool, False, env=False)
+    #: The purposes a Global Privacy Control signal denies (None: every purpose).
+    gpc_purposes: tuple[str, ...] | None = setting(parse_optional_purposes, None, env=False)
+    #: The cookie the site's own consent banner writes: the purposes granted, comma-separated.
+    consent_cookie: str | None = setting(_parse_optional_cookie, None, env=False)
+    #: Our purposes by the TCF v2 purposes each needs; None: the TCF cookie is not read.
+    tcf_purposes: Mapping[str, tuple[int, ...]] | None = setting(
+        parse_tcf_purposes, None, env=False
+    )
+    #: The cookie holding the TCF v2 consent string.
+    tcf_cookie: str = setting(_parse_cookie_name, TCF_COOKIE, env=False)
 
     def __post_init__(self) -> None:
         if self.anonymous_cookie == self.ids_cookie:
@@ -316,7 +360,8 @@ class Config:
     """The whole resolved ``EVENTTRACK`` configuration.
 
     ``adapters`` and ``vendors`` are the registry (``ADAPTERS``, ``VENDORS``), resolved
-    first by :func:`get_config` since every vendor setting depends on it; every other
+    first by :func:`get_config` since every vendor setting depends on it, and ``plan``
+    (``PLAN``) between the two, since it may fill vendor settings; every other
     field made with :func:`~django_eventtrack.core.settings.setting` is a top-level key,
     read by the one resolver. Adding a setting is adding such a field.
     """
@@ -330,6 +375,8 @@ class Config:
     #: ``RAISE_ON_INVALID``: ``track()`` raises ``InvalidEvent``; false logs and returns None.
     raise_on_invalid: bool = setting(parse_bool, True)
     options: DeliveryOptions = group(DeliveryOptions)
+    #: ``MAX_EVENT_BYTES``: ``track()`` refuses an event larger than this (``TrackedEvent.size``).
+    max_event_bytes: int = setting(parse_count, DEFAULT_MAX_EVENT_BYTES)
     #: ``EVENTTRACK["IDENTITY"]``: cookies, user id and consent (:mod:`.identity` uses them).
     identity: IdentitySettings = setting(_parse_identity, IdentitySettings(), env=False)
     #: ``EVENTTRACK["MODEL_EVENTS"]``, a list of dicts; :mod:`django_eventtrack.model_hooks` parses
@@ -360,6 +407,19 @@ class Config:
     #: ``METRICS_TOKEN``: the bearer token a Prometheus scrape presents to ``metrics_view``
     #: (empty: staff only); read literally, never shown.
     metrics_token: str = setting(_parse_bearer_token, "", literal=True, secret=True)
+    #: ``PLAN_MODE`` as set (None: :meth:`plan_mode` picks by ``DEBUG`` and tests).
+    plan_mode_setting: str | None = setting(_parse_plan_mode, None, key="PLAN_MODE")
+    #: ``PLAN``: the tracking plan, compiled (None: no plan, every event is accepted).
+    #: Read by hand before the vendors, whose settings it may fill (:func:`_plan`).
+    plan: CompiledPlan | None = None
+
+    def plan_mode(self) -> str:
+        """``PLAN_MODE``, else ``raise`` under ``DEBUG`` and in tests (Django's test
+        environment is set up: ``django.core.mail.outbox`` exists), else ``quarantine``.
+        Read when an event breaks the plan, so a test's ``DEBUG`` counts."""
+        if self.plan_mode_setting is not None:
+            return self.plan_mode_setting
+        return "raise" if settings.DEBUG or hasattr(mail, "outbox") else "quarantine"
 
     @property
     def active_vendors(self) -> dict[str, VendorConfig]:
@@ -369,6 +429,12 @@ class Config:
     def browser_ids(self) -> tuple[BrowserId, ...]:
         """Every vendor's browser ids, in registry order."""
         return tuple(bid for adapter in self.adapters.values() for bid in adapter.browser_ids)
+
+    @functools.cached_property
+    def purposes(self) -> frozenset[str]:
+        """Every purpose some vendor serves (each one's ``PURPOSES``): what granting "every
+        purpose" grants."""
+        return frozenset(purpose for vendor in self.vendors.values() for purpose in vendor.purposes)
 
     @functools.cached_property
     def vendor_id_names(self) -> tuple[str, ...]:
@@ -382,8 +448,10 @@ class Config:
 
 #: The registry's keys: resolved by hand, first (:func:`_build_config`).
 REGISTRY_KEYS = ("ADAPTERS", "VENDORS")
+#: The tracking plan's key: resolved by hand after the registry, before the vendors' settings.
+PLAN_KEY = "PLAN"
 #: Top-level keys of ``EVENTTRACK``.
-TOP_LEVEL_KEYS = frozenset(REGISTRY_KEYS) | {each.key for each in declared(Config)}
+TOP_LEVEL_KEYS = frozenset(REGISTRY_KEYS) | {PLAN_KEY} | {each.key for each in declared(Config)}
 #: ``EVENTTRACK`` keys that only the settings can hold (dicts and lists), never a variable.
 SETTINGS_ONLY_KEYS = frozenset({"VENDORS"}) | {
     each.key for each in declared(Config) if not each.setting.env
@@ -482,11 +550,46 @@ def _build_config() -> Config:
         )
     names = lookup(raw, "ADAPTERS", path=(), parse=_parse_adapter_names, default=tuple(BUILT_IN))
     adapters = _load_adapters(names)
-    return resolve(Config, raw, adapters=adapters, vendors=_vendors(raw, adapters))
+    plan = _plan(raw, adapters)
+    return resolve(
+        Config,
+        raw,
+        adapters=adapters,
+        vendors=_vendors(raw, adapters, plan),
+        plan=compile_plan(plan) if plan is not None else None,
+    )
+
+
+def _plan(
+    raw: Mapping[str, Any], adapters: Mapping[str, type[VendorAdapter]]
+) -> TrackingPlan | None:
+    """``PLAN``, loaded, its vendor mappings checked against the keys each adapter declares."""
+    value = lookup(raw, PLAN_KEY, path=(), parse=lambda value, where: value, default=None)
+    if value is None or value == "":
+        return None
+    return load_plan(value, {name: adapter.plan_keys for name, adapter in adapters.items()})
+
+
+def tracking_plan(value: Any = None) -> TrackingPlan:
+    """The plan ``value`` names (a path, a dotted path or an object; default: ``PLAN``),
+    loaded against the registry and compiled, so it is checked as ``track()`` would;
+    :class:`PlanError` when it is broken, :class:`ConfigurationError` when none is set."""
+    config = get_config()
+    if value is None:
+        if config.plan is None:
+            raise ConfigurationError(
+                "no tracking plan is configured: set EVENTTRACK['PLAN'] (or EVENTTRACK_PLAN) "
+                "to the plan file, see docs/plan.md"
+            )
+        return config.plan.plan
+    keys = {name: adapter.plan_keys for name, adapter in config.adapters.items()}
+    return compile_plan(load_plan(value, keys)).plan
 
 
 def _vendors(
-    raw: Mapping[str, Any], adapters: Mapping[str, type[VendorAdapter]]
+    raw: Mapping[str, Any],
+    adapters: Mapping[str, type[VendorAdapter]],
+    plan: TrackingPlan | None = None,
 ) -> dict[str, VendorConfig]:
     vendors_raw = raw.get("VENDORS") or {}
     if not isinstance(vendors_raw, Mapping):
@@ -499,13 +602,17 @@ def _vendors(
         )
     visitors = visitor_ids([bid for adapter in adapters.values() for bid in adapter.browser_ids])
     return {
-        name: _vendor_config(name, vendors_raw.get(name) or {}, adapter, visitors)
+        name: _vendor_config(name, vendors_raw.get(name) or {}, adapter, visitors, plan)
         for name, adapter in adapters.items()
     }
 
 
 def _vendor_config(
-    name: str, raw: Mapping[str, Any], adapter: type[VendorAdapter], visitors: tuple[str, ...]
+    name: str,
+    raw: Mapping[str, Any],
+    adapter: type[VendorAdapter],
+    visitors: tuple[str, ...],
+    plan: TrackingPlan | None = None,
 ) -> VendorConfig:
     path = ("VENDORS", name)
     if not isinstance(raw, Mapping):
@@ -530,6 +637,7 @@ def _vendor_config(
             f"{missing} is not; set {setting_path(*path, missing)} or environment variable "
             f"{env_name(name, missing)} (or remove the others to turn {adapter.display_name} off)"
         )
+    planned = Planned(name, adapter, raw, plan)
     config = resolve(
         VendorConfig,
         raw,
@@ -542,12 +650,67 @@ def _vendor_config(
         name=name,
         credentials=credentials,
         options={
-            key: lookup(raw, key, path=path, parse=parse, default=default)
+            key: planned.merged(
+                key, parse, lookup(raw, key, path=path, parse=parse, default=default)
+            )
             for key, (parse, default) in own_settings.items()
         },
         visitor_ids=visitors,
     )
-    return replace(config, active=bool(present) and config.enabled)
+    return replace(
+        config,
+        active=bool(present) and config.enabled,
+        event_names=planned.merged("EVENT_NAMES", parse_event_names, config.event_names),
+    )
+
+
+class Planned:
+    """A vendor's settings with what the tracking plan declares for it: the plan fills
+    what the settings leave out, and a contradiction between the two is an error naming
+    both places (the adapter says which settings its plan keys derive:
+    ``settings_from_plan``)."""
+
+    def __init__(
+        self,
+        vendor: str,
+        adapter: type[VendorAdapter],
+        raw: Mapping[str, Any],
+        plan: TrackingPlan | None,
+    ) -> None:
+        self.vendor, self.raw, self.plan = vendor, raw, plan
+        self.derived = adapter.settings_from_plan(plan.mappings(vendor)) if plan else {}
+
+    def merged(self, key: str, parse: Callable[[Any, str], T], value: T) -> T:
+        """``value``, the setting as resolved, with what the plan says about it."""
+        if key not in self.derived or self.plan is None:
+            return value
+        where = f'tracking plan {self.plan.source} ("vendors"."{self.vendor}")'
+        planned = parse(self.derived[key], where)
+        given = self.raw.get(key) is not None or env_name(self.vendor, key) in os.environ
+        return self._agreed(key, value, planned, where) if given else planned
+
+    def _agreed(self, key: str, given: Any, planned: Any, where: str) -> Any:
+        setting = f"{setting_path('VENDORS', self.vendor, key)} (or {env_name(self.vendor, key)})"
+        if isinstance(given, Mapping):
+            clash = sorted(k for k in planned if k in given and given[k] != planned[k])
+            if clash:
+                first = clash[0]
+                raise PlanError(
+                    f"{setting} maps {first!r} to {given[first]!r} but the {where} says "
+                    f"{planned[first]!r}; keep one of the two"
+                )
+            return {**planned, **given}
+        if isinstance(given, frozenset):
+            missing = sorted(set(planned) - given)
+            if missing:
+                raise PlanError(
+                    f"the {where} names {', '.join(map(repr, missing))} in {key}, which {setting} "
+                    "does not list; add it there, or remove the setting and let the plan say"
+                )
+            return given
+        if given != planned:
+            raise PlanError(f"{setting} is {given!r} but the {where} says {planned!r}")
+        return given
 
 
 def _load_adapters(names: tuple[str, ...]) -> dict[str, type[VendorAdapter]]:

@@ -27,6 +27,28 @@ class InvalidEvent(EventTrackError, ValueError):
         self.field = field
 
 
+class PlanError(ConfigurationError):
+    """The tracking plan (``EVENTTRACK["PLAN"]``) cannot be loaded, or a schema in it is
+    not valid JSON Schema; the message names the file, the event and the property."""
+
+
+class PlanViolation(InvalidEvent):
+    """An event breaks the tracking plan: an undeclared name, a missing required
+    property, a value of the wrong type... (``PLAN_MODE = "raise"``).
+
+    ``event`` is the event's name and ``violations`` every problem found, each a
+    :class:`str` naming the property and what was expected; ``field`` is the first
+    one's property (``"properties.amount"``) or ``"name"``.
+    """
+
+    def __init__(
+        self, message: str, *, event: str, violations: tuple[str, ...], field: str | None
+    ) -> None:
+        super().__init__(message, field=field)
+        self.event = event
+        self.violations = violations
+
+
 class StorageError(EventTrackError):
     """The database refused to store an event (disk full, read-only, gone).
 

@@ -50,6 +50,21 @@ class Event(models.Model):
         help_text="The vendors it goes to (with why not, for a vendor that skips it) until "
         "a sender has written its deliveries; then empty (NULL).",
     )
+    violations = models.JSONField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="How it broke the tracking plan when tracked (or when last replayed), one "
+        "{field, message} each; empty (NULL) when it followed the plan.",
+    )
+    quarantine = models.JSONField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Set while the event is held back for breaking the tracking plan "
+        "(PLAN_MODE quarantine): the vendors track() was asked for ({vendors: null} for "
+        "all). A replay that finds it valid routes it and empties this (NULL).",
+    )
 
     class Meta:
         db_table = "eventtrack_event"
@@ -62,6 +77,12 @@ class Event(models.Model):
                 fields=["created_at"],
                 condition=Q(routes__isnull=False),
                 name="eventtrack_unrouted",
+            ),
+            # Only quarantined events: listing and replaying them reads nothing else.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(quarantine__isnull=False),
+                name="eventtrack_quarantined",
             ),
         ]
 
@@ -252,3 +273,92 @@ class VendorPause(models.Model):
 
     def __str__(self) -> str:
         return f"{self.vendor} paused until {self.paused_until:%Y-%m-%d %H:%M:%S} ({self.reason})"
+
+
+class PrivacySubject(models.Model):
+    """What a person asked of us, kept under one of their ids, hashed.
+
+    ``forget()`` sets ``forgotten_at`` (a suppression: ``track()`` and
+    ``identify()`` store nothing for an event carrying this id, until
+    ``unforget()``); ``withdraw_consent()`` adds to ``withdrawn`` (later events
+    carrying this id are not sent to vendors serving those purposes, until
+    ``grant_consent()``). A row exists only while one of them is set, so for
+    everybody else ``track()``'s check finds nothing. The id itself is not
+    stored (:mod:`django_eventtrack.core.subject_keys`); ``id_key`` says which kind
+    of id it was.
+    """
+
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    id_key = models.CharField(
+        max_length=64, editable=False, help_text="Which id it is (user_id, anonymous_id...)."
+    )
+    forgotten_at = models.DateTimeField(
+        null=True, blank=True, help_text="Erased: nothing is tracked for this id since."
+    )
+    withdrawn = models.JSONField(
+        default=list, blank=True, help_text="Purposes whose consent was withdrawn."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "eventtrack_privacy_subject"
+        verbose_name = "privacy subject"
+
+    def __str__(self) -> str:
+        state = "forgotten" if self.forgotten_at else f"withdrew {', '.join(self.withdrawn)}"
+        return f"{self.id_key} {self.digest[:12]}… ({state})"
+
+
+class ErasureRequest(models.Model):
+    """One ``forget()``: what was done here at once, and a task per vendor for what
+    staff must delete there (none of the vendors offers a deletion API)."""
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    id_keys = models.CharField(
+        max_length=255, help_text="Which ids were given (the ids themselves are not kept)."
+    )
+    source = models.CharField(
+        max_length=64, blank=True, help_text="Who asked: the call, or a note."
+    )
+    events_scrubbed = models.PositiveIntegerField(default=0)
+    deliveries_skipped = models.PositiveIntegerField(default=0)
+    profiles_deleted = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        db_table = "eventtrack_erasure_request"
+        ordering = ["-created_at"]
+        verbose_name = "erasure request"
+
+    def __str__(self) -> str:
+        return f"erasure of {self.id_keys} on {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class ErasureTask(models.Model):
+    """What staff must do at one vendor for an erasure request, by ``due_at``."""
+
+    class Status(models.TextChoices):
+        TODO = "todo"
+        DONE = "done"
+
+    request = models.ForeignKey(ErasureRequest, on_delete=models.CASCADE, related_name="tasks")
+    vendor = models.CharField(max_length=32)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.TODO)
+    instructions = models.TextField(
+        blank=True,
+        help_text="What to delete where, with the vendor's ids for the person; emptied once done.",
+    )
+    due_at = models.DateTimeField()
+    done_at = models.DateTimeField(null=True, blank=True)
+    done_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        db_table = "eventtrack_erasure_task"
+        ordering = ["due_at", "pk"]
+        verbose_name = "erasure task"
+        constraints = [
+            models.UniqueConstraint(fields=["request", "vendor"], name="eventtrack_one_task")
+        ]
+        indexes = [models.Index(fields=["status", "due_at"], name="eventtrack_task_due")]
+
+    def __str__(self) -> str:
+        return f"{self.vendor}: {self.status}, due {self.due_at:%Y-%m-%d}"

@@ -76,6 +76,14 @@ def vendors(settings: Settings, sandbox: Sandbox) -> Sandbox:
 
 
 @pytest.fixture
+def closed_breaker() -> Iterator[None]:
+    """The senders' circuit breaker closed before and after the test (it is per process)."""
+    flow.breaker.reset()
+    yield
+    flow.breaker.reset()
+
+
+@pytest.fixture
 def configure(settings: Settings, sandbox: Sandbox, transactional_db: None) -> Any:
     """Like ``vendors``, with ``vendor_options`` per vendor and top-level ``options``: call
     it to configure; a transactional database (the sender commits) and a closed circuit

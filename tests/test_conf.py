@@ -215,6 +215,7 @@ def test_vendor_specific_settings_come_from_settings_or_the_environment(
     assert vendors["hellotext"].options == {
         "ACTIONS": frozenset({"appointment.booked"}),
         "OBJECT_SOURCE": "my-shop",
+        "OBJECTS": {},
     }
     assert vendors["primedata"].options == {
         "EVENT_TYPES": frozenset({"order.placed", "cart.added"})

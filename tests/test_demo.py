@@ -35,3 +35,8 @@ def test_demo_attributes_every_event_to_the_landing_session(tmp_path: Path) -> N
     (hellotext_shipped,) = [line for line in shipped if "profile=" in line]
     assert f"profile={profile.group(1)}," in hellotext_shipped
     assert "'pending': 0, 'delivered': 20, 'failed': 0" in output
+    # Every event followed the shop's tracking plan (under DEBUG a violation would raise).
+    assert (
+        "Tracking plan tracking_plan.json: 4 events declared; 0 tracked this run broke it."
+        in output
+    )

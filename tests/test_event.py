@@ -77,6 +77,47 @@ def test_bad_properties_are_refused_naming_the_key(
     assert words in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [
+        (2**63 - 1, 2**63 - 1),
+        (-(2**63), -(2**63)),
+        (Decimal("9223372036854775807"), 2**63 - 1),
+        (Decimal("-9223372036854775808"), -(2**63)),
+        (Decimal("1E+18"), 10**18),
+        (Decimal("9223372036854775807.5"), 9223372036854775807.5),
+        (Decimal("89.90"), 89.9),
+        (1e30, 1e30),  # a float is inexact by choice: kept as the float it is
+    ],
+)
+def test_numbers_within_64_bits_are_kept(value: Any, sent: Any) -> None:
+    kept = TrackedEvent.create("a.b", {"n": value}).properties["n"]
+    assert kept == sent
+    assert type(kept) is type(sent)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        2**63,
+        -(2**63) - 1,
+        Decimal("9223372036854775808"),
+        Decimal("-9223372036854775809"),
+        Decimal("12345678901234567890123"),
+        Decimal("1E+25"),
+        Decimal("12345678901234567890123.5"),
+        Decimal("1e999999"),
+    ],
+)
+def test_an_int_and_a_decimal_beyond_64_bits_are_refused_alike(value: Any) -> None:
+    """Both: a float would carry it inexactly, and JSON readers cannot carry it exactly."""
+    with pytest.raises(InvalidEvent) as caught:
+        TrackedEvent.create("a.b", {"n": value})
+    assert caught.value.field == "properties.n"
+    assert "integer part is beyond 64 bits" in str(caught.value)
+    assert "send it as a string" in str(caught.value)
+
+
 def test_properties_must_be_a_mapping() -> None:
     with pytest.raises(InvalidEvent, match="properties must be a mapping, got list"):
         TrackedEvent.create("a.b", ["x"])  # type: ignore[arg-type]
@@ -92,6 +133,18 @@ def test_depth_and_size_limits() -> None:
         TrackedEvent.create("a.b", nested)
     with pytest.raises(InvalidEvent, match=f"more than {MAX_ITEMS} values"):
         TrackedEvent.create("a.b", {"list": list(range(MAX_ITEMS + 1))})
+
+
+@pytest.mark.parametrize("container", [dict, list])
+def test_thousands_of_levels_are_refused_at_the_ninth(container: type) -> None:
+    deep: Any = "bottom"
+    for _ in range(5_000):
+        deep = {"x": deep} if container is dict else [deep]
+    for where in ({"deep": deep}, None):
+        with pytest.raises(InvalidEvent, match="nested deeper than 8 levels"):
+            TrackedEvent.create(
+                "a.b", where, vendor_extra=None if where else {"hackle": {"deep": deep}}
+            )
 
 
 @pytest.mark.parametrize(

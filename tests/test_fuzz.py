@@ -233,6 +233,19 @@ def test_every_event_is_refused_or_valid_for_every_vendor(
     assert_requests_valid(event)
 
 
+@given(props=properties, extra=st.dictionaries(keys, values, max_size=3))
+def test_the_size_bound_from_validation_is_never_below_the_size(props: Any, extra: Any) -> None:
+    """``MAX_EVENT_BYTES`` is checked against the bound first: it must never be lower."""
+    try:
+        event = TrackedEvent.create("a.b", props, vendor_extra={"hackle": extra})
+    except InvalidEvent:
+        return
+    assert event.size_bound is not None
+    assert event.size <= event.size_bound
+    assert event.larger_than(event.size - 1)
+    assert not event.larger_than(event.size)
+
+
 @pytest.mark.usefixtures("configured")
 @given(props=st.dictionaries(keys, values, max_size=90), value=numbers)
 def test_hackle_fits_any_accepted_properties_to_its_limits(props: Any, value: Any) -> None:

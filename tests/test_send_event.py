@@ -219,6 +219,21 @@ def test_bad_input_is_a_clear_error(vendors: Sandbox, args: list[str], message: 
     assert vendors.requests() == []
 
 
+@pytest.mark.parametrize("depth", [2_000, 100_000])
+@pytest.mark.parametrize("flag", ["--properties", "--property"])
+def test_json_nested_thousands_of_levels_deep_is_a_clear_error(
+    vendors: Sandbox, flag: str, depth: int
+) -> None:
+    deep = '{"a": ' * depth + "1" + "}" * depth
+    with pytest.raises(CommandError) as caught:
+        run(*PURCHASE, flag, deep if flag == "--properties" else f"doc:={deep}")
+    message = str(caught.value)
+    assert "nested too deeply to read" in message or "nested deeper than 8 levels" in message
+    assert len(message) < 300
+    assert caught.value.returncode == 1
+    assert vendors.requests() == []
+
+
 def test_bad_event_name(vendors: Sandbox) -> None:
     with pytest.raises(CommandError, match="may only contain"):
         run("product purchased", "--profile", "P1")

@@ -8,6 +8,8 @@ caller's code with the offending field named, never later in a worker.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import re
 import uuid
@@ -32,6 +34,8 @@ MAX_FUTURE = timedelta(days=1)
 #: Integers outside a signed 64-bit range lose precision or are refused by JSON
 #: readers (JavaScript, Java, databases); send such numbers as strings.
 MAX_INTEGER = 2**63 - 1
+#: Digits of :data:`MAX_INTEGER`: a ``Decimal`` with more before its point is beyond it.
+INTEGER_DIGITS = len(str(MAX_INTEGER))
 #: NUL (PostgreSQL's jsonb refuses it) and lone surrogates (not encodable as UTF-8).
 UNSENDABLE_CHARACTERS = re.compile(r"[\x00\ud800-\udfff]")
 
@@ -45,6 +49,12 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*")
 IDENTIFIER_PATTERN = re.compile(r"[\x21-\x7e]+")
 
 JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
+#: Compact JSON as vendors receive it, built once (``json.dumps`` builds one per call).
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+#: At most this many bytes of JSON per character of a string or key (``\u001f`` is six)...
+JSON_BYTES_PER_CHARACTER = 6
+#: ...and per value besides its characters: the longest number (24), quotes, a colon, a comma.
+JSON_BYTES_PER_VALUE = 32
 
 
 #: The keys every identity has, whatever the vendors: the logged-in user and our
@@ -52,7 +62,11 @@ JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSO
 #: adapters declare (``BrowserId.name``).
 CORE_KEYS = ("user_id", "anonymous_id")
 OPTED_OUT = "opted_out"
+#: The key of an identity's consent (the purposes granted) in its JSON form.
+CONSENT = "consent"
 ID_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+#: A purpose's name: what a vendor's events serve and a visitor grants (``analytics``).
+PURPOSE_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 class Identity:
@@ -64,12 +78,16 @@ class Identity:
     passed explicitly. Which names exist is the vendor registry's business:
     this class checks only each value. ``opted_out`` marks a visitor who refused
     tracking: the event is still stored, but every vendor delivery is skipped.
+    ``consent`` is the purposes the visitor granted (None: no restriction), so a
+    vendor serving another purpose is skipped; it travels with the identity (a
+    snapshot kept on an order carries the consent given when it was placed).
     Immutable and hashable; :meth:`replace` makes a changed copy.
     """
 
-    __slots__ = ("_ids", "opted_out")
+    __slots__ = ("_ids", "consent", "opted_out")
     _ids: dict[str, str]
     opted_out: bool
+    consent: frozenset[str] | None
 
     def __init__(
         self,
@@ -77,12 +95,14 @@ class Identity:
         anonymous_id: str | None = None,
         *,
         opted_out: bool = False,
+        consent: Iterable[str] | None = None,
         **vendor_ids: str | int | None,
     ) -> None:
         given = {"user_id": user_id, "anonymous_id": anonymous_id, **vendor_ids}
         checked = {name: _identifier(name, value) for name, value in given.items()}
         object.__setattr__(self, "_ids", {k: v for k, v in checked.items() if v is not None})
         object.__setattr__(self, "opted_out", opted_out)
+        object.__setattr__(self, "consent", purposes(consent, CONSENT))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Identity is immutable; use replace()")
@@ -106,6 +126,11 @@ class Identity:
         return self._ids.get(key)
 
     @property
+    def ids(self) -> dict[str, str]:
+        """Every id that is set, by key (core keys and vendors' id names alike)."""
+        return dict(self._ids)
+
+    @property
     def vendor_ids(self) -> dict[str, str]:
         """The vendors' ids that are set, by name."""
         return {name: value for name, value in self._ids.items() if name not in CORE_KEYS}
@@ -114,13 +139,13 @@ class Identity:
     def from_dict(cls, data: Mapping[str, Any], known: Iterable[str]) -> Identity:
         """The inverse of :meth:`as_dict`, for an identity kept as JSON (a model
         field, a task argument). Values are validated as usual; a key that is not
-        a core key, ``opted_out`` or one of the ``known`` vendor id names is refused,
-        so a typo does not silently drop an id."""
+        a core key, ``opted_out``, ``consent`` or one of the ``known`` vendor id names is
+        refused, so a typo does not silently drop an id."""
         if not isinstance(data, Mapping):
             raise InvalidEvent(
                 f"identity must be a mapping, got {type(data).__name__}", field="identity"
             )
-        allowed = [*CORE_KEYS, *known, OPTED_OUT]
+        allowed = [*CORE_KEYS, *known, OPTED_OUT, CONSENT]
         unknown = set(data) - set(allowed)
         if unknown:
             raise InvalidEvent(
@@ -133,8 +158,9 @@ class Identity:
             raise InvalidEvent(
                 "identity.opted_out must be true or false", field="identity.opted_out"
             )
-        ids = {name: value for name, value in data.items() if name != OPTED_OUT}
-        return cls.from_ids(ids, opted_out=opted_out)
+        ids = {name: value for name, value in data.items() if name not in (OPTED_OUT, CONSENT)}
+        identity = cls.from_ids(ids, opted_out=opted_out)
+        return identity.with_consent(purposes(data.get(CONSENT), f"identity.{CONSENT}"))
 
     @classmethod
     def from_ids(cls, ids: Mapping[str, str | int | None], *, opted_out: bool = False) -> Identity:
@@ -143,50 +169,119 @@ class Identity:
         return cls._of({k: v for k, v in checked.items() if v is not None}, opted_out)
 
     @classmethod
-    def _of(cls, ids: dict[str, str], opted_out: bool) -> Identity:
+    def _of(
+        cls, ids: dict[str, str], opted_out: bool, consent: frozenset[str] | None = None
+    ) -> Identity:
         """An identity of ids checked already (``track()`` builds two per call)."""
         identity = object.__new__(cls)
         object.__setattr__(identity, "_ids", ids)
         object.__setattr__(identity, "opted_out", opted_out)
+        object.__setattr__(identity, "consent", consent)
         return identity
 
     def merged(self, other: Identity) -> Identity:
         """This identity with the blanks filled from ``other``; set values win.
-        Opted out if either is: consent belongs to the visitor, not to one id."""
-        if not other._ids and other.opted_out <= self.opted_out:
+        Opted out if either is, and granted only what both grant: consent belongs to
+        the visitor, not to one id."""
+        if not other._ids and other.opted_out <= self.opted_out and other.consent is None:
             return self
-        return Identity._of({**other._ids, **self._ids}, self.opted_out or other.opted_out)
+        return Identity._of(
+            {**other._ids, **self._ids},
+            self.opted_out or other.opted_out,
+            both_grant(self.consent, other.consent),
+        )
 
     def replace(self, **changes: str | int | None) -> Identity:
         """A copy with ``changes`` applied (None removes an id)."""
-        return Identity.from_ids({**self._ids, **changes}, opted_out=self.opted_out)
+        changed = Identity.from_ids({**self._ids, **changes}, opted_out=self.opted_out)
+        return changed.with_consent(self.consent)
 
-    def as_dict(self) -> dict[str, str | bool]:
-        """The set ids (and ``opted_out`` when true), as stored with every event."""
-        values: dict[str, str | bool] = dict(self._ids)
+    def with_consent(self, consent: frozenset[str] | None) -> Identity:
+        """A copy granting ``consent`` (purposes checked already; None: no restriction)."""
+        if consent == self.consent:
+            return self
+        return Identity._of(self._ids, self.opted_out, consent)
+
+    def deciding(self, consent: frozenset[str] | None) -> Identity:
+        """A copy whose consent is ``consent`` alone (an explicit ``consent=``), whatever
+        the visitor's was: granting nothing is opting out, granting something is not."""
+        return Identity._of(self._ids, consent == frozenset(), consent)
+
+    def refused(self, wanted: Iterable[str]) -> list[str]:
+        """Those of the purposes ``wanted`` this visitor has not granted, in order."""
+        if self.opted_out:
+            return list(wanted)
+        if self.consent is None:
+            return []
+        return [purpose for purpose in wanted if purpose not in self.consent]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The set ids (``opted_out`` when true, the ``consent`` when restricted), as
+        stored with every event."""
+        values: dict[str, Any] = dict(self._ids)
         if self.opted_out:
             values[OPTED_OUT] = True
+        if self.consent is not None:
+            values[CONSENT] = sorted(self.consent)
         return values
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled and copied through :meth:`from_ids` (the instance itself is immutable)."""
-        return (_rebuilt, (dict(self._ids), self.opted_out))
+        return (_rebuilt, (dict(self._ids), self.opted_out, self.consent))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Identity):
             return NotImplemented
-        return self._ids == other._ids and self.opted_out == other.opted_out
+        return (
+            self._ids == other._ids
+            and self.opted_out == other.opted_out
+            and self.consent == other.consent
+        )
 
     def __hash__(self) -> int:
-        return hash((frozenset(self._ids.items()), self.opted_out))
+        return hash((frozenset(self._ids.items()), self.opted_out, self.consent))
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self.as_dict().items())
         return f"Identity({shown})"
 
 
-def _rebuilt(ids: dict[str, str], opted_out: bool) -> Identity:
-    return Identity.from_ids(ids, opted_out=opted_out)
+def _rebuilt(
+    ids: dict[str, str], opted_out: bool, consent: frozenset[str] | None = None
+) -> Identity:
+    return Identity.from_ids(ids, opted_out=opted_out).with_consent(consent)
+
+
+def both_grant(one: frozenset[str] | None, other: frozenset[str] | None) -> frozenset[str] | None:
+    """The purposes two consents both grant (None: no restriction)."""
+    if one is None:
+        return other
+    return one if other is None else one & other
+
+
+def purposes(value: object, field: str = CONSENT) -> frozenset[str] | None:
+    """Consent as given (``consent=`` of ``track()``, a ``CONSENT`` callable's answer, a
+    stored identity's): ``True`` or None grant every purpose (None), ``False`` none, an
+    iterable of purpose names those. Anything else raises :class:`InvalidEvent` naming
+    ``field``."""
+    if value is None or value is True:
+        return None
+    if value is False:
+        return frozenset()
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise InvalidEvent(
+            f'{field} must be True, False or a list of purposes like ["analytics"], got {value!r}',
+            field=field,
+        )
+    granted = frozenset(value)
+    for item in granted:
+        if not isinstance(item, str) or not PURPOSE_PATTERN.fullmatch(item):
+            raise InvalidEvent(
+                f"{field}: {item!r} is not a purpose name (lowercase letters, digits and _, "
+                "up to 32 characters, like 'analytics')",
+                field=field,
+            )
+    return granted
 
 
 def _identifier(name: str, value: object) -> str | None:
@@ -227,6 +322,9 @@ class TrackedEvent:
     vendor_extra: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: :data:`TRACK` or :data:`IDENTIFY` (then ``properties`` are the user's traits).
     kind: str = TRACK
+    #: At least :attr:`size`, counted while validating (None: unknown), so that checking a
+    #: small event against a limit costs no JSON encoding (:meth:`larger_than`).
+    size_bound: int | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def create(
@@ -245,15 +343,32 @@ class TrackedEvent:
             raise InvalidEvent(
                 f"kind must be one of {', '.join(KINDS)}, got {kind!r}", field="kind"
             )
+        counter = [0, 0]
+        normalised = normalise_properties(properties, counter)
+        extra, extra_bound = _vendor_extra(vendor_extra)
         return cls(
             name=validate_name(name),
-            properties=normalise_properties(properties),
+            properties=normalised,
             timestamp=validate_timestamp(timestamp),
             identity=identity or Identity(),
             id=_event_id(event_id),
-            vendor_extra=_vendor_extra(vendor_extra),
+            vendor_extra=extra,
             kind=kind,
+            size_bound=_bytes_at_most(counter) + extra_bound,
         )
+
+    @functools.cached_property
+    def size(self) -> int:
+        """Bytes of its properties and ``vendor_extra`` as compact UTF-8 JSON: what
+        ``MAX_EVENT_BYTES`` limits and batched requests are cut by (its name and ids
+        have limits of their own)."""
+        text = _COMPACT_JSON.encode((self.properties, self.vendor_extra))
+        return len(text) if text.isascii() else len(text.encode())
+
+    def larger_than(self, limit: int) -> bool:
+        """Whether :attr:`size` exceeds ``limit``; measured only when :attr:`size_bound`
+        says it may."""
+        return (self.size_bound is None or self.size_bound > limit) and self.size > limit
 
     @property
     def is_identify(self) -> bool:
@@ -307,18 +422,25 @@ def validate_timestamp(timestamp: object) -> datetime:
     return moment
 
 
-def normalise_properties(properties: Mapping[str, Any] | None) -> dict[str, JSONValue]:
+def normalise_properties(
+    properties: Mapping[str, Any] | None, counter: list[int] | None = None
+) -> dict[str, JSONValue]:
     """Properties as plain JSON: ``Decimal`` becomes a number, aware ``datetime``
     an ISO string, ``date`` and ``UUID`` strings, tuples lists. Anything else is
-    refused with the path of the offending key."""
+    refused with the path of the offending key. ``counter`` (``[0, 0]``) ends with how
+    many values and how many characters of strings and keys they hold."""
     if properties is None:
         return {}
     if not isinstance(properties, Mapping):
         raise InvalidEvent(
             f"properties must be a mapping, got {type(properties).__name__}", field="properties"
         )
-    counter = [0]
-    return _normalise_mapping(properties, "properties", 1, counter)
+    return _normalise_mapping(properties, "properties", 1, counter or [0, 0])
+
+
+def _bytes_at_most(counter: list[int]) -> int:
+    """An upper bound of the JSON bytes of what ``counter`` counted (and its braces)."""
+    return JSON_BYTES_PER_CHARACTER * counter[1] + JSON_BYTES_PER_VALUE * (counter[0] + 1)
 
 
 def _normalise_mapping(
@@ -337,6 +459,7 @@ def _normalise_mapping(
         if not key or len(key) > MAX_KEY_LENGTH:
             raise InvalidEvent(f"{child} key must be 1 to {MAX_KEY_LENGTH} characters", field=child)
         _check_text(key, f"{child} key", child)
+        counter[1] += len(key)
         result[key] = _normalise_value(item, child, depth, counter)
     return result
 
@@ -354,7 +477,10 @@ def _normalise_value(value: Any, path: str, depth: int, counter: list[int]) -> J
             _normalise_value(item, f"{path}[{index}]", depth + 1, counter)
             for index, item in enumerate(value)
         ]
-    return _normalise_scalar(value, path)
+    scalar = _normalise_scalar(value, path)
+    if isinstance(scalar, str):
+        counter[1] += len(scalar)
+    return scalar
 
 
 def _normalise_scalar(value: Any, path: str) -> JSONValue:
@@ -392,27 +518,37 @@ def _string(value: str, path: str) -> str:
 
 def _number(value: float | Decimal, path: str) -> int | float:
     if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise InvalidEvent(f"{path} is {value}, which JSON cannot carry", field=path)
-        # adjusted() first: to_integral_value() overflows on exponents like 1e999999999.
-        small = value.adjusted() < 19
-        exponent = int(value.as_tuple().exponent)
-        if small and exponent >= 0 and value == value.to_integral_value():
-            return _integer(int(value), path)
-        value = float(value)  # 1e999 becomes inf, refused below
+        return _decimal(value, path)
     if not math.isfinite(value):
         raise InvalidEvent(f"{path} is {value}, which JSON cannot carry", field=path)
     return value
 
 
+def _decimal(value: Decimal, path: str) -> int | float:
+    """A whole ``Decimal`` (no decimal places) as an integer, any other as a float; one
+    whose integer part is beyond 64 bits is refused, as such an ``int`` is (a float would
+    carry it inexactly)."""
+    if not value.is_finite():
+        raise InvalidEvent(f"{path} is {value}, which JSON cannot carry", field=path)
+    # adjusted() first: int() of an exponent like 1e999999999 would build a huge integer.
+    if value.adjusted() >= INTEGER_DIGITS:
+        raise _beyond_64_bits(path)
+    whole = _integer(int(value), path)
+    return whole if int(value.as_tuple().exponent) >= 0 else float(value)
+
+
 def _integer(value: int, path: str) -> int:
     if not -MAX_INTEGER - 1 <= value <= MAX_INTEGER:
-        raise InvalidEvent(
-            f"{path} is an integer beyond 64 bits, which JSON readers cannot carry exactly; "
-            "send it as a string",
-            field=path,
-        )
+        raise _beyond_64_bits(path)
     return value
+
+
+def _beyond_64_bits(path: str) -> InvalidEvent:
+    return InvalidEvent(
+        f"{path} is a number whose integer part is beyond 64 bits, which JSON readers cannot "
+        "carry exactly; send it as a string",
+        field=path,
+    )
 
 
 def _check_text(text: str, what: str, path: str) -> None:
@@ -448,15 +584,19 @@ def _event_id(event_id: uuid.UUID | str | None) -> uuid.UUID:
 
 def _vendor_extra(
     vendor_extra: Mapping[str, Mapping[str, Any]] | None,
-) -> dict[str, dict[str, JSONValue]]:
+) -> tuple[dict[str, dict[str, JSONValue]], int]:
+    """The extras normalised (each vendor's within the properties' limits), and an upper
+    bound of their JSON bytes."""
     if not vendor_extra:
-        return {}
+        return {}, JSON_BYTES_PER_VALUE
     result: dict[str, dict[str, JSONValue]] = {}
+    bound = JSON_BYTES_PER_VALUE
     for vendor, extra in vendor_extra.items():
         if not isinstance(extra, Mapping):
             raise InvalidEvent(
                 f"vendor_extra[{vendor!r}] must be a mapping", field=f"vendor_extra.{vendor}"
             )
-        counter = [0]
+        counter = [0, len(str(vendor))]  # its name too
         result[vendor] = _normalise_mapping(extra, f"vendor_extra.{vendor}", 1, counter)
-    return result
+        bound += _bytes_at_most(counter)
+    return result, bound

@@ -23,6 +23,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
+from django_eventtrack.core.event import PURPOSE_PATTERN
 from django_eventtrack.errors import ConfigurationError
 
 #: A parser: ``(raw value, where to fix it) -> value``.
@@ -146,6 +147,51 @@ def parse_names(value: Any, where: str) -> frozenset[str]:
     """A set of event names (or any names): :func:`parse_list`'s rule."""
     expected = "a list of event names (or a comma-separated string)"
     return frozenset(parse_list(value, where, expected))
+
+
+def parse_purposes(value: Any, where: str) -> tuple[str, ...]:
+    """Consent purposes (``analytics``, ``marketing``): :func:`parse_list`'s rule, each a
+    lowercase name (:data:`~django_eventtrack.core.event.PURPOSE_PATTERN`)."""
+    expected = 'a list of purposes like ["analytics"] (or a comma-separated string)'
+    found = parse_list(value, where, expected)
+    for purpose in found:
+        if not PURPOSE_PATTERN.fullmatch(purpose):
+            raise ConfigurationError(
+                f"{where}: {purpose!r} is not a purpose name (lowercase letters, digits and _, "
+                "up to 32 characters, like 'analytics')"
+            )
+    return tuple(dict.fromkeys(found))
+
+
+def parse_optional_purposes(value: Any, where: str) -> tuple[str, ...] | None:
+    """None (every purpose) or a list of purposes (:func:`parse_purposes`)."""
+    return None if value is None else parse_purposes(value, where)
+
+
+def parse_tcf_purposes(value: Any, where: str) -> Mapping[str, tuple[int, ...]] | None:
+    """None, or {our purpose: [TCF purpose numbers, 1 to 24]}: ours is granted when the
+    visitor consented to every one of them."""
+    if value is None:
+        return None
+    expected = f'{where} must be a dict like {{"analytics": [8, 9], "marketing": [2, 3, 4]}}'
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigurationError(expected)
+    mapping = {}
+    for purpose, numbers in value.items():
+        ours = parse_purposes([purpose] if isinstance(purpose, str) else purpose, where)
+        if (
+            not isinstance(numbers, list | tuple)
+            or not numbers
+            or not all(
+                isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 24 for n in numbers
+            )
+        ):
+            raise ConfigurationError(
+                f"{expected}; {purpose!r} maps to {numbers!r}, not a list of TCF purpose "
+                "numbers from 1 to 24"
+            )
+        mapping[ours[0]] = tuple(numbers)
+    return mapping
 
 
 def parse_event_names(value: Any, where: str) -> dict[str, str]:

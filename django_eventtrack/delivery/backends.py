@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from django.conf import settings
 from django.core.signals import request_finished, request_started
 from django.db import DatabaseError, close_old_connections
 from django.db.models import Min, Q
@@ -39,6 +40,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from django_eventtrack.conf import get_config
+from django_eventtrack.core.redaction import redact, truncate
 from django_eventtrack.delivery import held_claims, sender
 from django_eventtrack.delivery.pacing import Bell, Share
 from django_eventtrack.errors import ConfigurationError
@@ -386,8 +388,19 @@ def _surrender_claims(stop: threading.Event) -> None:
         logger.warning(
             "could not end the leases of this process's sender (%s); their deliveries "
             "come due when the lease ends",
-            type(exc).__name__,
+            _database_error(exc),
         )
+
+
+def _database_error(exc: DatabaseError) -> str:
+    """``exc`` for a log line: its class and the database's words on one line, with every
+    credential the settings hold masked (the vendors', the metrics token, the databases'
+    passwords)."""
+    config = get_config()
+    secrets = [secret for vendor in config.vendors.values() for secret in vendor.secrets]
+    secrets += [config.metrics_token]
+    secrets += [str(database.get("PASSWORD") or "") for database in settings.DATABASES.values()]
+    return truncate(redact(" ".join(f"{type(exc).__name__}: {exc}".split()), secrets))
 
 
 def _report_unsent(event_ids: set[uuid.UUID], seconds: float) -> None:
@@ -400,7 +413,7 @@ def _report_unsent(event_ids: set[uuid.UUID], seconds: float) -> None:
         logger.warning(
             "could not check which events of this process were sent (%s); run "
             "`manage.py eventtrack_worker --once` to send any left pending",
-            type(exc).__name__,
+            _database_error(exc),
         )
         return
     if not pending:

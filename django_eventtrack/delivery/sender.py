@@ -38,6 +38,7 @@ from django_eventtrack.delivery.threads import RequestThreads
 from django_eventtrack.models import Delivery
 from django_eventtrack.outbox import leases, outcomes, pausing, vendor_profiles
 from django_eventtrack.vendors import Outcome, OutcomeKind, VendorAdapter
+from django_eventtrack.vendors.base import request_batches
 
 logger = logging.getLogger("django_eventtrack.sender")
 
@@ -192,6 +193,8 @@ class _Batch:
     full: bool = False
     sent_at: float = 0.0
     elapsed: float = 0.0
+    #: Deliveries taken out by :meth:`recheck`: not sent, to be given back.
+    dropped: list[Delivery] = field(default_factory=list)
 
     @property
     def identify(self) -> bool:
@@ -203,6 +206,19 @@ class _Batch:
             _Batch(self.claim, self.deliveries[:size], self.events[:size]),
             _Batch(self.claim, self.deliveries[size:], self.events[size:]),
         )
+
+    def keep(self, sendable: set[int]) -> bool:
+        """Keep only the deliveries that may still be sent (:func:`.leases.sendable`);
+        whether any may. When none may, the batch is left whole, to be given back."""
+        kept = [i for i, delivery in enumerate(self.deliveries) if delivery.pk in sendable]
+        if len(kept) == len(self.deliveries):
+            return True
+        if not kept:
+            return False
+        self.dropped = [d for d in self.deliveries if d.pk not in sendable]
+        self.events = [self.events[i] for i in kept] if self.events else []
+        self.deliveries = [self.deliveries[i] for i in kept]
+        return True
 
 
 class _Lane:
@@ -441,9 +457,10 @@ class _Drain:
         tracked = [d for d in sendable if d.event.kind != IDENTIFY]
         events = _events(lane.adapter, tracked, normalised)
         per_request = lane.batches.size
-        for start in range(0, len(tracked), per_request):
-            end = start + per_request
-            lane.queue.append(_Batch(claim, tracked[start:end], events[start:end]))
+        for cut in request_batches(lane.adapter, events, self.options.max_request_bytes):
+            for start in range(cut.start, cut.stop, per_request):
+                end = min(start + per_request, cut.stop)
+                lane.queue.append(_Batch(claim, tracked[start:end], events[start:end]))
         for delivery in sendable:
             if delivery.event.kind == IDENTIFY:
                 lane.queue.append(_Batch(claim, [delivery], []))
@@ -476,21 +493,47 @@ class _Drain:
     # -- sending ----------------------------------------------------------------------------
 
     def _send(self) -> None:
-        """Send what each lane has waiting, up to its window."""
+        """Send what each lane has waiting, up to its window, once each delivery is checked
+        again (:meth:`_sendable`)."""
+        going: list[tuple[_Lane, _Batch]] = []
         for lane in self.lanes:
             if lane.queue and not flow.breaker.allows(lane.name):
                 self._pause(lane)
-            while lane.sendable:
-                if self.pace.share.delay():
-                    return
+            free = lane.window.size - lane.in_flight()
+            while lane.queue and free > 0 and not self.pace.share.delay():
                 batch = lane.queue.popleft()
                 if len(batch.deliveries) > lane.batches.size:  # cut since it was queued
                     batch, rest = batch.split(lane.batches.size)
                     lane.queue.appendleft(rest)
-                batch.full = lane.in_flight() + 1 >= lane.window.size
-                future = lane.pool.submit(functools.partial(self._request, lane, batch))
-                lane.flying[future] = batch
-                future.add_done_callback(lambda _: self.pace.bell.ring())
+                going.append((lane, batch))
+                free -= 1
+        if not going:
+            return
+        sendable = self._sendable([batch for _, batch in going])
+        for lane, batch in going:
+            if not batch.keep(sendable):  # recorded as unsent with the next answers
+                unsent: Future[Outcome | None] = Future()
+                unsent.set_result(None)
+                lane.flying[unsent] = batch
+                self.pace.bell.ring()
+                continue
+            batch.full = lane.in_flight() + 1 >= lane.window.size
+            future = lane.pool.submit(functools.partial(self._request, lane, batch))
+            lane.flying[future] = batch
+            future.add_done_callback(lambda _: self.pace.bell.ring())
+
+    def _sendable(self, batches: list[_Batch]) -> set[int]:
+        """The last look before the requests (:func:`.leases.sendable`), from the drain's
+        own thread and connection (the one that claimed): what was skipped or taken over
+        since the claim is given back unsent. A failed look sends nothing this time."""
+        try:
+            return leases.sendable([(batch.claim, batch.deliveries) for batch in batches])
+        except Exception:
+            logger.exception(
+                "could not check %d claimed requests before sending; given back",
+                len(batches),
+            )
+            return set()
 
     def _request(self, lane: _Lane, batch: _Batch) -> Outcome | None:
         """Send one batch (in one of the lane's request threads)."""
@@ -534,7 +577,11 @@ class _Drain:
         ]
         if not finished:
             return
-        answers = [(lane, batch, future.result()) for lane, future, batch in finished]
+        answers: list[tuple[_Lane, _Batch, Outcome | None]] = []
+        for lane, future, batch in finished:
+            answers.append((lane, batch, future.result()))
+            if batch.dropped:  # taken out by the last look: given back unsent
+                answers.append((lane, _Batch(batch.claim, batch.dropped, []), None))
         self._write(answers)
         for lane, future, _ in finished:
             del lane.flying[future]

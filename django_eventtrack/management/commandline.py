@@ -12,7 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from django_eventtrack import api
-from django_eventtrack.core.event import TrackedEvent
+from django_eventtrack.conf import get_config
+from django_eventtrack.core.event import MAX_DEPTH, TrackedEvent
+from django_eventtrack.core.redaction import truncate
 from django_eventtrack.delivery import backends, http, sender
 from django_eventtrack.errors import InvalidEvent
 from django_eventtrack.models import Delivery
@@ -29,12 +31,7 @@ def parse_properties(json_text: str | None, pairs: Sequence[str]) -> dict[str, A
     """
     properties: dict[str, Any] = {}
     if json_text is not None:
-        try:
-            loaded = json.loads(json_text)
-        except ValueError as exc:
-            raise InvalidEvent(
-                f"--properties is not valid JSON: {exc}", field="properties"
-            ) from None
+        loaded = _json(json_text, "--properties is not valid JSON", "properties")
         if not isinstance(loaded, dict):
             raise InvalidEvent(
                 f'--properties must be a JSON object like \'{{"plan": "pro"}}\', '
@@ -56,12 +53,21 @@ def parse_property(pair: str) -> tuple[str, Any]:
         )
     if not key.endswith(":"):
         return key, value
+    where = f"--property {truncate(pair, 40)!r}: the value after := is not valid JSON"
+    return key[:-1], _json(value, where, f"properties.{key[:-1]}")
+
+
+def _json(text: str, problem: str, field: str) -> Any:
+    """``text`` read as JSON, else :class:`InvalidEvent` saying ``problem`` and why."""
     try:
-        return key[:-1], json.loads(value)
+        return json.loads(text)
     except ValueError as exc:
+        raise InvalidEvent(f"{problem}: {exc}", field=field) from None
+    except RecursionError:  # the parser's own limit, thousands of levels deep
         raise InvalidEvent(
-            f"--property {pair!r}: the value after := is not valid JSON ({exc})",
-            field=f"properties.{key[:-1]}",
+            f"{problem}: nested too deeply to read (properties may be nested {MAX_DEPTH} "
+            "levels deep)",
+            field=field,
         ) from None
 
 
@@ -83,14 +89,28 @@ def parse_timestamp(text: str | None) -> datetime | None:
     return moment
 
 
+def check_plan(event: TrackedEvent) -> None:
+    """Refuse an event that breaks the tracking plan, whatever ``PLAN_MODE`` says: from the
+    shell it is a typo to fix now, not an event to quarantine (:class:`PlanViolation`)."""
+    compiled = get_config().plan
+    if compiled is None:
+        return
+    found = compiled.violations(event.name, event.properties, identify=event.is_identify)
+    if found:
+        raise api.violation_error(event.name, found, compiled.plan.source)
+
+
 def send_and_wait(event: TrackedEvent, vendors: Iterable[str] | None = None) -> list[Delivery]:
     """Store ``event`` and make one attempt per vendor now; the deliveries as they ended.
 
     A retryable failure stays ``pending`` in the outbox: the worker or the
     background sender retries it later, as for any other event.
     """
-    deliveries = inserts.record(event, vendors)
-    sender.drain(vendors=sorted({d.vendor for d in deliveries}), event_ids=[event.id])
+    recorded = inserts.record(event, vendors)
+    if recorded is None:  # its subject asked to be forgotten: nothing stored
+        return []
+    targets = recorded.targets
+    sender.drain(vendors=sorted({target.vendor for target in targets}), event_ids=[event.id])
     return list(Delivery.objects.filter(event_id=event.id).order_by("pk"))
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connections, router
@@ -13,41 +15,118 @@ from django.utils import timezone
 
 from django_eventtrack.conf import get_config
 from django_eventtrack.core import event as normalised
-from django_eventtrack.models import Event
-from django_eventtrack.outbox import fanout
+from django_eventtrack.core import subject_keys
+from django_eventtrack.models import Event, PrivacySubject
+from django_eventtrack.outbox import fanout, subjects
 from django_eventtrack.outbox.retention import scrub
 from django_eventtrack.outbox.routing import Target, plan
+from django_eventtrack.plan import Violation
 
 logger = logging.getLogger("django_eventtrack.outbox")
 
 
-def record(event: normalised.TrackedEvent, vendors: Iterable[str] | None = None) -> list[Target]:
+def record(
+    event: normalised.TrackedEvent,
+    vendors: Iterable[str] | None = None,
+    *,
+    violations: Sequence[Violation] = (),
+    quarantined: bool = False,
+) -> Recorded | None:
     """Store ``event`` with its routes, in the caller's transaction: one row, one
     statement (atomic by itself, so no transaction of its own in autocommit).
 
+    ``violations`` (how it breaks the tracking plan) are stored with it. A
+    ``quarantined`` event is stored without routes: no vendor gets it until a
+    replay finds it valid (:mod:`~django_eventtrack.outbox.quarantine`), which
+    routes it to the ``vendors`` asked for here; it has no targets.
+
     The routes name each targeted vendor, and why not for a vendor that cannot
     take the event (no identity it needs, filtered out by ``EVENTS`` when named
-    explicitly): the first sender to look writes a delivery per vendor from them,
-    a ``skipped`` one with the reason for the latter, so the admin shows why
-    nothing was sent (:mod:`~django_eventtrack.outbox.fanout`). Returns the
-    targets.
+    explicitly, a purpose the visitor did not grant): the first sender to look
+    writes a delivery per vendor from them, a ``skipped`` one with the reason for
+    the latter, so the admin shows why nothing was sent
+    (:mod:`~django_eventtrack.outbox.fanout`).
+
+    The same statement checks that none of the event's ids has a privacy state
+    (:mod:`~django_eventtrack.outbox.subjects`): for nearly every event it finds
+    none and the row is written. Otherwise nothing is written by it, and the
+    state decides: an id that asked to be forgotten stores nothing (returns
+    None); withdrawn purposes are taken out of the event's consent and the event
+    stored with it. Returns the event as stored and its targets.
     """
+    digests = subject_keys.digests(event.identity.ids.items())
+    targets = _store(event, vendors, digests, violations, quarantined)
+    if targets is not None:
+        return Recorded(event, targets)
+    asked = subjects.state(digests)
+    if asked.forgotten:
+        logger.info("event=%s name=%s: not stored: its subject was forgotten", event.id, event.name)
+        return None
+    event = without(event, asked.withdrawn)
+    return Recorded(event, _store(event, vendors, (), violations, quarantined) or [])
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What :func:`record` stored: the event (its consent as decided) and its targets."""
+
+    event: normalised.TrackedEvent
+    targets: list[Target]
+
+
+def without(event: normalised.TrackedEvent, withdrawn: frozenset[str]) -> normalised.TrackedEvent:
+    """``event`` with consent for the ``withdrawn`` purposes taken back."""
+    if not withdrawn:
+        return event
+    identity = event.identity
+    granted = identity.consent
+    if granted is None:
+        granted = get_config().purposes
+    return dataclasses.replace(event, identity=identity.with_consent(granted - withdrawn))
+
+
+def _store(
+    event: normalised.TrackedEvent,
+    vendors: Iterable[str] | None,
+    digests: Sequence[str],
+    violations: Sequence[Violation],
+    quarantined: bool,
+) -> list[Target] | None:
+    """Write ``event``'s row unless one of ``digests`` has a privacy state (then None)."""
     targets = plan(event, vendors, require_vendor=False)
+    stored = Event.values_of(event) | {"created_at": timezone.now()}
+    if violations:
+        stored["violations"] = [violation.as_dict() for violation in violations]
+    if quarantined:
+        stored["quarantine"] = quarantine_of(vendors)
+        return [] if _insert_row(stored, digests) else None
     if not targets:
         logger.warning("event=%s name=%s: no vendor takes it; stored only", event.id, event.name)
-    stored = Event.values_of(event) | {
-        "created_at": timezone.now(),
-        "routes": fanout.routes_of([(target.vendor, target.skip_reason) for target in targets]),
-    }
+    stored["routes"] = routes(targets)
     if all(target.skip_reason for target in targets):  # nothing will be sent: final already
         instance = Event(**stored)
         scrub(instance, get_config())
         stored = _event_values(instance)
+    return targets if _insert_row(stored, digests) else None
+
+
+def routes(targets: Sequence[Target]) -> dict[str, str | None] | None:
+    """What an event row stores as its routes for ``targets``."""
+    return fanout.routes_of([(target.vendor, target.skip_reason) for target in targets])
+
+
+def quarantine_of(vendors: Iterable[str] | None) -> dict[str, list[str] | None]:
+    """What a quarantined event row keeps to be routed later: the vendors asked for."""
+    return {"vendors": None if vendors is None else sorted(set(vendors))}
+
+
+def _insert_row(stored: Mapping[str, Any], digests: Sequence[str] = ()) -> bool:
+    """Insert the row; False when one of ``digests`` has a privacy state (none written)."""
     connection = connections[router.db_for_write(Event)]
-    sql, params = _insert(stored, connection)
+    sql, params = _insert(stored, connection, digests)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-    return targets
+        return bool(cursor.rowcount)
 
 
 # track() is on the caller's request path, so its INSERT is written by hand: the ORM's
@@ -62,25 +141,41 @@ def _event_values(stored: Event) -> dict[str, Any]:
     return {field.attname: field.pre_save(stored, True) for field in Event._meta.concrete_fields}
 
 
-def _insert(values: Mapping[str, Any], connection: Any) -> tuple[str, list[Any]]:
+def _insert(
+    values: Mapping[str, Any], connection: Any, digests: Sequence[str]
+) -> tuple[str, list[Any]]:
     """The INSERT of one ``Event`` row and its parameters: ``values`` by attribute name,
-    every other field's default, each adapted by its field as ``Model.save()`` would."""
-    sql, fields = _statement(connection.alias)
+    every other field's default, each adapted by its field as ``Model.save()`` would;
+    none when one of ``digests`` has a privacy state."""
+    sql, fields = _statement(connection.alias, len(digests))
     return sql, [
-        field.get_db_prep_save(
-            values[field.attname] if field.attname in values else field.get_default(), connection
-        )
-        for field in fields
+        *(
+            field.get_db_prep_save(
+                values[field.attname] if field.attname in values else field.get_default(),
+                connection,
+            )
+            for field in fields
+        ),
+        *digests,
     ]
 
 
 @functools.cache
-def _statement(alias: str) -> tuple[str, tuple[Field[Any, Any], ...]]:
-    """``INSERT INTO ... (columns) VALUES (%s, ...)`` for an event row on ``alias``, and
-    the columns' fields."""
+def _statement(alias: str, digests: int) -> tuple[str, tuple[Field[Any, Any], ...]]:
+    """The INSERT of an event row on ``alias``, and the columns' fields: ``INSERT ...
+    VALUES (%s, ...)``, or with ``digests`` ids to check, ``INSERT ... SELECT %s, ...
+    WHERE NOT EXISTS (a privacy state under one of them)``: the check costs no
+    round trip of its own."""
     quote = connections[alias].ops.quote_name
     fields = tuple(Event._meta.concrete_fields)
     columns = ", ".join(quote(str(field.column)) for field in fields)
     placeholders = ", ".join("%s" for _ in fields)
     table = quote(Event._meta.db_table)  # names from the model, quoted; values are parameters
-    return f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", fields  # noqa: S608
+    insert = f"INSERT INTO {table} ({columns})"
+    if not digests:
+        return f"{insert} VALUES ({placeholders})", fields
+    subjects_table = quote(PrivacySubject._meta.db_table)
+    digest = quote(str(PrivacySubject._meta.get_field("digest").column))
+    given = ", ".join("%s" for _ in range(digests))
+    check = f"SELECT 1 FROM {subjects_table} WHERE {digest} IN ({given})"  # noqa: S608
+    return f"{insert} SELECT {placeholders} WHERE NOT EXISTS ({check})", fields

@@ -16,7 +16,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from django_eventtrack.models import Delivery
-from django_eventtrack.outbox import retention
+from django_eventtrack.outbox import retention, routing, subjects
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class Retried:
     busy: int
     #: Left alone: their event's properties were scrubbed after sending.
     scrubbed: int
+    #: Left alone: skipped for the person's privacy (no consent, withdrawn, erased).
+    private: int = 0
     #: The events of the deliveries made due: the delivery backend's to hear of.
     event_ids: tuple[uuid.UUID, ...] = ()
 
@@ -36,17 +38,22 @@ def retry_deliveries(deliveries: QuerySet[Delivery]) -> Retried:
     """Make ``deliveries`` pending and due now, whatever their status; attempts are kept.
 
     A delivery a sender holds at this moment is left to finish, so it is never
-    sent twice at once, and one whose event was scrubbed is not resent (it would
-    send less). Everything is counted before the update: ``deliveries`` may be
-    filtered on what the update changes (a list filtered to failed ones).
+    sent twice at once, one whose event was scrubbed is not resent (it would
+    send less), and one skipped for the person's privacy (no consent for the
+    vendor's purpose, consent withdrawn, erased) stays skipped: a retry follows
+    the decision taken when it was tracked. Everything is counted before the
+    update: ``deliveries`` may be filtered on what the update changes (a list
+    filtered to failed ones).
     """
     now = timezone.now()
     scrubbed = Q(event__scrubbed_at__isnull=False)
+    private = _skipped_for_privacy() & ~scrubbed
     left_alone = deliveries.aggregate(
-        busy=Count("pk", filter=Q(claimed_until__gt=now) & ~scrubbed),
+        busy=Count("pk", filter=Q(claimed_until__gt=now) & ~scrubbed & ~private),
         scrubbed=Count("pk", filter=scrubbed),
+        private=Count("pk", filter=private),
     )
-    idle = deliveries.exclude(claimed_until__gt=now).exclude(scrubbed)
+    idle = deliveries.exclude(claimed_until__gt=now).exclude(scrubbed).exclude(private)
     event_ids = tuple(set(idle.values_list("event_id", flat=True)))
     due = idle.update(
         status=Delivery.Status.PENDING,
@@ -56,8 +63,23 @@ def retry_deliveries(deliveries: QuerySet[Delivery]) -> Retried:
         updated_at=now,
     )
     return Retried(
-        due=due, busy=left_alone["busy"], scrubbed=left_alone["scrubbed"], event_ids=event_ids
+        due=due,
+        busy=left_alone["busy"],
+        scrubbed=left_alone["scrubbed"],
+        private=left_alone["private"],
+        event_ids=event_ids,
     )
+
+
+def _skipped_for_privacy() -> Q:
+    """Deliveries skipped because the person did not consent, withdrew or was erased."""
+    reasons = (
+        Q(last_error=routing.OPTED_OUT)
+        | Q(last_error__startswith=routing.no_consent([]))
+        | Q(last_error__startswith=subjects.withdrawn_reason([]))
+        | Q(last_error=subjects.ERASED)
+    )
+    return Q(status=Delivery.Status.SKIPPED) & reasons
 
 
 def failed_since(vendor: str, since: datetime) -> QuerySet[Delivery]:

@@ -120,7 +120,8 @@ def purge(
     )
     events = (
         Event.objects.using(alias)
-        .filter(created_at__lt=cutoff, routes__isnull=True)  # routed: its deliveries exist
+        # Routed (its deliveries exist), and not held back by the tracking plan.
+        .filter(created_at__lt=cutoff, routes__isnull=True, quarantine__isnull=True)
         .filter(~Exists(survivors))
     )
     if dry_run:
@@ -155,3 +156,16 @@ def _delete_in_chunks(queryset: QuerySet[Any], chunk_size: int) -> int:
         # Django loads the events it deletes, to cascade; their primary key is all it needs.
         _, per_model = queryset.filter(pk__in=ids).only("pk").delete()
         deleted += per_model.get(queryset.model._meta.label, 0)
+
+
+def erase(events: QuerySet[Event]) -> int:
+    """Remove everything personal from ``events`` (an erasure): their properties,
+    identity and ``vendor_extra``, and their quarantine (nothing left to replay); the
+    rows stay, so counts by name and day still add up. How many."""
+    return events.update(
+        properties={},
+        identity={},
+        vendor_extra={},
+        quarantine=None,
+        scrubbed_at=timezone.now(),
+    )

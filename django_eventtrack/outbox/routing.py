@@ -15,12 +15,17 @@ from dataclasses import dataclass
 from django_eventtrack.conf import Config, get_config
 from django_eventtrack.core.event import TrackedEvent
 from django_eventtrack.core.settings import env_name, setting_path
-from django_eventtrack.errors import ConfigurationError
+from django_eventtrack.errors import ConfigurationError, InvalidEvent
 from django_eventtrack.vendors import VendorAdapter
 from django_eventtrack.vendors.base import VendorRequest
 
 #: Why every vendor skips an event about a visitor who refused tracking.
 OPTED_OUT = "visitor opted out of tracking"
+
+
+def no_consent(purposes: Iterable[str]) -> str:
+    """Why a vendor skips an event whose visitor did not grant ``purposes`` (its own)."""
+    return f"no consent for {', '.join(purposes)}"
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ def plan(
     an error too.
     """
     config = get_config()
+    check_event(event, config)
     targets = []
     for name in target_vendors(vendors, require_vendor=require_vendor):
         adapter = config.adapter(name)
@@ -54,12 +60,38 @@ def plan(
             continue
         if event.identity.opted_out:
             skip_reason: str | None = OPTED_OUT
+        elif refused := event.identity.refused(adapter.config.purposes):
+            skip_reason = no_consent(refused)
         elif event.is_identify:
             skip_reason = adapter.identify_skip_reason(event)
         else:
             skip_reason = adapter.skip_reason(event)
         targets.append(Target(name, adapter, skip_reason))
     return targets
+
+
+def check_event(event: TrackedEvent, config: Config) -> None:
+    """Refuse, with :class:`InvalidEvent`, what no vendor could take: an event larger than
+    ``MAX_EVENT_BYTES``, a ``vendor_extra`` for a vendor that does not exist, or one its
+    vendor can never read (:meth:`~django_eventtrack.vendors.base.VendorAdapter.extra_problem`)."""
+    if event.larger_than(config.max_event_bytes):
+        raise InvalidEvent(
+            f"event {event.name!r} is {event.size:,} bytes (its properties and vendor_extra as "
+            f"JSON); the limit is {config.max_event_bytes:,} bytes, set by "
+            f"{setting_path('MAX_EVENT_BYTES')} (or environment variable "
+            f"{env_name('MAX_EVENT_BYTES')}): send an id or a summary instead of the document",
+            field="properties",
+        )
+    for vendor, extra in event.vendor_extra.items():
+        adapter = config.adapters.get(vendor)
+        if adapter is None:
+            raise InvalidEvent(
+                f"vendor_extra names unknown vendor {vendor!r}; the vendors are "
+                f"{', '.join(sorted(config.adapters))}",
+                field=f"vendor_extra.{vendor}",
+            )
+        if problem := adapter.extra_problem(extra):
+            raise InvalidEvent(problem, field=f"vendor_extra.{vendor}.{adapter.entries_key}")
 
 
 def _filtered_out(event: TrackedEvent, vendor: str) -> str:
@@ -89,7 +121,7 @@ def target_vendors(vendors: Iterable[str] | None, *, require_vendor: bool = True
 
 
 def _explicit_vendors(config: Config, vendors: Iterable[str]) -> set[str]:
-    names = set(vendors)
+    names = {vendors} if isinstance(vendors, str) else set(vendors)  # one name, not its letters
     unknown = names - set(config.vendors)
     if unknown:
         raise ConfigurationError(

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Iterable, Sequence
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from django_eventtrack.conf import get_config
 from django_eventtrack.core.event import Identity, TrackedEvent
@@ -229,3 +230,57 @@ def _without_foreign_session(
         adapter.name,
     )
     return dataclasses.replace(event, identity=event.identity.replace(**{session_key: None}))
+
+
+#: A person's ids: (identity key, id) pairs, several per key allowed.
+Ids = Sequence[tuple[str, str]]
+
+
+def ids_of_person(ids: Ids) -> list[tuple[str, str]]:
+    """The vendors' ids we remember for the person with ``ids``: the profiles of their
+    user ids (or named among ``ids``) and the browser sessions those profiles own, as
+    (identity key, id) pairs."""
+    found: list[tuple[str, str]] = []
+    for adapter in get_config().adapters.values():
+        profile_key, session_key = adapter.profile_key, adapter.session_key
+        if not adapter.remembers_profiles or profile_key is None:
+            continue
+        users = [value for key, value in ids if key == "user_id"]
+        named = {value for key, value in ids if key == profile_key}
+        owned = VendorProfile.objects.filter(vendor=adapter.name, user_id__in=users)
+        profile_ids = named | set(owned.values_list("profile_id", flat=True))
+        found += [(profile_key, profile) for profile in sorted(profile_ids - named)]
+        if session_key is not None and profile_ids:
+            sessions = VendorSession.objects.filter(
+                vendor=adapter.name, profile_id__in=profile_ids
+            ).values_list("session_id", flat=True)
+            given = {value for key, value in ids if key == session_key}
+            found += [(session_key, session) for session in sorted(set(sessions) - given)]
+    return found
+
+
+def delete_person(ids: Ids) -> int:
+    """Delete what we remember of the person with ``ids`` (all of them: see
+    :func:`ids_of_person`): their vendor profiles and the sessions' owners; how many
+    rows. This process forgets them too (another process's memory of a profile is
+    harmless: nothing is tracked for a forgotten person)."""
+    deleted = 0
+    for adapter in get_config().adapters.values():
+        profile_key, session_key = adapter.profile_key, adapter.session_key
+        if not adapter.remembers_profiles or profile_key is None:
+            continue
+        users = [value for key, value in ids if key == "user_id"]
+        profile_ids = [value for key, value in ids if key == profile_key]
+        sessions = [value for key, value in ids if key == session_key]
+        deleted += (
+            VendorProfile.objects.filter(vendor=adapter.name)
+            .filter(Q(user_id__in=users) | Q(profile_id__in=profile_ids))
+            .delete()[0]
+        )
+        deleted += (
+            VendorSession.objects.filter(vendor=adapter.name)
+            .filter(Q(profile_id__in=profile_ids) | Q(session_id__in=sessions))
+            .delete()[0]
+        )
+    profiles.reset()
+    return deleted

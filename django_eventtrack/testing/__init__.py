@@ -29,6 +29,7 @@ from django_eventtrack.testing.capture import (
     captured,
 )
 from django_eventtrack.testing.mixins import EventTrackTestMixin
+from django_eventtrack.testing.plan_coverage import PlanCoverage, assert_follows_plan
 
 __all__ = [
     "BLOCKED",
@@ -37,6 +38,8 @@ __all__ = [
     "CapturedEvent",
     "CapturedEvents",
     "EventTrackTestMixin",
+    "PlanCoverage",
+    "assert_follows_plan",
     "assert_identified",
     "assert_not_tracked",
     "assert_tracked",

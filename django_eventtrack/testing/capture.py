@@ -85,6 +85,10 @@ class CapturedEvent:
     event: TrackedEvent
     requests: Mapping[str, VendorRequest]
     skipped: Mapping[str, str]
+    #: How it broke the tracking plan when tracked (``PLAN_MODE`` warn or quarantine).
+    violations: tuple[str, ...] = ()
+    #: Held back from every vendor for breaking the plan (``PLAN_MODE`` quarantine).
+    quarantined: bool = False
 
     @property
     def id(self) -> uuid.UUID:
@@ -137,6 +141,9 @@ class CapturedEvent:
         ids = " ".join(f"{key}={value}" for key, value in self.identity.as_dict().items())
         line = f"{self.name} {text}" + (f" [{ids}]" if ids else "")
         line += f" -> {', '.join(self.vendors) or 'no vendor'}"
+        if self.violations:
+            held = "quarantined" if self.quarantined else "breaks the plan"
+            line += f"; {held}: {'; '.join(self.violations)}"
         if self.skipped:
             reasons = ", ".join(f"{vendor} ({why})" for vendor, why in self.skipped.items())
             line += f"; skipped: {reasons}"
@@ -357,6 +364,32 @@ class CapturedEvents(Sequence[CapturedEvent]):
             properties=traits, vendor=vendor, count=count, kind=IDENTIFY, **identity
         )
 
+    def assert_plan_followed(self) -> None:
+        """Fail if a captured event breaks the tracking plan (``EVENTTRACK["PLAN"]``), as
+        the plan is now: every such event and every violation is listed. Useful with
+        ``PLAN_MODE`` warn or quarantine, where ``track()`` itself does not raise."""
+        __tracebackhide__ = True  # pytest: show the caller, not this helper
+        compiled = get_config().plan
+        if compiled is None:
+            raise AssertionError("no tracking plan is configured (EVENTTRACK['PLAN'])")
+        broken = [
+            (event, found)
+            for event in self._snapshot()
+            if (
+                found := compiled.violations(
+                    event.name, event.properties, identify=event.kind == IDENTIFY
+                )
+            )
+        ]
+        if broken:
+            raise AssertionError(
+                f"{len(broken)} captured event(s) break the tracking plan "
+                f"{compiled.plan.source}:\n"
+                + "\n".join(
+                    f"  {event.name}: {'; '.join(map(str, found))}" for event, found in broken
+                )
+            )
+
     # -- capturing -------------------------------------------------------------
     def _snapshot(self) -> list[CapturedEvent]:
         self._take_finished()
@@ -473,7 +506,12 @@ def _captured_event(row: Event) -> CapturedEvent:
             skipped[target.vendor] = target.skip_reason or ""
         else:
             requests[target.vendor] = request
-    return CapturedEvent(event, requests, skipped)
+    violations = tuple(
+        f"{item.get('field')} {item.get('message')}"
+        for item in row.violations or ()
+        if isinstance(item, Mapping)
+    )
+    return CapturedEvent(event, requests, skipped, violations, row.quarantine is not None)
 
 
 def _listing(events: Sequence[CapturedEvent], criteria: Criteria) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeGuard
 
 from django_eventtrack.core.redaction import redact, truncate
 from django_eventtrack.core.settings import (
@@ -23,6 +23,7 @@ from django_eventtrack.core.settings import (
     parse_count,
     parse_event_names,
     parse_names,
+    parse_purposes,
     parse_seconds,
     parse_timeout,
     parse_url,
@@ -119,6 +120,9 @@ class VendorConfig:
     max_age: float = setting(parse_seconds, DEFAULT_MAX_AGE)
     #: ``IDENTIFY``: whether ``identify()`` calls go to this vendor.
     identify: bool = setting(parse_bool, True)
+    #: ``PURPOSES``: what the vendor's events serve (the adapter's ``default_purposes``); an
+    #: event goes to it only when the visitor granted every one of them.
+    purposes: tuple[str, ...] = setting(parse_purposes, ())
     #: ``ENABLED``: false turns a configured vendor off (``active`` is then false).
     enabled: bool = setting(parse_bool, True)
     active: bool = True
@@ -145,6 +149,23 @@ def visitor_ids(browser_ids: Sequence[BrowserId]) -> tuple[str, ...]:
     sessions = [browser_id.name for browser_id in browser_ids if browser_id.visitor == "session"]
     profiles = [browser_id.name for browser_id in browser_ids if browser_id.visitor == "profile"]
     return (*sessions, ANONYMOUS_ID, *profiles)
+
+
+@dataclass(frozen=True)
+class DeclaredEvent:
+    """An event as a tracking plan declares it, for an adapter to judge
+    (:meth:`VendorAdapter.plan_notes`): each property's JSON Schema (references
+    resolved) and which properties are required."""
+
+    name: str
+    properties: Mapping[str, Mapping[str, Any]]
+    required: frozenset[str] = frozenset()
+    closed: bool = False
+
+    def declared_type(self, name: str) -> tuple[str, ...]:
+        """The JSON types property ``name`` may have (empty: any)."""
+        declared = self.properties.get(name, {}).get("type", ())
+        return (declared,) if isinstance(declared, str) else tuple(declared)
 
 
 class OutcomeKind(StrEnum):
@@ -342,10 +363,19 @@ class VendorAdapter:
     #: The documented path appended to ``API_URL``.
     path: ClassVar[str]
     max_batch_size: ClassVar[int] = 1
+    #: A vendor whose requests carry several events: the body key of the list with one
+    #: entry per event, in order. It builds each event's :meth:`entry` and the
+    #: :meth:`envelope` around them instead of :meth:`body`, so each event's extra
+    #: reaches its own entry only (:meth:`build_request`). None: one event per request,
+    #: or a batching vendor that builds :meth:`body` itself (then an event with an
+    #: extra is sent alone).
+    entries_key: ClassVar[str | None] = None
     #: Settings of this vendor alone: name -> (parser, default), read like any other.
     own_settings: ClassVar[Mapping[str, OwnSetting]] = {}
     #: Default ``MAX_AGE``: seconds after which an undelivered event is given up.
     default_max_age: ClassVar[float] = DEFAULT_MAX_AGE
+    #: Default ``PURPOSES``: the consent purposes this vendor's events serve.
+    default_purposes: ClassVar[tuple[str, ...]] = ("analytics",)
     #: The ids this vendor gives visitors in the browser (:class:`BrowserId`).
     browser_ids: ClassVar[tuple[BrowserId, ...]] = ()
     #: Dotted path to this vendor's sandbox description (a
@@ -360,9 +390,46 @@ class VendorAdapter:
     #: the browser session it attaches to a profile.
     profile_key: ClassVar[str | None] = None
     session_key: ClassVar[str | None] = None
+    #: Keys of this vendor's mapping in a tracking plan (an event's ``"vendors"``), with
+    #: what each means; :meth:`settings_from_plan` turns them into settings.
+    plan_keys: ClassVar[Mapping[str, str]] = {
+        "name": "the event's name at the vendor (EVENT_NAMES)"
+    }
+
+    @classmethod
+    def settings_from_plan(cls, mappings: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+        """The settings a tracking plan declares for this vendor, from each planned event's
+        mapping (by our event name), as raw setting values: the settings layer uses them
+        where the settings say nothing and refuses a contradiction where they do."""
+        names = {event: mapping["name"] for event, mapping in mappings.items() if "name" in mapping}
+        return {"EVENT_NAMES": names} if names else {}
+
+    def plan_notes(self, event: DeclaredEvent) -> list[str]:
+        """What this vendor will do with events declared like ``event`` that is not what
+        the plan says (a property dropped, converted or cut; the event skipped), one
+        sentence each: ``manage.py check`` warns with them."""
+        refusal = self.name_refusal(event.name)
+        return (
+            [f"{self.display_name} skips every {event.name!r} event: {refusal}"] if refusal else []
+        )
+
+    #: What staff must do at the vendor to erase a person (an erasure task's first line),
+    #: for a vendor that documents no deletion API; empty: the generic request.
+    erasure_instructions: ClassVar[str] = ""
 
     def __init__(self, config: VendorConfig) -> None:
         self.config = config
+
+    def erasure_task(self, ids: Sequence[tuple[str, str]]) -> str:
+        """An erasure task's instructions: what to delete at the vendor, and the ids it
+        knows the person by (of ``ids``, those this library sends it)."""
+        keys = {"user_id", ANONYMOUS_ID, *(browser_id.name for browser_id in self.browser_ids)}
+        known = ", ".join(f"{key} {value}" for key, value in ids if key in keys)
+        what = self.erasure_instructions or (
+            f"{self.display_name} documents no deletion API: ask {self.display_name} (its "
+            "dashboard or its support) to delete everything it holds about this person"
+        )
+        return f"{what}. Their ids at {self.display_name}: {known or 'none known'}."
 
     # -- deciding ---------------------------------------------------------
     def visitor_id(self, identity: Identity, *, profiles: bool = True) -> str | None:
@@ -410,12 +477,38 @@ class VendorAdapter:
         return {}
 
     def body(self, events: Sequence[TrackedEvent], notes: Notes) -> JSONObject:
-        """The request body; whatever is changed to fit the vendor is noted in ``notes``."""
+        """The request body; whatever is changed to fit the vendor is noted in ``notes``.
+
+        A vendor with :attr:`entries_key` gets each event's :meth:`entry`, with what
+        the event's extra says for it, inside its :meth:`envelope`.
+        """
+        if self.entries_key is None:
+            raise NotImplementedError
+        entries = [
+            deep_merge(self.entry(event, notes), self.entry_extra(event)) for event in events
+        ]
+        return self.envelope({self.entries_key: entries})
+
+    def entry(self, event: TrackedEvent, notes: Notes) -> JSONObject:
+        """One event's entry in the list under :attr:`entries_key`."""
         raise NotImplementedError
+
+    def envelope(self, body: JSONObject) -> JSONObject:
+        """The body around the events' entries: ``body`` holds them (extras merged in)
+        under :attr:`entries_key`; a vendor adds its request-wide fields."""
+        return body
 
     def build_request(self, events: Sequence[TrackedEvent]) -> VendorRequest:
         """The full request for ``events`` (at most ``max_batch_size`` of them), or
-        for one ``identify()`` event its identify call."""
+        for one ``identify()`` event its identify call.
+
+        Each event's ``vendor_extra`` for this vendor is laid over the body the event
+        would have alone (nested objects merge, other values replace), and touches
+        that event only: with :attr:`entries_key`, what it says under that key (a list
+        of one object) merges into the event's own entry; anything else is laid over
+        the whole request, so such an event is sent alone (:func:`request_batches`
+        cuts the sender's batches so; here it is a ``ValueError``).
+        """
         if len(events) == 1 and events[0].is_identify:
             return self.identify_request(events[0])
         if not 0 < len(events) <= self.max_batch_size:
@@ -426,8 +519,50 @@ class VendorAdapter:
         notes: Notes = {}
         body = self.body(events, notes)
         for event in events:
-            body = deep_merge(body, event.vendor_extra.get(self.name, {}))
+            extra = self.request_extra(event)
+            if extra and len(events) > 1:
+                raise ValueError(
+                    f"event {event.id}: its vendor_extra for {self.display_name} sets "
+                    f"{named(sorted(extra))} for the whole request: it goes in a request of "
+                    "its own"
+                )
+            body = deep_merge(body, extra)
         return self.request("POST", self.url, body, events, notes)
+
+    def entry_extra(self, event: TrackedEvent) -> Mapping[str, Any]:
+        """What ``event``'s extra says for its own entry: the one object of the list under
+        :attr:`entries_key` (empty without one)."""
+        entries = self._extra(event).get(self.entries_key) if self.entries_key else None
+        return entries[0] if _one_object(entries) else {}
+
+    def request_extra(self, event: TrackedEvent) -> Mapping[str, Any]:
+        """What ``event``'s extra lays over the whole request: all of it, but for a vendor
+        with :attr:`entries_key` what it says for the event's own entry. An event sent
+        in a batch must have none (:func:`request_batches`)."""
+        extra = self._extra(event)
+        if self.entries_key is None or not _one_object(extra.get(self.entries_key)):
+            return extra
+        return {key: value for key, value in extra.items() if key != self.entries_key}
+
+    def _extra(self, event: TrackedEvent) -> Mapping[str, Any]:
+        return event.vendor_extra.get(self.name, {})
+
+    @classmethod
+    def extra_problem(cls, extra: Mapping[str, Any]) -> str | None:
+        """Why ``extra`` (an event's ``vendor_extra`` for this vendor) can never be right,
+        or None: under :attr:`entries_key` one event has one entry, never a list of several
+        (the others are other events)."""
+        if cls.entries_key is None or cls.entries_key not in extra:
+            return None
+        entries = extra[cls.entries_key]
+        if _one_object(entries):
+            return None
+        found = f"a list of {len(entries)}" if isinstance(entries, list) else type(entries).__name__
+        return (
+            f"vendor_extra[{cls.name!r}][{cls.entries_key!r}] must be a list of one object, "
+            f"merged into this event's own entry (the request's other entries belong to "
+            f"other events), got {found}"
+        )
 
     def request(
         self,
@@ -523,6 +658,35 @@ class VendorAdapter:
 
 def _body_text(response: VendorResponse) -> str:
     return response.body.decode("utf-8", "replace").strip()
+
+
+def _one_object(entries: Any) -> TypeGuard[list[JSONObject]]:
+    return isinstance(entries, list) and len(entries) == 1 and isinstance(entries[0], dict)
+
+
+def request_batches(
+    adapter: VendorAdapter, events: Sequence[TrackedEvent], max_bytes: int
+) -> list[slice]:
+    """``events`` cut, in order, into one request's worth each: at most the adapter's
+    ``max_batch_size`` events, whose sizes (:attr:`TrackedEvent.size`) add up to at most
+    ``max_bytes`` (a larger event goes alone), and alone an event whose extra is laid
+    over the whole request (:meth:`VendorAdapter.build_request`)."""
+    if adapter.max_batch_size == 1:
+        return [slice(index, index + 1) for index in range(len(events))]
+    cuts: list[slice] = []
+    start = size = 0
+    for index, event in enumerate(events):
+        if adapter.request_extra(event):
+            cuts += [slice(start, index)] if index > start else []
+            cuts.append(slice(index, index + 1))
+            start, size = index + 1, 0
+            continue
+        full = index - start >= adapter.max_batch_size or size + event.size > max_bytes
+        if full and index > start:
+            cuts.append(slice(start, index))
+            start, size = index, 0
+        size += event.size
+    return cuts + ([slice(start, len(events))] if start < len(events) else [])
 
 
 def deep_merge(base: JSONObject, extra: Mapping[str, Any]) -> JSONObject:

@@ -35,6 +35,8 @@ class BrowseeAdapter(VendorAdapter):
     display_name: ClassVar[str] = "Browsee"
     credential_settings: ClassVar[tuple[str, ...]] = ("API_KEY",)
     default_api_url: ClassVar[str] = "https://api.browsee.io"
+    #: Default ``PURPOSES``: what this vendor's events serve (see the privacy docs).
+    default_purposes: ClassVar[tuple[str, ...]] = ("analytics",)
     path: ClassVar[str] = "/api/v1/track"
     identify_path: ClassVar[str] = "/api/v1/identify"
     #: Browsee's API "must not be used to dump historical data" (docs/vendors/browsee.md),

@@ -40,6 +40,7 @@ from typing import ClassVar
 from django_eventtrack.core.event import Identity, JSONValue, TrackedEvent
 from django_eventtrack.vendors.base import (
     BrowserId,
+    DeclaredEvent,
     JSONObject,
     Notes,
     VendorAdapter,
@@ -62,6 +63,16 @@ DEVICE_ID = "device_id"
 _CLIENT = '(typeof hackleClient !== "undefined" ? hackleClient : window.hackleClient)'
 
 
+def _scalar_items(schema: Mapping[str, object]) -> bool:
+    """An array of strings, numbers or booleans (Hackle keeps those as they are)."""
+    items = schema.get("items")
+    declared = items.get("type") if isinstance(items, Mapping) else None
+    scalar = {"string", "number", "integer", "boolean"}
+    if isinstance(declared, str):
+        return schema.get("type") == "array" and declared in scalar
+    return False
+
+
 class HackleAdapter(VendorAdapter):
     """Hackle's public HTTP track API, with the server SDK key."""
 
@@ -69,6 +80,8 @@ class HackleAdapter(VendorAdapter):
     display_name: ClassVar[str] = "Hackle"
     credential_settings: ClassVar[tuple[str, ...]] = ("API_KEY",)
     default_api_url: ClassVar[str] = "https://api.hackle.io"
+    #: Default ``PURPOSES``: what this vendor's events serve (see the privacy docs).
+    default_purposes: ClassVar[tuple[str, ...]] = ("analytics",)
     path: ClassVar[str] = "/v1/track"
     identify_path: ClassVar[str] = "/v1/properties"
     browser_ids: ClassVar[tuple[BrowserId, ...]] = (
@@ -94,6 +107,34 @@ class HackleAdapter(VendorAdapter):
         if len(self.config.event_names.get(name, name)) > MAX_EVENT_KEY_LENGTH:
             return f"Hackle event keys are at most {MAX_EVENT_KEY_LENGTH} characters"
         return None
+
+    def plan_notes(self, event: DeclaredEvent) -> list[str]:
+        """Hackle's limits on keys, values and counts, for properties declared beyond them."""
+        notes = super().plan_notes(event)
+        names = list(event.properties)
+        long_keys = [name for name in names if len(name) > MAX_PROPERTY_KEY_LENGTH]
+        nested = [
+            name
+            for name in names
+            if {"object", "array"} & set(event.declared_type(name))
+            and not _scalar_items(event.properties[name])
+        ]
+        long_text = [
+            name for name in names if event.properties[name].get("maxLength", 0) > MAX_STRING_LENGTH
+        ]
+        for found, what in (
+            (long_keys, f"drops properties whose key is longer than {MAX_PROPERTY_KEY_LENGTH}"),
+            (nested, "gets objects as JSON strings (dropped past 1,024 characters)"),
+            (long_text, f"cuts strings to {MAX_STRING_LENGTH:,} characters"),
+        ):
+            if found:
+                notes.append(f"Hackle {what}: {event.name!r}'s {named(found)}")
+        if len(names) > MAX_PROPERTIES:
+            notes.append(
+                f"Hackle takes {MAX_PROPERTIES} properties per event; {event.name!r} declares "
+                f"{len(names)}: those past the first {MAX_PROPERTIES} given are dropped"
+            )
+        return notes
 
     def body(self, events: Sequence[TrackedEvent], notes: Notes) -> JSONObject:
         (event,) = events

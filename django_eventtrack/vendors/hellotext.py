@@ -46,10 +46,11 @@ from urllib.parse import quote
 from django.utils import timezone
 
 from django_eventtrack.core.event import Identity, JSONValue, TrackedEvent
-from django_eventtrack.core.settings import parse_names, setting_path
+from django_eventtrack.core.settings import parse_event_names, parse_names, setting_path
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.vendors.base import (
     BrowserId,
+    DeclaredEvent,
     JSONObject,
     Notes,
     Outcome,
@@ -161,8 +162,15 @@ class HellotextAdapter(VendorAdapter):
     display_name: ClassVar[str] = "Hellotext"
     credential_settings: ClassVar[tuple[str, ...]] = ("API_TOKEN",)
     default_api_url: ClassVar[str] = "https://api.hellotext.com"
+    #: Default ``PURPOSES``: what this vendor's events serve (see the privacy docs).
+    default_purposes: ClassVar[tuple[str, ...]] = ("marketing",)
     path: ClassVar[str] = "/v1/attribution/events"
     identify_path: ClassVar[str] = "/v1/profiles"
+    erasure_instructions: ClassVar[str] = (
+        "Delete the profile in Hellotext's dashboard (Hellotext documents no deletion API, "
+        "and deleting a profile there is not the whole erasure: ask Hellotext to erase the "
+        "rest of this person's data)"
+    )
     remembers_profiles: ClassVar[bool] = True
     profile_key: ClassVar[str | None] = PROFILE
     session_key: ClassVar[str | None] = SESSION
@@ -180,7 +188,50 @@ class HellotextAdapter(VendorAdapter):
     own_settings: ClassVar[Mapping[str, OwnSetting]] = {
         "ACTIONS": (parse_actions, frozenset()),
         "OBJECT_SOURCE": (parse_source, DEFAULT_OBJECT_SOURCE),
+        "OBJECTS": (parse_event_names, {}),
     }
+    plan_keys: ClassVar[Mapping[str, str]] = {
+        "action": "the Hellotext action (EVENT_NAMES; a custom one is added to ACTIONS)",
+        "object": "the property holding the action's object (OBJECTS)",
+    }
+
+    @classmethod
+    def settings_from_plan(cls, mappings: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+        """``action`` is the event's name here (``EVENT_NAMES``), and one that is not
+        built in is a custom action (``ACTIONS``); ``object`` names the property the
+        action's object comes from (``OBJECTS``)."""
+        actions = {event: m["action"] for event, m in mappings.items() if "action" in m}
+        custom = sorted(set(actions.values()) - BUILT_IN_ACTIONS)
+        objects = {event: m["object"] for event, m in mappings.items() if "object" in m}
+        derived: dict[str, Any] = {"EVENT_NAMES": actions, "ACTIONS": custom, "OBJECTS": objects}
+        return {key: value for key, value in derived.items() if value}
+
+    def plan_notes(self, event: DeclaredEvent) -> list[str]:
+        """An action that needs its object (or ``page.viewed`` its url) skips the events
+        the plan lets go without it."""
+        notes = super().plan_notes(event)
+        if notes:
+            return notes
+        action = self.config.event_names.get(event.name, event.name)
+        if action == "page.viewed":
+            needed = ["url"]
+        elif self._needs_object(action):
+            needed = [*self._object_properties(event.name, action), "object", "object_parameters"]
+        else:
+            return []
+        if any(name in event.required for name in needed):
+            return []
+        what = "its url" if action == "page.viewed" else f"its object ({needed[0]!r})"
+        declared = [name for name in needed if name in event.properties]
+        if not declared and event.closed:
+            return [
+                f"Hellotext skips every {event.name!r} event: {action} needs {what}, "
+                "which the plan does not declare"
+            ]
+        return [
+            f"Hellotext skips {event.name!r} events without {what}: {action} needs it, "
+            "and the plan does not require it"
+        ]
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.config.credential('API_TOKEN')}"}
@@ -255,8 +306,9 @@ class HellotextAdapter(VendorAdapter):
 
         An explicit ``object`` is a Hellotext object id and explicit
         ``object_parameters`` are sent as given (with our ``source`` unless they
-        name one). For a built-in action, the property named after the action's
-        noun (``cart`` for ``cart.added``; else after our event's noun) is the
+        name one). For a built-in action, the property ``OBJECTS`` names for the
+        event, else the one named after the action's noun (``cart`` for
+        ``cart.added``), else after our event's noun, is the
         object described by our own data: a dict as ``object_parameters``, a
         string or integer as their ``reference``, with the event's ``name``
         property as the object's name (Hellotext needs one to create a product).
@@ -272,7 +324,7 @@ class HellotextAdapter(VendorAdapter):
         action = self.vendor_event_name(event)
         if not self._needs_object(action):
             return {}
-        for noun in dict.fromkeys((action.split(".", 1)[0], event.noun)):
+        for noun in self._object_properties(event.name, action):
             value = metadata.get(noun)
             if isinstance(value, dict):
                 del metadata[noun]
@@ -284,6 +336,13 @@ class HellotextAdapter(VendorAdapter):
                     described["name"] = metadata.pop("name")
                 return {"object_parameters": self._described(described)}
         return {}
+
+    def _object_properties(self, name: str, action: str) -> list[str]:
+        """Where the object of ``name`` is looked for: the property ``OBJECTS`` names, then
+        the action's noun, then our event's."""
+        objects: Mapping[str, str] = self.config.options.get("OBJECTS", {})
+        nouns = (objects.get(name), action.split(".", 1)[0], name.split(".", 1)[0])
+        return [noun for noun in dict.fromkeys(nouns) if noun]
 
     def _described(self, parameters: dict[str, JSONValue]) -> dict[str, JSONValue]:
         """``parameters`` with our ``source``: Hellotext matches objects on ``reference``

@@ -22,6 +22,11 @@ visitor's browser session (the visitor id the other vendors share, but never a
 vendor's profile id), else for a known user a server session derived from the
 user id (:func:`server_session`), which ``identify()`` binds to the user too.
 
+An event's ``vendor_extra["primedata"]`` is read as laid over the body it would have
+alone: ``{"events": [{...}]}`` merges into its own entry, so it can share a request
+with other visitors' events; any other key (``sessionId``, ``sendAt``) is the whole
+request's, so that event goes in a request of its own (:meth:`VendorAdapter.build_request`).
+
 A success answer says how many events PrimeData processed (``processedEvents``).
 Fewer than sent is read like this: none processed fails every event of the
 request (PrimeData keeps no part of it); some processed delivers the request
@@ -49,6 +54,7 @@ from django_eventtrack.core.event import JSONValue, TrackedEvent
 from django_eventtrack.core.settings import parse_names, setting_path
 from django_eventtrack.vendors.base import (
     BrowserId,
+    DeclaredEvent,
     JSONObject,
     Notes,
     Outcome,
@@ -90,10 +96,16 @@ class PrimeDataAdapter(VendorAdapter):
     display_name: ClassVar[str] = "PrimeData"
     credential_settings: ClassVar[tuple[str, ...]] = ("CLIENT_ID", "ACCESS_TOKEN")
     default_api_url: ClassVar[str] = "https://dev.primedata.ai"
+    #: Default ``PURPOSES``: what this vendor's events serve (see the privacy docs).
+    default_purposes: ClassVar[tuple[str, ...]] = ("marketing",)
     path: ClassVar[str] = "/powehi/smile"
     max_batch_size: ClassVar[int] = 500  # PrimeData's documented cap
+    entries_key: ClassVar[str | None] = "events"
     identify_path: ClassVar[str] = "/powehi/context"
     own_settings: ClassVar[Mapping[str, OwnSetting]] = {"EVENT_TYPES": (parse_names, None)}
+    plan_keys: ClassVar[Mapping[str, str]] = {
+        "event_type": "the registered schema alias (EVENT_NAMES; the plan's types are EVENT_TYPES)"
+    }
     browser_ids: ClassVar[tuple[BrowserId, ...]] = (
         BrowserId(
             SESSION_ID,
@@ -117,6 +129,33 @@ class PrimeDataAdapter(VendorAdapter):
             "X-Client-Access-Token": self.config.credential("ACCESS_TOKEN"),
         }
 
+    @classmethod
+    def settings_from_plan(cls, mappings: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+        """``event_type`` is the event's schema alias (``EVENT_NAMES``); once the plan names
+        one, the plan's aliases are the registered ones (``EVENT_TYPES``)."""
+        types = {event: m["event_type"] for event, m in mappings.items() if "event_type" in m}
+        if not types:
+            return {}
+        return {"EVENT_NAMES": types, "EVENT_TYPES": sorted(set(types.values()))}
+
+    def plan_notes(self, event: DeclaredEvent) -> list[str]:
+        """A schema property holds a boolean, number, string or array: objects are sent as
+        JSON strings, nulls dropped."""
+        notes = super().plan_notes(event)
+        objects = [name for name in event.properties if "object" in event.declared_type(name)]
+        nulls = [name for name in event.properties if "null" in event.declared_type(name)]
+        if objects:
+            notes.append(
+                f"PrimeData gets {event.name!r}'s object properties as JSON strings "
+                f"(a schema property cannot hold an object): {named(objects)}"
+            )
+        if nulls:
+            notes.append(
+                f"PrimeData does not get {event.name!r}'s properties when they are null "
+                f"(dropped): {named(nulls)}"
+            )
+        return notes
+
     def name_refusal(self, name: str) -> str | None:
         """With ``EVENT_TYPES`` declared, a type PrimeData has no schema for is refused."""
         registered: frozenset[str] | None = self.config.options.get("EVENT_TYPES")
@@ -131,14 +170,14 @@ class PrimeDataAdapter(VendorAdapter):
             f"{setting_path('VENDORS', self.name, 'EVENT_NAMES')}"
         )
 
-    def body(self, events: Sequence[TrackedEvent], notes: Notes) -> JSONObject:
-        body: JSONObject = {"events": [self._event(event, notes) for event in events]}
-        sessions = {self._session(event) for event in events}
+    def envelope(self, body: JSONObject) -> JSONObject:
+        """The request's ``sessionId`` too, when every event has the same one."""
+        sessions = {entry.get("sessionId") for entry in body["events"]}
         if len(sessions) == 1 and (session := sessions.pop()):
-            body = {"sessionId": session} | body
+            return {"sessionId": session} | body
         return body
 
-    def _event(self, event: TrackedEvent, notes: Notes) -> JSONObject:
+    def entry(self, event: TrackedEvent, notes: Notes) -> JSONObject:
         properties = dict(event.properties)
         source = _fit_entity(event, "source", _pop_entity(properties, "source") or {}, notes)
         target = _fit_entity(

@@ -32,6 +32,7 @@ from django_eventtrack.core.event import Identity
 from django_eventtrack.core.settings import setting_path
 from django_eventtrack.errors import InvalidEvent
 from django_eventtrack.vendors.base import ANONYMOUS_ID, BrowserId
+from django_eventtrack.web import consent
 
 logger = logging.getLogger("django_eventtrack.identity")
 
@@ -131,12 +132,15 @@ def capture(request: HttpRequest, settings: IdentitySettings | None = None) -> I
     """Read the visitor's identity from ``request``, changing nothing.
 
     Fresh values (query string, cookies) win over those remembered in the
-    session. An opted-out visitor gets only the user id and ``opted_out``.
+    session. The consent is the purposes the visitor granted
+    (:mod:`~django_eventtrack.web.consent`); a visitor who granted none opted out and
+    gets only the user id and ``opted_out``.
     """
     config = get_config()
     settings = settings or config.identity
     user_id = user_id_of(request, settings)
-    if not may_track(request, settings):
+    granted = consent.granted(request, settings)
+    if granted == consent.NOTHING:
         return Identity(user_id=user_id, opted_out=True)
     fresh = Identity.from_ids(
         {
@@ -147,7 +151,8 @@ def capture(request: HttpRequest, settings: IdentitySettings | None = None) -> I
     )
     cookie = request.COOKIES.get(settings.ids_cookie)
     from_script = Identity.from_ids(_ids_cookie(cookie, settings.ids_cookie, config.browser_ids))
-    return fresh.merged(from_script).merged(Identity.from_ids(remembered(request)))
+    visitor = fresh.merged(from_script).merged(Identity.from_ids(remembered(request)))
+    return visitor.with_consent(granted)
 
 
 def user_id_of(request: HttpRequest, settings: IdentitySettings | None = None) -> str | None:
@@ -171,12 +176,9 @@ def user_id_of(request: HttpRequest, settings: IdentitySettings | None = None) -
 
 
 def may_track(request: HttpRequest, settings: IdentitySettings | None = None) -> bool:
-    """False when ``CONSENT`` says no, or (with ``RESPECT_GPC``) the browser sends
-    ``Sec-GPC: 1`` or ``DNT: 1``."""
-    settings = settings or get_settings()
-    if settings.respect_gpc and "1" in (request.headers.get("Sec-GPC"), request.headers.get("DNT")):
-        return False
-    return settings.consent is None or bool(settings.consent(request))
+    """False when the visitor granted no purpose at all (``CONSENT``, the consent cookies,
+    or with ``RESPECT_GPC`` a browser sending ``Sec-GPC: 1`` or ``DNT: 1``)."""
+    return consent.granted(request, settings or get_settings()) != consent.NOTHING
 
 
 def remembered(request: HttpRequest) -> dict[str, str]:

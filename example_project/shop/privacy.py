@@ -1,18 +1,33 @@
-"""The shop's tracking consent (``EVENTTRACK["IDENTITY"]["CONSENT"]`` in settings).
+"""The shop's consent banner and its "forget me" (``EVENTTRACK["IDENTITY"]["CONSENT"]``).
 
-Visitors are tracked unless they said no with the footer's button, which sets the
-``shop_tracking`` cookie; a browser sending Global Privacy Control (``Sec-GPC: 1``)
-is never tracked (``RESPECT_GPC``). Either way django-eventtrack issues no cookie,
-renders no snippet and stores their events with every delivery skipped.
+The footer's banner offers two choices, analytics (Hackle, Browsee) and marketing
+(Hellotext, PrimeData), kept in the ``shop_consent`` cookie as the purposes granted,
+comma-separated. Until a visitor answers, this shop tracks them (its own policy; a
+site that must ask first sets ``CONSENT_COOKIE`` instead, whose absence grants
+nothing). A browser sending Global Privacy Control (``Sec-GPC: 1``) is never tracked
+(``RESPECT_GPC``). The library does the rest: an event goes only to the vendors whose
+purposes the visitor granted, the others' deliveries skipped with the reason.
 """
 
 from __future__ import annotations
 
 from django.http import HttpRequest
 
-CONSENT_COOKIE = "shop_tracking"
-DECLINED = "declined"
+CONSENT_COOKIE = "shop_consent"
+PURPOSES = ("analytics", "marketing")
 
 
-def may_track(request: HttpRequest) -> bool:
-    return request.COOKIES.get(CONSENT_COOKIE) != DECLINED
+def consent(request: HttpRequest) -> bool | list[str]:
+    """True until the banner is answered; then the purposes chosen (none: opted out)."""
+    chosen = request.COOKIES.get(CONSENT_COOKIE)
+    if chosen is None:
+        return True
+    return [purpose for purpose in chosen.split(",") if purpose in PURPOSES]
+
+
+def chosen(request: HttpRequest) -> list[str]:
+    """The purposes the banner shows ticked."""
+    answer = consent(request)
+    if answer is True:
+        return list(PURPOSES)
+    return [] if answer is False else list(answer)

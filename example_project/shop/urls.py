@@ -16,6 +16,8 @@ urlpatterns = [
     path("sign-out/", views.sign_out, name="sign_out"),
     path("sign-up/", views.sign_up, name="sign_up"),
     path("privacy/", views.privacy, name="privacy"),
+    path("account/", views.account, name="account"),
+    path("account/forget-me/", views.forget_me, name="forget_me"),
     # Browsers ask for /favicon.ico on pages that name no icon (the admin's).
     path("favicon.ico", RedirectView.as_view(url=static("shop/favicon.svg"), permanent=True)),
 ]

@@ -1,5 +1,7 @@
-"""The shop's pages. Tracking is one ``track()`` call where a view knows something happened;
-orders are tracked by the MODEL_EVENTS hooks in settings, not here."""
+"""The shop's pages. Tracking is one call where a view knows something happened, through
+``shop.events``, the typed functions generated from the tracking plan (a misspelt event
+or property fails in mypy, not in production); orders are tracked by the MODEL_EVENTS
+hooks in settings, not here."""
 
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from django_eventtrack import track
+from django_eventtrack import forget, grant_consent, withdraw_consent
 from django_eventtrack.web import identity
 from django_eventtrack.web.identity import snapshot
+from shop import events
 from shop.models import Order, Product
-from shop.privacy import CONSENT_COOKIE, DECLINED
+from shop.privacy import CONSENT_COOKIE, PURPOSES
 from shop.tracking import SOURCE, product_properties
 
 
@@ -65,14 +68,53 @@ def sign_up(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def privacy(request: HttpRequest) -> HttpResponse:
-    """The footer's "Do not track me" (which also expires the anonymous id cookie: no
-    id is kept for someone who said no) and "Allow tracking" (see ``shop.privacy``)."""
+    """The banner's choices: the purposes ticked are kept in the ``shop_consent`` cookie.
+
+    What the visitor refuses is withdrawn for them too (``withdraw_consent``): their
+    events still waiting for those vendors are skipped, and so are their later ones
+    from any browser they sign in on; what they accept lifts an earlier withdrawal.
+    Refusing everything also expires the anonymous id cookie: no id is kept for
+    someone who said no.
+    """
+    granted = [purpose for purpose in PURPOSES if purpose in request.POST.getlist("purpose")]
+    refused = [purpose for purpose in PURPOSES if purpose not in granted]
+    if known_visitor(request):
+        if refused:
+            withdraw_consent(refused, request=request)
+        if granted:
+            grant_consent(granted, request=request)
     response = redirect(request.POST.get("next") or "product_list")
-    if request.POST.get("tracking") == "allow":
-        response.delete_cookie(CONSENT_COOKIE)
-    else:
-        response.set_cookie(CONSENT_COOKIE, DECLINED, max_age=365 * 24 * 3600, samesite="Lax")
+    response.set_cookie(CONSENT_COOKIE, ",".join(granted), max_age=365 * 24 * 3600, samesite="Lax")
+    if not granted:
         response.delete_cookie(identity.get_settings().anonymous_cookie)
+    return response
+
+
+def known_visitor(request: HttpRequest) -> bool:
+    """Whether the request names the visitor (a user, an anonymous id...)."""
+    return bool(identity.from_request(request).ids)
+
+
+def account(request: HttpRequest) -> HttpResponse:
+    """The signed-in customer's page, with "Forget me"."""
+    if not request.user.is_authenticated:
+        return redirect("product_list")
+    return render(request, "shop/account.html")
+
+
+@require_POST
+def forget_me(request: HttpRequest) -> HttpResponse:
+    """Erase what was tracked about the customer and track them no more
+    (``forget()``: their waiting events are not sent, their stored ones scrubbed; the
+    erasure request's tasks in the admin say what to delete at each vendor), then
+    sign them out as :func:`sign_out` does."""
+    if not request.user.is_authenticated:
+        return redirect("product_list")
+    anonymous_id = identity.from_request(request).anonymous_id
+    forget(user_id=request.user.pk, anonymous_id=anonymous_id, source="shop account page")
+    logout(request)
+    response = render(request, "shop/forgotten.html")
+    response.delete_cookie(identity.get_settings().anonymous_cookie)
     return response
 
 
@@ -82,7 +124,7 @@ def product_list(request: HttpRequest) -> HttpResponse:
 
 def product_detail(request: HttpRequest, sku: str) -> HttpResponse:
     product = get_object_or_404(Product, sku=sku)
-    track("product.viewed", {"product": product_properties(request, product)}, request=request)
+    events.product_viewed(product=product_properties(request, product), request=request)
     return render(request, "shop/product_detail.html", {"product": product})
 
 
@@ -95,13 +137,10 @@ def add_to_cart(request: HttpRequest, sku: str) -> HttpResponse:
     # The cart is Hellotext's object of cart.added: the same reference for the whole visit.
     cart_reference = request.session.setdefault("cart_reference", secrets.token_hex(8))
     items = [{"product": item_sku, "quantity": quantity} for item_sku, quantity in cart.items()]
-    track(
-        "cart.added",
-        {
-            "cart": {"reference": cart_reference, "source": SOURCE, "items": items},
-            "amount": product.price,
-            "currency": "USD",
-        },
+    events.cart_added(
+        cart={"reference": cart_reference, "source": SOURCE, "items": items},
+        amount=product.price,
+        currency="USD",
         request=request,
     )
     return redirect("cart")

@@ -44,14 +44,37 @@ def _postgres(result: Mapping[str, Any]) -> bool:
 def _request_path(result: Mapping[str, Any]) -> list[Row]:
     rows = []
     for mode, figures in result["modes"].items():
-        session, user_id, orm = (figures["variants"][name] for name in MAIN_VARIANTS)
+        session, user_id, orm, planned, unchecked = (
+            figures["variants"][name] for name in MAIN_VARIANTS
+        )
         committing = mode == "each call committing"
         # A transaction's own commit is not timed: on SQLite that leaves the Python work;
         # on PostgreSQL each statement is a round trip, so one statement is the goal.
         limit = 1.5 if committing or _postgres(result) else 2.0
         against_orm = figures["ratio_vs_orm_insert_p50"]
         lookup = figures["ratio_user_id_only_vs_session_p50"]
+        with_plan = figures["ratio_plan_vs_no_plan_p50"]
+        checked = figures["ratio_privacy_check_vs_none_p50"]
         rows += [
+            Row(
+                f"track() with its privacy check (1,000 others forgotten) vs without, {mode}, "
+                "µs p50 / p99",
+                f"{_n(session['p50'])} / {_n(session['p99'])}",
+                f"{_n(unchecked['p50'])} / {_n(unchecked['p99'])}",
+                _x(checked),
+                "<= 1.1x",
+                _met(checked <= 1.1),
+                issue=True,
+            ),
+            Row(
+                f"track() with a 50-event tracking plan vs without, {mode}, µs p50 / p99",
+                f"{_n(planned['p50'])} / {_n(planned['p99'])}",
+                f"{_n(session['p50'])} / {_n(session['p99'])}",
+                _x(with_plan),
+                "<= 1.15x" if committing else "",
+                _met(with_plan <= 1.15) if committing else "",
+                issue=committing,
+            ),
             Row(
                 f"track() (4 vendors, user id + session) vs plain ORM insert, {mode}, µs p50 / p99",
                 f"{_n(session['p50'])} / {_n(session['p99'])}",

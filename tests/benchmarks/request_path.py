@@ -12,6 +12,10 @@ way, and, inside a transaction, (b) segment-analytics-python's ``track()``, an
 in-memory queue with no durability, its consumer thread posting to a local
 sink (never the internet).
 
+The same call with a tracking plan of 50 events in force (``EVENTTRACK["PLAN"]``,
+``tests.benchmarks.plan_fixture``), against the call without one: what checking
+an event against the plan costs ``track()``.
+
 Four vendors are configured and ``DELIVERY="worker"``: the web process only
 writes rows, which is exactly what the request path pays with any backend
 (the ``thread`` backend adds one ``Event.set()`` after commit). The variants
@@ -21,12 +25,14 @@ run interleaved in rounds, so drift on a noisy machine hits them alike.
 from __future__ import annotations
 
 import http.server
+import json
 import os
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from tests.benchmarks.common import (
@@ -39,6 +45,7 @@ from tests.benchmarks.common import (
     setup_django,
     write_result,
 )
+from tests.benchmarks.plan_fixture import EVENT, plan_data
 
 PROPERTIES = {"product": "SKU-1042", "amount": 19.99, "currency": "USD", "quantity": 2}
 USER_ID = "1042"
@@ -47,8 +54,12 @@ SESSION_VARIANT = "track(), user id + session (4 vendors)"
 USER_ID_VARIANT = "track(), user id only: remembered-profile lookup (4 vendors)"
 ORM_VARIANT = "plain ORM insert (1 row)"
 SEGMENT_VARIANT = "segment analytics.track()"
+PLAN_VARIANT = "track(), user id + session, with a 50-event tracking plan (4 vendors)"
+UNCHECKED_VARIANT = "track(), user id + session, its privacy check left out (4 vendors)"
 #: The variants measured both ways; segment's (no database) only inside a transaction.
-MAIN_VARIANTS = (SESSION_VARIANT, USER_ID_VARIANT, ORM_VARIANT)
+MAIN_VARIANTS = (SESSION_VARIANT, USER_ID_VARIANT, ORM_VARIANT, PLAN_VARIANT, UNCHECKED_VARIANT)
+#: Other people's privacy state while timing: 1,000 forgotten ids.
+FORGOTTEN_OTHERS = 1000
 
 
 class _Sink(http.server.BaseHTTPRequestHandler):
@@ -114,7 +125,7 @@ def variants(segment_host: str) -> dict[str, Callable[[int], object]]:
     )
 
     def with_session(n: int) -> object:
-        return track("product.purchased", {**PROPERTIES, "n": n}, user_id=USER_ID, session=SESSION)
+        return track(EVENT, {**PROPERTIES, "n": n}, user_id=USER_ID, session=SESSION)
 
     def user_id_only(n: int) -> object:
         return track("product.purchased", {**PROPERTIES, "n": n}, user_id=USER_ID)
@@ -138,16 +149,67 @@ def variants(segment_host: str) -> dict[str, Callable[[int], object]]:
         USER_ID_VARIANT: user_id_only,
         ORM_VARIANT: orm_insert,
         SEGMENT_VARIANT: segment,
+        PLAN_VARIANT: with_session,  # the same call, run with the plan in force
+        UNCHECKED_VARIANT: with_session,  # the same call, without the privacy check
     }
 
 
+def privacy_check_left_out() -> AbstractContextManager[object]:
+    """``track()`` as before its privacy check: no ids to check, so the plain INSERT."""
+    from unittest import mock
+
+    from django_eventtrack.core import subject_keys
+
+    return mock.patch.object(subject_keys, "digests", return_value=[])
+
+
+def forget_others() -> None:
+    """Other people forgotten, so ``track()``'s check probes a table that is not empty."""
+    from django_eventtrack.core import subject_keys
+    from django_eventtrack.models import PrivacySubject
+
+    PrivacySubject.objects.bulk_create(
+        PrivacySubject(digest=subject_keys.digest("user_id", f"gone-{n}"), id_key="user_id")
+        for n in range(FORGOTTEN_OTHERS)
+    )
+
+
+def write_plan(directory: str) -> str:
+    """The 50-event plan as a JSON file; its path."""
+    path = os.path.join(directory, "plan.json")
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(plan_data(), file)
+    return path
+
+
+@contextmanager
+def plan_in_force(path: str) -> Iterator[None]:
+    """``EVENTTRACK["PLAN"]`` set for the block; the configuration (the compiled plan
+    included) is built before the block's calls are timed."""
+    from django.test.utils import override_settings
+
+    from django_eventtrack.conf import get_config
+
+    with override_settings(EVENTTRACK={"PLAN": path, "PLAN_MODE": "raise"}):
+        assert get_config().plan is not None
+        yield
+    get_config()
+
+
 def measure(
-    calls: dict[str, Callable[[int], object]], rounds: int, per_round: int, *, atomic: bool
+    calls: dict[str, Callable[[int], object]],
+    rounds: int,
+    per_round: int,
+    *,
+    atomic: bool,
+    contexts: Mapping[str, Callable[[], AbstractContextManager[object]]] | None = None,
 ) -> dict[str, list[float]]:
     """Microseconds per call, call by call, ``per_round`` calls per variant and round: in one
-    transaction per variant and round (``atomic``), else each call committing by itself."""
+    transaction per variant and round (``atomic``), else each call committing by itself;
+    a variant named in ``contexts`` runs its round inside that context."""
     from django.db import transaction
 
+    contexts = contexts or {}
     samples: dict[str, list[float]] = {name: [] for name in calls}
     n = 0
     for round_number in range(rounds):
@@ -155,7 +217,10 @@ def measure(
         if round_number % 2:
             order.reverse()
         for name, call in order:
-            with transaction.atomic() if atomic else nullcontext():
+            with (
+                contexts.get(name, nullcontext)(),
+                transaction.atomic() if atomic else nullcontext(),
+            ):
                 for _ in range(per_round):
                     started = time.perf_counter_ns()
                     call(n)
@@ -167,13 +232,15 @@ def measure(
 def compare(samples: dict[str, list[float]]) -> dict[str, Any]:
     """Each variant's distribution, and the ratios the targets are about (p50)."""
     results = {name: distribution(values) for name, values in samples.items()}
-    session, user_id, orm = (results[name] for name in MAIN_VARIANTS)
+    session, user_id, orm, planned, unchecked = (results[name] for name in MAIN_VARIANTS)
     return {
         "calls_per_variant": len(samples[ORM_VARIANT]),
         "variants": results,
         "ratio_vs_orm_insert_p50": ratio(session["p50"], orm["p50"]),
         "ratio_vs_orm_insert_p99": ratio(session["p99"], orm["p99"]),
         "ratio_user_id_only_vs_session_p50": ratio(user_id["p50"], session["p50"]),
+        "ratio_plan_vs_no_plan_p50": ratio(planned["p50"], session["p50"]),
+        "ratio_privacy_check_vs_none_p50": ratio(session["p50"], unchecked["p50"]),
     }
 
 
@@ -182,14 +249,24 @@ def main() -> None:
     configure_vendors()
     setup_django()
     remember_profile()
+    forget_others()
     in_transaction = (4, 25) if args.quick else (60, 50)
     committing = (2, 10) if args.quick else (20, 25)
-    with segment_sink() as host:
+    with segment_sink() as host, tempfile.TemporaryDirectory() as scratch:
         calls = variants(host)
         main_calls = {name: calls[name] for name in MAIN_VARIANTS}
-        measure(calls, 2, 20, atomic=True)  # warm up: imports, prepared statements, caches
-        samples = profiled(args.profile, lambda: measure(calls, *in_transaction, atomic=True))
-        committed = measure(main_calls, *committing, atomic=False)
+        path = write_plan(scratch)
+        contexts = {
+            PLAN_VARIANT: lambda: plan_in_force(path),
+            UNCHECKED_VARIANT: privacy_check_left_out,
+        }
+        # Warm up: imports, prepared statements, caches.
+        measure(calls, 2, 20, atomic=True, contexts=contexts)
+        samples = profiled(
+            args.profile,
+            lambda: measure(calls, *in_transaction, atomic=True, contexts=contexts),
+        )
+        committed = measure(main_calls, *committing, atomic=False, contexts=contexts)
     modes = {"in one transaction": compare(samples), "each call committing": compare(committed)}
     segment = modes["in one transaction"]["variants"][SEGMENT_VARIANT]
     session = modes["in one transaction"]["variants"][SESSION_VARIANT]

@@ -4,6 +4,7 @@ backend's bounded shutdown, and a forked child that sends with a thread of its o
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import threading
 import time
@@ -13,12 +14,12 @@ from typing import Any
 
 import pytest
 from django.core import signals as django_signals
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 from pytest_django import Settings
 
 from django_eventtrack import track
-from django_eventtrack.delivery import backends, flow, http, sender
+from django_eventtrack.delivery import backends, flow, held_claims, http, sender
 from django_eventtrack.delivery.sender import DrainStats
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
@@ -190,6 +191,38 @@ def test_thread_backend_close_waits_for_an_answer_at_most_the_vendor_s_timeouts(
     assert [(attempts, token) for attempts, _, token in rows] == [(0, None), (0, None), (1, None)]
     assert rows[-1][1].startswith("read timeout")
     sandbox.wait_for(1, vendor="hackle")
+
+
+def test_leases_that_cannot_be_ended_are_logged_with_the_databases_words_and_no_secret(
+    settings: Settings,
+    sandbox: Sandbox,
+    request_started: threading.Event,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A sender still busy when close() stops waiting (made so here: no time for the
+    answer in flight) has its claims let go of from close(); the database refuses."""
+    use(settings, sandbox, "thread", SHUTDOWN_TIMEOUT=0.3, CONCURRENCY=1)
+    sandbox.inject("hackle", delay=1.5)
+    key = sandbox.vendor_settings()["hackle"]["API_KEY"]
+
+    def deadlocked(stop: threading.Event) -> int:
+        raise OperationalError(f"deadlock detected\nDETAIL: waiting on key={key}")
+
+    track("order.placed", {"n": 1, "order": "O1"}, session="S1", vendors=["hackle"])
+    assert request_started.wait(5), "the sender thread never started a request"
+    backend = backends.get_backend()
+
+    with monkeypatch.context() as patch, caplog.at_level(logging.WARNING, "django_eventtrack"):
+        patch.setattr(held_claims, "surrender", deadlocked)
+        patch.setattr(sender, "answer_wait", lambda config=None: 0.0)
+        backend.close()
+
+    assert (
+        "could not end the leases of this process's sender (OperationalError: deadlock "
+        "detected DETAIL: waiting on key=********)" in caplog.text
+    )
+    assert key not in caplog.text
 
 
 class QuietParent:

@@ -9,7 +9,7 @@ the traits.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from django_eventtrack.core.event import Identity, TrackedEvent
@@ -43,6 +43,7 @@ class AcmeAdapter(VendorAdapter):
     path: ClassVar[str] = "/v1/events"
     identify_path: ClassVar[str] = "/v1/users"
     max_batch_size: ClassVar[int] = 50
+    entries_key: ClassVar[str | None] = "events"
     own_settings: ClassVar[Mapping[str, OwnSetting]] = {"CHANNEL": (parse_channel, "web")}
     browser_ids: ClassVar[tuple[BrowserId, ...]] = (
         BrowserId(
@@ -63,13 +64,10 @@ class AcmeAdapter(VendorAdapter):
             return None
         return "Acme needs a user id or a visitor id"
 
-    def body(self, events: Sequence[TrackedEvent], notes: Notes) -> JSONObject:
-        return {
-            "channel": self.config.options["CHANNEL"],
-            "events": [self._event(event) for event in events],
-        }
+    def envelope(self, body: JSONObject) -> JSONObject:
+        return {"channel": self.config.options["CHANNEL"]} | body
 
-    def _event(self, event: TrackedEvent) -> JSONObject:
+    def entry(self, event: TrackedEvent, notes: Notes) -> JSONObject:
         sent: JSONObject = {"type": self.vendor_event_name(event)}
         sent |= self._who(event.identity)
         return sent | {"properties": dict(event.properties), "at": iso_utc(event.timestamp)}

@@ -443,3 +443,15 @@ def track_scenario(processes: Processes) -> float:
     started = time.monotonic()
     processes.run("-m", "tests.integration.track", "scenario")
     return time.monotonic() - started
+
+
+@pytest.fixture
+def on_postgres(
+    postgres: PostgresDatabase, sandbox: Sandbox, tmp_path: Path
+) -> Iterator[Processes]:
+    """The processes of one test, on a fresh PostgreSQL database and the sandbox."""
+    group = Processes(postgres, sandbox, tmp_path)
+    try:
+        yield group
+    finally:
+        group.kill_all()

@@ -329,3 +329,83 @@ def test_two_shoppers_one_browser_and_the_dashboard(
     admin.close()
 
     assert problems.seen == [], "\n".join(problems.seen) + "\n" + shop.log.read_text()
+
+
+def test_the_consent_banner_and_forget_me(browser: Browser, shop: Shop, sandbox: Sandbox) -> None:
+    """A visitor who accepts analytics and refuses marketing reaches the analytics vendors
+    only; "Forget me" on the account page erases them and nothing is tracked after."""
+    problems = Problems()
+    context = browser.new_context(base_url=shop.url, viewport=LAPTOP)
+    page = problems.watch(context.new_page())
+    page.goto("/")
+    banner = page.locator("#consent-banner")
+    banner.get_by_label("marketing").uncheck()
+    banner.get_by_role("button", name="Save my choices").click()
+    page.wait_for_load_state()
+    assert page.locator("#consent-banner").get_by_label("analytics").is_checked()
+    assert not page.locator("#consent-banner").get_by_label("marketing").is_checked()
+
+    page.get_by_role("link", name="sign up").click()
+    form = page.locator("main form")
+    form.get_by_label("Username").fill("lin")
+    form.get_by_label("Email").fill("lin@example.com")
+    form.get_by_label("Password:", exact=True).fill(NEWCOMER_PASSWORD)
+    form.get_by_label("Password confirmation").fill(NEWCOMER_PASSWORD)
+    form.get_by_role("button", name="Create my account").click()
+    page.get_by_text("Signed in as lin").wait_for()
+    buy(page, "Stoneware mug")
+    ((lin,),) = shop.query("SELECT id FROM auth_user WHERE username = 'lin'")
+    settled = "SELECT COUNT(*) FROM eventtrack_delivery WHERE status = 'pending'"
+    wait_until(lambda: shop.query(settled) == [(0,)], timeout=30, what="every delivery sent")
+
+    rows = shop.query(
+        "SELECT d.vendor, d.status, d.last_error FROM eventtrack_delivery d "
+        "JOIN eventtrack_event e ON d.event_id = e.id "
+        "WHERE json_extract(e.identity, '$.user_id') = ? AND e.name = ?",
+        str(lin),
+        "order.placed",
+    )
+    outcome = {vendor: (status, reason) for vendor, status, reason in rows}
+    for vendor in ("hackle", "browsee"):
+        assert outcome[vendor] == ("delivered", ""), outcome
+    for vendor in ("hellotext", "primedata"):
+        assert outcome[vendor] == ("skipped", "no consent for marketing"), outcome
+    lin_ids = {str(lin)}
+    for vendor in ("hellotext", "primedata"):
+        assert not [p for p in sandbox.events(vendor) if strings(p) & lin_ids], vendor
+    assert [p for p in sandbox.events("hackle") if strings(p) & lin_ids]
+
+    # "Forget me" on the account page.
+    page.get_by_role("link", name="lin").click()
+    page.get_by_role("button", name="Forget me").click()
+    page.get_by_role("heading", name="We have forgotten you").wait_for()
+    assert shop.query(
+        "SELECT COUNT(*) FROM eventtrack_event WHERE json_extract(identity, '$.user_id') = ?",
+        str(lin),
+    ) == [(0,)]
+    assert (
+        shop.query(
+            "SELECT COUNT(*) FROM eventtrack_event "
+            "WHERE scrubbed_at IS NOT NULL AND identity = '{}'"
+        )[0][0]
+        >= 2
+    )
+    ((tasks,),) = shop.query("SELECT COUNT(*) FROM eventtrack_erasure_task WHERE status = 'todo'")
+    assert tasks == len(VENDORS)
+
+    # Signed in again, a purchase is stored and sent nowhere.
+    received = len(sandbox.requests())
+    page.get_by_label("username").fill("lin")
+    page.get_by_label("password").fill(NEWCOMER_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("Signed in as lin").wait_for()
+    buy(page, "Organic cotton tee")
+    assert shop.query(
+        "SELECT COUNT(*) FROM eventtrack_event WHERE json_extract(identity, '$.user_id') = ?",
+        str(lin),
+    ) == [(0,)]
+    assert not [
+        r for r in sandbox.requests()[received:] if str(lin) in r.raw or "lin@example" in r.raw
+    ]
+    context.close()
+    assert not problems.seen, problems.seen

@@ -4,9 +4,8 @@ no miss, checked against what the vendor sandbox recorded."""
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -123,17 +122,6 @@ print(sorted(Delivery.objects.values_list("status", flat=True)))
 """
 
 
-@pytest.fixture
-def on_postgres(
-    postgres: PostgresDatabase, sandbox: Sandbox, tmp_path: Path
-) -> Iterator[Processes]:
-    group = Processes(postgres, sandbox, tmp_path)
-    try:
-        yield group
-    finally:
-        group.kill_all()
-
-
 def worker_delivered(output: str) -> int:
     """What a worker's "worker stopped" line says it delivered."""
     line = next(line for line in output.splitlines() if "worker stopped" in line)
@@ -206,3 +194,45 @@ def test_four_workers_deliver_5000_deliveries_exactly_once(
         f"postgres: {EVENTS} events x {len(VENDORS)} vendors = {DELIVERIES} deliveries by 4 "
         f"workers {shares}, 0 duplicates, 0 missing, {elapsed:.1f}s from first commit"
     )
+
+
+#: Run with DELIVERY="worker": forget one user and withdraw another's marketing consent with
+#: events waiting, then drain; print what became of each.
+PRIVACY_SQL = """
+import json, django
+django.setup()
+from django_eventtrack import forget, track, withdraw_consent
+from django_eventtrack.delivery import sender
+from django_eventtrack.models import Delivery, Event
+forgotten = track("order.placed", {"n": 0, "order": "O0"}, user_id="U-f", session="S0")
+withdrew = track("order.placed", {"n": 1, "order": "O1"}, user_id="U-w", session="S1")
+forget(user_id="U-f")
+withdraw_consent(["marketing"], user_id="U-w")
+later = track("order.placed", {"n": 2, "order": "O2"}, user_id="U-f", session="S2")
+sender.drain()
+def outcome(event):
+    rows = Delivery.objects.filter(event_id=event.id).values_list("vendor", "status", "last_error")
+    return {vendor: [status, reason] for vendor, status, reason in rows}
+print(json.dumps({
+    "later": later is None,
+    "forgotten": outcome(forgotten),
+    "scrubbed": Event.objects.filter(pk=forgotten.id, properties={}, identity={}).exists(),
+    "withdrew": outcome(withdrew),
+}))
+"""
+
+
+@pytest.mark.integration
+def test_forget_and_withdraw_on_postgresql(on_postgres: Processes, sandbox: Sandbox) -> None:
+    """track()'s check in its INSERT, the erasure's and the withdrawal's writes on PostgreSQL."""
+    output = on_postgres.run("-c", PRIVACY_SQL, EVENTTRACK_DELIVERY="worker")
+    report = json.loads(output.strip().splitlines()[-1])
+    assert report["later"] is True
+    assert report["scrubbed"] is True
+    assert {status for status, _ in report["forgotten"].values()} == {"skipped"}
+    assert {reason for _, reason in report["forgotten"].values()} == {"erased"}
+    assert report["withdrew"]["hackle"] == ["delivered", ""]
+    assert report["withdrew"]["browsee"] == ["delivered", ""]
+    assert report["withdrew"]["hellotext"] == ["skipped", "consent withdrawn for marketing"]
+    assert report["withdrew"]["primedata"] == ["skipped", "consent withdrawn for marketing"]
+    assert not [r for r in sandbox.requests() if "U-f" in r.raw]

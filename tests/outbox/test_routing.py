@@ -45,3 +45,16 @@ def test_events_filter_and_explicit_vendors(settings: Settings, sandbox: Sandbox
     ]
     with pytest.raises(ConfigurationError, match="unknown vendor segment"):
         track("product.purchased", profile="P1", vendors=["segment"])
+
+
+@pytest.mark.django_db
+def test_one_vendor_named_as_a_string_is_that_vendor(worker_mode: Sandbox) -> None:
+    only = track("product.purchased", profile="P1", vendors="hackle")
+    assert only is not None
+    fanout.write_now([only.id])
+    assert list(Delivery.objects.values_list("vendor", flat=True)) == ["hackle"]
+    with pytest.raises(ConfigurationError) as caught:
+        track("product.purchased", profile="P1", vendors="hackel")
+    assert str(caught.value).startswith(
+        "unknown vendor hackel; the vendors are acme, browsee, hackle, hellotext, primedata"
+    )

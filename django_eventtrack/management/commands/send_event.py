@@ -73,6 +73,7 @@ class Command(BaseCommand):
                 ),
                 timestamp=commandline.parse_timestamp(options["timestamp"]),
             )
+            commandline.check_plan(event)
             if options["dry_run"]:
                 for target, request in routing.render_requests(event, options["vendors"]):
                     self.stdout.write(commandline.format_request(target, request))

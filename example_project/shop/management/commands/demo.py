@@ -7,7 +7,9 @@ variables a deployment uses. Then a visitor lands from a Hellotext short link
 identifies them to every vendor: a Hellotext profile is created and the session
 attached to it), adds the product to the cart and checks out; later, outside
 any request, an admin ships the order, and that event carries the customer's
-Hellotext profile. Everything goes through the real middleware, ``track()``,
+Hellotext profile. Everything goes through the real middleware, ``track()``
+(through ``shop.events``, generated from the shop's tracking plan, which checks
+every event: the demo runs under ``DEBUG``, where a violation raises),
 ``identify()``, the model hooks, the outbox and the default ``thread``
 backend; the report shows what each vendor received and answered.
 """
@@ -19,6 +21,7 @@ import os
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from django.core.management import call_command
@@ -27,15 +30,13 @@ from django.test import Client
 from django.utils import timezone
 
 from django_eventtrack import conf
-from django_eventtrack.models import Delivery
+from django_eventtrack.models import Delivery, Event
 from django_eventtrack.monitoring.status import summary
 from django_eventtrack.sandbox import RecordedRequest, Sandbox
 from shop.models import Order
 from shop.seed import CUSTOMER, PASSWORD, seed
 
 VENDOR_ORDER = ["hellotext", "hackle", "browsee", "primedata"]
-#: The PrimeData event schemas the shop registered.
-EVENT_TYPES = ["product.viewed", "cart.added", "order.placed", "order.shipped"]
 
 
 class Command(BaseCommand):
@@ -47,12 +48,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         # The sandbox's PrimeData knows the shop's event schemas, as a real data source
-        # would, and the library is told which they are (EVENT_TYPES): it skips any other.
+        # would; the library knows them from the tracking plan (its PrimeData event types
+        # are EVENT_TYPES): it skips any other.
+        event_types = sorted(conf.get_config().vendors["primedata"].options["EVENT_TYPES"])
         with Sandbox(
-            port=options["port"], options={"primedata": {"aliases": EVENT_TYPES}}
+            port=options["port"], options={"primedata": {"aliases": event_types}}
         ) as sandbox:
             os.environ.update(sandbox.env())
-            os.environ["EVENTTRACK_PRIMEDATA_EVENT_TYPES"] = ",".join(EVENT_TYPES)
             conf.reload()
             call_command("migrate", verbosity=0)
             seed()
@@ -119,6 +121,13 @@ class Command(BaseCommand):
             status: this_run.filter(status=status).count() for status in Delivery.Status.values
         }
         self.say(f"\nOutbox, this run: {statuses}")
+        plan = conf.get_config().plan
+        if plan is not None:
+            broke = Event.objects.filter(created_at__gte=started, violations__isnull=False)
+            self.say(
+                f"Tracking plan {Path(plan.plan.source).name}: {len(plan.plan)} events declared; "
+                f"{broke.count()} tracked this run broke it."
+            )
 
     def say(self, text: str) -> None:
         self.stdout.write(text)
