@@ -39,13 +39,13 @@ def test_release_makes_deliveries_due_again(worker_mode: Sandbox) -> None:
 def test_a_claim_reads_at_most_max_bytes_of_events_and_at_least_one(
     worker_mode: Sandbox,
 ) -> None:
-    """Events of about 100 kB: a claim bounded at 250 kB takes two of them (each read
+    """Events of about 40 kB: a claim bounded at 100 kB takes two of them (each read
     once for both its vendors), one bounded below a single event still takes one."""
     for n in range(5):
-        text = {"a": "x" * 50_000, "b": "y" * 50_000}
+        text = {"a": "x" * 20_000, "b": "y" * 20_000}
         track("a.b", {"n": n, **text}, user_id=1, vendors=["hackle", "browsee"])
     lease = timedelta(seconds=60)
-    claim = leases.claim_due({"hackle": 10, "browsee": 10}, lease, max_bytes=250_000)
+    claim = leases.claim_due({"hackle": 10, "browsee": 10}, lease, max_bytes=100_000)
     assert sorted(d.vendor for d in claim.deliveries) == ["browsee", "browsee", "hackle", "hackle"]
     assert len({d.event_id for d in claim.deliveries}) == 2
     assert claim.cut_short  # more are due: a sender must not take the claim for its last
