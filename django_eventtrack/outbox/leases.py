@@ -74,17 +74,17 @@ class _StoredBytes(Func):
     def as_postgresql(
         self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
     ) -> tuple[str, tuple[str | int, ...]]:
-        sql, params = self.as_sql(
-            compiler, connection, template="OCTET_LENGTH((%(expressions)s)::text)"
-        )
-        return sql, tuple(params)
+        return self._as(compiler, connection, "OCTET_LENGTH((%(expressions)s)::text)")
 
     def as_sqlite(
         self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
     ) -> tuple[str, tuple[str | int, ...]]:
-        sql, params = self.as_sql(
-            compiler, connection, template="LENGTH(CAST(%(expressions)s AS BLOB))"
-        )
+        return self._as(compiler, connection, "LENGTH(CAST(%(expressions)s AS BLOB))")
+
+    def _as(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, template: str
+    ) -> tuple[str, tuple[str | int, ...]]:
+        sql, params = self.as_sql(compiler, connection, template=template)
         return sql, tuple(params)
 
 

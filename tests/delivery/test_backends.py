@@ -29,6 +29,7 @@ from tests.processes.helpers import (
     received,
     routed_after_the_first_query,
     run_in_child,
+    track_many,
     wait_until,
 )
 
@@ -126,6 +127,16 @@ def request_started(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     return started
 
 
+def one_in_flight_two_waiting(request_started: threading.Event) -> backends.ThreadBackend:
+    """Three events for Hackle, one transaction: the thread backend, once its first
+    request has started (with ``CONCURRENCY`` 1, the other two wait behind it)."""
+    track_many(3, vendors=["hackle"])
+    assert request_started.wait(5), "the sender thread never started a request"
+    backend = backends.get_backend()
+    assert isinstance(backend, backends.ThreadBackend)
+    return backend
+
+
 def test_thread_backend_close_sends_nothing_new_after_shutdown_timeout_and_records_answers(
     settings: Settings, sandbox: Sandbox, request_started: threading.Event
 ) -> None:
@@ -135,12 +146,7 @@ def test_thread_backend_close_sends_nothing_new_after_shutdown_timeout_and_recor
     nothing a vendor has is sent again (the answer was thrown away before)."""
     use(settings, sandbox, "thread", SHUTDOWN_TIMEOUT=0.3, CONCURRENCY=1)
     sandbox.inject("hackle", delay=1.5)
-    with transaction.atomic():
-        for n in range(3):
-            track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}", vendors=["hackle"])
-    assert request_started.wait(5), "the sender thread never started a request"
-    backend = backends.get_backend()
-    assert isinstance(backend, backends.ThreadBackend)
+    backend = one_in_flight_two_waiting(request_started)
 
     started = time.monotonic()
     backend.close()
@@ -175,18 +181,14 @@ def test_thread_backend_close_waits_for_an_answer_at_most_the_vendor_s_timeouts(
         "CONCURRENCY": 1,
     }
     sandbox.inject("hackle", delay=5)
-    with transaction.atomic():
-        for n in range(3):
-            track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}", vendors=["hackle"])
-    assert request_started.wait(5), "the sender thread never started a request"
-    backend = backends.get_backend()
+    backend = one_in_flight_two_waiting(request_started)
 
     started = time.monotonic()
     backend.close()
     elapsed = time.monotonic() - started
 
     assert elapsed < 0.2 + 0.5 + 1.5, elapsed  # the deadline, then the read timeout
-    assert not getattr(backend, "running", True)
+    assert not backend.running
     rows = sorted(Delivery.objects.values_list("attempts", "last_error", "claim_token"))
     assert [(attempts, token) for attempts, _, token in rows] == [(0, None), (0, None), (1, None)]
     assert rows[-1][1].startswith("read timeout")
