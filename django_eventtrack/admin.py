@@ -47,6 +47,7 @@ from django_eventtrack.models import (
     ErasureTask,
     Event,
     PrivacySubject,
+    VendorDroppedName,
     VendorPause,
     VendorProfile,
     VendorSession,
@@ -64,11 +65,12 @@ if TYPE_CHECKING:  # django-stubs makes these generic; Django itself does not
     PrivacySubjectAdminBase = admin.ModelAdmin[PrivacySubject]
     ErasureRequestAdminBase = admin.ModelAdmin[ErasureRequest]
     ErasureTaskAdminBase = admin.ModelAdmin[ErasureTask]
+    VendorDroppedNameAdminBase = admin.ModelAdmin[VendorDroppedName]
     DeliveryInlineBase = admin.TabularInline[Delivery, Event]
     ErasureTaskInlineBase = admin.TabularInline[ErasureTask, ErasureRequest]
 else:
     EventAdminBase = DeliveryAdminBase = VendorProfileAdminBase = admin.ModelAdmin
-    VendorSessionAdminBase = VendorPauseAdminBase = admin.ModelAdmin
+    VendorSessionAdminBase = VendorPauseAdminBase = VendorDroppedNameAdminBase = admin.ModelAdmin
     PrivacySubjectAdminBase = ErasureRequestAdminBase = ErasureTaskAdminBase = admin.ModelAdmin
     DeliveryInlineBase = ErasureTaskInlineBase = admin.TabularInline
 
@@ -94,6 +96,19 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class DeletableAdminMixin(ReadOnlyAdminMixin):
+    """Read-only but for deleting, with the user's ``delete`` permission: for rows that
+    hold something back (a pause, a dropped name), which deleting ends."""
+
+    #: The model's options (set by ``ModelAdmin``).
+    opts: Any
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Django's own check (ModelAdmin.has_delete_permission), past the read-only mixin.
+        codename = get_permission_codename("delete", self.opts)
+        return bool(request.user.has_perm(f"{self.opts.app_label}.{codename}"))
 
 
 class VendorFilter(admin.SimpleListFilter):
@@ -598,7 +613,7 @@ class VendorSessionAdmin(ReadOnlyAdminMixin, VendorSessionAdminBase):
 
 
 @admin.register(VendorPause)
-class VendorPauseAdmin(ReadOnlyAdminMixin, VendorPauseAdminBase):
+class VendorPauseAdmin(DeletableAdminMixin, VendorPauseAdminBase):
     """Vendors nobody sends to until a time (a 429's ``Retry-After``, an open circuit).
 
     Read-only but for deleting: a deleted pause ends it, and every process sends to the
@@ -608,10 +623,6 @@ class VendorPauseAdmin(ReadOnlyAdminMixin, VendorPauseAdminBase):
     list_display = ("vendor", "paused_until", "reason", "updated_at")
     fields = list_display
     readonly_fields = fields
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Django's own check (the user's delete permission), past the read-only mixin.
-        return super(ReadOnlyAdminMixin, self).has_delete_permission(request, obj)
 
 
 def consent_label(identity: Any) -> str:
@@ -700,3 +711,18 @@ class ErasureTaskAdmin(ReadOnlyAdminMixin, ErasureTaskAdminBase):
             message += f" {done.already} already done, left alone."
         level = messages.SUCCESS if done.done and not done.already else messages.WARNING
         self.message_user(request, message, level)
+
+
+@admin.register(VendorDroppedName)
+class VendorDroppedNameAdmin(DeletableAdminMixin, VendorDroppedNameAdminBase):
+    """Event names a vendor was seen to drop (PrimeData: a type without a schema), whose
+    later events are skipped with the reason for a day.
+
+    Read-only but for deleting: delete one once the vendor takes the name (its schema
+    registered), and every process sends events of that name again at its next claim.
+    """
+
+    list_display = ("name", "vendor", "reason", "learned_at")
+    list_filter = ("vendor",)
+    fields = list_display
+    readonly_fields = fields

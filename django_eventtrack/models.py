@@ -362,3 +362,31 @@ class ErasureTask(models.Model):
 
     def __str__(self) -> str:
         return f"{self.vendor}: {self.status}, due {self.due_at:%Y-%m-%d}"
+
+
+class VendorDroppedName(models.Model):
+    """An event name a vendor was seen to drop, as the vendor's answer showed, for every
+    process.
+
+    PrimeData answers how many events of a request it processed, not which: one event
+    type per request makes a request of which none was processed a type PrimeData has
+    no schema for. Kept here, later events of that name are skipped with ``reason``
+    instead of sent to be dropped, until ``learned_at`` is a day old (then the vendor is
+    asked again) or the row is deleted in the admin.
+    """
+
+    vendor = models.CharField(max_length=32)
+    #: The vendor's name for the events (after ``EVENT_NAMES``).
+    name = models.CharField(max_length=128)
+    reason = models.TextField()
+    learned_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "eventtrack_vendor_dropped_name"
+        verbose_name = "event name a vendor drops"
+        constraints = [
+            models.UniqueConstraint(fields=["vendor", "name"], name="eventtrack_one_dropped_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.vendor} drops {self.name!r}"

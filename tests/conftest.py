@@ -55,7 +55,9 @@ def _clean_eventtrack_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[N
 
 @pytest.fixture(scope="session")
 def _sandbox_server() -> Iterator[Sandbox]:
-    with Sandbox() as server:
+    """One sandbox for the session. Its PrimeData has every event type registered (``*``):
+    the tests about PrimeData's schemas start from none (``primedata_schemas``)."""
+    with Sandbox(options={"primedata": {"aliases": ["*"]}}) as server:
         yield server
     http.close_sessions()
 

@@ -210,17 +210,34 @@ def test_vendor_specific_settings_come_from_settings_or_the_environment(
     }
     monkeypatch.setenv("EVENTTRACK_PRIMEDATA_EVENT_TYPES", "order.placed, cart.added")
     monkeypatch.setenv("EVENTTRACK_HELLOTEXT_OBJECT_SOURCE", "my-shop")
+    monkeypatch.setenv("EVENTTRACK_HELLOTEXT_PRODUCTS_SYNCED", "yes")
     conf.reload()
     vendors = conf.get_config().vendors
     assert vendors["hellotext"].options == {
         "ACTIONS": frozenset({"appointment.booked"}),
         "OBJECT_SOURCE": "my-shop",
         "OBJECTS": {},
+        "PRODUCTS_SYNCED": True,
     }
     assert vendors["primedata"].options == {
         "EVENT_TYPES": frozenset({"order.placed", "cart.added"})
     }
     assert vendors["hackle"].options == {}
+
+
+def test_max_lateness_defaults_per_vendor_and_turns_off(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.EVENTTRACK = {"VENDORS": {"browsee": {"API_KEY": "k", "MAX_LATENESS": 60}}}
+    monkeypatch.setenv("EVENTTRACK_HACKLE_MAX_LATENESS", "off")
+    conf.reload()
+    vendors = conf.get_config().vendors
+    assert vendors["hackle"].max_lateness is None  # its default, an hour, turned off
+    assert vendors["browsee"].max_lateness == 60.0
+    assert vendors["hellotext"].max_lateness is None
+    monkeypatch.delenv("EVENTTRACK_HACKLE_MAX_LATENESS")
+    conf.reload()
+    assert conf.get_config().vendors["hackle"].max_lateness == 3600.0
 
 
 def test_a_vendor_specific_setting_belongs_to_its_vendor_only(settings: Settings) -> None:

@@ -112,6 +112,8 @@ class Lookup:
     scope: str
     key: str
     default: Any
+    #: The vendor whose setting it is ("" outside ``VENDORS``).
+    vendor: str = ""
 
 
 @pytest.fixture(autouse=True)
@@ -136,7 +138,8 @@ def lookups(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict[str, li
     def recording_lookup(section: Any, key: str, *, path: tuple[str, ...], **kwargs: Any) -> Any:
         scope = path[0] if path else ""
         name = conf.env_name(*path[1:], key)
-        recorded.setdefault(name, []).append(Lookup(scope, key, kwargs["default"]))
+        vendor = path[1] if len(path) > 1 else ""
+        recorded.setdefault(name, []).append(Lookup(scope, key, kwargs["default"], vendor))
         return original(section, key, path=path, **kwargs)
 
     monkeypatch.setattr(conf, "lookup", recording_lookup)
@@ -184,11 +187,17 @@ def test_every_identity_key_is_documented_and_nothing_else(rows: list[Row]) -> N
 def test_every_environment_variable_is_documented_on_its_setting_and_nothing_else(
     rows: list[Row], lookups: dict[str, list[Lookup]]
 ) -> None:
+    display = {name: adapter.display_name for name, adapter in get_config().adapters.items()}
     for row in rows:
         expected = {
             name
             for name, found in lookups.items()
-            if any(lookup.scope == row.scope and lookup.key == row.key for lookup in found)
+            if any(
+                lookup.scope == row.scope
+                and lookup.key == row.key
+                and ("For" not in row.cells or display[lookup.vendor] == row.cells["For"])
+                for lookup in found
+            )
         }
         if "Vendor" in row.cells:  # a credential row names its own vendor's variable
             ((vendor, key),) = credential_rows([row])
@@ -201,9 +210,13 @@ def test_documented_defaults_are_the_resolvers(
     rows: list[Row], lookups: dict[str, list[Lookup]]
 ) -> None:
     defaults: dict[tuple[str, str], list[Any]] = {}
+    own_defaults: dict[tuple[str, str], Any] = {}  # (vendor display name, key): one vendor's
+    display = {name: adapter.display_name for name, adapter in get_config().adapters.items()}
     for found in lookups.values():
         for lookup in found:
             defaults.setdefault((lookup.scope, lookup.key), []).append(lookup.default)
+            if lookup.vendor:
+                own_defaults[(display[lookup.vendor], lookup.key)] = lookup.default
     identity_defaults = conf.IdentitySettings()
     for option in fields(conf.IdentitySettings):
         defaults[("IDENTITY", option.name.upper())] = [getattr(identity_defaults, option.name)]
@@ -212,7 +225,10 @@ def test_documented_defaults_are_the_resolvers(
         if "Default" not in row.cells or (row.scope, row.key) not in defaults:
             continue
         shown = [comparable(value) for value in literals(row.cells["Default"])]
-        for default in defaults[(row.scope, row.key)]:
+        expected = defaults[(row.scope, row.key)]
+        if "For" in row.cells:  # one vendor's own setting: that vendor's default
+            expected = [own_defaults[(row.cells["For"], row.key)]]
+        for default in expected:
             assert comparable(default) in shown, f"{row.key}: default {default!r} not in {shown}"
         checked.add((row.scope, row.key))
     credentials = {("VENDORS", key) for _, key in credential_rows(rows)}

@@ -333,13 +333,14 @@ def test_vendor_quirks_the_generators_found() -> None:
         "currency": 7,
         "order": 5,
     }
-    event = TrackedEvent.create("order.placed", hellotext, identity=Identity(profile="P1"))
+    visitor = Identity(profile="P1", anonymous_id="A1")  # A1: PrimeData's session
+    event = TrackedEvent.create("order.placed", hellotext, identity=visitor)
     assert assert_requests_valid(event) == len(VENDORS)
     body = get_config().adapter("hellotext").build_request([event]).body
     assert body["object_parameters"] == {"source": "django", "reference": "5"}
     assert set(body["metadata"]) == set(hellotext) - {"order"}  # not Hellotext fields: kept
     # The noun's empty id would have become object="": now the event is skipped instead.
-    event = TrackedEvent.create("order.placed", {"order": ""}, identity=Identity(profile="P1"))
+    event = TrackedEvent.create("order.placed", {"order": ""}, identity=visitor)
     assert assert_requests_valid(event) == len(VENDORS) - 1
 
     hackle = {"Value": 1, "value": 10**16, "VALUE": "x", "price": 0.1234567, "big": 1e20}
@@ -352,7 +353,7 @@ def test_vendor_quirks_the_generators_found() -> None:
     assert "page.viewed needs a url" in str(get_config().adapter("hellotext").skip_reason(event))
     event = TrackedEvent.create(
         "product.viewed",
-        {"source": {"properties": 5}, "product": "SKU-1"},
+        {"source": {"properties": 5}, "product": "SKU-1", "name": "Socks"},
         identity=Identity(session="S"),
     )
     assert assert_requests_valid(event) == len(VENDORS)

@@ -182,6 +182,7 @@ def test_no_event_data_can_redirect_a_request(settings: Settings) -> None:
         "page.viewed",
         {"url": hostile, "API_URL": hostile},
         profile="P1",
+        session="S1",
         vendor_extra={vendor: {"url": hostile, "API_URL": hostile} for vendor in VENDORS},
     )
     assert event is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import socket
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -12,19 +13,28 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from pytest_django import Settings
 
+from django_eventtrack import conf
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
 from tests.processes.helpers import VENDORS
 
-PURCHASE = ["product.purchased", "--profile", "P1", "--property", "product=vxqQJ3Yg"]
+#: A purchase by Hellotext profile P1 during PrimeData session PD1 (PrimeData ties every
+#: event to a session, and a profile is a person, not a visit).
+PURCHASE = [
+    "product.purchased",
+    *("--profile", "P1", "--primedata-session-id", "PD1"),
+    *("--property", "product=vxqQJ3Yg"),
+]
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def _hellotext_knows_the_customer(sandbox: Sandbox) -> None:
+def _hellotext_knows_the_customer(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     """Profile P1 and product vxqQJ3Yg exist at Hellotext (its catalogue synced with our
-    reference and the default source), so a bare reference finds the product."""
+    reference and the default source, as PRODUCTS_SYNCED declares), so a bare reference
+    finds the product."""
+    monkeypatch.setenv("EVENTTRACK_HELLOTEXT_PRODUCTS_SYNCED", "true")
     sandbox.state("hellotext").add_profile("P1")
     sandbox.state("hellotext").add_object(
         "product", reference="vxqQJ3Yg", source="django", name="Tee"
@@ -66,6 +76,7 @@ def test_purchase_reaches_every_vendor_as_documented(vendors: Sandbox) -> None:
     primedata = vendors.requests("primedata")[0].body
     assert primedata is not None
     [event] = primedata["events"]
+    assert event["sessionId"] == "PD1"
     assert event["eventType"] == "product.purchased"
     assert event["scope"] == vendors.vendor_settings()["primedata"]["CLIENT_ID"]
     assert event["target"]["itemId"] == "vxqQJ3Yg"
@@ -122,7 +133,7 @@ def test_without_flags_an_in_process_backend_reports_each_vendor(
     call_command("send_event", *PURCHASE, stdout=out, no_color=True)
     assert out.getvalue().splitlines() == [f"{vendor}: delivered (HTTP 200)" for vendor in VENDORS]
     event = Event.objects.get()
-    assert event.identity == {"profile": "P1"}
+    assert event.identity == {"profile": "P1", "primedata_session_id": "PD1"}
     statuses = dict(event.deliveries.values_list("vendor", "status"))
     assert statuses == dict.fromkeys(VENDORS, "delivered")
     assert len(sandbox.requests()) == len(VENDORS)
@@ -177,24 +188,47 @@ def test_dry_run_prints_masked_requests_and_never_connects(
     assert '"reference": "vxqQJ3Yg"' in output
 
 
+def test_what_is_changed_to_fit_is_printed_by_dry_run_and_sync(vendors: Sandbox) -> None:
+    args = ["signed.up", "--user-id", "7", "--vendor", "hackle", "--property", "gone:=null"]
+    dry = run(*args, "--dry-run")
+    assert dry.startswith("# hackle\n# changed to fit: properties: dropped null values: gone\n")
+    assert run(*args).splitlines() == [
+        "hackle: delivered (HTTP 200)",
+        "  changed to fit: properties: dropped null values: gone",
+    ]
+
+
+def test_dry_run_names_the_name_a_nameless_product_needs(
+    vendors: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("EVENTTRACK_HELLOTEXT_PRODUCTS_SYNCED")
+    conf.reload()
+    output = run("product.viewed", "--session", "S1", "--property", "product=TEE-1", "--dry-run")
+    assert "# hellotext: skipped: Hellotext's product.viewed: the product 'TEE-1' has no name" in (
+        output
+    )
+    assert "give the event a 'name' property" in output
+
+
 def test_dry_run_shows_skips(vendors: Sandbox) -> None:
     output = run("signed.up", "--user-id", "7", "--dry-run", "--vendor", "hellotext")
     assert output.startswith("# hellotext: skipped: Hellotext needs a profile or session")
 
 
 def test_timestamp_and_json_properties(vendors: Sandbox) -> None:
+    an_hour_ago = (timezone.now() - timedelta(hours=1)).replace(microsecond=0)
     run(
         *PURCHASE,
         "--properties",
         '{"amount": 10, "tags": ["a"]}',
         "--timestamp",
-        "2026-11-23T10:00:00+02:00",
+        an_hour_ago.astimezone(timezone.get_fixed_timezone(120)).isoformat(),
         "--vendor",
         "browsee",
     )
     body = vendors.requests("browsee")[0].body
     assert body is not None
-    assert body["timestamp"] == "2026-11-23T08:00:00.000Z"
+    assert body["timestamp"] == an_hour_ago.strftime("%Y-%m-%dT%H:%M:%S.000Z")
     assert body["properties"] == {"amount": 10, "tags": ["a"], "product": "vxqQJ3Yg"}
 
 

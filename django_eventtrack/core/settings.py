@@ -239,6 +239,22 @@ def parse_seconds(value: Any, where: str) -> float:
     return seconds
 
 
+def parse_optional_seconds(value: Any, where: str) -> float | None:
+    """A positive, finite number of seconds (a numeric string from the environment), or
+    ``False`` (``off`` in the environment) for none: a limit that may be turned off."""
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "false")):
+        return None
+    try:
+        seconds = -1.0 if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise ConfigurationError(
+            f"{where} must be a positive number of seconds, or False for no limit; got {value!r}"
+        )
+    return seconds
+
+
 def parse_timeout(value: Any, where: str) -> float:
     """Seconds an HTTP request may wait: more than 0, at most 300."""
     try:

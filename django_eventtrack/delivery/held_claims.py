@@ -7,9 +7,9 @@ database that does not answer) lets go of that drain's claims from another threa
 (:func:`surrender`): what was never sent is given back, due again now; what was sent
 keeps its claim's token, so an answer that still comes in is recorded, but is due
 again now too, rather than when the lease ends. The drains report here what they
-hold (:func:`hold`, :func:`drop`) and what they send (:func:`start_sending`), and
-write under :func:`writing`, which :func:`surrender` takes: the two never write the
-same rows at once.
+hold (:class:`Holdings`, renewed while they work: :meth:`Holdings.renew`) and what they
+send (:func:`start_sending`), and write under :func:`writing`, which :func:`surrender`
+takes: the two never write the same rows at once.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
 from typing import TypeVar
 
 from django.db import DatabaseError, close_old_connections
@@ -142,6 +143,61 @@ def surrender(stop: threading.Event, timeout: float = 1.0) -> int:
         return sum(give_back(claim) for claim in claims)
     finally:
         lock.release()
+
+
+class Holdings:
+    """The claims one drain holds (stopped by ``stop``), the deliveries of each not yet
+    recorded, and their heartbeat: every third of ``lease``, one UPDATE renews them all
+    (:func:`.leases.renew`), so they stay the drain's however long its requests take,
+    while a dead sender's come due within the lease. The drain writes under
+    :attr:`writing`."""
+
+    def __init__(self, stop: threading.Event | None, lease: timedelta) -> None:
+        self.stop = stop
+        self.lease = lease
+        self.writing = writing(stop)
+        #: Per claim's token: the claim and its deliveries not yet recorded, by primary key.
+        self.claims: dict[uuid.UUID, tuple[leases.Claim, dict[int, Delivery]]] = {}
+        self.renew_at = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.claims)
+
+    def hold(self, claim: leases.Claim) -> None:
+        if not self.claims:
+            self.renew_at = time.monotonic() + self.lease.total_seconds() / 3
+        self.claims[claim.token] = (claim, {d.pk: d for d in claim.deliveries})
+        hold(claim, self.stop)
+
+    def recorded(self, claim: leases.Claim, deliveries: Sequence[Delivery]) -> None:
+        """``deliveries`` of ``claim`` have their outcome; a claim all recorded is done."""
+        unrecorded = self.claims[claim.token][1]
+        for delivery in deliveries:
+            unrecorded.pop(delivery.pk, None)
+        if not unrecorded:
+            del self.claims[claim.token]
+            drop([claim.token])
+
+    def renewal_in(self) -> float:
+        """Seconds until the claims held are next renewed (0: now)."""
+        return max(self.renew_at - time.monotonic(), 0.0)
+
+    def renew(self) -> None:
+        """The heartbeat, when it is due: not held back by the drain's share of a busy
+        process, as a lease that lapses lets another sender send the same rows."""
+        if not self.claims or self.renewal_in():
+            return
+        held = [d for _, unrecorded in self.claims.values() for d in unrecorded.values()]
+        with self.writing:
+            leases.renew(list(self.claims), held, self.lease)
+        self.renew_at = time.monotonic() + self.lease.total_seconds() / 3
+
+    def let_go(self) -> None:
+        """Give back what is still held (:func:`give_back`), once the drain has ended."""
+        with self.writing:
+            for claim, _ in self.claims.values():
+                give_back(claim)
+            drop(self.claims)
 
 
 def _forget_all() -> None:

@@ -14,6 +14,7 @@ the others.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -21,7 +22,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -36,9 +37,9 @@ from django_eventtrack.delivery import flow, held_claims, http
 from django_eventtrack.delivery.pacing import Bell, Pace, Share
 from django_eventtrack.delivery.threads import RequestThreads
 from django_eventtrack.models import Delivery
-from django_eventtrack.outbox import leases, outcomes, pausing, vendor_profiles
+from django_eventtrack.outbox import dropped_names, leases, outcomes, pausing, vendor_profiles
 from django_eventtrack.vendors import Outcome, OutcomeKind, VendorAdapter
-from django_eventtrack.vendors.base import request_batches
+from django_eventtrack.vendors.batching import request_batches
 
 logger = logging.getLogger("django_eventtrack.sender")
 
@@ -195,6 +196,8 @@ class _Batch:
     elapsed: float = 0.0
     #: Deliveries taken out by :meth:`recheck`: not sent, to be given back.
     dropped: list[Delivery] = field(default_factory=list)
+    #: Requests it counts for: 0 for a part split off a sent batch (:func:`_singled_out`).
+    requests: int = 1
 
     @property
     def identify(self) -> bool:
@@ -273,14 +276,6 @@ MAX_CLAIM = 500
 CLAIM_BYTES = 4 * 1024 * 1024
 
 
-@dataclass
-class _Holding:
-    """A claim a drain holds, and its deliveries not yet recorded (by primary key)."""
-
-    claim: leases.Claim
-    unrecorded: dict[int, Delivery]
-
-
 class _Drain:
     """One drain: its lanes, the claims it holds, and the loop that keeps them busy."""
 
@@ -299,15 +294,11 @@ class _Drain:
         self.event_ids = event_ids
         self.stop = stop
         self.pace = pace
-        #: Held while this drain writes (see :func:`.held_claims.surrender`).
-        self.writing = held_claims.writing(stop)
         self.lanes = [self._lane(config.adapters[name](config.vendors[name])) for name in names]
-        #: The claims this drain holds.
-        self.claims: dict[uuid.UUID, _Holding] = {}
+        #: The claims this drain holds; its writes go under ``held.writing``.
+        self.held = held_claims.Holdings(stop, timedelta(seconds=self.options.lease_seconds))
+        self.writing = self.held.writing
         self.claimed_at = time.monotonic()
-        self.lease = timedelta(seconds=self.options.lease_seconds)
-        #: When the claims held are next renewed (:meth:`_renew`).
-        self.renew_at = 0.0
 
     def _lane(self, adapter: VendorAdapter) -> _Lane:
         name, config = adapter.name, self.config
@@ -338,10 +329,7 @@ class _Drain:
         except Exception:
             logger.exception("could not record the last answers of this drain")
         finally:
-            with self.writing:
-                for holding in self.claims.values():
-                    held_claims.give_back(holding.claim)
-                held_claims.drop(self.claims)
+            self.held.let_go()
 
     def _settle(self) -> None:
         """Record every request finished, give back every batch waiting."""
@@ -366,7 +354,7 @@ class _Drain:
                     lane.exhausted = lane.paused = False
 
     def _work(self) -> None:
-        self._renew()
+        self.held.renew()  # the heartbeat, before the share has its say
         if self.stopping():
             self._settle()
             return
@@ -383,15 +371,15 @@ class _Drain:
         """How long to wait for a bell: until the next turn at the database if there is
         work for it, or the share allows more sending; else ``POLL_INTERVAL``."""
         waits = [self.options.poll_interval]
-        if self.claims:
-            waits.append(max(self.renew_at - time.monotonic(), 0.0))
+        if self.held:
+            waits.append(self.held.renewal_in())
         if self._wanting() or any(f.done() for lane in self.lanes for f in lane.flying):
             waits.append(max(self.pace.turn_in(), self.pace.share.delay()))
         if any(lane.sendable for lane in self.lanes):
             waits.append(self.pace.share.delay())  # held back by the share alone
         return min(waits)
 
-    # -- claiming and renewing ----------------------------------------------------------------
+    # -- claiming ---------------------------------------------------------------------------
 
     def _claim(self) -> None:
         """One claim for every lane that wants more work (one transaction)."""
@@ -413,37 +401,18 @@ class _Drain:
                 return
             claim = leases.claim_due(
                 {lane.name: count for lane, count in wanted.items()},
-                self.lease,
+                self.held.lease,
                 event_ids=self.event_ids,
                 max_bytes=CLAIM_BYTES,
             )
             if claim.deliveries:
-                self._hold(claim)
+                self.held.hold(claim)
         normalised: dict[uuid.UUID, TrackedEvent] = {}
+        dropped = dropped_names.known([lane.name for lane in wanted]) if claim.deliveries else {}
         for lane, count in wanted.items():
             mine = [d for d in claim.deliveries if d.vendor == lane.name]
             lane.exhausted = len(mine) < count and not claim.cut_short
-            self._enqueue(lane, claim, mine, normalised)
-
-    def _hold(self, claim: leases.Claim) -> None:
-        if not self.claims:
-            self.renew_at = time.monotonic() + self._renewal_interval()
-        self.claims[claim.token] = _Holding(claim, {d.pk: d for d in claim.deliveries})
-        held_claims.hold(claim, self.stop)
-
-    def _renewal_interval(self) -> float:
-        return self.lease.total_seconds() / 3
-
-    def _renew(self) -> None:
-        """The heartbeat: every third of the lease, one UPDATE extends every claim this
-        drain holds, so its rows stay its own however long their requests take, while a
-        dead sender's come due within ``LEASE_SECONDS``. Never held back by the share."""
-        if not self.claims or time.monotonic() < self.renew_at:
-            return
-        unrecorded = [d for holding in self.claims.values() for d in holding.unrecorded.values()]
-        with self.writing:
-            leases.renew(list(self.claims), unrecorded, self.lease)
-        self.renew_at = time.monotonic() + self._renewal_interval()
+            self._enqueue(lane, claim, mine, normalised, dropped.get(lane.name, {}))
 
     def _enqueue(
         self,
@@ -451,16 +420,20 @@ class _Drain:
         claim: leases.Claim,
         deliveries: list[Delivery],
         normalised: dict[uuid.UUID, TrackedEvent],
+        dropped: Mapping[str, str],
     ) -> None:
-        """Queue ``deliveries`` on ``lane``, a request's worth per batch."""
+        """Queue ``deliveries`` on ``lane``, a request's worth per batch (events of
+        different :meth:`~VendorAdapter.batch_key` never in one request)."""
         sendable = self._expire_old(lane, claim, deliveries)
         tracked = [d for d in sendable if d.event.kind != IDENTIFY]
         events = _events(lane.adapter, tracked, normalised)
+        tracked, events = self._unwanted(lane, claim, tracked, events, dropped)
         per_request = lane.batches.size
         for cut in request_batches(lane.adapter, events, self.options.max_request_bytes):
-            for start in range(cut.start, cut.stop, per_request):
-                end = min(start + per_request, cut.stop)
-                lane.queue.append(_Batch(claim, tracked[start:end], events[start:end]))
+            for start in range(0, len(cut), per_request):
+                part = cut[start : start + per_request]
+                batch = [tracked[index] for index in part]
+                lane.queue.append(_Batch(claim, batch, [events[index] for index in part]))
         for delivery in sendable:
             if delivery.event.kind == IDENTIFY:
                 lane.queue.append(_Batch(claim, [delivery], []))
@@ -470,8 +443,7 @@ class _Drain:
     ) -> list[Delivery]:
         """Fail, unsent, the deliveries older than the vendor's ``MAX_AGE``.
 
-        An outage longer than ``MAX_AGE`` must not end in a replay of stale events
-        (a vendor may forbid historical dumps: its adapter sets the default).
+        An outage longer than ``MAX_AGE`` must not end in a replay of stale events.
         """
         max_age = lane.adapter.config.max_age
         cutoff = timezone.now() - timedelta(seconds=max_age)
@@ -482,13 +454,44 @@ class _Drain:
                 None,
                 f"not sent: older than MAX_AGE ({max_age:g}s) when its turn came",
             )
-            with self.writing:
-                outcomes.record_outcome(
-                    claim, expired, outcome, lane.adapter.config, self.options, attempted=False
-                )
-            self.stats.add(outcome, len(expired), sent=False)
-            self._recorded(claim, expired)
+            self._settle_unsent(lane, claim, expired, outcome)
         return [d for d in deliveries if d.created_at >= cutoff]
+
+    def _unwanted(
+        self,
+        lane: _Lane,
+        claim: leases.Claim,
+        deliveries: list[Delivery],
+        events: list[TrackedEvent],
+        dropped: Mapping[str, str],
+    ) -> tuple[list[Delivery], list[TrackedEvent]]:
+        """Skip, unsent, what the vendor does not want now: an event that happened too
+        long ago (its ``MAX_LATENESS``), or of a name it was seen to drop."""
+        now = timezone.now()
+        kept: tuple[list[Delivery], list[TrackedEvent]] = ([], [])
+        skipped: dict[str, list[Delivery]] = {}
+        for delivery, event in zip(deliveries, events, strict=True):
+            reason = lane.adapter.lateness_refusal(event.timestamp, now) or lane.adapter.known_drop(
+                event, dropped
+            )
+            if reason is None:
+                kept[0].append(delivery)
+                kept[1].append(event)
+            else:
+                skipped.setdefault(reason, []).append(delivery)
+        for reason, rows in skipped.items():
+            self._settle_unsent(lane, claim, rows, Outcome(OutcomeKind.SKIPPED, None, reason))
+        return kept
+
+    def _settle_unsent(
+        self, lane: _Lane, claim: leases.Claim, deliveries: list[Delivery], outcome: Outcome
+    ) -> None:
+        with self.writing:
+            outcomes.record_outcome(
+                claim, deliveries, outcome, lane.adapter.config, self.options, attempted=False
+            )
+        self.stats.add(outcome, len(deliveries), sent=False)
+        self.held.recorded(claim, deliveries)
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -593,7 +596,8 @@ class _Drain:
         those of one claim with the same outcome together, all in one transaction."""
         groups: dict[tuple[_Lane, uuid.UUID, Outcome | None], list[_Batch]] = {}
         for lane, batch, outcome in finished:
-            groups.setdefault((lane, batch.claim.token, outcome), []).append(batch)
+            for part, verdict in _singled_out(batch, outcome):
+                groups.setdefault((lane, batch.claim.token, verdict), []).append(part)
         results = [
             outcomes.Result(
                 batches[0].claim,
@@ -608,18 +612,25 @@ class _Drain:
         for (lane, _, outcome), batches in groups.items():
             deliveries = [delivery for batch in batches for delivery in batch.deliveries]
             if outcome is not None:
-                self.stats.add(outcome, len(deliveries), requests=len(batches))
-            self._recorded(batches[0].claim, deliveries)
+                self.stats.add(
+                    outcome, len(deliveries), requests=sum(batch.requests for batch in batches)
+                )
+            self.held.recorded(batches[0].claim, deliveries)
             _record_pause(lane.name)
 
-    def _recorded(self, claim: leases.Claim, deliveries: Sequence[Delivery]) -> None:
-        """``deliveries`` of ``claim`` have their outcome; a claim all recorded is done."""
-        holding = self.claims[claim.token]
-        for delivery in deliveries:
-            holding.unrecorded.pop(delivery.pk, None)
-        if not holding.unrecorded:
-            del self.claims[claim.token]
-            held_claims.drop([claim.token])
+
+def _singled_out(batch: _Batch, outcome: Outcome | None) -> list[tuple[_Batch, Outcome | None]]:
+    """``batch`` with its outcome, or split by verdict when the vendor judged some of its
+    events apart (:attr:`Outcome.singled_out`: refused one event of a batch, took the rest)."""
+    if outcome is None or not outcome.singled_out:
+        return [(batch, outcome)]
+    parts: dict[Outcome, list[Delivery]] = {}
+    for delivery in batch.deliveries:
+        parts.setdefault(outcome.for_event(str(delivery.event_id)), []).append(delivery)
+    return [
+        (dataclasses.replace(batch, deliveries=deliveries, requests=int(index == 0)), verdict)
+        for index, (verdict, deliveries) in enumerate(parts.items())
+    ]
 
 
 def _teach(lane: _Lane, batch: _Batch, outcome: Outcome | None) -> None:
@@ -702,6 +713,7 @@ def _learn(adapter: VendorAdapter, outcome: Outcome) -> None:
             vendor_profiles.learn(
                 adapter, outcome.learned, lambda request: http.send(adapter, request)
             )
+            dropped_names.learn(adapter.name, outcome.learned)
     except Exception:
         logger.exception(
             "vendor=%s: could not keep what its answer taught; the next answer teaches it again",

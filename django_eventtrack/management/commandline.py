@@ -133,7 +133,8 @@ def track_and_flush(
 
 
 def format_result(delivery: Delivery) -> str:
-    """One line per vendor: ``hackle: delivered (HTTP 200)``."""
+    """One line per vendor: ``hackle: delivered (HTTP 200)``, then one per thing
+    changed to fit the vendor (``  changed to fit: ...``)."""
     status = f" (HTTP {delivery.last_status})" if delivery.last_status else ""
     label = {
         Delivery.Status.DELIVERED: "delivered",
@@ -142,7 +143,8 @@ def format_result(delivery: Delivery) -> str:
         Delivery.Status.FAILED: "failed",
     }[Delivery.Status(delivery.status)]
     message = f": {delivery.last_error}" if delivery.last_error else ""
-    return f"{delivery.vendor}: {label}{status}{message}"
+    changes = [f"\n  changed to fit: {line}" for line in delivery.adjustments or ()]
+    return f"{delivery.vendor}: {label}{status}{message}{''.join(changes)}"
 
 
 def all_delivered(deliveries: Iterable[Delivery]) -> bool:
@@ -157,7 +159,9 @@ def format_request(target: Target, request: VendorRequest | None) -> str:
         return f"# {target.vendor}: skipped: {target.skip_reason}\n"
     masked = request.masked()
     headers = {"User-Agent": http.USER_AGENT, **masked["headers"]}
-    lines = [f"# {target.vendor}", f"{masked['method']} {masked['url']}"]
+    lines = [f"# {target.vendor}"]
+    lines += [f"# changed to fit: {line}" for noted in request.notes.values() for line in noted]
+    lines.append(f"{masked['method']} {masked['url']}")
     lines += [f"{name}: {value}" for name, value in headers.items()]
     lines += ["", json.dumps(masked["body"], indent=2, ensure_ascii=False), ""]
     return "\n".join(lines)

@@ -217,8 +217,9 @@ def record_adjustments(
     claim: Claim, deliveries: Sequence[Delivery], adjustments: Mapping[str, Sequence[str]]
 ) -> None:
     """Keep on each delivery what its request changed to fit the vendor
-    (``adjustments``: event id -> lines), and log it at INFO: once per delivery,
-    since a retry that changes the same things writes and logs nothing."""
+    (``adjustments``: event id -> lines), and log it at WARNING (the vendor gets other
+    data than was tracked): once per delivery, since a retry that changes the same
+    things writes and logs nothing."""
     for delivery in deliveries:
         lines = list(adjustments.get(str(delivery.event_id), ()))
         if lines == delivery.adjustments:
@@ -227,7 +228,7 @@ def record_adjustments(
         sender_write(router.db_for_write(Delivery), partial(rows.update, adjustments=lines))
         delivery.adjustments = lines
         if lines:
-            logger.info(
+            logger.warning(
                 "event=%s vendor=%s: changed to fit the vendor: %s",
                 delivery.event_id,
                 delivery.vendor,

@@ -65,7 +65,7 @@ def plan(
         elif event.is_identify:
             skip_reason = adapter.identify_skip_reason(event)
         else:
-            skip_reason = adapter.skip_reason(event)
+            skip_reason = adapter.skip_reason(event) or adapter.lateness_refusal(event.timestamp)
         targets.append(Target(name, adapter, skip_reason))
     return targets
 

@@ -40,7 +40,7 @@ def build_parser(specs: Sequence[VendorSpec]) -> argparse.ArgumentParser:
         f"({', '.join(spec.name for spec in specs if spec.has_legacy)})",
     )
     for spec in specs:
-        for option in spec.options:
+        for option in (option for option in spec.options if option.command_line):
             parser.add_argument(
                 f"--{spec.name}-{option.flag}",
                 dest=f"{spec.name}.{option.keyword}",
@@ -70,7 +70,7 @@ def banner(sandbox: Sandbox) -> str:
         lines.append(f"  {vendor:<10} {sandbox.api_url(vendor)}{mode}")
     lines += [
         "",
-        f"Control API: {sandbox.url}/_sandbox/health | requests | faults | reset | legacy",
+        f"Control API: {sandbox.url}/_sandbox/health | requests | faults | reset | legacy | seed",
         "",
         "Environment for the library (paste into your shell; --env-file PATH writes a .env):",
         *(f"export {name}={shlex.quote(value)}" for name, value in sandbox.env().items()),
@@ -97,7 +97,11 @@ def _state_options(specs: Sequence[VendorSpec], args: argparse.Namespace) -> dic
     """``Sandbox(options=...)`` from the ``--<vendor>-<flag>`` options given."""
     options: dict[str, Any] = {}
     for spec in specs:
-        given = {o.keyword: getattr(args, f"{spec.name}.{o.keyword}") for o in spec.options}
+        given = {
+            o.keyword: getattr(args, f"{spec.name}.{o.keyword}")
+            for o in spec.options
+            if o.command_line
+        }
         options[spec.name] = {
             keyword: value for keyword, value in given.items() if value is not None
         }

@@ -1,7 +1,8 @@
 """Browsee as the sandbox serves it (``docs/vendors/browsee.md``): ``POST /api/v1/track``
 and ``POST /api/v1/identify``, with the API key in the body.
 
-A request Browsee refuses gets its documented failure, 400 ``{"status": "failure"}``.
+A request Browsee refuses gets its documented failure, 400 ``{"status": "failure"}``,
+also for an identify whose ``traits.$tags`` is not the documented list of labels.
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ def validate_browsee_identify(incoming: Incoming, credentials: Credentials) -> A
         return 400, _browsee_failure("userId or anonymousId is required")
     if "traits" in body and not isinstance(body["traits"], dict):
         return 400, _browsee_failure("traits must be an object")
+    tags = body.get("traits", {}).get("$tags", [])
+    if not isinstance(tags, list) or not all(is_nonempty_string(tag) for tag in tags):
+        return 400, _browsee_failure("traits.$tags must be an array of labels (strings)")
     if "timestamp" in body and not is_aware_iso8601(body["timestamp"]):
         return 400, _browsee_failure("timestamp must be an ISO-8601 time with an offset or Z")
     return None

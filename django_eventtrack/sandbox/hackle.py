@@ -3,6 +3,8 @@
 
 The HTTP docs list the fields; the limits on keys, properties and numbers come from
 Hackle's SDK docs, which enforce them. Anything else is refused with a 400, as Hackle does.
+Where the docs are silent, the stricter reading: an array holding a boolean (Hackle's SDKs
+drop those) and an empty ``$set``/``$setOnce``/``$unset`` are refused.
 """
 
 from __future__ import annotations
@@ -63,12 +65,14 @@ def _hackle_properties_problem(properties: object, field: str, limit: int) -> st
         if key.casefold() in seen:
             return f"{field}.{key} repeats another key but for case; Hackle's keys ignore case"
         seen.add(key.casefold())
+        if isinstance(value, list) and any(isinstance(item, bool) for item in value):
+            return f"{field}.{key} is an array holding a boolean; arrays hold strings and numbers"
         values = value if isinstance(value, list) else [value]
         if not all(_hackle_scalar_ok(item) for item in values):
             return (
                 f"{field}.{key} must be a string (at most {HACKLE_MAX_STRING_VALUE} characters), "
                 "number (at most 15 integer digits and 6 decimal places), boolean or an array "
-                "of those"
+                "of strings and numbers"
             )
     return None
 
@@ -176,6 +180,8 @@ def _hackle_properties_body_problem(body: JSONObject) -> str | None:
     for name, properties in operations.items():
         if name not in HACKLE_OPERATIONS:
             return f"unknown operation {name!r}"
+        if properties == {}:
+            return f"operations.{name} is empty: give it at least one property"
         problem = _hackle_properties_problem(
             properties, f"operations.{name}", HACKLE_MAX_USER_PROPERTIES
         )

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from django_eventtrack.core.currencies import ISO_4217
 from django_eventtrack.sandbox.spec import (
     Answer,
     Credentials,
@@ -79,12 +80,17 @@ class HellotextDirectory:
 
     Profiles are matched on email or phone, as Hellotext does. Every session is
     taken to have reached Hellotext from the browser unless :meth:`forget_session`
-    says otherwise (then events and ``PATCH`` answer 404); a session attached
-    to a profile stays with it. Objects are matched on type + ``reference`` +
-    ``source``; a product can only be created with a ``name``.
+    (or the ``unseen_sessions`` option) says otherwise (then events and ``PATCH``
+    answer 404); a session attached to a profile stays with it. Objects are matched
+    on type + ``reference`` + ``source``; a product can only be created with a ``name``.
     """
 
-    def __init__(self, actions: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        actions: Iterable[str] = (),
+        unseen_sessions: Iterable[str] = (),
+        seen_sessions: Iterable[str] = (),
+    ) -> None:
         self._lock = threading.Lock()
         self._ids: dict[str, Iterator[int]] = {}
         self.profiles: dict[str, JSONObject] = {}
@@ -96,12 +102,11 @@ class HellotextDirectory:
         self.custom_actions: set[str] = set()
         #: Every event accepted: action, profile, session and the object id it names.
         self.events: list[JSONObject] = []
-        self._initial_actions = tuple(actions)
-        for action in self._initial_actions:
-            self.add_action(action)
+        self._initial = {"actions": tuple(actions), "unseen_sessions": tuple(unseen_sessions)}
+        self.seed(**self._initial)
 
     def clear(self) -> None:
-        """Forget everything but the custom actions given when created."""
+        """Forget everything but the custom actions and unseen sessions given when created."""
         with self._lock:
             self.profiles.clear()
             self.sessions.clear()
@@ -110,8 +115,22 @@ class HellotextDirectory:
             self._object_ids.clear()
             self.custom_actions.clear()
             self.events.clear()
-        for action in self._initial_actions:
+        self.seed(**self._initial)
+
+    def seed(
+        self,
+        actions: Iterable[str] = (),
+        unseen_sessions: Iterable[str] = (),
+        seen_sessions: Iterable[str] = (),
+    ) -> None:
+        """Custom actions created, sessions Hellotext has not seen yet and sessions it has
+        seen since (the options, by the command line and ``POST /_sandbox/seed``)."""
+        for action in actions:
             self.add_action(action)
+        for session in unseen_sessions:
+            self.forget_session(session)
+        for session in seen_sessions:
+            self.see_session(session)
 
     # -- set up by tests and the demo ----------------------------------------------------
 
@@ -291,7 +310,7 @@ def _money_problem(value: object) -> bool:
         return True
     if not is_number(value.get("amount")):
         return True
-    return "currency" in value and not (isinstance(value["currency"], str) and value["currency"])
+    return "currency" in value and value["currency"] not in ISO_4217
 
 
 def _object_problem(parameters: JSONObject) -> Answer | None:
@@ -302,7 +321,9 @@ def _object_problem(parameters: JSONObject) -> Answer | None:
             return hellotext_error(422, "object_invalid", message, f"object_parameters.{key}")
     for key in OBJECT_MONEY_FIELDS:
         if key in parameters and _money_problem(parameters[key]):
-            message = f"object_parameters.{key} must be {{amount: number, currency: string}}"
+            message = (
+                f"object_parameters.{key} must be {{amount: number, currency: an ISO 4217 code}}"
+            )
             return hellotext_error(422, "object_invalid", message, f"object_parameters.{key}")
     items = parameters.get("items", [])
     if not isinstance(items, list) or not all(
@@ -344,6 +365,10 @@ _HELLOTEXT_UNAUTHORIZED: Answer = (
     401,
     {"errors": [{"type": "unauthorized", "message": "Invalid or missing token"}]},
 )
+
+#: Epoch seconds this large are the year 5138: it is a time in milliseconds. Hellotext
+#: documents seconds and is silent on milliseconds (our reading: refused).
+EPOCH_MILLISECONDS = 10**11
 
 #: (error type, message, parameter) of a Hellotext 422.
 _HellotextProblem = tuple[str, str, str]
@@ -401,9 +426,14 @@ def _hellotext_combination_problem(body: JSONObject) -> _HellotextProblem | None
     """Fields that need another (a currency its amount, page.viewed its url), and the time."""
     if "currency" in body and "amount" not in body:
         return "parameter_missing", "amount is required when currency is sent", "amount"
+    if "currency" in body and body["currency"] not in ISO_4217:
+        return "invalid", "currency must be an ISO 4217 code, such as USD", "currency"
     tracked_at = body.get("tracked_at")
-    is_epoch_seconds = isinstance(tracked_at, int) and not isinstance(tracked_at, bool)
-    if "tracked_at" in body and not (is_epoch_seconds or is_aware_iso8601(tracked_at)):
+    if isinstance(tracked_at, int) and not isinstance(tracked_at, bool):
+        if abs(tracked_at) >= EPOCH_MILLISECONDS:
+            message = "tracked_at is in epoch seconds; this looks like milliseconds"
+            return "invalid", message, "tracked_at"
+    elif "tracked_at" in body and not is_aware_iso8601(tracked_at):
         message = "tracked_at must be an ISO-8601 time with an offset or Z, or epoch seconds"
         return "invalid", message, "tracked_at"
     if body.get("action") == "page.viewed" and "url" not in body:
@@ -537,6 +567,20 @@ HELLOTEXT = VendorSpec(
             "actions",
             "ACTION",
             "a custom action the Hellotext business has created (lowercase noun.verb)",
+        ),
+        StateOption(
+            "unseen-session",
+            "unseen_sessions",
+            "SESSION",
+            "a session Hellotext has not seen from the browser yet: events and PATCH naming "
+            "it get a 404 until it is seeded as seen",
+        ),
+        StateOption(
+            "seen-session",
+            "seen_sessions",
+            "SESSION",
+            "a session Hellotext.js has since reported",
+            command_line=False,
         ),
     ),
 )

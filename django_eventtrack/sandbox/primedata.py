@@ -3,14 +3,17 @@
 headers.
 
 PrimeData keeps the event schemas registered for the data source
-(:class:`PrimeDataSchemas`) and processes only events of a registered type; the others
-are left out of ``processedEvents``, not refused. A body its schema does not allow is a
-422 naming the field.
+(:class:`PrimeDataSchemas`) and processes only events of a registered type that carry
+the properties their schema requires; the others are left out of ``processedEvents``,
+not refused. A body its schema does not allow (a property of the wrong type, an event
+without a session, an identify without PII) is a 422 naming the event and field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from django_eventtrack.sandbox.spec import (
@@ -25,33 +28,129 @@ from django_eventtrack.sandbox.spec import (
     is_number,
 )
 
+#: The property types a schema declares, and what each holds.
+SCHEMA_TYPES = ("boolean", "number", "string", "array")
+#: The PII keys an ``identify`` target's properties bind a session to a profile by.
+PII_KEYS = frozenset({"email", "phone", "cellphone", "phone_number", "device_id", "id"})
+#: What stands for "every type registered" in the options.
+ANY_TYPE = "*"
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A registered event schema: its alias, the properties it requires and the type
+    each declared property holds (PrimeData's schema registration body)."""
+
+    alias: str
+    required: frozenset[str] = frozenset()
+    types: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> Schema:
+        """An alias (``order.placed``), or PrimeData's registration body as JSON:
+        ``{"alias": ..., "required": [...], "properties": {name: {"type": ...}}}``."""
+        if not text.lstrip().startswith("{"):
+            return cls(text.strip())
+        try:
+            body = json.loads(text)
+        except ValueError as error:
+            raise ValueError(f"schema {text!r} is not valid JSON: {error}") from None
+        properties = body.get("properties", {}) if isinstance(body, dict) else None
+        if not isinstance(body, dict) or not isinstance(properties, dict):
+            raise ValueError('a schema is {"alias", "required": [...], "properties": {...}}')
+        types = {
+            name: spec.get("type") if isinstance(spec, dict) else spec
+            for name, spec in properties.items()
+        }
+        return cls.of(str(body.get("alias", "")), body.get("required", ()), types)
+
+    @classmethod
+    def of(cls, alias: str, required: Iterable[str], types: Mapping[str, Any]) -> Schema:
+        if not alias:
+            raise ValueError("a schema needs an alias")
+        wrong = sorted(name for name, kind in types.items() if kind not in SCHEMA_TYPES)
+        if wrong:
+            raise ValueError(f"{alias}: the types of {', '.join(wrong)} are not {SCHEMA_TYPES}")
+        return cls(alias, frozenset(required), dict(types))
+
 
 class PrimeDataSchemas:
-    """The event schemas (aliases) registered for the data source.
+    """The event schemas registered for the data source.
 
-    ``None`` (the default) stands for a data source where every event type sent
-    has been registered; after :meth:`register` only the registered ones (and
-    PrimeData's built-in ``identify`` and ``SaveEntity``) are processed, and an
-    event of any other type is dropped from ``processedEvents``, not refused.
+    Nothing is registered at first: only PrimeData's built-in ``identify`` and
+    ``SaveEntity`` are processed, and an event of any other type is dropped from
+    ``processedEvents``, not refused, as is one lacking a property its schema
+    requires. ``"*"`` registers every type, without rules.
     """
 
     BUILT_IN = frozenset({"identify", "SaveEntity"})
 
-    def __init__(self, aliases: Iterable[str] | None = None) -> None:
-        self._initial = None if aliases is None else frozenset(aliases)
-        self.registered: frozenset[str] | None = self._initial
+    def __init__(self, aliases: Iterable[str] = ()) -> None:
+        self._initial = tuple(aliases)
+        self.schemas: dict[str, Schema] = {}
+        self.any_type = False
+        self.seed(self._initial)
 
-    def register(self, *aliases: str) -> None:
-        self.registered = (self.registered or frozenset()) | frozenset(aliases)
+    @property
+    def registered(self) -> frozenset[str]:
+        """The aliases registered (``"*"`` among them when every type is)."""
+        return frozenset(self.schemas) | ({ANY_TYPE} if self.any_type else frozenset())
 
-    def processes(self, event_type: object) -> bool:
-        if self.registered is None:
+    def seed(self, aliases: Iterable[str] = ()) -> None:
+        """Register each of ``aliases``: an alias, a schema as JSON, or ``"*"``."""
+        for text in aliases:
+            if text.strip() == ANY_TYPE:
+                self.any_type = True
+            else:
+                schema = Schema.parse(text)
+                self.schemas = {**self.schemas, schema.alias: schema}
+
+    def register(
+        self, *aliases: str, required: Iterable[str] = (), types: Mapping[str, str] | None = None
+    ) -> None:
+        """Register schemas for ``aliases``, each requiring ``required`` and declaring
+        ``types`` (property -> ``boolean``, ``number``, ``string`` or ``array``)."""
+        added = {alias: Schema.of(alias, required, types or {}) for alias in aliases}
+        self.schemas = {**self.schemas, **added}
+
+    def processes(self, event: Mapping[str, Any]) -> bool:
+        """Whether PrimeData processes ``event``: a built-in type, or a registered one
+        carrying every property its schema requires."""
+        event_type = event.get("eventType")
+        if event_type in self.BUILT_IN:
             return True
-        return event_type in self.BUILT_IN or event_type in self.registered
+        schema = self.schemas.get(str(event_type))
+        if schema is None:
+            return self.any_type
+        properties = event.get("properties") or {}
+        return schema.required <= set(properties)
+
+    def type_problem(self, event: Mapping[str, Any]) -> tuple[str, str] | None:
+        """A property of ``event`` whose value is not of its schema's type: (key, type)."""
+        schema = self.schemas.get(str(event.get("eventType")))
+        properties = event.get("properties")
+        if schema is None or not isinstance(properties, dict):
+            return None
+        for key, kind in schema.types.items():
+            if key in properties and not _of_type(properties[key], kind):
+                return key, kind
+        return None
 
     def clear(self) -> None:
-        """Back to the aliases the sandbox was started with."""
-        self.registered = self._initial
+        """Back to the schemas the sandbox was started with."""
+        self.schemas = {}
+        self.any_type = False
+        self.seed(self._initial)
+
+
+def _of_type(value: object, kind: str) -> bool:
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "number":
+        return is_number(value)
+    if kind == "string":
+        return isinstance(value, str)
+    return isinstance(value, list)
 
 
 # -- the requests PrimeData accepts -------------------------------------------------------------
@@ -116,17 +215,49 @@ def _primedata_entity_problem(entity: object, field: str, client_id: str) -> Ans
     return None
 
 
-def _primedata_event_problem(event: object, field: str, client_id: str) -> Answer | None:
+def _primedata_event_problem(
+    event: object, field: str, client_id: str, context: _Context
+) -> Answer | None:
     if not isinstance(event, dict):
         return _primedata_invalid(field, "must be an object")
     return (
         _primedata_unknown(event, PRIMEDATA_EVENT_KEYS, field)
         or _primedata_event_fields_problem(event, field, client_id)
+        or _primedata_session_problem(event, field, context.session)
         or _primedata_properties_problem(event.get("properties", {}), f"{field}.properties")
+        or _primedata_schema_problem(event, field, context.schemas)
         or _primedata_identify_problem(event, field)
         or _primedata_entity_problem(event.get("source"), f"{field}.source", client_id)
         or _primedata_entity_problem(event.get("target"), f"{field}.target", client_id)
     )
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What an event is checked against besides itself: the request's ``sessionId`` and
+    the schemas registered."""
+
+    session: object
+    schemas: PrimeDataSchemas
+
+
+def _primedata_session_problem(event: dict[str, Any], field: str, session: object) -> Answer | None:
+    """Every event but an entity's belongs to a session (events dynamics: "every
+    non-system event carries a client-generated session ID"), its own or the request's;
+    the docs made the top-level one optional, so per event is the stricter reading."""
+    if event.get("eventType") == "SaveEntity" or event.get("sessionId") or session:
+        return None
+    return _primedata_invalid(f"{field}.sessionId", "is required: every event belongs to a session")
+
+
+def _primedata_schema_problem(
+    event: dict[str, Any], field: str, schemas: PrimeDataSchemas
+) -> Answer | None:
+    problem = schemas.type_problem(event)
+    if problem is None:
+        return None
+    key, kind = problem
+    return _primedata_invalid(f"{field}.properties.{key}", f"must be a {kind} (its schema's type)")
 
 
 def _primedata_event_fields_problem(
@@ -162,12 +293,22 @@ def _primedata_properties_problem(properties: object, field: str) -> Answer | No
 
 
 def _primedata_identify_problem(event: dict[str, Any], field: str) -> Answer | None:
+    """An ``identify`` binds its session to the person its target's PII names: the target
+    is an ``analyticsUser`` whose properties hold one of the PII keys."""
     if event.get("eventType") != "identify":
         return None
     target = event.get("target")
     if not isinstance(target, dict) or target.get("itemType") != "analyticsUser":
         return _primedata_invalid(
             f"{field}.target.itemType", 'must be "analyticsUser" for identify'
+        )
+    properties = target.get("properties")
+    if not isinstance(properties, dict) or not any(
+        isinstance(properties.get(key), str | int) and str(properties[key]) for key in PII_KEYS
+    ):
+        return _primedata_invalid(
+            f"{field}.target.properties",
+            f"identify needs PII: one of {', '.join(sorted(PII_KEYS))}",
         )
     return None
 
@@ -197,8 +338,10 @@ def validate_primedata_smile(incoming: Incoming, credentials: Credentials) -> An
         return _primedata_invalid(
             "events", f"must contain at most {PRIMEDATA_MAX_EVENTS} items, got {len(events)}"
         )
+    schemas = incoming.state if isinstance(incoming.state, PrimeDataSchemas) else None
+    context = _Context(body.get("sessionId"), schemas or PrimeDataSchemas())
     for index, event in enumerate(events):
-        problem = _primedata_event_problem(event, f"events[{index}]", client_id)
+        problem = _primedata_event_problem(event, f"events[{index}]", client_id, context)
         if problem is not None:
             return problem
     return None
@@ -212,11 +355,11 @@ def _primedata_events(body: JSONObject) -> list[JSONObject]:
 
 
 def _primedata_processed(incoming: Incoming) -> int:
-    """How many events PrimeData processes: those of a registered type; the others
-    are dropped from the count, not refused."""
+    """How many events PrimeData processes: those of a registered type with the properties
+    it requires; the others are dropped from the count, not refused."""
     events = _primedata_events(incoming.body or {})
     schemas: PrimeDataSchemas = incoming.state
-    return sum(schemas.processes(event.get("eventType")) for event in events)
+    return sum(schemas.processes(event) for event in events)
 
 
 def _primedata_success(incoming: Incoming) -> Answer:
@@ -267,10 +410,11 @@ PRIMEDATA = VendorSpec(
         StateOption(
             "schema",
             "aliases",
-            "ALIAS",
-            "an event schema registered in PrimeData; once any is given, events of other "
-            "types are left out of processedEvents",
-            default=None,
+            "SCHEMA",
+            "an event schema registered in PrimeData: its alias, or its registration body as "
+            'JSON ({"alias": ..., "required": [...], "properties": {"total": {"type": '
+            '"number"}}}), or * for every type; events of other types, and events without '
+            "a required property, are left out of processedEvents",
         ),
     ),
 )

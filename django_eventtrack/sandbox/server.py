@@ -344,6 +344,7 @@ class _Handler(BaseHTTPRequestHandler):
             "faults": "POST",
             "reset": "POST",
             "legacy": "POST",
+            "seed": "POST",
         }
         if action not in routes:
             self._send(404, {"error": "not found"})
@@ -376,6 +377,11 @@ class _Handler(BaseHTTPRequestHandler):
                 if unknown:
                     raise ValueError(f"unknown fields: {', '.join(sorted(unknown))}")
                 sandbox.inject(**payload)
+            elif action == "seed":
+                vendor = payload.pop("vendor", None)
+                if not isinstance(vendor, str):
+                    raise ValueError("vendor is required: the vendor whose state to seed")
+                sandbox.seed(vendor, **payload)
             else:
                 sandbox.set_legacy(payload["vendor"], bool(payload.get("enabled", True)))
         except (ValueError, KeyError, TypeError) as error:
@@ -662,6 +668,23 @@ class Sandbox:
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+
+    def seed(self, vendor: str, **options: Any) -> None:
+        """Tell the running ``vendor`` more of what it knows, by its options' keywords
+        (each a list of values, as on the command line): a custom action created, a
+        schema registered, a session Hellotext has not seen (``POST /_sandbox/seed``).
+        Unlike the constructor's ``options``, a reset forgets it."""
+        state = self.state(vendor)
+        known = {option.keyword: option for option in self.specs[vendor].options}
+        for keyword, values in options.items():
+            if keyword not in known:
+                raise ValueError(
+                    f"{vendor} has no option {keyword!r}; expected some of "
+                    f"{', '.join(sorted(known)) or 'none'}"
+                )
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise ValueError(f"{keyword} must be a list of strings")
+        state.seed(**options)
 
     def set_legacy(self, vendor: str, enabled: bool = True) -> None:
         """Toggle the vendor's old documented success (its endpoints' ``legacy_success``)."""

@@ -74,7 +74,9 @@ class Endpoint:
 @dataclass(frozen=True)
 class StateOption:
     """A setting of what a vendor remembers: ``Sandbox(options={vendor: {keyword: ...}})``,
-    or ``--<vendor>-<flag>`` (repeatable) on the command line."""
+    or ``--<vendor>-<flag>`` (repeatable) on the command line, kept across resets; and
+    while it runs, more of the same through :meth:`Sandbox.seed` or ``POST
+    /_sandbox/seed`` (the state's ``seed(**{keyword: values})``)."""
 
     flag: str
     keyword: str
@@ -82,6 +84,9 @@ class StateOption:
     help: str
     #: The command line's default: ``[]`` or None (then unset unless given).
     default: list[str] | None = field(default_factory=list)
+    #: Whether the command line offers it (False: only for seeding a running sandbox,
+    #: like a session Hellotext sees after the start).
+    command_line: bool = True
 
 
 @dataclass(frozen=True)

@@ -11,23 +11,28 @@ from __future__ import annotations
 
 import email.utils
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeGuard
 
+from django.utils import timezone
+
 from django_eventtrack.core.redaction import redact, truncate
 from django_eventtrack.core.settings import (
+    env_name,
     parse_bool,
     parse_count,
     parse_event_names,
     parse_names,
+    parse_optional_seconds,
     parse_purposes,
     parse_seconds,
     parse_timeout,
     parse_url,
     setting,
+    setting_path,
 )
 
 if TYPE_CHECKING:
@@ -118,6 +123,10 @@ class VendorConfig:
     #: ``MAX_AGE``: seconds after which an undelivered event is given up (``failed``); by
     #: default the adapter's ``default_max_age``.
     max_age: float = setting(parse_seconds, DEFAULT_MAX_AGE)
+    #: ``MAX_LATENESS``: seconds after the event's own time past which it is not sent
+    #: (``skipped``), for a vendor that records when an event arrives or forbids historical
+    #: data; None: no limit. By default the adapter's ``default_max_lateness``.
+    max_lateness: float | None = setting(parse_optional_seconds, None)
     #: ``IDENTIFY``: whether ``identify()`` calls go to this vendor.
     identify: bool = setting(parse_bool, True)
     #: ``PURPOSES``: what the vendor's events serve (the adapter's ``default_purposes``); an
@@ -194,8 +203,19 @@ class ProfileGone:
     user_id: str | None
 
 
-#: What an answer taught about the vendor's own ids, for the sender to keep.
-Learned = SessionOwner | ProfileGone
+@dataclass(frozen=True)
+class NameDropped:
+    """Learnt from an answer: the vendor drops every event it gets as ``name`` (its own
+    name, after ``EVENT_NAMES``); ``reason`` says why and how to fix it. The sender
+    keeps it for every process and skips later events of that name with the reason
+    (:meth:`VendorAdapter.known_drop`)."""
+
+    name: str
+    reason: str
+
+
+#: What an answer taught about the vendor, for the sender to keep.
+Learned = SessionOwner | ProfileGone | NameDropped
 #: Per event id, what was changed to fit the vendor (one short line each).
 Adjustments = tuple[tuple[str, tuple[str, ...]], ...]
 #: Filled by an adapter while it builds a request: event id -> adjustment lines.
@@ -206,8 +226,8 @@ Notes = dict[str, list[str]]
 class Outcome:
     """The verdict on one attempt, with a message that is safe to log and store.
 
-    ``learned`` and ``adjustments`` are empty on the common path, so equal
-    verdicts still compare equal (the sender records them together).
+    ``learned``, ``adjustments`` and ``singled_out`` are empty on the common path, so
+    equal verdicts still compare equal (the sender records them together).
     """
 
     kind: OutcomeKind
@@ -216,6 +236,9 @@ class Outcome:
     retry_after: float | None = None
     learned: tuple[Learned, ...] = ()
     adjustments: Adjustments = ()
+    #: Events of the request whose verdict is their own (event id, outcome): a batch
+    #: whose vendor refused one event and took the others; the rest share this one.
+    singled_out: tuple[tuple[str, Outcome], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -229,6 +252,17 @@ class Outcome:
     def learning(self, *facts: Learned) -> Outcome:
         """This outcome carrying ``facts`` for the sender to keep (:func:`api.learn`)."""
         return replace(self, learned=self.learned + facts)
+
+    def singling_out(self, event_id: str, outcome: Outcome) -> Outcome:
+        """This outcome, but ``outcome`` for the event ``event_id`` of the request."""
+        return replace(self, singled_out=(*self.singled_out, (event_id, outcome)))
+
+    def for_event(self, event_id: str) -> Outcome:
+        """The verdict on the event ``event_id`` of the request (:attr:`singled_out`)."""
+        for singled, outcome in self.singled_out:
+            if singled == event_id:
+                return outcome
+        return replace(self, singled_out=()) if self.singled_out else self
 
 
 def note(notes: Notes, event: TrackedEvent, line: str) -> None:
@@ -343,6 +377,16 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
+def spelled_duration(seconds: float) -> str:
+    """``35 days``, ``2 hours``, ``4 minutes``, ``12 seconds``: the largest whole unit."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    count = int(seconds)
+    return f"{count} second{'s' if count != 1 else ''}"
+
+
 class VendorAdapter:
     """Base of the vendor modules; subclasses hold only what differs.
 
@@ -376,6 +420,10 @@ class VendorAdapter:
     default_max_age: ClassVar[float] = DEFAULT_MAX_AGE
     #: Default ``PURPOSES``: the consent purposes this vendor's events serve.
     default_purposes: ClassVar[tuple[str, ...]] = ("analytics",)
+    #: Default ``MAX_LATENESS`` (None: no limit), and why an event sent long after it
+    #: happened is not wanted (:meth:`lateness_refusal`).
+    default_max_lateness: ClassVar[float | None] = None
+    lateness_why: ClassVar[str] = ""
     #: The ids this vendor gives visitors in the browser (:class:`BrowserId`).
     browser_ids: ClassVar[tuple[BrowserId, ...]] = ()
     #: Dotted path to this vendor's sandbox description (a
@@ -465,6 +513,35 @@ class VendorAdapter:
     def name_refusal(self, name: str) -> str | None:
         """Why this vendor refuses every event called ``name`` (our name, before
         ``EVENT_NAMES``), or None. The system checks ask it about ``MODEL_EVENTS``."""
+        return None
+
+    def lateness_refusal(self, happened: datetime, now: datetime | None = None) -> str | None:
+        """Why an event that happened at ``happened`` is too late to send now, or None.
+
+        Only with a ``MAX_LATENESS`` (a vendor that records when an event arrives, or
+        forbids historical data): routing asks it when the event is tracked, the sender
+        again when its turn comes.
+        """
+        limit = self.config.max_lateness
+        if limit is None:
+            return None
+        late = ((now or timezone.now()) - happened).total_seconds()
+        if late <= limit:
+            return None
+        return (
+            f"not sent: it happened {spelled_duration(late)} ago, later than "
+            f"{self.display_name}'s MAX_LATENESS ({spelled_duration(limit)}); "
+            f"{self.lateness_why}"
+        )
+
+    def known_drop(self, event: TrackedEvent, dropped: Mapping[str, str]) -> str | None:
+        """Why ``event`` is not sent, when the vendor is known to drop events of its name
+        (``dropped``: the vendor's event names it dropped before, with the reason)."""
+        return dropped.get(self.vendor_event_name(event))
+
+    def batch_key(self, event: TrackedEvent) -> Hashable:
+        """Events with different keys never share a request (a vendor whose answer
+        counts what it took per request groups them by what it may refuse)."""
         return None
 
     # -- building ---------------------------------------------------------
@@ -637,6 +714,8 @@ class VendorAdapter:
             if failure is None:
                 return Outcome(OutcomeKind.DELIVERED, status)
             return Outcome(OutcomeKind.FAILED, status, self._safe(failure))
+        if 300 <= status < 400:
+            return Outcome(OutcomeKind.FAILED, status, self._redirected(response))
         message = self._safe(self.error_message(payload) or _body_text(response))
         message = f"HTTP {status}: {message}" if message else f"HTTP {status}"
         if status in RETRYABLE_STATUSES or status >= 500:
@@ -647,6 +726,19 @@ class VendorAdapter:
     def failure_in_success(self, payload: Any) -> str | None:
         """A refusal hidden in a 2xx body (Browsee's ``status: failure``), or None."""
         return None
+
+    def _redirected(self, response: VendorResponse) -> str:
+        """A redirect is a configuration mistake (no vendor API redirects; an
+        ``http://`` ``API_URL`` answered by a redirect to ``https://`` is the usual one):
+        the message names the setting to fix and where the vendor pointed."""
+        location = response.headers.get("location", "")
+        where = f" to {self._safe(location)}" if location else ""
+        return (
+            f"HTTP {response.status}: {self.display_name} redirected the request{where}; "
+            f"check {setting_path('VENDORS', self.name, 'API_URL')} (or "
+            f"{env_name(self.name, 'API_URL')}), now {self._safe(self.config.api_url)}: "
+            "requests are not followed to another address"
+        )
 
     def error_message(self, payload: Any) -> str | None:
         """The vendor's own words from an error body, or None to use the raw text."""
@@ -662,31 +754,6 @@ def _body_text(response: VendorResponse) -> str:
 
 def _one_object(entries: Any) -> TypeGuard[list[JSONObject]]:
     return isinstance(entries, list) and len(entries) == 1 and isinstance(entries[0], dict)
-
-
-def request_batches(
-    adapter: VendorAdapter, events: Sequence[TrackedEvent], max_bytes: int
-) -> list[slice]:
-    """``events`` cut, in order, into one request's worth each: at most the adapter's
-    ``max_batch_size`` events, whose sizes (:attr:`TrackedEvent.size`) add up to at most
-    ``max_bytes`` (a larger event goes alone), and alone an event whose extra is laid
-    over the whole request (:meth:`VendorAdapter.build_request`)."""
-    if adapter.max_batch_size == 1:
-        return [slice(index, index + 1) for index in range(len(events))]
-    cuts: list[slice] = []
-    start = size = 0
-    for index, event in enumerate(events):
-        if adapter.request_extra(event):
-            cuts += [slice(start, index)] if index > start else []
-            cuts.append(slice(index, index + 1))
-            start, size = index + 1, 0
-            continue
-        full = index - start >= adapter.max_batch_size or size + event.size > max_bytes
-        if full and index > start:
-            cuts.append(slice(start, index))
-            start, size = index, 0
-        size += event.size
-    return cuts + ([slice(start, len(events))] if start < len(events) else [])
 
 
 def deep_merge(base: JSONObject, extra: Mapping[str, Any]) -> JSONObject:

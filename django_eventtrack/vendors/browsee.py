@@ -10,10 +10,16 @@ vendors (:meth:`~VendorAdapter.visitor_id`).
 Browsee can refuse inside a 200: ``{"status": "failure", "message": ...}``,
 so a 2xx is only a delivery when it does not say so.
 
+Browsee's API "must not be used to dump historical data": an event that happened
+longer than ``MAX_LATENESS`` ago (default six hours, counted from the event's own
+time) is skipped with the reason.
+
 ``identify()`` becomes ``POST /api/v1/identify`` with ``userId``, the
 visitor's ``anonymousId`` (so the anonymous session joins the user) and the
 traits; a ``name`` trait is made from ``first_name``/``last_name`` when none is
-given, since ``name``, ``email`` and ``phone`` are the keys Browsee shows.
+given, since ``name``, ``email`` and ``phone`` are the keys Browsee shows. The
+``$tags`` trait is a list of labels: one label given as a string is sent as a
+list of one, and what is not a label is left out (noted).
 """
 
 from __future__ import annotations
@@ -21,11 +27,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from django_eventtrack.core.event import Identity, TrackedEvent
-from django_eventtrack.vendors.base import BrowserId, JSONObject, Notes, VendorAdapter, iso_utc
+from django_eventtrack.core.event import Identity, JSONValue, TrackedEvent
+from django_eventtrack.vendors.base import (
+    BrowserId,
+    JSONObject,
+    Notes,
+    VendorAdapter,
+    iso_utc,
+    note,
+)
 
 #: The identity key of Browsee's own anonymous id.
 ANONYMOUS_ID = "browsee_anonymous_id"
+#: Default ``MAX_LATENESS``: Browsee gives no number for "historical", so six hours.
+DEFAULT_MAX_LATENESS = 6 * 3600.0
+#: The trait holding Browsee's searchable labels, a list of strings.
+TAGS = "$tags"
 
 
 class BrowseeAdapter(VendorAdapter):
@@ -39,9 +56,10 @@ class BrowseeAdapter(VendorAdapter):
     default_purposes: ClassVar[tuple[str, ...]] = ("analytics",)
     path: ClassVar[str] = "/api/v1/track"
     identify_path: ClassVar[str] = "/api/v1/identify"
-    #: Browsee's API "must not be used to dump historical data" (docs/vendors/browsee.md),
-    #: so an event that could not be sent within six hours is given up.
-    default_max_age: ClassVar[float] = 6 * 3600.0
+    default_max_lateness: ClassVar[float | None] = DEFAULT_MAX_LATENESS
+    lateness_why: ClassVar[str] = (
+        "Browsee's API must not be used to dump historical data (docs/vendors/browsee.md)"
+    )
     browser_ids: ClassVar[tuple[BrowserId, ...]] = (
         BrowserId(
             ANONYMOUS_ID,
@@ -75,6 +93,8 @@ class BrowseeAdapter(VendorAdapter):
         )
         if full_name and not traits.get("name"):
             traits["name"] = full_name
+        if TAGS in traits:
+            traits[TAGS] = _tags(event, traits[TAGS], notes)
         return {
             "apiKey": self.config.credential("API_KEY"),
             **self._visitor(event.identity),
@@ -97,6 +117,23 @@ class BrowseeAdapter(VendorAdapter):
         if anonymous_id := identity.get(ANONYMOUS_ID) or self.visitor_id(identity):
             visitor["anonymousId"] = anonymous_id
         return visitor
+
+
+def _tags(event: TrackedEvent, value: JSONValue, notes: Notes) -> list[JSONValue]:
+    """``$tags`` as Browsee takes it, a list of labels: a string is one label, numbers are
+    spelled out, and anything else (empty, objects) is left out, each change noted."""
+    if isinstance(value, str):
+        note(notes, event, f"traits.{TAGS}: one label, sent as a list of one")
+        value = [value]
+    items = value if isinstance(value, list) else [value]
+    labels: list[JSONValue] = [
+        str(item)
+        for item in items
+        if isinstance(item, str | int | float) and not isinstance(item, bool) and str(item)
+    ]
+    if len(labels) != len(items):
+        note(notes, event, f"traits.{TAGS}: left out what is not a label (a non-empty string)")
+    return labels
 
 
 def _message(payload: Any) -> str | None:

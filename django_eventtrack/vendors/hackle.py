@@ -1,8 +1,11 @@
 """Hackle: ``POST /v1/track``, one event per request, keyed by ``X-HACKLE-API-KEY``.
 
 The body is ``{"event": {"key", "value"?, "properties"}, "user": {...}}``.
-Hackle documents no timestamp field, so events are stamped when they arrive.
-What is sent field by field is in ``docs/vendors/hackle.md``.
+Hackle documents no timestamp field, so events are stamped when they arrive: an
+event that happened longer than ``MAX_LATENESS`` ago (default an hour) is skipped
+with the reason rather than recorded at the wrong time, and one sent a minute or
+more after it happened says so on its delivery. What is sent field by field is in
+``docs/vendors/hackle.md``.
 
 Properties are fitted to Hackle's documented limits here, so a request is
 never refused for its shape, and every change is noted on the delivery (and
@@ -13,9 +16,10 @@ logged once) instead of made silently:
 * ``None`` values and keys longer than 128 characters are dropped, and so is a
   key that differs from an earlier one only in case (Hackle's keys are
   case-insensitive);
-* strings, numbers, booleans and lists of those are kept; dicts and lists
-  holding anything else are sent as compact JSON strings, or dropped when that
-  JSON is longer than 1,024 characters (cut JSON is not JSON any more);
+* strings, numbers, booleans and lists of strings and numbers are kept; dicts
+  and lists holding anything else (booleans too: Hackle's SDKs drop those from
+  arrays) are sent as compact JSON strings, or dropped when that JSON is longer
+  than 1,024 characters (cut JSON is not JSON any more);
 * plain strings are cut to 1,024 characters;
 * numbers keep at most 6 decimal places, and a number with more than 15 integer
   digits (which Hackle cannot hold) is sent as a string;
@@ -28,7 +32,8 @@ join the other vendors' on one key.
 
 ``identify()`` becomes ``POST /v1/properties``: the user's traits as a
 ``$set`` operation on ``userId`` (plus ``deviceId`` when known), fitted to the
-same limits as event properties. Hackle applies them to later events only.
+same limits as event properties. Hackle applies them to later events only; a call
+with no trait left to set is skipped (an empty ``$set`` is refused).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
+
+from django.utils import timezone
 
 from django_eventtrack.core.event import Identity, JSONValue, TrackedEvent
 from django_eventtrack.vendors.base import (
@@ -46,6 +53,7 @@ from django_eventtrack.vendors.base import (
     VendorAdapter,
     named,
     note,
+    spelled_duration,
 )
 
 MAX_EVENT_KEY_LENGTH = 128
@@ -57,6 +65,13 @@ NUMBER_LIMIT = 10**15
 DECIMAL_PLACES = 6
 
 Scalar = str | int | float | bool
+#: Default ``MAX_LATENESS``: an event that happened longer ago is not sent, since Hackle
+#: would record it at its arrival. An hour keeps hourly charts at most one bucket off
+#: and still outlasts a short outage's retries.
+DEFAULT_MAX_LATENESS = 3600.0
+#: Lateness from which the delivery says how late Hackle's recorded time is: below it,
+#: ordinary sending delay (a worker's poll, a retry's first backoff).
+NOTED_LATENESS = 60.0
 #: The identity key of the Hackle browser SDK's device id.
 DEVICE_ID = "device_id"
 #: Hackle's docs declare ``const hackleClient = ...``: a global binding, not a window property.
@@ -94,6 +109,10 @@ class HackleAdapter(VendorAdapter):
         ),
     )
     sandbox: ClassVar[str | None] = "django_eventtrack.sandbox.hackle.HACKLE"
+    default_max_lateness: ClassVar[float | None] = DEFAULT_MAX_LATENESS
+    lateness_why: ClassVar[str] = (
+        "Hackle's HTTP API has no time field and would record it at its arrival"
+    )
 
     def headers(self) -> dict[str, str]:
         return {"X-HACKLE-API-KEY": self.config.credential("API_KEY")}
@@ -148,6 +167,14 @@ class HackleAdapter(VendorAdapter):
             for line in fitting.lines("event.value"):
                 note(notes, event, line)
         hackle_event["properties"] = _fit_properties(event, properties, notes, "properties")
+        late = (timezone.now() - event.timestamp).total_seconds()
+        if late >= NOTED_LATENESS:
+            note(
+                notes,
+                event,
+                f"time: sent {spelled_duration(late)} after it happened; Hackle records the "
+                "time it arrives",
+            )
         return {"event": hackle_event, "user": self._user(event.identity)}
 
     def _user(self, identity: Identity) -> JSONObject:
@@ -161,6 +188,14 @@ class HackleAdapter(VendorAdapter):
         if visitor_id := self.visitor_id(identity):
             user["identifiers"] = {"anonymousId": visitor_id}
         return user
+
+    def identify_skip_reason(self, event: TrackedEvent) -> str | None:
+        if not _fit_properties(event, event.properties, {}, "traits"):
+            return (
+                "Hackle's identify sets user properties, and this call has no trait Hackle "
+                "can hold (an empty $set is refused)"
+            )
+        return None
 
     def identify_body(self, event: TrackedEvent, notes: Notes) -> JSONObject:
         user = self._user(event.identity)
@@ -215,7 +250,7 @@ class _Fitting:
         """``value`` as Hackle can hold it, or None when it has to be dropped."""
         if isinstance(value, Scalar):
             return self.scalar(key, value)
-        if isinstance(value, list) and all(isinstance(item, Scalar) for item in value):
+        if isinstance(value, list) and all(_array_item(item) for item in value):
             return [self.scalar(key, item) for item in value if isinstance(item, Scalar)]
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
         if len(text) > MAX_STRING_LENGTH:
@@ -266,6 +301,11 @@ class _Fitting:
                 f"dropped: {named(self.over_limit)})"
             )
         return lines
+
+
+def _array_item(value: JSONValue) -> bool:
+    """What a Hackle array may hold: strings and numbers (its SDKs drop booleans)."""
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
 
 
 def _once(keys: list[str], key: str) -> None:

@@ -11,7 +11,10 @@ matched on ``reference`` + ``source`` (``source`` defaults to
 ``OBJECT_SOURCE``): a dict as given, a plain string as the ``reference`` (with
 the event's ``name`` property as its name). Only
 an explicit ``object`` property is sent as a Hellotext object id. Built-in
-actions that need an object and have none are skipped, not refused.
+actions that need an object and have none are skipped, not refused, and so is a
+product described without a ``name`` (Hellotext cannot create it) unless
+``PRODUCTS_SYNCED`` says Hellotext has every product already. Currencies are ISO
+4217 codes, sent upper-case; an event with any other is skipped.
 
 The answer is read by its error ``type`` and ``parameter``, never by its
 English text:
@@ -36,17 +39,19 @@ profile's.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, ClassVar, Literal, NamedTuple
 from urllib.parse import quote
 
 from django.utils import timezone
 
+from django_eventtrack.core.currencies import iso_4217
 from django_eventtrack.core.event import Identity, JSONValue, TrackedEvent
-from django_eventtrack.core.settings import parse_event_names, parse_names, setting_path
+from django_eventtrack.core.settings import parse_bool, parse_event_names, parse_names, setting_path
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.vendors.base import (
     BrowserId,
@@ -189,6 +194,7 @@ class HellotextAdapter(VendorAdapter):
         "ACTIONS": (parse_actions, frozenset()),
         "OBJECT_SOURCE": (parse_source, DEFAULT_OBJECT_SOURCE),
         "OBJECTS": (parse_event_names, {}),
+        "PRODUCTS_SYNCED": (parse_bool, False),
     }
     plan_keys: ClassVar[Mapping[str, str]] = {
         "action": "the Hellotext action (EVENT_NAMES; a custom one is added to ACTIONS)",
@@ -275,14 +281,38 @@ class HellotextAdapter(VendorAdapter):
         action = self.vendor_event_name(event)
         if action == "page.viewed" and not _text(event.properties.get("url")):
             return "Hellotext's page.viewed needs a url property (a non-empty string)"
-        if self._needs_object(action) and not self._object(event, dict(event.properties)):
+        described = self._object(event, dict(event.properties))
+        if self._needs_object(action) and not described:
             noun = action.split(".", 1)[0]
             return (
                 f"Hellotext's {action} needs its {noun}: give the event the property {noun!r} "
                 "(a dict such as {'reference': ..., 'name': ...}, or your reference string), "
                 "or 'object' (a Hellotext object id) or 'object_parameters'"
             )
-        return None
+        return self._nameless_product(event, described) or _currency_refusal(event, described)
+
+    def _nameless_product(self, event: TrackedEvent, described: JSONObject) -> str | None:
+        """Hellotext creates a product it does not know from ``object_parameters`` only
+        with a ``name``: without one, the event is refused (422) unless Hellotext has the
+        product already, which ``PRODUCTS_SYNCED`` declares for every product."""
+        parameters = described.get("object_parameters")
+        if not isinstance(parameters, dict) or _text(parameters.get("name")):
+            return None
+        action = self.vendor_event_name(event)
+        kind = event.properties.get("object_type") or (
+            action.split(".", 1)[0] if self._needs_object(action) else None
+        )
+        if kind != "product" or self.config.options.get("PRODUCTS_SYNCED"):
+            return None
+        reference = parameters.get("reference")
+        product = f"the product {reference!r}" if reference is not None else "the product"
+        return (
+            f"Hellotext's {action}: {product} has no name, and Hellotext can only create a "
+            "product it does not know with one: give the event a 'name' property (or the "
+            "product dict a 'name'); if Hellotext already has every product (synced through "
+            f"its products API), set {setting_path('VENDORS', self.name, 'PRODUCTS_SYNCED')} "
+            "= True"
+        )
 
     # -- building ---------------------------------------------------------
     def body(self, events: Sequence[TrackedEvent], notes: Notes) -> JSONObject:
@@ -291,6 +321,8 @@ class HellotextAdapter(VendorAdapter):
         body: JSONObject = {"action": self.vendor_event_name(event)}
         body |= _visitor(event.identity)
         body |= self._object(event, metadata)
+        if isinstance(body.get("object_parameters"), dict):
+            body["object_parameters"] = _iso_money(event, body["object_parameters"], notes)
         body |= {key: metadata.pop(key) for key in PASSTHROUGH_FIELDS if _text(metadata.get(key))}
         body |= _revenue(event, metadata, notes)
         body["tracked_at"] = iso_utc(event.timestamp)
@@ -598,6 +630,8 @@ def _revenue(event: TrackedEvent, metadata: dict[str, JSONValue], notes: Notes) 
     A currency without a usable amount is dropped: Hellotext refuses it (422).
     """
     currency = metadata.pop("currency") if _text(metadata.get("currency")) else None
+    if currency is not None:
+        currency = _iso_currency(event, currency, "currency", notes)
     amount = _number(metadata.get("amount"))
     if "amount" in metadata and amount is None:
         note(notes, event, "amount is not a number: sent in metadata, not as revenue")
@@ -607,6 +641,82 @@ def _revenue(event: TrackedEvent, metadata: dict[str, JSONValue], notes: Notes) 
         return {}
     del metadata["amount"]
     return {"amount": amount} if currency is None else {"amount": amount, "currency": currency}
+
+
+def _iso_currency(event: TrackedEvent, value: JSONValue, where: str, notes: Notes) -> str | None:
+    """``value`` as the upper-case ISO 4217 code Hellotext takes (noted when changed);
+    None, noted, when it is no code at all (the event is skipped before it gets here)."""
+    code = iso_4217(value)
+    if code is None:
+        note(notes, event, f"{where}: {value!r} is not an ISO 4217 code, not sent")
+    elif code != value:
+        note(notes, event, f"{where}: {value!r} sent as {code!r} (ISO 4217)")
+    return code
+
+
+def _money(parameters: Mapping[str, JSONValue]) -> Iterator[tuple[str, dict[str, JSONValue]]]:
+    """Each money object ``{amount, currency}`` of an object's parameters, with where it
+    is: the object's ``price`` and ``total``, its items' and variants' ``price``, and
+    the ``price`` of a product described inside an item."""
+    for key in ("price", "total"):
+        if isinstance(money := parameters.get(key), dict):
+            yield key, money
+    for key in ("items", "variants"):
+        entries = parameters.get(key)
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            if not isinstance(entry, dict):
+                continue
+            if isinstance(money := entry.get("price"), dict):
+                yield f"{key}[{index}].price", money
+            product = entry.get("product")
+            if isinstance(product, dict) and isinstance(money := product.get("price"), dict):
+                yield f"{key}[{index}].product.price", money
+
+
+def _iso_money(
+    event: TrackedEvent, parameters: dict[str, JSONValue], notes: Notes
+) -> dict[str, JSONValue]:
+    """``parameters`` (a copy, when changed) with each money object's currency as its
+    upper-case ISO 4217 code."""
+    wrong = [where for where, money in _money(parameters) if _needs_fixing(money)]
+    if not wrong:
+        return parameters
+    fitted = copy.deepcopy(parameters)
+    for where, money in _money(fitted):
+        if "currency" in money:
+            field = f"object_parameters.{where}.currency"
+            code = _iso_currency(event, money["currency"], field, notes)
+            if code is None:
+                del money["currency"]
+            else:
+                money["currency"] = code
+    return fitted
+
+
+def _needs_fixing(money: Mapping[str, JSONValue]) -> bool:
+    return "currency" in money and iso_4217(money["currency"]) != money["currency"]
+
+
+def _currency_refusal(event: TrackedEvent, described: JSONObject) -> str | None:
+    """Why the event is skipped for a currency that is no ISO 4217 code (Hellotext
+    refuses it: 422), naming where it is; None when every currency is one."""
+    given: list[tuple[str, JSONValue]] = []
+    if _text(currency := event.properties.get("currency")):
+        given.append(("the event's currency", currency))
+    parameters = described.get("object_parameters")
+    if isinstance(parameters, dict):
+        given += [
+            (f"object_parameters.{where}.currency", money["currency"])
+            for where, money in _money(parameters)
+            if "currency" in money
+        ]
+    for where, value in given:
+        if iso_4217(value) is None:
+            return (
+                f"{where} {value!r} is not an ISO 4217 currency code (three letters, such as "
+                "'USD' or 'EUR'), which Hellotext requires: fix it in the event's properties"
+            )
+    return None
 
 
 def _number(value: JSONValue) -> int | float | None:

@@ -20,19 +20,29 @@ sending, with the reason.
 to one person: PrimeData's own (the ``XSessionId`` cookie) when known, else the
 visitor's browser session (the visitor id the other vendors share, but never a
 vendor's profile id), else for a known user a server session derived from the
-user id (:func:`server_session`), which ``identify()`` binds to the user too.
+user id (:func:`server_session`), which ``identify()`` binds to the user too. An
+event with none of these is skipped: PrimeData ties every event to a session.
 
 An event's ``vendor_extra["primedata"]`` is read as laid over the body it would have
 alone: ``{"events": [{...}]}`` merges into its own entry, so it can share a request
 with other visitors' events; any other key (``sessionId``, ``sendAt``) is the whole
 request's, so that event goes in a request of its own (:meth:`VendorAdapter.build_request`).
 
-A success answer says how many events PrimeData processed (``processedEvents``).
-Fewer than sent is read like this: none processed fails every event of the
-request (PrimeData keeps no part of it); some processed delivers the request
-but says, on each delivery, that it is unconfirmed which were dropped. None is
-sent again: PrimeData documents no way to recognise a duplicate, and sending
-the processed ones again would count them twice.
+One request carries events of one type only (:meth:`PrimeDataAdapter.batch_key`),
+so PrimeData's answer can be attributed:
+
+* a 422 names the event it refused (``events[i]``) and means nothing of the request
+  was processed: that event fails with PrimeData's words, and the others are sent
+  again at once without it (:data:`MAX_REFUSED`);
+* ``processedEvents`` of 0 means PrimeData dropped every event of the type (no
+  schema registered for it, or its required properties missing): they fail with
+  the way to register it, and, unless ``EVENT_TYPES`` declares the type, the
+  sender remembers it for every process (``NameDropped``) and skips its later
+  events with that reason;
+* a count between fails nobody: some events lacked properties the schema
+  requires, without saying which, so the request is delivered and flagged
+  unconfirmed. None is ever sent again once PrimeData may have processed it:
+  PrimeData documents no way to recognise a duplicate.
 
 ``identify()`` sends PrimeData's built-in ``identify`` event to
 ``/powehi/context``, as its PHP SDK does, on the visitor's session and on the
@@ -44,10 +54,12 @@ the profile that has that PII, creating it if needed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from django_eventtrack.core.event import JSONValue, TrackedEvent
@@ -56,12 +68,14 @@ from django_eventtrack.vendors.base import (
     BrowserId,
     DeclaredEvent,
     JSONObject,
+    NameDropped,
     Notes,
     Outcome,
     OutcomeKind,
     OwnSetting,
     ProfileStore,
     Send,
+    Sent,
     VendorAdapter,
     VendorRequest,
     iso_utc,
@@ -81,6 +95,13 @@ IDENTIFY_ITEM_TYPE = "analyticsUser"
 SERVER_SESSIONS = uuid.UUID("9d3c7a52-52e4-4f36-9c1f-4a0f1f0b6a77")
 #: The identity key of PrimeData's own session id.
 SESSION_ID = "primedata_session_id"
+#: The event types PrimeData has built in (no schema to register).
+BUILT_IN_TYPES = frozenset({"identify", "SaveEntity"})
+#: Events of one request refused (422) and sent again without, in one attempt: past
+#: that, the rest of the request is retried later (each refusal costs a request).
+MAX_REFUSED = 20
+#: ``events[3].properties.total``: the event a 422's detail names, and the field in it.
+REFUSED_FIELD = re.compile(r"events\[(\d+)\]\.?(.*)")
 
 
 def server_session(user_id: str) -> str:
@@ -158,7 +179,7 @@ class PrimeDataAdapter(VendorAdapter):
 
     def name_refusal(self, name: str) -> str | None:
         """With ``EVENT_TYPES`` declared, a type PrimeData has no schema for is refused."""
-        registered: frozenset[str] | None = self.config.options.get("EVENT_TYPES")
+        registered = self.declared_types
         event_type = self.config.event_names.get(name, name)
         if registered is None or event_type in registered:
             return None
@@ -169,6 +190,34 @@ class PrimeDataAdapter(VendorAdapter):
             f", or map the event to a registered alias in "
             f"{setting_path('VENDORS', self.name, 'EVENT_NAMES')}"
         )
+
+    @property
+    def declared_types(self) -> frozenset[str] | None:
+        """``EVENT_TYPES``: the aliases registered in PrimeData, or None if not declared."""
+        declared: frozenset[str] | None = self.config.options.get("EVENT_TYPES")
+        return declared
+
+    def skip_reason(self, event: TrackedEvent) -> str | None:
+        refusal = self.name_refusal(event.name)
+        if refusal is None and self._session(event) is None:
+            return (
+                "PrimeData ties every event to a session and this one has none: pass user_id= "
+                f"or anonymous_id= (or {SESSION_ID}=), or track it within a request that the "
+                "middleware saw"
+            )
+        return refusal
+
+    def known_drop(self, event: TrackedEvent, dropped: Mapping[str, str]) -> str | None:
+        """A type ``EVENT_TYPES`` declares is sent even if PrimeData dropped it before:
+        declaring it says its schema is registered now."""
+        declared = self.declared_types
+        if declared is not None and self.vendor_event_name(event) in declared:
+            return None
+        return super().known_drop(event, dropped)
+
+    def batch_key(self, event: TrackedEvent) -> Hashable:
+        """One type per request, so that a count of processed events points at a type."""
+        return self.vendor_event_name(event)
 
     def envelope(self, body: JSONObject) -> JSONObject:
         """The request's ``sessionId`` too, when every event has the same one."""
@@ -183,6 +232,7 @@ class PrimeDataAdapter(VendorAdapter):
         target = _fit_entity(
             event, "target", _pop_entity(properties, "target") or _noun_target(event), notes
         )
+        _note_placeholders(event, notes, source=source, target=target)
         primedata_event: JSONObject = {
             "eventType": self.vendor_event_name(event),
             "scope": self.scope,
@@ -197,42 +247,88 @@ class PrimeDataAdapter(VendorAdapter):
         }
 
     def send_events(self, events: Sequence[TrackedEvent], send: Send) -> Outcome:
-        return self._processed(self.build_request(events), send)
+        """Send ``events``; each event a 422 names fails alone and the others are sent
+        again without it (nothing of a refused request was processed)."""
+        pending = list(events)
+        refused: list[tuple[str, Outcome]] = []
+        while True:
+            request = self.build_request(pending)
+            attempt = send(request)
+            found = _refused_event(attempt, len(pending))
+            if found is None or len(pending) == 1:
+                outcome = self._processed(request, attempt)
+                break
+            if len(refused) == MAX_REFUSED:
+                outcome = Outcome(
+                    OutcomeKind.RETRY,
+                    422,
+                    f"PrimeData refused {MAX_REFUSED} events of this request one by one; "
+                    "the rest are sent again later",
+                    retry_after=0.0,
+                ).adjusted(request.notes)
+                break
+            bad = pending.pop(found[0])
+            refused.append((str(bad.id), _refusal(attempt, found, request, bad)))
+        for event_id, verdict in refused:
+            outcome = outcome.singling_out(event_id, verdict)
+        return outcome
 
     def send_identify(self, event: TrackedEvent, send: Send, profiles: ProfileStore) -> Outcome:
-        return self._processed(self.identify_request(event), send)
+        request = self.identify_request(event)
+        return self._processed(request, send(request))
 
-    def _processed(self, request: VendorRequest, send: Send) -> Outcome:
-        """Send ``request``; a success that processed fewer events than sent is read as
-        the module docstring says (never sent again)."""
-        attempt = send(request)
+    def _processed(self, request: VendorRequest, attempt: Sent) -> Outcome:
+        """The outcome of ``request``, read from how many events PrimeData processed
+        (the module docstring says why a shortfall is read so)."""
         outcome = attempt.outcome.adjusted(request.notes)
         payload = attempt.response.json() if attempt.response is not None else None
-        processed = payload.get("processedEvents") if isinstance(payload, dict) else None
-        sent = len(request.body["events"])
-        if not outcome.ok or not isinstance(processed, int) or processed >= sent:
+        if not outcome.ok or not isinstance(payload, dict):
             return outcome
-        if processed <= 0:
-            return Outcome(
-                OutcomeKind.FAILED,
-                outcome.http_status,
-                f"PrimeData processed none of the {sent} event(s) in this request (is the event "
-                "type registered as a schema alias, with the properties it requires?)",
-                adjustments=outcome.adjustments,
+        if "processedEvents" not in payload and "updated" in payload:
+            return _older_answer(outcome, payload["updated"], request)
+        processed = payload.get("processedEvents")
+        sent = len(request.body["events"])
+        if not isinstance(processed, int) or isinstance(processed, bool) or processed >= sent:
+            return outcome
+        types = sorted({str(event.get("eventType")) for event in request.body["events"]})
+        if len(types) > 1:
+            return _shortfall(outcome, request, processed, sent, "events")
+        (event_type,) = types
+        if processed > 0:
+            return _shortfall(outcome, request, processed, sent, f"{event_type!r} events")
+        return self._none_processed(outcome, event_type, sent)
+
+    def _none_processed(self, outcome: Outcome, event_type: str, sent: int) -> Outcome:
+        """PrimeData dropped every event of ``event_type`` in the request: failed, with
+        the way to register it; remembered, unless ``EVENT_TYPES`` says it is registered."""
+        declared = self.declared_types
+        events = f"{sent} {event_type!r} event" + ("s" if sent != 1 else "")
+        failed = Outcome(OutcomeKind.FAILED, outcome.http_status, adjustments=outcome.adjustments)
+        if event_type in BUILT_IN_TYPES or (declared is not None and event_type in declared):
+            why = (
+                "PrimeData's schema for it requires properties they lack"
+                if event_type not in BUILT_IN_TYPES
+                else "its target needs PII (email, phone or id) and a session"
             )
-        logger.warning(
-            "events=%s: PrimeData processed %d of %d events without saying which; "
-            "none is sent again",
-            ",".join(request.event_ids),
-            processed,
-            sent,
+            return _with_message(failed, f"PrimeData processed none of the {events}: {why}")
+        fix = self._registration(event_type)
+        reason = (
+            f"PrimeData processed none of the {events}: it has no schema registered for "
+            f"{event_type!r} (or they lack properties its schema requires). {fix}"
         )
-        return Outcome(
-            OutcomeKind.DELIVERED,
-            outcome.http_status,
-            f"unconfirmed: PrimeData processed {processed} of the {sent} events in this request "
-            "without saying which; none is sent again (PrimeData cannot recognise a duplicate)",
-            adjustments=outcome.adjustments,
+        later = (
+            f"not sent: PrimeData dropped the {event_type!r} events sent before, as it has no "
+            f"schema registered for {event_type!r}. {fix}"
+        )
+        return _with_message(
+            failed, f"{reason}; later {event_type!r} events are skipped meanwhile"
+        ).learning(NameDropped(event_type, later))
+
+    def _registration(self, event_type: str) -> str:
+        return (
+            f"Register its schema in PrimeData and add {event_type!r} to "
+            f"{setting_path('VENDORS', self.name, 'EVENT_TYPES')}, or map the event to a "
+            f"registered alias in {setting_path('VENDORS', self.name, 'EVENT_NAMES')}"
         )
 
     def identify_skip_reason(self, event: TrackedEvent) -> str | None:
@@ -369,3 +465,101 @@ def _item_text(value: JSONValue) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return NO_ITEM
     return str(value) or NO_ITEM
+
+
+def _note_placeholders(event: TrackedEvent, notes: Notes, **entities: Mapping[str, Any]) -> None:
+    """Note an ``itemId``/``itemType`` given but unusable (``""``, an object...): it is sent
+    as PrimeData's ``"_"`` placeholder, which a reader of the event should know."""
+    for where, entity in entities.items():
+        for key in ("itemId", "itemType"):
+            if key in entity and _item_text(entity[key]) == NO_ITEM != entity[key]:
+                note(notes, event, f"{where}.{key}: not a non-empty id, sent as {NO_ITEM!r}")
+
+
+def _refused_details(attempt: Sent) -> list[tuple[int, str, str]]:
+    """(event index, field in the event, description) of each detail of a 422 that
+    names an event (``events[3].properties.total``)."""
+    if attempt.outcome.http_status != 422 or attempt.response is None:
+        return []
+    payload = attempt.response.json()
+    error = payload.get("error") if isinstance(payload, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    found = []
+    for detail in details if isinstance(details, list) else []:
+        if not isinstance(detail, dict):
+            continue
+        matched = REFUSED_FIELD.fullmatch(str(detail.get("field", "")))
+        if matched:
+            found.append((int(matched[1]), matched[2], str(detail.get("description", ""))))
+    return found
+
+
+def _refused_event(attempt: Sent, count: int) -> tuple[int, str, str] | None:
+    """The first event of the request a 422 names, if any (index, field, description)."""
+    return next((found for found in _refused_details(attempt) if found[0] < count), None)
+
+
+def _refusal(
+    attempt: Sent, found: tuple[int, str, str], request: VendorRequest, event: TrackedEvent
+) -> Outcome:
+    """The failed outcome of the one event a 422 named, in PrimeData's words about it."""
+    _, field, description = found
+    words = ": ".join(part for part in (field, description) if part) or "the event"
+    message = attempt.outcome.message.split(";")[0] or "HTTP 422"
+    refused = Outcome(
+        OutcomeKind.FAILED,
+        422,
+        f"{message}; {words} (PrimeData refused this event; the others of its request were "
+        "sent again without it)",
+    )
+    return refused.adjusted({str(event.id): request.notes.get(str(event.id), ())})
+
+
+def _shortfall(
+    outcome: Outcome, request: VendorRequest, processed: int, sent: int, what: str
+) -> Outcome:
+    """Some of the request processed, without saying which: delivered, flagged, never
+    sent again (a resend would count the processed ones twice)."""
+    logger.warning(
+        "events=%s: PrimeData processed %d of %d %s without saying which; none is sent again",
+        ",".join(request.event_ids),
+        processed,
+        sent,
+        what,
+    )
+    cause = "" if what == "events" else ": its schema requires properties some of them lack"
+    return _with_message(
+        outcome,
+        f"unconfirmed: PrimeData processed {processed} of the {sent} {what} in this request "
+        f"without saying which{cause}; none is sent again (PrimeData cannot recognise a "
+        "duplicate)",
+    )
+
+
+def _older_answer(outcome: Outcome, updated: Any, request: VendorRequest) -> Outcome:
+    """``{"updated": N}``, the answer PrimeData's older documentation showed: it says
+    whether a profile or session changed, not how many events were processed, so the
+    request is delivered as the current documentation's 200 is, with a note. In Apache
+    Unomi, which PrimeData's tracker appears to build on, the value is a bit field whose
+    1 marks an error: that case is flagged and logged."""
+    if isinstance(updated, int) and not isinstance(updated, bool) and updated & 1:
+        logger.warning(
+            "events=%s: PrimeData answered {'updated': %d}, which may mark an error",
+            ",".join(request.event_ids),
+            updated,
+        )
+        return _with_message(
+            outcome,
+            f'unconfirmed: PrimeData answered in its older form ({{"updated": {updated}}}), '
+            "which does not count the events processed, and whose 1 bit marks an error in "
+            "Apache Unomi, which its tracker appears to build on",
+        )
+    return _with_message(
+        outcome,
+        f'PrimeData answered in its older form ({{"updated": {updated!r}}}), which does not '
+        "count the events processed",
+    )
+
+
+def _with_message(outcome: Outcome, message: str) -> Outcome:
+    return dataclasses.replace(outcome, message=message)

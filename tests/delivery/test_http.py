@@ -159,7 +159,8 @@ def test_sandbox_validation_errors_carry_the_vendor_words(send: Send, vendors: S
 
 def test_primedata_batch_of_500_in_one_request(vendors: Sandbox) -> None:
     adapter = get_config().adapter("primedata")
-    events = [TrackedEvent.create("page.viewed", {"n": n}) for n in range(500)]
+    visitor = Identity(anonymous_id="A1")  # PrimeData ties every event to a session
+    events = [TrackedEvent.create("page.viewed", {"n": n}, identity=visitor) for n in range(500)]
     attempt = http.send(adapter, adapter.build_request(events))
     assert attempt.outcome.kind is OutcomeKind.DELIVERED
     [record] = vendors.requests("primedata")

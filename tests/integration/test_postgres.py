@@ -238,3 +238,46 @@ def test_forget_and_withdraw_on_postgresql(on_postgres: Processes, sandbox: Sand
     assert report["withdrew"]["hellotext"] == ["skipped", "consent withdrawn for marketing"]
     assert report["withdrew"]["primedata"] == ["skipped", "consent withdrawn for marketing"]
     assert not [r for r in sandbox.requests() if "U-f" in r.raw]
+
+
+#: Run with DELIVERY="worker": track one wishlist.added for PrimeData, drain, print each of
+#: this process's deliveries' status and its reason.
+DROPPED_TYPE = """
+import sys, django
+django.setup()
+from django_eventtrack import track
+from django_eventtrack.delivery.sender import drain
+from django_eventtrack.models import Delivery
+event = track("wishlist.added", {"n": int(sys.argv[1])}, session="S0", vendors=["primedata"])
+drain(["primedata"])
+delivery = Delivery.objects.get(event_id=event.id)
+print("delivery", delivery.status, delivery.last_error, sep="|")
+"""
+
+
+def delivered(output: str) -> tuple[str, str]:
+    """The status and reason :data:`DROPPED_TYPE` printed."""
+    line = next(line for line in output.splitlines() if line.startswith("delivery|"))
+    _, status, reason = line.split("|", 2)
+    return status, reason
+
+
+@pytest.mark.integration
+def test_a_type_primedata_drops_is_skipped_by_every_process_on_postgresql(
+    on_postgres: Processes, sandbox: Sandbox
+) -> None:
+    """One process learns PrimeData has no schema for a type; another, later, skips that
+    type's events with the same reason instead of sending them to be dropped."""
+    sandbox.state("primedata").any_type = False
+    sandbox.state("primedata").register("order.placed")
+    status, reason = delivered(
+        on_postgres.run("-c", DROPPED_TYPE, "1", EVENTTRACK_DELIVERY="worker")
+    )
+    assert status == "failed"
+    assert "no schema registered for 'wishlist.added'" in reason
+    status, reason = delivered(
+        on_postgres.run("-c", DROPPED_TYPE, "2", EVENTTRACK_DELIVERY="worker")
+    )
+    assert status == "skipped"
+    assert reason.startswith("not sent: PrimeData dropped the 'wishlist.added' events")
+    assert len(sandbox.requests("primedata")) == 1

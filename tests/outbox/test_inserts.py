@@ -29,11 +29,12 @@ def test_track_stores_one_row_in_one_query_and_a_sender_writes_a_delivery_per_ve
 ) -> None:
     get_config()  # settings resolution is cached; only the outbox writes are counted
     with transaction.atomic(), django_assert_num_queries(1):
-        event = track("product.purchased", {"product": "vxqQJ3Yg"}, profile="P1", user_id=7)
+        purchase = {"product": "vxqQJ3Yg", "name": "Tee"}
+        event = track("product.purchased", purchase, profile="P1", user_id=7)
     assert event is not None
     stored = Event.objects.get(pk=event.id)
     assert stored.identity == {"user_id": "7", "profile": "P1"}
-    assert stored.properties == {"product": "vxqQJ3Yg"}
+    assert stored.properties == purchase
     assert stored.routes == dict.fromkeys(VENDORS)
     assert not stored.deliveries.exists()
     claim = leases.claim_due(dict.fromkeys(VENDORS, 10), timedelta(minutes=1))

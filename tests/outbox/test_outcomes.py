@@ -114,9 +114,9 @@ def test_deliveries_older_than_max_age_are_failed_unsent(
 ) -> None:
     from django_eventtrack.delivery import sender
 
-    vendor_settings = sandbox.vendor_settings()
-    settings.EVENTTRACK = {"VENDORS": {"browsee": vendor_settings["browsee"]}, "DELIVERY": "worker"}
-    assert get_config().vendors["browsee"].max_age == 6 * 3600  # Browsee's default
+    browsee = sandbox.vendor_settings()["browsee"] | {"MAX_AGE": 6 * 3600}
+    settings.EVENTTRACK = {"VENDORS": {"browsee": browsee}, "DELIVERY": "worker"}
+    assert get_config().vendors["browsee"].max_age == 6 * 3600
     stale = track("a.b", user_id=1)
     fresh = track("a.b", user_id=2)
     assert stale is not None

@@ -167,7 +167,8 @@ def test_two_replays_racing_route_each_event_once(
 ) -> None:
     with_plan("quarantine")
     settings.EVENTTRACK = {**settings.EVENTTRACK, "DELIVERY": "worker"}
-    ids = [track("order.placed", BAD_ORDER, profile="P1").id for _ in range(20)]  # type: ignore[union-attr]
+    # user_id: a session for PrimeData, which ties every event to one.
+    ids = [track("order.placed", BAD_ORDER, profile="P1", user_id="7").id for _ in range(20)]  # type: ignore[union-attr]
     write_plan(string_amounts())
     conf.reload()
     start = threading.Barrier(2)

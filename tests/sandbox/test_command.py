@@ -30,6 +30,7 @@ def test_command_line_serves_until_sigterm():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "django_eventtrack.sandbox", "--port", str(port)]
     command += ["--legacy", "hellotext", "--hellotext-action", "appointment.booked"]
+    command += ["--hellotext-unseen-session", "S-unseen"]
     process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
@@ -50,6 +51,13 @@ def test_command_line_serves_until_sigterm():
             timeout=2,
         )
         assert booked.status_code == 201  # the declared custom action, in the legacy answer
+        unseen = {"action": "appointment.booked", "session": "S-unseen"}
+        events_url = f"http://127.0.0.1:{port}/hellotext{PATHS['hellotext']}"
+        headers = AUTH_HEADERS["hellotext"]
+        assert requests.post(events_url, json=unseen, headers=headers, timeout=2).status_code == 404
+        seed = {"vendor": "hellotext", "seen_sessions": ["S-unseen"]}
+        requests.post(f"http://127.0.0.1:{port}/_sandbox/seed", json=seed, timeout=2)
+        assert requests.post(events_url, json=unseen, headers=headers, timeout=2).status_code == 201
 
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=1.5)
@@ -62,6 +70,15 @@ def test_command_line_serves_until_sigterm():
     assert f"EVENTTRACK_HACKLE_API_KEY={HACKLE_KEY}" in stdout
     assert f"EVENTTRACK_PRIMEDATA_API_URL=http://127.0.0.1:{port}/primedata" in stdout
     assert "legacy" in stdout
+
+
+def test_a_seen_session_is_seeded_while_running_not_given_at_the_start(capfd):
+    from django_eventtrack.sandbox.__main__ import build_parser
+    from django_eventtrack.sandbox.server import registry_specs
+
+    with pytest.raises(SystemExit):
+        build_parser(registry_specs()).parse_args(["--hellotext-seen-session", "S"])
+    assert "unrecognized arguments: --hellotext-seen-session" in capfd.readouterr().err
 
 
 def test_command_line_refuses_a_custom_action_hellotext_would_not_have(capfd):

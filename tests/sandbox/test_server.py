@@ -46,7 +46,8 @@ from tests.sandbox.helpers import (
         ("primedata", 200, {"processedEvents": 1, "profileId": None}),
     ],
 )
-def test_valid_request_gets_documented_success(send, vendor, status, answer):
+def test_valid_request_gets_documented_success(sandbox, send, vendor, status, answer):
+    sandbox.state("primedata").register("purchase")  # its body's type
     response = send(vendor, VALID_BODIES[vendor])
 
     assert (response.status_code, response.json()) == (status, answer)
@@ -76,11 +77,12 @@ def test_valid_request_gets_documented_success(send, vendor, status, answer):
         ("hellotext", {"action": "page.viewed", "session": "S", "url": "https://x.test/"}),
         ("hackle", hackle_event(user={"deviceId": "d"})),
         ("hackle", hackle_event(user={"identifiers": {"sessionId": "s"}, "properties": {"a": 1}})),
-        ("hackle", hackle_event(event={"key": "k", "properties": {"tags": ["a", 1, True]}})),
+        ("hackle", hackle_event(event={"key": "k", "properties": {"tags": ["a", 1, 2.5]}})),
         ("browsee", browsee_event(userId=MISSING, anonymousId="anon")),
         ("browsee", browsee_event(timestamp="2021-12-02T00:30:08.276Z", properties={"p": 1})),
         ("primedata", primedata_batch(primedata_event(sessionId="s", sendAt=NOW))),
-        ("primedata", {"events": [primedata_event()]}),
+        ("primedata", {"events": [primedata_event(sessionId="s")]}),
+        ("primedata", {"events": [primedata_event(eventType="SaveEntity")]}),
     ],
 )
 def test_documented_variants_are_accepted(send, vendor, body):
@@ -518,6 +520,14 @@ def test_control_legacy(sandbox, client, send):
         ("POST", "faults", [1], 400),
         ("POST", "legacy", {"enabled": True}, 400),
         ("POST", "legacy", {"vendor": "nope"}, 400),
+        ("POST", "seed", {"unseen_sessions": ["S"]}, 400),
+        ("POST", "seed", {"vendor": "nope", "unseen_sessions": ["S"]}, 400),
+        ("POST", "seed", {"vendor": "hackle", "actions": ["a.b"]}, 400),
+        ("POST", "seed", {"vendor": "hellotext", "sessions": ["S"]}, 400),
+        ("POST", "seed", {"vendor": "hellotext", "unseen_sessions": "S"}, 400),
+        ("POST", "seed", {"vendor": "hellotext", "actions": ["order.placed"]}, 400),
+        ("POST", "seed", {"vendor": "primedata", "aliases": ['{"required": []}']}, 400),
+        ("GET", "seed", None, 405),
         ("GET", "faults", None, 405),
         ("POST", "health", None, 405),
         ("GET", "nothing", None, 404),
@@ -529,6 +539,15 @@ def test_control_refuses_bad_calls(sandbox, client, method, action, payload, sta
     assert response.status_code == status
     assert "error" in response.json()
     assert sandbox.requests() == []
+
+
+def test_control_seed_registers_primedata_schemas(sandbox, client, send):
+    schema = '{"alias": "purchase", "required": ["total"]}'
+    sandbox.state("primedata").any_type = False
+    seeded = control(client, sandbox, "POST", "seed", {"vendor": "primedata", "aliases": [schema]})
+    assert seeded.json() == {"ok": True}
+    batch = primedata_batch(primedata_event(), primedata_event(properties={"other": 1}))
+    assert send("primedata", batch).json()["processedEvents"] == 1
 
 
 # --- Python API -------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from django_eventtrack.conf import VendorConfig, get_config
 from django_eventtrack.core.event import TrackedEvent
+from django_eventtrack.sandbox import Sandbox
+from django_eventtrack.sandbox.primedata import PrimeDataSchemas
 from django_eventtrack.vendors import VendorAdapter
 from tests.sandbox.helpers import client, send  # noqa: F401  (fixtures)
 from tests.vendors.helpers import (
@@ -60,3 +62,12 @@ def user(django_user_model: type[AbstractBaseUser], transactional_db: None) -> A
     return django_user_model.objects.create_user(  # type: ignore[attr-defined]
         username="ada", email="ada@example.com", password="not-used"
     )
+
+
+@pytest.fixture
+def primedata_schemas(sandbox: Sandbox) -> PrimeDataSchemas:
+    """The sandbox's PrimeData schemas as a new data source has them: none registered (the
+    session's sandbox registers every type for the tests that are not about schemas)."""
+    schemas: PrimeDataSchemas = sandbox.state("primedata")
+    schemas.any_type = False
+    return schemas

@@ -16,6 +16,7 @@ from django_eventtrack.delivery import flow
 from django_eventtrack.delivery.sender import drain
 from django_eventtrack.models import VendorPause
 from django_eventtrack.outbox import fanout, pausing
+from django_eventtrack.vendors import BUILT_IN, OutcomeKind, VendorResponse
 from tests.vendors.helpers import Status, delivery
 
 # -- 7. A 429 with Retry-After pauses the vendor, for every process -------------------------------
@@ -101,3 +102,31 @@ def test_a_2xx_with_an_error_body_is_not_delivered(
     failed = delivery(vendor, event)
     assert (failed.status, failed.last_status) == (Status.FAILED, 200)
     assert message in failed.last_error
+
+
+# -- a redirect is a configuration mistake --------------------------------------------------------
+
+
+@pytest.mark.parametrize("vendor", sorted(BUILT_IN))
+def test_a_redirect_is_reported_as_the_api_url_to_fix(configure: Any, vendor: str) -> None:
+    """No vendor API redirects: a 3xx (an ``http://`` API_URL answered with a redirect to
+    ``https://``) fails naming the setting, and nothing follows it elsewhere."""
+    sandbox = configure()
+    sandbox.inject(vendor, status=301)
+    event = track("order.placed", {"order": "A"}, session="S1", user_id="7", vendors=[vendor])
+    failed = delivery(vendor, event)
+    assert (failed.status, failed.last_status) == (Status.FAILED, 301)
+    assert f'check EVENTTRACK["VENDORS"]["{vendor}"]["API_URL"]' in failed.last_error
+    assert f"EVENTTRACK_{vendor.upper()}_API_URL" in failed.last_error
+    assert len(sandbox.requests(vendor)) == 1
+
+
+def test_a_redirect_says_where_it_pointed(make_adapter) -> None:
+    adapter = make_adapter("hackle", api_url="http://api.hackle.io")
+    response = VendorResponse(308, {"location": "https://api.hackle.io/v1/track"}, b"")
+    outcome = adapter.classify(response)
+    assert outcome.kind is OutcomeKind.FAILED
+    assert outcome.message.startswith(
+        "HTTP 308: Hackle redirected the request to https://api.hackle.io/v1/track; check "
+    )
+    assert "now http://api.hackle.io" in outcome.message

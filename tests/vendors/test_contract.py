@@ -22,6 +22,7 @@ from tests.vendors.helpers import (
     PRIMEDATA_CLIENT_ID,
     PRIMEDATA_NOWHERE,
     PRIMEDATA_TOKEN,
+    PURCHASE_PROPERTIES,
     WHEN_TEXT,
     body_for,
 )
@@ -221,11 +222,16 @@ def test_single_event_vendors_refuse_batches(make_adapter, make_event, vendor):
         ("browsee", Identity(user_id="42"), None),
         ("browsee", Identity(browsee_anonymous_id="b"), None),
         ("browsee", Identity(profile="p"), None),
-        ("primedata", Identity(), None),
+        ("primedata", Identity(), "session"),
+        ("primedata", Identity(user_id="42"), None),
+        ("primedata", Identity(anonymous_id="a"), None),
+        ("primedata", Identity(primedata_session_id="p"), None),
     ],
 )
 def test_skip_reason(make_adapter, make_event, vendor, identity, reason):
-    skip_reason = make_adapter(vendor).skip_reason(make_event(identity=identity))
+    named_product = {**PURCHASE_PROPERTIES, "name": "Organic cotton tee"}
+    event = make_event(identity=identity, properties=named_product)
+    skip_reason = make_adapter(vendor).skip_reason(event)
     if reason is None:
         assert skip_reason is None
     else:

@@ -5,17 +5,22 @@ logged once and shown in the admin (item 9 of issue 14)."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from django_eventtrack import track
-from django_eventtrack.core.event import Identity, TrackedEvent
+from django_eventtrack.core.event import IDENTIFY, Identity, TrackedEvent
+from django_eventtrack.core.settings import parse_optional_seconds
 from django_eventtrack.delivery.sender import drain
+from django_eventtrack.errors import ConfigurationError
+from django_eventtrack.models import Event
 from django_eventtrack.vendors import VendorAdapter
-from tests.sandbox.helpers import hackle_event
+from tests.sandbox.helpers import HACKLE_KEY, hackle_event
 from tests.test_admin import _admin_settings  # noqa: F401  (a fixture)
 from tests.vendors.helpers import VISITOR, WHEN, Status, body_for, delivery, make_due
 
@@ -67,7 +72,8 @@ def test_hackle_drops_keys_longer_than_128(make_adapter):
         pytest.param("x" * 2000, "x" * 1024, id="long-string-truncated"),
         pytest.param({"items": 2, "name": "ü"}, '{"items":2,"name":"ü"}', id="dict-json"),
         pytest.param([{"sku": "a"}], '[{"sku":"a"}]', id="list-of-dicts-json"),
-        pytest.param(["a", 1, 2.5, True], ["a", 1, 2.5, True], id="list-of-scalars-kept"),
+        pytest.param(["a", 1, 2.5], ["a", 1, 2.5], id="list-of-strings-and-numbers-kept"),
+        pytest.param(["a", True], '["a",true]', id="list-holding-a-boolean-json"),
         pytest.param(["x" * 2000], ["x" * 1024], id="list-strings-truncated"),
         pytest.param({"long": "x" * 2000}, None, id="long-json-dropped-not-cut"),
         pytest.param(False, False, id="boolean-kept"),
@@ -115,7 +121,8 @@ def test_hackle_notes_every_change_without_values(make_adapter, make_event):
         "ratio": 0.1234567,
         "big": 10**16,
     }
-    request = make_adapter("hackle").build_request([make_event(properties=properties)])
+    event = make_event(properties=properties, timestamp=timezone.now())
+    request = make_adapter("hackle").build_request([event])
     (notes,) = request.notes.values()
     assert notes == (
         "properties: dropped null values: gone",
@@ -127,7 +134,9 @@ def test_hackle_notes_every_change_without_values(make_adapter, make_event):
     )
     assert "red" not in " ".join(notes)
     assert "x" * 10 not in " ".join(notes)
-    plain = make_adapter("hackle").build_request([make_event(properties={"a": 1})])
+    plain = make_adapter("hackle").build_request(
+        [make_event(properties={"a": 1}, timestamp=timezone.now())]
+    )
     assert plain.notes == {}
 
 
@@ -172,6 +181,11 @@ LONG_KEY = "k" * 129
         (hackle_event(event={"key": "k", "properties": {"n": 10**15}}), "15 integer digits"),
         (hackle_event(event={"key": "k", "properties": {"n": 0.1234567}}), "6 decimal places"),
         (hackle_event(event={"key": "k", "value": 10**16}), "event.value"),
+        (
+            hackle_event(event={"key": "k", "properties": {"p": ["a", True]}}),
+            "event.properties.p is an array holding a boolean",
+        ),
+        (hackle_event(user={"userId": "u", "properties": {"b": [False]}}), "user.properties.b"),
     ],
 )
 def test_hackle_rejects_with_400(send, body, field):
@@ -206,6 +220,102 @@ def test_hackles_fitting_is_recorded_logged_once_and_shown(
     ]
     logged = [r for r in caplog.records if "changed to fit the vendor" in r.getMessage()]
     assert len(logged) == 1
+    assert logged[0].levelno == logging.WARNING  # the vendor gets other data than tracked
     assert "x" * 100 not in logged[0].getMessage()  # the lines name keys, never values
     page = admin_client.get(f"/admin/django_eventtrack/delivery/{fitted.pk}/change/")
     assert "72 keys, kept 64" in page.content.decode()
+
+
+# -- Hackle records the time an event arrives --------------------------------------------------
+
+
+def test_a_35_day_old_event_is_not_delivered_to_hackle_without_a_word(configure: Any) -> None:
+    sandbox = configure()
+    then = timezone.now() - timedelta(days=35)
+    event = track("order.placed", {"order": "A"}, user_id="7", timestamp=then)
+    skipped = delivery("hackle", event)
+    assert skipped.status == Status.SKIPPED
+    assert "it happened 35 days ago, later than Hackle's MAX_LATENESS (1 hour)" in (
+        skipped.last_error
+    )
+    assert "would record it at its arrival" in skipped.last_error
+    assert sandbox.requests("hackle") == []
+
+
+@pytest.mark.parametrize(
+    ("options", "ago", "spelled"),
+    [
+        pytest.param({}, timedelta(minutes=10), "10 minutes", id="within-the-default"),
+        pytest.param({"MAX_LATENESS": False}, timedelta(days=35), "35 days", id="turned-off"),
+    ],
+)
+def test_an_event_sent_late_says_so_on_its_delivery(
+    configure: Any, options: dict[str, Any], ago: timedelta, spelled: str
+) -> None:
+    sandbox = configure({"hackle": options})
+    then = timezone.now() - ago
+    event = track("order.placed", {"order": "A"}, user_id="7", timestamp=then, vendors=["hackle"])
+    sent = delivery("hackle", event)
+    assert sent.status == Status.DELIVERED
+    assert sent.adjustments == [
+        f"time: sent {spelled} after it happened; Hackle records the time it arrives"
+    ]
+    assert len(sandbox.requests("hackle")) == 1
+    prompt = track("order.placed", {"order": "B"}, user_id="7", vendors=["hackle"])
+    assert delivery("hackle", prompt).adjustments == []
+
+
+def test_an_event_retried_past_hackles_lateness_is_skipped_not_sent(configure: Any) -> None:
+    sandbox = configure({"hackle": {"MAX_LATENESS": 60}}, DELIVERY="worker")
+    sandbox.inject("hackle", status=503)
+    event = track("order.placed", {"order": "A"}, user_id="7", vendors=["hackle"])
+    assert event is not None
+    drain(["hackle"])
+    waiting = delivery("hackle", event)
+    assert (waiting.status, waiting.attempts) == (Status.PENDING, 1)
+    Event.objects.filter(pk=event.id).update(timestamp=timezone.now() - timedelta(minutes=2))
+    make_due(waiting)
+    drain(["hackle"])
+    skipped = delivery("hackle", event)
+    assert (skipped.status, skipped.attempts) == (Status.SKIPPED, 1)
+    assert "it happened 2 minutes ago" in skipped.last_error
+    assert len(sandbox.requests("hackle")) == 1  # only the refused first attempt
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [(60, 60.0), ("90", 90.0), (False, None), ("off", None)],
+)
+def test_max_lateness_values(value, parsed):
+    assert parse_optional_seconds(value, "MAX_LATENESS") == parsed
+
+
+@pytest.mark.parametrize("value", [0, -5, "soon", True, float("inf")])
+def test_max_lateness_refuses_what_is_no_duration(value):
+    with pytest.raises(ConfigurationError, match="MAX_LATENESS must be a positive number"):
+        parse_optional_seconds(value, "MAX_LATENESS")
+
+
+# -- identify() and empty operations ------------------------------------------------------------
+
+
+def test_a_hackle_identify_with_nothing_to_set_is_skipped(make_adapter):
+    adapter = make_adapter("hackle")
+    empty = TrackedEvent.create("identify", {}, identity=Identity(user_id="7"), kind=IDENTIFY)
+    nulls = TrackedEvent.create(
+        "identify", {"plan": None}, identity=Identity(user_id="7"), kind=IDENTIFY
+    )
+    kept = TrackedEvent.create(
+        "identify", {"plan": "pro"}, identity=Identity(user_id="7"), kind=IDENTIFY
+    )
+    assert "an empty $set is refused" in adapter.identify_skip_reason(empty)
+    assert "an empty $set is refused" in adapter.identify_skip_reason(nulls)
+    assert adapter.identify_skip_reason(kept) is None
+
+
+def test_the_sandbox_refuses_an_empty_hackle_operation(sandbox, client):
+    url = sandbox.api_url("hackle") + "/v1/properties"
+    body = {"userId": "7", "operations": {"$set": {}}}
+    response = client.post(url, json=body, headers={"X-HACKLE-API-KEY": HACKLE_KEY}, timeout=2)
+    assert response.status_code == 400
+    assert "operations.$set is empty" in response.json()["message"]

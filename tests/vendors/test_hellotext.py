@@ -127,6 +127,37 @@ def events_to(sandbox: Sandbox) -> list[Any]:
             {"url": "https://shop.example/", "metadata": {"title": "Home"}},
             id="url-promoted",
         ),
+        pytest.param(
+            "product.purchased",
+            {"amount": 5, "currency": "usd"},
+            {"amount": 5, "currency": "USD"},
+            id="currency-upper-case",
+        ),
+        pytest.param(
+            "order.placed",
+            {
+                "order": {
+                    "reference": "A-1",
+                    "total": {"amount": 5, "currency": "eur"},
+                    "items": [
+                        {"product": "P", "price": {"amount": 5, "currency": " eur"}},
+                        {"product": {"name": "Tee", "price": {"amount": 1, "currency": "Eur"}}},
+                    ],
+                }
+            },
+            {
+                "object_parameters": {
+                    "source": "django",
+                    "reference": "A-1",
+                    "total": {"amount": 5, "currency": "EUR"},
+                    "items": [
+                        {"product": "P", "price": {"amount": 5, "currency": "EUR"}},
+                        {"product": {"name": "Tee", "price": {"amount": 1, "currency": "EUR"}}},
+                    ],
+                }
+            },
+            id="object-currencies-upper-case",
+        ),
     ],
 )
 def test_hellotext_body_fields(make_adapter, make_event, name, properties, expected):
@@ -153,11 +184,43 @@ def test_hellotext_never_sends_legacy_identity_keys(make_adapter, make_event, id
         ("order.placed", {}, "order.placed needs its order"),
         ("order.placed", {"order": {"reference": "A"}}, None),
         ("subscribed", {}, None),
+        ("product.viewed", {"product": "TEE-1"}, "the product 'TEE-1' has no name"),
+        ("product.viewed", {"product": {"reference": "TEE-1", "name": ""}}, "has no name"),
+        ("product.purchased", {"object_parameters": {"sku": "T1"}}, "the product has no name"),
+        ("product.viewed", {"product": "TEE-1", "name": "Tee"}, None),
+        ("product.viewed", {"product": {"reference": "TEE-1", "name": "Tee"}}, None),
+        ("product.viewed", {"object": "ht-product-1"}, None),
+        ("order.placed", {"order": "A-1"}, None),  # an order needs no name
+        ("order.placed", {"order": "A", "amount": 5, "currency": "usd"}, None),
+        (
+            "order.placed",
+            {"order": "A", "amount": 5, "currency": "dollars"},
+            "the event's currency 'dollars' is not an ISO 4217 currency code",
+        ),
+        (
+            "order.placed",
+            {"order": {"reference": "A", "total": {"amount": 5, "currency": "EURO"}}},
+            "object_parameters.total.currency 'EURO' is not an ISO 4217",
+        ),
+        (
+            "order.placed",
+            {"order": {"reference": "A", "items": [{"product": "P", "price": {"currency": 1}}]}},
+            "object_parameters.items[0].price.currency 1 is not",
+        ),
     ],
 )
 def test_hellotext_skips_what_it_would_refuse(make_adapter, make_event, name, properties, reason):
     skip = make_adapter("hellotext").skip_reason(make_event(name, properties))
     assert skip is None if reason is None else reason in skip
+
+
+def test_a_nameless_product_names_the_setting_for_a_synced_catalogue(make_adapter, make_event):
+    event = make_event("product.viewed", {"product": "TEE-1"})
+    reason = make_adapter("hellotext").skip_reason(event)
+    assert "give the event a 'name' property" in reason
+    assert 'EVENTTRACK["VENDORS"]["hellotext"]["PRODUCTS_SYNCED"] = True' in reason
+    synced = make_adapter("hellotext", options={"PRODUCTS_SYNCED": True, "ACTIONS": frozenset()})
+    assert synced.skip_reason(event) is None
 
 
 def test_hellotext_notes_revenue_it_cannot_send(make_adapter, make_event):
@@ -169,6 +232,17 @@ def test_hellotext_notes_revenue_it_cannot_send(make_adapter, make_event):
         "amount is not a number: sent in metadata, not as revenue",
         "currency not sent: Hellotext refuses a currency without amount",
     )
+
+
+def test_hellotext_notes_currencies_it_upper_cases(make_adapter, make_event):
+    order = {"reference": "A", "total": {"amount": 5, "currency": "eur"}}
+    event = make_event("order.placed", {"order": order, "amount": 5, "currency": "eur"})
+    request = make_adapter("hellotext").build_request([event])
+    assert request.notes[str(event.id)] == (
+        "object_parameters.total.currency: 'eur' sent as 'EUR' (ISO 4217)",
+        "currency: 'eur' sent as 'EUR' (ISO 4217)",
+    )
+    assert event.properties["order"]["total"]["currency"] == "eur"  # the event is untouched
 
 
 # -- identify() without a network (the adapter is pure) ---------------------------------
@@ -302,6 +376,10 @@ def test_hellotext_token_check_endpoint(sandbox, client):
         (hellotext_event(url=1), "invalid", "url"),
         (hellotext_event(page={"url": "x"}), "invalid", "page"),
         ({"action": "page.viewed", "session": "S"}, "parameter_missing", "url"),
+        (hellotext_event(amount=5, currency="usd"), "invalid", "currency"),
+        (hellotext_event(amount=5, currency="DOLLARS"), "invalid", "currency"),
+        (hellotext_event(amount=5, currency="ABC"), "invalid", "currency"),
+        (hellotext_event(tracked_at=1786104000000), "invalid", "tracked_at"),
     ],
 )
 def test_hellotext_rejects_with_422(send, body, error_type, parameter):
@@ -341,6 +419,13 @@ def hellotext_error(response: requests.Response) -> tuple[int, str, str | None]:
         (
             hellotext_event(object=MISSING, object_parameters={"name": "Tee", "items": [1]}),
             (422, "object_invalid", "object_parameters.items"),
+        ),
+        (
+            hellotext_event(
+                object=MISSING,
+                object_parameters={"name": "Tee", "price": {"amount": 1, "currency": "usd"}},
+            ),
+            (422, "object_invalid", "object_parameters.price"),
         ),
         (
             {
@@ -393,6 +478,25 @@ def test_hellotext_has_not_seen_a_session_until_the_browser_brings_it(sandbox, s
     assert hellotext_error(send("hellotext", body)) == (404, "not_found", "session")
     sandbox.state("hellotext").see_session("S-new")
     assert send("hellotext", body).status_code == 200
+
+
+def test_unseen_hellotext_sessions_are_seeded_over_http(sandbox, send, client):
+    seed = f"{sandbox.url}/_sandbox/seed"
+    answer = client.post(seed, json={"vendor": "hellotext", "unseen_sessions": ["S-1"]}, timeout=2)
+    assert answer.json() == {"ok": True}
+    body = hellotext_event(profile=MISSING, session="S-1")
+    assert hellotext_error(send("hellotext", body)) == (404, "not_found", "session")
+    client.post(seed, json={"vendor": "hellotext", "seen_sessions": ["S-1"]}, timeout=2)
+    assert send("hellotext", body).status_code == 200
+    client.post(seed, json={"vendor": "hellotext", "unseen_sessions": ["S-2"]}, timeout=2)
+    sandbox.reset()  # seeded, not an option the sandbox started with: forgotten
+    assert "S-2" not in sandbox.state("hellotext").unseen
+
+
+def test_unseen_hellotext_sessions_given_when_started_outlast_a_reset() -> None:
+    with Sandbox(options={"hellotext": {"unseen_sessions": ["S-1"]}}) as box:
+        box.reset()
+        assert box.state("hellotext").unseen == {"S-1"}
 
 
 def test_hellotext_custom_actions_exist_once_created(sandbox, send):
@@ -472,10 +576,22 @@ def test_a_built_in_action_without_its_object_is_skipped_not_refused(configure: 
     assert sandbox.requests("hellotext") == []
 
 
-def test_a_product_hellotext_cannot_create_is_its_refusal_not_a_guess(configure: Any) -> None:
-    """A bare reference finds a product Hellotext already has; one it does not have
-    needs a name to be created, which only the shop can give."""
+def test_a_nameless_product_never_reaches_hellotext(configure: Any) -> None:
+    """Hellotext can create a product it does not know only with a name, which only the
+    shop can give: a product described without one is skipped, saying which property."""
     sandbox = configure()
+    unknown = track("product.viewed", {"product": "CAP-1"}, session="S1", vendors=["hellotext"])
+    skipped = delivery("hellotext", unknown)
+    assert skipped.status == Status.SKIPPED
+    assert "has no name" in skipped.last_error
+    assert "'name' property" in skipped.last_error
+    assert sandbox.requests("hellotext") == []
+
+
+def test_a_synced_catalogue_sends_products_by_reference_alone(configure: Any) -> None:
+    """With PRODUCTS_SYNCED the shop says Hellotext has every product: a bare reference
+    finds it; one Hellotext does not have after all is Hellotext's own refusal."""
+    sandbox = configure({"hellotext": {"PRODUCTS_SYNCED": True}})
     sandbox.state("hellotext").add_object("product", reference="MUG-1", source="django", name="Mug")
     found = track("product.viewed", {"product": "MUG-1"}, session="S1", vendors=["hellotext"])
     unknown = track("product.viewed", {"product": "CAP-1"}, session="S1", vendors=["hellotext"])
@@ -483,6 +599,38 @@ def test_a_product_hellotext_cannot_create_is_its_refusal_not_a_guess(configure:
     refused = delivery("hellotext", unknown)
     assert (refused.status, refused.last_status) == (Status.FAILED, 422)
     assert "name is required to create a product" in refused.last_error
+
+
+def test_a_lower_case_currency_reaches_hellotext_as_its_iso_code(configure: Any) -> None:
+    sandbox = configure()
+    order = {"reference": "A-1", "total": {"amount": 29.9, "currency": "usd"}}
+    event = track(
+        "order.placed",
+        {"order": order, "amount": 29.9, "currency": "usd"},
+        session="S1",
+        vendors=["hellotext"],
+    )
+    sent = delivery("hellotext", event)
+    assert sent.status == Status.DELIVERED
+    (request,) = sandbox.requests("hellotext")
+    assert request.body["currency"] == "USD"
+    assert request.body["object_parameters"]["total"]["currency"] == "USD"
+    assert "usd" not in request.raw
+    assert "currency: 'usd' sent as 'USD' (ISO 4217)" in sent.adjustments
+
+
+def test_a_currency_that_is_no_iso_code_never_reaches_hellotext(configure: Any) -> None:
+    sandbox = configure()
+    event = track(
+        "order.placed",
+        {"order": "A-1", "amount": 29.9, "currency": "dollars"},
+        session="S1",
+        vendors=["hellotext"],
+    )
+    skipped = delivery("hellotext", event)
+    assert skipped.status == Status.SKIPPED
+    assert "'dollars' is not an ISO 4217 currency code" in skipped.last_error
+    assert sandbox.requests("hellotext") == []
 
 
 # -- 2. A browser shared by two users ------------------------------------------------------------
