@@ -33,7 +33,7 @@ from django.db.models.signals import ModelSignal, post_delete, post_init, post_s
 
 from django_eventtrack import conf
 from django_eventtrack.api import track
-from django_eventtrack.core.event import Identity, validate_name
+from django_eventtrack.core.event import Identity, TrackedEvent, validate_name
 from django_eventtrack.errors import ConfigurationError, InvalidEvent
 from django_eventtrack.models import Event
 
@@ -302,8 +302,10 @@ def _when(model: type[models.Model], on: str, value: Any, where: str) -> dict[st
 
 def check_model_events(**kwargs: Any) -> list[checks.CheckMessage]:
     """E101: one error per problem in a declared hook (which is then disabled).
-    W101: a hook's event that an active vendor refuses by its name (not a Hellotext
-    action, not a registered PrimeData event type): that vendor would skip it every time.
+    W101: a hook whose events a routed vendor will skip every time, with the vendor's
+    reason: the event's name (not a Hellotext action, not a registered PrimeData event
+    type) or, for a hook without ``properties``, what the default properties lack (a
+    Hellotext ``order.shipped`` needs its order).
 
     A broken ``EVENTTRACK`` is reported by the configuration check (E001); only
     the hooks declared in code are checked then.
@@ -330,21 +332,48 @@ def check_model_events(**kwargs: Any) -> list[checks.CheckMessage]:
 
 
 def _refused_names(hook: Hook, config: conf.Config) -> list[checks.Warning]:
+    """Ask each routed vendor's adapter why it would skip this hook's events: by name
+    alone, or, when the properties are the defaults (known without an instance), the
+    whole event as the hook would send it, for a visitor every vendor can identify."""
+    probe = _probe(hook, config)
     refusals = [
-        (config.adapters[name].display_name, config.adapter(name).name_refusal(hook.event))
+        (
+            adapter.display_name,
+            adapter.skip_reason(probe) if probe else adapter.name_refusal(hook.event),
+        )
         for name, vendor in config.active_vendors.items()
         if (hook.vendors is None or name in hook.vendors)
         and (vendor.events is None or hook.event in vendor.events)
+        for adapter in (config.adapter(name),)
     ]
     return [
         checks.Warning(
-            f"{hook.origin}: {vendor} cannot take this event: {reason}",
-            hint="Until then its deliveries to that vendor are skipped; see docs/vendors.md.",
+            f"{hook.origin}: {vendor} will skip every one of these events: {reason}",
+            hint=_HINT,
             id="eventtrack.W101",
         )
         for vendor, reason in refusals
         if reason
     ]
+
+
+_HINT = (
+    'Give the hook "properties" that the vendor takes, or leave the vendor out with '
+    '"vendors"; see docs/model-hooks.md and docs/vendors.md.'
+)
+
+
+def _probe(hook: Hook, config: conf.Config) -> TrackedEvent | None:
+    """The event a hook with the default properties sends (None for other properties:
+    what a callable returns is known only once an instance is saved)."""
+    if hook.properties is not default_properties:
+        return None
+    known: dict[str, Any] = {name: "probe" for name in config.vendor_id_names}
+    return TrackedEvent.create(
+        hook.event,
+        {"model": hook.model._meta.label, "id": "1"},
+        identity=Identity("1", "probe", **known),
+    )
 
 
 # -- connecting --------------------------------------------------------------------------

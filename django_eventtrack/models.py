@@ -390,3 +390,49 @@ class VendorDroppedName(models.Model):
 
     def __str__(self) -> str:
         return f"{self.vendor} drops {self.name!r}"
+
+
+#: The longest ``Incident.reason``.
+REASON_MAX_LENGTH = 64
+
+
+class Incident(models.Model):
+    """A run of one vendor's failures for one reason (``HTTP 503``, ``read timeout``):
+    since when, until when, how many, the vendor's latest answer, and when it ended.
+
+    A delivery row keeps only its own last answer, and a retry overwrites it; this
+    keeps what an operator asks during an outage (why, since when, is it over) after
+    the deliveries themselves are delivered, retried or purged. The senders write it
+    (:mod:`django_eventtrack.outbox.incidents`); the dashboard reads it.
+    """
+
+    vendor = models.CharField(max_length=32)
+    #: ``HTTP 503``, or the transport's words (``read timeout``, ``connection error``).
+    reason = models.CharField(max_length=REASON_MAX_LENGTH)
+    http_status = models.PositiveIntegerField(null=True, blank=True)
+    #: The vendor's latest answer for this reason, with credentials redacted.
+    message = models.TextField(blank=True)
+    #: Failed attempts (each delivery each time) counted in it.
+    count = models.PositiveIntegerField(default=0)
+    #: Whether the last of them will be retried (``False``: they failed for good).
+    retrying = models.BooleanField(default=True)
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+    #: When the vendor next accepted a delivery; ``None`` while it goes on.
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "eventtrack_incident"
+        ordering = ["-last_seen"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["vendor", "reason"],
+                condition=Q(resolved_at__isnull=True),
+                name="eventtrack_one_open_incident",
+            )
+        ]
+        indexes = [models.Index(fields=["last_seen"], name="eventtrack_incident_seen")]
+
+    def __str__(self) -> str:
+        state = "open" if self.resolved_at is None else "resolved"
+        return f"{self.vendor}: {self.reason} x{self.count} ({state})"

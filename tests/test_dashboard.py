@@ -16,8 +16,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from django_eventtrack.models import Delivery, Event, VendorPause
-from django_eventtrack.monitoring import dashboard
+from django_eventtrack.conf import get_config
+from django_eventtrack.models import Delivery, Event, Incident, VendorPause
+from django_eventtrack.monitoring import dashboard, incidents
 from tests.processes.helpers import VENDORS
 from tests.test_admin import _admin_settings, cells  # noqa: F401 (an autouse fixture)
 
@@ -173,8 +174,8 @@ def test_the_dashboard_costs_the_same_queries_whatever_the_outbox_holds(
         finished(vendor, Status.DELIVERED, ago=timedelta(hours=index))
     assert queries() == few
     # The session and user, then summary (deliveries, events not yet routed), finished,
-    # pauses, timeline and failure reasons.
-    assert few <= 8
+    # pauses, timeline, incidents and failure reasons.
+    assert few <= 9
 
 
 @pytest.mark.django_db
@@ -299,3 +300,98 @@ def test_the_chart_titles_each_bar_and_scales_to_the_busiest() -> None:
     assert "<title>12:07 to 13:07: 30 delivered, 7 failed</title>" in svg
     assert ">40</text>" in svg  # the axis top: the busiest bar (37) rounded up
     assert 'aria-label="hackle: 30 delivered and 7 failed in the last day"' in svg
+
+
+@pytest.mark.django_db
+def test_an_incident_says_why_since_when_and_what_to_do(admin_client: Client) -> None:
+    now = timezone.now()
+    ongoing = Incident.objects.create(
+        vendor="primedata",
+        reason="HTTP 503",
+        http_status=503,
+        message="HTTP 503: upstream maintenance",
+        count=16,
+        first_seen=now - timedelta(minutes=12),
+        last_seen=now - timedelta(seconds=5),
+    )
+    Incident.objects.create(
+        vendor="hackle",
+        reason="HTTP 401",
+        http_status=401,
+        message='HTTP 401: {"message":"Unauthorized"}',
+        count=3,
+        retrying=False,
+        first_seen=now - timedelta(hours=2),
+        last_seen=now - timedelta(hours=1),
+        resolved_at=now - timedelta(minutes=50),
+    )
+    Incident.objects.create(  # over before the window
+        vendor="browsee",
+        reason="HTTP 502",
+        first_seen=now - timedelta(days=3),
+        last_seen=now - timedelta(days=3),
+        resolved_at=now - timedelta(days=3),
+    )
+    content = admin_client.get(DASHBOARD).content.decode()
+    section = re.search(r'<section class="module eventtrack-incidents".*?</section>', content, re.S)
+    assert section
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", section[0])).split())
+    assert text.index("PrimeData: HTTP 503 ongoing, retrying") < text.index("Hackle: HTTP 401")
+    assert f"First seen {ongoing.first_seen:%Y-%m-%d %H:%M:%S} UTC (12m" in text
+    assert "Failed attempts 16" in text
+    assert "The vendor's answer HTTP 503: upstream maintenance" in text
+    assert "PrimeData is failing on its side" in text
+    assert "resolved" in text
+    assert "Browsee" not in text
+    # The vendor's row says why it is retrying, in the vendor's words, and since when.
+    why = rows(content, "primedata")[0][3]
+    assert (
+        why
+        == f"no HTTP 503 since {ongoing.first_seen:%H:%M:%S} UTC : HTTP 503: upstream maintenance"
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("vendor", "places"),
+    [
+        ("hackle", ['EVENTTRACK["VENDORS"]["hackle"]["API_KEY"] (or EVENTTRACK_HACKLE_API_KEY)']),
+        (
+            "primedata",
+            [
+                'EVENTTRACK["VENDORS"]["primedata"]["CLIENT_ID"] '
+                "(or EVENTTRACK_PRIMEDATA_CLIENT_ID)",
+                'EVENTTRACK["VENDORS"]["primedata"]["ACCESS_TOKEN"] (or '
+                "EVENTTRACK_PRIMEDATA_ACCESS_TOKEN)",
+            ],
+        ),
+        ("acme", ['EVENTTRACK["VENDORS"]["acme"]["API_KEY"] (or EVENTTRACK_ACME_API_KEY)']),
+    ],
+)
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_credential_points_at_the_setting_that_holds_it(
+    vendor: str, places: list[str], status: int
+) -> None:
+    """From the vendor's adapter in the registry: the test suite's fifth vendor too."""
+    advice = incidents.advice(vendor, status, f"HTTP {status}")
+    assert advice.startswith(
+        f"{get_config().adapters[vendor].display_name} refused the credentials"
+    )
+    for place in places:
+        assert place in advice
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "says"),
+    [
+        (429, "HTTP 429", 'lower EVENTTRACK["CONCURRENCY"]'),
+        (503, "HTTP 503", "failing on its side"),
+        (500, "HTTP 500", "failing on its side"),
+        (400, "HTTP 400", "refused these events (HTTP 400)"),
+        (None, "read timeout", 'raise EVENTTRACK["VENDORS"]["hackle"]["TIMEOUT"]'),
+        (None, "connection error", 'check EVENTTRACK["VENDORS"]["hackle"]["API_URL"]'),
+        (None, "internal error", "the log of django_eventtrack.sender"),
+    ],
+)
+def test_each_kind_of_failure_has_its_advice(status: int | None, reason: str, says: str) -> None:
+    assert says in incidents.advice("hackle", status, reason)

@@ -3,16 +3,58 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.example_project import environment, manage
 
+ROOT = Path(__file__).resolve().parent.parent
+#: The pages that show the demo's report, in a code block that starts with its first vendor.
+SHOWN_IN = (ROOT / "README.md", ROOT / "docs" / "quickstart.md")
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def normalised(text: str) -> list[str]:
+    """``text``'s lines with each id replaced by its rank among the ids (``<id1>``...), so
+    the same journey reads the same whatever ids a run drew."""
+    ranks: dict[str, str] = {}
+    for found in UUID.findall(text):
+        ranks.setdefault(found, f"<id{len(ranks) + 1}>")
+    return UUID.sub(lambda match: ranks[match[0]], text).splitlines()
+
+
+def shown_report(page: Path) -> str:
+    """The demo's report as ``page`` shows it: its code block starting ``hellotext (``, up
+    to a closing ``...`` if it shows only the start."""
+    (block,) = re.findall(r"```\n(hellotext \(.*?)```", page.read_text(), re.S)
+    return block.removesuffix("...\n")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
+    database = tmp_path_factory.mktemp("demo") / "shop.sqlite3"
+    return manage("demo", env=environment(database))
+
 
 @pytest.mark.slow
-def test_demo_attributes_every_event_to_the_landing_session(tmp_path: Path) -> None:
-    result = manage("demo", env=environment(tmp_path / "shop.sqlite3"))
+@pytest.mark.parametrize("page", SHOWN_IN, ids=lambda page: page.name)
+def test_the_docs_show_what_the_demo_prints(
+    demo: subprocess.CompletedProcess[str], page: Path
+) -> None:
+    assert demo.returncode == 0, demo.stderr
+    assert demo.stderr == ""  # no warning: the checks run with the vendors configured
+    report = demo.stdout[demo.stdout.index("\nhellotext (") + 1 :]
+    shown = normalised(shown_report(page))
+    assert normalised(report)[: len(shown)] == shown
+
+
+@pytest.mark.slow
+def test_demo_attributes_every_event_to_the_landing_session(
+    demo: subprocess.CompletedProcess[str],
+) -> None:
+    result = demo
     assert result.returncode == 0, result.stderr
     output = result.stdout
     session = re.search(r"hello_session=([0-9a-f-]{36})", output)

@@ -249,3 +249,37 @@ def test_the_readmes_relative_links_point_at_files() -> None:
     assert targets, "the README links into the docs"
     missing = [target for target in targets if not (ROOT / target).exists()]
     assert missing == []
+
+
+def test_every_public_name_is_in_the_api_reference() -> None:
+    import django_eventtrack
+
+    page = (ROOT / "docs" / "api.md").read_text()
+    missing = [
+        name for name in django_eventtrack.__all__ if f"django_eventtrack.{name}" not in page
+    ]
+    assert missing == []
+
+
+def test_every_system_check_is_in_the_monitoring_table() -> None:
+    """Each ``eventtrack.E/Wnnn`` the package can report has its row in docs/monitoring.md."""
+    raised = {
+        found
+        for module in (ROOT / "django_eventtrack").rglob("*.py")
+        for found in re.findall(r'id="(eventtrack\.[EW]\d{3})"', module.read_text())
+    }
+    page = (ROOT / "docs" / "monitoring.md").read_text()
+    table = set(re.findall(r"^\| `(eventtrack\.[EW]\d{3})` \|", page, re.M))
+    assert raised
+    assert sorted(raised - table) == []
+
+
+@pytest.mark.parametrize(
+    "command", ["send_event", "eventtrack_worker", "eventtrack_status", "eventtrack_purge"]
+)
+def test_every_command_describes_itself_in_its_help(command: str) -> None:
+    from django.core.management import load_command_class
+
+    parser = load_command_class("django_eventtrack", command).create_parser("manage.py", command)
+    description = parser.format_help().split("\n\n")[1]
+    assert len(description.split()) >= 10, parser.format_help()

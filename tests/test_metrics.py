@@ -163,6 +163,37 @@ def test_without_prometheus_client_the_view_says_what_to_install(
     response = client.get(URL, headers={"authorization": f"Bearer {token}"})
     assert response.status_code == 501
     assert response.content.decode() == (
-        'prometheus_client is not installed: pip install "django-eventtrack[metrics]"'
+        "prometheus_client is not installed: pip install prometheus-client "
+        "(the [metrics] extra of django-eventtrack)"
     )
     assert client.get(URL).status_code == 403  # still not public
+
+
+@pytest.mark.django_db
+def test_the_refusal_is_plain_text_naming_the_header(client: Client, token: str) -> None:
+    """Served as HTML, ``<METRICS_TOKEN>`` was read as a tag: the page said "Bearer ."."""
+    response = client.get(URL)
+    assert response.status_code == 403
+    assert response["Content-Type"].startswith("text/plain")
+    assert response.content.decode() == "Forbidden: send Authorization: Bearer <METRICS_TOKEN>."
+
+
+@pytest.mark.django_db
+def test_the_metrics_and_the_admin_give_no_visitor_cookie(
+    client: Client, settings: Settings, token: str
+) -> None:
+    """Staff and scrapers are not visitors: only the pages of the site set the cookie."""
+    settings.MIDDLEWARE = [
+        *settings.MIDDLEWARE,
+        "django_eventtrack.middleware.EventTrackMiddleware",
+    ]
+    scraped = client.get(URL, headers={"authorization": f"Bearer {token}"})
+    assert scraped.status_code == 200
+    refused = client.get(URL)
+    client.force_login(User.objects.create_user("operator", is_staff=True, is_superuser=True))
+    admin_pages = [client.get("/admin/"), client.get("/admin/django_eventtrack/delivery/")]
+    for response in (scraped, refused, *admin_pages):
+        assert response.status_code in (200, 403)
+        assert "eventtrack_aid" not in response.cookies, response.request["PATH_INFO"]
+    visitor_page = client.get("/identity/whoami/")
+    assert visitor_page.cookies["eventtrack_aid"].value

@@ -25,8 +25,8 @@ from django.utils import timezone
 from pytest_django import Settings
 
 from django_eventtrack import track
-from django_eventtrack.models import Delivery, VendorPause
-from django_eventtrack.monitoring import dashboard, metrics, status
+from django_eventtrack.models import Delivery, Incident, VendorPause
+from django_eventtrack.monitoring import dashboard, incidents, metrics, status
 from django_eventtrack.sandbox import Sandbox
 from tests.test_admin import _admin_settings  # noqa: F401 (an autouse fixture: sessions, auth)
 from tests.test_status import delivery, stored_event
@@ -74,6 +74,9 @@ def full_outbox(settings: Settings, vendors: Sandbox) -> datetime:
         delivery(stored_event(age, now=now), vendor, state, age=age, now=now, **extra)
     VendorPause.objects.create(vendor="hackle", paused_until=now + 10 * minute, reason="429")
     VendorPause.objects.create(vendor="browsee", paused_until=now - minute, reason="over")
+    Incident.objects.create(vendor="hackle", reason="HTTP 401", http_status=401, count=2)
+    Incident.objects.create(vendor="browsee", reason="read timeout", resolved_at=now - minute)
+    Incident.objects.create(vendor="segment", reason="HTTP 503", http_status=503)  # gone
     return now
 
 
@@ -88,6 +91,7 @@ def every_reader(now: datetime) -> None:
         page = dashboard.context(name, deliveries_url="/d/", retry_url="/r/", now=now)
         assert page["vendors"]
     dashboard.failure_reasons(now - timedelta(days=7), vendor="hackle")
+    assert len(incidents.recent(now - timedelta(days=7), now)) == 3
     assert list(metrics.OutboxCollector().collect())
     request = RequestFactory().get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert metrics.metrics_view(request).status_code == 200

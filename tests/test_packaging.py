@@ -40,3 +40,22 @@ def test_project_files_exist() -> None:
     for name in ("LICENSE", "CHANGELOG.md", "CONTRIBUTING.md", ".pre-commit-config.yaml"):
         assert (ROOT / name).is_file(), f"{name} is missing"
     assert "MIT License" in (ROOT / "LICENSE").read_text()
+
+
+def test_the_demo_env_installs_the_package_alone() -> None:
+    """``tox -e demo`` needs no Playwright nor Celery: it would inherit ``[testenv]``'s
+    ``integration`` extra without its own (empty) ``extras``."""
+    tox = configparser.ConfigParser()
+    tox.read(ROOT / "tox.ini")
+    assert tox["testenv"]["extras"].strip() == "integration"
+    assert tox["testenv:demo"]["extras"].strip() == ""
+
+
+def test_the_integration_envs_fail_without_their_servers_unless_told_to_skip() -> None:
+    tox = configparser.ConfigParser()
+    tox.read(ROOT / "tox.ini")
+    lines = [line.strip() for line in tox["testenv"]["set_env"].splitlines()]
+    assert (
+        "integration: EVENTTRACK_TEST_REQUIRE_SERVERS = {env:EVENTTRACK_TEST_REQUIRE_SERVERS:1}"
+        in lines
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import socket
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from pytest_django import Settings
 from django_eventtrack import conf
 from django_eventtrack.models import Delivery, Event
 from django_eventtrack.sandbox import Sandbox
+from tests.example_project import environment, manage
 from tests.processes.helpers import VENDORS
 
 #: A purchase by Hellotext profile P1 during PrimeData session PD1 (PrimeData ties every
@@ -320,3 +322,15 @@ def test_secrets_from_the_environment_reach_the_vendors_literally(
         "hackle: delivered (HTTP 200)",
         "browsee: delivered (HTTP 200)",
     ]
+
+
+def test_a_broken_setting_is_a_check_error_not_a_traceback(tmp_path: Path) -> None:
+    """The options come from the settings, which Django reads before it catches a
+    command's errors: the command reports the setting as the system checks do."""
+    env = environment(tmp_path / "shop.sqlite3", EVENTTRACK_BATCH_SIZE="lots")
+    result = manage("send_event", *PURCHASE, env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "(eventtrack.E001)" in result.stderr
+    assert "EVENTTRACK_BATCH_SIZE" in result.stderr
+    assert "'lots'" in result.stderr

@@ -19,13 +19,17 @@ from django_eventtrack.vendors import Outcome, OutcomeKind
 
 logger = logging.getLogger("django_eventtrack.sender")
 
+#: Answers whose ``Retry-After`` says when the whole vendor may be asked again: rate
+#: limited (429) and unavailable (503), the two RFC 9110 gives the header to.
+PAUSING_STATUSES = frozenset({429, 503})
+
 
 class CircuitBreaker:
     """Per process and vendor: after N retryable failures in a row, stop sending for a while.
 
     A vendor that is down would otherwise get every due delivery thrown at it each
     round; a pause lets it recover and keeps the sender free for the vendors that
-    work. A delivered or permanently failed answer closes it; a 429 with
+    work. A delivered or permanently failed answer closes it; a 429 or 503 with
     ``Retry-After`` pauses the vendor as long as it asks. The drain writes each
     pause to the database (:meth:`take_unrecorded`), so every process stops too.
     """
@@ -42,9 +46,11 @@ class CircuitBreaker:
             return time.monotonic() >= self._open_until.get(vendor, 0.0)
 
     def record(self, vendor: str, outcome: Outcome, *, threshold: int, pause: float) -> None:
-        if outcome.http_status == 429 and outcome.retry_after:
+        if outcome.http_status in PAUSING_STATUSES and outcome.retry_after:
             self.pause(
-                vendor, outcome.retry_after, f"HTTP 429, Retry-After {outcome.retry_after:g}s"
+                vendor,
+                outcome.retry_after,
+                f"HTTP {outcome.http_status}, Retry-After {outcome.retry_after:g}s",
             )
         with self._lock:
             if outcome.kind is not OutcomeKind.RETRY:

@@ -26,7 +26,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from django_eventtrack.models import Delivery
-from django_eventtrack.monitoring import status
+from django_eventtrack.monitoring import incidents, status
 
 
 @dataclass(frozen=True)
@@ -112,12 +112,14 @@ def context(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """The dashboard's template variables for the window called ``window_name`` (the day's
-    when it names none of :data:`WINDOWS`), in six queries.
+    when it names none of :data:`WINDOWS`), in seven queries.
 
     ``vendors``: per vendor its :class:`~.status.VendorOverview`, its numbers per window,
-    its chart, and a link to ``retry_url`` (the retry form) for its failures in the window;
-    ``reasons``: each :class:`FailureReason` with a link to ``deliveries_url`` (the
-    deliveries list) filtered to exactly those deliveries.
+    its chart, its ongoing incident (why it is retrying, in its own words) and a link to
+    ``retry_url`` (the retry form) for its failures in the window; ``incidents``: the
+    open ones and those seen in the window, each with its advice
+    (:class:`~.incidents.IncidentView`); ``reasons``: each :class:`FailureReason` with a
+    link to ``deliveries_url`` (the deliveries list) filtered to exactly those deliveries.
     """
     now = now or timezone.now()
     if window_name not in WINDOWS:
@@ -126,11 +128,14 @@ def context(
     since = now - window.length
     overviews = status.overview({name: w.length for name, w in WINDOWS.items()}, now)
     bars = timeline(window, now)
+    seen = incidents.recent(since, now)
+    ongoing = incidents.latest_open(seen)
     return {
         "windows": WINDOWS,
         "window_name": window_name,
         "window": window,
         "since": since,
+        "incidents": seen,
         "vendors": [
             {
                 "overview": row,
@@ -140,6 +145,7 @@ def context(
                     for name, stats in row.finished.items()
                 ],
                 "chart": chart(bars, row.vendor),
+                "incident": ongoing.get(row.vendor),
                 "charted": [sum(counts) for counts in bars.counts(row.vendor)],
                 "retry_url": _link(
                     retry_url, vendor=row.vendor, since=timezone.localtime(since).isoformat()

@@ -1,5 +1,5 @@
-"""Prometheus metrics for the outbox, served by :func:`metrics_view` (needs the ``metrics``
-extra: ``pip install "django-eventtrack[metrics]"``).
+"""Prometheus metrics for the outbox, served by :func:`metrics_view` (needs
+``prometheus-client``, the ``metrics`` extra: ``pip install prometheus-client``).
 
 Add it to your URLs; it is not public: a scrape presents ``METRICS_TOKEN`` as a
 bearer token, or comes from a logged-in staff user::
@@ -38,13 +38,17 @@ from django.views.decorators.http import require_GET
 from django_eventtrack.conf import get_config
 from django_eventtrack.delivery import flow
 from django_eventtrack.monitoring import status
+from django_eventtrack.web.middleware import no_visitor_cookie
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
 LAST_HOUR = "last_hour"
 OUTCOMES = ("delivered", "failed", "skipped")
-INSTALL_HINT = 'prometheus_client is not installed: pip install "django-eventtrack[metrics]"'
+INSTALL_HINT = (
+    "prometheus_client is not installed: pip install prometheus-client "
+    "(the [metrics] extra of django-eventtrack)"
+)
 
 
 class OutboxCollector:
@@ -129,11 +133,14 @@ def may_scrape(request: HttpRequest) -> bool:
 
 @never_cache
 @require_GET
+@no_visitor_cookie
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """The outbox's metrics in Prometheus's text format; 403 for anyone else than a
     staff user or a scrape with the token, 501 without ``prometheus_client``."""
     if not may_scrape(request):
-        return HttpResponseForbidden("Forbidden: send Authorization: Bearer <METRICS_TOKEN>.")
+        return HttpResponseForbidden(
+            "Forbidden: send Authorization: Bearer <METRICS_TOKEN>.", content_type="text/plain"
+        )
     try:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
     except ImportError:

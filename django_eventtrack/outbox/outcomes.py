@@ -19,10 +19,12 @@ from django.utils import timezone
 from django_eventtrack import signals
 from django_eventtrack.conf import DeliveryOptions, VendorConfig
 from django_eventtrack.models import Delivery
+from django_eventtrack.outbox import incidents
 from django_eventtrack.outbox.group_commit import sender_write, write_together
 from django_eventtrack.outbox.leases import Claim, lock_in_key_order, release, update
 from django_eventtrack.outbox.retention import scrub_finished
 from django_eventtrack.vendors import Outcome, OutcomeKind
+from django_eventtrack.vendors.base import Reshaped
 
 logger = logging.getLogger("django_eventtrack.outbox")
 
@@ -62,6 +64,14 @@ def _write_results(results: Sequence[Result], options: DeliveryOptions) -> int:
             continue
         record_adjustments(result.claim, result.deliveries, dict(result.outcome.adjustments))
         record_outcome(result.claim, result.deliveries, result.outcome, result.vendor, options)
+    incidents.record(
+        (
+            incidents.Answer(result.vendor.name, result.outcome, len(result.deliveries))
+            for result in results
+            if result.outcome is not None
+        ),
+        timezone.now(),
+    )
     return len(results)
 
 
@@ -199,6 +209,8 @@ def _announce(delivery: Delivery, outcome: Outcome) -> None:
     if held is not None:
         held.append((delivery, outcome))
         return
+    if outcome.kind is OutcomeKind.FAILED:
+        _log_final_failure(delivery, outcome)
     signal = signals.delivery_succeeded if outcome.ok else signals.delivery_failed
     if outcome.kind is OutcomeKind.SKIPPED or not signal.has_listeners(Delivery):
         return
@@ -213,13 +225,28 @@ def _announce(delivery: Delivery, outcome: Outcome) -> None:
             )
 
 
+def _log_final_failure(delivery: Delivery, outcome: Outcome) -> None:
+    """WARNING, once per delivery, when it is written: nothing retries it any more, so
+    someone must look. The reason is the stored one (credentials already redacted)."""
+    name = delivery.event.name if Delivery.event.is_cached(delivery) else None
+    logger.warning(
+        "event=%s name=%s vendor=%s status=%s: failed for good: %s",
+        delivery.event_id,
+        name or "?",
+        delivery.vendor,
+        outcome.http_status,
+        outcome.message or "(no reason given)",
+    )
+
+
 def record_adjustments(
     claim: Claim, deliveries: Sequence[Delivery], adjustments: Mapping[str, Sequence[str]]
 ) -> None:
     """Keep on each delivery what its request changed to fit the vendor
-    (``adjustments``: event id -> lines), and log it at WARNING (the vendor gets other
-    data than was tracked): once per delivery, since a retry that changes the same
-    things writes and logs nothing."""
+    (``adjustments``: event id -> lines), and log it: at WARNING when the vendor gets
+    less than was tracked, at INFO when every value is there in another form
+    (:class:`~django_eventtrack.vendors.base.Reshaped`); once per delivery, since a
+    retry that changes the same things writes and logs nothing."""
     for delivery in deliveries:
         lines = list(adjustments.get(str(delivery.event_id), ()))
         if lines == delivery.adjustments:
@@ -228,7 +255,9 @@ def record_adjustments(
         sender_write(router.db_for_write(Delivery), partial(rows.update, adjustments=lines))
         delivery.adjustments = lines
         if lines:
-            logger.warning(
+            lossless = all(isinstance(line, Reshaped) for line in lines)
+            logger.log(
+                logging.INFO if lossless else logging.WARNING,
                 "event=%s vendor=%s: changed to fit the vendor: %s",
                 delivery.event_id,
                 delivery.vendor,

@@ -265,9 +265,17 @@ class Outcome:
         return replace(self, singled_out=()) if self.singled_out else self
 
 
-def note(notes: Notes, event: TrackedEvent, line: str) -> None:
-    """Record that building ``event``'s request changed something (``line`` says what)."""
-    notes.setdefault(str(event.id), []).append(line)
+class Reshaped(str):
+    """A note line for a change that keeps every value, in a form the vendor takes (an
+    object as a JSON string): an operator is told at INFO, a loss at WARNING."""
+
+    __slots__ = ()
+
+
+def note(notes: Notes, event: TrackedEvent, line: str, *, lossless: bool = False) -> None:
+    """Record that building ``event``'s request changed something (``line`` says what;
+    ``lossless``: every value is still there, in another form)."""
+    notes.setdefault(str(event.id), []).append(Reshaped(line) if lossless else line)
 
 
 def named(keys: Sequence[str], limit: int = 5) -> str:

@@ -123,7 +123,7 @@ def _tags(event: TrackedEvent, value: JSONValue, notes: Notes) -> list[JSONValue
     """``$tags`` as Browsee takes it, a list of labels: a string is one label, numbers are
     spelled out, and anything else (empty, objects) is left out, each change noted."""
     if isinstance(value, str):
-        note(notes, event, f"traits.{TAGS}: one label, sent as a list of one")
+        note(notes, event, f"traits.{TAGS}: one label, sent as a list of one", lossless=True)
         value = [value]
     items = value if isinstance(value, list) else [value]
     labels: list[JSONValue] = [

@@ -50,6 +50,7 @@ from django_eventtrack.vendors.base import (
     DeclaredEvent,
     JSONObject,
     Notes,
+    Reshaped,
     VendorAdapter,
     named,
     note,
@@ -279,7 +280,9 @@ class _Fitting:
         """One short line per kind of change, naming the keys (never the values)."""
         limit = f"{MAX_STRING_LENGTH:,}"
         lines = [
-            f"{where}: {text}: {named(keys)}"
+            Reshaped(f"{where}: {text}: {named(keys)}")
+            if keys is self.as_json
+            else f"{where}: {text}: {named(keys)}"
             for text, keys in (
                 ("dropped null values", self.dropped_null),
                 (f"dropped keys over {MAX_PROPERTY_KEY_LENGTH} characters", self.dropped_long_key),

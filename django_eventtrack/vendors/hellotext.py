@@ -650,7 +650,7 @@ def _iso_currency(event: TrackedEvent, value: JSONValue, where: str, notes: Note
     if code is None:
         note(notes, event, f"{where}: {value!r} is not an ISO 4217 code, not sent")
     elif code != value:
-        note(notes, event, f"{where}: {value!r} sent as {code!r} (ISO 4217)")
+        note(notes, event, f"{where}: {value!r} sent as {code!r} (ISO 4217)", lossless=True)
     return code
 
 

@@ -420,7 +420,9 @@ def _fit_entity(
     extra = {key: value for key, value in entity.items() if key not in ENTITY_FIELDS}
     if not extra:
         return entity
-    note(notes, event, f"{where}: moved into {where}.properties: {named(list(extra))}")
+    note(
+        notes, event, f"{where}: moved into {where}.properties: {named(list(extra))}", lossless=True
+    )
     kept = {key: value for key, value in entity.items() if key in ENTITY_FIELDS}
     inner = kept.get("properties")
     return kept | {"properties": {**(inner if isinstance(inner, dict) else {}), **extra}}
@@ -443,7 +445,12 @@ def _fit_properties(
         else:
             fitted[key] = value
     if as_json:
-        note(notes, event, f"properties: objects sent as JSON strings: {named(as_json)}")
+        note(
+            notes,
+            event,
+            f"properties: objects sent as JSON strings: {named(as_json)}",
+            lossless=True,
+        )
     if dropped:
         note(notes, event, f"properties: dropped null values: {named(dropped)}")
     return fitted

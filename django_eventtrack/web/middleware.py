@@ -6,13 +6,15 @@ visitor's :class:`~django_eventtrack.core.event.Identity` (see
 :mod:`django_eventtrack.web.identity`), sets ``request.eventtrack`` and makes it the
 current identity until the response is returned (or, for a streaming response,
 while each chunk is produced), and issues the first-party anonymous id cookie
-once, when the browser does not have it yet. Opted-out visitors get no cookie.
+once, when the browser does not have it yet. Opted-out visitors get no cookie, and
+neither do the responses of the admin and of views marked :func:`no_visitor_cookie`
+(the metrics): staff and scrapers are not the visitors whose journey it follows.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import FileResponse, HttpRequest, HttpResponseBase, StreamingHttpResponse
@@ -21,6 +23,27 @@ from django_eventtrack.core.event import Identity
 from django_eventtrack.web import identity
 
 _END: Any = object()
+#: The attribute :func:`no_visitor_cookie` sets on a view.
+NO_COOKIE = "eventtrack_no_visitor_cookie"
+V = TypeVar("V", bound=Callable[..., Any])
+
+
+def no_visitor_cookie(view: V) -> V:
+    """Mark ``view``: its responses never set the visitor's anonymous id cookie (an
+    endpoint for machines or staff, not a page of the visitor's journey)."""
+    setattr(view, NO_COOKIE, True)
+    return view
+
+
+def _for_visitors(request: HttpRequest) -> bool:
+    """Whether the view that answered may give the browser a visitor id: not the admin
+    (any admin site's namespace), not a view marked :func:`no_visitor_cookie`."""
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return True
+    if "admin" in match.namespaces or match.app_name == "admin":
+        return False
+    return not getattr(match.func, NO_COOKIE, False)
 
 
 class EventTrackMiddleware:
@@ -85,7 +108,11 @@ def finish_response(
             response.streaming_content = _async_chunks(content, visitor)  # type: ignore[arg-type]
         else:
             response.streaming_content = _sync_chunks(content, visitor)  # type: ignore[arg-type]
-    if issue_cookie and settings.anonymous_cookie not in response.cookies:
+    if (
+        issue_cookie
+        and settings.anonymous_cookie not in response.cookies
+        and _for_visitors(request)
+    ):
         response.set_cookie(
             settings.anonymous_cookie,
             visitor.anonymous_id or "",

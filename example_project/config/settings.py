@@ -50,6 +50,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "shop.privacy.context",
             ]
         },
     }
@@ -57,14 +58,25 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'shop.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The background sender writes from its own thread: wait for the lock instead
-    # of failing, and take it at BEGIN so two writers never deadlock.
+    # of failing, and take it at BEGIN so two writers never deadlock; WAL lets readers
+    # and the writer work at once (docs/installation.md, "SQLite").
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "static/"
+
+# The shop's products, carts and orders are objects (Hellotext finds or creates them from
+# their object_parameters); Hackle and PrimeData take objects as JSON strings, which the shop
+# accepts. Check eventtrack.W010 says so per event and vendor (docs/plan.md); read once, it
+# is accepted here, the way Django accepts a warning.
+SILENCED_SYSTEM_CHECKS = ["eventtrack.W010"]
 
 # Vendor credentials and URLs come from EVENTTRACK_* environment variables (or .env).
 EVENTTRACK: dict[str, object] = {

@@ -31,3 +31,14 @@ def chosen(request: HttpRequest) -> list[str]:
     if answer is True:
         return list(PURPOSES)
     return [] if answer is False else list(answer)
+
+
+def browser_says_no(request: HttpRequest) -> bool:
+    """The browser itself refuses tracking (Global Privacy Control or Do Not Track): no
+    button on our page can override it, only the browser's own setting."""
+    return "1" in (request.headers.get("Sec-GPC"), request.headers.get("DNT"))
+
+
+def context(request: HttpRequest) -> dict[str, bool]:
+    """For the footer: why this visitor is not tracked (a context processor)."""
+    return {"browser_says_no": browser_says_no(request)}

@@ -31,7 +31,9 @@ def sign_in(request: HttpRequest) -> HttpResponse:
         request, username=request.POST.get("username"), password=request.POST.get("password")
     )
     if user is None:
-        return HttpResponse("Wrong username or password.", status=403)
+        # The shop's own page, the form again with the error, not a bare 403.
+        context = {"username": request.POST.get("username", "")}
+        return render(request, "shop/sign_in.html", context)
     login(request, user)
     return redirect("product_list")
 

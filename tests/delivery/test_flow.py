@@ -15,6 +15,7 @@ from django_eventtrack.delivery.flow import Batches, Window
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery
 from django_eventtrack.sandbox import Sandbox
+from django_eventtrack.vendors import Outcome, OutcomeKind
 from tests.delivery.helpers import peak_in_flight, use_vendors
 from tests.processes.helpers import received, run_in_child, track_many
 
@@ -171,3 +172,15 @@ def test_a_request_that_got_no_answer_costs_the_next_ones_half_their_events(
     assert max(sizes[2:]) < 30  # grown back one event per answer, not at once
     copies = received(sandbox, "primedata")
     assert sorted(copies.values()) == [1] * 60 + [2] * 40
+
+
+def test_a_503_with_retry_after_pauses_the_vendor_as_long_as_it_asks() -> None:
+    """Longer than the breaker's own pause: the vendor said when it will be back."""
+    breaker = flow.CircuitBreaker()
+    unavailable = Outcome(OutcomeKind.RETRY, 503, "HTTP 503", retry_after=60)
+    for _ in range(3):
+        breaker.record("hackle", unavailable, threshold=3, pause=30)
+    seconds, reason = breaker.take_unrecorded("hackle") or (0.0, "")
+    assert seconds == 60
+    assert reason == "HTTP 503, Retry-After 60s"
+    assert not breaker.allows("hackle")

@@ -117,9 +117,10 @@ def test_a_vendor_down_for_a_while_ends_with_everything_delivered_once(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_retry_after_is_honoured(worker_mode: Callable[..., Sandbox]) -> None:
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_is_honoured(worker_mode: Callable[..., Sandbox], status: int) -> None:
     sandbox = worker_mode()
-    sandbox.inject("hackle", status=429, retry_after=2)
+    sandbox.inject("hackle", status=status, retry_after=2)
     track_many(1, vendors=["hackle"])
     runner = worker.Worker(["hackle"])
 
@@ -127,7 +128,11 @@ def test_retry_after_is_honoured(worker_mode: Callable[..., Sandbox]) -> None:
     assert runner.run_once().retried == 1
     after = timezone.now()
     delivery = Delivery.objects.get()
-    assert (delivery.status, delivery.attempts, delivery.last_status) == (Status.PENDING, 1, 429)
+    assert (delivery.status, delivery.attempts, delivery.last_status) == (
+        Status.PENDING,
+        1,
+        status,
+    )
     assert before + timedelta(seconds=2) <= delivery.next_attempt_at
     assert delivery.next_attempt_at <= after + timedelta(seconds=2.1)
     pause = pausing.paused_vendors()["hackle"]  # the whole vendor waits, in every process
@@ -584,3 +589,35 @@ def test_three_workers_deliver_each_event_exactly_once(
 def worker_delivered(output: str) -> int:
     line = next(line for line in output.splitlines() if "worker stopped" in line)
     return int(line.split("delivered ", 1)[1].split(",", 1)[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_final_failure_is_logged_once_at_warning(
+    worker_mode: Callable[..., Sandbox], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refusal and retries run out: one WARNING each, naming the vendor, the event and
+    the reason, and never the vendor's key; retrying is INFO, not a warning."""
+    sandbox = worker_mode(vendors={"hackle": {"MAX_ATTEMPTS": 2}}, only=("hackle", "browsee"))
+    sandbox.inject("browsee", status=400, body={"error": "bad event"})
+    sandbox.inject("hackle", status=503, count=10)
+    (event,) = track_many(1, vendors=["hackle", "browsee"])
+    runner = worker.Worker(["hackle", "browsee"])
+
+    with caplog.at_level("INFO", logger="django_eventtrack"):
+        drain_until_settled(runner)
+        runner.run_once()
+
+    warnings = [
+        r
+        for r in caplog.records
+        if r.levelname == "WARNING" and "failed for good" in r.getMessage()
+    ]
+    by_vendor = {record.getMessage().split("vendor=")[1].split()[0]: record for record in warnings}
+    assert sorted(by_vendor) == ["browsee", "hackle"]
+    assert len(warnings) == 2
+    for vendor, record in by_vendor.items():
+        message = record.getMessage()
+        assert f"event={event.id} name=order.placed" in message, message
+        assert sandbox.vendor_settings()[vendor]["API_KEY"] not in message
+    assert "HTTP 400" in by_vendor["browsee"].getMessage()
+    assert "gave up after 2 attempts; last: HTTP 503" in by_vendor["hackle"].getMessage()

@@ -4,8 +4,11 @@ Servers:
 - Redis: ``EVENTTRACK_TEST_REDIS_URL`` if set, else a private ``redis-server`` started
   here on 127.0.0.1 (a free port, no persistence) when the binary is on PATH.
 - PostgreSQL: ``EVENTTRACK_TEST_POSTGRES`` (a DSN for a superuser, e.g.
-  ``postgresql://postgres@127.0.0.1:5432/postgres``); ``.ci/run`` starts one. Each
-  test gets a fresh database cloned from a migrated template.
+  ``postgresql://postgres@127.0.0.1:5432/postgres``; ``.ci/run`` starts one), else a
+  private server started here for the session (a free port, data in a temporary
+  directory, run as ``nobody`` when the tests run as root, since PostgreSQL refuses root)
+  when ``initdb``, ``pg_ctl`` and ``postgres`` are on PATH. Each test gets a fresh
+  database cloned from a migrated template.
 
 Without a server (or a package of the ``integration`` extra) a test is skipped with
 the reason; with ``EVENTTRACK_TEST_REQUIRE_SERVERS=1`` (set by ``.ci/run``) it fails
@@ -204,13 +207,85 @@ def migrate(database: Database) -> None:
     )
 
 
+class PrivatePostgres:
+    """A PostgreSQL 15 server of our own on 127.0.0.1, run as ``nobody`` when we are root."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *command: str) -> None:
+        prefix = ["runuser", "-u", "nobody", "--"] if os.getuid() == 0 else []
+        subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=120)  # noqa: S603
+
+    def init(self) -> None:
+        data = str(self.directory / "data")
+        self._run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync")
+
+    def start(self) -> None:
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.directory} -c fsync=off"
+        options += " -c max_connections=200"
+        log = str(self.directory / "server.log")
+        self._run(
+            "pg_ctl", "-D", str(self.directory / "data"), "-l", log, "-w", "start", "-o", options
+        )
+
+    def crash(self) -> None:
+        """Stop without a checkpoint, as a crash would: the next start replays the WAL."""
+        self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop")
+
+    def log(self) -> str:
+        """The server's log: its errors (a deadlock detected, for one) with their statements."""
+        return (self.directory / "server.log").read_text(errors="replace")
+
+
+#: What a private server needs on PATH.
+POSTGRES_BINARIES = ("initdb", "pg_ctl", "postgres")
+
+
+def postgres_available() -> bool:
+    """A server is given, or one can be started here."""
+    given = bool(os.environ.get("EVENTTRACK_TEST_POSTGRES"))
+    return given or all(shutil.which(name) for name in POSTGRES_BINARIES)
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[PrivatePostgres]:
+    """A private server for the block, stopped and deleted after it; skips (fails when
+    servers are required) without the binaries."""
+    missing = [name for name in POSTGRES_BINARIES if shutil.which(name) is None]
+    if missing:
+        unavailable(
+            f"no PostgreSQL: {', '.join(missing)} not on PATH (install PostgreSQL's server) "
+            "and EVENTTRACK_TEST_POSTGRES not set"
+        )
+    # Not pytest's tmp_path: the server runs as nobody, who cannot enter root's 0700 dirs.
+    directory = Path(tempfile.mkdtemp(prefix="eventtrack-pg-"))
+    directory.chmod(0o755)
+    if os.getuid() == 0:
+        shutil.chown(directory, "nobody")
+    server = PrivatePostgres(directory)
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
+            server.crash()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def postgres_server() -> str:
+def postgres_server() -> Iterator[str]:
+    """A superuser DSN: ``EVENTTRACK_TEST_POSTGRES``, else a private server for the session."""
     need_packages(*PACKAGES, "psycopg")
     dsn = os.environ.get("EVENTTRACK_TEST_POSTGRES")
-    if not dsn:
-        unavailable("no PostgreSQL: set EVENTTRACK_TEST_POSTGRES to a superuser DSN (.ci/run does)")
-    return str(dsn)
+    if dsn:
+        yield dsn
+        return
+    with running_postgres() as server:
+        yield server.dsn
 
 
 @pytest.fixture(scope="session")
@@ -237,58 +312,12 @@ def postgres(postgres_server: str, postgres_template: str) -> Iterator[PostgresD
         database.drop()
 
 
-class PrivatePostgres:
-    """A PostgreSQL 15 server of our own on 127.0.0.1, run as ``nobody`` when we are root."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, *command: str) -> None:
-        prefix = ["runuser", "-u", "nobody", "--"] if os.getuid() == 0 else []
-        subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=120)  # noqa: S603
-
-    def init(self) -> None:
-        data = str(self.directory / "data")
-        self._run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync")
-
-    def start(self) -> None:
-        options = f"-h 127.0.0.1 -p {self.port} -k {self.directory} -c fsync=off"
-        log = str(self.directory / "server.log")
-        self._run(
-            "pg_ctl", "-D", str(self.directory / "data"), "-l", log, "-w", "start", "-o", options
-        )
-
-    def crash(self) -> None:
-        """Stop without a checkpoint, as a crash would: the next start replays the WAL."""
-        self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop")
-
-    def log(self) -> str:
-        """The server's log: its errors (a deadlock detected, for one) with their statements."""
-        return (self.directory / "server.log").read_text(errors="replace")
-
-
 @pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
+    """A private server for this test (one it may stop, crash, and read the log of)."""
     need_packages(*PACKAGES, "psycopg")
-    missing = [name for name in ("initdb", "pg_ctl", "postgres") if shutil.which(name) is None]
-    if missing:
-        unavailable(f"no PostgreSQL binaries ({', '.join(missing)}) to run a private server")
-    # Not pytest's tmp_path: the server runs as nobody, who cannot enter root's 0700 dirs.
-    directory = Path(tempfile.mkdtemp(prefix="eventtrack-pg-"))
-    directory.chmod(0o755)
-    if os.getuid() == 0:
-        shutil.chown(directory, "nobody")
-    server = PrivatePostgres(directory)
-    try:
-        server.init()
-        server.start()
+    with running_postgres() as server:
         yield server
-    finally:
-        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
-            server.crash()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -301,8 +330,9 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def outbox_database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
-    """PostgreSQL when the server is there (as in production), else a SQLite file."""
-    if os.environ.get("EVENTTRACK_TEST_POSTGRES"):
+    """PostgreSQL when a server is given or can be started (as in production), else a
+    SQLite file."""
+    if postgres_available():
         database: Database = request.getfixturevalue("postgres")
         return database
     path = tmp_path / "outbox.sqlite3"

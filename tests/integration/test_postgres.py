@@ -5,12 +5,19 @@ no miss, checked against what the vendor sandbox recorded."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
 
 from django_eventtrack.sandbox import Sandbox
-from tests.integration.conftest import PostgresDatabase, Processes, statuses
+from tests.integration.conftest import (
+    PostgresDatabase,
+    Processes,
+    need_packages,
+    running_postgres,
+    statuses,
+)
 from tests.processes.helpers import VENDORS, received, wait_until
 
 EVENTS = 1250
@@ -281,3 +288,19 @@ def test_a_type_primedata_drops_is_skipped_by_every_process_on_postgresql(
     assert status == "skipped"
     assert reason.startswith("not sent: PrimeData dropped the 'wishlist.added' events")
     assert len(sandbox.requests("primedata")) == 1
+
+
+@pytest.mark.integration
+def test_without_a_dsn_the_suite_starts_a_server_of_its_own() -> None:
+    """What plain ``tox`` meets on a machine with PostgreSQL installed and nothing running:
+    the binaries on PATH are enough (as root, the server runs as nobody)."""
+    need_packages("psycopg")
+    import psycopg
+
+    with running_postgres() as server:
+        assert "EVENTTRACK_TEST_POSTGRES" not in server.dsn
+        with psycopg.connect(server.dsn) as connection:
+            (version,) = connection.execute("SHOW server_version_num").fetchone() or (0,)
+        assert int(version) >= 150000
+        if os.getuid() == 0:  # PostgreSQL refuses root: its files are nobody's
+            assert (server.directory / "data").owner() == "nobody"

@@ -226,6 +226,22 @@ def test_hackles_fitting_is_recorded_logged_once_and_shown(
     assert "72 keys, kept 64" in page.content.decode()
 
 
+def test_a_fit_that_keeps_every_value_is_logged_at_info(
+    configure: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An object sent as a JSON string loses nothing: an operator is told, without a
+    WARNING for every event of a shop whose events carry objects."""
+    configure(DELIVERY="worker")
+    event = track("order.placed", {"cart": {"items": ["x"]}}, session="S1", vendors=["hackle"])
+    with caplog.at_level(logging.INFO, logger="django_eventtrack"):
+        drain(["hackle"])
+    assert delivery("hackle", event).adjustments == [
+        "properties: nested values sent as JSON strings: cart"
+    ]
+    (logged,) = [r for r in caplog.records if "changed to fit the vendor" in r.getMessage()]
+    assert logged.levelno == logging.INFO
+
+
 # -- Hackle records the time an event arrives --------------------------------------------------
 
 

@@ -736,9 +736,9 @@ def test_the_system_check_lists_model_events_hellotext_cannot_take(configure: An
     configure(
         {"hellotext": {"EVENT_NAMES": {"order.paid": "order.confirmed"}}},
         MODEL_EVENTS=[
-            {"model": "testapp.Order", "on": "create", "event": "order.placed"},
+            {"model": "testapp.Order", "on": "create", "event": "order.placed", **WITH_ORDER},
             {"model": "testapp.Order", "on": "create", "event": "user.signed_up"},
-            {"model": "testapp.Order", "on": "update", "event": "order.paid"},
+            {"model": "testapp.Order", "on": "update", "event": "order.paid", **WITH_ORDER},
             {
                 "model": "testapp.Order",
                 "on": "delete",
@@ -749,9 +749,32 @@ def test_the_system_check_lists_model_events_hellotext_cannot_take(configure: An
     )
     warnings = [m for m in run_checks(tags=["eventtrack"]) if m.id == "eventtrack.W101"]
     assert [w.msg.split(":")[0] for w in warnings] == ['EVENTTRACK["MODEL_EVENTS"][1]']
-    assert "Hellotext cannot take this event: 'user.signed_up' is not a Hellotext action" in (
-        warnings[0].msg
+    assert (
+        "Hellotext will skip every one of these events: 'user.signed_up' is not a Hellotext action"
+        in warnings[0].msg
     )
+
+
+#: Properties naming the order, which Hellotext's order actions need as their object.
+WITH_ORDER = {"properties": "tests.testapp.tracking.order_as_object"}
+
+
+def test_the_system_check_warns_of_a_hook_whose_default_properties_hellotext_skips(
+    configure: Any,
+) -> None:
+    """The documented ``order.shipped`` hook without properties sends ``model`` and ``id``:
+    no order, so Hellotext skips every one; with its properties, no warning."""
+    hook = {"model": "testapp.Order", "on": "update", "when": {"status": "shipped"}}
+    configure(MODEL_EVENTS=[{**hook, "event": "order.shipped"}])
+    (warning,) = [m for m in run_checks(tags=["eventtrack"]) if m.id == "eventtrack.W101"]
+    assert warning.msg.startswith(
+        'EVENTTRACK["MODEL_EVENTS"][0]: Hellotext will skip every one of these events: '
+        "Hellotext's order.shipped needs its order: give the event the property 'order'"
+    )
+    assert '"properties"' in (warning.hint or "")
+
+    configure(MODEL_EVENTS=[{**hook, "event": "order.shipped", **WITH_ORDER}])
+    assert not [m for m in run_checks(tags=["eventtrack"]) if m.id == "eventtrack.W101"]
 
 
 # -- 4. Hellotext's 404s, told apart by the error body --------------------------------------------

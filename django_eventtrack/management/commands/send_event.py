@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import (
+    BaseCommand,
+    CommandError,
+    CommandParser,
+    SystemCheckError,
+)
 
 from django_eventtrack.conf import get_config
 from django_eventtrack.core.event import Identity, TrackedEvent
@@ -21,6 +27,22 @@ class Command(BaseCommand):
         "whatever the delivery. Exit status 0 only when every targeted vendor accepted it "
         "(or the event was queued)."
     )
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        """Report a broken setting as the system checks report it, without a traceback:
+        the options come from the settings (each vendor's browser ids), and Django parses
+        them before it starts catching a command's errors."""
+        try:
+            get_config()
+        except EventTrackError as exc:
+            try:
+                self.check()  # raises SystemCheckError with E001, as every command would
+            except SystemCheckError as error:
+                self.stderr.write(str(error), lambda text: text)
+            else:
+                self.stderr.write(f"CommandError: {exc}")
+            sys.exit(1)
+        super().run_from_argv(argv)
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="event name, e.g. product.purchased")

@@ -41,6 +41,8 @@ VENDOR_ORDER = ["hellotext", "hackle", "browsee", "primedata"]
 
 class Command(BaseCommand):
     help = "Run the demo: a visitor from a Hellotext short link buys; the order ships later."
+    # The checks run once the sandbox's variables are set (before, no vendor is active).
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=0, help="sandbox port (default: any free)")
@@ -56,13 +58,13 @@ class Command(BaseCommand):
         ) as sandbox:
             os.environ.update(sandbox.env())
             conf.reload()
+            self.check(display_num_errors=False)
             call_command("migrate", verbosity=0)
             seed()
             self.say(f"Vendor sandbox on {sandbox.url}; all four vendors point at it.\n")
             hello_session = str(uuid.uuid4())
             started = timezone.now()
             order = self.play_visitor(hello_session)
-            self.wait_until_sent()
             self.say(f"\nNext day, outside any request: an admin ships {order.reference}.")
             order.status = Order.Status.SHIPPED
             order.save(update_fields=["status"])
@@ -88,6 +90,7 @@ class Command(BaseCommand):
             if response.status_code >= 400:
                 raise CommandError(f"{method} {path} answered {response.status_code}")
             self.say(f"  {method} {path} -> {response.status_code}")
+            self.wait_until_sent()  # a visitor reads each page before the next click
         return Order.objects.latest("created_at")
 
     def wait_until_sent(self, timeout: float = 15.0) -> None:
@@ -107,9 +110,12 @@ class Command(BaseCommand):
         )
         for vendor in VENDOR_ORDER:
             records = sandbox.requests(vendor)
-            self.say(f"\n{vendor} ({len(records)} requests)")
-            for record in records:
-                for name, ids in _summaries(vendor, record):
+            received = [(record, _summaries(vendor, record)) for record in records]
+            events = sum(len(summaries) for _, summaries in received)
+            counted = f"{events} events in " if events != len(records) else ""
+            self.say(f"\n{vendor} ({counted}{len(records)} requests)")
+            for record, summaries in received:
+                for name, ids in summaries:
                     marked = ", ".join(
                         f"{k}={v}{'*' if v == hello_session else ''}" for k, v in ids
                     )
