@@ -247,9 +247,10 @@ def _parse_optional_cookie(value: Any, where: str) -> str | None:
 class DeliveryOptions:
     """How the outbox is drained; the same for every backend. Its keys are top-level ones."""
 
-    #: Seconds a claimed delivery stays reserved for its sender; after that a
-    #: crashed sender's rows are due again.
-    lease_seconds: float = setting(parse_seconds, 60.0)
+    #: Seconds a claimed delivery stays reserved for its sender unless renewed: a sender
+    #: renews its claims every third of it while it works, so a dead sender's rows come
+    #: due again within this long.
+    lease_seconds: float = setting(parse_seconds, 15.0)
     #: Deliveries claimed per vendor per round (PrimeData sends them 500 to a request).
     batch_size: int = setting(parse_count, 100)
     #: Requests in flight per vendor when a sender starts (PrimeData batches count

@@ -109,3 +109,20 @@ def test_the_vendor_standin_answers_each_vendor_after_its_latency() -> None:
         assert standin.accepted_counts() == dict.fromkeys(VENDORS, 1)
         standin.reset()
         assert standin.accepted_counts() == {}
+
+
+@pytest.mark.slow
+def test_quick_sender_limits_benchmark_runs(tmp_path: Path) -> None:
+    """Lost answers cost duplicates, counted; the largest events' backlog costs memory,
+    measured: both figures reach the target table."""
+    report, printed = run_quick(tmp_path, "--only", "sender_limits")
+    result = report["results"]["sender_limits (sqlite)"]
+    default = result["lost_answers"]["default"]
+    assert default["lost_answers"] >= 1
+    assert 0 < default["duplicates_per_lost_answer"] <= 50
+    assert result["lost_answers"]["500"]["duplicates_per_lost_answer"] == 500
+    large = result["peak_rss"]["large"]
+    assert large["delivered"] == large["events"] * len(VENDORS)
+    assert large["peak_rss_mb"] > 0
+    assert "duplicates per lost answer" in printed
+    assert "peak RSS, MB" in printed

@@ -24,14 +24,16 @@ def whoami(request: HttpRequest) -> JsonResponse:
 
 
 def tracked(request: HttpRequest) -> JsonResponse:
-    """track() deep inside a view, without the request, as a service function would."""
-    event = _place_order()
+    """track() deep inside a view, without the request, as a service function would;
+    ``?n=`` marks the event (its ``n`` property), so a test can count its copies."""
+    event = _place_order(request.GET.get("n"))
     assert event is not None
     return JsonResponse({"event": str(event.id), "identity": event.identity.as_dict()})
 
 
-def _place_order() -> Any:
-    return track("order.placed", {"order": "O-1", "amount": 10, "currency": "USD"})
+def _place_order(n: str | None = None) -> Any:
+    marker = {} if n is None else {"n": int(n)}
+    return track("order.placed", {"order": "O-1", "amount": 10, "currency": "USD", **marker})
 
 
 async def async_whoami(request: HttpRequest) -> JsonResponse:

@@ -215,10 +215,12 @@ class ThreadBackend(ProcessBound):
         (``SHUTDOWN_TIMEOUT``); called at interpreter exit.
 
         Waits until every delivery of this process's events is delivered or
-        final, or waits for a retry due after the deadline. Then the threads
-        stop claiming; in-flight requests may finish until the deadline, and
-        claimed but unsent rows are given back. If anything is left, one
-        warning says how much and how to send it.
+        final, or waits for a retry due after the deadline. Then the sender sends
+        no new request: it records the answer of every request it sent (those
+        still in flight get their vendor's ``CONNECT_TIMEOUT`` + ``TIMEOUT``, since
+        a request abandoned unanswered may reach the vendor twice) and gives back
+        the rows it never sent. If anything is left, one warning says how much
+        and how to send it.
         """
         if not self.running:
             return
@@ -231,11 +233,17 @@ class ThreadBackend(ProcessBound):
         finally:
             self._stop.set()
             self._bell.ring(fresh=True)
-            if self._thread is not None:
-                self._thread.join(max(deadline - time.monotonic(), 0.0))
-            if self.running:  # requests still in flight: their rows need not wait for the lease
-                _surrender_claims(self._stop)
+            self._finish(max(deadline, time.monotonic()) + sender.answer_wait())
         _report_unsent(committed, seconds)
+
+    def _finish(self, until: float) -> None:
+        """Wait, until ``until`` at most, for the stopped sender to record its answers and
+        give back what it never sent; if it is stuck (on a database that does not
+        answer), let go of its claims from here (:func:`.held_claims.surrender`)."""
+        if self._thread is not None:
+            self._thread.join(max(until - time.monotonic(), 0.0))
+        if self.running:
+            _surrender_claims(self._stop)
 
     def _wait_for(self, event_ids: set[uuid.UUID], deadline: float) -> None:
         """Until no delivery of ``event_ids`` is in flight or due before ``deadline``."""
@@ -378,7 +386,7 @@ def _surrender_claims(stop: threading.Event) -> None:
         held_claims.surrender(stop)
     except DatabaseError as exc:
         logger.warning(
-            "could not end the leases of the requests in flight (%s); their deliveries "
+            "could not end the leases of this process's sender (%s); their deliveries "
             "come due when the lease ends",
             _database_error(exc),
         )

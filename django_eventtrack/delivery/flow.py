@@ -1,7 +1,8 @@
 """Per-vendor flow control: how many requests this process may have in flight to a
-vendor (:class:`Window`), and when it sends that vendor none (:class:`CircuitBreaker`).
+vendor (:class:`Window`), how many events go in one request to a vendor that takes
+several (:class:`Batches`), and when it sends that vendor none (:class:`CircuitBreaker`).
 
-Both live as long as the process, so what a vendor's answers taught outlives one
+They live as long as the process, so what a vendor's answers taught outlives one
 drain; the sender asks them before each request and tells them each answer.
 """
 
@@ -187,21 +188,64 @@ class Window:
         return elapsed <= 2 * fastest + self.MARGIN
 
 
+class Batches:
+    """How many events this process puts in one request to a vendor that takes several.
+
+    A request that got no answer (a read timeout, a connection cut before the answer)
+    may have been processed all the same, and is sent again: each of its events then
+    reaches the vendor twice. So the size halves after such a request, once per round
+    trip as the :class:`Window` is cut, and grows back by one event per delivered
+    request, up to ``high`` (the vendor's ``EVENTS_PER_REQUEST``, at most what the
+    vendor takes). A vendor that takes one event per request has nothing to adapt.
+    """
+
+    def __init__(self, high: int) -> None:
+        self.high = max(high, 1)
+        self._size = self.high
+        self._cut_at = -math.inf
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        """Events in the next request."""
+        return self._size
+
+    def delivered(self) -> None:
+        """A request was answered and delivered."""
+        with self._lock:
+            self._size = min(self._size + 1, self.high)
+
+    def unanswered(self, sent_at: float) -> None:
+        """A request sent at ``sent_at`` (``time.monotonic()``) got no answer."""
+        with self._lock:
+            if sent_at < self._cut_at:
+                return  # in flight when the size was last cut: that cut was for it too
+            self._size = max(self._size // 2, 1)
+            self._cut_at = time.monotonic()
+
+
 _windows: dict[str, Window] = {}
-#: The settings ``_windows`` were made for.
-_windows_config: Config | None = None
-_windows_lock = threading.Lock()
+_batches: dict[str, Batches] = {}
+#: The settings ``_windows`` and ``_batches`` were made for.
+_learnt_for: Config | None = None
+_learnt_lock = threading.Lock()
+
+
+def _forget_if_changed(config: Config) -> None:
+    """What was learnt under other settings is forgotten (caller holds the lock)."""
+    global _learnt_for
+    if _learnt_for is not config:
+        _windows.clear()
+        _batches.clear()
+        _learnt_for = config
 
 
 def window(vendor: str, config: Config) -> Window:
     """This process's :class:`Window` for ``vendor``: kept from one drain to the next,
     so what a vendor's answers taught outlives a round; made afresh when the
     settings change."""
-    global _windows_config
-    with _windows_lock:
-        if _windows_config is not config:
-            _windows.clear()
-            _windows_config = config
+    with _learnt_lock:
+        _forget_if_changed(config)
         found = _windows.get(vendor)
         if found is None:
             low, high = config.options.concurrency_range
@@ -209,13 +253,27 @@ def window(vendor: str, config: Config) -> Window:
         return found
 
 
+def batches(vendor: str, config: Config, most: int) -> Batches:
+    """This process's :class:`Batches` for ``vendor``, which takes at most ``most`` events
+    per request: kept from one drain to the next, made afresh when the settings change."""
+    with _learnt_lock:
+        _forget_if_changed(config)
+        found = _batches.get(vendor)
+        if found is None:
+            high = min(config.vendors[vendor].events_per_request, most)
+            found = _batches[vendor] = Batches(high)
+        return found
+
+
 def _new_locks() -> None:
-    """A forked child keeps what its parent's windows learnt, but must not wait on a
-    lock a parent's thread held at the fork."""
-    global _windows_lock
-    _windows_lock = threading.Lock()
+    """A forked child keeps what its parent's windows and batches learnt, but must not
+    wait on a lock a parent's thread held at the fork."""
+    global _learnt_lock
+    _learnt_lock = threading.Lock()
     for found in _windows.values():
         found._lock = threading.Lock()
+    for learnt in _batches.values():
+        learnt._lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

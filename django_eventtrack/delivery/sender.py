@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import math
 import os
 import threading
 import time
@@ -122,6 +121,19 @@ def drain(
     return stats
 
 
+#: Seconds a stopping sender may take, once every request in flight is answered, to
+#: record the answers and give back the rest.
+SETTLE_SECONDS = 1.0
+
+
+def answer_wait(config: Config | None = None) -> float:
+    """The longest a stopping sender may wait for the answers of the requests it sent:
+    the slowest vendor's ``CONNECT_TIMEOUT`` + ``TIMEOUT``, and the time to record them."""
+    vendors = (config or get_config()).active_vendors.values()
+    timeouts = [vendor.connect_timeout + vendor.read_timeout for vendor in vendors]
+    return max(timeouts, default=0.0) + SETTLE_SECONDS
+
+
 #: The longest a sender loop waits between rounds: idle (the ``thread`` backend until the
 #: next retry is due), or after failed rounds.
 MAX_IDLE_WAIT = 60.0
@@ -153,7 +165,7 @@ def serve(
             try:
                 drain(vendors, stop=stop, stats=stats, bell=bell, share=share)
                 failures = 0
-                wait = idle_wait()
+                wait = 0.0 if stop.is_set() else idle_wait()
             except Exception:
                 failures += 1
                 poll = get_config().options.poll_interval
@@ -165,7 +177,8 @@ def serve(
                 close_old_connections()
                 if after_round is not None:
                     after_round(stats)
-            bell.wait(wait, fresh_only=True)
+            if not stop.is_set():  # set and rung after this look: the wait ends at once
+                bell.wait(wait, fresh_only=True)
     finally:
         connections.close_all()
 
@@ -194,6 +207,13 @@ class _Batch:
     def identify(self) -> bool:
         return not self.events
 
+    def split(self, size: int) -> tuple[_Batch, _Batch]:
+        """The first ``size`` deliveries, and the rest."""
+        return (
+            _Batch(self.claim, self.deliveries[:size], self.events[:size]),
+            _Batch(self.claim, self.deliveries[size:], self.events[size:]),
+        )
+
     def keep(self, sendable: set[int]) -> bool:
         """Keep only the deliveries that may still be sent (:func:`.leases.sendable`);
         whether any may. When none may, the batch is left whole, to be given back."""
@@ -212,10 +232,17 @@ class _Lane:
     """One vendor's part of a drain: claimed deliveries waiting to go out, and the
     requests in flight, at most as many as its window allows."""
 
-    def __init__(self, adapter: VendorAdapter, window: flow.Window, pool: RequestThreads) -> None:
+    def __init__(
+        self,
+        adapter: VendorAdapter,
+        window: flow.Window,
+        batches: flow.Batches,
+        pool: RequestThreads,
+    ) -> None:
         self.adapter = adapter
         self.name = adapter.name
         self.window = window
+        self.batches = batches
         self.pool = pool
         self.queue: deque[_Batch] = deque()
         self.flying: dict[Future[Outcome | None], _Batch] = {}
@@ -235,13 +262,11 @@ class _Lane:
 
     def wanted(self, batch_size: int) -> int:
         """How many deliveries to claim now: enough for two windows' worth of requests
-        (at least ``BATCH_SIZE``), once less than one window's worth is waiting."""
+        (at least ``BATCH_SIZE``, at most :data:`MAX_CLAIM` beyond it), once less than one
+        window's worth is waiting."""
         if self.exhausted or self.paused or len(self.queue) >= self.window.size:
             return 0
-        per_request = self.adapter.max_batch_size
-        if per_request > 1:
-            return max(batch_size, per_request)
-        return max(batch_size, 2 * self.window.size)
+        return max(batch_size, min(2 * self.window.size * self.batches.size, MAX_CLAIM))
 
     @property
     def idle(self) -> bool:
@@ -256,13 +281,13 @@ class _Lane:
     def in_flight(self) -> int:
         return sum(1 for future in self.flying if not future.done())
 
-    def lease(self, deliveries: int, config: Config) -> float:
-        """Seconds that sending ``deliveries`` more may take at worst: behind those waiting,
-        at half the window (it may be cut), each request taking its full timeouts."""
-        vendor = config.vendors[self.name]
-        requests = len(self.queue) + math.ceil(deliveries / self.adapter.max_batch_size)
-        rounds = math.ceil(requests / max(self.window.size // 2, 1))
-        return rounds * (vendor.connect_timeout + vendor.read_timeout) + 5
+
+#: The most deliveries of one vendor a claim takes beyond ``BATCH_SIZE``.
+MAX_CLAIM = 500
+#: The most bytes of events (their properties and ``vendor_extra`` as stored) one claim
+#: reads, whatever their number: what a sender holds in memory stays within a few times
+#: this under a backlog of the largest events (at least one event per claim).
+CLAIM_BYTES = 4 * 1024 * 1024
 
 
 class _Drain:
@@ -283,19 +308,20 @@ class _Drain:
         self.event_ids = event_ids
         self.stop = stop
         self.pace = pace
-        #: Held while this drain claims (see :func:`.held_claims.surrender`).
-        self.claiming = held_claims.claim_lock(stop)
-        self.lanes = [
-            _Lane(
-                config.adapters[name](config.vendors[name]),
-                flow.window(name, config),
-                RequestThreads(config.options.concurrency_range[1], f"eventtrack-{name}"),
-            )
-            for name in names
-        ]
-        #: The claims this drain holds, each with how many of its deliveries are unrecorded.
-        self.claims: dict[uuid.UUID, tuple[leases.Claim, int]] = {}
+        self.lanes = [self._lane(config.adapters[name](config.vendors[name])) for name in names]
+        #: The claims this drain holds; its writes go under ``held.writing``.
+        self.held = held_claims.Holdings(stop, timedelta(seconds=self.options.lease_seconds))
+        self.writing = self.held.writing
         self.claimed_at = time.monotonic()
+
+    def _lane(self, adapter: VendorAdapter) -> _Lane:
+        name, config = adapter.name, self.config
+        return _Lane(
+            adapter,
+            flow.window(name, config),
+            flow.batches(name, config, adapter.max_batch_size),
+            RequestThreads(config.options.concurrency_range[1], f"eventtrack-{name}"),
+        )
 
     def __enter__(self) -> _Drain:
         return self
@@ -306,13 +332,23 @@ class _Drain:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Wait for the requests in flight; give back what is left unrecorded (after an
-        error: its rows are due again now, not when the lease ends)."""
+        """Wait for the requests in flight, record their answers and give back what was
+        never sent; after an error, each write is tried again a few times, then what is
+        left unrecorded is let go of (:func:`.held_claims.give_back`): due again now, not
+        when the lease ends."""
         for lane in self.lanes:
             lane.pool.close()
-        held_claims.drop(self.claims)
-        for claim, _ in self.claims.values():
-            held_claims.give_back(claim)
+        try:
+            held_claims.retried(self._settle)
+        except Exception:
+            logger.exception("could not record the last answers of this drain")
+        finally:
+            self.held.let_go()
+
+    def _settle(self) -> None:
+        """Record every request finished, give back every batch waiting."""
+        self._record_finished()
+        self._release_waiting()
 
     def stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
@@ -332,9 +368,9 @@ class _Drain:
                     lane.exhausted = lane.paused = False
 
     def _work(self) -> None:
+        self.held.renew()  # the heartbeat, before the share has its say
         if self.stopping():
-            self._record_finished()
-            self._release_waiting()
+            self._settle()
             return
         if self.pace.take_turn():
             # Charged by the clock, not the thread's CPU: a database server on the same
@@ -349,6 +385,8 @@ class _Drain:
         """How long to wait for a bell: until the next turn at the database if there is
         work for it, or the share allows more sending; else ``POLL_INTERVAL``."""
         waits = [self.options.poll_interval]
+        if self.held:
+            waits.append(self.held.renewal_in())
         if self._wanting() or any(f.done() for lane in self.lanes for f in lane.flying):
             waits.append(max(self.pace.turn_in(), self.pace.share.delay()))
         if any(lane.sendable for lane in self.lanes):
@@ -373,27 +411,23 @@ class _Drain:
                 del wanted[lane]
         if not wanted:
             return
-        lease = max(lane.lease(count, self.config) for lane, count in wanted.items())
-        with self.claiming:
-            if self.stopping():  # its leases are being ended: claim nothing more
+        with self.writing:
+            if self.stopping():  # its claims are being let go of: claim nothing more
                 return
             claim = leases.claim_due(
                 {lane.name: count for lane, count in wanted.items()},
-                timedelta(seconds=max(self.options.lease_seconds, lease)),
+                self.held.lease,
                 event_ids=self.event_ids,
+                max_bytes=CLAIM_BYTES,
             )
             if claim.deliveries:
-                self._hold(claim)
+                self.held.hold(claim)
         normalised: dict[uuid.UUID, as_sent.Read] = {}
         dropped = dropped_names.known([lane.name for lane in wanted]) if claim.deliveries else {}
         for lane, count in wanted.items():
             mine = [d for d in claim.deliveries if d.vendor == lane.name]
-            lane.exhausted = len(mine) < count
+            lane.exhausted = len(mine) < count and not claim.cut_short
             self._enqueue(lane, claim, mine, normalised, dropped.get(lane.name, {}))
-
-    def _hold(self, claim: leases.Claim) -> None:
-        self.claims[claim.token] = (claim, len(claim.deliveries))
-        held_claims.hold(claim, self.stop)
 
     def _enqueue(
         self,
@@ -409,10 +443,13 @@ class _Drain:
         tracked = [d for d in sendable if d.event.kind != IDENTIFY]
         events, notes = as_sent.events(lane.adapter, tracked, normalised)
         tracked, events = self._unwanted(lane, claim, tracked, events, dropped, notes)
+        per_request = lane.batches.size
         for cut in request_batches(lane.adapter, events, self.options.max_request_bytes):
-            batch = [tracked[index] for index in cut]
-            mine = {str(events[index].id): notes[str(events[index].id)] for index in cut}
-            lane.queue.append(_Batch(claim, batch, [events[index] for index in cut], mine))
+            for start in range(0, len(cut), per_request):
+                part = cut[start : start + per_request]
+                batch = [tracked[index] for index in part]
+                mine = {str(events[index].id): notes[str(events[index].id)] for index in part}
+                lane.queue.append(_Batch(claim, batch, [events[index] for index in part], mine))
         for delivery in sendable:
             if delivery.event.kind == IDENTIFY:
                 lane.queue.append(_Batch(claim, [delivery], []))
@@ -466,11 +503,12 @@ class _Drain:
         self, lane: _Lane, claim: leases.Claim, deliveries: list[Delivery], outcome: Outcome
     ) -> None:
         """Record a verdict reached without sending (no attempt counted)."""
-        outcomes.record_outcome(
-            claim, deliveries, outcome, lane.adapter.config, self.options, attempted=False
-        )
+        with self.writing:
+            outcomes.record_outcome(
+                claim, deliveries, outcome, lane.adapter.config, self.options, attempted=False
+            )
         self.stats.add(outcome, len(deliveries), sent=False)
-        self._recorded(claim, len(deliveries))
+        self.held.recorded(claim, deliveries)
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -483,7 +521,11 @@ class _Drain:
                 self._pause(lane)
             free = lane.window.size - lane.in_flight()
             while lane.queue and free > 0 and not self.pace.share.delay():
-                going.append((lane, lane.queue.popleft()))
+                batch = lane.queue.popleft()
+                if len(batch.deliveries) > lane.batches.size:  # cut since it was queued
+                    batch, rest = batch.split(lane.batches.size)
+                    lane.queue.appendleft(rest)
+                going.append((lane, batch))
                 free -= 1
         if not going:
             return
@@ -537,71 +579,65 @@ class _Drain:
             self._release(lane)
 
     def _release(self, lane: _Lane) -> None:
-        waiting = list(lane.queue)
-        lane.queue.clear()
-        if waiting:
-            self._write([(lane, batch, None) for batch in waiting])
+        if lane.queue:
+            self._write([(lane, batch, None) for batch in lane.queue])
+            lane.queue.clear()
 
     # -- recording --------------------------------------------------------------------------
 
     def _record_finished(self) -> None:
-        """Record every request finished since the last look, in one transaction."""
-        finished = []
-        for lane in self.lanes:
-            for future in [future for future in lane.flying if future.done()]:
-                batch = lane.flying.pop(future)
-                outcome = future.result()
-                _teach(lane.window, batch, outcome)
-                finished.append((lane, batch, outcome))
-                if batch.dropped:
-                    finished.append((lane, _Batch(batch.claim, batch.dropped, []), None))
-                if batch.identify and outcome is not None and outcome.kind is not OutcomeKind.RETRY:
-                    lane.exhausted = False  # its user's later deliveries are claimable now
-        if finished:
-            self._write(finished)
+        """Record every request finished since the last look, in one transaction; each
+        stays in flight until its outcome is written (to be tried again after an error)."""
+        finished = [
+            (lane, future, batch)
+            for lane in self.lanes
+            for future, batch in lane.flying.items()
+            if future.done()
+        ]
+        if not finished:
+            return
+        answers: list[tuple[_Lane, _Batch, Outcome | None]] = []
+        for lane, future, batch in finished:
+            answers.append((lane, batch, future.result()))
+            if batch.dropped:  # taken out by the last look: given back unsent
+                answers.append((lane, _Batch(batch.claim, batch.dropped, []), None))
+        self._write(answers)
+        for lane, future, _ in finished:
+            del lane.flying[future]
+        for lane, batch, outcome in answers:
+            _teach(lane, batch, outcome)
+            if batch.identify and outcome is not None and outcome.kind is not OutcomeKind.RETRY:
+                lane.exhausted = False  # its user's later deliveries are claimable now
 
     def _write(self, finished: list[tuple[_Lane, _Batch, Outcome | None]]) -> None:
         """Write what became of ``finished`` requests (``None``: not sent, given back),
         those of one claim with the same outcome together, all in one transaction."""
         groups: dict[tuple[_Lane, uuid.UUID, Outcome | None], list[_Batch]] = {}
-        # Per group, each event's adjustments: verdicts differing only in those are one
-        # group (one UPDATE), however many events had something changed.
-        adjusted: dict[tuple[_Lane, uuid.UUID, Outcome | None], dict[str, tuple[str, ...]]] = {}
         for lane, batch, outcome in finished:
             for part, verdict in _singled_out(batch, outcome):
-                plain = verdict and dataclasses.replace(verdict, adjustments=())
-                groups.setdefault((lane, batch.claim.token, plain), []).append(part)
-                if verdict is not None and verdict.adjustments:
-                    notes = adjusted.setdefault((lane, batch.claim.token, plain), {})
-                    notes.update(verdict.adjustments)
+                groups.setdefault((lane, batch.claim.token, verdict), []).append(part)
         results = [
             outcomes.Result(
                 batches[0].claim,
                 [delivery for batch in batches for delivery in batch.deliveries],
-                verdict and verdict.adjusted(adjusted.get((lane, token, verdict), {})),
+                outcome,
                 lane.adapter.config,
             )
-            for (lane, token, verdict), batches in groups.items()
+            for (lane, _, outcome), batches in groups.items()
         ]
-        outcomes.record_results(results, self.options)
+        with self.writing:
+            outcomes.record_results(results, self.options)
         for (lane, _, outcome), batches in groups.items():
-            deliveries = sum(len(batch.deliveries) for batch in batches)
+            deliveries = [delivery for batch in batches for delivery in batch.deliveries]
             if outcome is not None:
-                self.stats.add(outcome, deliveries, requests=sum(b.requests for b in batches))
-            self._recorded(batches[0].claim, deliveries)
+                self.stats.add(
+                    outcome, len(deliveries), requests=sum(batch.requests for batch in batches)
+                )
+            self.held.recorded(batches[0].claim, deliveries)
             _record_pause(lane)
             if lane.refused and outcome is not None and outcome.ok:
                 lane.refused = False
                 pausing.credentials_accepted(lane.name)
-
-    def _recorded(self, claim: leases.Claim, deliveries: int) -> None:
-        """``deliveries`` of ``claim`` have their outcome; a claim all recorded is done."""
-        held, unrecorded = self.claims[claim.token]
-        if unrecorded > deliveries:
-            self.claims[claim.token] = (held, unrecorded - deliveries)
-            return
-        del self.claims[claim.token]
-        held_claims.drop([claim.token])
 
 
 def _singled_out(batch: _Batch, outcome: Outcome | None) -> list[tuple[_Batch, Outcome | None]]:
@@ -618,15 +654,20 @@ def _singled_out(batch: _Batch, outcome: Outcome | None) -> list[tuple[_Batch, O
     ]
 
 
-def _teach(window: flow.Window, batch: _Batch, outcome: Outcome | None) -> None:
-    """Tell the vendor's window how its request went. Refused credentials say nothing
-    about how much the vendor takes; an expected answer is an answer like any other."""
+def _teach(lane: _Lane, batch: _Batch, outcome: Outcome | None) -> None:
+    """Tell the vendor's window, and its batches, how its request went. Refused
+    credentials say nothing about how much the vendor takes; an expected answer is an
+    answer like any other."""
     if outcome is None or outcome.kind is OutcomeKind.SKIPPED or outcome.credentials_refused:
         return
     if outcome.kind is OutcomeKind.RETRY and not outcome.expected:
-        window.refused(batch.sent_at)
-    else:
-        window.answered(batch.elapsed, full=batch.full)
+        lane.window.refused(batch.sent_at)
+        if outcome.http_status is None:  # no answer: the vendor may have it all the same
+            lane.batches.unanswered(batch.sent_at)
+        return
+    lane.window.answered(batch.elapsed, full=batch.full)
+    if outcome.ok:
+        lane.batches.delivered()
 
 
 def _send_batch(
@@ -723,10 +764,9 @@ def _attempt(
     send: Callable[[], http.Attempt | Outcome],
 ) -> Outcome | None:
     """Run ``send`` unless stopping or paused; its outcome, with the breaker told."""
-    with held_claims.sending(batch):  # before the stop check: surrender() sees every send
-        if (stop and stop.is_set()) or not lane.allowed():
-            return None
-        outcome = _outcome_of(lane.adapter, batch, send)
+    if not lane.allowed() or not held_claims.start_sending(batch, stop):
+        return None
+    outcome = _outcome_of(lane.adapter, batch, send)
     flow.breaker.record(
         lane.name,
         outcome,

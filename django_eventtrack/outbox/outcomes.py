@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import random
 import threading
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +23,7 @@ from django_eventtrack.conf import DeliveryOptions, VendorConfig
 from django_eventtrack.models import Delivery
 from django_eventtrack.outbox import incidents
 from django_eventtrack.outbox.group_commit import sender_write, write_together
-from django_eventtrack.outbox.leases import Claim, release, update
+from django_eventtrack.outbox.leases import Claim, lock_in_key_order, release, update
 from django_eventtrack.outbox.retention import scrub_finished
 from django_eventtrack.vendors import Outcome, OutcomeKind
 from django_eventtrack.vendors.base import Reshaped
@@ -47,14 +49,37 @@ def record_results(results: Sequence[Result], options: DeliveryOptions) -> None:
     One commit for every request that finished meanwhile, instead of one per vendor
     and outcome: the senders' writes are what competes with ``track()`` for the
     database (on SQLite for its one write lock), so they are as few as the answers
-    allow. The listeners hear of outcomes only once they are committed, and never
-    while the transaction holds the database.
+    allow. The rows are locked by primary key first, as every writer of a claim's
+    rows locks them (:mod:`.leases`). The listeners hear of outcomes only once they
+    are committed, and never while the transaction holds the database.
     """
     with _announcing_after():
         write_together(router.db_for_write(Delivery), partial(_write_results, results, options))
 
 
+def together(results: Sequence[Result]) -> list[Result]:
+    """``results`` with those of one claim and vendor whose outcomes differ only in what was
+    changed per event merged: one UPDATE for their outcome, however many events had
+    something changed (the second user of a shared browser's, each event its own)."""
+    merged: dict[tuple[uuid.UUID, str, Outcome], Result] = {}
+    given_back = [result for result in results if result.outcome is None]
+    for result in results:
+        if result.outcome is None:
+            continue
+        plain = dataclasses.replace(result.outcome, adjustments=())
+        key = (result.claim.token, result.vendor.name, plain)
+        known = merged.setdefault(key, result)
+        if known is not result and known.outcome is not None:
+            outcome = known.outcome.adjusted(dict(result.outcome.adjustments))
+            deliveries = [*known.deliveries, *result.deliveries]
+            merged[key] = Result(known.claim, deliveries, outcome, known.vendor)
+    return [*given_back, *merged.values()]
+
+
 def _write_results(results: Sequence[Result], options: DeliveryOptions) -> int:
+    # Several statements: their rows' locks first, all of them, in the one order.
+    lock_in_key_order([delivery for result in results for delivery in result.deliveries])
+    results = together(results)
     for result in results:
         if result.outcome is None:
             release(result.claim, result.deliveries)

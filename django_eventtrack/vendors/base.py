@@ -46,6 +46,10 @@ OwnSetting = tuple[Callable[[Any, str], Any], Any]
 DEFAULT_CONNECT_TIMEOUT = 3.05
 DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_MAX_ATTEMPTS = 10
+#: A request that reaches a vendor but gets no answer is sent again, and every event in
+#: it then reaches the vendor twice: 50 bounds what one lost answer costs, while a full
+#: window of such requests still carries hundreds of events per round trip.
+DEFAULT_EVENTS_PER_REQUEST = 50
 DEFAULT_MAX_AGE = 3 * 24 * 3600.0
 #: What a user's vendor profile is taken to be while it may still be created
 #: (:meth:`VendorAdapter.tracked_skip_reason`); never sent.
@@ -82,6 +86,10 @@ class VendorConfig:
     #: ``CONNECT_TIMEOUT`` and ``TIMEOUT`` (to read the answer) of one request, in seconds.
     connect_timeout: float = setting(parse_timeout, DEFAULT_CONNECT_TIMEOUT)
     read_timeout: float = setting(parse_timeout, DEFAULT_READ_TIMEOUT, key="TIMEOUT")
+    #: ``EVENTS_PER_REQUEST``: the most events one request carries, for a vendor that takes
+    #: several (at most its ``max_batch_size``); the sender halves it after a request that
+    #: got no answer, which may reach the vendor twice, and grows it back as answers come.
+    events_per_request: int = setting(parse_count, DEFAULT_EVENTS_PER_REQUEST)
     #: ``MAX_ATTEMPTS``: a delivery fails after this many.
     max_attempts: int = setting(parse_count, DEFAULT_MAX_ATTEMPTS)
     #: ``MAX_AGE``: seconds after which an undelivered event is given up (``failed``); by

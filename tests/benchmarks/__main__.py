@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "latency": ("tests.benchmarks.latency", ("sqlite",)),
     "outage": ("tests.benchmarks.outage", ("sqlite",)),
     "outbox_growth": ("tests.benchmarks.outbox_growth", ("sqlite", "postgresql")),
+    "sender_limits": ("tests.benchmarks.sender_limits", ("sqlite",)),
 }
 
 

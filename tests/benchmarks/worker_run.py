@@ -6,11 +6,19 @@ interpreter and Django start-up are not counted.
 
 from __future__ import annotations
 
+import resource
+import sys
 import time
 
 import django
 
 from tests.benchmarks.common import child_parser, profiled, write_result
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size so far."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def main() -> None:
@@ -30,6 +38,7 @@ def main() -> None:
             "retried": stats.retried,
             "failed": stats.failed,
             "requests": stats.requests,
+            "peak_rss_bytes": peak_rss_bytes(),
         },
     )
 

@@ -11,11 +11,18 @@ from django_eventtrack.sandbox import Sandbox
 
 
 def use_vendors(
-    settings: Settings, sandbox: Sandbox, only: Sequence[str] = ("hackle",), **options: Any
+    settings: Settings,
+    sandbox: Sandbox,
+    only: Sequence[str] = ("hackle",),
+    vendor_options: dict[str, dict[str, Any]] | None = None,
+    **options: Any,
 ) -> None:
     """Send to the ``only`` vendors, at the sandbox, when a test drains (``worker``: nothing
-    is sent on commit), retrying after hundredths of a second."""
+    is sent on commit), retrying after hundredths of a second; ``vendor_options`` adds
+    vendors' settings."""
     vendor_settings = sandbox.vendor_settings()
+    for name, extra in (vendor_options or {}).items():
+        vendor_settings[name].update(extra)
     settings.EVENTTRACK = {
         "VENDORS": {name: vendor_settings[name] for name in only},
         "DELIVERY": "worker",

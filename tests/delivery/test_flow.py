@@ -11,13 +11,13 @@ from pytest_django import Settings
 
 from django_eventtrack.conf import get_config
 from django_eventtrack.delivery import flow, sender
-from django_eventtrack.delivery.flow import Window
+from django_eventtrack.delivery.flow import Batches, Window
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.models import Delivery
 from django_eventtrack.sandbox import Sandbox
 from django_eventtrack.vendors import Outcome, OutcomeKind
 from tests.delivery.helpers import peak_in_flight, use_vendors
-from tests.processes.helpers import run_in_child, track_many
+from tests.processes.helpers import received, run_in_child, track_many
 
 Status = Delivery.Status
 
@@ -62,6 +62,30 @@ def test_refusals_halve_the_window_once_per_round_trip_within_its_bounds() -> No
     assert window.size == 4
     window.refused(time.monotonic())
     assert window.size == 3  # the lower bound
+
+
+def test_a_request_unanswered_halves_the_batches_once_per_round_trip_grown_back_by_one() -> None:
+    batches = Batches(50)
+    sent = time.monotonic()
+    for _ in range(4):  # four requests in flight together, none answered
+        batches.unanswered(sent)
+    assert batches.size == 25
+    batches.unanswered(time.monotonic())  # sent after the cut: cut again
+    assert batches.size == 12
+    for size in range(13, 51):
+        batches.delivered()
+        assert batches.size == size
+    batches.delivered()
+    assert batches.size == 50  # the upper bound
+    for _ in range(10):
+        batches.unanswered(time.monotonic())
+    assert batches.size == 1  # the lower bound
+
+
+def test_the_events_per_request_are_at_most_what_the_vendor_takes(settings: Settings) -> None:
+    settings.EVENTTRACK = {"VENDORS": {"primedata": {"EVENTS_PER_REQUEST": 800}}}
+    assert flow.batches("primedata", get_config(), 500).size == 500
+    assert flow.batches("hackle", get_config(), 1).size == 1
 
 
 def test_concurrency_must_lie_between_its_bounds(settings: Settings) -> None:
@@ -109,20 +133,45 @@ def test_refused_requests_halve_the_requests_in_flight(
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_keeps_what_the_windows_learnt_and_never_waits_on_a_parents_lock() -> None:
     """A process forked (gunicorn, Celery prefork) while a thread of its parent was in
-    the middle of a window must not wait on that thread, which the child does not have."""
+    the middle of a window or a vendor's batches must not wait on that thread, which the
+    child does not have."""
     config = get_config()
     learnt = flow.window("hackle", config)
     learnt.refused(time.monotonic())
     halved = learnt.size
+    batches = flow.batches("primedata", config, 500)
+    batches.unanswered(time.monotonic())
 
     def child() -> dict[str, Any]:
         window = flow.window("hackle", config)
         window.refused(time.monotonic())
-        return {"kept": window is learnt, "size": window.size}
+        sizes = flow.batches("primedata", config, 500)
+        sizes.unanswered(time.monotonic())
+        return {"kept": window is learnt and sizes is batches, "sizes": [window.size, sizes.size]}
 
-    with flow._windows_lock, learnt._lock:  # held at the fork
+    with flow._learnt_lock, learnt._lock, batches._lock:  # held at the fork
         report = run_in_child(child, timeout=5)
-    assert report == {"kept": True, "size": max(halved // 2, learnt.low)}
+    assert report == {"kept": True, "sizes": [max(halved // 2, learnt.low), 12]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_that_got_no_answer_costs_the_next_ones_half_their_events(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    """PrimeData has the first request but its answer is cut off: its 40 events are sent
+    again (each a duplicate). The next request carries 20 (even those queued before the
+    cut), then one more after each answer: a second lost answer would cost half."""
+    per_request = {"primedata": {"EVENTS_PER_REQUEST": 40}}
+    use_vendors(settings, sandbox, ("primedata",), per_request, CONCURRENCY=1, MAX_CONCURRENCY=1)
+    sandbox.inject("primedata", truncate=True)
+    track_many(100, vendors=["primedata"])
+    stats = sender.drain()
+    assert stats.delivered == 100
+    sizes = [record.event_count for record in sandbox.requests("primedata")]
+    assert sizes[:2] == [40, 20]
+    assert max(sizes[2:]) < 30  # grown back one event per answer, not at once
+    copies = received(sandbox, "primedata")
+    assert sorted(copies.values()) == [1] * 60 + [2] * 40
 
 
 def test_a_503_with_retry_after_pauses_the_vendor_as_long_as_it_asks() -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import OperationalError
 from django.utils import timezone
 from pytest_django import Settings
 
@@ -69,8 +71,56 @@ def test_a_forked_child_holds_none_of_its_parents_claims_nor_waits_on_their_lock
     claim = leases.Claim(uuid.uuid4(), timezone.now(), [Delivery(pk=1)])
     held_claims.hold(claim, stop)
     try:
-        with held_claims.claim_lock(stop), held_claims.sending(claim.deliveries):
+        assert held_claims.start_sending(claim.deliveries, stop)
+        with held_claims.writing(stop), held_claims._sent_lock:  # held at the fork
             report = run_in_child(lambda: {"in_flight": held_claims.surrender(stop)}, timeout=5)
     finally:
         held_claims.drop([claim.token])
     assert report == {"in_flight": 0}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_surrendering_gives_back_what_never_went_out_and_ends_the_lease_of_what_did(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    """A stuck drain's claims, let go of by a process that exits: the rows never sent are
+    unclaimed; the one sent keeps its token (its answer may still be recorded); all are
+    due at once instead of when the lease ends."""
+    use_vendors(settings, sandbox)
+    track_many(3, vendors=["hackle"])
+    stop = threading.Event()
+    claim = leases.claim_due_deliveries("hackle", 10, timedelta(seconds=60))
+    held_claims.hold(claim, stop)
+    try:
+        assert held_claims.start_sending(claim.deliveries[:1], stop)
+        stop.set()
+        assert not held_claims.start_sending(claim.deliveries[1:], stop)  # stopping
+        assert held_claims.surrender(stop) == 1
+    finally:
+        held_claims.drop([claim.token])
+    rows = Delivery.objects.order_by("created_at")
+    assert [row.claim_token for row in rows] == [claim.token, None, None]
+    assert rows.filter(next_attempt_at__lte=timezone.now()).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_give_back_the_database_refuses_is_tried_again(
+    settings: Settings, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_vendors(settings, sandbox)
+    track_many(2, vendors=["hackle"])
+    claim = leases.claim_due_deliveries("hackle", 10, timedelta(seconds=60))
+    real_release = leases.release
+    refusals = [OperationalError("server closed the connection unexpectedly")]
+
+    def release(*args: Any) -> None:
+        if refusals:
+            raise refusals.pop()
+        real_release(*args)
+
+    monkeypatch.setattr(leases, "release", release)
+    monkeypatch.setattr(held_claims, "RETRY_WAITS", (0.01, 0.01))
+    assert held_claims.give_back(claim) == 0
+    assert refusals == []
+    assert not Delivery.objects.filter(claim_token__isnull=False).exists()
+    assert Delivery.objects.filter(next_attempt_at__lte=timezone.now()).count() == 2

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from pytest_django import Settings
 
@@ -54,8 +56,9 @@ def test_one_claim_reads_each_event_once_for_all_its_vendors(
         stats = sender.drain()
     assert stats.delivered == 10 * len(VENDORS)
     assert [sorted(limits) for limits in claims] == [sorted(VENDORS)]
-    # The claim's routing reads only the events' routes; their rows are read once.
-    reads = [q["sql"] for q in queries if '"eventtrack_event"."properties"' in q["sql"]]
+    # The claim's routing reads only the events' routes and measures their size in SQL;
+    # their rows (the properties among the columns fetched) are read once.
+    reads = [q["sql"] for q in queries if '"eventtrack_event"."properties", ' in q["sql"]]
     assert len(reads) == 1, reads
 
 
@@ -133,6 +136,73 @@ def test_a_vendor_paused_mid_drain_is_sent_to_once_its_pause_is_over(
     stats = sender.drain()
     assert "hackle" in stats.paused_vendors
     assert stats.delivered == 6  # Hackle's three too, in the same drain
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_drain_renews_its_claims_while_its_requests_outlast_the_lease(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    """A request takes 1.2 s and the lease 0.3 s: the drain renews what it holds (the row
+    in flight and the one waiting) every 0.1 s with one UPDATE for both, so another
+    sender looking meanwhile finds nothing to take, and nothing is sent twice."""
+    use_vendors(settings, sandbox, LEASE_SECONDS=0.3, CONCURRENCY=1, MAX_CONCURRENCY=1)
+    sandbox.inject("hackle", delay=1.2, count=2)
+    track_many(2, vendors=["hackle"])
+    renewals: list[str] = []
+    done = threading.Event()
+
+    def drain() -> None:
+        with CaptureQueriesContext(connection) as queries:
+            sender.drain()
+        renewals.extend(
+            q["sql"]
+            for q in queries
+            if q["sql"].startswith('UPDATE "eventtrack_delivery" SET "claimed_until"')
+        )
+        done.set()
+
+    thread = threading.Thread(target=drain)
+    thread.start()
+    taken: list[leases.Claim] = []
+    try:
+        sandbox.wait_for(1, vendor="hackle")
+        while not done.wait(0.05):  # another sender, looking while the requests take long
+            claim = leases.claim_due_deliveries("hackle", 10, timedelta(seconds=60))
+            taken += [claim] if claim.deliveries else []
+    finally:
+        thread.join(10)
+    assert taken == []
+    assert received(sandbox, "hackle") == {0: 1, 1: 1}
+    assert len(renewals) >= 10  # every third of the lease, for 2.4 s
+    assert all(" IN (" in sql for sql in renewals)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backlog_larger_than_a_claim_s_bytes_is_sent_in_one_drain_claim_after_claim(
+    settings: Settings, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claims of at most 100 kB of events, ten events of about 40 kB: each claim holds
+    two (the memory a drain holds stays bounded), and a claim cut short by its bytes is
+    not taken for the last one: the same drain sends all ten."""
+    use_vendors(settings, sandbox, only=("hackle", "browsee"))
+    monkeypatch.setattr(sender, "CLAIM_BYTES", 100_000)
+    claimed: list[int] = []
+    real_claim = leases.claim_due
+
+    def claim_due(*args: Any, **kwargs: Any) -> leases.Claim:
+        claim = real_claim(*args, **kwargs)
+        claimed.append(len({delivery.event_id for delivery in claim.deliveries}))
+        return claim
+
+    monkeypatch.setattr(leases, "claim_due", claim_due)
+    text = {f"p{index}": "x" * 1_000 for index in range(40)}
+    with transaction.atomic():
+        for n in range(10):
+            track("order.placed", {"n": n, **text}, session=f"S{n}", vendors=["hackle", "browsee"])
+    stats = sender.drain()
+    assert stats.delivered == 20
+    assert max(claimed) == 2
+    assert received(sandbox, "browsee") == dict.fromkeys(range(10), 1)
 
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")

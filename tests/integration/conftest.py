@@ -235,6 +235,10 @@ class PrivatePostgres:
         """Stop without a checkpoint, as a crash would: the next start replays the WAL."""
         self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop")
 
+    def log(self) -> str:
+        """The server's log: its errors (a deadlock detected, for one) with their statements."""
+        return (self.directory / "server.log").read_text(errors="replace")
+
 
 #: What a private server needs on PATH.
 POSTGRES_BINARIES = ("initdb", "pg_ctl", "postgres")
@@ -306,6 +310,14 @@ def postgres(postgres_server: str, postgres_template: str) -> Iterator[PostgresD
         yield database
     finally:
         database.drop()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A private server for this test (one it may stop, crash, and read the log of)."""
+    need_packages(*PACKAGES, "psycopg")
+    with running_postgres() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -433,14 +445,16 @@ def deliver_scenario(
     return tracking, elapsed
 
 
-def short_leases_and_slow_vendors(processes: Processes, sandbox: Sandbox) -> None:
-    """Claims small and leases short (about 6 s: max(LEASE_SECONDS, rounds x (CONNECT_TIMEOUT
-    + TIMEOUT) + 5 s)), vendors slow enough that a kill lands mid-run."""
-    processes.env |= {"EVENTTRACK_LEASE_SECONDS": "1", "EVENTTRACK_BATCH_SIZE": "4"}
-    processes.env |= {"EVENTTRACK_CONCURRENCY": "2"}
+#: Seconds after a worker was killed by which a fresh worker (or the sweep) has delivered
+#: everything, with the default leases.
+RECOVERY = 30.0
+
+
+def small_claims_and_slow_vendors(processes: Processes, sandbox: Sandbox) -> None:
+    """Claims small and vendors slow enough that a kill lands mid-run; the leases and the
+    vendors' timeouts are the defaults."""
+    processes.env |= {"EVENTTRACK_BATCH_SIZE": "4", "EVENTTRACK_CONCURRENCY": "2"}
     for vendor in VENDORS:
-        processes.env[f"EVENTTRACK_{vendor.upper()}_CONNECT_TIMEOUT"] = "0.1"
-        processes.env[f"EVENTTRACK_{vendor.upper()}_TIMEOUT"] = "0.5"
         sandbox.inject(vendor, delay=0.05, count=10_000)
 
 

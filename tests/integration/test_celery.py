@@ -16,11 +16,12 @@ from django_eventtrack.delivery import backends
 from django_eventtrack.errors import ConfigurationError
 from django_eventtrack.sandbox import Sandbox
 from tests.integration.conftest import (
+    RECOVERY,
     Database,
     Processes,
     deliver_scenario,
     duplicates_of_committed,
-    short_leases_and_slow_vendors,
+    small_claims_and_slow_vendors,
     statuses,
     track_scenario,
 )
@@ -88,13 +89,14 @@ def test_committed_events_are_delivered_once_and_rolled_back_ones_never(
 def test_a_worker_killed_mid_run_loses_nothing(
     celery: Processes, outbox_database: Database, sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    short_leases_and_slow_vendors(celery, sandbox)
+    small_claims_and_slow_vendors(celery, sandbox)
     doomed = start_worker(celery, "doomed")
 
     started = time.monotonic()
     track_scenario(celery)
     sandbox.wait_for(100, timeout=60)
     celery.kill(doomed)  # the worker and its pool, like an OOM kill of the container
+    killed_at = time.monotonic()
     reached = {vendor: received(sandbox, vendor) for vendor in VENDORS}
     claimed = outbox_database.query(
         "SELECT COUNT(*) FROM eventtrack_delivery WHERE claim_token IS NOT NULL"
@@ -102,22 +104,24 @@ def test_a_worker_killed_mid_run_loses_nothing(
     delivered_at_kill = statuses(outbox_database)["delivered"]
     assert delivered_at_kill < ALL_DELIVERED["delivered"], "killed too late to prove anything"
 
-    # A new worker runs the drains still queued; the sweep, sent every second by Celery
-    # beat, sends the rest: the dead worker's unacknowledged tasks (Redis returns them
-    # only after its visibility timeout, an hour) and, once their lease ends, its claimed rows.
+    # A new worker runs the drains still queued; the sweep, sent every 5 s by Celery beat,
+    # sends the rest: the dead worker's unacknowledged tasks (Redis returns them only after
+    # its visibility timeout, an hour) and, once their lease ends, its claimed rows.
     survivor = start_worker(celery, "survivor")
     beat = celery.start(
         "beat",
         *("-m", "celery", "-A", "tests.integration.proj", "beat", "--loglevel", "INFO"),
         *("--schedule", str(tmp_path / "beat-schedule")),
-        EVENTTRACK_TEST_SWEEP_SECONDS="1",
+        EVENTTRACK_TEST_SWEEP_SECONDS="5",
     )
     wait_until(
         lambda: statuses(outbox_database) == ALL_DELIVERED,
-        timeout=90,
+        timeout=60,
         what="the survivor and the sweep to deliver everything",
     )
     elapsed = time.monotonic() - started
+    recovery = time.monotonic() - killed_at
+    assert recovery <= RECOVERY, f"delivered {recovery:.1f}s after the kill"
     assert celery.stop(beat) == 0, celery.output(beat)
     assert celery.stop(survivor) == 0, celery.output(survivor)
     swept = [
@@ -139,7 +143,8 @@ def test_a_worker_killed_mid_run_loses_nothing(
         f"celery SIGKILL: killed after {sum(map(len, reached.values()))} deliveries had reached "
         f"vendors ({delivered_at_kill} recorded delivered, {claimed} claimed rows); "
         f"{duplicates} duplicates; all {ALL_DELIVERED['delivered']} delivered {elapsed:.1f}s "
-        f"after tracking began, {sum(swept)} of them by {len(swept)} sweeps"
+        f"after tracking began ({recovery:.1f}s after the kill), {sum(swept)} of them by "
+        f"{len(swept)} sweeps"
     )
 
 

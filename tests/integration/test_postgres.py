@@ -85,6 +85,76 @@ print("CLAIMS", json.dumps([query["sql"] for query in queries]))
 """
 
 
+#: Run with DELIVERY="worker": one thread records the outcomes of a claim's two requests,
+#: the later request's row first, and stops after its first statement until a second
+#: thread, giving the claim back, waits for a row lock; then both go on. Prints what
+#: either thread's database refused (a deadlock, if they took the rows in opposite
+#: orders), then the rows' statuses.
+LOCK_ORDER_SQL = """
+import datetime, threading, django
+django.setup()
+from django.db import DatabaseError, connection
+from django_eventtrack import track
+from django_eventtrack.conf import get_config
+from django_eventtrack.models import Delivery
+from django_eventtrack.outbox import leases, outcomes
+from django_eventtrack.vendors import Outcome, OutcomeKind
+for n in range(2):
+    track("order.placed", {"n": n, "order": f"O{n}"}, session=f"S{n}", vendors=["hackle"])
+claim = leases.claim_due_deliveries("hackle", 10, datetime.timedelta(seconds=60))
+first, second = sorted(claim.deliveries, key=lambda delivery: delivery.pk)
+config = get_config()
+delivered = Outcome(OutcomeKind.DELIVERED, 200)
+started, waiting = threading.Event(), threading.Event()
+refused = []
+
+def pause_after_the_first_statement(execute, sql, params, many, context):
+    result = execute(sql, params, many, context)
+    if not started.is_set():
+        started.set()
+        waiting.wait(10)
+    return result
+
+def record():
+    results = [
+        outcomes.Result(claim, [delivery], delivered, config.vendors["hackle"])
+        for delivery in (second, first)
+    ]
+    try:
+        with connection.execute_wrapper(pause_after_the_first_statement):
+            outcomes.record_results(results, config.options)
+    except DatabaseError as exc:
+        refused.append(str(exc).splitlines()[0])
+    finally:
+        connection.close()
+
+def give_back():
+    started.wait(10)
+    try:
+        leases.release(claim, [first, second])
+    except DatabaseError as exc:
+        refused.append(str(exc).splitlines()[0])
+    finally:
+        connection.close()
+
+threads = [threading.Thread(target=record), threading.Thread(target=give_back)]
+for thread in threads:
+    thread.start()
+started.wait(10)
+for _ in range(500):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM pg_locks WHERE NOT granted")
+        if cursor.fetchone()[0]:
+            break
+    threading.Event().wait(0.01)
+waiting.set()
+for thread in threads:
+    thread.join(20)
+print(refused)
+print(sorted(Delivery.objects.values_list("status", flat=True)))
+"""
+
+
 def worker_delivered(output: str) -> int:
     """What a worker's "worker stopped" line says it delivered."""
     line = next(line for line in output.splitlines() if "worker stopped" in line)
@@ -96,10 +166,21 @@ def test_claims_on_postgresql_skip_locked_rows(on_postgres: Processes) -> None:
     output = on_postgres.run("-c", CLAIM_SQL, EVENTTRACK_DELIVERY="worker")
     vendor, *queries = output.splitlines()
     assert vendor == "postgresql"
-    # FOR UPDATE OF the deliveries alone: a claim waiting for an identify reads the events.
-    assert any(
-        query.endswith('FOR UPDATE OF "eventtrack_delivery" SKIP LOCKED') for query in queries
-    ), queries
+    # The deliveries' rows only: their events are read (for their size, and by a claim
+    # waiting for an identify) but not locked.
+    locking = 'FOR UPDATE OF "eventtrack_delivery" SKIP LOCKED'
+    assert any(query.endswith(locking) for query in queries), queries
+
+
+@pytest.mark.integration
+def test_writers_of_a_claim_s_rows_lock_them_in_one_order(on_postgres: Processes) -> None:
+    """The outcomes of a claim's requests and a give-back of the same claim, at once (a
+    process stopping while its sender records): they lock the rows by primary key, so
+    the second waits for the first, where they deadlocked when each took its own order."""
+    output = on_postgres.run("-c", LOCK_ORDER_SQL, EVENTTRACK_DELIVERY="worker")
+    refused, statuses = output.splitlines()[-2:]
+    assert refused == "[]"
+    assert statuses == "['delivered', 'delivered']"
 
 
 @pytest.mark.integration

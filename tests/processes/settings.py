@@ -19,7 +19,7 @@ INSTALLED_APPS = ["django_eventtrack"]
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ["EVENTTRACK_TEST_DATABASE"],
+        "NAME": os.environ.get("EVENTTRACK_TEST_DATABASE", ""),  # unset: a database URL
         "OPTIONS": {
             "timeout": 30,
             "transaction_mode": "IMMEDIATE",
