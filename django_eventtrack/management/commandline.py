@@ -11,16 +11,33 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from django.core.management.base import CommandError, CommandParser
+
 from django_eventtrack import api
 from django_eventtrack.conf import get_config
 from django_eventtrack.core.event import MAX_DEPTH, TrackedEvent
 from django_eventtrack.core.redaction import truncate
 from django_eventtrack.delivery import backends, http, sender
-from django_eventtrack.errors import InvalidEvent
+from django_eventtrack.errors import EventTrackError, InvalidEvent
 from django_eventtrack.models import Delivery
 from django_eventtrack.outbox import inserts
 from django_eventtrack.outbox.routing import Target
 from django_eventtrack.vendors.base import VendorRequest
+
+
+def add_identity_arguments(parser: CommandParser, whose: str) -> None:
+    """``--user-id``, ``--anonymous-id`` and one option per browser id in the registry
+    (``--session``, ``--device-id``, ...), each naming ``whose`` id it is. A broken
+    setting is a clean command error here, where Django does not catch one."""
+    parser.add_argument("--user-id", help=f"{whose} user id")
+    parser.add_argument("--anonymous-id", help=f"{whose} anonymous visitor id")
+    try:
+        browser_ids = get_config().browser_ids
+    except EventTrackError as exc:
+        raise CommandError(str(exc)) from None
+    for browser_id in browser_ids:
+        flag = "--" + browser_id.name.replace("_", "-")
+        parser.add_argument(flag, dest=browser_id.name, help=browser_id.description)
 
 
 def parse_properties(json_text: str | None, pairs: Sequence[str]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django_eventtrack import privacy
 from django_eventtrack.conf import get_config
 from django_eventtrack.errors import EventTrackError
+from django_eventtrack.management import commandline
 
 
 class Command(BaseCommand):
@@ -20,15 +21,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--user-id", help="your user id for the person")
-        parser.add_argument("--anonymous-id", help="an anonymous visitor id of theirs")
-        try:
-            browser_ids = get_config().browser_ids
-        except EventTrackError as exc:
-            raise CommandError(str(exc)) from None
-        for browser_id in browser_ids:
-            flag = "--" + browser_id.name.replace("_", "-")
-            parser.add_argument(flag, dest=browser_id.name, help=browser_id.description)
+        commandline.add_identity_arguments(parser, "the person's")
         parser.add_argument(
             "--source",
             default="eventtrack_forget",

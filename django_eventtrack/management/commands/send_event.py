@@ -46,15 +46,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="event name, e.g. product.purchased")
-        parser.add_argument("--user-id", help="your user id")
-        parser.add_argument("--anonymous-id", help="an anonymous visitor id")
-        try:
-            browser_ids = get_config().browser_ids
-        except EventTrackError as exc:
-            raise CommandError(str(exc)) from None
-        for browser_id in browser_ids:
-            flag = "--" + browser_id.name.replace("_", "-")
-            parser.add_argument(flag, dest=browser_id.name, help=browser_id.description)
+        commandline.add_identity_arguments(parser, "the visitor's")
         parser.add_argument(
             "--property",
             action="append",
