@@ -88,7 +88,7 @@ def track(
     commit, by the delivery backend.
     """
 
-    check_vendor_ids("track", vendor_ids)
+    get_config().check_vendor_ids("track", vendor_ids)
 
     def build() -> TrackedEvent:
         given = {"user_id": user_id, "anonymous_id": anonymous_id, **vendor_ids}
@@ -118,17 +118,6 @@ def with_consent(visitor: Identity, consent: bool | Iterable[str] | None) -> Ide
             field="consent",
         )
     return visitor.deciding(granted)
-
-
-def check_vendor_ids(call: str, vendor_ids: Mapping[str, Any]) -> None:
-    """Refuse a keyword that is no vendor's id, as Python refuses an unknown keyword."""
-    known = get_config().vendor_id_names
-    unknown = sorted(set(vendor_ids) - set(known))
-    if unknown:
-        raise TypeError(
-            f"{call}() got an unexpected keyword argument {unknown[0]!r}; the vendors' id "
-            f"keywords are {', '.join(known)}"
-        )
 
 
 def store(

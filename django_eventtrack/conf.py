@@ -449,6 +449,16 @@ class Config:
         """The identity keys the vendors declare (``track()``'s id keywords)."""
         return tuple(browser_id.name for browser_id in self.browser_ids)
 
+    def check_vendor_ids(self, call: str, vendor_ids: Mapping[str, Any]) -> None:
+        """Refuse a keyword of ``call()`` that is no vendor's id, as Python refuses an
+        unknown keyword (a ``TypeError`` naming the vendors' id keywords)."""
+        unknown = sorted(set(vendor_ids) - set(self.vendor_id_names))
+        if unknown:
+            raise TypeError(
+                f"{call}() got an unexpected keyword argument {unknown[0]!r}; the vendors' id "
+                f"keywords are {', '.join(self.vendor_id_names)}"
+            )
+
     def adapter(self, name: str) -> VendorAdapter:
         """Vendor ``name``'s adapter with its settings."""
         return self.adapters[name](self.vendors[name])

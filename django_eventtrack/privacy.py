@@ -101,13 +101,8 @@ def person(
     """The (identity key, id) pairs naming the person: those given, then ``request``'s
     visitor's. An unknown keyword is a ``TypeError``; no id at all an
     :class:`InvalidEvent`."""
-    known = get_config().vendor_id_names
-    unknown = sorted(set(vendor_ids) - set(known))
-    if unknown:
-        raise TypeError(
-            f"{call}() got an unexpected keyword argument {unknown[0]!r}; the vendors' id "
-            f"keywords are {', '.join(known)}"
-        )
+    config = get_config()
+    config.check_vendor_ids(call, vendor_ids)
     given = Identity.from_ids({"user_id": user_id, "anonymous_id": anonymous_id, **vendor_ids})
     if request is not None:
         given = given.merged(from_request(request))
@@ -115,7 +110,7 @@ def person(
     if not ids:
         raise InvalidEvent(
             f"{call}() needs the person's ids: user_id=, anonymous_id=, a vendor's id "
-            f"({', '.join(known)}) or a request=",
+            f"({', '.join(config.vendor_id_names)}) or a request=",
             field="user_id",
         )
     return ids
