@@ -35,7 +35,8 @@ def fingerprint(config: VendorConfig) -> str:
     """A short keyed hash of ``config``'s credentials: equal for equal credentials, and
     nothing to learn them from (keyed with ``SECRET_KEY``)."""
     material = "\0".join(f"{key}={value}" for key, value in sorted(config.credentials.items()))
-    return salted_hmac("django_eventtrack.credentials", material).hexdigest()[:16]
+    keyed = salted_hmac("django_eventtrack.credentials", material, algorithm="sha256")
+    return keyed.hexdigest()[:16]
 
 
 def pause_vendor(vendor: str, seconds: float, reason: str, *, credentials: str = "") -> None:
