@@ -36,14 +36,20 @@ from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
 from django_eventtrack.core.browser_ids import ANONYMOUS_ID, BrowserId, visitor_ids
+from django_eventtrack.core.settings import MAX_COOKIE_AGE as MAX_COOKIE_AGE
 from django_eventtrack.core.settings import (
     Declared,
     declared,
     group,
     groups_of,
+    parse_bearer_token,
     parse_bool,
+    parse_cookie_domain,
+    parse_cookie_name,
     parse_count,
     parse_list,
+    parse_max_age,
+    parse_optional_cookie,
     parse_optional_purposes,
     parse_seconds,
     parse_secret,
@@ -51,6 +57,7 @@ from django_eventtrack.core.settings import (
     setting,
 )
 from django_eventtrack.core.settings import env_name as env_name
+from django_eventtrack.core.settings import parse_callable as parse_callable
 from django_eventtrack.core.settings import parse_event_names as parse_event_names
 from django_eventtrack.core.settings import parse_names as parse_names
 from django_eventtrack.core.settings import setting_path as setting_path
@@ -62,9 +69,6 @@ from django_eventtrack.vendors.base import VendorConfig as VendorConfig
 
 T = TypeVar("T")
 
-#: Browsers keep a cookie at most 400 days (RFC 6265bis; Chrome and others cap Max-Age there),
-#: so a longer lifetime would only promise what no browser keeps.
-MAX_COOKIE_AGE = 400 * 24 * 3600
 #: Django's Tasks framework's default queue (``DEFAULT_TASK_QUEUE_NAME``), which every
 #: Tasks backend accepts unless its ``QUEUES`` says otherwise.
 DEFAULT_TASKS_QUEUE = "default"
@@ -82,8 +86,6 @@ DEFAULT_IDENTIFY_TRAITS = ("email", "first_name", "last_name")
 #: ``PLAN_MODE``: what ``track()`` does with an event that breaks the plan.
 PLAN_MODES = ("raise", "quarantine", "warn")
 
-COOKIE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-COOKIE_DOMAIN_PATTERN = re.compile(r"\.?[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*")
 ATTRIBUTE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 QUEUE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
@@ -96,35 +98,6 @@ TCF_COOKIE = "euconsent-v2"
 
 
 # -- parsers of this module's settings: (raw value, where to fix it) -> value --------------------
-
-
-def parse_callable(value: Any, where: str) -> Callable[..., Any]:
-    """A callable, or the dotted path of one (imported now): ``IDENTITY``'s ``USER_ID`` and
-    ``CONSENT``, a ``MODEL_EVENTS`` hook's ``properties`` and ``identity``."""
-    if callable(value):
-        return value  # type: ignore[no-any-return]
-    if not isinstance(value, str) or not value:
-        raise ConfigurationError(
-            f"{where}: must be a callable or a dotted path to one; got {value!r}"
-        )
-    try:
-        found = import_string(value)
-    except Exception as exc:
-        raise ConfigurationError(f"{where}: cannot import {value!r}: {exc}") from None
-    if not callable(found):
-        raise ConfigurationError(f"{where}: {value!r} is a {type(found).__name__}, not a callable")
-    return found  # type: ignore[no-any-return]
-
-
-def _parse_bearer_token(value: Any, where: str) -> str:
-    """A secret a client presents as ``Authorization: Bearer <token>``: one word."""
-    token = parse_secret(value, where)
-    if any(character.isspace() for character in token):
-        raise ConfigurationError(
-            f"{where} contains whitespace; a bearer token is one word (letters, digits, "
-            "punctuation)"
-        )
-    return token
 
 
 def _parse_traits(value: Any, where: str) -> tuple[str, ...]:
@@ -181,35 +154,6 @@ def _parse_plan_mode(value: Any, where: str) -> str:
     return mode
 
 
-def _parse_cookie_name(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not COOKIE_NAME_PATTERN.fullmatch(value):
-        raise ConfigurationError(
-            f"{where} must be a cookie name of letters, digits, _ . and -, got {value!r}"
-        )
-    return value
-
-
-def _parse_max_age(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(
-            f"{where} must be a positive whole number of seconds, got {value!r}"
-        )
-    if value > MAX_COOKIE_AGE:
-        raise ConfigurationError(
-            f"{where} must be at most {MAX_COOKIE_AGE} seconds "
-            f"(400 days: browsers keep no cookie longer), got {value!r}"
-        )
-    return value
-
-
-def _parse_cookie_domain(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not COOKIE_DOMAIN_PATTERN.fullmatch(value):
-        raise ConfigurationError(
-            f"{where} must be None or a domain like '.example.com', got {value!r}"
-        )
-    return value
-
-
 def _parse_user_id(value: Any, where: str) -> UserIdGetter | None:
     """``'pk'`` (None: ``user.pk``), another attribute's name, or a function(user)."""
     if value == "pk":
@@ -234,10 +178,6 @@ def _parse_consent(value: Any, where: str) -> ConsentCheck:
             f"(track), False (do not) or the purposes granted, got {value!r}"
         )
     return parse_callable(value, where)
-
-
-def _parse_optional_cookie(value: Any, where: str) -> str | None:
-    return None if value is None else _parse_cookie_name(value, where)
 
 
 # -- the declarations ------------------------------------------------------------------------
@@ -302,10 +242,10 @@ class DeliveryOptions:
 class IdentitySettings:
     """``EVENTTRACK["IDENTITY"]``, validated: settings only, no environment variables."""
 
-    anonymous_cookie: str = setting(_parse_cookie_name, "eventtrack_aid", env=False)
-    ids_cookie: str = setting(_parse_cookie_name, "eventtrack_ids", env=False)
-    cookie_max_age: int = setting(_parse_max_age, MAX_COOKIE_AGE, env=False)
-    cookie_domain: str | None = setting(_parse_cookie_domain, None, env=False)
+    anonymous_cookie: str = setting(parse_cookie_name, "eventtrack_aid", env=False)
+    ids_cookie: str = setting(parse_cookie_name, "eventtrack_ids", env=False)
+    cookie_max_age: int = setting(parse_max_age, MAX_COOKIE_AGE, env=False)
+    cookie_domain: str | None = setting(parse_cookie_domain, None, env=False)
     #: None means ``user.pk``.
     user_id: UserIdGetter | None = setting(_parse_user_id, None, env=False)
     consent: ConsentCheck | None = setting(_parse_consent, None, env=False)
@@ -313,13 +253,13 @@ class IdentitySettings:
     #: The purposes a Global Privacy Control signal denies (None: every purpose).
     gpc_purposes: tuple[str, ...] | None = setting(parse_optional_purposes, None, env=False)
     #: The cookie the site's own consent banner writes: the purposes granted, comma-separated.
-    consent_cookie: str | None = setting(_parse_optional_cookie, None, env=False)
+    consent_cookie: str | None = setting(parse_optional_cookie, None, env=False)
     #: Our purposes by the TCF v2 purposes each needs; None: the TCF cookie is not read.
     tcf_purposes: Mapping[str, tuple[int, ...]] | None = setting(
         parse_tcf_purposes, None, env=False
     )
     #: The cookie holding the TCF v2 consent string.
-    tcf_cookie: str = setting(_parse_cookie_name, TCF_COOKIE, env=False)
+    tcf_cookie: str = setting(parse_cookie_name, TCF_COOKIE, env=False)
 
     def __post_init__(self) -> None:
         if self.anonymous_cookie == self.ids_cookie:
@@ -407,7 +347,7 @@ class Config:
     block_http: bool = setting(parse_bool, False)
     #: ``METRICS_TOKEN``: the bearer token a Prometheus scrape presents to ``metrics_view``
     #: (empty: staff only); read literally, never shown.
-    metrics_token: str = setting(_parse_bearer_token, "", literal=True, secret=True)
+    metrics_token: str = setting(parse_bearer_token, "", literal=True, secret=True)
     #: ``PLAN_MODE`` as set (None: :meth:`plan_mode` picks by ``DEBUG`` and tests).
     plan_mode_setting: str | None = setting(_parse_plan_mode, None, key="PLAN_MODE")
     #: ``PLAN``: the tracking plan, compiled (None: no plan, every event is accepted).

@@ -18,10 +18,13 @@ both the resolver and the adapters, so a vendor module never needs the resolver 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
+
+from django.utils.module_loading import import_string
 
 from django_eventtrack.core.event import PURPOSE_PATTERN
 from django_eventtrack.errors import ConfigurationError
@@ -32,6 +35,11 @@ Parser = Callable[[Any, str], Any]
 DECLARATION = "django_eventtrack.setting"
 #: The metadata key of a field whose dataclass's settings sit beside its own (not under a key).
 GROUP = "django_eventtrack.settings_group"
+#: Browsers keep a cookie at most 400 days (RFC 6265bis; Chrome and others cap Max-Age there),
+#: so a longer lifetime would only promise what no browser keeps.
+MAX_COOKIE_AGE = 400 * 24 * 3600
+COOKIE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+COOKIE_DOMAIN_PATTERN = re.compile(r"\.?[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*")
 
 
 @dataclass(frozen=True)
@@ -299,3 +307,65 @@ def parse_secret(value: Any, where: str) -> str:
             f"{where} contains a control character (a line break or tab?); remove it"
         )
     return secret
+
+
+def parse_callable(value: Any, where: str) -> Callable[..., Any]:
+    """A callable, or the dotted path of one (imported now): ``IDENTITY``'s ``USER_ID`` and
+    ``CONSENT``, a ``MODEL_EVENTS`` hook's ``properties`` and ``identity``."""
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(
+            f"{where}: must be a callable or a dotted path to one; got {value!r}"
+        )
+    try:
+        found = import_string(value)
+    except Exception as exc:
+        raise ConfigurationError(f"{where}: cannot import {value!r}: {exc}") from None
+    if not callable(found):
+        raise ConfigurationError(f"{where}: {value!r} is a {type(found).__name__}, not a callable")
+    return found  # type: ignore[no-any-return]
+
+
+def parse_bearer_token(value: Any, where: str) -> str:
+    """A secret a client presents as ``Authorization: Bearer <token>``: one word."""
+    token = parse_secret(value, where)
+    if any(character.isspace() for character in token):
+        raise ConfigurationError(
+            f"{where} contains whitespace; a bearer token is one word (letters, digits, "
+            "punctuation)"
+        )
+    return token
+
+
+def parse_cookie_name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not COOKIE_NAME_PATTERN.fullmatch(value):
+        raise ConfigurationError(
+            f"{where} must be a cookie name of letters, digits, _ . and -, got {value!r}"
+        )
+    return value
+
+
+def parse_max_age(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(
+            f"{where} must be a positive whole number of seconds, got {value!r}"
+        )
+    if value > MAX_COOKIE_AGE:
+        raise ConfigurationError(
+            f"{where} must be at most {MAX_COOKIE_AGE} seconds "
+            f"(400 days: browsers keep no cookie longer), got {value!r}"
+        )
+    return value
+
+
+def parse_cookie_domain(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not COOKIE_DOMAIN_PATTERN.fullmatch(value):
+        raise ConfigurationError(
+            f"{where} must be None or a domain like '.example.com', got {value!r}"
+        )
+    return value
+
+
+def parse_optional_cookie(value: Any, where: str) -> str | None:
+    return None if value is None else parse_cookie_name(value, where)
