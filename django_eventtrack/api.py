@@ -26,7 +26,7 @@ from django.http import HttpRequest
 
 from django_eventtrack import signals
 from django_eventtrack.conf import get_config
-from django_eventtrack.core.event import IDENTIFY, Identity, TrackedEvent, purposes
+from django_eventtrack.core.event import IDENTIFY, NOBODY, Identity, TrackedEvent, purposes
 from django_eventtrack.delivery import backends
 from django_eventtrack.errors import InvalidEvent, PlanViolation, StorageError
 from django_eventtrack.models import Event
@@ -123,7 +123,7 @@ def with_consent(visitor: Identity, consent: bool | Iterable[str] | None) -> Ide
 def check_vendor_ids(call: str, vendor_ids: Mapping[str, Any]) -> None:
     """Refuse a keyword that is no vendor's id, as Python refuses an unknown keyword."""
     known = get_config().vendor_id_names
-    unknown = sorted(set(vendor_ids) - set(known))
+    unknown = sorted(name for name in vendor_ids if name not in known)
     if unknown:
         raise TypeError(
             f"{call}() got an unexpected keyword argument {unknown[0]!r}; the vendors' id "
@@ -255,7 +255,7 @@ def resolve_visitor(
         return restore(given)
     if request is not None:
         return from_request(request)
-    return current_identity() or Identity()
+    return current_identity() or NOBODY
 
 
 def asynchronous(function: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:

@@ -451,7 +451,13 @@ class Config:
 
     def adapter(self, name: str) -> VendorAdapter:
         """Vendor ``name``'s adapter with its settings."""
-        return self.adapters[name](self.vendors[name])
+        return self._adapters_with_settings[name]
+
+    @functools.cached_property
+    def _adapters_with_settings(self) -> dict[str, VendorAdapter]:
+        """Each vendor's adapter with its settings, made once: an adapter keeps no state
+        but its settings, and routing asks one of every vendor for every event."""
+        return {name: adapter(self.vendors[name]) for name, adapter in self.adapters.items()}
 
 
 #: The registry's keys: resolved by hand, first (:func:`_build_config`).

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import connections, router
-from django.db.models import Field
+from django.db.models import CharField, DateTimeField, Field, JSONField, UUIDField
 from django.utils import timezone
 
 from django_eventtrack.conf import get_config
@@ -133,8 +135,8 @@ def _insert_row(stored: Mapping[str, Any], digests: Sequence[str] = ()) -> bool:
 # insert compiler (a model instance, per-field preparation, SQL assembly) cost more than
 # the database work itself (``python -m tests.benchmarks``, request path). The columns
 # and values still come from the model's fields, as the ORM's would: every concrete
-# field is written, with its default when track() does not set it, adapted by the
-# field for the database.
+# field is written, with its default when track() does not set it, adapted for the
+# database as the field adapts it (:class:`Column`).
 
 
 def _event_values(stored: Event) -> dict[str, Any]:
@@ -147,35 +149,127 @@ def _insert(
     """The INSERT of one ``Event`` row and its parameters: ``values`` by attribute name,
     every other field's default, each adapted by its field as ``Model.save()`` would;
     none when one of ``digests`` has a privacy state."""
-    sql, fields = _statement(connection.alias, len(digests))
-    return sql, [
-        *(
-            field.get_db_prep_save(
-                values[field.attname] if field.attname in values else field.get_default(),
-                connection,
-            )
-            for field in fields
-        ),
-        *digests,
-    ]
+    sql = _statement(connection.alias, len(digests))
+    params = [column.param(values, connection) for column in _columns()]
+    params.extend(digests)
+    return sql, params
+
+
+@dataclass(frozen=True)
+class Column:
+    """One ``Event`` field as track() writes it: its value (or its default), adapted for
+    the database by the steps of its ``get_db_prep_save`` that change the values
+    track() builds, and no others. ``get_prep_value`` leaves an aware datetime, a str,
+    a UUID or a JSON dict as it is, so those go straight to the backend's adaptation;
+    any other value takes the field's whole path."""
+
+    field: Field[Any, Any]
+    adapt: Adapt
+    #: The default's adapted value, when it is a constant (None: ask the field each time).
+    constant: tuple[Any] | None
+
+    def param(self, values: Mapping[str, Any], connection: Any) -> Any:
+        attname = self.field.attname
+        if attname in values:
+            return self.adapt(values[attname], connection)
+        if self.constant is not None:
+            return self.constant[0]
+        return self.adapt(self.field.get_default(), connection)
 
 
 @functools.cache
-def _statement(alias: str, digests: int) -> tuple[str, tuple[Field[Any, Any], ...]]:
-    """The INSERT of an event row on ``alias``, and the columns' fields: ``INSERT ...
-    VALUES (%s, ...)``, or with ``digests`` ids to check, ``INSERT ... SELECT %s, ...
-    WHERE NOT EXISTS (a privacy state under one of them)``: the check costs no
-    round trip of its own."""
+def _columns() -> tuple[Column, ...]:
+    return tuple(
+        Column(field, _adapter(field), _constant_default(field))
+        for field in Event._meta.concrete_fields
+    )
+
+
+#: What each kind of column takes from track() (a value ``get_prep_value`` leaves as it is)
+#: straight to the backend's adaptation; any other value takes the field's whole path.
+Adapt = Callable[[Any, Any], Any]
+
+
+def _adapter(field: Field[Any, Any]) -> Adapt:
+    """How ``field`` adapts a value for a connection, as its ``get_db_prep_save`` would."""
+    for kind, adapter in ADAPTERS:
+        if isinstance(field, kind):
+            return adapter(field)
+    return field.get_db_prep_save
+
+
+def _json(field: Field[Any, Any]) -> Adapt:
+    whole, encoder = field.get_db_prep_save, getattr(field, "encoder", None)
+
+    def adapt(value: Any, connection: Any) -> Any:
+        if isinstance(value, dict | list):
+            return connection.ops.adapt_json_value(value, encoder)
+        return None if value is None else whole(value, connection)
+
+    return adapt
+
+
+def _datetime(field: Field[Any, Any]) -> Adapt:
+    whole = field.get_db_prep_save
+
+    def adapt(value: Any, connection: Any) -> Any:
+        if value is None or (isinstance(value, datetime) and value.utcoffset() is not None):
+            return connection.ops.adapt_datetimefield_value(value)
+        return whole(value, connection)  # a naive one may be made aware (USE_TZ)
+
+    return adapt
+
+
+def _text(field: Field[Any, Any]) -> Adapt:
+    whole = field.get_db_prep_save
+    return lambda value, connection: value if type(value) is str else whole(value, connection)
+
+
+def _uuid(field: Field[Any, Any]) -> Adapt:
+    whole, prepared = field.get_db_prep_save, field.get_db_prep_value
+
+    def adapt(value: Any, connection: Any) -> Any:
+        if isinstance(value, uuid.UUID):
+            return prepared(value, connection, prepared=True)
+        return whole(value, connection)
+
+    return adapt
+
+
+ADAPTERS: tuple[tuple[type[Field[Any, Any]], Callable[[Field[Any, Any]], Adapt]], ...] = (
+    (JSONField, _json),
+    (DateTimeField, _datetime),
+    (CharField, _text),
+    (UUIDField, _uuid),
+)
+
+
+def _constant_default(field: Field[Any, Any]) -> tuple[Any] | None:
+    """``(None,)`` for a column of those kinds whose default is NULL (each stores None as
+    NULL); None when the default must be asked for and adapted (a callable, a value)."""
+    if field.has_default() or not field.null:
+        return None
+    if not any(isinstance(field, kind) for kind, _ in ADAPTERS):
+        return None
+    return (None,)
+
+
+@functools.cache
+def _statement(alias: str, digests: int) -> str:
+    """The INSERT of an event row on ``alias``, its columns the model's concrete fields:
+    ``INSERT ... VALUES (%s, ...)``, or with ``digests`` ids to check, ``INSERT ...
+    SELECT %s, ... WHERE NOT EXISTS (a privacy state under one of them)``: the check
+    costs no round trip of its own."""
     quote = connections[alias].ops.quote_name
-    fields = tuple(Event._meta.concrete_fields)
+    fields = tuple(column.field for column in _columns())
     columns = ", ".join(quote(str(field.column)) for field in fields)
     placeholders = ", ".join("%s" for _ in fields)
     table = quote(Event._meta.db_table)  # names from the model, quoted; values are parameters
     insert = f"INSERT INTO {table} ({columns})"
     if not digests:
-        return f"{insert} VALUES ({placeholders})", fields
+        return f"{insert} VALUES ({placeholders})"
     subjects_table = quote(PrivacySubject._meta.db_table)
     digest = quote(str(PrivacySubject._meta.get_field("digest").column))
     given = ", ".join("%s" for _ in range(digests))
     check = f"SELECT 1 FROM {subjects_table} WHERE {digest} IN ({given})"  # noqa: S608
-    return f"{insert} SELECT {placeholders} WHERE NOT EXISTS ({check})", fields
+    return f"{insert} SELECT {placeholders} WHERE NOT EXISTS ({check})"

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.utils import timezone
+
 from django_eventtrack.conf import Config, get_config
 from django_eventtrack.core.event import TrackedEvent
 from django_eventtrack.core.settings import env_name, setting_path
@@ -56,6 +58,7 @@ def plan(
     """
     config = get_config()
     check_event(event, config)
+    now = timezone.now()
     targets = []
     for name in target_vendors(vendors, require_vendor=require_vendor):
         adapter = config.adapter(name)
@@ -72,7 +75,7 @@ def plan(
             skip_reason = adapter.identify_skip_reason(event)
         else:
             judged = adapter.skip_reason(event) if as_sent else adapter.tracked_skip_reason(event)
-            skip_reason = judged or adapter.lateness_refusal(event.timestamp)
+            skip_reason = judged or adapter.lateness_refusal(event.timestamp, now)
         targets.append(Target(name, adapter, skip_reason))
     return targets
 
