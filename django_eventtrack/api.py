@@ -20,7 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.signals import user_logged_in
-from django.db import DatabaseError, router, transaction
+from django.db import DatabaseError, connections, router, transaction
 from django.dispatch import receiver
 from django.http import HttpRequest
 
@@ -123,8 +123,9 @@ def with_consent(visitor: Identity, consent: bool | Iterable[str] | None) -> Ide
 def check_vendor_ids(call: str, vendor_ids: Mapping[str, Any]) -> None:
     """Refuse a keyword that is no vendor's id, as Python refuses an unknown keyword."""
     known = get_config().vendor_id_names
-    unknown = sorted(name for name in vendor_ids if name not in known)
+    unknown = [name for name in vendor_ids if name not in known]
     if unknown:
+        unknown.sort()
         raise TypeError(
             f"{call}() got an unexpected keyword argument {unknown[0]!r}; the vendors' id "
             f"keywords are {', '.join(known)}"
@@ -210,9 +211,15 @@ def submit(
     transaction outlives the failed write.
     """
     alias = router.db_for_write(Event)
+    connection = connections[alias]
     held = bool(violations) and get_config().plan_mode() == "quarantine"
     write = functools.partial(
-        inserts.record, event, vendors, violations=violations, quarantined=held
+        inserts.record,
+        event,
+        vendors,
+        violations=violations,
+        quarantined=held,
+        connection=connection,
     )
     try:
         if get_config().raise_on_storage_error:
@@ -228,7 +235,7 @@ def submit(
     if recorded is None:
         return None
     if not held:
-        transaction.on_commit(lambda: backends.notify([event.id]), using=alias)
+        connection.on_commit(lambda: backends.notify([event.id]))
     return recorded.event
 
 

@@ -9,9 +9,10 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connections, router
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import CharField, DateTimeField, Field, JSONField, UUIDField
 from django.utils import timezone
 
@@ -33,6 +34,7 @@ def record(
     *,
     violations: Sequence[Violation] = (),
     quarantined: bool = False,
+    connection: BaseDatabaseWrapper | None = None,
 ) -> Recorded | None:
     """Store ``event`` with its routes, in the caller's transaction: one row, one
     statement (atomic by itself, so no transaction of its own in autocommit).
@@ -54,10 +56,12 @@ def record(
     none and the row is written. Otherwise nothing is written by it, and the
     state decides: an id that asked to be forgotten stores nothing (returns
     None); withdrawn purposes are taken out of the event's consent and the event
-    stored with it. Returns the event as stored and its targets.
+    stored with it. Returns the event as stored and its targets. ``connection``:
+    the one the router picks for events, when the caller has it already.
     """
+    connection = connection or connections[router.db_for_write(Event)]
     digests = subject_keys.digests(event.identity.ids.items())
-    targets = _store(event, vendors, digests, violations, quarantined)
+    targets = _store(event, vendors, digests, violations, quarantined, connection)
     if targets is not None:
         return Recorded(event, targets)
     asked = subjects.state(digests)
@@ -65,7 +69,7 @@ def record(
         logger.info("event=%s name=%s: not stored: its subject was forgotten", event.id, event.name)
         return None
     event = without(event, asked.withdrawn)
-    return Recorded(event, _store(event, vendors, (), violations, quarantined) or [])
+    return Recorded(event, _store(event, vendors, (), violations, quarantined, connection) or [])
 
 
 @dataclass(frozen=True)
@@ -93,15 +97,18 @@ def _store(
     digests: Sequence[str],
     violations: Sequence[Violation],
     quarantined: bool,
+    connection: BaseDatabaseWrapper,
 ) -> list[Target] | None:
     """Write ``event``'s row unless one of ``digests`` has a privacy state (then None)."""
-    targets = plan(event, vendors, require_vendor=False)
-    stored = Event.values_of(event) | {"created_at": timezone.now()}
+    now = timezone.now()  # when it is stored: lateness is judged then too
+    targets = plan(event, vendors, require_vendor=False, now=now)
+    stored = Event.values_of(event)
+    stored["created_at"] = now
     if violations:
         stored["violations"] = [violation.as_dict() for violation in violations]
     if quarantined:
         stored["quarantine"] = quarantine_of(vendors)
-        return [] if _insert_row(stored, digests) else None
+        return [] if _insert_row(stored, digests, connection) else None
     if not targets:
         logger.warning("event=%s name=%s: no vendor takes it; stored only", event.id, event.name)
     stored["routes"] = routes(targets)
@@ -109,7 +116,7 @@ def _store(
         instance = Event(**stored)
         scrub(instance, get_config())
         stored = _event_values(instance)
-    return targets if _insert_row(stored, digests) else None
+    return targets if _insert_row(stored, digests, connection) else None
 
 
 def routes(targets: Sequence[Target]) -> dict[str, str | None] | None:
@@ -122,9 +129,10 @@ def quarantine_of(vendors: Iterable[str] | None) -> dict[str, list[str] | None]:
     return {"vendors": None if vendors is None else sorted(set(vendors))}
 
 
-def _insert_row(stored: Mapping[str, Any], digests: Sequence[str] = ()) -> bool:
+def _insert_row(
+    stored: Mapping[str, Any], digests: Sequence[str], connection: BaseDatabaseWrapper
+) -> bool:
     """Insert the row; False when one of ``digests`` has a privacy state (none written)."""
-    connection = connections[router.db_for_write(Event)]
     sql, params = _insert(stored, connection, digests)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -150,37 +158,36 @@ def _insert(
     every other field's default, each adapted by its field as ``Model.save()`` would;
     none when one of ``digests`` has a privacy state."""
     sql = _statement(connection.alias, len(digests))
-    params = [column.param(values, connection) for column in _columns()]
+    params = []
+    for attname, field, adapt, constant in _columns():
+        if attname in values:
+            params.append(adapt(values[attname], connection))
+        elif constant is not None:
+            params.append(constant[0])
+        else:
+            params.append(adapt(field.get_default(), connection))
     params.extend(digests)
     return sql, params
 
 
-@dataclass(frozen=True)
-class Column:
+class Column(NamedTuple):
     """One ``Event`` field as track() writes it: its value (or its default), adapted for
     the database by the steps of its ``get_db_prep_save`` that change the values
     track() builds, and no others. ``get_prep_value`` leaves an aware datetime, a str,
     a UUID or a JSON dict as it is, so those go straight to the backend's adaptation;
     any other value takes the field's whole path."""
 
+    attname: str
     field: Field[Any, Any]
     adapt: Adapt
     #: The default's adapted value, when it is a constant (None: ask the field each time).
     constant: tuple[Any] | None
 
-    def param(self, values: Mapping[str, Any], connection: Any) -> Any:
-        attname = self.field.attname
-        if attname in values:
-            return self.adapt(values[attname], connection)
-        if self.constant is not None:
-            return self.constant[0]
-        return self.adapt(self.field.get_default(), connection)
-
 
 @functools.cache
 def _columns() -> tuple[Column, ...]:
     return tuple(
-        Column(field, _adapter(field), _constant_default(field))
+        Column(field.attname, field, _adapter(field), _constant_default(field))
         for field in Event._meta.concrete_fields
     )
 
