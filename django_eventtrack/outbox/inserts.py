@@ -20,7 +20,7 @@ from django_eventtrack.conf import get_config
 from django_eventtrack.core import event as normalised
 from django_eventtrack.core import subject_keys
 from django_eventtrack.models import Event, PrivacySubject
-from django_eventtrack.outbox import fanout, subjects
+from django_eventtrack.outbox import fanout, known_subjects, subjects
 from django_eventtrack.outbox.retention import scrub
 from django_eventtrack.outbox.routing import Target, plan
 from django_eventtrack.plan import Violation
@@ -132,11 +132,43 @@ def quarantine_of(vendors: Iterable[str] | None) -> dict[str, list[str] | None]:
 def _insert_row(
     stored: Mapping[str, Any], digests: Sequence[str], connection: BaseDatabaseWrapper
 ) -> bool:
-    """Insert the row; False when one of ``digests`` has a privacy state (none written)."""
-    sql, params = _insert(stored, connection, digests)
+    """Insert the row; False when one of ``digests`` has a privacy state (none written).
+
+    On PostgreSQL, ids known to have none under the current generation are not looked
+    up again (:mod:`~django_eventtrack.outbox.known_subjects`)."""
+    params = _params(stored, connection)
+    if digests and known_subjects.applies(connection):
+        return _insert_knowing(params, digests, connection)
+    sql = _statement(connection.alias, len(digests))
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [*params, *digests])
         return bool(cursor.rowcount)
+
+
+def _insert_knowing(
+    params: list[Any], digests: Sequence[str], connection: BaseDatabaseWrapper
+) -> bool:
+    """:func:`_insert_row` where the database keeps a generation of the privacy state:
+    checked against the generation alone when every id is known to have none, else in
+    full, learning from it."""
+    alias = connection.alias
+    known = known_subjects.clean_under(connection, digests)
+    with connection.cursor() as cursor:
+        if known is not None:
+            cursor.execute(_statement(alias, generation=True), [*params, known])
+            if cursor.rowcount:
+                return True
+            known_subjects.outdated(connection, known)
+    generation = known_subjects.generation(connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _statement(alias, len(digests), learning=generation is not None), [*params, *digests]
+        )
+        if not cursor.rowcount:
+            return False
+        if generation is not None:
+            known_subjects.learn(connection, generation, digests, cursor.fetchone())
+        return True
 
 
 # track() is on the caller's request path, so its INSERT is written by hand: the ORM's
@@ -151,13 +183,9 @@ def _event_values(stored: Event) -> dict[str, Any]:
     return {field.attname: field.pre_save(stored, True) for field in Event._meta.concrete_fields}
 
 
-def _insert(
-    values: Mapping[str, Any], connection: Any, digests: Sequence[str]
-) -> tuple[str, list[Any]]:
-    """The INSERT of one ``Event`` row and its parameters: ``values`` by attribute name,
-    every other field's default, each adapted by its field as ``Model.save()`` would;
-    none when one of ``digests`` has a privacy state."""
-    sql = _statement(connection.alias, len(digests))
+def _params(values: Mapping[str, Any], connection: BaseDatabaseWrapper) -> list[Any]:
+    """The parameters of one ``Event`` row: ``values`` by attribute name, every other
+    field's default, each adapted by its field as ``Model.save()`` would."""
     params = []
     for attname, field, adapt, constant in _columns():
         if attname in values:
@@ -166,8 +194,7 @@ def _insert(
             params.append(constant[0])
         else:
             params.append(adapt(field.get_default(), connection))
-    params.extend(digests)
-    return sql, params
+    return params
 
 
 class Column(NamedTuple):
@@ -262,21 +289,29 @@ def _constant_default(field: Field[Any, Any]) -> tuple[Any] | None:
 
 
 @functools.cache
-def _statement(alias: str, digests: int) -> str:
+def _statement(
+    alias: str, digests: int = 0, *, learning: bool = False, generation: bool = False
+) -> str:
     """The INSERT of an event row on ``alias``, its columns the model's concrete fields:
-    ``INSERT ... VALUES (%s, ...)``, or with ``digests`` ids to check, ``INSERT ...
-    SELECT %s, ... WHERE NOT EXISTS (a privacy state under one of them)``: the check
-    costs no round trip of its own."""
+    ``INSERT ... VALUES (%s, ...)``; with ``digests`` ids to check, ``INSERT ... SELECT
+    %s, ... WHERE NOT EXISTS (a privacy state under one of them)``, the check costing no
+    round trip of its own (``learning``: returning what
+    :func:`~django_eventtrack.outbox.known_subjects.learn` reads); with ``generation``,
+    ``INSERT ... SELECT %s, ... WHERE`` the privacy state's generation is the last
+    parameter (PostgreSQL)."""
     quote = connections[alias].ops.quote_name
     fields = tuple(column.field for column in _columns())
     columns = ", ".join(quote(str(field.column)) for field in fields)
     placeholders = ", ".join("%s" for _ in fields)
     table = quote(Event._meta.db_table)  # names from the model, quoted; values are parameters
     insert = f"INSERT INTO {table} ({columns})"
+    if generation:
+        return f"{insert} SELECT {placeholders} WHERE {known_subjects.CURRENT} = %s"
     if not digests:
         return f"{insert} VALUES ({placeholders})"
     subjects_table = quote(PrivacySubject._meta.db_table)
     digest = quote(str(PrivacySubject._meta.get_field("digest").column))
     given = ", ".join("%s" for _ in range(digests))
     check = f"SELECT 1 FROM {subjects_table} WHERE {digest} IN ({given})"  # noqa: S608
-    return f"{insert} SELECT {placeholders} WHERE NOT EXISTS ({check})"
+    returning = f" {known_subjects.LEARNING}" if learning else ""
+    return f"{insert} SELECT {placeholders} WHERE NOT EXISTS ({check}){returning}"
