@@ -23,6 +23,7 @@ Elsewhere (SQLite) every INSERT makes the full check, which costs little there.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -138,3 +139,14 @@ def reset() -> None:
     """Forget everything known (a test that recreates its database)."""
     with _lock:
         _known.clear()
+
+
+def _forget_all() -> None:
+    """A forked child starts knowing nothing, with a lock no parent thread holds."""
+    global _lock
+    _known.clear()
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_all)
