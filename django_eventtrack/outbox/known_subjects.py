@@ -40,8 +40,11 @@ CHANGED = "eventtrack.privacy_changed"
 #: At most this many ids are kept per database; past it, only the latest event's.
 MAX_KNOWN = 65_536
 
-#: The generation, read in the statement that stores an event.
-CURRENT = f"pg_sequence_last_value('{GENERATION}'::regclass)"
+#: The generation, read in the statement that stores an event: NULL, and no error that
+#: would abort the caller's transaction, where the sequence is missing (a test database
+#: made with ``--nomigrations``, which runs no migration's SQL, or code deployed before
+#: ``migrate``): every INSERT then makes the full check.
+CURRENT = f"pg_sequence_last_value(to_regclass('{GENERATION}'))"
 #: What an INSERT that makes the full check returns, to learn from it.
 LEARNING = (
     f"RETURNING {CURRENT}, current_setting('transaction_isolation'), "

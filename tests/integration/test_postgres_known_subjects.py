@@ -103,3 +103,42 @@ def test_what_track_knows_of_privacy_state_on_postgresql(on_postgres: Processes)
     assert rolled_back == {"inside": True, "after_rollback": False, "known": False}
     assert uncommitted == {"during": True, "after_commit": False}
     assert repeatable == {"repeatable": True, "known": False}
+
+
+#: A database without the generation's sequence and trigger (``--nomigrations`` runs no
+#: migration's SQL): track() makes the full check every time, and never fails for it.
+WITHOUT_GENERATION = """
+import json, django
+django.setup()
+from django.db import connection, transaction
+from django_eventtrack import forget, track
+from django_eventtrack.outbox import known_subjects
+
+with connection.cursor() as cursor:
+    cursor.execute("DROP TRIGGER eventtrack_privacy_changed ON eventtrack_privacy_subject")
+    cursor.execute("DROP FUNCTION eventtrack_privacy_changed()")
+    cursor.execute("DROP SEQUENCE eventtrack_privacy_generation")
+known_subjects.reset()
+
+def stored(user, order):
+    return track("order.placed", {"order": order}, user_id=user, session="S-" + user) is not None
+
+with transaction.atomic():
+    first, second = stored("U5", "O9"), stored("U5", "O10")
+forget(user_id="U5")
+print(json.dumps({
+    "first": first, "second": second, "after_forget": stored("U5", "O11"),
+    "known": dict(known_subjects._known),
+}))
+"""
+
+
+@pytest.mark.integration
+def test_track_needs_no_generation_on_postgresql(on_postgres: Processes) -> None:
+    output = on_postgres.run("-c", WITHOUT_GENERATION, EVENTTRACK_DELIVERY="worker")
+    assert json.loads(output.strip().splitlines()[-1]) == {
+        "first": True,
+        "second": True,
+        "after_forget": False,
+        "known": {},
+    }
