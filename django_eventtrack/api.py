@@ -20,13 +20,13 @@ from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.signals import user_logged_in
-from django.db import DatabaseError, router, transaction
+from django.db import DatabaseError, connections, router, transaction
 from django.dispatch import receiver
 from django.http import HttpRequest
 
 from django_eventtrack import signals
 from django_eventtrack.conf import get_config
-from django_eventtrack.core.event import IDENTIFY, Identity, TrackedEvent, purposes
+from django_eventtrack.core.event import IDENTIFY, NOBODY, Identity, TrackedEvent, purposes
 from django_eventtrack.delivery import backends
 from django_eventtrack.errors import InvalidEvent, PlanViolation, StorageError
 from django_eventtrack.models import Event
@@ -199,9 +199,15 @@ def submit(
     transaction outlives the failed write.
     """
     alias = router.db_for_write(Event)
+    connection = connections[alias]
     held = bool(violations) and get_config().plan_mode() == "quarantine"
     write = functools.partial(
-        inserts.record, event, vendors, violations=violations, quarantined=held
+        inserts.record,
+        event,
+        vendors,
+        violations=violations,
+        quarantined=held,
+        connection=connection,
     )
     try:
         if get_config().raise_on_storage_error:
@@ -217,7 +223,7 @@ def submit(
     if recorded is None:
         return None
     if not held:
-        transaction.on_commit(lambda: backends.notify([event.id]), using=alias)
+        connection.on_commit(lambda: backends.notify([event.id]))
     return recorded.event
 
 
@@ -244,7 +250,7 @@ def resolve_visitor(
         return restore(given)
     if request is not None:
         return from_request(request)
-    return current_identity() or Identity()
+    return current_identity() or NOBODY
 
 
 def asynchronous(function: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:

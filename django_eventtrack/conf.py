@@ -392,8 +392,9 @@ class Config:
     def check_vendor_ids(self, call: str, vendor_ids: Mapping[str, Any]) -> None:
         """Refuse a keyword of ``call()`` that is no vendor's id, as Python refuses an
         unknown keyword (a ``TypeError`` naming the vendors' id keywords)."""
-        unknown = sorted(set(vendor_ids) - set(self.vendor_id_names))
+        unknown = [name for name in vendor_ids if name not in self.vendor_id_names]
         if unknown:
+            unknown.sort()
             raise TypeError(
                 f"{call}() got an unexpected keyword argument {unknown[0]!r}; the vendors' id "
                 f"keywords are {', '.join(self.vendor_id_names)}"
@@ -401,7 +402,13 @@ class Config:
 
     def adapter(self, name: str) -> VendorAdapter:
         """Vendor ``name``'s adapter with its settings."""
-        return self.adapters[name](self.vendors[name])
+        return self._adapters_with_settings[name]
+
+    @functools.cached_property
+    def _adapters_with_settings(self) -> dict[str, VendorAdapter]:
+        """Each vendor's adapter with its settings, made once: an adapter keeps no state
+        but its settings, and routing asks one of every vendor for every event."""
+        return {name: adapter(self.vendors[name]) for name, adapter in self.adapters.items()}
 
 
 #: The registry's keys: resolved by hand, first (:func:`_build_config`).

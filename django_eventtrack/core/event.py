@@ -38,6 +38,8 @@ MAX_INTEGER = 2**63 - 1
 INTEGER_DIGITS = len(str(MAX_INTEGER))
 #: NUL (PostgreSQL's jsonb refuses it) and lone surrogates (not encodable as UTF-8).
 UNSENDABLE_CHARACTERS = re.compile(r"[\x00\ud800-\udfff]")
+#: The types of most property values: neither a mapping nor a list.
+PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 #: What a stored event asks of the vendors: record an action (``track()``), or
 #: tie the visitor to a known user with traits (``identify()``).
@@ -192,9 +194,16 @@ class Identity:
         )
 
     def replace(self, **changes: str | int | None) -> Identity:
-        """A copy with ``changes`` applied (None removes an id)."""
-        changed = Identity.from_ids({**self._ids, **changes}, opted_out=self.opted_out)
-        return changed.with_consent(self.consent)
+        """A copy with ``changes`` applied (None removes an id); only the changes are
+        checked, this identity's ids were when it was made."""
+        ids = dict(self._ids)
+        for name, value in changes.items():
+            checked = _identifier(name, value)
+            if checked is None:
+                ids.pop(name, None)
+            else:
+                ids[name] = checked
+        return Identity._of(ids, self.opted_out, self.consent)
 
     def with_consent(self, consent: frozenset[str] | None) -> Identity:
         """A copy granting ``consent`` (purposes checked already; None: no restriction)."""
@@ -246,6 +255,10 @@ class Identity:
         return f"Identity({shown})"
 
 
+#: The identity of nobody known: no id, consent not restricted (immutable, so shared).
+NOBODY = Identity._of({}, opted_out=False)
+
+
 def _rebuilt(
     ids: dict[str, str], opted_out: bool, consent: frozenset[str] | None = None
 ) -> Identity:
@@ -286,7 +299,7 @@ def purposes(value: object, field: str = CONSENT) -> frozenset[str] | None:
 
 def _identifier(name: str, value: object) -> str | None:
     """``value`` as an id: a string (an int is spelled out), None when empty; else refused."""
-    if not ID_NAME_PATTERN.fullmatch(name):
+    if not _is_id_name(name):
         raise InvalidEvent(
             f"identity key {name!r} must be lowercase letters, digits and _", field="identity"
         )
@@ -306,6 +319,12 @@ def _identifier(name: str, value: object) -> str | None:
             field=f"identity.{name}",
         )
     return value
+
+
+@functools.lru_cache(maxsize=256)
+def _is_id_name(name: str) -> bool:
+    """Whether ``name`` may name an id (kept: the same few names come with every event)."""
+    return ID_NAME_PATTERN.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)
@@ -350,7 +369,7 @@ class TrackedEvent:
             name=validate_name(name),
             properties=normalised,
             timestamp=validate_timestamp(timestamp),
-            identity=identity or Identity(),
+            identity=identity or NOBODY,
             id=_event_id(event_id),
             vendor_extra=extra,
             kind=kind,
@@ -364,6 +383,13 @@ class TrackedEvent:
         have limits of their own)."""
         text = _COMPACT_JSON.encode((self.properties, self.vendor_extra))
         return len(text) if text.isascii() else len(text.encode())
+
+    def about(self, identity: Identity) -> TrackedEvent:
+        """This event about ``identity`` instead: ``dataclasses.replace`` without building
+        and checking the other fields again (routing asks it of every event)."""
+        changed = object.__new__(type(self))
+        changed.__dict__.update(self.__dict__, identity=identity)
+        return changed
 
     def larger_than(self, limit: int) -> bool:
         """Whether :attr:`size` exceeds ``limit``; measured only when :attr:`size_bound`
@@ -468,15 +494,16 @@ def _normalise_value(value: Any, path: str, depth: int, counter: list[int]) -> J
     counter[0] += 1
     if counter[0] > MAX_ITEMS:
         raise InvalidEvent(f"properties hold more than {MAX_ITEMS} values; send less", field=path)
-    if isinstance(value, Mapping):
-        return _normalise_mapping(value, path, depth + 1, counter)
-    if isinstance(value, list | tuple):
-        if depth + 1 > MAX_DEPTH:
-            raise InvalidEvent(f"{path} is nested deeper than {MAX_DEPTH} levels", field=path)
-        return [
-            _normalise_value(item, f"{path}[{index}]", depth + 1, counter)
-            for index, item in enumerate(value)
-        ]
+    if type(value) not in PLAIN_SCALARS:  # most values are: spared the ABC checks
+        if isinstance(value, Mapping):
+            return _normalise_mapping(value, path, depth + 1, counter)
+        if isinstance(value, list | tuple):
+            if depth + 1 > MAX_DEPTH:
+                raise InvalidEvent(f"{path} is nested deeper than {MAX_DEPTH} levels", field=path)
+            return [
+                _normalise_value(item, f"{path}[{index}]", depth + 1, counter)
+                for index, item in enumerate(value)
+            ]
     scalar = _normalise_scalar(value, path)
     if isinstance(scalar, str):
         counter[1] += len(scalar)
@@ -552,8 +579,9 @@ def _beyond_64_bits(path: str) -> InvalidEvent:
 
 
 def _check_text(text: str, what: str, path: str) -> None:
-    """Refuse characters no vendor request can carry: NUL and lone surrogates."""
-    if UNSENDABLE_CHARACTERS.search(text):
+    """Refuse characters no vendor request can carry: NUL and lone surrogates (never in
+    ASCII text, which is looked at for a NUL alone)."""
+    if "\x00" in text if text.isascii() else UNSENDABLE_CHARACTERS.search(text):
         raise InvalidEvent(
             f"{what} contains a NUL character or a lone surrogate, which cannot be sent as "
             "UTF-8 JSON",

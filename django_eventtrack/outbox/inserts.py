@@ -5,19 +5,22 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from django.db import connections, router
-from django.db.models import Field
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import CharField, DateTimeField, Field, JSONField, UUIDField
 from django.utils import timezone
 
 from django_eventtrack.conf import get_config
 from django_eventtrack.core import event as normalised
 from django_eventtrack.core import subject_keys
 from django_eventtrack.models import Event, PrivacySubject
-from django_eventtrack.outbox import fanout, subjects
+from django_eventtrack.outbox import fanout, known_subjects, subjects
 from django_eventtrack.outbox.retention import scrub
 from django_eventtrack.outbox.routing import Target, plan
 from django_eventtrack.plan import Violation
@@ -31,6 +34,7 @@ def record(
     *,
     violations: Sequence[Violation] = (),
     quarantined: bool = False,
+    connection: BaseDatabaseWrapper | None = None,
 ) -> Recorded | None:
     """Store ``event`` with its routes, in the caller's transaction: one row, one
     statement (atomic by itself, so no transaction of its own in autocommit).
@@ -52,10 +56,12 @@ def record(
     none and the row is written. Otherwise nothing is written by it, and the
     state decides: an id that asked to be forgotten stores nothing (returns
     None); withdrawn purposes are taken out of the event's consent and the event
-    stored with it. Returns the event as stored and its targets.
+    stored with it. Returns the event as stored and its targets. ``connection``:
+    the one the router picks for events, when the caller has it already.
     """
+    connection = connection or connections[router.db_for_write(Event)]
     digests = subject_keys.digests(event.identity.ids.items())
-    targets = _store(event, vendors, digests, violations, quarantined)
+    targets = _store(event, vendors, digests, violations, quarantined, connection)
     if targets is not None:
         return Recorded(event, targets)
     asked = subjects.state(digests)
@@ -63,7 +69,7 @@ def record(
         logger.info("event=%s name=%s: not stored: its subject was forgotten", event.id, event.name)
         return None
     event = without(event, asked.withdrawn)
-    return Recorded(event, _store(event, vendors, (), violations, quarantined) or [])
+    return Recorded(event, _store(event, vendors, (), violations, quarantined, connection) or [])
 
 
 @dataclass(frozen=True)
@@ -91,15 +97,18 @@ def _store(
     digests: Sequence[str],
     violations: Sequence[Violation],
     quarantined: bool,
+    connection: BaseDatabaseWrapper,
 ) -> list[Target] | None:
     """Write ``event``'s row unless one of ``digests`` has a privacy state (then None)."""
-    targets = plan(event, vendors, require_vendor=False)
-    stored = Event.values_of(event) | {"created_at": timezone.now()}
+    now = timezone.now()  # when it is stored: lateness is judged then too
+    targets = plan(event, vendors, require_vendor=False, now=now)
+    stored = Event.values_of(event)
+    stored["created_at"] = now
     if violations:
         stored["violations"] = [violation.as_dict() for violation in violations]
     if quarantined:
         stored["quarantine"] = quarantine_of(vendors)
-        return [] if _insert_row(stored, digests) else None
+        return [] if _insert_row(stored, digests, connection) else None
     if not targets:
         logger.warning("event=%s name=%s: no vendor takes it; stored only", event.id, event.name)
     stored["routes"] = routes(targets)
@@ -107,7 +116,7 @@ def _store(
         instance = Event(**stored)
         scrub(instance, get_config())
         stored = _event_values(instance)
-    return targets if _insert_row(stored, digests) else None
+    return targets if _insert_row(stored, digests, connection) else None
 
 
 def routes(targets: Sequence[Target]) -> dict[str, str | None] | None:
@@ -120,62 +129,189 @@ def quarantine_of(vendors: Iterable[str] | None) -> dict[str, list[str] | None]:
     return {"vendors": None if vendors is None else sorted(set(vendors))}
 
 
-def _insert_row(stored: Mapping[str, Any], digests: Sequence[str] = ()) -> bool:
-    """Insert the row; False when one of ``digests`` has a privacy state (none written)."""
-    connection = connections[router.db_for_write(Event)]
-    sql, params = _insert(stored, connection, digests)
+def _insert_row(
+    stored: Mapping[str, Any], digests: Sequence[str], connection: BaseDatabaseWrapper
+) -> bool:
+    """Insert the row; False when one of ``digests`` has a privacy state (none written).
+
+    On PostgreSQL, ids known to have none under the current generation are not looked
+    up again (:mod:`~django_eventtrack.outbox.known_subjects`)."""
+    params = _params(stored, connection)
+    if digests and known_subjects.applies(connection):
+        return _insert_knowing(params, digests, connection)
+    sql = _statement(connection.alias, len(digests))
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [*params, *digests])
         return bool(cursor.rowcount)
+
+
+def _insert_knowing(
+    params: list[Any], digests: Sequence[str], connection: BaseDatabaseWrapper
+) -> bool:
+    """:func:`_insert_row` where the database keeps a generation of the privacy state:
+    checked against the generation alone when every id is known to have none, else in
+    full, learning from it."""
+    alias = connection.alias
+    known = known_subjects.clean_under(connection, digests)
+    with connection.cursor() as cursor:
+        if known is not None:
+            cursor.execute(_statement(alias, generation=True), [*params, known])
+            if cursor.rowcount:
+                return True
+            known_subjects.outdated(connection, known)
+    generation = known_subjects.generation(connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _statement(alias, len(digests), learning=generation is not None), [*params, *digests]
+        )
+        if not cursor.rowcount:
+            return False
+        if generation is not None:
+            known_subjects.learn(connection, generation, digests, cursor.fetchone())
+        return True
 
 
 # track() is on the caller's request path, so its INSERT is written by hand: the ORM's
 # insert compiler (a model instance, per-field preparation, SQL assembly) cost more than
 # the database work itself (``python -m tests.benchmarks``, request path). The columns
 # and values still come from the model's fields, as the ORM's would: every concrete
-# field is written, with its default when track() does not set it, adapted by the
-# field for the database.
+# field is written, with its default when track() does not set it, adapted for the
+# database as the field adapts it (:class:`Column`).
 
 
 def _event_values(stored: Event) -> dict[str, Any]:
     return {field.attname: field.pre_save(stored, True) for field in Event._meta.concrete_fields}
 
 
-def _insert(
-    values: Mapping[str, Any], connection: Any, digests: Sequence[str]
-) -> tuple[str, list[Any]]:
-    """The INSERT of one ``Event`` row and its parameters: ``values`` by attribute name,
-    every other field's default, each adapted by its field as ``Model.save()`` would;
-    none when one of ``digests`` has a privacy state."""
-    sql, fields = _statement(connection.alias, len(digests))
-    return sql, [
-        *(
-            field.get_db_prep_save(
-                values[field.attname] if field.attname in values else field.get_default(),
-                connection,
-            )
-            for field in fields
-        ),
-        *digests,
-    ]
+def _params(values: Mapping[str, Any], connection: BaseDatabaseWrapper) -> list[Any]:
+    """The parameters of one ``Event`` row: ``values`` by attribute name, every other
+    field's default, each adapted by its field as ``Model.save()`` would."""
+    params = []
+    for attname, field, adapt, constant in _columns():
+        if attname in values:
+            params.append(adapt(values[attname], connection))
+        elif constant is not None:
+            params.append(constant[0])
+        else:
+            params.append(adapt(field.get_default(), connection))
+    return params
+
+
+class Column(NamedTuple):
+    """One ``Event`` field as track() writes it: its value (or its default), adapted for
+    the database by the steps of its ``get_db_prep_save`` that change the values
+    track() builds, and no others. ``get_prep_value`` leaves an aware datetime, a str,
+    a UUID or a JSON dict as it is, so those go straight to the backend's adaptation;
+    any other value takes the field's whole path."""
+
+    attname: str
+    field: Field[Any, Any]
+    adapt: Adapt
+    #: The default's adapted value, when it is a constant (None: ask the field each time).
+    constant: tuple[Any] | None
 
 
 @functools.cache
-def _statement(alias: str, digests: int) -> tuple[str, tuple[Field[Any, Any], ...]]:
-    """The INSERT of an event row on ``alias``, and the columns' fields: ``INSERT ...
-    VALUES (%s, ...)``, or with ``digests`` ids to check, ``INSERT ... SELECT %s, ...
-    WHERE NOT EXISTS (a privacy state under one of them)``: the check costs no
-    round trip of its own."""
+def _columns() -> tuple[Column, ...]:
+    return tuple(
+        Column(field.attname, field, _adapter(field), _constant_default(field))
+        for field in Event._meta.concrete_fields
+    )
+
+
+#: What each kind of column takes from track() (a value ``get_prep_value`` leaves as it is)
+#: straight to the backend's adaptation; any other value takes the field's whole path.
+Adapt = Callable[[Any, Any], Any]
+
+
+def _adapter(field: Field[Any, Any]) -> Adapt:
+    """How ``field`` adapts a value for a connection, as its ``get_db_prep_save`` would."""
+    for kind, adapter in ADAPTERS:
+        if isinstance(field, kind):
+            return adapter(field)
+    return field.get_db_prep_save
+
+
+def _json(field: Field[Any, Any]) -> Adapt:
+    whole, encoder = field.get_db_prep_save, getattr(field, "encoder", None)
+
+    def adapt(value: Any, connection: Any) -> Any:
+        if isinstance(value, dict | list):
+            return connection.ops.adapt_json_value(value, encoder)
+        return None if value is None else whole(value, connection)
+
+    return adapt
+
+
+def _datetime(field: Field[Any, Any]) -> Adapt:
+    whole = field.get_db_prep_save
+
+    def adapt(value: Any, connection: Any) -> Any:
+        if value is None or (isinstance(value, datetime) and value.utcoffset() is not None):
+            return connection.ops.adapt_datetimefield_value(value)
+        return whole(value, connection)  # a naive one may be made aware (USE_TZ)
+
+    return adapt
+
+
+def _text(field: Field[Any, Any]) -> Adapt:
+    whole = field.get_db_prep_save
+    return lambda value, connection: value if type(value) is str else whole(value, connection)
+
+
+def _uuid(field: Field[Any, Any]) -> Adapt:
+    whole, prepared = field.get_db_prep_save, field.get_db_prep_value
+
+    def adapt(value: Any, connection: Any) -> Any:
+        if isinstance(value, uuid.UUID):
+            return prepared(value, connection, prepared=True)
+        return whole(value, connection)
+
+    return adapt
+
+
+ADAPTERS: tuple[tuple[type[Field[Any, Any]], Callable[[Field[Any, Any]], Adapt]], ...] = (
+    (JSONField, _json),
+    (DateTimeField, _datetime),
+    (CharField, _text),
+    (UUIDField, _uuid),
+)
+
+
+def _constant_default(field: Field[Any, Any]) -> tuple[Any] | None:
+    """``(None,)`` for a column of those kinds whose default is NULL (each stores None as
+    NULL); None when the default must be asked for and adapted (a callable, a value)."""
+    if field.has_default() or not field.null:
+        return None
+    if not any(isinstance(field, kind) for kind, _ in ADAPTERS):
+        return None
+    return (None,)
+
+
+@functools.cache
+def _statement(
+    alias: str, digests: int = 0, *, learning: bool = False, generation: bool = False
+) -> str:
+    """The INSERT of an event row on ``alias``, its columns the model's concrete fields:
+    ``INSERT ... VALUES (%s, ...)``; with ``digests`` ids to check, ``INSERT ... SELECT
+    %s, ... WHERE NOT EXISTS (a privacy state under one of them)``, the check costing no
+    round trip of its own (``learning``: returning what
+    :func:`~django_eventtrack.outbox.known_subjects.learn` reads); with ``generation``,
+    ``INSERT ... SELECT %s, ... WHERE`` the privacy state's generation is the last
+    parameter (PostgreSQL)."""
     quote = connections[alias].ops.quote_name
-    fields = tuple(Event._meta.concrete_fields)
+    fields = tuple(column.field for column in _columns())
     columns = ", ".join(quote(str(field.column)) for field in fields)
     placeholders = ", ".join("%s" for _ in fields)
     table = quote(Event._meta.db_table)  # names from the model, quoted; values are parameters
     insert = f"INSERT INTO {table} ({columns})"
+    if generation:
+        return f"{insert} SELECT {placeholders} WHERE {known_subjects.CURRENT} = %s"
     if not digests:
-        return f"{insert} VALUES ({placeholders})", fields
+        return f"{insert} VALUES ({placeholders})"
     subjects_table = quote(PrivacySubject._meta.db_table)
     digest = quote(str(PrivacySubject._meta.get_field("digest").column))
     given = ", ".join("%s" for _ in range(digests))
     check = f"SELECT 1 FROM {subjects_table} WHERE {digest} IN ({given})"  # noqa: S608
-    return f"{insert} SELECT {placeholders} WHERE NOT EXISTS ({check})", fields
+    returning = f" {known_subjects.LEARNING}" if learning else ""
+    return f"{insert} SELECT {placeholders} WHERE NOT EXISTS ({check}){returning}"

@@ -10,7 +10,10 @@ routes, and a sender writes one delivery per target from them.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
+
+from django.utils import timezone
 
 from django_eventtrack.conf import Config, get_config
 from django_eventtrack.core.event import TrackedEvent
@@ -28,9 +31,9 @@ def no_consent(purposes: Iterable[str]) -> str:
     return f"no consent for {', '.join(purposes)}"
 
 
-@dataclass(frozen=True)
-class Target:
-    """One vendor's share of an event: an adapter to send with, or why not."""
+class Target(NamedTuple):
+    """One vendor's share of an event: an adapter to send with, or why not (a tuple:
+    routing makes one per vendor for every event tracked)."""
 
     vendor: str
     adapter: VendorAdapter
@@ -43,6 +46,7 @@ def plan(
     *,
     require_vendor: bool = True,
     as_sent: bool = False,
+    now: datetime | None = None,
 ) -> list[Target]:
     """The vendors ``event`` goes to.
 
@@ -52,10 +56,11 @@ def plan(
     With ``require_vendor`` (the default) having no vendor configured at all is
     an error too. Each vendor judges the event as it is tracked (a user's profile
     may still come: :meth:`~VendorAdapter.tracked_skip_reason`), or ``as_sent``
-    with the ids it has now.
+    with the ids it has now; ``now`` is the time lateness is judged at (default: now).
     """
     config = get_config()
     check_event(event, config)
+    now = now or timezone.now()
     targets = []
     for name in target_vendors(vendors, require_vendor=require_vendor):
         adapter = config.adapter(name)
@@ -72,7 +77,7 @@ def plan(
             skip_reason = adapter.identify_skip_reason(event)
         else:
             judged = adapter.skip_reason(event) if as_sent else adapter.tracked_skip_reason(event)
-            skip_reason = judged or adapter.lateness_refusal(event.timestamp)
+            skip_reason = judged or adapter.lateness_refusal(event.timestamp, now)
         targets.append(Target(name, adapter, skip_reason))
     return targets
 

@@ -500,7 +500,7 @@ class VendorAdapter:
         key = self.profile_key
         identity = event.identity
         if self.remembers_profiles and key and identity.user_id and not identity.get(key):
-            event = replace(event, identity=identity.replace(**{key: PROFILE_TO_COME}))
+            event = event.about(identity.replace(**{key: PROFILE_TO_COME}))
         return self.skip_reason(event)
 
     def name_refusal(self, name: str) -> str | None:

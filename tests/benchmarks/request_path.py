@@ -164,10 +164,12 @@ def privacy_check_left_out() -> AbstractContextManager[object]:
 
 
 def forget_others() -> None:
-    """Other people forgotten, so ``track()``'s check probes a table that is not empty."""
+    """Other people forgotten, so ``track()``'s check probes a table that is not empty
+    (theirs alone: a PostgreSQL database kept from an earlier run is emptied first)."""
     from django_eventtrack.core import subject_keys
     from django_eventtrack.models import PrivacySubject
 
+    PrivacySubject.objects.all().delete()
     PrivacySubject.objects.bulk_create(
         PrivacySubject(digest=subject_keys.digest("user_id", f"gone-{n}"), id_key="user_id")
         for n in range(FORGOTTEN_OTHERS)

@@ -4,13 +4,17 @@ transaction."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+import warnings
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.db import connection, transaction
+from django.db.models import CharField, DateTimeField, Field, JSONField, UUIDField
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
+from django.utils.safestring import SafeString
 from pytest_django import DjangoAssertNumQueries, Settings
 
 from django_eventtrack import track
@@ -133,3 +137,35 @@ def test_identity_comes_from_the_request_user(worker_mode: Sandbox) -> None:
     logged_in = track("page.viewed", request=request)
     assert logged_in is not None
     assert logged_in.identity.user_id == "42"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("use_tz", [True, False])
+def test_each_column_is_adapted_as_its_field_would_for_the_database(
+    settings: Settings, use_tz: bool
+) -> None:
+    """track() adapts each value for the database without the field's steps that leave it
+    unchanged; whatever the value, the parameter is the one ``get_db_prep_save`` gives."""
+    settings.USE_TZ = use_tz
+    aware = datetime(2026, 5, 4, 3, 2, 1, 123456, tzinfo=UTC)
+    samples: dict[type[Field[Any, Any]], list[Any]] = {
+        JSONField: [{"a": [1, 2.5, None]}, [1, "two"], {}, None, "text", 3, True],
+        DateTimeField: [None, aware, aware.astimezone(timezone(timedelta(hours=-5)))],
+        CharField: ["order.placed", SafeString("kept"), 7, None],
+        UUIDField: [uuid.uuid4(), str(uuid.uuid4()), None],
+    }
+    naive = datetime(2026, 5, 4, 3, 2, 1)  # made aware with a warning under USE_TZ
+    if use_tz:
+        samples[DateTimeField].append(naive)
+    else:  # SQLite refuses an aware one without USE_TZ, as the ORM would
+        samples[DateTimeField] = [None, naive]
+    for column in inserts._columns():
+        kind = next(kind for kind in samples if isinstance(column.field, kind))
+        for value in samples[kind]:
+            with warnings.catch_warnings(record=True):
+                expected = column.field.get_db_prep_save(value, connection)
+                adapted = column.adapt(value, connection)
+            assert adapted == expected, (column.field.name, value)
+        if column.constant is not None:
+            default = column.field.get_db_prep_save(column.field.get_default(), connection)
+            assert column.constant == (default,)
