@@ -390,7 +390,8 @@ def check_plan(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) ->
     installed; the plan's own checks have refused anything they cannot compile when
     the plan was loaded, reported by :func:`check_configuration`). E011: a
     ``MODEL_EVENTS`` hook tracks an event the plan does not declare. W010: a vendor
-    the event goes to cannot take it as declared, and says what it will do. W011: a
+    the event goes to cannot take it as declared, and says what it will do, unless the
+    event's mapping for that vendor says why that is accepted (``"accepted"``). W011: a
     ``format`` the plan does not check.
     """
     config = _config()
@@ -461,11 +462,14 @@ def _vendor_notes(plan: TrackingPlan, config: Config) -> list[CheckMessage]:
         for name, vendor in config.active_vendors.items():
             if vendor.events is not None and event.name not in vendor.events:
                 continue
+            if event.accepted(name):  # the plan says why what the vendor does is fine
+                continue
             messages += [
                 Warning(
                     f"tracking plan {plan.source}: {note}.",
-                    hint="Change the plan to what the vendor takes, or accept what it does; "
-                    "see docs/plan.md.",
+                    hint="Change the plan to what the vendor takes, or accept what it does: "
+                    f'"vendors": {{"{name}": {{"accepted": "<why>"}}}} in the event; see '
+                    "docs/plan.md.",
                     id="eventtrack.W010",
                 )
                 for note in config.adapter(name).plan_notes(declared(event, plan))

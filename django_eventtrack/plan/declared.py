@@ -15,6 +15,12 @@ from typing import Any
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 #: Where a plan's shared schemas live (``{"$ref": "#/$defs/money"}``).
 DEFS_PREFIX = "#/$defs/"
+#: The key of an event's mapping for a vendor that accepts what the vendor does with the
+#: event as declared (why, in words): ``manage.py check`` no longer warns of it (W010).
+#: Every vendor takes it besides its own keys.
+ACCEPTED = "accepted"
+#: What :data:`ACCEPTED` means, as the plan's error messages list a vendor's keys.
+ACCEPTED_MEANING = "why what the vendor does with the event is accepted (no check W010)"
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,10 @@ class PlannedEvent:
     @property
     def required(self) -> tuple[str, ...]:
         return tuple(self.schema.get("required") or ())
+
+    def accepted(self, vendor: str) -> str:
+        """Why the plan accepts what ``vendor`` does with this event; empty when it does not."""
+        return self.vendors.get(vendor, {}).get(ACCEPTED, "")
 
     @property
     def closed(self) -> bool:

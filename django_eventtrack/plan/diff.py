@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django_eventtrack.plan.declared import PlannedEvent, TrackingPlan
+from django_eventtrack.plan.declared import ACCEPTED, PlannedEvent, TrackingPlan
 from django_eventtrack.plan.values import canonical
 
 #: Bounds that break when raised (lower bounds) or lowered (upper bounds).
@@ -55,6 +55,8 @@ def _event(
         changes.append(Change(before.name, "description changed", False))
     for vendor in sorted(before.vendors.keys() | after.vendors.keys()):
         was, now = dict(before.vendors.get(vendor, {})), dict(after.vendors.get(vendor, {}))
+        if was.pop(ACCEPTED, None) != now.pop(ACCEPTED, None):
+            changes.append(Change(before.name, f"what {vendor} does accepted or not", False))
         if was != now:
             changes.append(Change(before.name, f"mapping at {vendor}: {was} -> {now}", True))
     return changes

@@ -20,7 +20,13 @@ from django.utils.module_loading import import_string
 
 from django_eventtrack.core.event import validate_name
 from django_eventtrack.errors import InvalidEvent, PlanError
-from django_eventtrack.plan.declared import DEFS_PREFIX, PlannedEvent, TrackingPlan
+from django_eventtrack.plan.declared import (
+    ACCEPTED,
+    ACCEPTED_MEANING,
+    DEFS_PREFIX,
+    PlannedEvent,
+    TrackingPlan,
+)
 
 #: Top-level keys of a plan.
 PLAN_KEYS = frozenset({"$schema", "$id", "$comment", "title", "description", "version"}) | {
@@ -195,7 +201,7 @@ def _vendors(value: Any, where: str, vendor_keys: VendorKeys) -> dict[str, dict[
                 f'{where}: "{VENDORS}" names {vendor!r}, which is not a vendor; the vendors '
                 f"are {', '.join(sorted(vendor_keys))}"
             )
-        allowed = vendor_keys[vendor]
+        allowed = {**vendor_keys[vendor], ACCEPTED: ACCEPTED_MEANING}
         if not isinstance(mapping, Mapping) or not all(
             isinstance(key, str) and key in allowed and isinstance(text, str) and text
             for key, text in mapping.items()

@@ -72,12 +72,6 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 
-# The shop's products, carts and orders are objects (Hellotext finds or creates them from
-# their object_parameters); Hackle and PrimeData take objects as JSON strings, which the shop
-# accepts. Check eventtrack.W010 says so per event and vendor (docs/plan.md); read once, it
-# is accepted here, the way Django accepts a warning.
-SILENCED_SYSTEM_CHECKS = ["eventtrack.W010"]
-
 # Vendor credentials and URLs come from EVENTTRACK_* environment variables (or .env).
 EVENTTRACK: dict[str, object] = {
     # The events the shop tracks and their properties (docs/plan.md): under DEBUG an event

@@ -137,6 +137,34 @@ def test_a_vendor_that_does_not_get_the_event_says_nothing(
     assert not any("signup.done" in m.msg for m in check_plan() if "Hellotext" in m.msg)
 
 
+def test_an_accepted_fit_is_not_warned_of_for_that_event_and_vendor_alone(
+    settings: Settings, write_plan: WritePlan, sandbox: Sandbox
+) -> None:
+    """``"accepted"`` in an event's mapping for a vendor says why what it does is fine:
+    no W010 for that event at that vendor; another vendor, and another event, still warn."""
+    cart = {"properties": {"cart": {"type": "object"}}, "required": ["cart"]}
+    accepted = {**cart, "vendors": {"hackle": {"accepted": "the reports read the JSON"}}}
+    configure(
+        settings,
+        write_plan,
+        plan_with(**{"cart.added": accepted, "order.shipped": {**cart}}),
+        VENDORS=sandbox.vendor_settings(),
+    )
+    warnings = [m.msg for m in check_plan() if m.id == "eventtrack.W010"]
+    assert not any("Hackle" in text and "'cart.added'" in text for text in warnings), warnings
+    assert any("PrimeData gets 'cart.added''s object" in text for text in warnings), warnings
+    assert any("Hackle" in text and "'order.shipped''s cart" in text for text in warnings)
+    [hint] = {m.hint for m in check_plan() if m.id == "eventtrack.W010" and "Hackle" in m.msg}
+    assert '"vendors": {"hackle": {"accepted": "<why>"}}' in str(hint)
+
+
+def test_accepted_must_be_a_reason(settings: Settings, write_plan: WritePlan) -> None:
+    entry = {"vendors": {"hackle": {"accepted": ""}}}
+    configure(settings, write_plan, plan_with(**{"cart.added": entry}))
+    [error] = [m for m in check_configuration() if m.id == "eventtrack.E010"]
+    assert "'accepted' (why what the vendor does with the event is accepted" in error.msg
+
+
 def test_an_unchecked_format_is_a_warning(settings: Settings, write_plan: WritePlan) -> None:
     configure(
         settings,

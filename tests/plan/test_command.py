@@ -175,9 +175,13 @@ def test_diff_classifies_breaking_and_compatible_changes(rich: Path, write_plan:
 def test_diff_without_breaking_changes_exits_zero(rich: Path, write_plan: WritePlan) -> None:
     new = json.loads(json.dumps(RICH_PLAN))
     new["events"]["order.placed"]["description"] = "Placed."
+    new["events"]["cart.added"]["vendors"]["hackle"]["accepted"] = "JSON strings are fine"
+    new["events"]["order.placed"]["vendors"] = {"primedata": {"accepted": "as strings"}}
     assert run("--diff", str(write_plan(new, name="next.json"))).splitlines() == [
+        "compatible  cart.added: what hackle does accepted or not",
         "compatible  order.placed: description changed",
-        "1 change(s), none breaking.",
+        "compatible  order.placed: what primedata does accepted or not",
+        "3 change(s), none breaking.",
     ]
 
 
