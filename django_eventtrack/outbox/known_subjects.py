@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -54,10 +54,13 @@ LEARNING = (
 
 @dataclass(frozen=True)
 class Known:
-    """Ids (their digests) with no privacy state while the generation is ``generation``."""
+    """Ids (their digests) with no privacy state while the generation is ``generation``.
+
+    ``clean`` grows in place, under the module's lock: a copy per new id would cost more
+    than the lookup it saves (about 0.6 ms at 30,000 ids)."""
 
     generation: int
-    clean: frozenset[str] = frozenset()
+    clean: set[str] = field(default_factory=set)
 
 
 _known: dict[str, Known] = {}
@@ -71,10 +74,11 @@ def applies(connection: BaseDatabaseWrapper) -> bool:
 
 def clean_under(connection: BaseDatabaseWrapper, digests: Collection[str]) -> int | None:
     """The generation under which every one of ``digests`` had no privacy state, if known."""
-    known = _known.get(connection.alias)
-    if known is None or not known.clean.issuperset(digests):
-        return None
-    return known.generation
+    with _lock:
+        known = _known.get(connection.alias)
+        if known is None or not known.clean.issuperset(digests):
+            return None
+        return known.generation
 
 
 def outdated(connection: BaseDatabaseWrapper, generation: int) -> None:
@@ -132,10 +136,9 @@ def learn(
         known = _known.get(connection.alias)
         if known is None or known.generation != generation:
             return
-        clean = known.clean | frozenset(digests)
-        if len(clean) > MAX_KNOWN:
-            clean = frozenset(digests)
-        _known[connection.alias] = Known(generation, clean)
+        if len(known.clean) + len(digests) > MAX_KNOWN:
+            known.clean.clear()
+        known.clean.update(digests)
 
 
 def reset() -> None:
