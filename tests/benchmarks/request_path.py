@@ -3,8 +3,8 @@
 Two ways to call it: many calls inside one transaction (a view that tracks in
 its own transaction; the commit is not timed), and each call with its commit
 (autocommit, as in a view without ``ATOMIC_REQUESTS``; the commit is timed).
-Two visitors: a user with a Hellotext session (nothing to look up), and a
-user id only, whose remembered Hellotext profile ``track()`` looks up.
+Two visitors: a user with a Hellotext session (nothing to look up; a new session
+each call), and a user id only, whose remembered Hellotext profile ``track()`` looks up.
 
 Against (a) a plain ORM insert of one comparable row (the same event, as one
 ``Event`` row: what a hand-rolled "log it to a table" costs), called the same
@@ -125,7 +125,9 @@ def variants(segment_host: str) -> dict[str, Callable[[int], object]]:
     )
 
     def with_session(n: int) -> object:
-        return track(EVENT, {**PROPERTIES, "n": n}, user_id=USER_ID, session=SESSION)
+        # A session of its own per call, as a new visitor's: the privacy check finds
+        # nothing a process could have remembered from an earlier call.
+        return track(EVENT, {**PROPERTIES, "n": n}, user_id=USER_ID, session=f"{SESSION}-{n}")
 
     def user_id_only(n: int) -> object:
         return track("product.purchased", {**PROPERTIES, "n": n}, user_id=USER_ID)
@@ -135,7 +137,7 @@ def variants(segment_host: str) -> dict[str, Callable[[int], object]]:
             id=uuid.uuid4(),
             name="product.purchased",
             properties={**PROPERTIES, "n": n},
-            identity={"user_id": USER_ID, "session": SESSION},
+            identity={"user_id": USER_ID, "session": f"{SESSION}-{n}"},
             timestamp=timezone.now(),
         )
 

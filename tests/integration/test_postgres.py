@@ -190,11 +190,11 @@ def test_track_on_postgresql_is_one_statement_writing_what_the_orm_would(
     on_postgres: Processes,
 ) -> None:
     """One round trip, one row, atomic by itself (BEGIN, two INSERTs and COMMIT before).
-    A process's first also reads the generation of the privacy state (two statements,
-    once: ``outbox.known_subjects``)."""
+    A process's first also looks for the privacy check's function (two statements, once:
+    ``outbox.inserts``)."""
     output = on_postgres.run("-c", TRACK_SQL, EVENTTRACK_DELIVERY="worker")
     counts, differences = output.splitlines()[-2:]
-    assert counts == "3 1 1"
+    assert counts == "2 1 1"
     assert differences == "{} {}"
 
 
