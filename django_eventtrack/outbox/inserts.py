@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import uuid
@@ -88,7 +87,7 @@ def without(event: normalised.TrackedEvent, withdrawn: frozenset[str]) -> normal
     granted = identity.consent
     if granted is None:
         granted = get_config().purposes
-    return dataclasses.replace(event, identity=identity.with_consent(granted - withdrawn))
+    return event.about(identity.with_consent(granted - withdrawn))
 
 
 def _store(

@@ -19,7 +19,6 @@ registry says which ids a browser brings and how each is replaced.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -132,7 +131,7 @@ def _own(config: Config, event: TrackedEvent, owners: Mapping[Pair, str]) -> Tra
         changes[key] = per_person(key, value, user) if _derived(config, key) else None
     if not changes:
         return event
-    return dataclasses.replace(event, identity=identity.replace(**changes))
+    return event.about(identity.replace(**changes))
 
 
 def _derived(config: Config, key: str) -> bool:

@@ -14,7 +14,6 @@ on what vendors' answers teach: a profile the vendor lost is created again once.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
 
@@ -214,7 +213,7 @@ def _with_id(event: TrackedEvent, key: str, value: str | None) -> TrackedEvent:
     """``event`` carrying ``value`` under ``key`` (unchanged when ``value`` is None)."""
     if value is None or event.identity.get(key) == value:
         return event
-    return dataclasses.replace(event, identity=event.identity.replace(**{key: value}))
+    return event.about(event.identity.replace(**{key: value}))
 
 
 def _without_foreign_session(
@@ -229,7 +228,7 @@ def _without_foreign_session(
         event.id,
         adapter.name,
     )
-    return dataclasses.replace(event, identity=event.identity.replace(**{session_key: None}))
+    return event.about(event.identity.replace(**{session_key: None}))
 
 
 #: A person's ids: (identity key, id) pairs, several per key allowed.

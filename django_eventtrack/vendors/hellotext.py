@@ -410,7 +410,7 @@ class HellotextAdapter(VendorAdapter):
         leave_out: Literal["session", "profile"],
     ) -> Outcome:
         """``event`` sent once more without its ``leave_out`` id (``line`` says why)."""
-        retry = dataclasses.replace(event, identity=event.identity.replace(**{leave_out: None}))
+        retry = event.about(event.identity.replace(**{leave_out: None}))
         notes: Notes = {}
         note(notes, event, line)
         request = self.build_request([retry])
