@@ -217,10 +217,13 @@ Adapt = Callable[[Any, Any], Any]
 
 def _adapter(field: Field[Any, Any]) -> Adapt:
     """How ``field`` adapts a value for a connection, as its ``get_db_prep_save`` would."""
-    for kind, adapter in ADAPTERS:
-        if isinstance(field, kind):
-            return adapter(field)
-    return field.get_db_prep_save
+    made = _kind(field)
+    return field.get_db_prep_save if made is None else made(field)
+
+
+def _kind(field: Field[Any, Any]) -> Callable[[Field[Any, Any]], Adapt] | None:
+    """The adapter maker of ``field``'s kind in :data:`ADAPTERS`; None for another kind."""
+    return next((made for kind, made in ADAPTERS if isinstance(field, kind)), None)
 
 
 def _json(field: Field[Any, Any]) -> Adapt:
@@ -272,9 +275,7 @@ ADAPTERS: tuple[tuple[type[Field[Any, Any]], Callable[[Field[Any, Any]], Adapt]]
 def _constant_default(field: Field[Any, Any]) -> tuple[Any] | None:
     """``(None,)`` for a column of those kinds whose default is NULL (each stores None as
     NULL); None when the default must be asked for and adapted (a callable, a value)."""
-    if field.has_default() or not field.null:
-        return None
-    if not any(isinstance(field, kind) for kind, _ in ADAPTERS):
+    if field.has_default() or not field.null or _kind(field) is None:
         return None
     return (None,)
 
